@@ -145,7 +145,7 @@ class SurrogateGradient(ABC):
             object.__setattr__(self, field.name, _check_positive(self.name, field.name, getattr(self, field.name)))
         self._validate()
 
-    def _validate(self) -> None:
+    def _validate(self) -> None:  # noqa: B027 - optional hook, most shapes need no extra check
         """Check shape-specific parameter constraints (hook for subclasses)."""
 
     def __repr__(self) -> str:
@@ -162,7 +162,7 @@ class SurrogateGradient(ABC):
 
     @abstractmethod
     def primitive(self, x: Tensor) -> Tensor:
-        """Smooth step :math:`P(x)` with :math:`P' = g`, :math:`P(-\\infty) = 0`, :math:`P(\\infty) = ` area."""
+        r"""Smooth step :math:`P(x)` with :math:`P' = g`, :math:`P(-\infty) = 0`, :math:`P(\infty) =` area."""
 
     @property
     @abstractmethod
@@ -179,8 +179,10 @@ class SurrogateGradient(ABC):
         return _SurrogateSpike.apply(x, self)
 
     def smooth(self, x: Tensor) -> Tensor:
-        """Forward :meth:`primitive`, backward :meth:`derivative`: a differentiable network whose true gradient
-        is the surrogate gradient."""
+        """Forward :meth:`primitive`, backward :meth:`derivative` ("smooth mode").
+
+        A network built from smooth spikes is differentiable and its true gradient is the surrogate gradient.
+        """
         return _SmoothSpike.apply(x, self)
 
     def __call__(self, x: Tensor) -> Tensor:
@@ -188,7 +190,7 @@ class SurrogateGradient(ABC):
         return self.spike(x)
 
     def _u(self, x: Tensor) -> Tensor:
-        """Scaled input :math:`u = \\beta x`, clamped to a finite range (used by primitives only)."""
+        r"""Scaled input :math:`u = \beta x`, clamped to a finite range (used by primitives only)."""
         return (self.slope * x).clamp(-_U_MAX, _U_MAX)
 
 

@@ -183,7 +183,7 @@ def test_q_pseudo_tail_validated() -> None:
 def test_unknown_name_and_parameter_list_valid_ones() -> None:
     with pytest.raises(ValueError, match="unknown surrogate 'nope'; available surrogates: atan, exponential"):
         get_surrogate("nope")
-    with pytest.raises(ValueError, match="unknown parameter.*tail; valid parameters: slope, scale"):
+    with pytest.raises(ValueError, match=r"unknown parameter.*tail; valid parameters: slope, scale"):
         get_surrogate("sigmoid", tail=2.0)
 
 
