@@ -23,7 +23,12 @@ _EXPORTS: dict[str, str] = {
     "ConvergenceResult": "evoexp.verification.convergence",
     "ComparativeBenchmark": "evoexp.verification.benchmark",
     "BenchmarkResult": "evoexp.verification.benchmark",
+    "BenchmarkLoaders": "evoexp.verification.benchmark",
     "BackpropagationVerificationSuite": "evoexp.verification.suite",
+    "VerificationOptions": "evoexp.verification.suite",
+    "CHECKS": "evoexp.verification.suite",
+    "analyze_loss_history": "evoexp.verification.convergence",
+    "EarlyStopping": "evoexp.verification.convergence",
     "generate_report": "evoexp.verification.report",
 }
 
