@@ -175,7 +175,13 @@ class SurrogateGradient(ABC):
         r""":math:`\max_x g(x)`."""
 
     def spike(self, x: Tensor) -> Tensor:
-        """Exact Heaviside forward ``(x > 0)``, backward multiplies the incoming gradient by :meth:`derivative`."""
+        """Exact Heaviside forward ``(x > 0)``, backward multiplies the incoming gradient by :meth:`derivative`.
+
+        Without grad mode no backward can follow, so the plain step is returned (skipping the autograd.Function
+        also skips its generated vmap rule, which dominates batched no-grad forwards).
+        """
+        if not torch.is_grad_enabled():
+            return heaviside(x)
         return _SurrogateSpike.apply(x, self)
 
     def smooth(self, x: Tensor) -> Tensor:
@@ -183,6 +189,8 @@ class SurrogateGradient(ABC):
 
         A network built from smooth spikes is differentiable and its true gradient is the surrogate gradient.
         """
+        if not torch.is_grad_enabled():
+            return self.primitive(x)
         return _SmoothSpike.apply(x, self)
 
     def __call__(self, x: Tensor) -> Tensor:

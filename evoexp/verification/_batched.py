@@ -1,0 +1,201 @@
+"""Loss evaluations at many perturbed parameter sets, batched with :mod:`torch.func` (private helper).
+
+The gradient verifiers (finite differences, gradient alignment) all need the same primitive: the scalar loss
+``loss_fn(model(*inputs), targets)`` evaluated at parameter sets that differ from the model's in a few tensors.
+:class:`LossProblem` owns a private copy of the model (cast to the verification dtype) and evaluates such sets with
+``torch.func.functional_call`` under ``torch.func.vmap``, in chunks whose size keeps the extra memory under a budget.
+Models that ``vmap`` cannot transform (for example a custom ``autograd.Function`` without a vmap rule, or
+data-dependent Python control flow) fall back to a sequential loop; the fallback is recorded as a warning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+__all__ = ["DEFAULT_MEMORY_BUDGET", "LossFn", "LossProblem", "is_evoexp_snn", "smooth_context"]
+
+LossFn = Callable[[Any, Any], Tensor]
+"""A loss ``loss_fn(model_output, targets) -> scalar tensor``."""
+
+DEFAULT_MEMORY_BUDGET = 512 * 2**20
+"""Default bound (bytes) on the extra memory of one batched evaluation: perturbed parameters plus activations."""
+
+_MAX_FORWARDS_PER_CHUNK = 4096
+
+
+def is_evoexp_snn(model: nn.Module) -> bool:
+    """Return whether ``model`` is an evoexp spiking network (``evoexp.models.is_snn``), False if unavailable."""
+    try:
+        from evoexp.models import is_snn
+    except ImportError:
+        return False
+    return bool(is_snn(model))
+
+
+def smooth_context(model: nn.Module, smooth: bool) -> contextlib.AbstractContextManager[Any]:
+    """Return ``evoexp.models.smooth_mode(model)`` when ``smooth`` is set, else a no-op context."""
+    if not smooth:
+        return contextlib.nullcontext()
+    from evoexp.models import smooth_mode
+
+    return smooth_mode(model)
+
+
+def _cast(value: Any, dtype: torch.dtype) -> Any:
+    """Cast floating tensors (also inside tuples/lists/dicts) to ``dtype``; leave everything else unchanged."""
+    if isinstance(value, Tensor):
+        return value.detach().to(dtype) if value.is_floating_point() else value
+    if isinstance(value, (tuple, list)):
+        return type(value)(_cast(v, dtype) for v in value)
+    if isinstance(value, dict):
+        return {k: _cast(v, dtype) for k, v in value.items()}
+    return value
+
+
+class LossProblem:
+    """A scalar loss as a function of named parameters, on a private copy of the model.
+
+    Args:
+        model: The user's model; it is deep-copied and never modified.
+        inputs: Model input; a tuple is unpacked into positional arguments.
+        targets: Passed unchanged (after dtype casting of floating tensors) to ``loss_fn``.
+        loss_fn: ``loss_fn(model_output, targets) -> scalar tensor``.
+        dtype: Floating dtype of the copy, the inputs and floating targets.
+        parameters: Names of the parameters to study; ``None`` means every parameter that requires grad.
+        memory_budget: Bound in bytes on the extra memory of one batched evaluation.
+        chunk_size: Fixed number of forward evaluations per batched call (overrides ``memory_budget``).
+
+    Raises:
+        ValueError: ``parameters`` names an unknown parameter, the model has no trainable parameter,
+            ``memory_budget`` or ``chunk_size`` is not positive.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        inputs: Any,
+        targets: Any,
+        loss_fn: LossFn,
+        *,
+        dtype: torch.dtype,
+        parameters: Sequence[str] | None = None,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        chunk_size: int | None = None,
+    ) -> None:
+        if memory_budget <= 0:
+            raise ValueError(f"memory_budget must be > 0 bytes, got {memory_budget!r}")
+        if chunk_size is not None and chunk_size <= 0:
+            raise ValueError(f"chunk_size must be a positive number of forward evaluations, got {chunk_size!r}")
+        self.model = copy.deepcopy(model).to(dtype)
+        trainable = {name: p for name, p in self.model.named_parameters() if p.requires_grad}
+        if parameters is None:
+            selected = list(trainable)
+        else:
+            unknown = [name for name in parameters if name not in trainable]
+            if unknown:
+                raise ValueError(
+                    f"parameters: unknown or frozen parameter(s) {unknown}; trainable: {sorted(trainable)}"
+                )
+            selected = list(dict.fromkeys(parameters))
+        if not selected:
+            raise ValueError("model has no trainable parameter to verify (parameters is empty)")
+        self.params: dict[str, Tensor] = {name: trainable[name] for name in selected}
+        self.inputs: tuple[Any, ...] = _cast(inputs if isinstance(inputs, tuple) else (inputs,), dtype)
+        self.targets = _cast(targets, dtype)
+        self.loss_fn = loss_fn
+        self.dtype = dtype
+        self.memory_budget = memory_budget
+        self.chunk_size = chunk_size
+        self.activation_bytes = 0
+        self.batched = True
+        self.n_evaluations = 0
+        self.warnings: list[str] = []
+
+    @property
+    def n_parameters(self) -> int:
+        """Number of scalar coordinates in the studied parameters."""
+        return sum(p.numel() for p in self.params.values())
+
+    def _loss(self, overrides: dict[str, Tensor]) -> Tensor:
+        output = functional_call(self.model, overrides, self.inputs) if overrides else self.model(*self.inputs)
+        loss = self.loss_fn(output, self.targets)
+        if not isinstance(loss, Tensor) or loss.numel() != 1:
+            raise ValueError("loss_fn must return a scalar tensor (one element)")
+        return loss.reshape(())
+
+    def loss(self) -> float:
+        """Loss at the unperturbed parameters."""
+        with torch.no_grad():
+            self.n_evaluations += 1
+            return float(self._loss({}))
+
+    def gradient(self) -> dict[str, Tensor]:
+        """Autograd gradient of the loss with respect to the studied parameters (detached copies).
+
+        The first call also measures the bytes autograd saves during the forward, used as the per-evaluation
+        activation estimate when sizing chunks.
+        """
+        saved: dict[tuple[int, int], int] = {}
+
+        def pack(tensor: Tensor) -> Tensor:
+            if tensor.layout == torch.strided and tensor.device.type != "meta":
+                saved[(tensor.data_ptr(), tensor.numel())] = tensor.numel() * tensor.element_size()
+            return tensor
+
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = self._loss({})
+        self.activation_bytes = max(self.activation_bytes, sum(saved.values()))
+        grads = torch.autograd.grad(loss, list(self.params.values()), allow_unused=True)
+        self.n_evaluations += 1
+        return {
+            name: (torch.zeros_like(p) if g is None else g.detach().clone())
+            for (name, p), g in zip(self.params.items(), grads)
+        }
+
+    def forwards_per_chunk(self, perturbed_numel: int) -> int:
+        """Number of forward evaluations per batched call for overrides of ``perturbed_numel`` elements each."""
+        if self.chunk_size is not None:
+            return self.chunk_size
+        itemsize = torch.empty((), dtype=self.dtype).element_size()
+        per_forward = max(1, self.activation_bytes + perturbed_numel * itemsize)
+        return int(max(1, min(_MAX_FORWARDS_PER_CHUNK, self.memory_budget // per_forward)))
+
+    def chunks(self, n: int, perturbed_numel: int) -> Iterator[slice]:
+        """Split ``range(n)`` forward evaluations into memory-bounded slices."""
+        step = self.forwards_per_chunk(perturbed_numel)
+        for start in range(0, n, step):
+            yield slice(start, min(n, start + step))
+
+    def losses(self, overrides: dict[str, Tensor]) -> Tensor:
+        """Losses at ``n`` parameter sets: each override has a leading batch dimension ``n``.
+
+        Parameters absent from ``overrides`` keep their unperturbed values. The call is not chunked: callers
+        build overrides chunk by chunk (see :meth:`chunks`) so that the perturbed tensors also stay bounded.
+
+        Returns:
+            A 1-D tensor of ``n`` losses.
+        """
+        sizes = {v.shape[0] for v in overrides.values()}
+        if len(sizes) != 1:
+            raise ValueError(f"overrides must share one leading batch size, got {sorted(sizes)}")
+        n = sizes.pop()
+        self.n_evaluations += n
+        with torch.no_grad():
+            if self.batched:
+                try:
+                    return vmap(self._loss, in_dims=(0,), randomness="error")(overrides)
+                except (RuntimeError, NotImplementedError) as error:
+                    self.batched = False
+                    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                    self.warnings.append(
+                        "torch.func.vmap could not batch this model's forward "
+                        f"({type(error).__name__}: {first_line}); fell back to a sequential loop (slower)"
+                    )
+            return torch.stack([self._loss({k: v[i] for k, v in overrides.items()}) for i in range(n)])

@@ -1,0 +1,337 @@
+r"""Alignment of surrogate gradients with the gradient of the Gaussian-smoothed spiking loss (DESIGN §5).
+
+For a spiking network the loss :math:`L(w)` is piecewise constant in the weights, so its true gradient is zero
+almost everywhere. What a surrogate gradient approximates is the gradient of a smoothed loss (Gygax & Zenke). Along
+a unit direction :math:`v` we use
+
+.. math:: \tilde L_\sigma(t) = \mathbb{E}_{z\sim\mathcal N(0,1)}[L(w + (t + \sigma z) v)], \qquad
+          \tilde L_\sigma'(0) = \frac{1}{\sigma}\,\mathbb{E}_z[z\,L(w + \sigma z v)]
+
+(Stein's identity), evaluated by Gauss--Hermite quadrature with the probabilists' nodes :math:`z_i`, weights
+:math:`\omega_i` (``numpy.polynomial.hermite_e.hermegauss``): symmetric node pairs give
+
+.. math:: \tilde L_\sigma'(0) \approx \frac{1}{\sigma\sqrt{2\pi}} \sum_{z_i > 0} \omega_i z_i
+          \bigl(L(w + \sigma z_i v) - L(w - \sigma z_i v)\bigr).
+
+For :math:`K` seeded random unit directions the vectors :math:`s_k = \langle \nabla_{\text{sur}} L, v_k\rangle`
+(autograd through the spiking network) and :math:`t_k = \tilde L_\sigma'(0)` along :math:`v_k` are compared:
+cosine similarity :math:`\langle s, t\rangle/\|s\|\|t\|` (for isotropic :math:`v` an estimate of the cosine between
+the two gradients), sign agreement (fraction of :math:`k` with equal signs) and norm ratio :math:`\|s\|/\|t\|`, with
+jackknife standard errors over directions. "Overall" directions span every parameter; per-layer directions are
+restricted to one parameter tensor.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from numpy.polynomial.hermite_e import hermegauss
+from torch import Tensor, nn
+
+from evoexp.verification._batched import (
+    DEFAULT_MEMORY_BUDGET,
+    LossFn,
+    LossProblem,
+    is_evoexp_snn,
+    smooth_context,
+)
+from evoexp.verification.results import Result
+
+__all__ = ["AlignmentResult", "AlignmentStats", "verify_gradient_alignment"]
+
+OVERALL = "overall"
+
+
+@dataclass
+class AlignmentStats:
+    r"""Alignment over :math:`K` directions for one scope (all parameters, or one tensor) and one :math:`\sigma`.
+
+    Attributes:
+        scope: ``"overall"`` or a parameter name.
+        sigma: Smoothing scale.
+        n_directions: Directions :math:`K`.
+        cosine: :math:`\langle s, t\rangle / \|s\|\|t\|` (``nan`` if either vector is zero).
+        cosine_se: Jackknife standard error of ``cosine``.
+        sign_agreement: Fraction of directions where :math:`s_k` and :math:`t_k` have the same sign.
+        sign_agreement_se: :math:`\sqrt{p(1-p)/K}`.
+        norm_ratio: :math:`\|s\| / \|t\|` (``inf`` when the smoothed derivatives are all zero).
+        norm_ratio_se: Jackknife standard error of ``norm_ratio``.
+        surrogate: The directional surrogate derivatives :math:`s_k`.
+        smoothed: The directional derivatives of the smoothed loss :math:`t_k`.
+    """
+
+    scope: str
+    sigma: float
+    n_directions: int
+    cosine: float
+    cosine_se: float
+    sign_agreement: float
+    sign_agreement_se: float
+    norm_ratio: float
+    norm_ratio_se: float
+    surrogate: list[float]
+    smoothed: list[float]
+
+
+@dataclass
+class AlignmentResult(Result):
+    """Outcome of :func:`verify_gradient_alignment` (informational: ``passed`` is ``None``).
+
+    Attributes:
+        sigmas: Smoothing scales, in the given order.
+        n_directions: Directions per scope.
+        n_quadrature: Gauss--Hermite nodes.
+        seed: Seed of the directions.
+        smooth_mode: Whether the evoexp SNN ran in smooth mode (``None`` for other models).
+        dtype: Dtype of the model copy.
+        overall: One :class:`AlignmentStats` per sigma for directions over all parameters.
+        per_layer: Parameter name -> one :class:`AlignmentStats` per sigma.
+        n_evaluations: Loss evaluations.
+        batched: Whether ``vmap`` batching was used.
+        seconds: Wall time.
+        warnings: Non-float64 dtype, vmap fallback, ...
+    """
+
+    check: ClassVar[str] = "alignment"
+
+    sigmas: list[float]
+    n_directions: int
+    n_quadrature: int
+    seed: int
+    smooth_mode: bool | None
+    dtype: str
+    overall: list[AlignmentStats]
+    per_layer: dict[str, list[AlignmentStats]]
+    n_evaluations: int
+    batched: bool
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    def stats(self, scope: str = OVERALL, sigma: float | None = None) -> AlignmentStats:
+        """Statistics of ``scope`` (``"overall"`` or a parameter name) at ``sigma`` (default: the first)."""
+        rows = self.overall if scope == OVERALL else self.per_layer[scope]
+        if sigma is None:
+            return rows[0]
+        for row in rows:
+            if math.isclose(row.sigma, sigma):
+                return row
+        raise ValueError(f"sigma={sigma!r} was not evaluated; sigmas: {self.sigmas}")
+
+    def summary(self) -> dict[str, float]:
+        """``alignment/cosine`` etc. at the first sigma, plus ``alignment/<metric>/sigma=<s>`` for every sigma."""
+        out: dict[str, float] = {}
+        for i, row in enumerate(self.overall):
+            for metric in ("cosine", "sign_agreement", "norm_ratio"):
+                value = float(getattr(row, metric))
+                if i == 0:
+                    out[f"alignment/{metric}"] = value
+                out[f"alignment/{metric}/sigma={row.sigma:g}"] = value
+        return out
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Tidy rows: one per (scope, sigma)."""
+        all_stats = [*self.overall, *(s for rows in self.per_layer.values() for s in rows)]
+        return [
+            {
+                "scope": s.scope,
+                "sigma": s.sigma,
+                "cosine": s.cosine,
+                "cosine_se": s.cosine_se,
+                "sign_agreement": s.sign_agreement,
+                "sign_agreement_se": s.sign_agreement_se,
+                "norm_ratio": s.norm_ratio,
+                "norm_ratio_se": s.norm_ratio_se,
+            }
+            for s in all_stats
+        ]
+
+
+def _cosine(s: np.ndarray, t: np.ndarray) -> float:
+    denom = float(np.linalg.norm(s) * np.linalg.norm(t))
+    return float(s @ t) / denom if denom > 0 else math.nan
+
+
+def _norm_ratio(s: np.ndarray, t: np.ndarray) -> float:
+    nt = float(np.linalg.norm(t))
+    return float(np.linalg.norm(s)) / nt if nt > 0 else math.inf
+
+
+def _jackknife_se(s: np.ndarray, t: np.ndarray, stat: Any) -> float:
+    """Jackknife standard error of ``stat(s, t)`` over the paired entries (directions)."""
+    k = len(s)
+    if k < 2:
+        return math.nan
+    keep = ~np.eye(k, dtype=bool)
+    values = np.array([stat(s[m], t[m]) for m in keep])
+    if not np.all(np.isfinite(values)):
+        return math.nan
+    return float(math.sqrt((k - 1) / k * np.sum((values - values.mean()) ** 2)))
+
+
+def _stats(scope: str, sigma: float, s: np.ndarray, t: np.ndarray) -> AlignmentStats:
+    k = len(s)
+    agree = float(np.mean(np.sign(s) == np.sign(t)))
+    return AlignmentStats(
+        scope=scope,
+        sigma=sigma,
+        n_directions=k,
+        cosine=_cosine(s, t),
+        cosine_se=_jackknife_se(s, t, _cosine),
+        sign_agreement=agree,
+        sign_agreement_se=math.sqrt(agree * (1 - agree) / k),
+        norm_ratio=_norm_ratio(s, t),
+        norm_ratio_se=_jackknife_se(s, t, _norm_ratio),
+        surrogate=s.tolist(),
+        smoothed=t.tolist(),
+    )
+
+
+def _smoothed_derivatives(
+    problem: LossProblem, directions: dict[str, Tensor], sigma: float, nodes: np.ndarray, weights: np.ndarray
+) -> np.ndarray:
+    r"""Gauss--Hermite directional derivatives of the smoothed loss along ``K`` directions.
+
+    Args:
+        problem: The loss.
+        directions: Parameter name -> ``[K, numel]`` components of the unit directions (absent tensors: 0).
+        sigma: Smoothing scale.
+        nodes: Positive probabilists' Hermite nodes.
+        weights: Their weights.
+
+    Returns:
+        ``[K]`` array of :math:`\tilde L_\sigma'(0)`.
+    """
+    k = next(iter(directions.values())).shape[0]
+    # Row layout: direction d, node j, sign s -> row (d * n_nodes + j) * 2 + s.
+    offsets = torch.as_tensor(np.stack([nodes, -nodes], axis=1).reshape(-1) * sigma, dtype=problem.dtype)
+    n_rows = k * offsets.numel()
+    numel = sum(problem.params[name].numel() for name in directions)
+    values = []
+    for rows in problem.chunks(n_rows, numel):
+        r = torch.arange(rows.start, rows.stop)
+        d, o = r // offsets.numel(), offsets[r % offsets.numel()]
+        overrides = {
+            name: (problem.params[name].detach().reshape(1, -1) + o[:, None] * v[d]).reshape(
+                -1, *problem.params[name].shape
+            )
+            for name, v in directions.items()
+        }
+        values.append(problem.losses(overrides))
+    losses = torch.cat(values).reshape(k, len(nodes), 2).double().numpy()
+    return ((losses[:, :, 0] - losses[:, :, 1]) @ (weights * nodes)) / (sigma * math.sqrt(2 * math.pi))
+
+
+def verify_gradient_alignment(
+    model: nn.Module,
+    inputs: Any,
+    targets: Any,
+    loss_fn: LossFn,
+    *,
+    sigmas: Sequence[float] = (0.01, 0.1),
+    n_directions: int = 32,
+    n_quadrature: int = 16,
+    seed: int = 0,
+    per_layer: bool = True,
+    smooth: bool = False,
+    parameters: Sequence[str] | None = None,
+    dtype: torch.dtype = torch.float64,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    chunk_size: int | None = None,
+) -> AlignmentResult:
+    r"""Compare directional surrogate derivatives with directional derivatives of the Gaussian-smoothed loss.
+
+    Runs on a private copy of ``model`` (cast to ``dtype``); the user's model is never modified. evoexp SNNs run in
+    spiking mode unless ``smooth=True`` (in smooth mode the surrogate gradient is the true gradient, so for small
+    :math:`\sigma` the cosine tends to 1: a sanity check of the estimator).
+
+    Args:
+        model: Any ``nn.Module``.
+        inputs: Model input(s) (a tuple is unpacked).
+        targets: Second argument of ``loss_fn``.
+        loss_fn: ``loss_fn(model_output, targets) -> scalar tensor``.
+        sigmas: Smoothing scales :math:`\sigma > 0` (in parameter units, along unit directions).
+        n_directions: Seeded random unit directions :math:`K \ge 2` per scope.
+        n_quadrature: Gauss--Hermite nodes (>= 2); ``2 * (n_quadrature // 2)`` forwards per direction and sigma.
+        seed: Seed of the directions (the same directions are used for every sigma).
+        per_layer: Also evaluate directions restricted to each parameter tensor.
+        smooth: Run an evoexp SNN in smooth mode.
+        parameters: Parameter names to include (default: all trainable).
+        dtype: Dtype of the copy.
+        memory_budget: Bound in bytes on one batched evaluation.
+        chunk_size: Fixed forward evaluations per batched call.
+
+    Returns:
+        An :class:`AlignmentResult`.
+
+    Raises:
+        ValueError: Empty or non-positive ``sigmas``, ``n_directions < 2``, ``n_quadrature < 2``, ``smooth=True``
+            for a model that is not an evoexp SNN, or unknown ``parameters``.
+    """
+    if not sigmas or not all(isinstance(s, (int, float)) and math.isfinite(s) and s > 0 for s in sigmas):
+        raise ValueError(f"sigmas must be a non-empty sequence of finite numbers > 0, got {sigmas!r}")
+    if n_directions < 2:
+        raise ValueError(f"n_directions must be >= 2 (standard errors need two directions), got {n_directions!r}")
+    if n_quadrature < 2:
+        raise ValueError(f"n_quadrature must be >= 2, got {n_quadrature!r}")
+    snn = is_evoexp_snn(model)
+    if smooth and not snn:
+        raise ValueError("smooth=True needs an evoexp SNN (evoexp.models.is_snn); this model has no smooth mode")
+    start = time.perf_counter()
+    problem = LossProblem(
+        model,
+        inputs,
+        targets,
+        loss_fn,
+        dtype=dtype,
+        parameters=parameters,
+        memory_budget=memory_budget,
+        chunk_size=chunk_size,
+    )
+    warnings = [] if dtype == torch.float64 else [f"alignment computed in {dtype}, not torch.float64"]
+    nodes, weights = hermegauss(n_quadrature)
+    positive = nodes > 0
+    nodes, weights = nodes[positive], weights[positive]
+
+    generator = torch.Generator().manual_seed(seed)
+    names = list(problem.params)
+    overall_raw = {
+        name: torch.randn((n_directions, problem.params[name].numel()), generator=generator, dtype=torch.float64)
+        for name in names
+    }
+    norm = torch.sqrt(sum(v.pow(2).sum(dim=1) for v in overall_raw.values()))
+    scopes: dict[str, dict[str, Tensor]] = {OVERALL: {n: (v / norm[:, None]).to(dtype) for n, v in overall_raw.items()}}
+    if per_layer:
+        for name in names:
+            v = torch.randn((n_directions, problem.params[name].numel()), generator=generator, dtype=torch.float64)
+            scopes[name] = {name: (v / v.norm(dim=1, keepdim=True)).to(dtype)}
+
+    with smooth_context(problem.model, smooth):
+        grad = problem.gradient()
+        results: dict[str, list[AlignmentStats]] = {scope: [] for scope in scopes}
+        for scope, directions in scopes.items():
+            surrogate = sum(v @ grad[name].reshape(-1) for name, v in directions.items())
+            s = torch.as_tensor(surrogate).double().numpy()
+            for sigma in sigmas:
+                t = _smoothed_derivatives(problem, directions, float(sigma), nodes, weights)
+                results[scope].append(_stats(scope, float(sigma), s, t))
+    warnings.extend(problem.warnings)
+    return AlignmentResult(
+        sigmas=[float(s) for s in sigmas],
+        n_directions=n_directions,
+        n_quadrature=n_quadrature,
+        seed=seed,
+        smooth_mode=smooth if snn else None,
+        dtype=str(dtype),
+        overall=results.pop(OVERALL),
+        per_layer=results,
+        n_evaluations=problem.n_evaluations,
+        batched=problem.batched,
+        seconds=time.perf_counter() - start,
+        warnings=warnings,
+    )

@@ -1,0 +1,447 @@
+"""SNN versus its ANN twin: the same split, seeds, optimiser and epochs; accuracy, loss, time and size.
+
+:meth:`ComparativeBenchmark.benchmark_training` trains both models once per seed with
+:func:`evoexp.training.train_epoch` and evaluates them after every epoch with :func:`evoexp.training.evaluate`.
+Per seed it keeps the per-epoch curves; over seeds it reports the mean and sample standard deviation (NaN for a
+single seed) of the final losses and accuracies and of the time per epoch, plus the SNN/ANN ratios.
+
+Timing: the wall time of each training epoch (evaluation excluded); the first ``warmup_epochs`` epochs are trained
+but left out of the time per epoch (allocator and kernel warm-up), and the torch intra-op thread count is recorded
+because it changes the times more than anything else on a CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+import torch
+from torch import nn
+
+from evoexp.data.dataset import DatasetSplits, make_loader
+from evoexp.training import DivergenceError, evaluate, train_epoch
+from evoexp.verification.results import Result
+from evoexp.verification.stability import Batch, LossFn, OptimizerFactory
+
+__all__ = [
+    "BenchmarkLoaders",
+    "BenchmarkResult",
+    "ComparativeBenchmark",
+    "MeanStd",
+    "ModelBenchmark",
+    "ModelSpec",
+    "RunCallback",
+    "SeedRun",
+]
+
+_log = logging.getLogger(__name__)
+
+ModelSpec = nn.Module | Callable[[int], nn.Module]
+"""A ready model (benchmarked for one seed, on a deep copy) or a factory ``seed -> fresh model``."""
+
+RunCallback = Callable[[str, int, int, dict[str, float]], None]
+"""Called after each epoch as ``on_epoch(model_name, seed, epoch, metrics)`` with keys ``train/loss``,
+``train/acc``, ``val/loss``, ``val/acc``, ``seconds``; ``model_name`` is ``"snn"`` or ``"ann"``."""
+
+_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+    "rmsprop": torch.optim.RMSprop,
+}
+
+
+@dataclass(frozen=True)
+class BenchmarkLoaders:
+    """Ready loaders for both models (the SNN's yield spikes, the ANN's the static features).
+
+    With ready loaders every seed sees the same batches; pass :class:`evoexp.data.DatasetSplits` instead to get
+    loaders whose shuffling is seeded by each seed.
+
+    Attributes:
+        snn_train: SNN training batches.
+        snn_eval: SNN evaluation batches (None: evaluate on ``snn_train``).
+        ann_train: ANN training batches.
+        ann_eval: ANN evaluation batches (None: evaluate on ``ann_train``).
+
+    """
+
+    snn_train: Iterable[Batch]
+    ann_train: Iterable[Batch]
+    snn_eval: Iterable[Batch] | None = None
+    ann_eval: Iterable[Batch] | None = None
+
+
+@dataclass
+class MeanStd:
+    """Mean and sample standard deviation over seeds (std is NaN for one value).
+
+    Attributes:
+        mean: Mean of the finite values (NaN if none).
+        std: Sample standard deviation (``ddof=1``) of the finite values.
+        n: Number of finite values.
+
+    """
+
+    mean: float
+    std: float
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> MeanStd:
+        """Aggregate ``values``, ignoring NaN/Inf (diverged runs)."""
+        finite = [v for v in values if math.isfinite(v)]
+        if not finite:
+            return cls(float("nan"), float("nan"), 0)
+        t = torch.tensor(finite, dtype=torch.float64)
+        std = float(t.std(unbiased=True)) if len(finite) > 1 else float("nan")
+        return cls(float(t.mean()), std, len(finite))
+
+
+@dataclass
+class SeedRun:
+    """One model trained with one seed.
+
+    Attributes:
+        seed: The seed (global torch seed, factory argument and loader shuffling).
+        train_loss: Training loss per epoch.
+        train_acc: Training accuracy per epoch.
+        eval_loss: Evaluation loss after each epoch.
+        eval_acc: Evaluation accuracy after each epoch.
+        epoch_seconds: Wall time of each training epoch.
+        time_per_epoch: Mean of ``epoch_seconds`` without the warm-up epochs.
+        diverged: Whether training stopped on a NaN/Inf loss or gradient.
+
+    """
+
+    seed: int
+    train_loss: list[float]
+    train_acc: list[float]
+    eval_loss: list[float]
+    eval_acc: list[float]
+    epoch_seconds: list[float]
+    time_per_epoch: float
+    diverged: bool = False
+
+    def final(self, curve: Literal["train_loss", "train_acc", "eval_loss", "eval_acc"]) -> float:
+        """Last value of a curve; NaN for a diverged or empty run."""
+        values: list[float] = getattr(self, curve)
+        return values[-1] if values and not self.diverged else float("nan")
+
+
+@dataclass
+class ModelBenchmark:
+    """One model over all seeds.
+
+    Attributes:
+        name: ``"snn"`` or ``"ann"``.
+        n_params: Trainable parameters.
+        runs: One :class:`SeedRun` per seed.
+        final_train_loss: Final training loss over seeds.
+        final_train_acc: Final training accuracy over seeds.
+        final_eval_loss: Final evaluation loss over seeds.
+        final_eval_acc: Final evaluation accuracy over seeds.
+        time_per_epoch: Seconds per training epoch (warm-up excluded) over seeds.
+
+    """
+
+    name: str
+    n_params: int
+    runs: list[SeedRun]
+    final_train_loss: MeanStd = field(init=False)
+    final_train_acc: MeanStd = field(init=False)
+    final_eval_loss: MeanStd = field(init=False)
+    final_eval_acc: MeanStd = field(init=False)
+    time_per_epoch: MeanStd = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.final_train_loss = MeanStd.of([r.final("train_loss") for r in self.runs])
+        self.final_train_acc = MeanStd.of([r.final("train_acc") for r in self.runs])
+        self.final_eval_loss = MeanStd.of([r.final("eval_loss") for r in self.runs])
+        self.final_eval_acc = MeanStd.of([r.final("eval_acc") for r in self.runs])
+        self.time_per_epoch = MeanStd.of([r.time_per_epoch for r in self.runs])
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b != 0 and math.isfinite(a) and math.isfinite(b) else float("nan")
+
+
+@dataclass
+class BenchmarkResult(Result):
+    """Outcome of :meth:`ComparativeBenchmark.benchmark_training` (informational: ``passed`` is None).
+
+    Attributes:
+        snn: The SNN's numbers.
+        ann: The ANN twin's numbers.
+        seeds: Seeds used.
+        epochs: Epochs per run (warm-up included).
+        warmup_epochs: Leading epochs excluded from the time per epoch.
+        optimizer: Optimiser name; for a factory, the class name of what it built for the first run.
+        lr: Learning rate; for a factory, the first parameter group's ``lr`` of the first run (NaN if none).
+        eval_split: Which data the evaluation numbers come from (``"val"``, ``"test"``, ``"train"`` or
+            ``"loaders"`` for caller-supplied loaders).
+        torch_threads: ``torch.get_num_threads()`` during the runs.
+        time_ratio: SNN / ANN mean seconds per epoch.
+        param_ratio: SNN / ANN trainable parameters.
+        loss_ratio: SNN / ANN mean final evaluation loss.
+        acc_gap: SNN − ANN mean final evaluation accuracy.
+
+    """
+
+    snn: ModelBenchmark
+    ann: ModelBenchmark
+    seeds: list[int]
+    epochs: int
+    warmup_epochs: int
+    optimizer: str
+    lr: float
+    eval_split: str
+    torch_threads: int
+    time_ratio: float = field(init=False)
+    param_ratio: float = field(init=False)
+    loss_ratio: float = field(init=False)
+    acc_gap: float = field(init=False)
+
+    check: ClassVar[str] = "benchmark"
+
+    def __post_init__(self) -> None:
+        self.time_ratio = _ratio(self.snn.time_per_epoch.mean, self.ann.time_per_epoch.mean)
+        self.param_ratio = _ratio(float(self.snn.n_params), float(self.ann.n_params))
+        self.loss_ratio = _ratio(self.snn.final_eval_loss.mean, self.ann.final_eval_loss.mean)
+        self.acc_gap = self.snn.final_eval_acc.mean - self.ann.final_eval_acc.mean
+
+    def summary(self) -> dict[str, float]:
+        """Flat metrics under ``benchmark/…`` (per model: ``benchmark/<snn|ann>_<metric>``)."""
+        out = {
+            "benchmark/time_ratio": self.time_ratio,
+            "benchmark/param_ratio": self.param_ratio,
+            "benchmark/loss_ratio": self.loss_ratio,
+            "benchmark/acc_gap": self.acc_gap,
+            "benchmark/torch_threads": float(self.torch_threads),
+        }
+        for model in (self.snn, self.ann):
+            out[f"benchmark/{model.name}_params"] = float(model.n_params)
+            out[f"benchmark/{model.name}_time_per_epoch"] = model.time_per_epoch.mean
+            out[f"benchmark/{model.name}_eval_acc"] = model.final_eval_acc.mean
+            out[f"benchmark/{model.name}_eval_loss"] = model.final_eval_loss.mean
+            out[f"benchmark/{model.name}_train_loss"] = model.final_train_loss.mean
+        return out
+
+
+def _count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _build(spec: ModelSpec, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    if isinstance(spec, nn.Module):
+        return copy.deepcopy(spec)
+    model = spec(seed)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model factory returned {type(model).__name__}, not an nn.Module")
+    return model
+
+
+class ComparativeBenchmark:
+    """Trains an SNN and its ANN twin under identical conditions and compares them."""
+
+    def benchmark_training(
+        self,
+        snn: ModelSpec,
+        ann: ModelSpec,
+        data: DatasetSplits | BenchmarkLoaders,
+        *,
+        epochs: int = 5,
+        seeds: Sequence[int] = (0,),
+        lr: float = 1e-3,
+        optimizer: str | OptimizerFactory = "adam",
+        batch_size: int = 64,
+        eval_split: Literal["val", "test"] = "val",
+        warmup_epochs: int = 1,
+        loss_fn: LossFn | None = None,
+        on_epoch: RunCallback | None = None,
+    ) -> BenchmarkResult:
+        """Train ``snn`` and ``ann`` for ``epochs`` epochs per seed and compare them.
+
+        For each seed both models get the same global torch seed, the same loader shuffling (built from
+        ``data`` when it is a :class:`evoexp.data.DatasetSplits`: spikes for the SNN, static features for the ANN)
+        and a fresh optimiser of the same kind and learning rate. The models passed in are never trained: ready
+        models are deep-copied, factories are called with the seed.
+
+        Args:
+            snn: SNN (ready model or factory ``seed -> model``).
+            ann: ANN twin (ready model or factory).
+            data: A ``DatasetSplits`` (loaders built per seed) or :class:`BenchmarkLoaders`.
+            epochs: Epochs per run, warm-up included; must exceed ``warmup_epochs``.
+            seeds: Seeds; more than one needs factories for both models.
+            lr: Learning rate of a named optimiser.
+            optimizer: ``"adam"``, ``"adamw"``, ``"sgd"`` or ``"rmsprop"``, or a factory ``params -> optimizer``
+                (then ``lr`` is ignored).
+            batch_size: Batch size of loaders built from ``DatasetSplits``.
+            eval_split: Split of ``DatasetSplits`` to evaluate on.
+            warmup_epochs: Leading epochs excluded from the time per epoch (>= 0).
+            loss_fn: ``loss_fn(logits, targets) -> scalar``; cross-entropy if None.
+            on_epoch: Called after every epoch of every run (see :data:`RunCallback`).
+
+        Returns:
+            A :class:`BenchmarkResult`.
+
+        Raises:
+            ValueError: If ``seeds`` is empty or repeats a seed, several seeds come with a ready model, an epoch
+                count, ``lr``, ``batch_size``, ``eval_split`` or ``optimizer`` is invalid.
+        """
+        seeds = [int(s) for s in seeds]
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be non-empty and distinct, got {seeds!r}")
+        for name, spec in (("snn", snn), ("ann", ann)):
+            if isinstance(spec, nn.Module) and len(seeds) > 1:
+                raise ValueError(
+                    f"{name}: a ready model can only be benchmarked for one seed; "
+                    "pass a factory seed -> model to re-initialise it per seed"
+                )
+        if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be a non-negative integer, got {warmup_epochs!r}")
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= warmup_epochs:
+            raise ValueError(f"epochs must be an integer > warmup_epochs ({warmup_epochs}), got {epochs!r}")
+        if eval_split not in ("val", "test"):
+            raise ValueError(f"eval_split must be 'val' or 'test', got {eval_split!r}")
+        if isinstance(optimizer, str):
+            if optimizer not in _OPTIMIZERS:
+                raise ValueError(f"unknown optimizer {optimizer!r}; available: {', '.join(sorted(_OPTIMIZERS))}")
+            if not (isinstance(lr, (int, float)) and lr > 0):
+                raise ValueError(f"lr must be a positive number, got {lr!r}")
+            optimizer_cls = _OPTIMIZERS[optimizer]
+            make_optimizer: OptimizerFactory = lambda params: optimizer_cls(params, lr=lr)  # noqa: E731
+            optimizer_name, lr_used = optimizer, float(lr)
+        else:
+            make_optimizer, optimizer_name, lr_used = optimizer, "", float("nan")
+
+        split_used = "loaders" if isinstance(data, BenchmarkLoaders) else eval_split
+        runs: dict[str, list[SeedRun]] = {"snn": [], "ann": []}
+        n_params: dict[str, int] = {}
+        for seed in seeds:
+            loaders = (
+                data
+                if isinstance(data, BenchmarkLoaders)
+                else _loaders_from_splits(data, batch_size=batch_size, seed=seed, eval_split=eval_split)
+            )
+            for name, spec, train, held_out in (
+                ("snn", snn, loaders.snn_train, loaders.snn_eval),
+                ("ann", ann, loaders.ann_train, loaders.ann_eval),
+            ):
+                model = _build(spec, seed)
+                n_params.setdefault(name, _count_params(model))
+                built = make_optimizer([p for p in model.parameters() if p.requires_grad])
+                if not optimizer_name:  # a factory: describe what it builds
+                    optimizer_name = type(built).__name__
+                    lr_used = float(built.param_groups[0].get("lr", math.nan))
+                runs[name].append(
+                    self._train_run(
+                        name,
+                        model,
+                        train,
+                        train if held_out is None else held_out,
+                        built,
+                        seed=seed,
+                        epochs=epochs,
+                        warmup_epochs=warmup_epochs,
+                        loss_fn=loss_fn,
+                        on_epoch=on_epoch,
+                    )
+                )
+        return BenchmarkResult(
+            snn=ModelBenchmark("snn", n_params["snn"], runs["snn"]),
+            ann=ModelBenchmark("ann", n_params["ann"], runs["ann"]),
+            seeds=seeds,
+            epochs=epochs,
+            warmup_epochs=warmup_epochs,
+            optimizer=optimizer_name,
+            lr=lr_used,
+            eval_split=split_used,
+            torch_threads=torch.get_num_threads(),
+        )
+
+    @staticmethod
+    def _train_run(
+        name: str,
+        model: nn.Module,
+        train_loader: Iterable[Batch],
+        eval_loader: Iterable[Batch],
+        optimizer: torch.optim.Optimizer,
+        *,
+        seed: int,
+        epochs: int,
+        warmup_epochs: int,
+        loss_fn: LossFn | None,
+        on_epoch: RunCallback | None,
+    ) -> SeedRun:
+        """Train one model for one seed and record its curves."""
+        curves: dict[str, list[float]] = {
+            k: [] for k in ("train_loss", "train_acc", "eval_loss", "eval_acc", "epoch_seconds")
+        }
+        diverged = False
+        for epoch in range(1, epochs + 1):
+            try:
+                stats = train_epoch(model, train_loader, optimizer, loss_fn=loss_fn)
+            except DivergenceError as err:
+                _log.warning("%s (seed %d) diverged at epoch %d: %s", name, seed, epoch, err)
+                diverged = True
+                break
+            held_out = evaluate(model, eval_loader, loss_fn=loss_fn)
+            for key, value in (
+                ("train_loss", stats.loss),
+                ("train_acc", stats.acc),
+                ("eval_loss", held_out.loss),
+                ("eval_acc", held_out.acc),
+                ("epoch_seconds", stats.seconds),
+            ):
+                curves[key].append(value)
+            _log.info(
+                "%s seed %d epoch %d/%d: train loss %.4g, eval acc %.4g, %.3g s",
+                name,
+                seed,
+                epoch,
+                epochs,
+                stats.loss,
+                held_out.acc,
+                stats.seconds,
+            )
+            if on_epoch is not None:
+                on_epoch(
+                    name,
+                    seed,
+                    epoch,
+                    {
+                        "train/loss": stats.loss,
+                        "train/acc": stats.acc,
+                        "val/loss": held_out.loss,
+                        "val/acc": held_out.acc,
+                        "seconds": stats.seconds,
+                    },
+                )
+        timed = curves["epoch_seconds"][warmup_epochs:]
+        return SeedRun(
+            seed=seed,
+            train_loss=curves["train_loss"],
+            train_acc=curves["train_acc"],
+            eval_loss=curves["eval_loss"],
+            eval_acc=curves["eval_acc"],
+            epoch_seconds=curves["epoch_seconds"],
+            time_per_epoch=sum(timed) / len(timed) if timed else float("nan"),
+            diverged=diverged,
+        )
+
+
+def _loaders_from_splits(data: DatasetSplits, *, batch_size: int, seed: int, eval_split: str) -> BenchmarkLoaders:
+    """Spike loaders for the SNN and feature loaders for the ANN, shuffled by ``seed``."""
+    held_out = getattr(data, eval_split)
+    return BenchmarkLoaders(
+        snn_train=make_loader(data.train, batch_size=batch_size, shuffle=True, seed=seed, view="spikes"),
+        ann_train=make_loader(data.train, batch_size=batch_size, shuffle=True, seed=seed, view="features"),
+        snn_eval=make_loader(held_out, batch_size=batch_size, view="spikes"),
+        ann_eval=make_loader(held_out, batch_size=batch_size, view="features"),
+    )

@@ -1,0 +1,419 @@
+"""Markdown report of verification results, readable without the code.
+
+:func:`generate_report` renders ``{check: Result}`` (as returned by
+:meth:`~evoexp.verification.suite.BackpropagationVerificationSuite.run_full_verification`) as: a title, an overall
+verdict, a summary table (check, verdict, key numbers), then one section per check that says what the check
+measures, the thresholds that produced its verdict and what they mean, and its numbers. Stability, convergence and
+benchmark results have dedicated layouts; any other :class:`~evoexp.verification.results.Result` (gradient,
+surrogate and alignment checks, or a user's own) is rendered generically from its dataclass fields.
+
+Every number is printed with :func:`format_number` (4 significant digits).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from evoexp.verification.benchmark import BenchmarkResult, ModelBenchmark
+from evoexp.verification.convergence import ConvergenceResult
+from evoexp.verification.results import Result, SkippedResult
+from evoexp.verification.stability import GradientStabilityResult, WeightStabilityResult
+
+__all__ = ["CHECK_DESCRIPTIONS", "CHECK_TITLES", "format_number", "generate_report"]
+
+CHECK_TITLES: dict[str, str] = {
+    "gradient_verification": "Gradient verification (finite differences vs autograd)",
+    "surrogate_verification": "Surrogate gradient verification",
+    "gradient_alignment": "Surrogate-gradient alignment with the smoothed loss",
+    "gradient_stability": "Gradient stability",
+    "weight_stability": "Weight stability",
+    "convergence": "Convergence",
+    "benchmark": "SNN vs ANN benchmark",
+}
+"""Section titles of the known checks (other keys are used as their own title)."""
+
+CHECK_DESCRIPTIONS: dict[str, str] = {
+    "gradient_verification": (
+        "Compares the gradient computed by backpropagation (autograd, including any hand-written backward such as "
+        "BPTT through LIF neurons) with central finite differences (L(w+εe) − L(w−εe))/2ε of the loss, "
+        "coordinate by coordinate (exact mode) or along random directions (fast mode), in float64. Spiking "
+        "networks are checked in smooth mode, where the forward uses the surrogate's smooth primitive, so the "
+        "surrogate gradient is the true gradient and must match to float64 precision. In spiking mode the finite "
+        "difference of a step function is not a gradient: the numbers are then reported as surrogate bias, "
+        "without a verdict."
+    ),
+    "surrogate_verification": (
+        "Checks the spike function on a grid of membrane potentials x: (0) the gradient its backward actually "
+        "produces must equal the declared pseudo-derivative g(x) (implementation error); (a) g must be the "
+        "derivative of the declared smooth primitive (consistency); (b) distance of g to the finite difference "
+        "(H(x+h) − H(x−h))/2h of the Heaviside step (approximation error, L1/L2/max), plus the area of g and "
+        "the L1 distance of the primitive to the step."
+    ),
+    "gradient_alignment": (
+        "How well the surrogate gradient of the spiking network points along the true gradient of the loss "
+        "smoothed with Gaussian weight noise of scale σ, E_z[L(w + σzv)], estimated by Gauss–Hermite quadrature "
+        "along K seeded random unit directions v. Cosine similarity near 1 and sign agreement near 1 mean the "
+        "surrogate gradient is a good descent direction for the smoothed loss; values near 0 mean it is not. "
+        "Informational (no verdict)."
+    ),
+    "gradient_stability": (
+        "Loss gradients on several training batches: the total norm ‖g‖ and each layer's norm ‖g_l‖ "
+        "(mean, std, min, max over batches), NaN/Inf entries, and the depth conditioning "
+        "max_l mean‖g_l‖ / min_l mean‖g_l‖, which grows when gradients vanish or explode with depth or a layer "
+        "receives no gradient at all (a dead layer gives infinity)."
+    ),
+    "weight_stability": (
+        "A few optimiser steps on a copy of the model: the norm of every weight tensor after each step, the "
+        "relative update ‖ΔW‖/‖W‖ of each step, the growth ‖W_final‖/‖W_initial‖ and the condition number "
+        "σ_max/σ_min of every weight matrix (from its singular values), and NaN/Inf entries. Large relative "
+        "updates or growth mean the learning rate is too large for the loss landscape; a huge condition number "
+        "means a (nearly) rank-deficient weight matrix."
+    ),
+    "convergence": (
+        "Training on a copy of the model with early stopping on the validation loss. The convergence rate r is "
+        "minus the least-squares slope of log(training loss) per epoch (loss ≈ L₀·e^(−r·epoch); positive means "
+        "the loss decreases); epochs to 90 %/95 % is the first epoch that achieved that fraction of the total "
+        "loss reduction. Training stops after `patience` epochs without an improvement larger than `min_delta`; "
+        "the best epoch is the one with the lowest validation loss, and its weights are kept."
+    ),
+    "benchmark": (
+        "The SNN and its ANN twin trained on the same split with the same seeds, optimiser and number of "
+        "epochs: final loss and accuracy (mean ± sample std over seeds), wall time per training epoch (warm-up "
+        "epochs excluded; the torch thread count is recorded), parameter counts and SNN/ANN ratios. "
+        "Informational (no verdict)."
+    ),
+}
+"""What each check measures, in words."""
+
+_THRESHOLD_MEANINGS: dict[str, str] = {
+    "max_grad_norm": "fail if any batch's total gradient norm exceeds it (exploding gradients)",
+    "min_grad_norm": "fail if any batch's total gradient norm is below it (vanishing gradients)",
+    "max_depth_conditioning": "fail if the ratio of the largest to the smallest mean layer gradient norm exceeds it",
+    "max_relative_update": "fail if one step changes a weight matrix by more than this fraction of its norm",
+    "max_norm_growth": "fail if a weight matrix's norm grows by more than this factor",
+    "max_condition_number": "fail if a final weight matrix has a larger condition number σ_max/σ_min",
+    "patience": "stop after this many epochs without improvement of the monitored loss",
+    "min_delta": "an epoch improves only if its loss is below the best by more than this",
+    "min_relative_reduction": "fail if the training loss falls by less than this fraction of its initial value",
+    "max_epochs": "epoch budget",
+    "eps": "finite-difference step ε",
+    "atol": "absolute tolerance: a value passes if |numerical − analytical| ≤ atol + rtol·|analytical|",
+    "rtol": "relative tolerance (see atol)",
+    "nondet_tol": "allowed difference between two backward passes of the same loss",
+    "h": "step of the spike function's finite difference (H(x+h) − H(x−h))/2h",
+    "consistency_h": "step of the primitive's finite difference",
+    "consistency_tol": "allowed |g − ΔP/2h|, relative to max(1, peak)",
+}
+_THRESHOLD_FIELDS = tuple(_THRESHOLD_MEANINGS)
+
+
+def format_number(value: Any) -> str:
+    """Format a value for the report: floats with 4 significant digits, NaN/inf spelled out, None as an en dash."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _cell(value: Any) -> str:
+    return format_number(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _verdict(result: Result) -> str:
+    if isinstance(result, SkippedResult):
+        return "skipped"
+    return {True: "PASS", False: "FAIL", None: "info"}[result.passed]
+
+
+def _pm(mean: float, std: float) -> str:
+    return format_number(mean) if math.isnan(std) else f"{format_number(mean)} ± {format_number(std)}"
+
+
+def _key_numbers(result: Result, limit: int = 3) -> str:
+    if isinstance(result, SkippedResult):
+        return result.reason
+    items = [(k, v) for k, v in result.summary().items() if not k.endswith(("/ok", "/passed", "_ok"))]
+    return ", ".join(f"{k.split('/', 1)[-1]} = {format_number(v)}" for k, v in items[:limit])
+
+
+def _thresholds(values: Mapping[str, Any]) -> list[str]:
+    if not values:
+        return []
+    rows = [(name, value, _THRESHOLD_MEANINGS.get(name, "")) for name, value in values.items()]
+    return ["**Thresholds**", "", *_table(["threshold", "value", "meaning"], rows)]
+
+
+def _issues(issues: Sequence[str]) -> list[str]:
+    if not issues:
+        return []
+    return ["**Why it failed**", "", *(f"- {issue}" for issue in issues), ""]
+
+
+def _render_gradient_stability(r: GradientStabilityResult) -> list[str]:
+    t = r.total_norm
+    lines = [*_issues(r.issues), *_thresholds(dataclasses.asdict(r.thresholds)), "**Numbers**", ""]
+    lines += _table(
+        ["metric", "value"],
+        [
+            ("batches", r.n_batches),
+            ("total gradient norm: mean", t.mean),
+            ("total gradient norm: std", t.std),
+            ("total gradient norm: min", t.min),
+            ("total gradient norm: max", t.max),
+            ("depth conditioning", r.depth_conditioning),
+            ("NaN gradient entries", r.nan_count),
+            ("Inf gradient entries", r.inf_count),
+            ("batches with non-finite gradients", r.nonfinite_batches),
+            ("batches with non-finite loss", r.nonfinite_losses),
+        ],
+    )
+    lines += ["Per-layer gradient norm over batches:", ""]
+    lines += _table(
+        ["layer", "mean", "std", "min", "max"],
+        [(name, s.mean, s.std, s.min, s.max) for name, s in r.layer_norms.items()],
+    )
+    return lines
+
+
+def _render_weight_stability(r: WeightStabilityResult) -> list[str]:
+    lines = [*_issues(r.issues), *_thresholds(dataclasses.asdict(r.thresholds)), "**Numbers**", ""]
+    lines += _table(
+        ["metric", "value"],
+        [
+            ("optimiser steps", r.n_steps),
+            ("loss before the first step", r.losses[0] if r.losses else None),
+            ("loss before the last step", r.losses[-1] if r.losses else None),
+            ("max relative update (weight matrices)", r.max_relative_update),
+            ("max norm growth (weight matrices)", r.max_norm_growth),
+            ("max final condition number", r.max_condition_number),
+            ("NaN/Inf weight entries", r.nonfinite_weights),
+        ],
+    )
+    lines += ["Per tensor (condition numbers for matrices only):", ""]
+    lines += _table(
+        [
+            "tensor",
+            "shape",
+            "initial norm",
+            "final norm",
+            "max rel. update",
+            "initial cond.",
+            "final cond.",
+            "non-finite",
+        ],
+        [
+            (
+                name,
+                "×".join(map(str, s.shape)) or "scalar",
+                s.initial_norm,
+                s.final_norm,
+                s.max_relative_update,
+                s.initial_condition,
+                s.final_condition,
+                s.nonfinite_count,
+            )
+            for name, s in r.tensors.items()
+        ],
+    )
+    return lines
+
+
+def _render_convergence(r: ConvergenceResult) -> list[str]:
+    thresholds = {
+        "max_epochs": r.max_epochs,
+        "patience": r.patience,
+        "min_delta": r.min_delta,
+        "min_relative_reduction": r.min_relative_reduction,
+    }
+    lines = [*_issues(r.issues), *_thresholds(thresholds), "**Numbers**", ""]
+    lines += _table(
+        ["metric", "value"],
+        [
+            ("epochs run", r.epochs_run),
+            ("stopped early", r.stopped_early),
+            ("diverged", r.diverged),
+            (f"best epoch (lowest {r.monitor})", r.best_epoch),
+            (f"best {r.monitor}", r.best_value),
+            ("convergence rate r (per epoch)", r.convergence_rate),
+            ("epochs to 90 % of the loss reduction", r.epochs_to_90),
+            ("epochs to 95 % of the loss reduction", r.epochs_to_95),
+            ("relative reduction of the training loss", r.relative_reduction),
+            ("training loss before training", r.initial_train_loss),
+            ("validation loss before training", r.initial_val_loss),
+        ],
+    )
+    lines += ["Per epoch:", ""]
+    lines += _table(
+        ["epoch", "train loss", "train acc", "val loss", "val acc", "grad norm", "seconds"],
+        list(zip(r.epochs, r.train_loss, r.train_acc, r.val_loss, r.val_acc, r.grad_norm, r.epoch_seconds)),
+    )
+    return lines
+
+
+def _model_row(label: str, snn: ModelBenchmark, ann: ModelBenchmark, attr: str, ratio: float | None) -> list[Any]:
+    a, b = getattr(snn, attr), getattr(ann, attr)
+    return [label, _pm(a.mean, a.std), _pm(b.mean, b.std), ratio]
+
+
+def _render_benchmark(r: BenchmarkResult) -> list[str]:
+    lines = [
+        f"Setup: seeds {', '.join(map(str, r.seeds))}; {r.epochs} epochs ({r.warmup_epochs} warm-up epoch(s) "
+        f"excluded from timing); optimiser {r.optimizer}, lr {format_number(r.lr)}; evaluation on "
+        f"{r.eval_split}; {r.torch_threads} torch thread(s).",
+        "",
+        "**Numbers** (mean ± sample std over seeds)",
+        "",
+    ]
+    lines += _table(
+        ["metric", "SNN", "ANN", "SNN/ANN"],
+        [
+            ["trainable parameters", r.snn.n_params, r.ann.n_params, r.param_ratio],
+            _model_row("seconds per epoch", r.snn, r.ann, "time_per_epoch", r.time_ratio),
+            _model_row("final training loss", r.snn, r.ann, "final_train_loss", None),
+            _model_row("final evaluation loss", r.snn, r.ann, "final_eval_loss", r.loss_ratio),
+            _model_row("final evaluation accuracy", r.snn, r.ann, "final_eval_acc", None),
+        ],
+    )
+    lines += [f"Accuracy gap (SNN − ANN): {format_number(r.acc_gap)}.", "", "Per seed:", ""]
+    lines += _table(
+        ["model", "seed", "final train loss", "final eval loss", "final eval acc", "s/epoch", "diverged"],
+        [
+            (
+                m.name.upper(),
+                run.seed,
+                run.final("train_loss"),
+                run.final("eval_loss"),
+                run.final("eval_acc"),
+                run.time_per_epoch,
+                run.diverged,
+            )
+            for m in (r.snn, r.ann)
+            for run in m.runs
+        ],
+    )
+    return lines
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _scalar_fields(obj: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if _is_scalar(value):
+            out[f.name] = value
+        elif isinstance(value, tuple) and all(isinstance(v, (int, float)) for v in value):
+            out[f.name] = "(" + ", ".join(format_number(v) for v in value) + ")"
+        elif dataclasses.is_dataclass(value) and hasattr(value, "describe"):
+            out[f.name] = value.describe()
+    return out
+
+
+def _records_table(rows: Sequence[tuple[str, Any]], key: str) -> list[str]:
+    """Table of dataclass records: one row per ``(label, record)``, one column per scalar field."""
+    records = [(label, _scalar_fields(rec)) for label, rec in rows]
+    # A field that only repeats the row label (a ``name`` or ``scope``) is not shown twice.
+    columns = [c for c in records[0][1] if any(fields.get(c) != label for label, fields in records)]
+    return _table([key, *columns], [[label, *(fields.get(c) for c in columns)] for label, fields in records])
+
+
+def _render_generic(r: Result) -> list[str]:
+    scalars = _scalar_fields(r) if dataclasses.is_dataclass(r) else {}
+    thresholds = {k: scalars.pop(k) for k in _THRESHOLD_FIELDS if k in scalars}
+    message = getattr(r, "message", "")
+    lines: list[str] = []
+    if isinstance(message, str) and message:
+        lines += [f"> {message}", ""]
+    lines += _thresholds(thresholds)
+    lines += ["**Numbers**", "", *_table(["field", "value"], list(scalars.items()))]
+    for f in dataclasses.fields(r) if dataclasses.is_dataclass(r) else ():
+        value = getattr(r, f.name)
+        if isinstance(value, dict) and value:
+            first = next(iter(value.values()))
+            if dataclasses.is_dataclass(first):
+                lines += [f"`{f.name}`:", "", *_records_table(list(value.items()), "name")]
+            elif isinstance(first, list) and first and dataclasses.is_dataclass(first[0]):
+                rows = [(name, rec) for name, recs in value.items() for rec in recs]
+                lines += [f"`{f.name}`:", "", *_records_table(rows, "name")]
+        elif isinstance(value, list) and value and dataclasses.is_dataclass(value[0]):
+            lines += [f"`{f.name}`:", "", *_records_table([(str(i), rec) for i, rec in enumerate(value)], "#")]
+    warnings = getattr(r, "warnings", None)
+    if warnings:
+        lines += ["**Warnings**", "", *(f"- {w}" for w in warnings), ""]
+    return lines
+
+
+_RENDERERS: dict[type, Callable[[Any], list[str]]] = {
+    GradientStabilityResult: _render_gradient_stability,
+    WeightStabilityResult: _render_weight_stability,
+    ConvergenceResult: _render_convergence,
+    BenchmarkResult: _render_benchmark,
+}
+
+
+def _section(key: str, result: Result) -> list[str]:
+    lines = [f"## {CHECK_TITLES.get(key, key)} — {_verdict(result)}", ""]
+    description = CHECK_DESCRIPTIONS.get(key)
+    if description:
+        lines += [f"*What it measures.* {description}", ""]
+    if isinstance(result, SkippedResult):
+        return [*lines, f"Skipped: {result.reason}.", ""]
+    renderer = _RENDERERS.get(type(result), _render_generic)
+    return [*lines, *renderer(result)]
+
+
+def generate_report(results: Mapping[str, Result], *, title: str = "Backpropagation verification report") -> str:
+    """Render verification results as a Markdown document.
+
+    Args:
+        results: ``{check: Result}``; known checks (see :data:`CHECK_TITLES`) come first in their run order,
+            other keys follow in the given order.
+        title: Top-level heading.
+
+    Returns:
+        The Markdown text (ends with a newline).
+
+    Raises:
+        ValueError: If ``results`` is empty.
+    """
+    if not results:
+        raise ValueError("results is empty: nothing to report")
+    keys = [k for k in CHECK_TITLES if k in results] + [k for k in results if k not in CHECK_TITLES]
+    verdicts = [_verdict(results[k]) for k in keys]
+    failed = [k for k, v in zip(keys, verdicts) if v == "FAIL"]
+    overall = "FAIL" if failed else "PASS"
+    counts = ", ".join(
+        f"{verdicts.count(v)} {word}"
+        for v, word in (("PASS", "passed"), ("FAIL", "failed"), ("info", "informational"), ("skipped", "skipped"))
+    )
+    lines = [f"# {title}", "", f"**Overall: {overall}** — {counts}."]
+    if failed:
+        lines.append(f"Failed: {', '.join(CHECK_TITLES.get(k, k) for k in failed)}.")
+    lines += ["", "## Summary", ""]
+    lines += _table(
+        ["check", "verdict", "key numbers"],
+        [(CHECK_TITLES.get(k, k), v, _key_numbers(results[k])) for k, v in zip(keys, verdicts)],
+    )
+    for key in keys:
+        lines += _section(key, results[key])
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,291 @@
+"""One call that runs every enabled verification check on a model and returns their typed results.
+
+:meth:`BackpropagationVerificationSuite.run_full_verification` returns a dict with one entry per check, in this
+order (:data:`CHECKS`): ``gradient_verification``, ``surrogate_verification``, ``gradient_alignment``,
+``gradient_stability``, ``weight_stability``, ``convergence``, ``benchmark``. A check that is disabled, or that
+cannot run on the given inputs (no surrogate on the model, no ANN twin), is present as a
+:class:`~evoexp.verification.results.SkippedResult` with the reason, so a report always shows all of them.
+:meth:`BackpropagationVerificationSuite.generate_report` renders the dict as Markdown.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from evoexp.verification.benchmark import BenchmarkLoaders, ComparativeBenchmark
+from evoexp.verification.convergence import ConvergenceAnalyzer
+from evoexp.verification.gradient import GradientVerifier
+from evoexp.verification.report import generate_report
+from evoexp.verification.results import Result, SkippedResult
+from evoexp.verification.stability import Batch, LossFn, NumericalStabilityTester, OptimizerFactory
+
+__all__ = ["CHECKS", "BackpropagationVerificationSuite", "ProgressCallback", "VerificationOptions"]
+
+_log = logging.getLogger(__name__)
+
+CHECKS: tuple[str, ...] = (
+    "gradient_verification",
+    "surrogate_verification",
+    "gradient_alignment",
+    "gradient_stability",
+    "weight_stability",
+    "convergence",
+    "benchmark",
+)
+"""Result keys of :meth:`BackpropagationVerificationSuite.run_full_verification`, in run order."""
+
+ProgressCallback = Callable[[str, int, int], None]
+"""Called before each check as ``progress(check, index, total)`` with a 1-based ``index`` over all checks."""
+
+
+@dataclass(frozen=True)
+class VerificationOptions:
+    """Which checks run, and the keyword arguments each one receives.
+
+    Every ``*_kwargs`` mapping is passed unchanged to the underlying verifier, so its keyword-only tolerances and
+    thresholds (with their documented defaults) are set here.
+
+    Attributes:
+        gradient_verification: Finite differences vs autograd
+            (:meth:`~evoexp.verification.gradient.GradientVerifier.verify_finite_difference`).
+        surrogate_verification: The model's surrogate spike function vs its declared derivative
+            (:meth:`~evoexp.verification.gradient.GradientVerifier.verify_surrogate_gradient`);
+            needs ``model.surrogate``.
+        gradient_alignment: Surrogate gradient vs the gradient of the Gaussian-smoothed spiking loss
+            (:meth:`~evoexp.verification.gradient.GradientVerifier.verify_gradient_alignment`).
+        gradient_stability: Gradient norms over batches
+            (:meth:`~evoexp.verification.stability.NumericalStabilityTester.check_gradient_stability`).
+        weight_stability: Weights over optimiser steps
+            (:meth:`~evoexp.verification.stability.NumericalStabilityTester.check_weight_stability`).
+        convergence: Training with early stopping
+            (:meth:`~evoexp.verification.convergence.ConvergenceAnalyzer.analyze_convergence`).
+        benchmark: SNN vs ANN twin
+            (:meth:`~evoexp.verification.benchmark.ComparativeBenchmark.benchmark_training`); needs ``ann``.
+        gradient_samples: Samples of the first training batch used by the finite-difference and alignment checks
+            (their cost grows with the batch).
+        gradient_kwargs: Keyword arguments of ``verify_finite_difference`` (e.g. ``mode``, ``atol``).
+        surrogate_kwargs: Keyword arguments of ``verify_surrogate_gradient`` (e.g. ``x_range``, ``h``).
+        alignment_kwargs: Keyword arguments of ``verify_gradient_alignment`` (e.g. ``sigmas``).
+        gradient_stability_kwargs: Keyword arguments of ``check_gradient_stability`` (e.g. ``n_batches``).
+        weight_stability_kwargs: Keyword arguments of ``check_weight_stability`` (e.g. ``n_steps``).
+        convergence_kwargs: Keyword arguments of ``analyze_convergence`` (e.g. ``max_epochs``, ``patience``).
+        benchmark_kwargs: Keyword arguments of ``benchmark_training`` (e.g. ``epochs``, ``lr``).
+
+    """
+
+    gradient_verification: bool = True
+    surrogate_verification: bool = True
+    gradient_alignment: bool = True
+    gradient_stability: bool = True
+    weight_stability: bool = True
+    convergence: bool = True
+    benchmark: bool = True
+    gradient_samples: int = 8
+    gradient_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    surrogate_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    alignment_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    gradient_stability_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    weight_stability_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    convergence_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    benchmark_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.gradient_samples, bool)
+            or not isinstance(self.gradient_samples, int)
+            or self.gradient_samples < 1
+        ):
+            raise ValueError(f"gradient_samples must be a positive integer, got {self.gradient_samples!r}")
+
+    @classmethod
+    def only(cls, *checks: str, **options: Any) -> VerificationOptions:
+        """Options that enable exactly ``checks`` (names from :data:`CHECKS`); other fields from ``options``.
+
+        Raises:
+            ValueError: If a name is not in :data:`CHECKS`.
+
+        """
+        unknown = sorted(set(checks) - set(CHECKS))
+        if unknown:
+            raise ValueError(f"unknown checks {unknown}; available: {', '.join(CHECKS)}")
+        return cls(**{name: name in checks for name in CHECKS}, **options)
+
+    def enabled(self, check: str) -> bool:
+        """Whether ``check`` is switched on."""
+        return bool(getattr(self, check))
+
+
+def _default_optimizer(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=1e-3)
+
+
+class BackpropagationVerificationSuite:
+    """Runs the verification checks and renders their report.
+
+    Args:
+        verifier: Finite-difference verifier (default: float64 :class:`GradientVerifier`).
+        stability: Stability tester.
+        convergence: Convergence analyzer; after a run its ``best_state_dict`` holds the best epoch's weights.
+        benchmark: SNN-vs-ANN benchmark.
+
+    """
+
+    def __init__(
+        self,
+        *,
+        verifier: GradientVerifier | None = None,
+        stability: NumericalStabilityTester | None = None,
+        convergence: ConvergenceAnalyzer | None = None,
+        benchmark: ComparativeBenchmark | None = None,
+    ) -> None:
+        self.verifier = verifier or GradientVerifier()
+        self.stability = stability or NumericalStabilityTester()
+        self.convergence = convergence or ConvergenceAnalyzer()
+        self.benchmark = benchmark or ComparativeBenchmark()
+
+    def run_full_verification(
+        self,
+        model: nn.Module,
+        train_loader: Iterable[Batch],
+        val_loader: Iterable[Batch] | None = None,
+        loss_fn: LossFn | None = None,
+        optimizer_factory: OptimizerFactory | None = None,
+        *,
+        options: VerificationOptions | None = None,
+        ann: nn.Module | Callable[[int], nn.Module] | None = None,
+        ann_train_loader: Iterable[Batch] | None = None,
+        ann_val_loader: Iterable[Batch] | None = None,
+        progress: ProgressCallback | None = None,
+        **checks: bool,
+    ) -> dict[str, Result]:
+        """Run every enabled check on ``model`` (never modified) and return the results keyed by :data:`CHECKS`.
+
+        Args:
+            model: The model under test (an evoexp SNN or any ``nn.Module`` producing logits).
+            train_loader: Training batches ``(inputs, targets)``.
+            val_loader: Validation batches (convergence monitors them; the benchmark evaluates on them).
+            loss_fn: ``loss_fn(outputs, targets) -> scalar``; cross-entropy if None.
+            optimizer_factory: ``params -> optimizer`` for the weight-stability and convergence checks (and the
+                benchmark unless ``benchmark_kwargs`` names an optimizer); Adam(lr=1e-3) if None.
+            options: Enabled checks and their arguments (default: all enabled, default arguments).
+            ann: ANN twin for the benchmark (ready model or factory ``seed -> model``); the benchmark is
+                skipped without it.
+            ann_train_loader: The ANN's training batches (default: ``train_loader``, for ANNs that take the
+                same inputs).
+            ann_val_loader: The ANN's validation batches (default: ``val_loader``).
+            progress: Called before each check (see :data:`ProgressCallback`).
+            **checks: Switches that override ``options``, e.g. ``benchmark=False``.
+
+        Returns:
+            ``{check: Result}`` for every name in :data:`CHECKS`; disabled or impossible checks map to a
+            :class:`SkippedResult` with the reason.
+
+        Raises:
+            ValueError: If a keyword in ``checks`` is not a check name.
+        """
+        unknown = sorted(set(checks) - set(CHECKS))
+        if unknown:
+            raise ValueError(f"unknown checks {unknown}; available: {', '.join(CHECKS)}")
+        opts = dataclasses.replace(options or VerificationOptions(), **checks)
+        loss = F.cross_entropy if loss_fn is None else loss_fn
+        make_optimizer = optimizer_factory or _default_optimizer
+
+        runners: dict[str, Callable[[], Result | str]] = {
+            "gradient_verification": lambda: self._gradient(model, train_loader, loss, opts),
+            "surrogate_verification": lambda: self._surrogate(model, opts),
+            "gradient_alignment": lambda: self._alignment(model, train_loader, loss, opts),
+            "gradient_stability": lambda: self.stability.check_gradient_stability(
+                model, train_loader, loss, **opts.gradient_stability_kwargs
+            ),
+            "weight_stability": lambda: self.stability.check_weight_stability(
+                model, train_loader, loss, make_optimizer, **opts.weight_stability_kwargs
+            ),
+            "convergence": lambda: self.convergence.analyze_convergence(
+                model, train_loader, val_loader, loss, make_optimizer, **opts.convergence_kwargs
+            ),
+            "benchmark": lambda: self._benchmark(
+                model, ann, train_loader, val_loader, ann_train_loader, ann_val_loader, loss, make_optimizer, opts
+            ),
+        }
+        results: dict[str, Result] = {}
+        for index, name in enumerate(CHECKS, start=1):
+            if progress is not None:
+                progress(name, index, len(CHECKS))
+            if not opts.enabled(name):
+                results[name] = SkippedResult(name, "disabled in the options")
+                _log.info("[%d/%d] %s: skipped (disabled)", index, len(CHECKS), name)
+                continue
+            _log.info("[%d/%d] %s: running", index, len(CHECKS), name)
+            outcome = runners[name]()
+            results[name] = SkippedResult(name, outcome) if isinstance(outcome, str) else outcome
+            _log.info("[%d/%d] %s: %s", index, len(CHECKS), name, _verdict_word(results[name]))
+        return results
+
+    @staticmethod
+    def generate_report(results: Mapping[str, Result], *, title: str = "Backpropagation verification report") -> str:
+        """Render ``results`` as Markdown (see :func:`evoexp.verification.report.generate_report`)."""
+        return generate_report(results, title=title)
+
+    def _gradient(self, model: nn.Module, loader: Iterable[Batch], loss: LossFn, opts: VerificationOptions) -> Result:
+        inputs, targets = _first_samples(loader, opts.gradient_samples)
+        return self.verifier.verify_finite_difference(model, inputs, targets, loss, **opts.gradient_kwargs)
+
+    def _alignment(self, model: nn.Module, loader: Iterable[Batch], loss: LossFn, opts: VerificationOptions) -> Result:
+        inputs, targets = _first_samples(loader, opts.gradient_samples)
+        return self.verifier.verify_gradient_alignment(model, inputs, targets, loss, **opts.alignment_kwargs)
+
+    def _surrogate(self, model: nn.Module, opts: VerificationOptions) -> Result | str:
+        surrogate = getattr(model, "surrogate", None)
+        if surrogate is None or not hasattr(surrogate, "spike") or not hasattr(surrogate, "derivative"):
+            return "the model has no surrogate gradient (model.surrogate with spike/derivative)"
+        kwargs = {
+            "primitive": getattr(surrogate, "primitive", None),
+            "slope": getattr(surrogate, "slope", None),
+            "name": getattr(surrogate, "name", None),
+            **opts.surrogate_kwargs,
+        }
+        return self.verifier.verify_surrogate_gradient(surrogate.spike, surrogate.derivative, **kwargs)
+
+    def _benchmark(
+        self,
+        model: nn.Module,
+        ann: nn.Module | Callable[[int], nn.Module] | None,
+        train_loader: Iterable[Batch],
+        val_loader: Iterable[Batch] | None,
+        ann_train_loader: Iterable[Batch] | None,
+        ann_val_loader: Iterable[Batch] | None,
+        loss: LossFn,
+        make_optimizer: OptimizerFactory,
+        opts: VerificationOptions,
+    ) -> Result | str:
+        if ann is None:
+            return "no ANN twin given (ann=None)"
+        loaders = BenchmarkLoaders(
+            snn_train=train_loader,
+            ann_train=train_loader if ann_train_loader is None else ann_train_loader,
+            snn_eval=val_loader,
+            ann_eval=val_loader if ann_val_loader is None else ann_val_loader,
+        )
+        kwargs: dict[str, Any] = {"optimizer": make_optimizer, "loss_fn": loss, **opts.benchmark_kwargs}
+        return self.benchmark.benchmark_training(model, ann, loaders, **kwargs)
+
+
+def _first_samples(loader: Iterable[Batch], n: int) -> tuple[Tensor, Tensor]:
+    """The first ``n`` samples of the loader's first batch."""
+    for batch in loader:
+        return batch[0][:n], batch[1][:n]
+    raise ValueError("train_loader yielded no batch")
+
+
+def _verdict_word(result: Result) -> str:
+    if isinstance(result, SkippedResult):
+        return f"skipped ({result.reason})"
+    return {True: "passed", False: "FAILED", None: "done (informational)"}[result.passed]

@@ -1,0 +1,300 @@
+"""Finite-difference gradient verification: correct models pass, real backward bugs fail naming the tensor."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from evoexp.surrogate import get_surrogate
+from evoexp.verification.gradient import GradientVerificationResult, GradientVerifier
+
+
+class _ScaledLinearFn(torch.autograd.Function):
+    """Linear map whose weight gradient is multiplied by ``factor`` and optionally has one sign-flipped element."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: Tensor, weight: Tensor, factor: float, flip: tuple[int, int] | None) -> Tensor:
+        return x @ weight.T
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        x, weight, factor, flip = inputs
+        ctx.save_for_backward(x, weight)
+        ctx.factor, ctx.flip = factor, flip
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor, Tensor, None, None]:
+        x, weight = ctx.saved_tensors
+        grad_w = ctx.factor * (grad_out.T @ x)
+        if ctx.flip is not None:
+            grad_w = grad_w.clone()
+            grad_w[ctx.flip] = -grad_w[ctx.flip]
+        return grad_out @ weight, grad_w, None, None
+
+
+class _OldStyleScaledFn(torch.autograd.Function):
+    """Same bug (factor 1.01) written in the old ctx-in-forward style: vmap cannot batch it."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        return x @ weight.T
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor, Tensor]:
+        x, weight = ctx.saved_tensors
+        return grad_out @ weight, 1.01 * (grad_out.T @ x)
+
+
+class _BuggyMLP(nn.Module):
+    def __init__(self, *, factor: float = 1.0, flip: tuple[int, int] | None = None, old_style: bool = False) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(1)
+        self.hidden = nn.Parameter(torch.randn(12, 6, generator=gen, dtype=torch.float64) / 6**0.5)
+        self.out = nn.Linear(12, 3, dtype=torch.float64)
+        self.factor, self.flip, self.old_style = factor, flip, old_style
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.old_style:
+            h = _OldStyleScaledFn.apply(x, self.hidden)
+        else:
+            h = _ScaledLinearFn.apply(x, self.hidden, self.factor, self.flip)
+        return self.out(torch.tanh(h))
+
+
+class _ResetNoGrad(torch.autograd.Function):
+    """Identity forward whose backward drops the gradient (a hand-written backward that forgets the reset)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: Tensor) -> Tensor:
+        return x.clone()
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor], output: Tensor) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> Tensor:
+        return torch.zeros_like(grad_out)
+
+
+class _TinySNN(nn.Module):
+    """Hand-written LIF network (current-based, reset by subtraction), in smooth or spiking mode."""
+
+    def __init__(self, *, recurrent: bool = False, smooth: bool = True, buggy_reset: bool = False) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(2)
+        self.w_in = nn.Parameter(torch.randn(8, 5, generator=gen, dtype=torch.float64))
+        self.w_rec = nn.Parameter(0.3 * torch.randn(8, 8, generator=gen, dtype=torch.float64)) if recurrent else None
+        self.w_out = nn.Parameter(torch.randn(3, 8, generator=gen, dtype=torch.float64) / 8**0.5)
+        self.surrogate = get_surrogate("fast_sigmoid", slope=5.0)
+        self.smooth, self.buggy_reset = smooth, buggy_reset
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, steps, _ = x.shape
+        syn = mem = s = x.new_zeros(batch, 8)
+        out = x.new_zeros(batch, 3)
+        outs = []
+        for t in range(steps):
+            current = x[:, t] @ self.w_in.T
+            if self.w_rec is not None:
+                current = current + s @ self.w_rec.T
+            syn = 0.8 * syn + current
+            reset = _ResetNoGrad.apply(s) if self.buggy_reset else s
+            mem = 0.9 * mem + syn - reset
+            s = self.surrogate.smooth(mem - 1.0) if self.smooth else self.surrogate.spike(mem - 1.0)
+            out = 0.9 * out + s @ self.w_out.T
+            outs.append(out)
+        return torch.stack(outs, 1).mean(1)
+
+
+@pytest.fixture
+def mlp_data() -> tuple[Tensor, Tensor]:
+    gen = torch.Generator().manual_seed(3)
+    return torch.randn(10, 6, generator=gen, dtype=torch.float64), torch.randint(0, 3, (10,), generator=gen)
+
+
+@pytest.fixture
+def spike_data() -> tuple[Tensor, Tensor]:
+    gen = torch.Generator().manual_seed(4)
+    return (torch.rand(4, 12, 5, generator=gen) < 0.4).double(), torch.randint(0, 3, (4,), generator=gen)
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_correct_mlp_passes(mode: str, mlp_data: tuple[Tensor, Tensor]) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 10), nn.Tanh(), nn.Linear(10, 3))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = GradientVerifier().verify_finite_difference(model, *mlp_data, F.cross_entropy, mode=mode)
+    assert result.passed is True, result.message
+    assert result.max_abs_error < 1e-8
+    assert set(result.per_tensor) == {"0.weight", "0.bias", "2.weight", "2.bias"}
+    assert result.deterministic and result.batched
+    # float32 user model: verified on a float64 copy, the user's model keeps dtype and values.
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert result.dtype == "torch.float64" and not result.warnings
+
+
+def test_exact_mode_counts_every_coordinate(mlp_data: tuple[Tensor, Tensor]) -> None:
+    model = _BuggyMLP()
+    result = GradientVerifier().verify_finite_difference(model, *mlp_data, F.cross_entropy)
+    assert result.passed is True, result.message
+    n = sum(p.numel() for p in model.parameters())
+    assert result.n_parameters == n
+    assert sum(s.n_checked for s in result.per_tensor.values()) == n
+    assert result.n_evaluations == 2 * n + 2
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_factor_1_01_bug_fails_naming_tensor(mode: str, mlp_data: tuple[Tensor, Tensor]) -> None:
+    result = GradientVerifier().verify_finite_difference(_BuggyMLP(factor=1.01), *mlp_data, F.cross_entropy, mode=mode)
+    assert result.passed is False
+    assert result.failing_tensors == ["hidden"]
+    assert "'hidden'" in result.message and "numerical" in result.message and "analytical" in result.message
+    worst = result.worst
+    assert worst is not None and worst.tensor == "hidden" and worst.index is not None
+    assert worst.analytical == pytest.approx(1.01 * worst.numerical, rel=1e-6)
+    if mode == "fast":
+        assert result.exact_pass_tensors == ["hidden"]
+
+
+def test_sign_flipped_element_is_located(mlp_data: tuple[Tensor, Tensor]) -> None:
+    result = GradientVerifier().verify_finite_difference(_BuggyMLP(flip=(4, 2)), *mlp_data, F.cross_entropy)
+    assert result.passed is False
+    stats = result.per_tensor["hidden"]
+    assert stats.n_failed == 1 and stats.worst.index == (4, 2)
+    assert stats.worst.analytical == pytest.approx(-stats.worst.numerical, rel=1e-6)
+    assert "'hidden' index (4, 2)" in result.message
+
+
+def test_fast_mode_exact_pass_finds_flipped_element(mlp_data: tuple[Tensor, Tensor]) -> None:
+    result = GradientVerifier().verify_finite_difference(
+        _BuggyMLP(flip=(4, 2)), *mlp_data, F.cross_entropy, mode="fast", n_directions=3
+    )
+    assert result.passed is False and result.worst is not None
+    assert (result.worst.tensor, result.worst.index) == ("hidden", (4, 2))
+
+
+def test_vmap_failure_falls_back_to_loop(mlp_data: tuple[Tensor, Tensor]) -> None:
+    result = GradientVerifier().verify_finite_difference(_BuggyMLP(old_style=True), *mlp_data, F.cross_entropy)
+    assert not result.batched
+    assert any("sequential loop" in w for w in result.warnings)
+    assert result.passed is False and result.failing_tensors == ["hidden"]
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_smooth_snn_passes(recurrent: bool, spike_data: tuple[Tensor, Tensor]) -> None:
+    model = _TinySNN(recurrent=recurrent)
+    result = GradientVerifier().verify_finite_difference(model, *spike_data, F.cross_entropy)
+    assert result.passed is True, result.message
+    assert result.max_abs_error < 1e-7
+
+
+def test_dropped_reset_gradient_fails(spike_data: tuple[Tensor, Tensor]) -> None:
+    result = GradientVerifier().verify_finite_difference(_TinySNN(buggy_reset=True), *spike_data, F.cross_entropy)
+    assert result.passed is False
+    assert "w_in" in result.failing_tensors
+    assert "'w_in'" in result.message
+
+
+def test_nondeterministic_backward_fails(mlp_data: tuple[Tensor, Tensor]) -> None:
+    class Noisy(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: Tensor) -> Tensor:
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx: Any, grad: Tensor) -> Tensor:
+            return grad * (1 + 1e-12 * torch.rand_like(grad))
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(6, 3, dtype=torch.float64)
+
+        def forward(self, x: Tensor) -> Tensor:
+            return Noisy.apply(self.lin(x))
+
+    result = GradientVerifier().verify_finite_difference(Model(), *mlp_data, F.cross_entropy)
+    assert not result.deterministic and result.passed is False
+    assert result.determinism_max_diff > 0
+    assert any("non-deterministic" in w for w in result.warnings)
+
+
+def test_float32_warns(mlp_data: tuple[Tensor, Tensor]) -> None:
+    model = nn.Linear(6, 3)
+    x, y = mlp_data
+    result = GradientVerifier(dtype=torch.float32).verify_finite_difference(
+        model, x, y, F.cross_entropy, eps=1e-2, atol=1e-3, rtol=1e-2
+    )
+    assert any("float64" in w for w in result.warnings)
+    assert result.dtype == "torch.float32"
+
+
+def test_parameters_subset_and_json(mlp_data: tuple[Tensor, Tensor], tmp_path: Any) -> None:
+    model = _BuggyMLP(factor=1.01)
+    result = GradientVerifier(chunk_size=7).verify_finite_difference(
+        model, *mlp_data, F.cross_entropy, parameters=["out.weight"]
+    )
+    assert result.passed is True and list(result.per_tensor) == ["out.weight"]
+    data = json.loads(result.save_json(tmp_path / "g.json").read_text())
+    assert data["check"] == "gradient" and data["passed"] is True
+    assert data["per_tensor"]["out.weight"]["shape"] == [3, 12]
+    assert result.summary()["gradient/passed"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"mode": "slow"}, "mode"),
+        ({"eps": 0.0}, "eps"),
+        ({"atol": -1.0}, "atol"),
+        ({"rtol": float("nan")}, "rtol"),
+        ({"n_directions": 0}, "n_directions"),
+        ({"parameters": ["nope"]}, "parameters"),
+        ({"smooth": True}, "smooth"),
+    ],
+)
+def test_bad_arguments(kwargs: dict[str, Any], match: str, mlp_data: tuple[Tensor, Tensor]) -> None:
+    with pytest.raises(ValueError, match=match):
+        GradientVerifier().verify_finite_difference(nn.Linear(6, 3), *mlp_data, F.cross_entropy, **kwargs)
+
+
+def test_result_type(mlp_data: tuple[Tensor, Tensor]) -> None:
+    result = GradientVerifier().verify_finite_difference(nn.Linear(6, 3), *mlp_data, F.cross_entropy, mode="fast")
+    assert isinstance(result, GradientVerificationResult)
+    assert result.n_evaluations == 2 + 2 * 2
+
+
+def test_verifier_delegates_surrogate_and_alignment(mlp_data: tuple[Tensor, Tensor]) -> None:
+    shape = get_surrogate("sigmoid", slope=3.0)
+    verifier = GradientVerifier()
+    surrogate = verifier.verify_surrogate_gradient(shape.spike, shape.derivative, primitive=shape.primitive)
+    assert surrogate.passed
+    alignment = verifier.verify_gradient_alignment(
+        nn.Linear(6, 3), *mlp_data, F.cross_entropy, sigmas=(1e-3,), n_directions=3, n_quadrature=4
+    )
+    assert alignment.dtype == "torch.float64" and alignment.stats().cosine > 0.99
+
+
+def test_real_snn_smooth_and_spiking_modes(spike_data: tuple[Tensor, Tensor]) -> None:
+    models = pytest.importorskip("evoexp.models")
+    x, y = spike_data
+    snn = models.SNN(5, [6], 3, seed=0, recurrent=True)
+    verifier = GradientVerifier()
+    smooth = verifier.verify_finite_difference(snn, x, y, F.cross_entropy)
+    assert smooth.smooth_mode is True and smooth.passed is True, smooth.message
+    assert not snn.smooth
+    spiking = verifier.verify_finite_difference(snn, x, y, F.cross_entropy, smooth=False, mode="fast")
+    assert spiking.comparison == "surrogate_bias" and spiking.passed is None
+    assert "surrogate bias" in spiking.message and "gradient/passed" not in spiking.summary()
