@@ -1,0 +1,162 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from matplotlib import pyplot as plt
+
+from evoexp import figures
+from evoexp.analysis.aggregate import aggregate, aggregate_history
+from evoexp.surrogate import get_surrogate
+
+NAME, SLOPE = "params.surrogate.name", "params.surrogate.slope"
+ACC, COS = "metrics.snn/test/acc", "metrics.alignment/cosine"
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _slope_stats() -> pd.DataFrame:
+    rows = [
+        {NAME: name, SLOPE: slope, "params.seed": seed, ACC: 0.5 + 0.01 * seed + 0.1 * k, COS: 0.9 - 0.1 * k}
+        for name in ("atan", "fast_sigmoid", "sigmoid")
+        for k, slope in enumerate((1.0, 10.0, 100.0))
+        for seed in range(3)
+    ]
+    return aggregate(pd.DataFrame(rows), by=[NAME, SLOPE], metrics=[ACC, COS])
+
+
+def _curves() -> pd.DataFrame:
+    keys = ("snn/val/acc", "ann/val/acc", "snn/grad_norm/hidden.0.weight", "snn/grad_norm/readout.weight")
+    rows = [
+        {"run_id": f"r{seed}", "key": key, "step": step, "value": 0.1 * (k + 1) + 0.01 * step + 0.001 * seed}
+        for seed in range(3)
+        for k, key in enumerate(keys)
+        for step in range(5)
+    ]
+    return aggregate_history(pd.DataFrame(rows))
+
+
+def test_figure_size_and_style():
+    assert figures.figure_size("single", aspect=0.5) == (3.5, 1.75)
+    assert figures.figure_size("double")[0] == figures.WIDTHS["double"]
+    with pytest.raises(ValueError, match="width"):
+        figures.figure_size("triple")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="aspect"):
+        figures.figure_size(aspect=0.0)
+    fig, _ = figures.new_figure(width="double")
+    assert tuple(fig.get_size_inches()) == pytest.approx(figures.figure_size("double"))
+    assert matplotlib.rcParams["pdf.fonttype"] == 42
+    assert matplotlib.rcParams["axes.prop_cycle"].by_key()["color"] == list(figures.PALETTE)
+
+
+def test_series_styles_distinct_for_many_series():
+    styles = [figures.series_style(i) for i in range(16)]
+    assert len({(s["color"], s["linestyle"]) for s in styles}) == 16
+    with pytest.raises(ValueError, match="index"):
+        figures.series_style(-1)
+
+
+def test_accuracy_vs_slope_axes():
+    _, ax = figures.new_figure()
+    stats = _slope_stats()
+    assert figures.plot_accuracy_vs_slope(ax, stats) is ax
+    assert ax.get_xscale() == "log"
+    assert ax.get_xlabel() == r"Surrogate slope $\beta$"
+    assert ax.get_ylabel() == "Test accuracy (%)"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["atan", "fast_sigmoid", "sigmoid"]
+    assert len(ax.lines) == 3
+    assert len(ax.collections) == 3  # one CI band per surrogate
+    x, y = ax.lines[0].get_data()
+    assert list(x) == [1.0, 10.0, 100.0]
+    assert y == pytest.approx([51.0, 61.0, 71.0], abs=1e-9)  # mean over seeds, in percent
+
+
+def test_alignment_vs_slope_axes():
+    _, ax = figures.new_figure()
+    figures.plot_alignment_vs_slope(ax, _slope_stats())
+    assert ax.get_ylabel() == "Gradient alignment (cosine)"
+    assert ax.get_xscale() == "log"
+    assert ax.lines[1].get_ydata() == pytest.approx([0.9, 0.8, 0.7], abs=1e-12)
+
+
+def test_metric_vs_slope_rejects_bad_input():
+    _, ax = figures.new_figure()
+    with pytest.raises(ValueError, match="no rows"):
+        figures.plot_accuracy_vs_slope(ax, _slope_stats(), metric="metrics.nope")
+    with pytest.raises(ValueError, match="missing columns"):
+        figures.plot_accuracy_vs_slope(ax, _slope_stats().drop(columns=["ci_low"]))
+    doubled = pd.concat([_slope_stats(), _slope_stats()])
+    with pytest.raises(ValueError, match="several rows"):
+        figures.plot_accuracy_vs_slope(ax, doubled)
+
+
+@pytest.mark.parametrize("kind", ["derivative", "primitive"])
+def test_plot_surrogate_draws_each_slope(kind):
+    shapes = [get_surrogate("fast_sigmoid", slope=s) for s in (1.0, 10.0)]
+    x = np.linspace(-1.0, 1.0, 11)
+    _, ax = figures.new_figure()
+    figures.plot_surrogate(ax, shapes, kind=kind, x=x)
+    assert ax.get_title() == "fast_sigmoid"
+    assert ax.get_ylabel() == ("$g(x)$" if kind == "derivative" else "$P(x)$")
+    assert [line.get_label() for line in ax.lines] == [r"$\beta$ = 1", r"$\beta$ = 10"]
+    expected = getattr(shapes[1], kind)(torch.as_tensor(x, dtype=torch.float64)).numpy()
+    assert ax.lines[1].get_ydata() == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ValueError, match="kind"):
+        figures.plot_surrogate(ax, shapes, kind="integral")  # type: ignore[arg-type]
+
+
+def test_surrogate_gallery_layout():
+    fig = figures.surrogate_gallery(
+        ["atan", "gaussian", "sigmoid"], slopes=(1.0, 5.0), ncols=2, x=np.linspace(-1, 1, 21)
+    )
+    axes = fig.get_axes()
+    assert len(axes) == 8  # 2 blocks x (derivative row + primitive row) x 2 columns
+    visible = [ax for ax in axes if ax.get_visible()]
+    assert len(visible) == 6
+    assert [ax.get_title() for ax in visible if ax.get_title()] == ["atan", "gaussian", "sigmoid"]
+    assert all(len(ax.lines) == 2 for ax in visible)
+    with pytest.raises(ValueError, match="unknown surrogate"):
+        figures.surrogate_gallery(["nope"])
+
+
+def test_training_curves_axes():
+    _, ax = figures.new_figure()
+    figures.plot_training_curves(ax, _curves())
+    assert ax.get_xlabel() == "Epoch"
+    assert ax.get_ylabel() == "Validation accuracy (%)"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["SNN val", "ANN val"]
+    assert ax.lines[0].get_ydata() == pytest.approx([10.1 + s for s in range(5)], abs=1e-9)
+    with pytest.raises(ValueError, match="none of"):
+        figures.plot_training_curves(ax, _curves(), keys=["snn/test/acc"])
+    with pytest.raises(ValueError, match="missing columns"):
+        figures.plot_training_curves(ax, _curves().drop(columns=["mean"]))
+
+
+def test_grad_norm_per_layer_axes():
+    _, ax = figures.new_figure()
+    figures.plot_grad_norm_per_layer(ax, _curves())
+    assert ax.get_yscale() == "log"
+    assert ax.get_ylabel() == "Gradient norm"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["hidden.0.weight", "readout.weight"]
+    with pytest.raises(ValueError, match="prefix"):
+        figures.plot_grad_norm_per_layer(ax, _curves(), prefix="ann/grad_norm/")
+
+
+def test_save_figure_writes_pdf_and_png(tmp_path):
+    fig, ax = figures.new_figure()
+    figures.plot_accuracy_vs_slope(ax, _slope_stats())
+    paths = figures.save_figure(fig, tmp_path / "sub" / "acc.pdf")
+    assert [p.name for p in paths] == ["acc.pdf", "acc.png"]
+    assert paths[0].read_bytes()[:5] == b"%PDF-"
+    assert paths[1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert all(p.stat().st_size > 1000 for p in paths)
+    assert not plt.fignum_exists(fig.number)
+    with pytest.raises(ValueError, match="formats"):
+        figures.save_figure(fig, tmp_path / "x", formats=["bmp"])
