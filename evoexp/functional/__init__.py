@@ -1,0 +1,31 @@
+"""Pure functional spiking-neuron dynamics (no ``nn.Module`` state): the engine under :mod:`evoexp.models`."""
+
+from __future__ import annotations
+
+from evoexp.functional.lif import (
+    BPTTMode,
+    LIFParameters,
+    ReadoutMode,
+    ResetMode,
+    decay_from_time_constant,
+    functorch_active,
+    leaky_integrate,
+    lif_sequence,
+    lif_sequence_reference,
+    readout_logits,
+    sequence_linear,
+)
+
+__all__ = [
+    "BPTTMode",
+    "LIFParameters",
+    "ReadoutMode",
+    "ResetMode",
+    "decay_from_time_constant",
+    "functorch_active",
+    "leaky_integrate",
+    "lif_sequence",
+    "lif_sequence_reference",
+    "readout_logits",
+    "sequence_linear",
+]

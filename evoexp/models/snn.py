@@ -1,0 +1,379 @@
+"""Spiking network modules: thin ``nn.Module`` wrappers around :mod:`evoexp.functional.lif`.
+
+An :class:`SNN` is a stack of :class:`LIFLayer` (feed-forward or recurrent) followed by a non-spiking
+:class:`LeakyReadout`. Input is ``[batch, time, channels]``; output is logits ``[batch, classes]``. Parameter names
+are stable (used in reports): ``hidden.<i>.weight``, ``hidden.<i>.bias``, ``hidden.<i>.recurrent_weight``,
+``readout.weight``, ``readout.bias``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from evoexp.functional.lif import (
+    BPTTMode,
+    LIFParameters,
+    ReadoutMode,
+    ResetMode,
+    decay_from_time_constant,
+    functorch_active,
+    leaky_integrate,
+    lif_sequence,
+    readout_logits,
+    sequence_linear,
+)
+from evoexp.surrogate import SurrogateGradient, get_surrogate
+
+__all__ = ["SNN", "LIFLayer", "LeakyReadout", "is_snn", "smooth_mode"]
+
+_DEFAULT_TAU_SYN = 5.0
+_DEFAULT_TAU_MEM = 10.0
+
+
+def _init_normal(weight: Tensor, scale: float, fan_in: int, generator: torch.Generator | None) -> None:
+    with torch.no_grad():
+        weight.normal_(0.0, scale / math.sqrt(fan_in), generator=generator)
+
+
+def _resolve_surrogate(surrogate: SurrogateGradient | str) -> SurrogateGradient:
+    if isinstance(surrogate, str):
+        return get_surrogate(surrogate)
+    if not isinstance(surrogate, SurrogateGradient):
+        raise ValueError(f"surrogate must be a SurrogateGradient or a registered name, got {surrogate!r}")
+    return surrogate
+
+
+class LIFLayer(nn.Module):
+    """A LIF layer: ``I = x W^T + b`` for all steps (one GEMM), then :func:`~evoexp.functional.lif_sequence`.
+
+    Args:
+        in_features: Input channels ``C``.
+        out_features: Neurons ``H``.
+        params: LIF constants (decays, threshold, reset).
+        surrogate: Spike nonlinearity and pseudo-derivative.
+        recurrent: Add a recurrent weight ``V`` (``[H, H]``, parameter ``recurrent_weight``).
+        bias: Learn a bias (constant input current).
+        weight_scale: Weights are drawn from ``N(0, (weight_scale / sqrt(fan_in))^2)``.
+        generator: Random generator for the initialisation (None: global RNG).
+        bptt: ``"custom"`` (hand-written BPTT node) or ``"autograd"`` (reference loop).
+
+    Attributes:
+        smooth: Smooth mode (forward uses the surrogate's primitive); see :func:`smooth_mode`.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        params: LIFParameters,
+        surrogate: SurrogateGradient,
+        recurrent: bool = False,
+        bias: bool = True,
+        weight_scale: float = 1.0,
+        generator: torch.Generator | None = None,
+        bptt: BPTTMode = "custom",
+    ) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.params = params
+        self.surrogate = surrogate
+        self.bptt: BPTTMode = bptt
+        self.smooth = False
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        _init_normal(self.weight, weight_scale, in_features, generator)
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        self.recurrent_weight: nn.Parameter | None = None
+        if recurrent:
+            self.recurrent_weight = nn.Parameter(torch.empty(out_features, out_features))
+            _init_normal(self.recurrent_weight, weight_scale, out_features, generator)
+
+    @property
+    def recurrent(self) -> bool:
+        """Whether the layer has a recurrent weight."""
+        return self.recurrent_weight is not None
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map input ``[batch, time, in_features]`` to spikes ``[batch, time, out_features]``."""
+        current = sequence_linear(x, self.weight, self.bias)
+        return lif_sequence(
+            current,
+            self.params,
+            self.surrogate,
+            recurrent_weight=self.recurrent_weight,
+            smooth=self.smooth,
+            bptt=self.bptt,
+        )
+
+    def extra_repr(self) -> str:
+        p = self.params
+        return (
+            f"{self.in_features}, {self.out_features}, alpha={p.alpha:.4g}, beta={p.beta:.4g}, "
+            f"threshold={p.threshold:g}, reset={p.reset}, detach_reset={p.detach_reset}, "
+            f"recurrent={self.recurrent}, surrogate={self.surrogate!r}, smooth={self.smooth}"
+        )
+
+
+class LeakyReadout(nn.Module):
+    r"""Non-spiking leaky integrator readout: :math:`o[t] = \beta\,o[t-1] + W s[t] + b`, logits reduced over time.
+
+    Args:
+        in_features: Hidden neurons feeding the readout.
+        out_features: Classes.
+        beta: Readout decay in [0, 1].
+        mode: ``"max"``, ``"mean"`` or ``"last"`` over time.
+        bias: Learn a bias.
+        weight_scale: Weights are drawn from ``N(0, (weight_scale / sqrt(fan_in))^2)``.
+        generator: Random generator for the initialisation.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        beta: float,
+        mode: ReadoutMode = "max",
+        bias: bool = True,
+        weight_scale: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= beta <= 1.0:
+            raise ValueError(f"readout_beta must be in [0, 1], got {beta!r}")
+        if mode not in ("max", "mean", "last"):
+            raise ValueError(f"readout must be one of ('max', 'mean', 'last'), got {mode!r}")
+        self.beta, self.mode = float(beta), mode
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        _init_normal(self.weight, weight_scale, in_features, generator)
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+
+    def traces(self, spikes: Tensor) -> Tensor:
+        """Readout membrane traces ``[batch, time, classes]`` for hidden spikes ``[batch, time, in_features]``."""
+        return leaky_integrate(sequence_linear(spikes, self.weight, self.bias), self.beta)
+
+    def forward(self, spikes: Tensor) -> Tensor:
+        """Logits ``[batch, classes]``."""
+        return readout_logits(self.traces(spikes), self.mode)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[1]}, {self.weight.shape[0]}, beta={self.beta:.4g}, mode={self.mode}"
+
+
+class SNN(nn.Module):
+    """Multi-layer LIF network with a leaky non-spiking readout.
+
+    Decays: give ``alpha``/``beta`` directly or as time constants ``tau_syn``/``tau_mem`` with step ``dt``
+    (``alpha = exp(-dt/tau_syn)``); not both for the same decay. Defaults: ``tau_syn=5``, ``tau_mem=10``, ``dt=1``.
+    ``alpha=0`` gives the simple current-free LIF.
+
+    Args:
+        input_size: Input channels ``C``.
+        hidden_sizes: Neurons per hidden layer (at least one layer).
+        output_size: Classes.
+        surrogate: Surrogate object or registered name (default parameters).
+        alpha: Synaptic decay in [0, 1].
+        beta: Membrane decay in [0, 1].
+        tau_syn: Synaptic time constant (> 0).
+        tau_mem: Membrane time constant (> 0).
+        dt: Time step (> 0).
+        threshold: Firing threshold (> 0).
+        reset: ``"subtract"`` or ``"zero"``.
+        detach_reset: Exclude the reset from the backward pass.
+        recurrent: Recurrent hidden layers.
+        readout: ``"max"``, ``"mean"`` or ``"last"`` logits over time.
+        readout_beta: Readout decay (default: the membrane decay ``beta``).
+        bias: Learn biases.
+        weight_scale: Initial weights ``N(0, (weight_scale/sqrt(fan_in))^2)``.
+        seed: Seed of the initialisation (None: global RNG).
+        bptt: ``"custom"`` (fast hand-written BPTT, once-differentiable; ``torch.func`` transforms use the reference
+            loop automatically) or ``"autograd"`` (reference loop, also for higher-order derivatives).
+
+    Attributes:
+        last_spikes: Hidden spikes ``[batch, time, H_l]`` per layer from the last forward call (still attached to
+            the graph, for rate regularisers); empty after a call under ``torch.func`` transforms.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_sizes: Sequence[int],
+        output_size: int,
+        *,
+        surrogate: SurrogateGradient | str = "fast_sigmoid",
+        alpha: float | None = None,
+        beta: float | None = None,
+        tau_syn: float | None = None,
+        tau_mem: float | None = None,
+        dt: float = 1.0,
+        threshold: float = 1.0,
+        reset: ResetMode = "subtract",
+        detach_reset: bool = False,
+        recurrent: bool = False,
+        readout: ReadoutMode = "max",
+        readout_beta: float | None = None,
+        bias: bool = True,
+        weight_scale: float = 1.0,
+        seed: int | None = None,
+        bptt: BPTTMode = "custom",
+    ) -> None:
+        super().__init__()
+        sizes = list(hidden_sizes)
+        for name, value in (("input_size", input_size), ("output_size", output_size)):
+            if not (isinstance(value, int) and value > 0):
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not sizes or not all(isinstance(h, int) and h > 0 for h in sizes):
+            raise ValueError(f"hidden_sizes must be a non-empty sequence of positive ints, got {hidden_sizes!r}")
+        if bptt not in ("custom", "autograd"):
+            raise ValueError(f"bptt must be 'custom' or 'autograd', got {bptt!r}")
+        if not (math.isfinite(weight_scale) and weight_scale > 0):
+            raise ValueError(f"weight_scale must be a finite number > 0, got {weight_scale!r}")
+        alpha = self._decay("alpha", alpha, "tau_syn", tau_syn, _DEFAULT_TAU_SYN, dt)
+        beta = self._decay("beta", beta, "tau_mem", tau_mem, _DEFAULT_TAU_MEM, dt)
+        params = LIFParameters(alpha=alpha, beta=beta, threshold=threshold, reset=reset, detach_reset=detach_reset)
+        shape = _resolve_surrogate(surrogate)
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self.input_size, self.hidden_sizes, self.output_size = input_size, tuple(sizes), output_size
+        self.params = params
+        self.hidden = nn.ModuleList()
+        fan_in = input_size
+        for size in sizes:
+            self.hidden.append(
+                LIFLayer(
+                    fan_in,
+                    size,
+                    params=params,
+                    surrogate=shape,
+                    recurrent=recurrent,
+                    bias=bias,
+                    weight_scale=weight_scale,
+                    generator=generator,
+                    bptt=bptt,
+                )
+            )
+            fan_in = size
+        self.readout = LeakyReadout(
+            fan_in,
+            output_size,
+            beta=beta if readout_beta is None else readout_beta,
+            mode=readout,
+            bias=bias,
+            weight_scale=weight_scale,
+            generator=generator,
+        )
+        self.last_spikes: list[Tensor] = []
+
+    @staticmethod
+    def _decay(
+        name: str, value: float | None, tau_name: str, tau: float | None, default_tau: float, dt: float
+    ) -> float:
+        if value is not None and tau is not None:
+            raise ValueError(f"give either {name} or {tau_name}, not both ({name}={value!r}, {tau_name}={tau!r})")
+        if value is not None:
+            return value
+        return decay_from_time_constant(default_tau if tau is None else tau, dt)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle/deepcopy state without the recorded spikes (graph tensors cannot be deep-copied)."""
+        state = super().__getstate__()
+        state["last_spikes"] = []
+        return state
+
+    @property
+    def hidden_layers(self) -> nn.ModuleList:
+        """The hidden :class:`LIFLayer` stack."""
+        return self.hidden
+
+    @property
+    def surrogate(self) -> SurrogateGradient:
+        """The surrogate shared by all hidden layers (settable with an object or a registered name)."""
+        return self.hidden[0].surrogate
+
+    @surrogate.setter
+    def surrogate(self, value: SurrogateGradient | str) -> None:
+        shape = _resolve_surrogate(value)
+        for layer in self.hidden:
+            layer.surrogate = shape
+
+    @property
+    def smooth(self) -> bool:
+        """Smooth mode of the hidden layers (settable)."""
+        return all(layer.smooth for layer in self.hidden)
+
+    @smooth.setter
+    def smooth(self, value: bool) -> None:
+        for layer in self.hidden:
+            layer.smooth = bool(value)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits ``[batch, output_size]`` for input ``[batch, time, input_size]`` (cast to the parameters' dtype).
+
+        Raises:
+            ValueError: ``x`` has the wrong shape.
+        """
+        if x.dim() != 3 or x.shape[2] != self.input_size:
+            raise ValueError(f"x must have shape [batch, time, {self.input_size}], got {tuple(x.shape)}")
+        h = x.to(self.readout.weight.dtype)
+        spikes = []
+        for layer in self.hidden:
+            h = layer(h)
+            spikes.append(h)
+        self.last_spikes = [] if functorch_active(h) else spikes
+        return self.readout(h)
+
+    def _layer_names(self) -> list[str]:
+        return [f"hidden.{i}" for i in range(len(self.hidden))]
+
+    def spike_counts(self) -> dict[str, Tensor]:
+        """Spikes per neuron summed over batch and time, per hidden layer (``"hidden.<i>"``), last forward.
+
+        Raises:
+            RuntimeError: no forward pass has been recorded yet.
+        """
+        if not self.last_spikes:
+            raise RuntimeError("no recorded forward pass: call the model on an input first")
+        return {name: s.detach().sum(dim=(0, 1)) for name, s in zip(self._layer_names(), self.last_spikes)}
+
+    def firing_rates(self) -> dict[str, float]:
+        """Mean spikes per neuron per time step, per hidden layer, for the last forward pass.
+
+        Raises:
+            RuntimeError: no forward pass has been recorded yet.
+        """
+        if not self.last_spikes:
+            raise RuntimeError("no recorded forward pass: call the model on an input first")
+        return {name: float(s.detach().mean()) for name, s in zip(self._layer_names(), self.last_spikes)}
+
+
+def is_snn(model: nn.Module) -> bool:
+    """Return True if ``model`` contains at least one :class:`LIFLayer`."""
+    return any(isinstance(m, LIFLayer) for m in model.modules())
+
+
+@contextmanager
+def smooth_mode(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]:
+    """Temporarily switch every :class:`LIFLayer` inside ``model`` to smooth mode (or out of it).
+
+    In smooth mode the forward uses the surrogate's primitive, so the surrogate gradient is the exact gradient of a
+    differentiable network. Previous settings are restored on exit, also after an exception.
+
+    Raises:
+        ValueError: ``model`` contains no LIF layer.
+    """
+    layers = [m for m in model.modules() if isinstance(m, LIFLayer)]
+    if not layers:
+        raise ValueError(f"model contains no LIF layers: {type(model).__name__}")
+    previous = [layer.smooth for layer in layers]
+    for layer in layers:
+        layer.smooth = enabled
+    try:
+        yield model
+    finally:
+        for layer, value in zip(layers, previous):
+            layer.smooth = value

@@ -1,0 +1,336 @@
+"""SNN/ANN modules and the hand-written BPTT: gradients against the autograd reference, gradcheck, vmap."""
+
+from __future__ import annotations
+
+import copy
+import math
+import pickle
+
+import pytest
+import torch
+from torch.func import functional_call, vmap
+from torch.nn import functional as F
+
+import evoexp.functional.lif as lif_module
+from evoexp.functional import LIFParameters, decay_from_time_constant, lif_sequence
+from evoexp.models import ANN, SNN, ann_twin, is_snn, smooth_mode
+from evoexp.surrogate import get_surrogate
+
+RESETS = ["subtract", "zero"]
+
+
+def spikes_input(batch: int = 3, steps: int = 12, channels: int = 4, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(batch, steps, channels, generator=g) < 0.3).double()
+
+
+def small_snn(**kwargs) -> SNN:
+    options = dict(surrogate=get_surrogate("fast_sigmoid", slope=5.0), weight_scale=3.0, seed=1)
+    options.update(kwargs)
+    return SNN(4, [6, 5], 3, **options).double()
+
+
+# --- custom BPTT node vs plain autograd loop -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reset", RESETS)
+@pytest.mark.parametrize("detach_reset", [False, True])
+@pytest.mark.parametrize("alpha", [0.0, 0.7])
+@pytest.mark.parametrize("recurrent", [False, True])
+@pytest.mark.parametrize("smooth", [False, True])
+@pytest.mark.parametrize("block_elements", [None, 15, 45])  # default: one block; 1 and 3 steps per block
+def test_custom_backward_matches_reference(
+    reset: str,
+    detach_reset: bool,
+    alpha: float,
+    recurrent: bool,
+    smooth: bool,
+    block_elements: int | None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if block_elements is not None:
+        monkeypatch.setattr(lif_module, "_BLOCK_ELEMENTS", block_elements)
+    params = LIFParameters(alpha=alpha, beta=0.85, threshold=0.5, reset=reset, detach_reset=detach_reset)
+    surrogate = get_surrogate("fast_sigmoid", slope=4.0)
+    current = (torch.randn(3, 10, 5, dtype=torch.float64) * 0.7).requires_grad_()
+    weight = (torch.randn(5, 5, dtype=torch.float64) * 0.4).requires_grad_() if recurrent else None
+    probe = torch.randn(3, 10, 5, dtype=torch.float64)
+    inputs = [current] if weight is None else [current, weight]
+    results = {}
+    for bptt in ("custom", "autograd"):
+        spikes = lif_sequence(current, params, surrogate, recurrent_weight=weight, smooth=smooth, bptt=bptt)
+        results[bptt] = (spikes, torch.autograd.grad((spikes * probe).sum(), inputs))
+    (s_fast, g_fast), (s_ref, g_ref) = results["custom"], results["autograd"]
+    assert s_ref.sum() > 0  # the configuration really spikes
+    torch.testing.assert_close(s_fast, s_ref, rtol=0, atol=1e-14)
+    for a, b in zip(g_fast, g_ref):
+        assert b.abs().max() > 0
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_model_gradients_match_reference(recurrent: bool) -> None:
+    """Two hidden layers (the second consumes time-major spikes), readout, loss: all parameter gradients."""
+    x, y = spikes_input(), torch.tensor([0, 1, 2])
+    grads = {}
+    for bptt in ("custom", "autograd"):
+        model = small_snn(recurrent=recurrent, bptt=bptt)
+        loss = F.cross_entropy(model(x), y)
+        names, params = zip(*model.named_parameters())
+        grads[bptt] = dict(zip(names, torch.autograd.grad(loss, params)))
+    assert grads["custom"].keys() == grads["autograd"].keys()
+    for name, g in grads["custom"].items():
+        torch.testing.assert_close(g, grads["autograd"][name], rtol=1e-10, atol=1e-13, msg=name)
+    assert any(g.abs().max() > 0 for name, g in grads["custom"].items() if name.startswith("hidden.0"))
+
+
+def test_float32_custom_matches_reference() -> None:
+    params = LIFParameters(alpha=0.5, beta=0.9, threshold=1.0)
+    surrogate = get_surrogate("fast_sigmoid")
+    current = (torch.randn(2, 20, 8) * 2).requires_grad_()
+    out = {}
+    for bptt in ("custom", "autograd"):
+        s = lif_sequence(current, params, surrogate, bptt=bptt)
+        out[bptt] = (s, torch.autograd.grad(s.sum(), current)[0])
+    assert out["custom"][0].dtype == torch.float32
+    torch.testing.assert_close(out["custom"][0], out["autograd"][0])
+    torch.testing.assert_close(out["custom"][1], out["autograd"][1], rtol=1e-5, atol=1e-6)
+
+
+def test_no_grad_forward_matches() -> None:
+    model, x = small_snn(recurrent=True), spikes_input()
+    with torch.no_grad():
+        fast = model(x)
+    torch.testing.assert_close(fast, model(x).detach(), rtol=0, atol=0)
+
+
+# --- smooth mode: true gradients, gradcheck -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reset", RESETS)
+@pytest.mark.parametrize("recurrent", [False, True])
+@pytest.mark.parametrize("detach_reset", [False, True])
+def test_gradcheck_smooth_snn_loss(reset: str, recurrent: bool, detach_reset: bool) -> None:
+    """In smooth mode the surrogate gradient is the true gradient; a detached reset must make it differ."""
+    model = SNN(
+        3,
+        [4],
+        2,
+        surrogate=get_surrogate("sigmoid", slope=2.0),
+        alpha=0.6,
+        beta=0.8,
+        threshold=0.5,
+        reset=reset,
+        detach_reset=detach_reset,
+        recurrent=recurrent,
+        readout="mean",
+        weight_scale=2.0,
+        seed=3,
+    ).double()
+    model.smooth = True
+    x, y = spikes_input(batch=2, steps=6, channels=3), torch.tensor([0, 1])
+    names, values = zip(*[(n, p.detach().clone()) for n, p in model.named_parameters()])
+
+    def loss(*params: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(functional_call(model, dict(zip(names, params)), (x,)), y)
+
+    inputs = tuple(v.requires_grad_() for v in values)
+    passed = torch.autograd.gradcheck(loss, inputs, eps=1e-6, atol=1e-8, rtol=1e-6, raise_exception=False)
+    assert passed is not detach_reset  # detached: the reset path is missing from the gradient by design
+
+
+def test_gradcheck_lif_sequence_smooth() -> None:
+    params = LIFParameters(alpha=0.5, beta=0.7, threshold=0.3, reset="zero")
+    surrogate = get_surrogate("fast_sigmoid", slope=3.0)
+    current = torch.randn(2, 7, 3, dtype=torch.float64, requires_grad=True)
+    weight = (0.5 * torch.randn(3, 3, dtype=torch.float64)).requires_grad_()
+
+    def fn(c: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return lif_sequence(c, params, surrogate, recurrent_weight=w, smooth=True)
+
+    assert torch.autograd.gradcheck(fn, (current, weight), eps=1e-6, atol=1e-8, rtol=1e-6)
+
+
+def test_smooth_mode_context_manager() -> None:
+    model, x = small_snn(), spikes_input()
+    spiking = model(x)
+    with smooth_mode(model) as same:
+        assert same is model and model.smooth
+        smooth_out = model(x)
+        smooth_spikes = model.last_spikes[0]
+    assert not model.smooth
+    torch.testing.assert_close(model(x), spiking, rtol=0, atol=0)
+    assert not torch.allclose(smooth_out, spiking)
+    assert ((smooth_spikes > 0) & (smooth_spikes < 1)).any()  # primitive values, not 0/1
+    with pytest.raises(ValueError, match="no LIF layers"), smooth_mode(ANN(3, [4], 2)):
+        pass
+
+
+# --- torch.func compatibility (the verifier perturbs parameters under vmap) -----------------------------------
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_vmap_over_parameter_sets_equals_loop(recurrent: bool) -> None:
+    model, x, y = small_snn(recurrent=recurrent), spikes_input(), torch.tensor([0, 1, 2])
+    base = {n: p.detach() for n, p in model.named_parameters()}
+    g = torch.Generator().manual_seed(5)
+    batched = {n: p + 0.1 * torch.randn((4, *p.shape), generator=g, dtype=p.dtype) for n, p in base.items()}
+
+    def loss(params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return F.cross_entropy(functional_call(model, params, (x,)), y)
+
+    vmapped = vmap(loss)(batched)
+    looped = torch.stack([loss({n: v[i] for n, v in batched.items()}) for i in range(4)])
+    torch.testing.assert_close(vmapped, looped, rtol=1e-12, atol=1e-12)
+    assert model.last_spikes  # the loop's calls recorded spikes; no batched tensor leaked
+
+
+def test_torch_func_grad_matches_custom_backward() -> None:
+    model, x, y = small_snn(recurrent=True), spikes_input(), torch.tensor([0, 1, 2])
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    func_grads = torch.func.grad(lambda p: F.cross_entropy(functional_call(model, p, (x,)), y))(params)
+    loss = F.cross_entropy(model(x), y)
+    for name, g in zip(params, torch.autograd.grad(loss, list(model.parameters()))):
+        torch.testing.assert_close(func_grads[name], g, rtol=1e-10, atol=1e-13, msg=name)
+
+
+# --- module behaviour -----------------------------------------------------------------------------------------
+
+
+def test_parameter_names_and_shapes() -> None:
+    model = SNN(4, [6, 5], 3, recurrent=True)
+    shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
+    assert shapes == {
+        "hidden.0.weight": (6, 4),
+        "hidden.0.bias": (6,),
+        "hidden.0.recurrent_weight": (6, 6),
+        "hidden.1.weight": (5, 6),
+        "hidden.1.bias": (5,),
+        "hidden.1.recurrent_weight": (5, 5),
+        "readout.weight": (3, 5),
+        "readout.bias": (3,),
+    }
+    assert model.hidden_layers is model.hidden
+    assert is_snn(model) and not is_snn(ANN(4, [6], 3))
+
+
+def test_decays_from_time_constants_and_defaults() -> None:
+    model = SNN(2, [3], 2, tau_syn=4.0, tau_mem=8.0, dt=0.5)
+    assert model.params.alpha == pytest.approx(math.exp(-0.5 / 4.0), rel=1e-15)
+    assert model.params.beta == pytest.approx(math.exp(-0.5 / 8.0), rel=1e-15)
+    assert model.readout.beta == model.params.beta
+    default = SNN(2, [3], 2)
+    assert default.params.alpha == pytest.approx(decay_from_time_constant(5.0), rel=1e-15)
+    assert default.params.beta == pytest.approx(decay_from_time_constant(10.0), rel=1e-15)
+    assert SNN(2, [3], 2, alpha=0.0).params.alpha == 0.0
+
+
+def test_seeded_init_is_reproducible() -> None:
+    a, b = SNN(4, [6], 3, seed=7), SNN(4, [6], 3, seed=7)
+    c = SNN(4, [6], 3, seed=8)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert not torch.equal(a.hidden[0].weight, c.hidden[0].weight)
+
+
+def test_dtype_follows_parameters() -> None:
+    model = SNN(4, [6], 3).double()
+    out = model(spikes_input().float())
+    assert out.dtype == torch.float64 and out.shape == (3, 3)
+    assert SNN(4, [6], 3)(spikes_input().float()).dtype == torch.float32
+
+
+@pytest.mark.parametrize("mode", ["max", "mean", "last"])
+def test_readout_modes_against_loop(mode: str) -> None:
+    model = small_snn(readout=mode, readout_beta=0.6)
+    x = spikes_input()
+    logits = model(x)
+    z = F.linear(model.last_spikes[-1], model.readout.weight, model.readout.bias)
+    o, traces = torch.zeros_like(z[:, 0]), []
+    for t in range(z.shape[1]):
+        o = 0.6 * o + z[:, t]
+        traces.append(o)
+    traces = torch.stack(traces, 1)
+    expected = {"max": traces.max(1).values, "mean": traces.mean(1), "last": traces[:, -1]}[mode]
+    torch.testing.assert_close(logits, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_spike_counts_and_firing_rates() -> None:
+    model, x = small_snn(), spikes_input()
+    with pytest.raises(RuntimeError, match="no recorded forward"):
+        model.firing_rates()
+    model(x)
+    counts, rates = model.spike_counts(), model.firing_rates()
+    assert list(counts) == ["hidden.0", "hidden.1"] == list(rates)
+    for name, spikes in zip(counts, model.last_spikes):
+        assert counts[name].shape == (spikes.shape[2],)
+        assert counts[name].sum().item() == spikes.sum().item()
+        assert rates[name] == pytest.approx(spikes.sum().item() / spikes.numel(), rel=1e-12)
+        assert set(spikes.unique().tolist()) <= {0.0, 1.0}
+    assert 0 < rates["hidden.0"] < 1
+
+
+def test_deepcopy_and_pickle_after_forward() -> None:
+    model = small_snn()
+    model(spikes_input())  # records graph-attached spikes
+    clone = copy.deepcopy(model)
+    restored = pickle.loads(pickle.dumps(model))
+    assert clone.last_spikes == [] and restored.last_spikes == [] and model.last_spikes
+    x = spikes_input(seed=1)
+    torch.testing.assert_close(clone(x), model(x), rtol=0, atol=0)
+    torch.testing.assert_close(restored(x), model(x), rtol=0, atol=0)
+
+
+def test_surrogate_setter_applies_to_all_layers() -> None:
+    model = small_snn()
+    model.surrogate = "atan"
+    assert all(layer.surrogate == get_surrogate("atan") for layer in model.hidden)
+    assert model.surrogate == get_surrogate("atan")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(alpha=0.5, tau_syn=3.0), "either alpha or tau_syn"),
+        (dict(beta=1.5), "beta"),
+        (dict(alpha=-0.1), "alpha"),
+        (dict(threshold=0.0), "threshold"),
+        (dict(tau_mem=-1.0), "tau"),
+        (dict(dt=0.0), "dt"),
+        (dict(reset="hard"), "reset"),
+        (dict(readout="sum"), "readout"),
+        (dict(readout_beta=2.0), "readout_beta"),
+        (dict(bptt="jit"), "bptt"),
+        (dict(weight_scale=0.0), "weight_scale"),
+        (dict(surrogate=3), "surrogate"),
+        (dict(surrogate="no_such_shape"), "unknown surrogate"),
+    ],
+)
+def test_bad_arguments(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        SNN(4, [6], 3, **kwargs)
+
+
+def test_bad_sizes_and_inputs() -> None:
+    with pytest.raises(ValueError, match="hidden_sizes"):
+        SNN(4, [], 3)
+    with pytest.raises(ValueError, match="input_size"):
+        SNN(0, [3], 3)
+    with pytest.raises(ValueError, match=r"x must have shape \[batch, time, 4\]"):
+        SNN(4, [6], 3)(torch.zeros(2, 5, 3))
+    with pytest.raises(ValueError, match="recurrent_weight"):
+        lif_sequence(torch.zeros(1, 3, 2), LIFParameters(), get_surrogate("atan"), recurrent_weight=torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="time step"):
+        lif_sequence(torch.zeros(1, 0, 2), LIFParameters(), get_surrogate("atan"))
+
+
+def test_ann_and_twin() -> None:
+    snn = SNN(20, [16, 8], 5)
+    ann = ann_twin(snn, 12, activation="tanh")
+    assert ann.hidden_sizes == snn.hidden_sizes and ann.output_size == 5
+    assert [tuple(p.shape) for p in ann.parameters()] == [(16, 12), (16,), (8, 16), (8,), (5, 8), (5,)]
+    out = ann(torch.randn(7, 12))
+    assert out.shape == (7, 5)
+    with pytest.raises(ValueError, match="unknown activation"):
+        ANN(3, [4], 2, activation="swishy")
+    with pytest.raises(ValueError, match=r"x must have shape \[batch, 12\]"):
+        ann(torch.randn(7, 3, 12))
