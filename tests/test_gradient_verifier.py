@@ -152,7 +152,7 @@ def test_exact_mode_counts_every_coordinate(mlp_data: tuple[Tensor, Tensor]) -> 
     n = sum(p.numel() for p in model.parameters())
     assert result.n_parameters == n
     assert sum(s.n_checked for s in result.per_tensor.values()) == n
-    assert result.n_evaluations == 2 * n + 2
+    assert result.n_evaluations == 2 * n + 1  # one forward serves both backward passes
 
 
 @pytest.mark.parametrize("mode", ["exact", "fast"])
@@ -273,7 +273,7 @@ def test_bad_arguments(kwargs: dict[str, Any], match: str, mlp_data: tuple[Tenso
 def test_result_type(mlp_data: tuple[Tensor, Tensor]) -> None:
     result = GradientVerifier().verify_finite_difference(nn.Linear(6, 3), *mlp_data, F.cross_entropy, mode="fast")
     assert isinstance(result, GradientVerificationResult)
-    assert result.n_evaluations == 2 + 2 * 2
+    assert result.n_evaluations == 1 + 2 * 2
 
 
 def test_verifier_delegates_surrogate_and_alignment(mlp_data: tuple[Tensor, Tensor]) -> None:
@@ -298,3 +298,97 @@ def test_real_snn_smooth_and_spiking_modes(spike_data: tuple[Tensor, Tensor]) ->
     spiking = verifier.verify_finite_difference(snn, x, y, F.cross_entropy, smooth=False, mode="fast")
     assert spiking.comparison == "surrogate_bias" and spiking.passed is None
     assert "surrogate bias" in spiking.message and "gradient/passed" not in spiking.summary()
+
+
+_SNN_CASES = [
+    {"hidden_sizes": [6, 4]},
+    {"hidden_sizes": [6, 4], "recurrent": True, "reset": "zero"},
+    {"hidden_sizes": [5], "readout": "mean", "detach_reset": True, "alpha": 0.0},
+    {"hidden_sizes": [5], "readout": "last", "bias": False},
+]
+
+
+@pytest.mark.parametrize("smooth", [True, False])
+@pytest.mark.parametrize("case", _SNN_CASES, ids=["ff2", "rec2-zero", "mean-detach", "last-nobias"])
+def test_structured_snn_path_matches_generic(
+    case: dict[str, Any], smooth: bool, spike_data: tuple[Tensor, Tensor]
+) -> None:
+    """Structure-aware coordinate losses are the generic batched central differences, to rounding."""
+    models = pytest.importorskip("evoexp.models")
+    from evoexp.verification._batched import LossProblem
+    from evoexp.verification.gradient import central_differences
+
+    options = dict(case)
+    hidden = options.pop("hidden_sizes")
+    snn = models.SNN(5, hidden, 3, seed=1, weight_scale=3.0, **options)
+    structured, generic = (
+        LossProblem(snn, *spike_data, F.cross_entropy, dtype=torch.float64, structure_aware=aware)
+        for aware in (True, False)
+    )
+    with models.smooth_mode(structured.model, smooth), models.smooth_mode(generic.model, smooth):
+        for name in structured.params:
+            # eps=1e-3 keeps the rounding noise of (L+ - L-)/2eps near 1e-13; both paths take the same steps
+            a = central_differences(structured, name, eps=1e-3)
+            b = central_differences(generic, name, eps=1e-3)
+            assert torch.allclose(a, b, rtol=0.0, atol=1e-10), (name, float((a - b).abs().max()))
+    expected = {n for n in structured.params if not n.endswith("recurrent_weight")}
+    assert structured.structured_names == expected and not generic.structured_names
+    assert structured.warnings == []
+    # whole-tensor perturbations (fast mode, alignment): folded-batch forward vs vmap, recurrent weights excluded
+    gen = torch.Generator().manual_seed(5)
+    overrides = {
+        name: p.detach() + 0.1 * torch.randn((3, *p.shape), generator=gen, dtype=torch.float64)
+        for name, p in structured.params.items()
+        if name in expected
+    }
+    with models.smooth_mode(structured.model, smooth), models.smooth_mode(generic.model, smooth):
+        folded, batched = structured.losses(overrides), generic.losses(overrides)
+    assert torch.allclose(folded, batched, rtol=1e-12, atol=0.0), (folded, batched)
+
+
+def test_structured_snn_catches_custom_backward_bug(
+    spike_data: tuple[Tensor, Tensor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 1.01 factor in the hand-written BPTT of an evoexp SNN fails on the structure-aware path."""
+    models = pytest.importorskip("evoexp.models")
+    lif = pytest.importorskip("evoexp.functional.lif")
+    snn = models.SNN(5, [6], 3, seed=0)
+    verifier = GradientVerifier()
+    correct = verifier.verify_finite_difference(snn, *spike_data, F.cross_entropy)
+    assert correct.passed is True, correct.message
+    assert correct.structured_tensors == ["hidden.0.weight", "hidden.0.bias", "readout.weight", "readout.bias"]
+    assert correct.n_evaluations == 2 * correct.n_parameters + 2  # + gradient forward + structure self-check
+    generic = GradientVerifier(structure_aware=False).verify_finite_difference(snn, *spike_data, F.cross_entropy)
+    assert generic.passed is True and generic.structured_tensors == []
+    for name, stats in correct.per_tensor.items():
+        assert stats.max_abs_error == pytest.approx(generic.per_tensor[name].max_abs_error, abs=1e-8)
+
+    feed_forward = lif._Adjoint.feed_forward
+    monkeypatch.setattr(lif._Adjoint, "feed_forward", lambda self: 1.01 * feed_forward(self))
+    buggy = verifier.verify_finite_difference(snn, *spike_data, F.cross_entropy)
+    assert buggy.passed is False and buggy.failing_tensors == ["hidden.0.weight", "hidden.0.bias"]
+    assert buggy.worst is not None and buggy.worst.analytical == pytest.approx(1.01 * buggy.worst.numerical, rel=1e-5)
+
+
+def test_structured_snn_falls_back_when_not_plain_or_inconsistent(
+    spike_data: tuple[Tensor, Tensor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    models = pytest.importorskip("evoexp.models")
+    from evoexp.verification._snn_coordinates import SNNCoordinates
+
+    class Scaled(models.SNN):  # a subclass may change forward: the structure is not assumed
+        def forward(self, x: Tensor) -> Tensor:
+            return 2.0 * super().forward(x)
+
+    verifier = GradientVerifier()
+    sub = verifier.verify_finite_difference(Scaled(5, [6], 3, seed=0), *spike_data, F.cross_entropy)
+    assert sub.passed is True and sub.structured_tensors == []
+
+    hooked = models.SNN(5, [6], 3, seed=0)
+    hooked.readout.register_forward_hook(lambda module, args, out: out + 1.0)
+    assert verifier.verify_finite_difference(hooked, *spike_data, F.cross_entropy).structured_tensors == []
+
+    monkeypatch.setattr(SNNCoordinates, "base_loss", lambda self: torch.tensor(123.0, dtype=torch.float64))
+    result = verifier.verify_finite_difference(models.SNN(5, [6], 3, seed=0), *spike_data, F.cross_entropy)
+    assert result.passed is True and result.structured_tensors == []
+    assert any("structure-aware" in w for w in result.warnings)

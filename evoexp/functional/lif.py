@@ -188,20 +188,29 @@ def lif_sequence_reference(
     """
     _check_current(input_current, recurrent_weight)
     fire = surrogate.smooth if smooth else surrogate.spike
-    syn = torch.zeros_like(input_current[:, 0])
+    alpha, beta, theta = params.alpha, params.beta, params.threshold
+    # Few fused ops per step: under torch.func.vmap every op pays a fixed batching overhead. In-place updates only
+    # touch tensors created in the same step that no autograd node has saved.
+    currents = input_current.unbind(1)
+    syn = torch.zeros_like(currents[0])
     mem = torch.zeros_like(syn)
+    weight_t = recurrent_weight.T if recurrent_weight is not None else None
     spikes = []
-    for current in input_current.unbind(1):
-        spike = fire(mem - params.threshold)
+    for t, current in enumerate(currents):
+        spike = fire(mem - theta)
         reset = spike.detach() if params.detach_reset else spike
-        new_syn = params.alpha * syn + current
-        if recurrent_weight is not None:
-            new_syn = new_syn + spike @ recurrent_weight.T
         if params.reset == "subtract":
-            mem = params.beta * mem + syn - params.threshold * reset
+            mem_next = torch.add(syn, mem, alpha=beta).sub_(reset, alpha=theta)
         else:
-            mem = (params.beta * mem + syn) * (1.0 - reset)
-        syn = new_syn
+            pre_reset = torch.add(syn, mem, alpha=beta)
+            mem_next = torch.addcmul(pre_reset, pre_reset, reset, value=-1.0)
+        if weight_t is not None:
+            syn = torch.addmm(torch.add(current, syn, alpha=alpha), spike, weight_t)
+        elif alpha != 0.0:
+            syn = torch.add(current, syn, alpha=alpha)
+        else:  # syn[t+1] = I[t]: no op needed
+            syn = currents[t]
+        mem = mem_next
         spikes.append(spike)
     return torch.stack(spikes, dim=1)
 

@@ -6,6 +6,12 @@ The gradient verifiers (finite differences, gradient alignment) all need the sam
 ``torch.func.functional_call`` under ``torch.func.vmap``, in chunks whose size keeps the extra memory under a budget.
 Models that ``vmap`` cannot transform (for example a custom ``autograd.Function`` without a vmap rule, or
 data-dependent Python control flow) fall back to a sequential loop; the fallback is recorded as a warning.
+
+Chunks are also kept cache-sized: a batched forward whose activations spill out of the CPU caches costs more per
+evaluation than a smaller one, while very small chunks pay ``vmap``'s fixed per-op overhead too often.
+
+For a plain evoexp SNN, single-coordinate perturbations (exact-mode finite differences) can be evaluated
+structure-aware by :class:`~evoexp.verification._snn_coordinates.SNNCoordinates` (:meth:`LossProblem.coordinates`).
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from evoexp.verification._snn_coordinates import SNNCoordinates
+
 __all__ = ["DEFAULT_MEMORY_BUDGET", "LossFn", "LossProblem", "is_evoexp_snn", "smooth_context"]
 
 LossFn = Callable[[Any, Any], Tensor]
@@ -28,6 +36,8 @@ DEFAULT_MEMORY_BUDGET = 512 * 2**20
 """Default bound (bytes) on the extra memory of one batched evaluation: perturbed parameters plus activations."""
 
 _MAX_FORWARDS_PER_CHUNK = 4096
+_MIN_FORWARDS_PER_CHUNK = 8
+_CACHE_BYTES = 16 * 2**20
 
 
 def is_evoexp_snn(model: nn.Module) -> bool:
@@ -71,6 +81,8 @@ class LossProblem:
         parameters: Names of the parameters to study; ``None`` means every parameter that requires grad.
         memory_budget: Bound in bytes on the extra memory of one batched evaluation.
         chunk_size: Fixed number of forward evaluations per batched call (overrides ``memory_budget``).
+        structure_aware: Allow the structure-aware evaluation of single-coordinate perturbations of evoexp SNNs
+            (:meth:`coordinates`); ``False`` always uses the generic batched path.
 
     Raises:
         ValueError: ``parameters`` names an unknown parameter, the model has no trainable parameter,
@@ -88,6 +100,7 @@ class LossProblem:
         parameters: Sequence[str] | None = None,
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
         chunk_size: int | None = None,
+        structure_aware: bool = True,
     ) -> None:
         if memory_budget <= 0:
             raise ValueError(f"memory_budget must be > 0 bytes, got {memory_budget!r}")
@@ -117,6 +130,8 @@ class LossProblem:
         self.batched = True
         self.n_evaluations = 0
         self.warnings: list[str] = []
+        self._coordinates: SNNCoordinates | bool | None = False if structure_aware else None  # False: not built
+        self.structured_names: set[str] = set()
 
     @property
     def n_parameters(self) -> int:
@@ -125,10 +140,7 @@ class LossProblem:
 
     def _loss(self, overrides: dict[str, Tensor]) -> Tensor:
         output = functional_call(self.model, overrides, self.inputs) if overrides else self.model(*self.inputs)
-        loss = self.loss_fn(output, self.targets)
-        if not isinstance(loss, Tensor) or loss.numel() != 1:
-            raise ValueError("loss_fn must return a scalar tensor (one element)")
-        return loss.reshape(())
+        return self._output_loss(output)
 
     def loss(self) -> float:
         """Loss at the unperturbed parameters."""
@@ -142,6 +154,13 @@ class LossProblem:
         The first call also measures the bytes autograd saves during the forward, used as the per-evaluation
         activation estimate when sizing chunks.
         """
+        return self.gradients(1)[0]
+
+    def gradients(self, repeats: int) -> list[dict[str, Tensor]]:
+        """``repeats`` autograd gradients from one forward pass (the backward runs ``repeats`` times).
+
+        Comparing them exposes a non-deterministic backward; see :meth:`gradient` for the memory measurement.
+        """
         saved: dict[tuple[int, int], int] = {}
 
         def pack(tensor: Tensor) -> Tensor:
@@ -152,12 +171,19 @@ class LossProblem:
         with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             loss = self._loss({})
         self.activation_bytes = max(self.activation_bytes, sum(saved.values()))
-        grads = torch.autograd.grad(loss, list(self.params.values()), allow_unused=True)
         self.n_evaluations += 1
-        return {
-            name: (torch.zeros_like(p) if g is None else g.detach().clone())
-            for (name, p), g in zip(self.params.items(), grads)
-        }
+        results = []
+        for r in range(repeats):
+            grads = torch.autograd.grad(
+                loss, list(self.params.values()), allow_unused=True, retain_graph=r < repeats - 1
+            )
+            results.append(
+                {
+                    name: (torch.zeros_like(p) if g is None else g.detach().clone())
+                    for (name, p), g in zip(self.params.items(), grads)
+                }
+            )
+        return results
 
     def forwards_per_chunk(self, perturbed_numel: int) -> int:
         """Number of forward evaluations per batched call for overrides of ``perturbed_numel`` elements each."""
@@ -165,7 +191,8 @@ class LossProblem:
             return self.chunk_size
         itemsize = torch.empty((), dtype=self.dtype).element_size()
         per_forward = max(1, self.activation_bytes + perturbed_numel * itemsize)
-        return int(max(1, min(_MAX_FORWARDS_PER_CHUNK, self.memory_budget // per_forward)))
+        cache_sized = max(_MIN_FORWARDS_PER_CHUNK, _CACHE_BYTES // per_forward)
+        return int(max(1, min(_MAX_FORWARDS_PER_CHUNK, self.memory_budget // per_forward, cache_sized)))
 
     def chunks(self, n: int, perturbed_numel: int) -> Iterator[slice]:
         """Split ``range(n)`` forward evaluations into memory-bounded slices."""
@@ -187,6 +214,9 @@ class LossProblem:
             raise ValueError(f"overrides must share one leading batch size, got {sorted(sizes)}")
         n = sizes.pop()
         self.n_evaluations += n
+        evaluator = self._checked_coordinates()
+        if evaluator is not None and evaluator.supports_overrides(overrides):
+            return evaluator.override_losses(overrides)
         with torch.no_grad():
             if self.batched:
                 try:
@@ -199,3 +229,51 @@ class LossProblem:
                         f"({type(error).__name__}: {first_line}); fell back to a sequential loop (slower)"
                     )
             return torch.stack([self._loss({k: v[i] for k, v in overrides.items()}) for i in range(n)])
+
+    def _output_loss(self, output: Tensor) -> Tensor:
+        loss = self.loss_fn(output, self.targets)
+        if not isinstance(loss, Tensor) or loss.numel() != 1:
+            raise ValueError("loss_fn must return a scalar tensor (one element)")
+        return loss.reshape(())
+
+    def output_losses(self, outputs: Tensor) -> Tensor:
+        """``loss_fn`` applied to each of ``K`` stacked model outputs ``[K, ...]``; returns ``K`` losses.
+
+        Batched with ``vmap`` over the outputs (a loop if ``loss_fn`` cannot be batched). Not counted as
+        evaluations: the caller counts the forwards that produced the outputs.
+        """
+        with torch.no_grad():
+            try:
+                return vmap(self._output_loss, randomness="error")(outputs)
+            except (RuntimeError, NotImplementedError):
+                return torch.stack([self._output_loss(o) for o in outputs])
+
+    def coordinates(self, name: str) -> SNNCoordinates | None:
+        """Structure-aware evaluator of single-coordinate perturbations of ``name``, or ``None`` (generic path).
+
+        Available for plain evoexp SNNs (see :mod:`evoexp.verification._snn_coordinates`); before first use its
+        unperturbed loss is checked against the model's own forward (one evaluation), and on a mismatch it is
+        disabled with a warning. Call inside the smooth-mode context the losses are wanted in.
+        """
+        evaluator = self._checked_coordinates()
+        return evaluator if evaluator is not None and evaluator.supports(name) else None
+
+    def _checked_coordinates(self) -> SNNCoordinates | None:
+        """The structure-aware evaluator, built and checked against the model's forward on first use."""
+        if self._coordinates is False:
+            self._coordinates = SNNCoordinates.build(
+                self.model, self.inputs, self.output_losses, memory_budget=self.memory_budget
+            )
+        evaluator = self._coordinates
+        if not isinstance(evaluator, SNNCoordinates):
+            return None
+        if not evaluator.checked():
+            reference = self.loss()
+            if not evaluator.matches(reference):
+                self._coordinates = None
+                self.warnings.append(
+                    "structure-aware SNN evaluation disagreed with the model's forward at the unperturbed "
+                    f"parameters (loss {reference!r}); used the generic batched path"
+                )
+                return None
+        return evaluator

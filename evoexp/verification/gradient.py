@@ -127,8 +127,10 @@ class GradientVerificationResult(Result):
         dtype: Dtype of the verification copy.
         smooth_mode: ``True``/``False`` for evoexp SNNs, ``None`` for other models.
         n_parameters: Scalar parameters studied.
-        n_evaluations: Loss evaluations performed (forwards, including the two gradient passes).
+        n_evaluations: Loss evaluations performed (forwards, including the one forward of the gradient passes).
         batched: Whether ``vmap`` batching was used (``False`` after a fallback to a sequential loop).
+        structured_tensors: Tensors whose coordinates were evaluated by the structure-aware evoexp-SNN path
+            (:mod:`evoexp.verification._snn_coordinates`; same central differences, cheaper forwards).
         determinism_max_diff: Max abs difference between two autograd gradients of the same loss.
         nondet_tol: Tolerance on ``determinism_max_diff``.
         exact_pass_tensors: Fast mode: tensors that failed and got an exact pass.
@@ -157,6 +159,7 @@ class GradientVerificationResult(Result):
     determinism_max_diff: float
     nondet_tol: float
     exact_pass_tensors: list[str] = field(default_factory=list)
+    structured_tensors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     message: str = ""
@@ -245,6 +248,9 @@ class GradientVerifier:
         dtype: Dtype of the private model copy (float64 recommended; anything else is warned about).
         memory_budget: Bound in bytes on the extra memory of one batched ``vmap`` evaluation.
         chunk_size: Fixed number of forward evaluations per batched call (default: sized by ``memory_budget``).
+        structure_aware: Evaluate exact-mode perturbations of plain evoexp SNNs structure-aware (same central
+            differences, far fewer operations; see :mod:`evoexp.verification._snn_coordinates`). ``False`` forces
+            the generic ``vmap`` path.
 
     Raises:
         ValueError: ``dtype`` is not a floating dtype.
@@ -256,12 +262,14 @@ class GradientVerifier:
         dtype: torch.dtype = torch.float64,
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
         chunk_size: int | None = None,
+        structure_aware: bool = True,
     ) -> None:
         if not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating dtype, got {dtype}")
         self.dtype = dtype
         self.memory_budget = memory_budget
         self.chunk_size = chunk_size
+        self.structure_aware = structure_aware
 
     def _problem(
         self, model: nn.Module, inputs: Any, targets: Any, loss_fn: LossFn, parameters: Sequence[str] | None
@@ -275,6 +283,7 @@ class GradientVerifier:
             parameters=parameters,
             memory_budget=self.memory_budget,
             chunk_size=self.chunk_size,
+            structure_aware=self.structure_aware,
         )
 
     def verify_finite_difference(
@@ -346,8 +355,7 @@ class GradientVerifier:
                 "rounding error and tolerances must be loosened"
             )
         with smooth_context(problem.model, bool(smooth_mode)):
-            grad = problem.gradient()
-            grad_again = problem.gradient()
+            grad, grad_again = problem.gradients(2)
             determinism = max(float((g - grad_again[n]).abs().max()) for n, g in grad.items())
             if mode == "exact":
                 per_tensor = {
@@ -403,6 +411,7 @@ class GradientVerifier:
             determinism_max_diff=determinism,
             nondet_tol=nondet_tol,
             exact_pass_tensors=exact_pass,
+            structured_tensors=[n for n in problem.params if n in problem.structured_names],
             seconds=time.perf_counter() - start,
             warnings=warnings,
         )
@@ -509,6 +518,10 @@ class GradientVerifier:
 def central_differences(problem: LossProblem, name: str, *, eps: float) -> Tensor:
     r"""Central differences over every coordinate of parameter ``name``, in memory-bounded ``vmap`` chunks.
 
+    For a plain evoexp SNN the perturbed losses come from the structure-aware evaluator
+    (:meth:`LossProblem.coordinates`): the same losses at the same perturbed parameters, computed without
+    re-running the parts of the network a single coordinate cannot change.
+
     Returns:
         Flat tensor of :math:`(L(w+\varepsilon e_i) - L(w-\varepsilon e_i))/2\varepsilon` for every coordinate
         :math:`i` of the tensor (row-major).
@@ -517,6 +530,19 @@ def central_differences(problem: LossProblem, name: str, *, eps: float) -> Tenso
     numel = base.numel()
     shape = problem.params[name].shape
     out = torch.empty(numel, dtype=base.dtype)
+    evaluator = problem.coordinates(name)
+    if evaluator is not None:
+        problem.structured_names.add(name)
+        coords_per_chunk = max(1, evaluator.perturbations_per_chunk(name) // 2)
+        for start in range(0, numel, coords_per_chunk):
+            idx = torch.arange(start, min(numel, start + coords_per_chunk))
+            c = idx.numel()
+            values = base[idx]
+            delta = torch.cat([(values + eps) - values, (values - eps) - values])
+            losses = evaluator.losses(name, torch.cat([idx, idx]), delta)
+            problem.n_evaluations += 2 * c
+            out[idx] = (losses[:c] - losses[c:]) / (2 * eps)
+        return out
     coords_per_chunk = max(1, problem.forwards_per_chunk(numel) // 2)
     for start in range(0, numel, coords_per_chunk):
         idx = torch.arange(start, min(numel, start + coords_per_chunk))

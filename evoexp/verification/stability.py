@@ -336,7 +336,7 @@ class NumericalStabilityTester:
         loss_fn: LossFn | None = None,
         *,
         n_batches: int = 10,
-        max_grad_norm: float = 1e3,
+        max_grad_norm: float = 1e5,
         min_grad_norm: float = 1e-8,
         max_depth_conditioning: float = 1e4,
     ) -> GradientStabilityResult:

@@ -1,0 +1,35 @@
+"""``python -m evoexp`` / ``evoexp``: the Hydra app (one job = one verification run; ``-m`` for sweeps).
+
+Configs live in ``conf/`` next to the package (a source checkout or an editable install). Configuration errors
+print one line (``HYDRA_FULL_ERROR=1`` shows the full trace); see ``python -m evoexp --help``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from evoexp.config import install_compact_errors, register_configs
+
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def _hydra_main(cfg: DictConfig) -> float:
+    """Hydra task function: run one job and return its objective (validation accuracy) to the sweeper."""
+    from evoexp.app import run_job
+
+    return run_job(cfg)
+
+
+def main() -> None:
+    """Entry point of ``python -m evoexp`` and the ``evoexp`` console script."""
+    register_configs()
+    install_compact_errors()
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

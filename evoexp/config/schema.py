@@ -1,0 +1,571 @@
+"""Dataclass schemas of every config group, validated when the composed config is turned into objects.
+
+Hydra merges the YAML files of ``conf/`` onto these schemas (registered in the ConfigStore by
+:func:`evoexp.config.store.register_configs`), so a wrong type (``trainer.lr=abc``), an unknown key or an unknown
+option fails during composition. Value constraints (``surrogate.slope > 0``, ``dataset.time_steps >= 1``, ...) live
+in each schema's ``__post_init__`` and run when :func:`evoexp.config.load_config` instantiates the schema; every
+message names the dotted config key, e.g. ``surrogate.slope must be a finite number > 0, got -1.0``.
+
+The schemas only describe and validate. Building objects from them (surrogates, datasets, models, optimisers) is
+done by :mod:`evoexp.app`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+__all__ = [
+    "DATASET_SCHEMAS",
+    "AlignmentCheckConfig",
+    "Config",
+    "ConvergenceCheckConfig",
+    "DebugConfig",
+    "DigitsConfig",
+    "GradientCheckConfig",
+    "ModelConfig",
+    "RandmanConfig",
+    "StabilityCheckConfig",
+    "SurrogateCheckConfig",
+    "SurrogateConfig",
+    "SyntheticConfig",
+    "TrackingConfig",
+    "TrainerConfig",
+    "VerifierConfig",
+]
+
+CHECKS = (
+    "gradient_verification",
+    "surrogate_verification",
+    "gradient_alignment",
+    "gradient_stability",
+    "weight_stability",
+    "convergence",
+    "benchmark",
+)
+
+
+def _positive(key: str, value: float | None, *, allow_none: bool = False) -> None:
+    """Raise a ValueError naming ``key`` unless ``value`` is a finite number > 0 (or None when allowed)."""
+    if value is None and allow_none:
+        return
+    if value is None or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{key} must be a finite number > 0, got {value!r}")
+
+
+def _non_negative(key: str, value: float) -> None:
+    """Raise a ValueError naming ``key`` unless ``value`` is a finite number >= 0."""
+    if isinstance(value, bool) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{key} must be a finite number >= 0, got {value!r}")
+
+
+def _at_least(key: str, value: int, minimum: int) -> None:
+    """Raise a ValueError naming ``key`` unless ``value`` is an int >= ``minimum``."""
+    if isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{key} must be an int >= {minimum}, got {value!r}")
+
+
+def _one_of(key: str, value: str, options: tuple[str, ...]) -> None:
+    """Raise a ValueError naming ``key`` and listing ``options`` unless ``value`` is one of them."""
+    if value not in options:
+        raise ValueError(f"{key} must be one of {', '.join(options)}; got {value!r}")
+
+
+def _split(key: str, split: list[float]) -> None:
+    """Raise a ValueError naming ``key`` unless ``split`` is three fractions >= 0 summing to 1, train > 0."""
+    if len(split) != 3 or any(not math.isfinite(f) or f < 0 for f in split) or split[0] <= 0:
+        raise ValueError(f"{key} must be three fractions >= 0 (train > 0), got {list(split)!r}")
+    if abs(sum(split) - 1.0) > 1e-6:
+        raise ValueError(f"{key} must sum to 1, got {list(split)!r} (sum {sum(split):g})")
+
+
+@dataclass
+class SurrogateConfig:
+    """Surrogate gradient shape (``conf/surrogate/<name>.yaml``, one option per registered shape).
+
+    Attributes:
+        name: Registry name of the shape (:func:`evoexp.surrogate.available_surrogates`).
+        slope: Sharpness beta > 0.
+        scale: Multiplier of the pseudo-derivative, > 0.
+        params: Shape-specific parameters, e.g. ``{tail: 1.5}`` for ``q_pseudo``.
+    """
+
+    name: str = "fast_sigmoid"
+    slope: float = 25.0
+    scale: float = 1.0
+    params: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from evoexp.surrogate import available_surrogates, get_surrogate
+
+        _one_of("surrogate.name", self.name, tuple(available_surrogates()))
+        _positive("surrogate.slope", self.slope)
+        _positive("surrogate.scale", self.scale)
+        try:
+            get_surrogate(self.name, **self.kwargs())
+        except ValueError as exc:
+            raise ValueError(f"surrogate.params: {exc}") from None
+
+    def kwargs(self) -> dict[str, float]:
+        """Keyword arguments of :func:`evoexp.surrogate.get_surrogate` (besides the name)."""
+        return {"slope": self.slope, "scale": self.scale, **self.params}
+
+
+@dataclass
+class ModelConfig:
+    """Spiking network (``conf/model/``); the ANN twin has the same hidden sizes and ``ann_activation``.
+
+    Time constants are in the unit of ``dt`` (ms in the presets); ``tau_syn: null`` gives the current-free LIF.
+
+    Attributes:
+        name: Label of the preset (``snn``, ``recurrent``, ``deep``).
+        hidden_sizes: Neurons per hidden LIF layer.
+        recurrent: Add recurrent weights to the hidden layers.
+        tau_mem: Membrane time constant (> 0).
+        tau_syn: Synaptic time constant (> 0), or None for no synaptic current.
+        dt: Simulation step (> 0).
+        threshold: Firing threshold (> 0).
+        reset: ``subtract`` or ``zero``.
+        detach_reset: Cut the reset out of the backward pass.
+        readout: ``max``, ``mean`` or ``last`` over the readout's membrane trace.
+        ann_activation: Activation of the ANN twin.
+    """
+
+    name: str = "snn"
+    hidden_sizes: list[int] = field(default_factory=lambda: [128])
+    recurrent: bool = False
+    tau_mem: float = 20.0
+    tau_syn: float | None = 10.0
+    dt: float = 2.0
+    threshold: float = 1.0
+    reset: str = "subtract"
+    detach_reset: bool = False
+    readout: str = "max"
+    ann_activation: str = "relu"
+
+    def __post_init__(self) -> None:
+        if not self.hidden_sizes:
+            raise ValueError("model.hidden_sizes must list at least one layer size, got []")
+        for size in self.hidden_sizes:
+            _at_least("model.hidden_sizes", size, 1)
+        _positive("model.tau_mem", self.tau_mem)
+        _positive("model.tau_syn", self.tau_syn, allow_none=True)
+        _positive("model.dt", self.dt)
+        _positive("model.threshold", self.threshold)
+        _one_of("model.reset", self.reset, ("subtract", "zero"))
+        _one_of("model.readout", self.readout, ("max", "mean", "last"))
+        _one_of("model.ann_activation", self.ann_activation, ("relu", "tanh", "sigmoid", "gelu", "softplus"))
+
+
+@dataclass
+class _DatasetBase:
+    """Fields shared by every dataset option.
+
+    Attributes:
+        name: Registry name (:func:`evoexp.data.available_datasets`).
+        time_steps: Number of time steps ``T`` (>= 1).
+        seed: Seed of generation and split; None uses the top-level ``seed``.
+        split: Train/val/test fractions.
+    """
+
+    name: str = MISSING
+    time_steps: int = 100
+    seed: int | None = None
+    split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+
+    def __post_init__(self) -> None:
+        _at_least("dataset.time_steps", self.time_steps, 1)
+        if self.seed is not None:
+            _at_least("dataset.seed", self.seed, 0)
+        _split("dataset.split", self.split)
+
+    def kwargs(self, *, seed: int) -> dict[str, Any]:
+        """Keyword arguments of :func:`evoexp.data.get_dataset` (besides the name)."""
+        values = {k: v for k, v in vars(self).items() if k != "name"}
+        values["seed"] = seed if self.seed is None else self.seed
+        values["split"] = tuple(self.split)
+        return values
+
+
+@dataclass
+class RandmanConfig(_DatasetBase):
+    """Randman (Zenke & Vogels 2021): random smooth manifolds, one spike per channel and unit.
+
+    Attributes:
+        n_classes: Number of classes (manifolds), >= 2.
+        n_channels: Input channels (embedding dimension), >= 1.
+        manifold_dim: Intrinsic dimension of each manifold, >= 1.
+        alpha: Smoothness of the manifolds (> 0).
+        samples_per_class: Samples drawn per class, >= 1.
+        spikes_per_unit: Spikes per channel, >= 1.
+    """
+
+    name: str = "randman"
+    n_classes: int = 10
+    n_channels: int = 20
+    manifold_dim: int = 1
+    alpha: float = 1.0
+    samples_per_class: int = 1000
+    spikes_per_unit: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _at_least("dataset.n_classes", self.n_classes, 2)
+        _at_least("dataset.n_channels", self.n_channels, 1)
+        _at_least("dataset.manifold_dim", self.manifold_dim, 1)
+        _positive("dataset.alpha", self.alpha)
+        _at_least("dataset.samples_per_class", self.samples_per_class, 1)
+        _at_least("dataset.spikes_per_unit", self.spikes_per_unit, 1)
+
+
+@dataclass
+class DigitsConfig(_DatasetBase):
+    """scikit-learn's 8x8 digits (offline), latency- or rate-encoded.
+
+    Attributes:
+        encoding: ``latency`` or ``rate``.
+        max_prob: Rate code only: spike probability per step of a full-intensity pixel, in (0, 1].
+    """
+
+    name: str = "digits"
+    time_steps: int = 50
+    encoding: str = "latency"
+    max_prob: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _one_of("dataset.encoding", self.encoding, ("latency", "rate"))
+        if not 0 < self.max_prob <= 1:
+            raise ValueError(f"dataset.max_prob must be in (0, 1], got {self.max_prob!r}")
+
+
+@dataclass
+class SyntheticConfig(_DatasetBase):
+    """Small synthetic prototype task for fast runs and tests.
+
+    Attributes:
+        n_classes: Number of classes, >= 2.
+        n_channels: Input channels, >= 1.
+        samples_per_class: Samples per class, >= 1.
+        coding: ``latency`` or ``rate``.
+        noise: Jitter of the prototypes (>= 0).
+        max_prob: Rate code only: peak spike probability per step, in (0, 1].
+    """
+
+    name: str = "synthetic"
+    time_steps: int = 20
+    n_classes: int = 2
+    n_channels: int = 10
+    samples_per_class: int = 64
+    coding: str = "latency"
+    noise: float = 0.1
+    max_prob: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _at_least("dataset.n_classes", self.n_classes, 2)
+        _at_least("dataset.n_channels", self.n_channels, 1)
+        _at_least("dataset.samples_per_class", self.samples_per_class, 1)
+        _one_of("dataset.coding", self.coding, ("latency", "rate"))
+        _non_negative("dataset.noise", self.noise)
+        if not 0 < self.max_prob <= 1:
+            raise ValueError(f"dataset.max_prob must be in (0, 1], got {self.max_prob!r}")
+
+
+DATASET_SCHEMAS: dict[str, type[_DatasetBase]] = {
+    "randman": RandmanConfig,
+    "digits": DigitsConfig,
+    "synthetic": SyntheticConfig,
+}
+
+
+@dataclass
+class TrainerConfig:
+    """Optimiser and training loop (``conf/trainer/``), shared by the SNN and its ANN twin.
+
+    Attributes:
+        optimizer: ``adam`` or ``sgd``.
+        lr: Learning rate (> 0).
+        batch_size: Minibatch size (>= 1).
+        epochs: Training epochs (>= 1).
+        weight_decay: L2 penalty (>= 0).
+        momentum: SGD momentum (>= 0; ignored by Adam).
+        grad_clip: Max gradient norm, or None for no clipping.
+        rate_reg: Weight of the firing-rate regulariser (>= 0; SNN only).
+        target_rate: Target firing rate of the regulariser, in [0, 1].
+    """
+
+    optimizer: str = "adam"
+    lr: float = 5e-3
+    batch_size: int = 250
+    epochs: int = 20
+    weight_decay: float = 0.0
+    momentum: float = 0.0
+    grad_clip: float | None = None
+    rate_reg: float = 0.0
+    target_rate: float = 0.01
+
+    def __post_init__(self) -> None:
+        _one_of("trainer.optimizer", self.optimizer, ("adam", "sgd"))
+        _positive("trainer.lr", self.lr)
+        _at_least("trainer.batch_size", self.batch_size, 1)
+        _at_least("trainer.epochs", self.epochs, 1)
+        _non_negative("trainer.weight_decay", self.weight_decay)
+        _non_negative("trainer.momentum", self.momentum)
+        _positive("trainer.grad_clip", self.grad_clip, allow_none=True)
+        _non_negative("trainer.rate_reg", self.rate_reg)
+        if not 0 <= self.target_rate <= 1:
+            raise ValueError(f"trainer.target_rate must be in [0, 1], got {self.target_rate!r}")
+
+
+@dataclass
+class GradientCheckConfig:
+    """Finite differences vs autograd in smooth mode (``verifier.gradient``; gradcheck's default tolerances).
+
+    Attributes:
+        mode: ``exact`` (every coordinate) or ``fast`` (random directions per parameter tensor).
+        eps: Central-difference step (> 0).
+        atol: Absolute tolerance (> 0).
+        rtol: Relative tolerance (> 0).
+        n_directions: Fast mode: random unit directions per parameter tensor (>= 1).
+    """
+
+    mode: str = "fast"
+    eps: float = 1e-6
+    atol: float = 1e-5
+    rtol: float = 1e-3
+    n_directions: int = 4
+
+    def __post_init__(self) -> None:
+        _one_of("verifier.gradient.mode", self.mode, ("exact", "fast"))
+        _positive("verifier.gradient.eps", self.eps)
+        _positive("verifier.gradient.atol", self.atol)
+        _positive("verifier.gradient.rtol", self.rtol)
+        _at_least("verifier.gradient.n_directions", self.n_directions, 1)
+
+
+@dataclass
+class SurrogateCheckConfig:
+    """Surrogate derivative vs its own backward, its primitive and the step (``verifier.surrogate``).
+
+    Attributes:
+        x_range: Grid interval ``[low, high]`` of membrane offsets.
+        n_points: Grid points (>= 3).
+        h: Step of the central difference of the spike function (> 0).
+    """
+
+    x_range: list[float] = field(default_factory=lambda: [-4.0, 4.0])
+    n_points: int = 8000
+    h: float = 0.05
+
+    def __post_init__(self) -> None:
+        if len(self.x_range) != 2 or not self.x_range[0] < self.x_range[1]:
+            raise ValueError(f"verifier.surrogate.x_range must be [low, high] with low < high, got {self.x_range!r}")
+        _at_least("verifier.surrogate.n_points", self.n_points, 3)
+        _positive("verifier.surrogate.h", self.h)
+
+
+@dataclass
+class AlignmentCheckConfig:
+    """Surrogate gradient vs the gradient of the Gaussian-smoothed loss (``verifier.alignment``).
+
+    Attributes:
+        sigmas: Noise scales of the smoothed loss (each > 0).
+        n_directions: Random unit directions (>= 2).
+        n_quadrature: Gauss-Hermite nodes (>= 2).
+        per_layer: Also report each parameter tensor.
+    """
+
+    sigmas: list[float] = field(default_factory=lambda: [0.01, 0.1])
+    n_directions: int = 32
+    n_quadrature: int = 16
+    per_layer: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.sigmas:
+            raise ValueError("verifier.alignment.sigmas must list at least one noise scale, got []")
+        for sigma in self.sigmas:
+            _positive("verifier.alignment.sigmas", sigma)
+        _at_least("verifier.alignment.n_directions", self.n_directions, 2)
+        _at_least("verifier.alignment.n_quadrature", self.n_quadrature, 2)
+
+
+@dataclass
+class StabilityCheckConfig:
+    """Gradient and weight stability with their verdict thresholds (``verifier.stability``).
+
+    Attributes:
+        n_batches: Training batches whose gradients are measured (>= 1).
+        max_grad_norm: Largest acceptable total gradient norm (> 0).
+        min_grad_norm: Smallest acceptable total gradient norm (> 0; below: vanishing).
+        max_depth_conditioning: Largest acceptable ``max_l |g_l| / min_l |g_l|`` (> 0).
+        n_steps: Optimiser steps taken on a copy for the weight check (>= 1).
+        max_relative_update: Largest acceptable ``|dW| / |W|`` per step (> 0).
+        max_norm_growth: Largest acceptable growth factor of a weight norm (> 0).
+        max_condition_number: Largest acceptable condition number of a weight matrix (> 0).
+    """
+
+    n_batches: int = 10
+    max_grad_norm: float = 1e5
+    min_grad_norm: float = 1e-8
+    max_depth_conditioning: float = 1e4
+    n_steps: int = 20
+    max_relative_update: float = 0.5
+    max_norm_growth: float = 10.0
+    max_condition_number: float = 1e6
+
+    def __post_init__(self) -> None:
+        _at_least("verifier.stability.n_batches", self.n_batches, 1)
+        _at_least("verifier.stability.n_steps", self.n_steps, 1)
+        for key in (
+            "max_grad_norm",
+            "min_grad_norm",
+            "max_depth_conditioning",
+            "max_relative_update",
+            "max_norm_growth",
+            "max_condition_number",
+        ):
+            _positive(f"verifier.stability.{key}", getattr(self, key))
+
+
+@dataclass
+class ConvergenceCheckConfig:
+    """Convergence analysis of the SNN's training curves (``verifier.convergence``).
+
+    Attributes:
+        patience: Early stopping on the validation loss after this many epochs without improvement (>= 1), or
+            None to train every epoch (the analysis then reports the patience as the epoch budget).
+        min_delta: Minimum improvement of the validation loss (>= 0).
+        min_relative_reduction: Verdict threshold on the relative reduction of the training loss, in [0, 1).
+    """
+
+    patience: int | None = None
+    min_delta: float = 0.0
+    min_relative_reduction: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.patience is not None:
+            _at_least("verifier.convergence.patience", self.patience, 1)
+        _non_negative("verifier.convergence.min_delta", self.min_delta)
+        if not 0 <= self.min_relative_reduction < 1:
+            raise ValueError(
+                f"verifier.convergence.min_relative_reduction must be in [0, 1), got {self.min_relative_reduction!r}"
+            )
+
+
+@dataclass
+class VerifierConfig:
+    """Which checks run, with their settings (``conf/verifier/``).
+
+    Attributes:
+        name: Label of the preset.
+        checks: Names of the enabled checks (subset of ``gradient_verification``, ``surrogate_verification``,
+            ``gradient_alignment``, ``gradient_stability``, ``weight_stability``, ``convergence``, ``benchmark``).
+        dtype: Dtype of the verification copies (``float64`` or ``float32``).
+        samples: Training samples (of the first batch) the finite-difference and alignment losses use (>= 1).
+        gradient: Finite-difference check.
+        surrogate: Surrogate-shape check.
+        alignment: Gradient-alignment check.
+        stability: Stability checks.
+        convergence: Convergence analysis.
+    """
+
+    name: str = "full"
+    checks: list[str] = field(default_factory=lambda: list(CHECKS))
+    dtype: str = "float64"
+    samples: int = 8
+    gradient: GradientCheckConfig = field(default_factory=GradientCheckConfig)
+    surrogate: SurrogateCheckConfig = field(default_factory=SurrogateCheckConfig)
+    alignment: AlignmentCheckConfig = field(default_factory=AlignmentCheckConfig)
+    stability: StabilityCheckConfig = field(default_factory=StabilityCheckConfig)
+    convergence: ConvergenceCheckConfig = field(default_factory=ConvergenceCheckConfig)
+
+    def __post_init__(self) -> None:
+        for check in self.checks:
+            _one_of("verifier.checks", check, CHECKS)
+        _one_of("verifier.dtype", self.dtype, ("float64", "float32"))
+        _at_least("verifier.samples", self.samples, 1)
+
+
+@dataclass
+class TrackingConfig:
+    """MLflow tracking (``conf/tracking/``: ``mlflow`` embedded store, ``server``, ``off``).
+
+    Attributes:
+        enabled: Log to MLflow at all.
+        uri: Tracking URI; None uses ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<project root>/mlruns.db``.
+        experiment: MLflow experiment name.
+        sweep_id: Tag grouping the runs of one sweep; None derives it from the sweep directory.
+        resume: Skip a job whose config already has a FINISHED run (matched by config hash).
+        reuse_ann: Train the ANN twin once per (dataset, sizes, trainer, seed) and reuse it from the store.
+        log_artifacts: Upload the job's output directory (config, results, report, log, figures) as artifacts.
+        flush_every: Seconds a run buffers metrics before one batched upload (0: upload every epoch).
+    """
+
+    enabled: bool = True
+    uri: str | None = None
+    experiment: str = "evoexp"
+    sweep_id: str | None = None
+    resume: bool = True
+    reuse_ann: bool = True
+    log_artifacts: bool = True
+    flush_every: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not self.experiment.strip():
+            raise ValueError("tracking.experiment must be a non-empty name")
+        _non_negative("tracking.flush_every", self.flush_every)
+
+
+@dataclass
+class DebugConfig:
+    """Fault injection for tests of failure isolation (never set in real runs).
+
+    Attributes:
+        fail: Raise a RuntimeError inside the run, after the MLflow run started.
+        diverge: Make training diverge (NaN loss) in its first epoch.
+        sleep: Seconds to sleep inside the run before training (to test SIGTERM handling).
+    """
+
+    fail: bool = False
+    diverge: bool = False
+    sleep: float = 0.0
+
+    def __post_init__(self) -> None:
+        _non_negative("debug.sleep", self.sleep)
+
+
+@dataclass
+class Config:
+    """The composed configuration of one job (``conf/config.yaml``).
+
+    Attributes:
+        seed: Seed of data, initialisation and shuffling.
+        threads: Torch intra-op threads per job (>= 1).
+        figures: Save per-job figures (surrogate shape, training curves) into ``figures/``.
+        surrogate: Surrogate shape.
+        model: Spiking network (and its ANN twin).
+        dataset: One of :data:`DATASET_SCHEMAS`.
+        trainer: Optimiser and loop.
+        verifier: Enabled checks and their settings.
+        tracking: MLflow settings.
+        debug: Fault injection.
+    """
+
+    seed: int = 0
+    threads: int = 1
+    figures: bool = True
+    surrogate: SurrogateConfig = MISSING
+    model: ModelConfig = MISSING
+    dataset: Any = MISSING
+    trainer: TrainerConfig = MISSING
+    verifier: VerifierConfig = MISSING
+    tracking: TrackingConfig = MISSING
+    debug: DebugConfig = field(default_factory=DebugConfig)
+
+    def __post_init__(self) -> None:
+        _at_least("seed", self.seed, 0)
+        _at_least("threads", self.threads, 1)

@@ -1,0 +1,257 @@
+"""Sweep machinery: the Hydra callback, per-job outcome records, the end-of-sweep summary and ANN-baseline reuse.
+
+* :class:`EvoexpCallback` (registered in ``conf/config.yaml`` under ``hydra.callbacks``) validates the config and
+  creates the MLflow store and experiments ONCE before any job or worker starts; after a multirun it summarises
+  the jobs (finished / diverged / skipped / failed), writes ``sweep_summary.json`` into the sweep directory and
+  makes the command exit with status 1 only when a job failed.
+* Each job writes :data:`OUTCOME_FILE` into its output directory (:func:`write_outcome`); the summary reads them
+  back, so it works with every launcher (joblib, submitit local or SLURM) without shared state. A job directory
+  without an outcome (worker killed) counts as failed.
+* :func:`reuse_baseline` trains the ANN twin once per key and reuses it from the store: a file lock per key makes
+  parallel workers wait for the one that trains it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import sys
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+from filelock import FileLock
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from evoexp.config import ConfigValidationError, load_config
+from evoexp.tracking import MlflowTracker, NullTracker, Tracker, lock_path, resolve_tracking_uri
+
+__all__ = [
+    "OUTCOMES",
+    "OUTCOME_FILE",
+    "SUMMARY_FILE",
+    "EvoexpCallback",
+    "JobOutcome",
+    "SweepSummary",
+    "make_tracker",
+    "read_outcomes",
+    "reuse_baseline",
+    "summarize_sweep",
+    "write_outcome",
+]
+
+log = logging.getLogger(__name__)
+
+OUTCOME_FILE = "evoexp_outcome.json"
+SUMMARY_FILE = "sweep_summary.json"
+OUTCOMES = ("finished", "diverged", "skipped", "failed")
+
+
+@dataclass
+class JobOutcome:
+    """What one job did, as recorded in its output directory.
+
+    Attributes:
+        outcome: One of :data:`OUTCOMES`.
+        job: Hydra job number (0 for single runs).
+        overrides: The job's command-line overrides.
+        config_hash: Identity of the job's config.
+        run_id: MLflow run id (the earlier run's id when skipped; None when untracked or failed before a run).
+        objective: Value returned to the sweeper (validation accuracy; NaN when there is none).
+        error: ``Type: message`` of the failure or divergence, else None.
+        output_dir: The job's output directory.
+    """
+
+    outcome: str
+    job: int = 0
+    overrides: list[str] = field(default_factory=list)
+    config_hash: str | None = None
+    run_id: str | None = None
+    objective: float = float("nan")
+    error: str | None = None
+    output_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}; got {self.outcome!r}")
+
+
+def write_outcome(directory: Path, outcome: JobOutcome) -> Path:
+    """Write ``outcome`` as JSON to ``directory / OUTCOME_FILE`` and return the path."""
+    path = Path(directory) / OUTCOME_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asdict(outcome), indent=2, allow_nan=True) + "\n", encoding="utf-8")
+    return path
+
+
+def read_outcomes(sweep_dir: Path) -> list[JobOutcome]:
+    """Read the outcome of every job directory (one holding Hydra's ``.hydra``) under ``sweep_dir``.
+
+    A job directory without an outcome file is reported as ``failed`` with error ``no outcome recorded``.
+    """
+    outcomes = []
+    for hydra_dir in sorted(Path(sweep_dir).rglob(".hydra")):
+        job_dir = hydra_dir.parent
+        path = job_dir / OUTCOME_FILE
+        if path.is_file():
+            outcomes.append(JobOutcome(**json.loads(path.read_text(encoding="utf-8"))))
+        else:
+            overrides = _job_overrides(hydra_dir)
+            outcomes.append(
+                JobOutcome("failed", overrides=overrides, error="no outcome recorded", output_dir=str(job_dir))
+            )
+    return sorted(outcomes, key=lambda o: o.job)
+
+
+def _job_overrides(hydra_dir: Path) -> list[str]:
+    """Return the overrides saved by Hydra in ``hydra_dir/overrides.yaml`` (empty if missing)."""
+    path = hydra_dir / "overrides.yaml"
+    if not path.is_file():
+        return []
+    return [str(item) for item in OmegaConf.load(path)]
+
+
+@dataclass
+class SweepSummary:
+    """Counts of a sweep's job outcomes.
+
+    Attributes:
+        sweep_dir: The sweep directory.
+        counts: Jobs per outcome (every key of :data:`OUTCOMES` present).
+        jobs: The outcomes, by job number.
+    """
+
+    sweep_dir: str
+    counts: dict[str, int]
+    jobs: list[JobOutcome]
+
+    @property
+    def failed(self) -> int:
+        """Number of failed jobs."""
+        return self.counts["failed"]
+
+    def format(self) -> str:
+        """Human-readable summary: one line of counts, then one line per failed or diverged job."""
+        total = sum(self.counts.values())
+        lines = [f"sweep summary ({total} jobs): " + ", ".join(f"{k} {self.counts[k]}" for k in OUTCOMES)]
+        for job in self.jobs:
+            if job.outcome in ("failed", "diverged"):
+                lines.append(f"  job {job.job} {job.outcome}: {' '.join(job.overrides)} -- {job.error}")
+        return "\n".join(lines)
+
+
+def summarize_sweep(sweep_dir: Path) -> SweepSummary:
+    """Summarise the job outcomes under ``sweep_dir`` and write them to ``sweep_dir / SUMMARY_FILE``."""
+    jobs = read_outcomes(sweep_dir)
+    counter = Counter(job.outcome for job in jobs)
+    summary = SweepSummary(str(sweep_dir), {name: counter.get(name, 0) for name in OUTCOMES}, jobs)
+    payload = {"sweep_dir": summary.sweep_dir, "counts": summary.counts, "jobs": [asdict(j) for j in jobs]}
+    (Path(sweep_dir) / SUMMARY_FILE).write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
+    return summary
+
+
+def make_tracker(tracking: Any, *, root: Path) -> Tracker:
+    """Build the tracker of a ``tracking`` config node (:class:`~evoexp.config.TrackingConfig` or DictConfig)."""
+    if not tracking.enabled:
+        return NullTracker()
+    uri = resolve_tracking_uri(tracking.uri, root=root)
+    return MlflowTracker(uri, tracking.experiment, root=root, flush_every=tracking.flush_every)
+
+
+def _job_config(config: DictConfig) -> DictConfig:
+    """Return a copy of ``config`` without its ``hydra`` node (what the task function receives)."""
+    job = copy.deepcopy(config)
+    with read_write(job), open_dict(job):
+        job.pop("hydra", None)
+    return job
+
+
+def _root(config: DictConfig) -> Path:
+    """Project root: the directory the command was launched from."""
+    return Path(str(config.hydra.runtime.cwd))
+
+
+class EvoexpCallback(Callback):
+    """Hydra callback: validate, prepare the store before jobs start, summarise multiruns.
+
+    Hydra turns exceptions raised in callbacks into warnings, so the two ways this callback stops the command
+    print one ``evoexp: error: ...`` line and raise :class:`SystemExit` (exit code 1) instead.
+    """
+
+    @staticmethod
+    def _exit(message: str) -> NoReturn:
+        """Print ``message`` as one error line and exit with status 1."""
+        sys.stderr.write(f"evoexp: error: {message}\n")
+        sys.stderr.flush()
+        raise SystemExit(1)
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Single run: fail fast on bad values (one-line error, no run created) and prepare the store."""
+        try:
+            typed = load_config(_job_config(config))
+        except ConfigValidationError as exc:
+            self._exit(str(exc))
+        make_tracker(typed.tracking, root=_root(config)).prepare()
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Multirun: create the store and experiments before any worker starts (avoids the schema race).
+
+        Sweep values may differ from the base config's, so a base config that does not validate is not an
+        error here; each job validates its own values.
+        """
+        try:
+            typed = load_config(_job_config(config))
+        except ConfigValidationError:
+            log.debug("the base config of the sweep does not validate; jobs validate their own values")
+            return
+        make_tracker(typed.tracking, root=_root(config)).prepare()
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Log the sweep summary; exit with status 1 if any job failed."""
+        summary = summarize_sweep(Path(str(config.hydra.sweep.dir)))
+        log.info(summary.format())
+        if summary.failed:
+            self._exit(
+                f"{summary.failed} of {sum(summary.counts.values())} jobs failed "
+                f"(see {Path(summary.sweep_dir) / SUMMARY_FILE})"
+            )
+
+
+def reuse_baseline(
+    tracker: Tracker,
+    key: str,
+    train: Callable[[], tuple[Mapping[str, Any], Mapping[str, float]]],
+    *,
+    root: Path,
+    enabled: bool = True,
+) -> tuple[Mapping[str, Any], str | None, bool]:
+    """Return the ANN baseline stored under ``key``, training and storing it first if there is none.
+
+    A file lock per key (``<root>/.evoexp/locks/ann-<key>.lock``) serialises workers that need the same baseline:
+    the first trains it, the others wait and load it.
+
+    Args:
+        tracker: Where baselines are stored (a :class:`~evoexp.tracking.NullTracker` stores nothing).
+        key: Identity of the baseline (:func:`evoexp.config.ann_hash`).
+        train: Trains the baseline; returns ``(payload, summary_metrics)``; payload must be JSON-serialisable.
+        root: Project root (for the lock file).
+        enabled: False trains every time (no lookup, nothing stored).
+
+    Returns:
+        ``(payload, run_id, reused)``: the baseline, its run id (None if not stored), whether it was loaded.
+    """
+    if not (enabled and tracker.enabled):
+        payload, _ = train()
+        return payload, None, False
+    with FileLock(str(lock_path(root, f"ann-{key}"))):
+        found = tracker.find_baseline(key)
+        if found is not None:
+            run_id, payload = found
+            return payload, run_id, True
+        payload, metrics = train()
+        run_id = tracker.save_baseline(key, payload, metrics=metrics)
+        return payload, run_id, False

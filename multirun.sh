@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The canonical evoexp sweep: surrogate shape x slope x seed, local parallel workers, then the analysis.
+#
+#   ./multirun.sh                 default size: 5 shapes x 7 slopes x 3 seeds = 105 jobs (~10 min on 2 cores)
+#   ./multirun.sh --full          paper size (Zenke & Vogels 2021 setting, 8 shapes, 200 epochs; hours)
+#   ./multirun.sh --experiment NAME        another sweep preset, conf/experiment/NAME.yaml (its grid in
+#                                          hydra.sweeper.params, its tracking.experiment = NAME for the analysis)
+#   ./multirun.sh [...] KEY=VALUE ...      extra Hydra overrides, e.g. hydra.launcher.n_jobs=8 tracking=server
+#
+# Environment: PYTHON (default .venv/bin/python if present, else python), EVOEXP_WORKERS (parallel jobs, default 2).
+# Re-running resumes: jobs whose config already has a FINISHED run in the MLflow store are skipped.
+# Exit status: non-zero if any job failed (diverged runs are results, not failures) or the analysis failed.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON="${PYTHON:-}"
+if [[ -z "$PYTHON" ]]; then
+  if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python; fi
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+
+experiment=surrogate_sweep
+case "${1:-}" in
+  --full) experiment=surrogate_sweep_full; shift ;;
+  --experiment) experiment="${2:?--experiment needs a preset name}"; shift 2 ;;
+esac
+
+status=0
+"$PYTHON" -m evoexp --multirun "experiment=$experiment" hydra/launcher=parallel "$@" || status=$?
+
+if "$PYTHON" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('evoexp.analysis.__main__') is None)"; then
+  "$PYTHON" -m evoexp.analysis --experiment "$experiment" || status=$?
+else
+  echo "multirun.sh: evoexp.analysis is not available; skipping the analysis step" >&2
+fi
+exit "$status"

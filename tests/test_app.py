@@ -1,0 +1,133 @@
+"""The ``python -m evoexp`` app end to end, in subprocesses with a temporary project root (store + outputs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def evoexp(cwd: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m evoexp ARGS`` in ``cwd`` (its project root) with the default embedded store."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "HYDRA_FULL_ERROR")}
+    env["PYTHONPATH"] = str(REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "evoexp", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def client(root: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{root / 'mlruns.db'}")
+
+
+def runs(root: Path, experiment: str = "evoexp") -> list:
+    if not (root / "mlruns.db").exists():
+        return []
+    found = client(root).get_experiment_by_name(experiment)
+    return [] if found is None else client(root).search_runs([found.experiment_id], max_results=1000)
+
+
+def job_dirs(root: Path) -> list[Path]:
+    return sorted(p.parent for p in (root / "outputs").rglob(".hydra"))
+
+
+def test_single_run_writes_results_report_and_one_mlflow_run_then_resume_skips_it(tmp_path: Path) -> None:
+    done = evoexp(tmp_path, "experiment=smoke", "surrogate=superspike", "surrogate.slope=5")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "snn epoch 2/2" in done.stdout + done.stderr  # per-epoch progress through Hydra's job log
+    (job,) = job_dirs(tmp_path)
+    assert (job / "__main__.log").read_text().count("snn epoch") == 2
+    results = json.loads((job / "results.json").read_text())
+    assert results["outcome"] == "finished"
+    assert results["config"]["surrogate"] == {"name": "superspike", "slope": 5.0, "scale": 1.0, "params": {}}
+    assert results["results"]["gradient_verification"]["passed"] is True
+    assert results["results"]["benchmark"]["snn"]["n_params"] > 0
+    report = (job / "report.md").read_text()
+    assert report.startswith("# evoexp run: superspike (slope 5), seed 0")
+    assert "Gradient verification" in report
+
+    (run,) = runs(tmp_path)
+    assert run.info.status == "FINISHED"
+    tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+    assert tags["evoexp.outcome"] == "finished"
+    assert tags["evoexp.config_hash"] == results["config_hash"]
+    for tag in ("evoexp.git_commit", "evoexp.version", "torch.version", "evoexp.job"):
+        assert tags[tag]
+    assert params["surrogate.name"] == "superspike"
+    assert params["surrogate.slope"] == "5.0"
+    assert params["model.hidden_sizes"] == "[16]"
+    assert metrics["snn/val/best_acc"] == pytest.approx(results["objective"])
+    for key in ("snn/test/acc", "ann/test/acc", "snn/params", "benchmark/acc_gap", "benchmark/time_ratio"):
+        assert key in metrics, key
+    assert any(key.startswith("gradient") for key in metrics)
+    history = client(tmp_path).get_metric_history(run.info.run_id, "snn/val/acc")
+    assert [m.step for m in history] == [1, 2]
+    assert [m.step for m in client(tmp_path).get_metric_history(run.info.run_id, "ann/val/acc")] == [1, 2]
+    artifacts = {a.path for a in client(tmp_path).list_artifacts(run.info.run_id)}
+    assert {"results.json", "report.md", "config_resolved.yaml", ".hydra", "__main__.log"} <= artifacts
+    assert len(runs(tmp_path, "evoexp-ann-baselines")) == 1
+
+    again = evoexp(tmp_path, "experiment=smoke", "surrogate=superspike", "surrogate.slope=5")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(runs(tmp_path)) == 1  # resumed: nothing re-run
+    outcome = json.loads((job_dirs(tmp_path)[-1] / "evoexp_outcome.json").read_text())
+    assert (outcome["outcome"], outcome["run_id"]) == ("skipped", run.info.run_id)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("surrogate.slope=-1", "surrogate.slope must be a finite number > 0"),
+        ("dataset.time_steps=0", "dataset.time_steps must be an int >= 1"),
+        ("trainer.lr=abc", "(key: trainer.lr)"),
+        ("trainer.nope=1", "(key: trainer.nope)"),
+        ("surrogate=nope", "Available options in 'surrogate': atan,"),
+    ],
+)
+def test_bad_override_fails_with_one_line_and_no_run(tmp_path: Path, override: str, expected: str) -> None:
+    done = evoexp(tmp_path, override, "experiment=smoke")
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("evoexp: error: ")
+    assert expected in lines[0]
+    assert runs(tmp_path) == []
+
+
+def test_help_lists_groups_and_options(tmp_path: Path) -> None:
+    done = evoexp(tmp_path, "--help")
+    assert done.returncode == 0
+    for group in ("surrogate:", "model:", "dataset:", "trainer:", "verifier:", "tracking:", "experiment:"):
+        assert group in done.stdout
+    assert "fast_sigmoid" in done.stdout
+    assert "hydra/launcher: parallel" in done.stdout
+
+
+def test_forced_failure_in_a_single_run_is_recorded_failed_and_exits_nonzero(tmp_path: Path) -> None:
+    done = evoexp(tmp_path, "experiment=smoke", "debug.fail=true")
+    assert done.returncode != 0
+    assert "debug.fail=true: injected failure" in done.stderr
+    (run,) = runs(tmp_path)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["evoexp.error"] == "RuntimeError: debug.fail=true: injected failure"
+    (job,) = job_dirs(tmp_path)
+    assert json.loads((job / "evoexp_outcome.json").read_text())["outcome"] == "failed"
+
+
+def test_forced_divergence_is_a_recorded_result_not_an_error(tmp_path: Path) -> None:
+    done = evoexp(tmp_path, "experiment=smoke", "debug.diverge=true", "tracking=off")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (job,) = job_dirs(tmp_path)
+    results = json.loads((job / "results.json").read_text())
+    assert results["outcome"] == "diverged"
+    assert "diverged in epoch 1" in results["error"]
+    assert results["objective"] == "NaN"
+    assert "outcome: diverged" in (job / "report.md").read_text()
+    assert not (tmp_path / "mlruns.db").exists()  # tracking=off

@@ -1,0 +1,204 @@
+"""Config schemas, ConfigStore registration, composition of every group option, validation, identities."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ValidationError
+
+from evoexp.app import build_optimizer, build_snn, verification_options
+from evoexp.config import (
+    Config,
+    ConfigValidationError,
+    ann_hash,
+    config_hash,
+    flatten,
+    load_config,
+    one_line,
+    register_configs,
+)
+from evoexp.data import DatasetSplits, get_dataset
+from evoexp.models import ann_twin
+from evoexp.surrogate import SurrogateGradient, available_surrogates, get_surrogate
+from evoexp.sweep import make_tracker
+from evoexp.tracking import MlflowTracker, NullTracker
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+GROUPS = ("surrogate", "model", "dataset", "trainer", "verifier", "tracking")
+# A small dataset for instantiating models/optimizers of every option quickly.
+SMALL = ["dataset=synthetic", "dataset.samples_per_class=8", "dataset.time_steps=5"]
+
+
+@pytest.fixture(autouse=True)
+def _hydra() -> Iterator[None]:
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        yield
+    GlobalHydra.instance().clear()
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def composed(*overrides: str) -> DictConfig:
+    return compose(config_name="config", overrides=list(overrides))
+
+
+@pytest.fixture(scope="module")
+def small_data() -> DatasetSplits:
+    return get_dataset("synthetic", n_classes=2, n_channels=6, samples_per_class=8, time_steps=5, seed=0)
+
+
+def test_one_surrogate_option_per_registered_shape() -> None:
+    assert options("surrogate") == available_surrogates()
+
+
+@pytest.mark.parametrize("name", available_surrogates())
+def test_surrogate_option_composes_and_builds_its_shape(name: str) -> None:
+    config = load_config(composed(f"surrogate={name}"))
+    shape = get_surrogate(config.surrogate.name, **config.surrogate.kwargs())
+    assert isinstance(shape, SurrogateGradient)
+    assert shape.name == name
+    assert shape.slope == config.surrogate.slope
+
+
+@pytest.mark.parametrize("group", [g for g in GROUPS if g != "surrogate"])
+def test_every_group_option_composes_and_instantiates(group: str, small_data: DatasetSplits) -> None:
+    for option in options(group):
+        overrides = [f"{group}={option}"] + ([] if group == "dataset" else SMALL)
+        config = load_config(composed(*overrides))
+        assert isinstance(config, Config)
+        snn = build_snn(config, small_data, get_surrogate(config.surrogate.name, **config.surrogate.kwargs()))
+        ann = ann_twin(snn, small_data.n_features, activation=config.model.ann_activation)
+        assert snn(small_data.train.spikes[:2]).shape == (2, small_data.n_classes)
+        assert ann(small_data.train.features[:2]).shape == (2, small_data.n_classes)
+        assert isinstance(build_optimizer(config, list(snn.parameters())), torch.optim.Optimizer)
+        options_ = verification_options(config)
+        assert {c for c in config.verifier.checks if options_.enabled(c)} <= set(config.verifier.checks)
+        tracker = make_tracker(config.tracking, root=Path("."))
+        assert isinstance(tracker, MlflowTracker if config.tracking.enabled else NullTracker)
+
+
+@pytest.mark.parametrize("option", options("dataset"))
+def test_dataset_option_builds_small_version(option: str) -> None:
+    small = {"randman": ["dataset.samples_per_class=4", "dataset.time_steps=10"], "digits": [], "synthetic": []}
+    config = load_config(composed(f"dataset={option}", *small[option]))
+    assert config.dataset.name == option
+    data = get_dataset(config.dataset.name, **config.dataset.kwargs(seed=config.seed))
+    assert data.time_steps == config.dataset.time_steps
+
+
+@pytest.mark.parametrize("option", options("experiment"))
+def test_every_experiment_preset_composes(option: str) -> None:
+    config = load_config(composed(f"experiment={option}"))
+    assert isinstance(config, Config)
+
+
+def test_robustness_preset_is_the_zenke_vogels_setting() -> None:
+    config = load_config(composed("experiment=robustness"))
+    d, m, t = config.dataset, config.model, config.trainer
+    assert (d.name, d.n_classes, d.n_channels, d.manifold_dim, d.alpha) == ("randman", 10, 20, 1, 1.0)
+    assert (d.samples_per_class, d.time_steps, d.spikes_per_unit, d.split) == (1000, 100, 1, [0.8, 0.1, 0.1])
+    assert (m.hidden_sizes, m.tau_mem, m.tau_syn, m.dt, m.recurrent) == ([128], 20.0, 10.0, 2.0, False)
+    assert (config.surrogate.name, config.surrogate.slope) == ("superspike", 20.0)
+    assert (t.optimizer, t.lr, t.batch_size, t.epochs) == ("adam", 5e-3, 250, 200)
+
+
+def test_surrogate_sweep_preset_grid() -> None:
+    cfg = compose(config_name="config", overrides=["experiment=surrogate_sweep"], return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    assert len(params.surrogate.split(",")) >= 5
+    assert len(str(params["surrogate.slope"]).split(",")) == 7
+    assert str(params.seed).split(",") == ["0", "1", "2"]
+
+
+@pytest.mark.parametrize("launcher", ["parallel", "slurm", "local_cluster"])
+def test_launcher_presets_compose(launcher: str) -> None:
+    cfg = compose(config_name="config", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
+    assert "Launcher" in cfg.hydra.launcher._target_
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("surrogate.slope=-1", "surrogate.slope"),
+        ("surrogate.scale=0", "surrogate.scale"),
+        ("dataset.time_steps=0", "dataset.time_steps"),
+        ("dataset.split=[0.5,0.1,0.1]", "dataset.split"),
+        ("model.hidden_sizes=[]", "model.hidden_sizes"),
+        ("model.reset=bogus", "model.reset"),
+        ("trainer.lr=0", "trainer.lr"),
+        ("verifier.checks=[nope]", "verifier.checks"),
+        ("surrogate=q_pseudo", None),
+    ],
+)
+def test_value_errors_name_the_key(override: str, key: str | None) -> None:
+    cfg = composed(override)
+    if key is None:  # a valid option, for contrast
+        load_config(cfg)
+        return
+    with pytest.raises(ConfigValidationError, match=key.replace(".", r"\.")):
+        load_config(cfg)
+
+
+def test_shape_specific_params_are_validated() -> None:
+    with pytest.raises(ConfigValidationError, match=r"surrogate\.params"):
+        load_config(composed("surrogate=q_pseudo", "surrogate.params.tail=0.5"))
+    with pytest.raises(ConfigValidationError, match=r"surrogate\.params"):
+        load_config(composed("surrogate=atan", "+surrogate.params.tail=2"))
+
+
+def test_type_errors_and_unknown_keys_fail_at_composition() -> None:
+    with pytest.raises(Exception, match=r"trainer\.lr") as info:
+        composed("trainer.lr=abc")
+    assert isinstance(info.value.__cause__, ValidationError)
+    assert "trainer.lr" in one_line(info.value)
+    assert "\n" not in one_line(info.value)
+    with pytest.raises(Exception, match=r"trainer\.nope") as info:
+        composed("trainer.nope=1")
+    assert isinstance(info.value.__cause__, ConfigAttributeError)
+    assert "\n" not in one_line(info.value)
+    with pytest.raises(Exception, match="nope"):
+        load_config(composed("+trainer.nope=1"))
+    with pytest.raises(Exception, match="encoding"):
+        composed("dataset=randman", "dataset.encoding=rate")  # a digits-only key
+
+
+def test_unknown_option_lists_the_options_on_one_line() -> None:
+    with pytest.raises(Exception, match="surrogate/nope") as info:
+        composed("surrogate=nope")
+    line = one_line(info.value)
+    assert "\n" not in line
+    assert "Available options in 'surrogate': " in line
+    for name in available_surrogates():
+        assert name in line
+
+
+def test_config_hash_ignores_tracking_and_threads_only() -> None:
+    base = config_hash(composed())
+    assert config_hash(composed("tracking=off", "tracking.experiment=other", "threads=4")) == base
+    assert config_hash(composed("surrogate.slope=3")) != base
+    assert config_hash(composed("seed=1")) != base
+
+
+def test_ann_hash_depends_on_data_sizes_trainer_seed_not_surrogate() -> None:
+    base = ann_hash(composed())
+    assert ann_hash(composed("surrogate=atan", "surrogate.slope=3", "trainer.rate_reg=0.1")) == base
+    for override in ("seed=1", "model.hidden_sizes=[32]", "trainer.lr=0.1", "dataset.time_steps=20"):
+        assert ann_hash(composed(override)) != base, override
+
+
+def test_flatten_uses_dotted_keys_and_keeps_lists() -> None:
+    flat = flatten(OmegaConf.to_container(composed(), resolve=True))  # type: ignore[arg-type]
+    assert flat["surrogate.name"] == "fast_sigmoid"
+    assert flat["model.hidden_sizes"] == [128]
+    assert flat["seed"] == 0
+    assert not any(isinstance(v, dict) and v for v in flat.values())

@@ -1,0 +1,268 @@
+"""Sweeps: outcome records and summary, ANN-baseline reuse, and multiruns through the real launchers."""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from omegaconf import OmegaConf
+
+from evoexp.sweep import (
+    SUMMARY_FILE,
+    EvoexpCallback,
+    JobOutcome,
+    read_outcomes,
+    reuse_baseline,
+    summarize_sweep,
+    write_outcome,
+)
+from evoexp.tracking import MlflowTracker, NullTracker
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fake_job(sweep: Path, number: int, outcome: str | None) -> None:
+    job = sweep / str(number)
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(f"- seed={number}\n")
+    if outcome is not None:
+        write_outcome(
+            job, JobOutcome(outcome, job=number, overrides=[f"seed={number}"], error="e" * (outcome != "finished"))
+        )
+
+
+def test_summary_counts_outcomes_and_treats_missing_records_as_failed(tmp_path: Path) -> None:
+    for number, outcome in enumerate(["finished", "finished", "diverged", "skipped", "failed", None]):
+        fake_job(tmp_path, number, outcome)
+    summary = summarize_sweep(tmp_path)
+    assert summary.counts == {"finished": 2, "diverged": 1, "skipped": 1, "failed": 2}
+    missing = [job for job in summary.jobs if job.error == "no outcome recorded"]
+    assert [job.overrides for job in missing] == [["seed=5"]]
+    text = summary.format()
+    assert text.splitlines()[0] == "sweep summary (6 jobs): finished 2, diverged 1, skipped 1, failed 2"
+    assert len(text.splitlines()) == 4  # one line per failed or diverged job
+    assert json.loads((tmp_path / SUMMARY_FILE).read_text())["counts"] == summary.counts
+
+
+def test_outcome_roundtrip_and_validation(tmp_path: Path) -> None:
+    record = JobOutcome("diverged", job=3, overrides=["a=1"], objective=math.nan, error="DivergenceError: x")
+    write_outcome(tmp_path / "3", record)
+    (tmp_path / "3" / ".hydra").mkdir()
+    (loaded,) = read_outcomes(tmp_path)
+    assert (loaded.outcome, loaded.job, loaded.error) == ("diverged", 3, "DivergenceError: x")
+    assert math.isnan(loaded.objective)
+    with pytest.raises(ValueError, match="outcome must be one of"):
+        JobOutcome("crashed")
+
+
+def test_multirun_end_exits_nonzero_only_when_a_job_failed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fake_job(tmp_path / "ok", 0, "finished")
+    fake_job(tmp_path / "ok", 1, "diverged")
+    callback = EvoexpCallback()
+    callback.on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "ok")}}}))
+    fake_job(tmp_path / "bad", 0, "finished")
+    fake_job(tmp_path / "bad", 1, "failed")
+    with pytest.raises(SystemExit) as info:
+        callback.on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "bad")}}}))
+    assert info.value.code == 1
+    assert capsys.readouterr().err.startswith("evoexp: error: 1 of 2 jobs failed")
+
+
+def test_reuse_baseline_trains_once_per_key(tmp_path: Path) -> None:
+    tracker = MlflowTracker(f"sqlite:///{tmp_path / 's.db'}", "exp", root=tmp_path)
+    calls: list[int] = []
+
+    def train() -> tuple[dict[str, object], dict[str, float]]:
+        calls.append(1)
+        return {"n_params": 7, "history": []}, {"ann/test/acc": 0.5}
+
+    first = reuse_baseline(tracker, "k1", train, root=tmp_path)
+    second = reuse_baseline(tracker, "k1", train, root=tmp_path)
+    other = reuse_baseline(tracker, "k2", train, root=tmp_path)
+    assert len(calls) == 2
+    assert (first[2], second[2], other[2]) == (False, True, False)
+    assert first[1] == second[1] != other[1]
+    assert second[0] == {"n_params": 7, "history": []}
+    reuse_baseline(tracker, "k1", train, root=tmp_path, enabled=False)
+    reuse_baseline(NullTracker(), "k1", train, root=tmp_path)
+    assert len(calls) == 4  # disabled reuse and untracked jobs always train
+
+
+def _reuse(uri: str, root: str) -> bool:
+    tracker = MlflowTracker(uri, "exp", root=Path(root))
+
+    def train() -> tuple[dict[str, object], dict[str, float]]:
+        time.sleep(1.0)  # long enough that the other worker asks while this one trains
+        return {"trained_by": os.getpid()}, {}
+
+    return reuse_baseline(tracker, "key", train, root=Path(root))[2]
+
+
+def test_parallel_workers_share_one_baseline(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    MlflowTracker(uri, "exp", root=tmp_path).prepare()
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        reused = pool.starmap(_reuse, [(uri, str(tmp_path))] * 4)
+    assert sorted(reused) == [False, True, True, True]
+
+
+# --- multiruns through the CLI (slow: several Python processes each) ---------------------------------------------
+
+
+def evoexp(
+    cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "HYDRA_FULL_ERROR")}
+    base.update({"PYTHONPATH": str(REPO), **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "evoexp", *args], cwd=cwd, env=base, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def store_runs(uri: str, experiment: str) -> list:
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    return [] if found is None else client.search_runs([found.experiment_id], max_results=1000)
+
+
+def sweep_summary(root: Path) -> dict:
+    (path,) = sorted((root / "outputs" / "multirun").rglob(SUMMARY_FILE))[-1:]
+    return json.loads(path.read_text())
+
+
+@pytest.mark.slow
+def test_parallel_sweep_on_a_brand_new_store_files_every_run(tmp_path: Path) -> None:
+    done = evoexp(
+        tmp_path,
+        "-m",
+        "experiment=smoke",
+        "surrogate=fast_sigmoid,superspike,atan,sigmoid",
+        "seed=0,1",
+        "hydra/launcher=parallel",
+        "tracking.experiment=par",
+        env={"EVOEXP_WORKERS": "2"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    runs = store_runs(uri, "par")
+    assert len(runs) == 8
+    assert all(r.info.status == "FINISHED" and r.data.tags["evoexp.outcome"] == "finished" for r in runs)
+    assert {r.data.params["surrogate.name"] for r in runs} == {"fast_sigmoid", "superspike", "atan", "sigmoid"}
+    assert len({r.data.tags["evoexp.sweep_id"] for r in runs}) == 1
+    assert store_runs(uri, "Default") == []
+    assert len(store_runs(uri, "par-ann-baselines")) == 2  # one ANN per seed, reused by 4 surrogates each
+    assert sweep_summary(tmp_path)["counts"] == {"finished": 8, "diverged": 0, "skipped": 0, "failed": 0}
+
+
+@pytest.mark.slow
+def test_failure_and_divergence_are_isolated_and_resume_redoes_only_failures(tmp_path: Path) -> None:
+    args = ("-m", "experiment=smoke", "debug.fail=false,true", "debug.diverge=false,true", "hydra/launcher=parallel")
+    done = evoexp(tmp_path, *args)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith("evoexp: error: 2 of 4 jobs failed")
+    assert sweep_summary(tmp_path)["counts"] == {"finished": 1, "diverged": 1, "skipped": 0, "failed": 2}
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    runs = store_runs(uri, "evoexp")
+    by_outcome = sorted((r.data.tags["evoexp.outcome"], r.info.status) for r in runs)
+    assert by_outcome == [
+        ("diverged", "FINISHED"),
+        ("failed", "FAILED"),
+        ("failed", "FAILED"),
+        ("finished", "FINISHED"),
+    ]
+
+    again = evoexp(tmp_path, *args)
+    assert again.returncode == 1
+    assert sweep_summary(tmp_path)["counts"] == {"finished": 0, "diverged": 0, "skipped": 2, "failed": 2}
+    assert len(store_runs(uri, "evoexp")) == 6  # the two failures were redone, nothing else
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_sweep_logs_to_a_real_mlflow_server(tmp_path: Path) -> None:
+    port = free_port()
+    server_dir = tmp_path / "server"
+    server_dir.mkdir()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    mlflow_cli = Path(sys.executable).with_name("mlflow")
+    server = subprocess.Popen(
+        [
+            str(mlflow_cli),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{server_dir / 'server.db'}",
+        ],
+        cwd=server_dir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                assert server.poll() is None, "mlflow server exited"
+                assert time.monotonic() < deadline, "mlflow server did not start"
+                time.sleep(0.5)
+        done = evoexp(
+            tmp_path, "-m", "experiment=smoke", "seed=0,1", "tracking=server", env={"MLFLOW_TRACKING_URI": uri}
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs = store_runs(uri, "evoexp")
+        assert len(runs) == 2
+        assert all(r.info.status == "FINISHED" for r in runs)
+        assert all("snn/val/acc" in r.data.metrics for r in runs)
+        assert not (tmp_path / "mlruns.db").exists()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher_runs_a_small_sweep(tmp_path: Path) -> None:
+    done = evoexp(tmp_path, "-m", "experiment=smoke", "seed=0,1", "hydra/launcher=local_cluster")
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = store_runs(f"sqlite:///{tmp_path / 'mlruns.db'}", "evoexp")
+    assert sorted(r.data.params["seed"] for r in runs) == ["0", "1"]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert list((tmp_path / "outputs" / "multirun").rglob(".submitit"))
+    assert sweep_summary(tmp_path)["counts"]["finished"] == 2
+
+
+@pytest.mark.slow
+def test_a_job_with_an_invalid_value_fails_alone(tmp_path: Path) -> None:
+    done = evoexp(tmp_path, "-m", "experiment=smoke", "surrogate.slope=-1,5")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith("evoexp: error: 1 of 2 jobs failed")
+    summary = sweep_summary(tmp_path)
+    assert summary["counts"] == {"finished": 1, "diverged": 0, "skipped": 0, "failed": 1}
+    (failed,) = [job for job in summary["jobs"] if job["outcome"] == "failed"]
+    assert "surrogate.slope must be a finite number > 0" in failed["error"]
+    runs = store_runs(f"sqlite:///{tmp_path / 'mlruns.db'}", "evoexp")
+    assert [r.data.params["surrogate.slope"] for r in runs] == ["5.0"]  # no run for the invalid job
