@@ -37,6 +37,7 @@ __all__ = [
     "EpochStats",
     "EvalStats",
     "accuracy",
+    "batch_to",
     "evaluate",
     "firing_rate_penalty",
     "fit",
@@ -242,7 +243,12 @@ def _reference_parameter(model: nn.Module) -> Tensor:
         raise ValueError("model has no parameters") from None
 
 
-def _to_model(batch: Batch, reference: Tensor) -> tuple[Tensor, Tensor]:
+def batch_to(batch: Batch, reference: Tensor) -> tuple[Tensor, Tensor]:
+    """Move ``(inputs, targets)`` to the reference's device; floating inputs also to its dtype.
+
+    Raises:
+        ValueError: The batch is not a pair.
+    """
     if len(batch) < 2:
         raise ValueError("each batch must be a pair (inputs, targets)")
     inputs, targets = batch[0], batch[1]
@@ -309,7 +315,7 @@ def train_epoch(
     correct = n_samples = n_batches = 0
     layer_sums: dict[str, float] = {}
     for index, batch in enumerate(loader):
-        inputs, targets = _to_model(batch, reference)
+        inputs, targets = batch_to(batch, reference)
         optimizer.zero_grad(set_to_none=True)
         logits = model(inputs)
         loss = loss_fn(logits, targets)
@@ -376,7 +382,7 @@ def evaluate(model: nn.Module, loader: Iterable[Batch], *, loss_fn: LossFn | Non
     correct = n_samples = 0
     try:
         for batch in loader:
-            inputs, targets = _to_model(batch, reference)
+            inputs, targets = batch_to(batch, reference)
             logits = model(inputs)
             size = targets.shape[0]
             loss_sum += loss_fn(logits, targets).item() * size

@@ -18,6 +18,8 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from evoexp.verification.suite import CHECKS
+
 __all__ = [
     "DATASET_SCHEMAS",
     "AlignmentCheckConfig",
@@ -37,15 +39,6 @@ __all__ = [
     "VerifierConfig",
 ]
 
-CHECKS = (
-    "gradient_verification",
-    "surrogate_verification",
-    "gradient_alignment",
-    "gradient_stability",
-    "weight_stability",
-    "convergence",
-    "benchmark",
-)
 
 
 def _positive(key: str, value: float | None, *, allow_none: bool = False) -> None:

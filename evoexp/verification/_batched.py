@@ -214,9 +214,6 @@ class LossProblem:
             raise ValueError(f"overrides must share one leading batch size, got {sorted(sizes)}")
         n = sizes.pop()
         self.n_evaluations += n
-        evaluator = self._checked_coordinates()
-        if evaluator is not None and evaluator.supports_overrides(overrides):
-            return evaluator.override_losses(overrides)
         with torch.no_grad():
             if self.batched:
                 try:

@@ -28,7 +28,7 @@ unperturbed loss it computes matches the model's own forward.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -276,38 +276,3 @@ class SNNCoordinates:
         for module in list(self.model.hidden)[layer:]:
             h = self._lif(module, sequence_linear(h, module.weight, module.bias))
         return self.model.readout(h).reshape(self.x.shape[0], k, -1).transpose(0, 1)
-
-    # -- whole-parameter perturbations (fast mode, alignment) --------------------------------------------------
-
-    def supports_overrides(self, names: Iterable[str]) -> bool:
-        """Whether :meth:`override_losses` handles overrides of ``names`` (every parameter but recurrent weights)."""
-        return all(self.supports(name) for name in names)
-
-    def override_losses(self, overrides: dict[str, Tensor]) -> Tensor:
-        """Losses at ``K`` parameter sets (each override has a leading dimension ``K``), on a folded batch.
-
-        The same forward as the model's, written for per-set weights: batched matrix products for the input
-        currents, then the LIF layers and the readout on ``[K * B, T, features]`` without ``vmap``.
-        """
-        from evoexp.functional.lif import leaky_integrate, readout_logits
-
-        k = next(iter(overrides.values())).shape[0]
-        batch, steps, _ = self.x.shape
-
-        def linear(h: Tensor, prefix: str, module: nn.Module) -> Tensor:
-            weight = overrides.get(f"{prefix}.weight", module.weight).transpose(-1, -2)
-            inputs = h if h.dim() == 4 else h.unsqueeze(0)
-            out = torch.matmul(inputs, weight.unsqueeze(1) if weight.dim() == 3 else weight)  # [K or 1, B, T, out]
-            bias = overrides.get(f"{prefix}.bias", module.bias)
-            if bias is not None:
-                out = out + (bias.reshape(k, 1, 1, -1) if bias.dim() == 2 else bias)
-            return out.expand(k, *out.shape[1:])
-
-        with torch.no_grad():
-            h = self.x
-            for i, module in enumerate(self.model.hidden):
-                current = linear(h, f"hidden.{i}", module)
-                h = self._lif(module, current.reshape(k * batch, steps, -1)).reshape(k, batch, steps, -1)
-            readout = self.model.readout
-            traces = leaky_integrate(linear(h, "readout", readout).reshape(k * batch, steps, -1), readout.beta)
-            return self.batch_losses(readout_logits(traces, readout.mode).reshape(k, batch, -1))

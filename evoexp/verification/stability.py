@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from evoexp.training import layer_name
+from evoexp.training import batch_to, layer_name
 from evoexp.verification.results import Result
 
 __all__ = [
@@ -282,18 +282,6 @@ def _cycle_batches(batches: Iterable[Batch], n: int) -> Iterator[Batch]:
             return
 
 
-def _to_model(batch: Batch, reference: Tensor) -> tuple[Tensor, Tensor]:
-    """Move ``(inputs, targets)`` to the reference's device; floating inputs also to its dtype."""
-    if len(batch) < 2:
-        raise ValueError("each batch must be a pair (inputs, targets)")
-    inputs, targets = batch[0], batch[1]
-    if inputs.is_floating_point():
-        inputs = inputs.to(device=reference.device, dtype=reference.dtype)
-    else:
-        inputs = inputs.to(reference.device)
-    return inputs, targets.to(reference.device)
-
-
 def _trainable(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not params:
@@ -384,7 +372,7 @@ class NumericalStabilityTester:
 
         for batch in _cycle_batches(batches, n_batches):
             seen += 1
-            inputs, targets = _to_model(batch, params[0][1])
+            inputs, targets = batch_to(batch, params[0][1])
             loss = loss_fn(work(inputs), targets)
             if not bool(torch.isfinite(loss)):
                 nonfinite_losses += 1
@@ -501,7 +489,7 @@ class NumericalStabilityTester:
         nonfinite_losses = 0
 
         for batch in _cycle_batches(batches, n_steps):
-            inputs, targets = _to_model(batch, params[0][1])
+            inputs, targets = batch_to(batch, params[0][1])
             before = {name: p.detach().clone() for name, p in params}
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(work(inputs), targets)
