@@ -28,9 +28,14 @@ esac
 status=0
 "$PYTHON" -m evoexp --multirun "experiment=$experiment" hydra/launcher=parallel "$@" || status=$?
 
-if "$PYTHON" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('evoexp.analysis.__main__') is None)"; then
-  "$PYTHON" -m evoexp.analysis --experiment "$experiment" || status=$?
-else
-  echo "multirun.sh: evoexp.analysis is not available; skipping the analysis step" >&2
-fi
+# The analysis reads the experiment the jobs logged to (the preset's, unless overridden) from the same store.
+analysis_args=(--experiment "$experiment")
+for arg in "$@"; do
+  case "$arg" in
+    tracking.experiment=*) analysis_args=(--experiment "${arg#tracking.experiment=}") ;;
+    tracking=server) analysis_args+=(--tracking-uri "${MLFLOW_TRACKING_URI:-http://127.0.0.1:5000}") ;;
+    tracking.uri=*) analysis_args+=(--tracking-uri "${arg#tracking.uri=}") ;;
+  esac
+done
+"$PYTHON" -m evoexp.analysis "${analysis_args[@]}" || status=$?
 exit "$status"

@@ -73,7 +73,7 @@ def _log_run(client: MlflowClient, exp_id: str, *, name: str, slope: float, seed
         params=[Param(k, v) for k, v in params.items()],
         tags=[RunTag(k, v) for k, v in tags.items()],
     )
-    client.set_terminated(run_id, status="FINISHED" if outcome == "finished" else "FAILED")
+    client.set_terminated(run_id, status="FAILED" if outcome == "failed" else "FINISHED")  # diverged: FINISHED
     return run_id
 
 
@@ -88,25 +88,26 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
             for seed in (0, 1):
                 _log_run(client, exp_id, name=name, slope=slope, seed=seed, sweep=SWEEP, outcome="finished")
     _log_run(client, exp_id, name="atan", slope=1.0, seed=2, sweep=SWEEP, outcome="diverged")
+    _log_run(client, exp_id, name="atan", slope=10.0, seed=3, sweep=SWEEP, outcome="failed")
     _log_run(client, exp_id, name="atan", slope=1.0, seed=0, sweep="sweep-b", outcome="finished")
     return uri
 
 
 def test_load_runs_tidy_frame(store):
     runs = load_runs(EXPERIMENT, sweep_id=SWEEP, tracking_uri=store)
-    assert len(runs) == 9
+    assert len(runs) == 10
     assert runs["run_id"].is_unique
     assert set(runs["status"]) == {"FINISHED", "FAILED"}
     assert runs["params.surrogate.slope"].dtype == "float64"
     assert runs["params.seed"].dtype == "int64"
     assert runs["params.model.recurrent"].dtype == "boolean"
     assert runs["params.model.hidden_sizes"].iloc[0] == "[16]"
-    assert runs["metrics.snn/test/acc"].isna().sum() == 1  # the diverged run has no test metrics
+    assert runs["metrics.snn/test/acc"].isna().sum() == 2  # the diverged and the failed run have no test metrics
     assert (runs["tags.evoexp.sweep_id"] == SWEEP).all()
     assert not any(c.startswith("tags.mlflow.") for c in runs.columns)
     # latest value of a per-epoch metric
     assert runs["metrics.ann/val/acc"].iloc[0] == pytest.approx(0.8 + 0.01 * (EPOCHS - 1))
-    assert len(load_runs(EXPERIMENT, tracking_uri=store)) == 10
+    assert len(load_runs(EXPERIMENT, tracking_uri=store)) == 11
 
 
 def test_load_runs_unknown_experiment(store):
@@ -131,7 +132,7 @@ def test_run_analysis_tables_and_figures(store, tmp_path):
     assert set(result.tables) == {"snn_vs_ann", "surrogate_slope", "best_slope"}
     table = result.tables["surrogate_slope"]
     assert list(table.rows.columns) == ["params.surrogate.name", "params.surrogate.slope"]
-    assert table.row_n() == [3, 2, 2, 2]
+    assert table.row_n() == [3, 2, 2, 2]  # the FAILED run is left out; the diverged (FINISHED) one counts
     diverged = table.stats[("derived.diverged", "mean")].to_numpy()
     assert diverged[0] == pytest.approx(1 / 3)
     best = result.tables["best_slope"]
@@ -171,7 +172,7 @@ def test_cli_end_to_end_and_summary_run(store, tmp_path, capsys):
     artifacts = {a.path for a in client.list_artifacts(summary_id, "analysis")}
     assert {"analysis/snn_vs_ann.md", "analysis/surrogate_slope.csv", "analysis/best_slope.md"} <= artifacts
     # the summary run is not a job run, and a second analysis reuses it
-    assert len(load_runs(EXPERIMENT, sweep_id=SWEEP, client=client)) == 9
+    assert len(load_runs(EXPERIMENT, sweep_id=SWEEP, client=client)) == 10
     assert main([*argv, "--formats", "md"]) == 0
     everything = load_runs(EXPERIMENT, client=client, include_summary=True)
     assert (everything["tags.evoexp.kind"] == "summary").sum() == 1
@@ -183,7 +184,7 @@ def test_cli_reports_bad_input(store, tmp_path, capsys):
     assert (
         main(["--experiment", EXPERIMENT, "--sweep-id", "none", "--tracking-uri", store, "--out", str(tmp_path)]) == 2
     )
-    assert "no job runs in sweep 'none'" in capsys.readouterr().err
+    assert "no finished job runs in sweep 'none'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--experiment", EXPERIMENT, "--formats", "docx"])
 

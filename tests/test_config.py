@@ -108,6 +108,7 @@ def test_robustness_preset_is_the_zenke_vogels_setting() -> None:
     assert (d.name, d.n_classes, d.n_channels, d.manifold_dim, d.alpha) == ("randman", 10, 20, 1, 1.0)
     assert (d.samples_per_class, d.time_steps, d.spikes_per_unit, d.split) == (1000, 100, 1, [0.8, 0.1, 0.1])
     assert (m.hidden_sizes, m.tau_mem, m.tau_syn, m.dt, m.recurrent) == ([128], 20.0, 10.0, 2.0, False)
+    assert m.detach_reset is True
     assert (config.surrogate.name, config.surrogate.slope) == ("superspike", 20.0)
     assert (t.optimizer, t.lr, t.batch_size, t.epochs) == ("adam", 5e-3, 250, 200)
 

@@ -264,14 +264,20 @@ def run_analysis(
         The :class:`AnalysisResult`.
 
     Raises:
-        ValueError: Unknown format, unknown experiment, or no job runs.
+        ValueError: Unknown format, unknown experiment, or no finished job runs (FAILED, KILLED and RUNNING runs
+            are left out of the tables with a warning; diverged runs are FINISHED and counted).
     """
     _check_formats(formats)
     client = client if client is not None else get_client(tracking_uri)
     runs = load_runs(experiment, sweep_id=sweep_id, client=client)
+    unfinished = runs[schema.STATUS] != "FINISHED"
+    if unfinished.any():
+        counts = runs.loc[unfinished, schema.STATUS].value_counts().to_dict()
+        log.warning("left out %d runs that did not finish (%s)", int(unfinished.sum()), counts)
+        runs = runs.loc[~unfinished].reset_index(drop=True)
     if runs.empty:
         where = f"sweep {sweep_id!r} of " if sweep_id is not None else ""
-        raise ValueError(f"experiment: no job runs in {where}experiment {experiment!r}")
+        raise ValueError(f"experiment: no finished job runs in {where}experiment {experiment!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = AnalysisResult(runs=runs)
