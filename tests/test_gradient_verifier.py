@@ -300,6 +300,27 @@ def test_real_snn_smooth_and_spiking_modes(spike_data: tuple[Tensor, Tensor]) ->
     assert "surrogate bias" in spiking.message and "gradient/passed" not in spiking.summary()
 
 
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_detached_reset_is_checked_on_its_full_gradient_twin(
+    recurrent: bool, spike_data: tuple[Tensor, Tensor]
+) -> None:
+    models = pytest.importorskip("evoexp.models")
+    x, y = spike_data
+    snn = models.SNN(5, [6], 3, seed=0, recurrent=recurrent, detach_reset=True)
+    result = GradientVerifier().verify_finite_difference(snn, x, y, F.cross_entropy)
+    assert result.passed is True, result.message
+    assert any("detach_reset is set in hidden.0" in w for w in result.warnings), result.warnings
+    assert all(layer.params.detach_reset for layer in snn.hidden)  # the user's model keeps its detached reset
+    # The re-attachment matters: in smooth mode the detached gradient differs from the full one.
+    attached = models.SNN(5, [6], 3, seed=0, recurrent=recurrent).double()
+    detached = models.SNN(5, [6], 3, seed=0, recurrent=recurrent, detach_reset=True).double()
+    grads = []
+    for model in (attached, detached):
+        with models.smooth_mode(model):
+            grads.append(torch.autograd.grad(F.cross_entropy(model(x.double()), y), model.hidden[0].weight)[0])
+    assert not torch.allclose(grads[0], grads[1], rtol=1e-3, atol=1e-8)
+
+
 _SNN_CASES = [
     {"hidden_sizes": [6, 4]},
     {"hidden_sizes": [6, 4], "recurrent": True, "reset": "zero"},

@@ -20,6 +20,7 @@ reported as *surrogate bias* with ``passed = None``, never as a verdict.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -349,6 +350,13 @@ class GradientVerifier:
         start = time.perf_counter()
         problem = self._problem(model, inputs, targets, loss_fn, parameters)
         warnings: list[str] = []
+        reattached = _reattach_resets(problem.model) if smooth_mode else []
+        if reattached:
+            warnings.append(
+                f"detach_reset is set in {', '.join(reattached)}: a detached reset deliberately leaves the reset out "
+                "of the gradient, which no finite difference can represent, so the check ran on the full-gradient "
+                "twin (same code, reset attached); the detach itself is covered by evoexp's unit tests"
+            )
         if self.dtype != torch.float64:
             warnings.append(
                 f"verification dtype is {self.dtype}, not torch.float64: finite differences are dominated by "
@@ -583,3 +591,21 @@ def _message(result: GradientVerificationResult) -> str:
     if not result.deterministic:
         lines.append(f"  backward is non-deterministic (max diff {result.determinism_max_diff:.3g})")
     return "\n".join(lines)
+
+
+def _reattach_resets(model: nn.Module) -> list[str]:
+    """Turn ``detach_reset`` off on every LIF parameter record of ``model`` (the verifier's private copy).
+
+    Returns:
+        The names of the submodules changed (the model's own record, if any, is changed but not named).
+    """
+    from evoexp.functional.lif import LIFParameters
+
+    changed = []
+    for name, module in model.named_modules():
+        params = getattr(module, "params", None)
+        if isinstance(params, LIFParameters) and params.detach_reset:
+            module.params = dataclasses.replace(params, detach_reset=False)
+            if name:
+                changed.append(name)
+    return changed
