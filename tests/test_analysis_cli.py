@@ -158,7 +158,7 @@ def test_cli_end_to_end_and_summary_run(store, tmp_path, capsys):
     assert main([*argv, "--formats", "md", "csv"]) == 0  # figures: see test_run_analysis_tables_and_figures
     printed = capsys.readouterr().out
     assert "| Surrogate | Slope | n | SNN acc (%) | ANN acc (%) |" in printed
-    assert "9 runs" in printed
+    assert "9 run(s)" in printed
     assert (out / "snn_vs_ann.md").read_text(encoding="utf-8") in printed
     assert not (out / "snn_vs_ann.tex").exists()
     assert (out / "surrogate_slope.csv").stat().st_size > 0

@@ -51,6 +51,9 @@ def _runs() -> pd.DataFrame:
         (80.0, math.nan, 1, "80.0"),
         (0.8, 1e-17, 1, "0.8"),  # rounding noise is no interval
         (math.nan, 0.1, None, "n/a"),
+        (3.85e-10, math.nan, None, "3.85e-10"),  # tiny values (finite-difference errors) in scientific notation
+        (-1.234e-7, 2.1e-8, None, "-1.2e-07 ± 2e-08"),
+        (0.0, math.nan, None, "0.00"),
     ],
 )
 def test_format_mean_ci(mean, ci, decimals, expected):

@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = result.main_table
     if table is not None:
         print(f"{table.caption}\n\n{table.to_markdown()}")
-    print(f"{len(result.runs)} runs; wrote {len(result.files)} files to {out}")
+    print(f"{len(result.runs)} run(s); wrote {len(result.files)} files to {out}")
     if result.summary_run_id is not None:
         print(f"summary MLflow run: {result.summary_run_id}")
     return 0

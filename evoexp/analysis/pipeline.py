@@ -168,9 +168,10 @@ def _curve_figures(
     title = _label(table.rows, best) if len(table.rows.columns) else ""
     files: list[Path] = []
     skipped: list[str] = []
+    # Same series order in both panels, so a series keeps its colour across them.
     panels = [
         ((schema.SNN_VAL_ACC, schema.ANN_VAL_ACC, schema.SNN_TRAIN_ACC, schema.ANN_TRAIN_ACC), "Accuracy (%)", 100.0),
-        ((schema.SNN_TRAIN_LOSS, schema.ANN_TRAIN_LOSS, schema.SNN_VAL_LOSS, schema.ANN_VAL_LOSS), "Loss", 1.0),
+        ((schema.SNN_VAL_LOSS, schema.ANN_VAL_LOSS, schema.SNN_TRAIN_LOSS, schema.ANN_TRAIN_LOSS), "Loss", 1.0),
     ]
     present = set(curves[schema.HISTORY_KEY])
     panels = [p for p in panels if present.intersection(p[0])]
@@ -273,7 +274,7 @@ def run_analysis(
     unfinished = runs[schema.STATUS] != "FINISHED"
     if unfinished.any():
         counts = runs.loc[unfinished, schema.STATUS].value_counts().to_dict()
-        log.warning("left out %d runs that did not finish (%s)", int(unfinished.sum()), counts)
+        log.warning("left out %d run(s) that did not finish (%s)", int(unfinished.sum()), counts)
         runs = runs.loc[~unfinished].reset_index(drop=True)
     if runs.empty:
         where = f"sweep {sweep_id!r} of " if sweep_id is not None else ""

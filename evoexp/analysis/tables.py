@@ -91,6 +91,10 @@ def _significant_decimals(x: float, significant: int) -> int:
     return max(0, significant - 1 - math.floor(math.log10(abs(x))))
 
 
+_SCIENTIFIC_BELOW = 1e-3
+"""Magnitude below which :func:`format_mean_ci` switches to scientific notation."""
+
+
 def format_mean_ci(mean: float, ci: float, *, decimals: int | None = None, plus_minus: str = " ± ") -> str:
     """Format ``mean ± ci`` with digits set by the interval.
 
@@ -106,7 +110,10 @@ def format_mean_ci(mean: float, ci: float, *, decimals: int | None = None, plus_
     """
     if not math.isfinite(mean):
         return MISSING
-    if math.isfinite(ci) and ci > _NEGLIGIBLE * abs(mean):
+    has_ci = math.isfinite(ci) and ci > _NEGLIGIBLE * abs(mean)
+    if mean != 0 and abs(mean) < _SCIENTIFIC_BELOW:
+        return f"{mean:.2g}{plus_minus}{ci:.1g}" if has_ci else f"{mean:.3g}"
+    if has_ci:
         exponent = math.floor(math.log10(ci))
         leading = ci / 10.0**exponent
         places = max(0, -exponent + (1 if leading < 2 else 0))
