@@ -278,7 +278,6 @@ def _epoch_metrics(prefix: str, record: EpochRecord) -> dict[str, float]:
 
 def _seed_run(seed: int, history: Sequence[Mapping[str, Any]], *, diverged: bool, warmup: int) -> SeedRun:
     """A benchmark :class:`SeedRun` from per-epoch record dicts."""
-    timed = [float(r["seconds"]) for r in history][warmup:]
     return SeedRun(
         seed=seed,
         train_loss=[float(r["train_loss"]) for r in history],
@@ -286,7 +285,7 @@ def _seed_run(seed: int, history: Sequence[Mapping[str, Any]], *, diverged: bool
         eval_loss=[float(r["val_loss"]) for r in history],
         eval_acc=[float(r["val_acc"]) for r in history],
         epoch_seconds=[float(r["seconds"]) for r in history],
-        time_per_epoch=sum(timed) / len(timed) if timed else float("nan"),
+        warmup_epochs=warmup,
         diverged=diverged,
     )
 

@@ -25,9 +25,10 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from evoexp.models import smooth_mode
 from evoexp.verification._snn_coordinates import SNNCoordinates
 
-__all__ = ["DEFAULT_MEMORY_BUDGET", "LossFn", "LossProblem", "is_evoexp_snn", "smooth_context"]
+__all__ = ["DEFAULT_MEMORY_BUDGET", "LossFn", "LossProblem", "smooth_context"]
 
 LossFn = Callable[[Any, Any], Tensor]
 """A loss ``loss_fn(model_output, targets) -> scalar tensor``."""
@@ -40,22 +41,9 @@ _MIN_FORWARDS_PER_CHUNK = 8
 _CACHE_BYTES = 16 * 2**20
 
 
-def is_evoexp_snn(model: nn.Module) -> bool:
-    """Return whether ``model`` is an evoexp spiking network (``evoexp.models.is_snn``), False if unavailable."""
-    try:
-        from evoexp.models import is_snn
-    except ImportError:
-        return False
-    return bool(is_snn(model))
-
-
 def smooth_context(model: nn.Module, smooth: bool) -> contextlib.AbstractContextManager[Any]:
     """Return ``evoexp.models.smooth_mode(model)`` when ``smooth`` is set, else a no-op context."""
-    if not smooth:
-        return contextlib.nullcontext()
-    from evoexp.models import smooth_mode
-
-    return smooth_mode(model)
+    return smooth_mode(model) if smooth else contextlib.nullcontext()
 
 
 def _cast(value: Any, dtype: torch.dtype) -> Any:

@@ -34,11 +34,11 @@ import torch
 from numpy.polynomial.hermite_e import hermegauss
 from torch import Tensor, nn
 
+from evoexp.models import is_snn
 from evoexp.verification._batched import (
     DEFAULT_MEMORY_BUDGET,
     LossFn,
     LossProblem,
-    is_evoexp_snn,
     smooth_context,
 )
 from evoexp.verification.results import Result
@@ -279,7 +279,7 @@ def verify_gradient_alignment(
         raise ValueError(f"n_directions must be >= 2 (standard errors need two directions), got {n_directions!r}")
     if n_quadrature < 2:
         raise ValueError(f"n_quadrature must be >= 2, got {n_quadrature!r}")
-    snn = is_evoexp_snn(model)
+    snn = is_snn(model)
     if smooth and not snn:
         raise ValueError("smooth=True needs an evoexp SNN (evoexp.models.is_snn); this model has no smooth mode")
     start = time.perf_counter()

@@ -113,9 +113,9 @@ class SeedRun:
         eval_loss: Evaluation loss after each epoch.
         eval_acc: Evaluation accuracy after each epoch.
         epoch_seconds: Wall time of each training epoch.
-        time_per_epoch: Mean of ``epoch_seconds`` without the warm-up epochs.
+        warmup_epochs: Leading epochs left out of ``time_per_epoch``.
         diverged: Whether training stopped on a NaN/Inf loss or gradient.
-
+        time_per_epoch: Mean of ``epoch_seconds`` without the warm-up epochs (derived; NaN if none is left).
     """
 
     seed: int
@@ -124,8 +124,13 @@ class SeedRun:
     eval_loss: list[float]
     eval_acc: list[float]
     epoch_seconds: list[float]
-    time_per_epoch: float
+    warmup_epochs: int
     diverged: bool = False
+    time_per_epoch: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        timed = self.epoch_seconds[self.warmup_epochs :]
+        self.time_per_epoch = sum(timed) / len(timed) if timed else float("nan")
 
     def final(self, curve: Literal["train_loss", "train_acc", "eval_loss", "eval_acc"]) -> float:
         """Last value of a curve; NaN for a diverged or empty run."""
@@ -423,7 +428,6 @@ class ComparativeBenchmark:
                         "seconds": stats.seconds,
                     },
                 )
-        timed = curves["epoch_seconds"][warmup_epochs:]
         return SeedRun(
             seed=seed,
             train_loss=curves["train_loss"],
@@ -431,7 +435,7 @@ class ComparativeBenchmark:
             eval_loss=curves["eval_loss"],
             eval_acc=curves["eval_acc"],
             epoch_seconds=curves["epoch_seconds"],
-            time_per_epoch=sum(timed) / len(timed) if timed else float("nan"),
+            warmup_epochs=warmup_epochs,
             diverged=diverged,
         )
 

@@ -30,11 +30,11 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from evoexp.models import is_snn
 from evoexp.verification._batched import (
     DEFAULT_MEMORY_BUDGET,
     LossFn,
     LossProblem,
-    is_evoexp_snn,
     smooth_context,
 )
 from evoexp.verification.alignment import AlignmentResult, verify_gradient_alignment
@@ -341,7 +341,7 @@ class GradientVerifier:
             raise ValueError(f"nondet_tol must be >= 0, got {nondet_tol!r}")
         if n_directions < 1:
             raise ValueError(f"n_directions must be >= 1, got {n_directions!r}")
-        snn = is_evoexp_snn(model)
+        snn = is_snn(model)
         if smooth and not snn:
             raise ValueError("smooth=True needs an evoexp SNN (evoexp.models.is_snn); this model has no smooth mode")
         smooth_mode = (True if smooth is None else smooth) if snn else None
