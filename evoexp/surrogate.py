@@ -267,8 +267,9 @@ class FastSigmoidShape(SurrogateGradient):
 
     def derivative(self, x: Tensor) -> Tensor:
         # Same rounding as scale / (slope*|x| + 1)**2 with fewer passes over memory (the LIF backward calls this per
-        # time step): the in-place ops only touch fresh temporaries that no autograd node saves.
-        return x.abs().mul_(self.slope).add_(1.0).pow(-2).mul_(self.scale)
+        # time step): the in-place ops only touch fresh temporaries that no autograd node saves; x * 1.0 == x.
+        g = x.abs().mul_(self.slope).add_(1.0).pow(-2)
+        return g if self.scale == 1.0 else g.mul_(self.scale)
 
     def primitive(self, x: Tensor) -> Tensor:
         u = self._u(x)

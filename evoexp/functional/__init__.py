@@ -12,6 +12,7 @@ from evoexp.functional.lif import (
     leaky_integrate,
     lif_sequence,
     lif_sequence_reference,
+    linear_lif_sequence,
     readout_logits,
     sequence_linear,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "leaky_integrate",
     "lif_sequence",
     "lif_sequence_reference",
+    "linear_lif_sequence",
     "readout_logits",
     "sequence_linear",
 ]

@@ -39,6 +39,12 @@ Two implementations compute the same function:
   \lambda_m[t+1]`). Everything that does not depend on the recursion is computed for all time steps at once; the
   feed-forward recursion costs one fused op per step.
 
+:func:`linear_lif_sequence` (what :class:`~evoexp.models.LIFLayer` runs) makes the input projection
+:math:`I = xW^\top + b` part of the same node. Owning the current, it stores the membrane in the current's memory
+(``I[t-1]`` is consumed when ``mem[t+1]`` is written), adds the bias inside the time loop, and the backward writes
+:math:`\partial L/\partial I` over the membrane it has read, so a layer allocates no ``[B, T, H]`` buffer besides
+its spikes; the weight and bias gradients follow from :math:`\partial L/\partial I` as usual.
+
 All tensors are batch-first: ``[batch, time, features]``.
 """
 
@@ -66,6 +72,7 @@ __all__ = [
     "leaky_integrate",
     "lif_sequence",
     "lif_sequence_reference",
+    "linear_lif_sequence",
     "readout_logits",
     "sequence_linear",
 ]
@@ -80,6 +87,10 @@ _READOUT_MODES: tuple[str, ...] = ("max", "mean", "last")
 # Values per block of time steps in the backward pass: small enough to stay in cache and at most PyTorch's intra-op
 # grain size (32768), so that block ops run serially; on a busy machine every parallel region can wait for a core.
 _BLOCK_ELEMENTS = 1 << 15
+# Multiply-adds per time step (B * C * H) from which a layer's input GEMM is run per time step to get time-major
+# memory (see _layer_current); benchmarks/bench_engine.py measured both sides: at 1.6e6 (its small size) the per-step
+# GEMMs made a training step 13% slower, at 4.6e7 (its large size) strided batch-major slices made it 5% slower.
+_STEP_GEMM_MACS = 1 << 23
 
 
 def decay_from_time_constant(tau: float, dt: float = 1.0) -> float:
@@ -220,38 +231,72 @@ def _is_time_major(x: Tensor) -> bool:
     return x.shape[0] > 1 and x.transpose(0, 1).is_contiguous()
 
 
+@dataclass(frozen=True)
+class _Membrane:
+    """Where the forward loop stored the membrane.
+
+    ``mem[t]`` is ``head[t]`` for ``t < offset``, else ``body[t - offset]`` (both indexed ``[time, batch, features]``).
+    """
+
+    head: Tensor | None
+    body: Tensor
+    offset: int
+
+    def block(self, t0: int, t1: int) -> Tensor:
+        """``mem[t0:t1]``; the block must not straddle ``offset``."""
+        if t1 <= self.offset:
+            return self.head[t0:t1]  # type: ignore[index]
+        return self.body[t0 - self.offset : t1 - self.offset]
+
+
 def _forward_loop(
     current: Tensor,
     recurrent_weight: Tensor | None,
     params: LIFParameters,
     surrogate: SurrogateGradient,
     smooth: bool,
-) -> tuple[Tensor, Tensor, Tensor | None]:
+    *,
+    in_place: bool = False,
+    bias: Tensor | None = None,
+) -> tuple[Tensor, _Membrane, Tensor | None]:
     """Graph-free forward loop.
 
     Returns spikes, the membrane ``mem[0..T-1]`` and, for a zero reset, the pre-reset values
-    ``beta * mem[t] + syn[t]``, all stored time-major (``[T, B, H]`` memory) so that every step writes contiguous
-    memory; spikes are returned as a ``[B, T, H]`` view of that storage.
+    ``beta * mem[t] + syn[t]``. Spikes and pre-reset values are stored time-major (``[T, B, H]`` memory) so that
+    every step writes contiguous memory; spikes are returned as a ``[B, T, H]`` view of that storage.
+
+    With ``in_place`` the input current is consumed: ``I[t-1]`` has been read when ``mem[t+1]`` is computed, so
+    ``mem[t]`` (``t >= 2``) overwrites ``current[:, t-2]`` and only ``mem[0]``, ``mem[1]`` need new memory. The
+    caller must own ``current`` (no one else may read it afterwards); it may then pass the ``bias`` that is still
+    to be added to it, which costs one op on cache-warm memory per step instead of a pass over all of it.
     """
     batch, steps, n = current.shape
-    membrane = current.new_empty(steps, batch, n)
-    spikes = torch.empty_like(membrane)
-    pre_reset = torch.empty_like(membrane) if params.reset == "zero" else None
-    membrane[0].zero_()
-    mem_views = [*membrane.unbind(0), current.new_empty(batch, n)]  # mem[T] is never read
-    spike_views = spikes.unbind(0)
+    spikes = current.new_empty(steps, batch, n)
+    pre_reset = torch.empty_like(spikes) if params.reset == "zero" else None
     currents = current.unbind(1)
+    if in_place:
+        head = current.new_zeros(2, batch, n)
+        mem_views = [*head.unbind(0), *currents]  # mem[t] -> current[:, t-2]; mem[T] lands in an unused slot
+        membrane = _Membrane(head, current.transpose(0, 1), 2)
+    else:
+        body = current.new_empty(steps, batch, n)
+        body[0].zero_()
+        mem_views = [*body.unbind(0), current.new_empty(batch, n)]  # mem[T] is never read
+        membrane = _Membrane(None, body, 0)
+    spike_views = spikes.unbind(0)
     use_syn_state = params.alpha != 0.0 or recurrent_weight is not None
     syn = current.new_zeros(batch, n)
     weight_t = recurrent_weight.T if recurrent_weight is not None else None
     alpha, beta, theta = params.alpha, params.beta, params.threshold
     for t in range(steps):
         mem, spike, mem_next = mem_views[t], spike_views[t], mem_views[t + 1]
+        if bias is not None:  # I[t] is first read at step t (alpha != 0, recurrent) or t + 1
+            currents[t].add_(bias)
         if smooth:
             spike.copy_(surrogate.primitive(mem - theta))
         else:
             torch.gt(mem, theta, out=spike)
-        if not use_syn_state:  # alpha == 0, feed-forward: syn[t] = I[t-1]
+        if not use_syn_state:  # alpha == 0, feed-forward: syn[t] = I[t-1] (in place: the very slot of mem[t+1])
             syn = currents[t - 1] if t > 0 else syn
         if pre_reset is None:
             torch.add(syn, mem, alpha=beta, out=mem_next)
@@ -264,6 +309,18 @@ def _forward_loop(
             if weight_t is not None:
                 syn.addmm_(spike, weight_t)
     return spikes.transpose(0, 1), membrane, pre_reset
+
+
+def _graph_retained() -> bool:
+    """True inside a backward pass that keeps the graph (``retain_graph=True``); True if PyTorch cannot tell."""
+    query = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", None)
+    return True if query is None else bool(query())
+
+
+def _recurrent_weight_grad(grad_current: Tensor, spikes: Tensor) -> Tensor:
+    """dL/dV = sum_t lambda_s[t+1] s[t]^T: one GEMM over all (time, batch) rows, time-major like the spikes."""
+    n = spikes.shape[2]
+    return grad_current.transpose(0, 1).reshape(-1, n).T @ spikes.transpose(0, 1).reshape(-1, n)
 
 
 class _LIFFunction(torch.autograd.Function):
@@ -281,21 +338,117 @@ class _LIFFunction(torch.autograd.Function):
         spikes, membrane, pre_reset = _forward_loop(current, recurrent_weight, params, surrogate, smooth)
         ctx.params, ctx.surrogate = params, surrogate
         ctx.time_major = _is_time_major(current)
-        ctx.save_for_backward(spikes, membrane, pre_reset, recurrent_weight)
+        ctx.save_for_backward(spikes, membrane.body, pre_reset, recurrent_weight)
         return spikes
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_spikes: Tensor) -> tuple[Tensor | None, Tensor | None, None, None, None]:
-        spikes, membrane, pre_reset, recurrent_weight = ctx.saved_tensors
-        adjoint = _Adjoint(ctx.params, ctx.surrogate, spikes, membrane, pre_reset, grad_spikes, ctx.time_major)
+        spikes, body, pre_reset, recurrent_weight = ctx.saved_tensors
+        adjoint = _Adjoint(
+            ctx.params, ctx.surrogate, spikes, _Membrane(None, body, 0), pre_reset, grad_spikes, ctx.time_major
+        )
         if recurrent_weight is None:
             return adjoint.feed_forward(), None, None, None, None
         grad_current = adjoint.recurrent(recurrent_weight)
-        # dL/dV = sum_t lambda_s[t+1] s[t]^T: one GEMM over all (time, batch) rows, time-major like the spikes
-        n = spikes.shape[2]
-        grad_weight = grad_current.transpose(0, 1).reshape(-1, n).T @ spikes.transpose(0, 1).reshape(-1, n)
-        return grad_current, grad_weight, None, None, None
+        return grad_current, _recurrent_weight_grad(grad_current, spikes), None, None, None
+
+
+def _rows(x: Tensor, time_major: bool) -> Tensor:
+    """``[B, T, F]`` as a ``[B*T, F]`` matrix, rows in time-major (``t, b``) or batch-major (``b, t``) order."""
+    return (x.transpose(0, 1) if time_major else x).reshape(-1, x.shape[2])
+
+
+def _layer_current(x: Tensor, weight: Tensor) -> Tensor:
+    """``x W^T`` for ``x`` of shape ``[B, T, C]`` as a ``[T, B, H]`` tensor that the layer owns.
+
+    The time loops read and write a ``[B, H]`` slice per step several times. In batch-major memory that slice is ``B``
+    rows ``T * H`` apart, which costs more than the whole step when the slices are large; then a batch-major ``x``
+    is multiplied one time step at a time, as one batched GEMM over its strided ``[B, C]`` slices (no copy of ``x``),
+    giving time-major memory. For small steps (below :data:`_STEP_GEMM_MACS` multiply-adds) the ``T`` separate
+    GEMMs cost more than the strided slices, and the single GEMM's batch-major result is kept. The bias is left to
+    the forward loop (see :func:`_forward_loop`).
+    """
+    x_tm = x.transpose(0, 1)
+    batch, steps, channels = x.shape
+    if _is_time_major(x) or batch == 1:
+        return F.linear(x_tm, weight)
+    if batch * channels * weight.shape[0] < _STEP_GEMM_MACS:
+        return F.linear(x, weight).transpose(0, 1)
+    return torch.bmm(x_tm, weight.T.expand(steps, *weight.T.shape))
+
+
+def _linear_grads(grad_current: Tensor, x: Tensor, *, weight: bool, bias: bool) -> tuple[Tensor | None, Tensor | None]:
+    r"""dL/dW = :math:`\sum_{b,t} \partial L/\partial I[b, t]\; x[b, t]^\top` and dL/db, without copying operands.
+
+    One GEMM and one sum when both are stored in the same (time- or batch-major) row order; else a GEMM per time step
+    accumulated in place over the strided ``[B, features]`` slices, each followed by the bias sum of the slice the
+    GEMM has just brought into cache.
+    """
+    time_major = _is_time_major(x)
+    if x.shape[0] == 1 or _is_time_major(grad_current) == time_major:
+        rows = _rows(grad_current, time_major)
+        return (rows.T @ _rows(x, time_major) if weight else None), (rows.sum(0) if bias else None)
+    grad_weight = grad_current.new_zeros(grad_current.shape[2], x.shape[2]) if weight else None
+    grad_bias = grad_current.new_zeros(grad_current.shape[2]) if bias else None
+    for t in range(x.shape[1]):
+        step = grad_current[:, t]
+        if grad_weight is not None:
+            grad_weight.addmm_(step.T, x[:, t])
+        if grad_bias is not None:
+            grad_bias.add_(step.sum(0))
+    return grad_weight, grad_bias
+
+
+class _LinearLIFFunction(torch.autograd.Function):
+    """One autograd node for ``I = x W^T + b`` followed by a LIF layer.
+
+    Owning the current lets the forward loop store the membrane in the current's memory and the backward write
+    dL/dI over the membrane (when the graph is not retained): a layer then allocates no ``[B, T, H]`` buffer besides
+    its spikes. The current is time-major whatever the layout of ``x``; the weight and bias gradients are GEMMs and
+    a row sum over dL/dI.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        x: Tensor,
+        weight: Tensor,
+        bias: Tensor | None,
+        recurrent_weight: Tensor | None,
+        params: LIFParameters,
+        surrogate: SurrogateGradient,
+        smooth: bool,
+    ) -> Tensor:
+        current = _layer_current(x, weight)
+        spikes, membrane, pre_reset = _forward_loop(
+            current.transpose(0, 1), recurrent_weight, params, surrogate, smooth, in_place=True, bias=bias
+        )
+        ctx.params, ctx.surrogate, ctx.has_bias = params, surrogate, bias is not None
+        ctx.time_major = _is_time_major(current.transpose(0, 1))  # the fresh gradient gets the same layout
+        ctx.save_for_backward(x, weight, spikes, membrane.head, current, pre_reset, recurrent_weight)
+        return spikes
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_spikes: Tensor) -> tuple[Tensor | None, ...]:
+        x, weight, spikes, head, current, pre_reset, recurrent_weight = ctx.saved_tensors
+        membrane = _Membrane(head, current, 2)
+        # overwrite the membrane with dL/dI only if no later backward pass needs it again
+        storage = None if _graph_retained() else current.transpose(0, 1)
+        adjoint = _Adjoint(ctx.params, ctx.surrogate, spikes, membrane, pre_reset, grad_spikes, ctx.time_major, storage)
+        if recurrent_weight is None:
+            grad_current, grad_recurrent = adjoint.feed_forward(), None
+        else:
+            grad_current = adjoint.recurrent(recurrent_weight)
+            grad_recurrent = _recurrent_weight_grad(grad_current, spikes) if ctx.needs_input_grad[3] else None
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.matmul(grad_current.transpose(0, 1), weight).transpose(0, 1)
+        grad_weight, grad_bias = _linear_grads(
+            grad_current, x, weight=ctx.needs_input_grad[1], bias=ctx.has_bias and ctx.needs_input_grad[2]
+        )
+        return grad_x, grad_weight, grad_bias, grad_recurrent, None, None, None
 
 
 class _Adjoint:
@@ -305,7 +458,9 @@ class _Adjoint:
     surrogate derivative :math:`g`, :math:`a[t] = g[t]\,\bar s[t]` and the coefficient :math:`c[t]` of
     :math:`\lambda_m[t+1]` are computed with a few vectorised ops, then the recursion
     :math:`\lambda_m[t] = a[t] + c[t]\,\lambda_m[t+1]` costs one fused op per step. No temporary of the full
-    ``[B, T, H]`` size is created: the only large allocation is the returned gradient.
+    ``[B, T, H]`` size is created: the only large allocation is the returned gradient, and none at all when
+    ``storage`` is given. Writing dL/dI[t-1] (recurrent) or dL/dI[t-2] (feed-forward) at step ``t`` only overwrites
+    membrane values of blocks already read, so ``storage`` may be the memory the membrane lives in.
     """
 
     def __init__(
@@ -313,17 +468,20 @@ class _Adjoint:
         params: LIFParameters,
         surrogate: SurrogateGradient,
         spikes: Tensor,
-        membrane: Tensor,
+        membrane: _Membrane,
         pre_reset: Tensor | None,
         grad_spikes: Tensor,
         time_major: bool,
+        storage: Tensor | None = None,
     ) -> None:
         self.params, self.surrogate = params, surrogate
         self.spikes = spikes.transpose(0, 1)  # time-major [T, B, H] (the saved view's storage)
         self.membrane, self.pre_reset = membrane, pre_reset
         self.grad_spikes = grad_spikes.transpose(0, 1)
         batch, steps, n = spikes.shape  # the gradient gets the memory layout of the input current
-        if time_major:
+        if storage is not None:
+            self.grad = storage
+        elif time_major:
             self.grad = spikes.new_empty(steps, batch, n).transpose(0, 1)
         else:
             self.grad = spikes.new_empty(batch, steps, n)
@@ -334,12 +492,14 @@ class _Adjoint:
         r"""Yield ``(t0, g, c)`` for blocks ``[t0, t1)`` from the end of time down to ``stop``.
 
         ``g`` is the surrogate derivative of the block; ``c`` the coefficient of :math:`\lambda_m[t+1]` in
-        :math:`\partial L/\partial \mathrm{mem}[t]` (None when it is the constant :math:`\beta`).
+        :math:`\partial L/\partial \mathrm{mem}[t]` (None when it is the constant :math:`\beta`). Both are new
+        tensors, computed before the caller writes anything for the block.
         """
-        p = self.params
-        for t1 in range(self.steps, stop, -self.block):
-            t0 = max(stop, t1 - self.block)
-            slope = self.surrogate.derivative(self.membrane[t0:t1] - p.threshold)
+        p, offset = self.params, self.membrane.offset
+        t1 = self.steps
+        while t1 > stop:
+            t0 = max(stop, t1 - self.block, offset if t1 > offset else 0)
+            slope = self.surrogate.derivative(self.membrane.block(t0, t1) - p.threshold)
             coeff: Tensor | None = None
             if p.reset == "subtract":
                 if not p.detach_reset:
@@ -349,6 +509,7 @@ class _Adjoint:
                 if not p.detach_reset:
                     coeff.addcmul_(slope, self.pre_reset[t0:t1], value=-1.0)  # type: ignore[index]
             yield t0, slope, coeff
+            t1 = t0
 
     def lambda_syn(self, t: int, lam: Tensor, out: Tensor, syn_next: Tensor) -> None:
         r"""Write :math:`\lambda_s[t] = \alpha\,\lambda_s[t+1] + (1 - r[t])\,\lambda_m[t+1]` into ``out``.
@@ -459,6 +620,66 @@ def lif_sequence(
         with torch.no_grad():
             return _forward_loop(current, recurrent_weight, params, surrogate, smooth)[0]
     return _LIFFunction.apply(current, recurrent_weight, params, surrogate, smooth)
+
+
+def linear_lif_sequence(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    params: LIFParameters,
+    surrogate: SurrogateGradient,
+    *,
+    recurrent_weight: Tensor | None = None,
+    smooth: bool = False,
+    bptt: BPTTMode = "custom",
+) -> Tensor:
+    """A whole LIF layer: ``lif_sequence(sequence_linear(x, weight, bias), ...)``, as one autograd node.
+
+    Same function and gradients as the composition (which is what ``bptt="autograd"`` and ``torch.func`` transforms
+    run), but with the custom BPTT the layer owns its input current: the membrane is stored in the current's memory
+    and dL/dI overwrites it in the backward pass (unless the graph is retained), so a layer allocates no
+    ``[B, T, H]`` buffer besides its spikes.
+
+    Args:
+        x: Layer input ``[batch, time, in_features]``.
+        weight: ``W`` of shape ``[features, in_features]``.
+        bias: Optional ``b`` of shape ``[features]``.
+        params: Layer constants.
+        surrogate: Spike nonlinearity and pseudo-derivative.
+        recurrent_weight: Optional recurrent weight ``V`` of shape ``[features, features]``.
+        smooth: Smooth mode (forward uses ``surrogate.primitive``).
+        bptt: ``"custom"`` or ``"autograd"``.
+
+    Returns:
+        Spikes of shape ``[batch, time, features]``.
+
+    Raises:
+        ValueError: bad shapes, dtypes or ``bptt``.
+    """
+    if bptt not in _BPTT_MODES:
+        raise ValueError(f"bptt must be one of {_BPTT_MODES}, got {bptt!r}")
+    if x.dim() != 3 or x.shape[1] == 0:
+        raise ValueError(f"x must have shape [batch, time>0, in_features], got {tuple(x.shape)}")
+    tensors = (x, weight, bias, recurrent_weight)
+    if bptt == "autograd" or functorch_active(*tensors):
+        return lif_sequence(
+            sequence_linear(x, weight, bias),
+            params,
+            surrogate,
+            recurrent_weight=recurrent_weight,
+            smooth=smooth,
+            bptt=bptt,
+        )
+    if recurrent_weight is not None:
+        recurrent_weight = recurrent_weight.to(weight.dtype)
+    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    if not needs_grad:
+        with torch.no_grad():
+            current = _layer_current(x, weight).transpose(0, 1)
+            _check_current(current, recurrent_weight)
+            return _forward_loop(current, recurrent_weight, params, surrogate, smooth, in_place=True, bias=bias)[0]
+    _check_current(x.new_empty(1, 1, weight.shape[0]), recurrent_weight)
+    return _LinearLIFFunction.apply(x, weight, bias, recurrent_weight, params, surrogate, smooth)
 
 
 def sequence_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

@@ -24,7 +24,7 @@ from evoexp.functional.lif import (
     decay_from_time_constant,
     functorch_active,
     leaky_integrate,
-    lif_sequence,
+    linear_lif_sequence,
     readout_logits,
     sequence_linear,
 )
@@ -51,6 +51,8 @@ def _resolve_surrogate(surrogate: SurrogateGradient | str) -> SurrogateGradient:
 
 class LIFLayer(nn.Module):
     """A LIF layer: ``I = x W^T + b`` for all steps (one GEMM), then :func:`~evoexp.functional.lif_sequence`.
+
+    Runs as :func:`~evoexp.functional.linear_lif_sequence` (one autograd node that owns the current).
 
     Args:
         in_features: Input channels ``C``.
@@ -101,9 +103,10 @@ class LIFLayer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Map input ``[batch, time, in_features]`` to spikes ``[batch, time, out_features]``."""
-        current = sequence_linear(x, self.weight, self.bias)
-        return lif_sequence(
-            current,
+        return linear_lif_sequence(
+            x,
+            self.weight,
+            self.bias,
             self.params,
             self.surrogate,
             recurrent_weight=self.recurrent_weight,
