@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import evoexp.functional.lif as lif_module
 from evoexp.models import SNN, smooth_mode
 from evoexp.surrogate import available_surrogates, get_surrogate
 from evoexp.verification.gradient import GradientVerifier
@@ -23,8 +24,13 @@ def test_surrogate_backward_on_cuda_matches_cpu(name: str) -> None:
     torch.testing.assert_close(x_gpu.grad.cpu(), x_cpu.grad)
 
 
+@pytest.mark.parametrize("per_step_gemm", [False, True])
 @pytest.mark.parametrize("recurrent", [False, True])
-def test_snn_forward_and_custom_bptt_on_cuda_match_cpu(recurrent: bool) -> None:
+def test_snn_forward_and_custom_bptt_on_cuda_match_cpu(
+    recurrent: bool, per_step_gemm: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if per_step_gemm:  # the batched per-time-step input GEMM that large layers use
+        monkeypatch.setattr(lif_module, "_STEP_GEMM_MACS", 0)
     cpu = SNN(20, [32], 5, recurrent=recurrent, seed=0).double()
     gpu = SNN(20, [32], 5, recurrent=recurrent, seed=0).double().to(CUDA)
     x = (torch.rand(4, 30, 20, generator=torch.Generator().manual_seed(1)) < 0.2).double()

@@ -360,7 +360,7 @@ def _rows(x: Tensor, time_major: bool) -> Tensor:
 
 
 def _layer_current(x: Tensor, weight: Tensor) -> Tensor:
-    """``x W^T`` for ``x`` of shape ``[B, T, C]`` as a ``[T, B, H]`` tensor that the layer owns.
+    """``x W^T`` for ``x`` of shape ``[B, T, C]``, indexed ``[T, B, H]``, in new memory that the layer owns.
 
     The time loops read and write a ``[B, H]`` slice per step several times. In batch-major memory that slice is ``B``
     rows ``T * H`` apart, which costs more than the whole step when the slices are large; then a batch-major ``x``
@@ -405,8 +405,8 @@ class _LinearLIFFunction(torch.autograd.Function):
 
     Owning the current lets the forward loop store the membrane in the current's memory and the backward write
     dL/dI over the membrane (when the graph is not retained): a layer then allocates no ``[B, T, H]`` buffer besides
-    its spikes. The current is time-major whatever the layout of ``x``; the weight and bias gradients are GEMMs and
-    a row sum over dL/dI.
+    its spikes. The current is time-major for large layers (see :func:`_layer_current`); the weight and bias
+    gradients are GEMMs and a row sum over dL/dI.
     """
 
     @staticmethod
@@ -443,8 +443,11 @@ class _LinearLIFFunction(torch.autograd.Function):
             grad_current = adjoint.recurrent(recurrent_weight)
             grad_recurrent = _recurrent_weight_grad(grad_current, spikes) if ctx.needs_input_grad[3] else None
         grad_x = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.matmul(grad_current.transpose(0, 1), weight).transpose(0, 1)
+        if ctx.needs_input_grad[0]:  # in the memory layout of dL/dI
+            if ctx.time_major:
+                grad_x = torch.matmul(grad_current.transpose(0, 1), weight).transpose(0, 1)
+            else:
+                grad_x = torch.matmul(grad_current, weight)
         grad_weight, grad_bias = _linear_grads(
             grad_current, x, weight=ctx.needs_input_grad[1], bias=ctx.has_bias and ctx.needs_input_grad[2]
         )
