@@ -153,6 +153,30 @@ def test_linear_lif_node_short_sequences_and_no_bias(
     torch.testing.assert_close(no_grad, out["autograd"][0], rtol=0, atol=1e-15)
 
 
+def test_linear_lif_node_bad_inputs() -> None:
+    params, surrogate = LIFParameters(), get_surrogate("fast_sigmoid")
+    x, weight = torch.zeros(2, 5, 3), torch.zeros(4, 3)
+    cases = [
+        (dict(x=torch.zeros(2, 0, 3)), "x must have shape"),
+        (dict(x=torch.zeros(2, 5, 3, dtype=torch.int64)), "x must be a floating-point"),
+        (dict(bias=torch.zeros(3)), r"bias must have shape \(4,\)"),
+        (dict(recurrent_weight=torch.zeros(3, 3)), r"recurrent_weight must have shape \(4, 4\)"),
+        (dict(bptt="jit"), "bptt must be one of"),
+    ]
+    for override, match in cases:
+        args = dict(x=x, weight=weight, bias=None, recurrent_weight=None, bptt="custom") | override
+        with pytest.raises(ValueError, match=match):
+            linear_lif_sequence(
+                args["x"],
+                args["weight"],
+                args["bias"],
+                params,
+                surrogate,
+                recurrent_weight=args["recurrent_weight"],
+                bptt=args["bptt"],
+            )
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("alpha", [0.0, 0.5])
 def test_linear_lif_node_retained_graph_backward_is_repeatable(

@@ -166,7 +166,10 @@ def _check_current(input_current: Tensor, recurrent_weight: Tensor | None) -> No
         raise ValueError("input_current must have at least one time step")
     if not input_current.is_floating_point():
         raise ValueError(f"input_current must be a floating-point tensor, got {input_current.dtype}")
-    n = input_current.shape[2]
+    _check_recurrent_weight(input_current.shape[2], recurrent_weight)
+
+
+def _check_recurrent_weight(n: int, recurrent_weight: Tensor | None) -> None:
     if recurrent_weight is not None and tuple(recurrent_weight.shape) != (n, n):
         raise ValueError(f"recurrent_weight must have shape ({n}, {n}), got {tuple(recurrent_weight.shape)}")
 
@@ -663,6 +666,12 @@ def linear_lif_sequence(
         raise ValueError(f"bptt must be one of {_BPTT_MODES}, got {bptt!r}")
     if x.dim() != 3 or x.shape[1] == 0:
         raise ValueError(f"x must have shape [batch, time>0, in_features], got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"x must be a floating-point tensor, got {x.dtype}")
+    n = weight.shape[0]
+    if bias is not None and tuple(bias.shape) != (n,):
+        raise ValueError(f"bias must have shape ({n},), got {tuple(bias.shape)}")
+    _check_recurrent_weight(n, recurrent_weight)
     tensors = (x, weight, bias, recurrent_weight)
     if bptt == "autograd" or functorch_active(*tensors):
         return lif_sequence(
@@ -679,9 +688,7 @@ def linear_lif_sequence(
     if not needs_grad:
         with torch.no_grad():
             current = _layer_current(x, weight).transpose(0, 1)
-            _check_current(current, recurrent_weight)
             return _forward_loop(current, recurrent_weight, params, surrogate, smooth, in_place=True, bias=bias)[0]
-    _check_current(x.new_empty(1, 1, weight.shape[0]), recurrent_weight)
     return _LinearLIFFunction.apply(x, weight, bias, recurrent_weight, params, surrogate, smooth)
 
 
