@@ -322,8 +322,7 @@ def _graph_retained() -> bool:
 
 def _recurrent_weight_grad(grad_current: Tensor, spikes: Tensor) -> Tensor:
     """dL/dV = sum_t lambda_s[t+1] s[t]^T: one GEMM over all (time, batch) rows, time-major like the spikes."""
-    n = spikes.shape[2]
-    return grad_current.transpose(0, 1).reshape(-1, n).T @ spikes.transpose(0, 1).reshape(-1, n)
+    return _rows(grad_current, True).T @ _rows(spikes, True)
 
 
 class _LIFFunction(torch.autograd.Function):
