@@ -3,7 +3,7 @@
 #
 #   ./multirun.sh                 default size: 5 shapes x 7 slopes x 3 seeds = 105 jobs (~10 min on 2 cores)
 #   ./multirun.sh --full          paper size (Zenke & Vogels 2021 setting, 8 shapes, 200 epochs; hours)
-#   ./multirun.sh --experiment NAME        another sweep preset, conf/experiment/NAME.yaml (its grid in
+#   ./multirun.sh --experiment NAME        another sweep preset, evoexp/conf/experiment/NAME.yaml (its grid in
 #                                          hydra.sweeper.params, its tracking.experiment = NAME for the analysis)
 #   ./multirun.sh [...] KEY=VALUE ...      extra Hydra overrides, e.g. hydra.launcher.n_jobs=8 tracking=server
 #

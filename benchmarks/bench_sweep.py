@@ -30,7 +30,7 @@ from evoexp.app import Outcome, run_experiment
 from evoexp.config import Config, ann_hash, config_hash, flatten, load_config, register_configs, to_plain
 from evoexp.tracking import MlflowTracker, NullTracker, RunLogger, Tags
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[1] / "evoexp" / "conf"
 TARGET_JOB_SECONDS = 10.0
 
 

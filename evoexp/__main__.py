@@ -1,19 +1,18 @@
 """``python -m evoexp`` / ``evoexp``: the Hydra app (one job = one verification run; ``-m`` for sweeps).
 
-Configs live in ``conf/`` next to the package (a source checkout or an editable install). Configuration errors
+The configs ship inside the package (``evoexp/conf``, found as ``pkg://evoexp.conf``), so an installed ``evoexp`` runs
+from any directory; add your own with ``--config-dir DIR`` or a ``hydra.searchpath`` entry. Configuration errors
 print one line (``HYDRA_FULL_ERROR=1`` shows the full trace); see ``python -m evoexp --help``.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from evoexp.config import install_compact_errors, register_configs
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONFIG_DIR = "pkg://evoexp.conf"
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")

@@ -29,7 +29,7 @@ from evoexp.surrogate import SurrogateGradient, available_surrogates, get_surrog
 from evoexp.sweep import make_tracker
 from evoexp.tracking import MlflowTracker, NullTracker
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[1] / "evoexp" / "conf"
 GROUPS = ("surrogate", "model", "dataset", "trainer", "verifier", "tracking")
 # A small dataset for instantiating models/optimizers of every option quickly.
 SMALL = ["dataset=synthetic", "dataset.samples_per_class=8", "dataset.time_steps=5"]
