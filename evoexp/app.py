@@ -258,6 +258,9 @@ def build_snn(config: Config, data: DatasetSplits, surrogate: SurrogateGradient)
         detach_reset=model.detach_reset,
         recurrent=model.recurrent,
         readout=model.readout,  # type: ignore[arg-type]
+        readout_beta=model.readout_beta,
+        bias=model.bias,
+        weight_scale=model.weight_scale,
         seed=config.seed,
     )
 

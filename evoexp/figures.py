@@ -5,8 +5,11 @@ compose freely; :func:`new_figure` makes a figure in the house style at one- or 
 :func:`save_figure` writes it as PDF (vector, TrueType fonts) and PNG. Colours come from the Okabe–Ito
 palette, which stays distinguishable under the common colour-vision deficiencies; beyond eight series the
 line style changes too. Data frames are those of :mod:`evoexp.analysis` (aggregated stats with ``mean``,
-``ci_low``, ``ci_high`` columns). The module leaves the backend alone (notebooks keep theirs); the
-``evoexp.analysis`` command line selects the non-interactive Agg backend.
+``ci_low``, ``ci_high`` columns). Bands are the 95 % percentile-bootstrap interval of the mean over seeds
+(:mod:`evoexp.analysis.stats`), which stays inside the metric's range; sweep figures also draw every seed as a point,
+and the legend says so. Legends and titles are words (:mod:`evoexp.analysis.labels`: ``atan, β = 5``), not config
+keys. The module leaves the backend alone (notebooks keep theirs); the ``evoexp.analysis`` command line selects the
+non-interactive Agg backend.
 """
 
 from __future__ import annotations
@@ -20,9 +23,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from cycler import cycler
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from evoexp.analysis import schema
+from evoexp.analysis.labels import config_label, param_name, surrogate_label
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -49,6 +55,9 @@ MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "*")
 WIDTHS: dict[str, float] = {"single": 3.5, "double": 7.16}
 FIGURE_FORMATS: tuple[str, ...] = ("pdf", "png")
 CI_ALPHA = 0.2
+POINT_ALPHA = 0.45
+BAND_LABEL = "95% CI of the mean (bootstrap)"
+POINT_LABEL = "one seed"
 
 STYLE: dict[str, Any] = {
     "font.family": "sans-serif",
@@ -176,6 +185,102 @@ def plot_mean_ci(
     return ax
 
 
+def _uncertainty_legend(ax: Axes, *, points: bool, title: str | None, ncols: int = 1) -> None:
+    """Legend of the series plus grey proxies that say what the band (and the points) are."""
+    handles, labels = ax.get_legend_handles_labels()
+    handles.append(Patch(color="0.5", alpha=CI_ALPHA * 2, linewidth=0))
+    labels.append(BAND_LABEL)
+    if points:
+        handles.append(Line2D([], [], linestyle="", marker="o", color="0.4", alpha=POINT_ALPHA))
+        labels.append(POINT_LABEL)
+    ax.legend(handles, labels, title=title, ncols=ncols)
+
+
+def plot_metric_vs(
+    ax: Axes,
+    stats: pd.DataFrame,
+    *,
+    metric: str,
+    x: str,
+    series: Sequence[str],
+    ylabel: str,
+    xlabel: str | None = None,
+    scale: float = 1.0,
+    points: pd.DataFrame | None = None,
+    log_x: bool = True,
+    legend_title: str | None = None,
+) -> Axes:
+    """Plot a metric against one parameter, one line (mean over seeds) with its interval band per series.
+
+    Args:
+        ax: Axes to draw on.
+        stats: Output of :func:`evoexp.analysis.aggregate.aggregate` grouped by ``[*series, x]``.
+        metric: Value of the ``metric`` column to plot (e.g. ``"metrics.snn/test/acc_best"``).
+        x: Column of the abscissa (e.g. ``params.surrogate.slope``).
+        series: Columns whose value combinations make the lines; legend entries say them in words.
+        ylabel: Y-axis label.
+        xlabel: X-axis label (default: the words for ``x``).
+        scale: Factor applied to the values (100 for percent).
+        points: Optional run frame (one row per run) holding ``series``, ``x`` and ``metric``: every run is drawn
+            as a point in its series' colour, slightly jittered along x.
+        log_x: Logarithmic x axis.
+        legend_title: Title of the legend.
+
+    Returns:
+        ``ax``.
+
+    Raises:
+        ValueError: If columns are missing, ``metric`` has no rows, or a ``(series, x)`` combination has several
+            rows (aggregate over the other params first).
+    """
+    keys = [*series, x]
+    missing = [c for c in (*keys, "metric", "mean", "ci_low", "ci_high") if c not in stats.columns]
+    if missing:
+        raise ValueError(f"stats: missing columns {missing}")
+    data = stats[stats["metric"] == metric]
+    if data.empty:
+        raise ValueError(f"metric: no rows for {metric!r} in stats")
+    if data.duplicated(keys).any():
+        raise ValueError(f"stats: several rows per {keys}; filter the other params or aggregate them")
+    groups = list(data.groupby(list(series), sort=True)) if series else [((), data)]
+    for i, (key, rows) in enumerate(groups):
+        values = dict(zip(series, key if isinstance(key, tuple) else (key,)))
+        rows = rows.sort_values(x)
+        style = series_style(i)
+        abscissa = rows[x].to_numpy(dtype=np.float64)
+        plot_mean_ci(
+            ax,
+            abscissa,
+            rows["mean"].to_numpy(dtype=np.float64) * scale,
+            rows["ci_low"].to_numpy(dtype=np.float64) * scale,
+            rows["ci_high"].to_numpy(dtype=np.float64) * scale,
+            label=config_label(values) or None,
+            style=style,
+        )
+        if points is not None:
+            mask = np.ones(len(points), dtype=bool)
+            for column, value in values.items():
+                mask &= (points[column] == value).to_numpy()
+            runs = points[mask & points[metric].notna().to_numpy()]
+            jitter = 1.0 + 0.04 * (i - (len(groups) - 1) / 2) / max(1, len(groups))
+            at = runs[x].to_numpy(dtype=np.float64)
+            ax.scatter(
+                at * jitter if log_x else at,
+                runs[metric].to_numpy(dtype=np.float64) * scale,
+                s=6,
+                color=style["color"],
+                alpha=POINT_ALPHA,
+                linewidths=0,
+                zorder=3,
+            )
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel if xlabel is not None else param_name(x))
+    ax.set_ylabel(ylabel)
+    _uncertainty_legend(ax, points=points is not None, title=legend_title, ncols=2 if len(groups) > 4 else 1)
+    return ax
+
+
 def plot_metric_vs_slope(
     ax: Axes,
     stats: pd.DataFrame,
@@ -185,63 +290,75 @@ def plot_metric_vs_slope(
     scale: float = 1.0,
     surrogate_col: str = schema.param(schema.SURROGATE_NAME_PARAM),
     slope_col: str = schema.param(schema.SURROGATE_SLOPE_PARAM),
+    points: pd.DataFrame | None = None,
 ) -> Axes:
-    """Plot a metric against the surrogate slope (log x), one line with CI band per surrogate shape.
+    """Plot a metric against the surrogate slope (log x), one line with its band per surrogate shape.
 
-    Args:
-        ax: Axes to draw on.
-        stats: Output of :func:`evoexp.analysis.aggregate.aggregate` grouped by surrogate and slope.
-        metric: Value of the ``metric`` column to plot (e.g. ``"metrics.snn/test/acc"``).
-        ylabel: Y-axis label.
-        scale: Factor applied to the values (100 for percent).
-        surrogate_col: Column naming the surrogate shape.
-        slope_col: Column holding the slope.
-
-    Returns:
-        ``ax``.
-
-    Raises:
-        ValueError: If columns are missing, ``metric`` has no rows, or a (surrogate, slope) pair has
-            several rows (aggregate over the other params first).
+    See :func:`plot_metric_vs` (``x = slope_col``, ``series = [surrogate_col]``).
     """
-    missing = [c for c in (surrogate_col, slope_col, "metric", "mean", "ci_low", "ci_high") if c not in stats.columns]
-    if missing:
-        raise ValueError(f"stats: missing columns {missing}")
-    data = stats[stats["metric"] == metric]
-    if data.empty:
-        raise ValueError(f"metric: no rows for {metric!r} in stats")
-    if data.duplicated([surrogate_col, slope_col]).any():
-        raise ValueError("stats: several rows per (surrogate, slope); filter the other params or aggregate them")
-    for i, (name, rows) in enumerate(data.groupby(surrogate_col, sort=True)):
-        rows = rows.sort_values(slope_col)
-        plot_mean_ci(
-            ax,
-            rows[slope_col].to_numpy(dtype=np.float64),
-            rows["mean"].to_numpy(dtype=np.float64) * scale,
-            rows["ci_low"].to_numpy(dtype=np.float64) * scale,
-            rows["ci_high"].to_numpy(dtype=np.float64) * scale,
-            label=str(name),
-            style=series_style(i),
-        )
-    ax.set_xscale("log")
-    ax.set_xlabel(r"Surrogate slope $\beta$")
-    ax.set_ylabel(ylabel)
-    ax.legend(title="Surrogate", ncols=2 if data[surrogate_col].nunique() > 4 else 1)
-    return ax
+    return plot_metric_vs(
+        ax,
+        stats,
+        metric=metric,
+        x=slope_col,
+        series=[surrogate_col],
+        ylabel=ylabel,
+        xlabel=r"Surrogate slope $\beta$",
+        scale=scale,
+        points=points,
+        legend_title="Surrogate",
+    )
 
 
 def plot_accuracy_vs_slope(
-    ax: Axes, stats: pd.DataFrame, *, metric: str = schema.metric(schema.SNN_TEST_ACC), **kwargs: str
+    ax: Axes,
+    stats: pd.DataFrame,
+    *,
+    metric: str = schema.metric(schema.SNN_TEST_ACC),
+    points: pd.DataFrame | None = None,
+    **kwargs: str,
 ) -> Axes:
     """Plot SNN test accuracy (%) against the slope per surrogate shape; see :func:`plot_metric_vs_slope`."""
-    return plot_metric_vs_slope(ax, stats, metric=metric, ylabel="Test accuracy (%)", scale=100.0, **kwargs)
+    return plot_metric_vs_slope(
+        ax, stats, metric=metric, ylabel="Test accuracy (%)", scale=100.0, points=points, **kwargs
+    )
 
 
 def plot_alignment_vs_slope(
-    ax: Axes, stats: pd.DataFrame, *, metric: str = schema.metric(schema.ALIGNMENT_COSINE), **kwargs: str
+    ax: Axes,
+    stats: pd.DataFrame,
+    *,
+    metric: str = schema.metric(schema.ALIGNMENT_COSINE),
+    points: pd.DataFrame | None = None,
+    **kwargs: str,
 ) -> Axes:
     """Plot gradient alignment (cosine) against the slope per surrogate shape; see :func:`plot_metric_vs_slope`."""
-    return plot_metric_vs_slope(ax, stats, metric=metric, ylabel="Gradient alignment (cosine)", **kwargs)
+    return plot_metric_vs_slope(ax, stats, metric=metric, ylabel="Gradient alignment (cosine)", points=points, **kwargs)
+
+
+def plot_accuracy_vs_scale(
+    ax: Axes,
+    stats: pd.DataFrame,
+    *,
+    series: Sequence[str] = (schema.param(schema.SURROGATE_NAME_PARAM), schema.param(schema.SURROGATE_SLOPE_PARAM)),
+    metric: str = schema.metric(schema.SNN_TEST_ACC),
+    points: pd.DataFrame | None = None,
+) -> Axes:
+    """Plot SNN test accuracy (%) against the surrogate's scale (log x), one line per shape and slope.
+
+    See :func:`plot_metric_vs` (``x = params.surrogate.scale``).
+    """
+    return plot_metric_vs(
+        ax,
+        stats,
+        metric=metric,
+        x=schema.param(schema.SURROGATE_SCALE_PARAM),
+        series=series,
+        ylabel="Test accuracy (%)",
+        xlabel="Surrogate scale (multiplier of the pseudo-derivative)",
+        scale=100.0,
+        points=points,
+    )
 
 
 def default_surrogate_grid() -> np.ndarray:
@@ -266,7 +383,7 @@ def plot_surrogate(
         x: Grid (default :func:`default_surrogate_grid`).
 
     Returns:
-        ``ax``, titled with the shape name(s), legend labels ``β = <slope>``.
+        ``ax``, titled with the shape name(s) in words, legend labels ``β = <slope>``.
     """
     import torch
 
@@ -279,7 +396,7 @@ def plot_surrogate(
     for i, surrogate in enumerate(surrogates):
         values = getattr(surrogate, kind)(xt).detach().cpu().numpy()
         ax.plot(grid, values, label=rf"$\beta$ = {surrogate.slope:g}", **{**series_style(i), "marker": ""})
-    ax.set_title(", ".join(dict.fromkeys(s.name for s in surrogates)))
+    ax.set_title(", ".join(dict.fromkeys(surrogate_label(s.name) for s in surrogates)))
     ax.set_xlabel(r"$x = U - \vartheta$")
     ax.set_ylabel(r"$g(x)$" if kind == "derivative" else r"$P(x)$")
     return ax
@@ -335,7 +452,8 @@ def _check_curves(curves: pd.DataFrame) -> None:
         raise ValueError(f"curves: missing columns {missing} (use aggregate_history)")
 
 
-def _plot_curves(ax: Axes, curves: pd.DataFrame, keys: Sequence[str], labels: Mapping[str, str], scale: float) -> None:
+def _plot_curves(ax: Axes, curves: pd.DataFrame, keys: Sequence[str], labels: Mapping[str, str], scale: float) -> bool:
+    """Draw one mean line with its band per key; return whether any band was drawn (at least two runs)."""
     present = [k for k in keys if (curves[schema.HISTORY_KEY] == k).any()]
     if not present:
         raise ValueError(f"keys: none of {list(keys)} is in the curves")
@@ -352,6 +470,8 @@ def _plot_curves(ax: Axes, curves: pd.DataFrame, keys: Sequence[str], labels: Ma
             markers=len(rows) <= 30,
         )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    band = curves[curves[schema.HISTORY_KEY].isin(present)]
+    return bool(np.isfinite(band["ci_low"].to_numpy(dtype=np.float64)).any())
 
 
 def plot_training_curves(
@@ -381,10 +501,13 @@ def plot_training_curves(
         ValueError: If columns are missing or none of ``keys`` is present.
     """
     _check_curves(curves)
-    _plot_curves(ax, curves, keys, {**_SERIES_LABELS, **(labels or {})}, scale)
+    banded = _plot_curves(ax, curves, keys, {**_SERIES_LABELS, **(labels or {})}, scale)
     ax.set_xlabel("Epoch")
     ax.set_ylabel(ylabel)
-    ax.legend()
+    if banded:
+        _uncertainty_legend(ax, points=False, title=None)
+    else:
+        ax.legend()
     return ax
 
 
@@ -410,12 +533,15 @@ def plot_grad_norm_per_layer(
     keys = sorted(k for k in curves[schema.HISTORY_KEY].unique() if str(k).startswith(prefix))
     if not keys:
         raise ValueError(f"prefix: no curve key starts with {prefix!r}")
-    _plot_curves(ax, curves, keys, {k: k[len(prefix) :] for k in keys}, 1.0)
+    banded = _plot_curves(ax, curves, keys, {k: k[len(prefix) :] for k in keys}, 1.0)
     if log:
         ax.set_yscale("log")
     ax.set_xlabel("Epoch")
     ax.set_ylabel("Gradient norm")
-    ax.legend(title="Layer")
+    if banded:
+        _uncertainty_legend(ax, points=False, title="Layer")
+    else:
+        ax.legend(title="Layer")
     return ax
 
 

@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
 from evoexp.analysis.aggregate import (
     STAT_COLUMNS,
@@ -13,64 +14,91 @@ from evoexp.analysis.aggregate import (
     pivot_stats,
     seed_columns,
     summarize,
-    t_critical,
     varying_columns,
 )
+from evoexp.analysis.stats import describe, mean_intervals
 
-ACC = "metrics.snn/test/acc"
-LOSS = "metrics.snn/test/loss"
+ACC = "metrics.snn/test/acc_best"
+LOSS = "metrics.snn/test/loss_best"
 SLOPE = "params.surrogate.slope"
 NAME = "params.surrogate.name"
 
 
-def _t2(p: float) -> float:
-    """Closed-form Student-t quantile for 2 degrees of freedom."""
-    return (2 * p - 1) / math.sqrt(2 * p * (1 - p))
+def test_describe_matches_numpy_and_handles_non_finite():
+    d = describe([1.0, 2.0, 4.0, np.nan, np.inf])
+    assert (d.mean, d.n, d.min, d.max) == (7.0 / 3.0, 3, 1.0, 4.0)
+    assert d.std == pytest.approx(np.std([1.0, 2.0, 4.0], ddof=1), rel=1e-15)
+    assert describe([1.0, 3.0], ddof=0).std == 1.0
+    assert math.isnan(describe([5.0]).std) and describe([5.0], ddof=0).std == 0.0
+    empty = describe([np.nan])
+    assert empty.n == 0 and math.isnan(empty.mean) and math.isnan(empty.max)
+    # kept non-finite values propagate: an exploding norm must not vanish from a stability summary
+    inf = describe([1.0, np.inf], ddof=0, finite_only=False)
+    assert (inf.mean, inf.max, inf.min, inf.n) == (np.inf, np.inf, 1.0, 2)
+    assert math.isnan(describe([1.0, np.nan], finite_only=False).mean)
 
 
-def test_t_critical_matches_closed_forms():
-    assert t_critical(2) == pytest.approx(math.tan(math.pi * 0.475), rel=1e-12)  # 1 dof: Cauchy
-    assert t_critical(3) == pytest.approx(_t2(0.975), rel=1e-12)
-    assert t_critical(3, confidence=0.9) == pytest.approx(_t2(0.95), rel=1e-12)
-    assert math.isnan(t_critical(1))
-    assert math.isnan(t_critical(0))
+def test_bootstrap_interval_of_three_seeds_is_their_range():
+    # P(a resampled mean equals the smallest value) = 1/27 > 2.5%: the 95% percentile interval is [min, max]
+    low, high = mean_intervals([[0.5, 0.6, 0.7]])
+    assert (low[0], high[0]) == pytest.approx((0.5, 0.7), abs=1e-15)
+
+
+def test_bootstrap_interval_stays_in_the_range_a_t_interval_leaves():
+    values = [1.0, 1.0, 0.9]
+    t_high = np.mean(values) + scipy_stats.t.ppf(0.975, 2) * np.std(values, ddof=1) / math.sqrt(3)
+    assert t_high > 1.05  # the old t interval puts an accuracy above 100%
+    low, high = mean_intervals([values])
+    assert 0.9 <= low[0] <= high[0] <= 1.0
+
+
+def test_bootstrap_interval_of_a_large_sample_is_close_to_the_normal_one():
+    sample = np.random.default_rng(3).normal(10.0, 2.0, size=200)
+    low, high = mean_intervals([sample])
+    half = 1.96 * sample.std(ddof=1) / math.sqrt(sample.size)
+    assert (high[0] - low[0]) / 2 == pytest.approx(half, rel=0.1)
+    assert (low[0] + high[0]) / 2 == pytest.approx(sample.mean(), abs=0.1 * half)
+    wider, _ = mean_intervals([sample], confidence=0.99)
+    assert wider[0] < low[0]
+
+
+def test_bootstrap_intervals_edge_cases_and_independence():
+    rng = np.random.default_rng(1)
+    a, b = rng.random(10), rng.random(10)
+    low, high = mean_intervals([a, [2.0, 2.0], [np.nan, 4.0], [], b])
+    assert (low[1], high[1]) == (2.0, 2.0)
+    assert np.isnan(low[2:4]).all() and np.isnan(high[2:4]).all()
+    alone_low, alone_high = mean_intervals([a])
+    assert (low[0], high[0]) == pytest.approx(
+        (alone_low[0], alone_high[0]), rel=1e-12
+    )  # a row's interval ignores the other rows
+    assert a.min() <= low[0] < a.mean() < high[0] <= a.max()
 
 
 @pytest.mark.parametrize("confidence", [0.0, 1.0, 1.5, -0.1])
 def test_bad_confidence_is_rejected(confidence):
     with pytest.raises(ValueError, match="confidence"):
-        t_critical(5, confidence=confidence)
+        mean_intervals([[1.0, 2.0]], confidence=confidence)
     with pytest.raises(ValueError, match="confidence"):
         summarize([1.0, 2.0], confidence=confidence)
 
 
-def test_t_critical_rejects_negative_n():
-    with pytest.raises(ValueError, match="n must be"):
-        t_critical(-1)
-
-
 def test_summarize_three_values_exact():
     s = summarize([1.0, 2.0, 3.0])
-    half = _t2(0.975) / math.sqrt(3.0)
-    assert s["mean"] == 2.0
-    assert s["std"] == 1.0
-    assert s["n"] == 3
-    assert s["ci"] == pytest.approx(half, rel=1e-12)
-    assert s["ci_low"] == pytest.approx(2.0 - half, rel=1e-12)
-    assert s["ci_high"] == pytest.approx(2.0 + half, rel=1e-12)
     assert tuple(s) == STAT_COLUMNS
+    assert (s["mean"], s["std"], s["n"]) == (2.0, 1.0, 3)
+    assert s["sem"] == pytest.approx(1.0 / math.sqrt(3.0), rel=1e-15)
+    assert (s["ci_low"], s["ci_high"]) == (1.0, 3.0)
 
 
 def test_summarize_drops_nan_and_handles_n1_and_n0():
     one = summarize([np.nan, 4.0])
     assert one["n"] == 1
     assert one["mean"] == 4.0
-    assert math.isnan(one["std"])
-    assert math.isnan(one["ci"])
-    assert math.isnan(one["ci_low"])
+    assert all(math.isnan(one[k]) for k in ("std", "sem", "ci_low", "ci_high"))
     none = summarize([np.nan])
     assert none["n"] == 0
-    assert all(math.isnan(none[k]) for k in ("mean", "std", "ci", "ci_low", "ci_high"))
+    assert all(math.isnan(none[k]) for k in ("mean", "std", "sem", "ci_low", "ci_high"))
 
 
 def _records() -> pd.DataFrame:
@@ -93,17 +121,17 @@ def test_aggregate_over_seeds_exact_values():
     assert row["n"] == 3
     assert row["mean"] == pytest.approx(0.6, abs=1e-15)
     assert row["std"] == pytest.approx(0.1, abs=1e-15)
-    assert row["ci"] == pytest.approx(_t2(0.975) * 0.1 / math.sqrt(3), rel=1e-12)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((0.5, 0.7), abs=1e-15)
     loss = stats[(stats[SLOPE] == 1.0) & (stats["metric"] == LOSS)].iloc[0]
     assert loss["n"] == 2  # the missing loss is left out
     assert loss["mean"] == 2.0
     assert loss["std"] == pytest.approx(math.sqrt(2.0), rel=1e-15)
-    assert loss["ci"] == pytest.approx(math.tan(math.pi * 0.475) * math.sqrt(2.0) / math.sqrt(2.0), rel=1e-12)
+    assert (loss["ci_low"], loss["ci_high"]) == (1.0, 3.0)  # two seeds: 1/4 of the resamples sit on each end
     single = stats[(stats[SLOPE] == 10.0) & (stats["metric"] == ACC)].iloc[0]
     assert single["n"] == 1
     assert single["mean"] == 0.9
     assert math.isnan(single["std"])
-    assert math.isnan(single["ci"])
+    assert math.isnan(single["ci_low"])
 
 
 def test_aggregate_metric_absent_from_frame_gives_n0():

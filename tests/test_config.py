@@ -107,9 +107,10 @@ def test_robustness_preset_is_the_zenke_vogels_setting() -> None:
     d, m, t = config.dataset, config.model, config.trainer
     assert (d.name, d.n_classes, d.n_channels, d.manifold_dim, d.alpha) == ("randman", 10, 20, 1, 1.0)
     assert (d.samples_per_class, d.time_steps, d.spikes_per_unit, d.split) == (1000, 100, 1, [0.8, 0.1, 0.1])
+    assert d.step_frac == 0.5
     assert (m.hidden_sizes, m.tau_mem, m.tau_syn, m.dt, m.recurrent) == ([128], 20.0, 10.0, 2.0, False)
-    assert m.detach_reset is True
-    assert (config.surrogate.name, config.surrogate.slope) == ("superspike", 20.0)
+    assert (m.reset, m.detach_reset, m.bias, m.weight_scale, m.readout) == ("zero", True, False, 0.666, "max")
+    assert (config.surrogate.name, config.surrogate.slope) == ("fast_sigmoid", 20.0)
     assert (t.optimizer, t.lr, t.batch_size, t.epochs) == ("adam", 5e-3, 250, 200)
 
 
@@ -134,6 +135,9 @@ def test_launcher_presets_compose(launcher: str) -> None:
         ("surrogate.scale=0", "surrogate.scale"),
         ("dataset.time_steps=0", "dataset.time_steps"),
         ("dataset.split=[0.5,0.1,0.1]", "dataset.split"),
+        ("dataset.step_frac=0", "dataset.step_frac"),
+        ("model.readout_beta=1.5", "model.readout_beta"),
+        ("model.weight_scale=0", "model.weight_scale"),
         ("model.hidden_sizes=[]", "model.hidden_sizes"),
         ("model.reset=bogus", "model.reset"),
         ("trainer.lr=0", "trainer.lr"),

@@ -154,6 +154,16 @@ def test_randman_one_spike_per_channel_at_feature_latency() -> None:
     assert torch.equal(full.spikes, latency_encode(full.features, 25))
 
 
+def test_randman_step_frac_puts_every_spike_in_the_leading_window() -> None:
+    half = _all(make_randman(**SMALL_RANDMAN, step_frac=0.5))
+    full = _all(make_randman(**SMALL_RANDMAN))
+    assert torch.equal(half.features, full.features)  # the same points, only the latency code differs
+    steps = half.spikes.argmax(dim=1)
+    assert torch.equal(steps, torch.floor(0.5 * 25 * half.features).long())
+    assert int(steps.max()) <= 12 and torch.equal(half.spikes.sum(dim=1), torch.ones(len(half), 8))
+    assert int(full.spikes.argmax(dim=1).max()) > 12
+
+
 def test_randman_multiple_spikes_per_unit() -> None:
     full = _all(make_randman(**SMALL_RANDMAN, spikes_per_unit=3))
     assert full.features.shape == (len(full), 24)
@@ -203,6 +213,9 @@ def test_randman_classes_differ() -> None:
         ("samples_per_class", 0),
         ("time_steps", 0),
         ("spikes_per_unit", 0),
+        ("step_frac", 0.0),
+        ("step_frac", 1.5),
+        ("step_frac", float("nan")),
         ("seed", -1),
         ("n_channels", 2.5),
         ("split", (0.5, 0.5, 0.5)),

@@ -13,7 +13,7 @@ from evoexp.analysis.aggregate import aggregate, aggregate_history
 from evoexp.surrogate import get_surrogate
 
 NAME, SLOPE = "params.surrogate.name", "params.surrogate.slope"
-ACC, COS = "metrics.snn/test/acc", "metrics.alignment/cosine"
+ACC, COS = "metrics.snn/test/acc_best", "metrics.alignment/cosine"
 
 
 @pytest.fixture(autouse=True)
@@ -22,14 +22,18 @@ def _close_figures():
     plt.close("all")
 
 
-def _slope_stats() -> pd.DataFrame:
+def _slope_runs() -> pd.DataFrame:
     rows = [
         {NAME: name, SLOPE: slope, "params.seed": seed, ACC: 0.5 + 0.01 * seed + 0.1 * k, COS: 0.9 - 0.1 * k}
         for name in ("atan", "fast_sigmoid", "sigmoid")
         for k, slope in enumerate((1.0, 10.0, 100.0))
         for seed in range(3)
     ]
-    return aggregate(pd.DataFrame(rows), by=[NAME, SLOPE], metrics=[ACC, COS])
+    return pd.DataFrame(rows)
+
+
+def _slope_stats() -> pd.DataFrame:
+    return aggregate(_slope_runs(), by=[NAME, SLOPE], metrics=[ACC, COS])
 
 
 def _curves() -> pd.DataFrame:
@@ -70,12 +74,45 @@ def test_accuracy_vs_slope_axes():
     assert ax.get_xscale() == "log"
     assert ax.get_xlabel() == r"Surrogate slope $\beta$"
     assert ax.get_ylabel() == "Test accuracy (%)"
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["atan", "fast_sigmoid", "sigmoid"]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["atan", "fast sigmoid", "sigmoid", figures.BAND_LABEL]  # words, and what the band is
+    assert ax.get_legend().get_title().get_text() == "Surrogate"
     assert len(ax.lines) == 3
     assert len(ax.collections) == 3  # one CI band per surrogate
     x, y = ax.lines[0].get_data()
     assert list(x) == [1.0, 10.0, 100.0]
     assert y == pytest.approx([51.0, 61.0, 71.0], abs=1e-9)  # mean over seeds, in percent
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(50.0) and band.max() == pytest.approx(72.0)  # the seeds' range: inside
+
+
+def test_accuracy_vs_slope_draws_every_seed_as_a_point():
+    _, ax = figures.new_figure()
+    figures.plot_accuracy_vs_slope(ax, _slope_stats(), points=_slope_runs())
+    points = [c for c in ax.collections if c.get_offsets().shape[0] == 9]
+    assert len(points) == 3  # one scatter of 3 slopes x 3 seeds per surrogate
+    assert sorted(points[0].get_offsets()[:, 1]) == pytest.approx(
+        sorted(100 * (0.5 + 0.01 * s + 0.1 * k) for k in range(3) for s in range(3))
+    )
+    assert figures.POINT_LABEL in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_accuracy_vs_scale_legend_in_words():
+    scale = "params.surrogate.scale"
+    runs = pd.DataFrame(
+        [
+            {NAME: name, SLOPE: 20.0, scale: sc, "params.seed": seed, ACC: 0.9 - 0.1 * k + 0.01 * seed}
+            for name in ("fast_sigmoid", "atan")
+            for k, sc in enumerate((0.1, 1.0, 10.0))
+            for seed in range(2)
+        ]
+    )
+    stats = aggregate(runs, by=[NAME, SLOPE, scale], metrics=[ACC])
+    _, ax = figures.new_figure()
+    figures.plot_accuracy_vs_scale(ax, stats, points=runs)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[:2] == ["atan, β = 20", "fast sigmoid, β = 20"]
+    assert ax.get_xscale() == "log" and ax.get_xlabel().startswith("Surrogate scale")
 
 
 def test_alignment_vs_slope_axes():
@@ -103,7 +140,7 @@ def test_plot_surrogate_draws_each_slope(kind):
     x = np.linspace(-1.0, 1.0, 11)
     _, ax = figures.new_figure()
     figures.plot_surrogate(ax, shapes, kind=kind, x=x)
-    assert ax.get_title() == "fast_sigmoid"
+    assert ax.get_title() == "fast sigmoid"
     assert ax.get_ylabel() == ("$g(x)$" if kind == "derivative" else "$P(x)$")
     assert [line.get_label() for line in ax.lines] == [r"$\beta$ = 1", r"$\beta$ = 10"]
     expected = getattr(shapes[1], kind)(torch.as_tensor(x, dtype=torch.float64)).numpy()
@@ -120,7 +157,7 @@ def test_surrogate_gallery_layout():
     assert len(axes) == 8  # 2 blocks x (derivative row + primitive row) x 2 columns
     visible = [ax for ax in axes if ax.get_visible()]
     assert len(visible) == 6
-    assert [ax.get_title() for ax in visible if ax.get_title()] == ["atan", "gaussian", "sigmoid"]
+    assert [ax.get_title() for ax in visible if ax.get_title()] == ["atan", "Gaussian", "sigmoid"]
     assert all(len(ax.lines) == 2 for ax in visible)
     with pytest.raises(ValueError, match="unknown surrogate"):
         figures.surrogate_gallery(["nope"])
@@ -131,10 +168,10 @@ def test_training_curves_axes():
     figures.plot_training_curves(ax, _curves())
     assert ax.get_xlabel() == "Epoch"
     assert ax.get_ylabel() == "Validation accuracy (%)"
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["SNN val", "ANN val"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["SNN val", "ANN val", figures.BAND_LABEL]
     assert ax.lines[0].get_ydata() == pytest.approx([10.1 + s for s in range(5)], abs=1e-9)
     with pytest.raises(ValueError, match="none of"):
-        figures.plot_training_curves(ax, _curves(), keys=["snn/test/acc"])
+        figures.plot_training_curves(ax, _curves(), keys=["snn/test/acc_best"])
     with pytest.raises(ValueError, match="missing columns"):
         figures.plot_training_curves(ax, _curves().drop(columns=["mean"]))
 
@@ -144,7 +181,8 @@ def test_grad_norm_per_layer_axes():
     figures.plot_grad_norm_per_layer(ax, _curves())
     assert ax.get_yscale() == "log"
     assert ax.get_ylabel() == "Gradient norm"
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["hidden.0.weight", "readout.weight"]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["hidden.0.weight", "readout.weight", figures.BAND_LABEL]
     with pytest.raises(ValueError, match="prefix"):
         figures.plot_grad_norm_per_layer(ax, _curves(), prefix="ann/grad_norm/")
 

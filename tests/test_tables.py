@@ -8,7 +8,7 @@ from evoexp.analysis.tables import (
     Column,
     best_slope_table,
     build_table,
-    format_mean_ci,
+    format_interval,
     format_value,
     latex_escape,
     snn_vs_ann_table,
@@ -17,7 +17,7 @@ from evoexp.analysis.tables import (
 )
 
 NAME, SLOPE, SEED = "params.surrogate.name", "params.surrogate.slope", "params.seed"
-SNN, ANN = "metrics.snn/test/acc", "metrics.ann/test/acc"
+SNN, ANN = "metrics.snn/test/acc_best", "metrics.ann/test/acc_best"
 COS, GRAD_OK = "metrics.alignment/cosine", "metrics.stability/gradient_ok"
 OUTCOME = "tags.evoexp.outcome"
 
@@ -40,24 +40,24 @@ def _runs() -> pd.DataFrame:
 
 
 @pytest.mark.parametrize(
-    ("mean", "ci", "decimals", "expected"),
+    ("mean", "low", "high", "decimals", "expected"),
     [
-        (0.6, 0.2484, None, "0.6 ± 0.2"),
-        (91.234, 0.1234, None, "91.23 ± 0.12"),
-        (91.234, 0.96, None, "91.2 ± 1.0"),
-        (1234.4, 87.0, None, "1234 ± 87"),
-        (5.0, math.nan, None, "5.00"),
-        (0.01234, math.nan, None, "0.0123"),
-        (80.0, math.nan, 1, "80.0"),
-        (0.8, 1e-17, 1, "0.8"),  # rounding noise is no interval
-        (math.nan, 0.1, None, "n/a"),
-        (3.85e-10, math.nan, None, "3.85e-10"),  # tiny values (finite-difference errors) in scientific notation
-        (-1.234e-7, 2.1e-8, None, "-1.2e-07 ± 2e-08"),
-        (0.0, math.nan, None, "0.00"),
+        (0.6, 0.4, 0.8484, None, "0.6 [0.4, 0.8]"),
+        (91.234, 91.11, 91.3574, None, "91.23 [91.11, 91.36]"),
+        (91.234, 90.3, 91.5, None, "91.2 [90.3, 91.5]"),  # the larger distance (0.93) sets the digits
+        (1234.4, 1147.4, 1300.0, None, "1234 [1147, 1300]"),
+        (5.0, math.nan, math.nan, None, "5.00"),
+        (0.01234, math.nan, math.nan, None, "0.0123"),
+        (80.0, 80.0, 80.0, 1, "80.0"),  # a constant sample has no interval to show
+        (0.8, 0.8, 0.8 + 1e-17, 1, "0.8"),  # rounding noise is no interval
+        (math.nan, 0.1, 0.2, None, "n/a"),
+        (3.85e-10, math.nan, math.nan, None, "3.85e-10"),  # tiny values (finite-difference errors) in scientific
+        (-1.234e-7, -1.4e-7, -1.1e-7, None, "-1.2e-07 [-1.4e-07, -1.1e-07]"),
+        (0.0, math.nan, math.nan, None, "0.00"),
     ],
 )
-def test_format_mean_ci(mean, ci, decimals, expected):
-    assert format_mean_ci(mean, ci, decimals=decimals) == expected
+def test_format_interval(mean, low, high, decimals, expected):
+    assert format_interval(mean, low, high, decimals=decimals) == expected
 
 
 def test_format_value_and_escape():
@@ -81,23 +81,23 @@ def test_with_derived_per_run_values():
 
 
 SNN_VS_ANN_MD = """\
-| Surrogate | Slope | n | SNN acc (%) | ANN acc (%) | SNN−ANN (pp) |
+| Surrogate | Slope β | n | SNN acc (%) [95% CI] | ANN acc (%) [95% CI] | SNN−ANN (pp) [95% CI] |
 | :-- | :-- | --: | --: | --: | --: |
 | atan | 10 | 2 | 40.0 | 80.0 | -40.0 |
-| fast_sigmoid | 1 | 3 | 60 ± 25 | 80.0 | -20 ± 25 |
+| fast_sigmoid | 1 | 3 | 60 [50, 70] | 80.0 | -20 [-30, -10] |
 | fast_sigmoid | 10 | 1 | **90.0** | 80.0 | **10.0** |
 """
 
 SNN_VS_ANN_TEX = r"""\begin{table}[t]
   \centering
-  \caption{SNN vs ANN on the same split, optimiser and epochs. Mean $\pm$ 95\% confidence interval (t distribution) over seeds; n: runs per row; best value per column in bold.}
+  \caption{SNN vs ANN on the same split, optimiser and epochs; test accuracy with the weights of the best validation epoch restored (last: after the final epoch). Cells: mean [95\% percentile-bootstrap confidence interval of the mean over seeds]; n: runs per row; best value per column in bold.}
   \label{tab:snn_vs_ann}
   \begin{tabular}{llrrrr}
     \toprule
-    Surrogate & Slope & n & SNN acc (\%) & ANN acc (\%) & SNN$-$ANN (pp) \\
+    Surrogate & Slope $\beta$ & n & SNN acc (\%) [95\% CI] & ANN acc (\%) [95\% CI] & SNN$-$ANN (pp) [95\% CI] \\
     \midrule
     atan & 10 & 2 & 40.0 & 80.0 & -40.0 \\
-    fast\_sigmoid & 1 & 3 & 60 $\pm$ 25 & 80.0 & -20 $\pm$ 25 \\
+    fast\_sigmoid & 1 & 3 & 60 [50, 70] & 80.0 & -20 [-30, -10] \\
     fast\_sigmoid & 10 & 1 & \textbf{90.0} & 80.0 & \textbf{10.0} \\
     \bottomrule
   \end{tabular}
@@ -115,10 +115,13 @@ def test_snn_vs_ann_markdown_and_latex():
 def test_snn_vs_ann_csv_holds_raw_numbers():
     frame = pd.read_csv(pd.io.common.StringIO(snn_vs_ann_table(_runs()).to_csv()))
     assert list(frame.columns[:2]) == ["surrogate.name", "surrogate.slope"]
-    assert frame.loc[1, "snn/test/acc_mean"] == pytest.approx(0.6, abs=1e-12)
-    assert frame.loc[1, "snn/test/acc_n"] == 3
-    assert frame.loc[0, "snn/test/acc_n"] == 1
-    assert math.isnan(frame.loc[0, "snn/test/acc_ci"])
+    assert frame.loc[1, "snn/test/acc_best_mean"] == pytest.approx(0.6, abs=1e-12)
+    assert frame.loc[1, "snn/test/acc_best_n"] == 3
+    assert frame.loc[0, "snn/test/acc_best_n"] == 1
+    assert math.isnan(frame.loc[0, "snn/test/acc_best_ci_low"])
+    assert (frame.loc[1, "snn/test/acc_best_ci_low"], frame.loc[1, "snn/test/acc_best_ci_high"]) == pytest.approx(
+        (0.5, 0.7), abs=1e-12
+    )
     assert frame.loc[1, "acc_gap_mean"] == pytest.approx(-0.2, abs=1e-12)
 
 
@@ -127,15 +130,15 @@ def test_single_configuration_has_no_row_labels_and_no_bold():
     table = snn_vs_ann_table(runs)
     header, body = table.cells(markup="markdown")
     assert header[0] == "n"
-    assert body == [["3", "60 ± 25", "80.0", "-20 ± 25"]]
+    assert body == [["3", "60 [50, 70]", "80.0", "-20 [-30, -10]"]]
 
 
 SURROGATE_MD = """\
-| Surrogate | Slope | n | SNN acc (%) | Alignment cos | Gradient stable | Diverged |
+| Surrogate | Slope β | n | SNN acc (%) [95% CI] | Diverged (runs) | Gradient stable (runs) | Alignment cos [95% CI] |
 | :-- | :-- | --: | --: | --: | --: | --: |
-| atan | 10 | 2 | 40.0 | 0.600 | **1/1** | 1/2 |
-| fast_sigmoid | 1 | 3 | 60 ± 25 | **0.8 ± 0.2** | 2/3 | **0/3** |
-| fast_sigmoid | 10 | 1 | **90.0** | 0.500 | **1/1** | **0/1** |
+| atan | 10 | 2 | 40.0 | 1/2 | **1/1** | 0.600 |
+| fast_sigmoid | 1 | 3 | 60 [50, 70] | **0/3** | 2/3 | **0.80 [0.70, 0.90]** |
+| fast_sigmoid | 10 | 1 | **90.0** | **0/1** | **1/1** | 0.500 |
 """
 
 
@@ -146,7 +149,7 @@ def test_surrogate_slope_table_markdown():
 def test_best_slope_table():
     table = best_slope_table(_runs())
     header, body = table.cells(markup="plain")
-    assert header == ["Surrogate", "Best slope", "n", "SNN acc (%)", "Alignment cos"]
+    assert header == ["Surrogate", "Best slope", "n", "SNN acc (%) [95% CI]", "Alignment cos [95% CI]"]
     assert body == [["atan", "10", "1", "40.0", "0.600"], ["fast_sigmoid", "10", "1", "90.0", "0.500"]]
     assert "**90.0**" in table.to_markdown()
 
@@ -177,6 +180,19 @@ def test_write_formats(tmp_path):
     table = snn_vs_ann_table(_runs())
     paths = table.write(tmp_path, formats=["csv", "md", "tex"])
     assert [p.name for p in paths] == ["snn_vs_ann.csv", "snn_vs_ann.md", "snn_vs_ann.tex"]
-    assert paths[1].read_text(encoding="utf-8") == SNN_VS_ANN_MD
+    assert paths[1].read_text(encoding="utf-8") == f"{table.caption}\n\n{SNN_VS_ANN_MD}"
     with pytest.raises(ValueError, match="formats"):
         table.write(tmp_path, formats=["docx"])
+
+
+def test_fit_keeps_the_leading_columns_that_fit_and_says_so():
+    table = snn_vs_ann_table(_runs())
+    assert table.fit(200) is table
+    narrow = table.fit(60)
+    assert [c.label for c in narrow.columns] == ["SNN acc (%)"]
+    assert max(map(len, narrow.to_markdown().splitlines())) <= 60
+    assert narrow.caption.endswith("(2 more columns in snn_vs_ann.csv/.md.)")
+    assert narrow.row_n() == table.row_n() == [2, 3, 1]  # runs per row do not depend on the columns shown
+    middle = table.fit(90)
+    assert len(middle.columns) == 2
+    assert max(map(len, middle.to_markdown().splitlines())) <= 90

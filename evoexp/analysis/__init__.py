@@ -7,49 +7,52 @@ Typical use::
     print(surrogate_slope_table(runs).to_markdown())
 
 or, for everything at once, ``python -m evoexp.analysis --experiment robustness --out results``.
+
+Public names load lazily, so that ``evoexp.analysis.stats`` (used by the verifiers) does not pull in pandas,
+scipy and MLflow.
 """
 
-from evoexp.analysis.aggregate import (
-    aggregate,
-    aggregate_history,
-    group_columns,
-    metric_columns,
-    pivot_stats,
-    summarize,
-    t_critical,
-)
-from evoexp.analysis.load import load_history, load_runs, metric_keys
-from evoexp.analysis.pipeline import AnalysisResult, run_analysis
-from evoexp.analysis.tables import (
-    Column,
-    Table,
-    best_slope_table,
-    build_table,
-    format_mean_ci,
-    snn_vs_ann_table,
-    surrogate_slope_table,
-    with_derived,
-)
+from __future__ import annotations
 
-__all__ = [
-    "AnalysisResult",
-    "Column",
-    "Table",
-    "aggregate",
-    "aggregate_history",
-    "best_slope_table",
-    "build_table",
-    "format_mean_ci",
-    "group_columns",
-    "load_history",
-    "load_runs",
-    "metric_columns",
-    "metric_keys",
-    "pivot_stats",
-    "run_analysis",
-    "snn_vs_ann_table",
-    "summarize",
-    "surrogate_slope_table",
-    "t_critical",
-    "with_derived",
-]
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "aggregate": "evoexp.analysis.aggregate",
+    "aggregate_history": "evoexp.analysis.aggregate",
+    "group_columns": "evoexp.analysis.aggregate",
+    "metric_columns": "evoexp.analysis.aggregate",
+    "pivot_stats": "evoexp.analysis.aggregate",
+    "summarize": "evoexp.analysis.aggregate",
+    "load_history": "evoexp.analysis.load",
+    "load_runs": "evoexp.analysis.load",
+    "metric_keys": "evoexp.analysis.load",
+    "AnalysisResult": "evoexp.analysis.pipeline",
+    "run_analysis": "evoexp.analysis.pipeline",
+    "Description": "evoexp.analysis.stats",
+    "describe": "evoexp.analysis.stats",
+    "mean_intervals": "evoexp.analysis.stats",
+    "Column": "evoexp.analysis.tables",
+    "Table": "evoexp.analysis.tables",
+    "best_slope_table": "evoexp.analysis.tables",
+    "build_table": "evoexp.analysis.tables",
+    "format_interval": "evoexp.analysis.tables",
+    "snn_vs_ann_table": "evoexp.analysis.tables",
+    "surrogate_slope_table": "evoexp.analysis.tables",
+    "with_derived": "evoexp.analysis.tables",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Import public names on first use."""
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'evoexp.analysis' has no attribute {name!r}") from None
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

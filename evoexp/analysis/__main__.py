@@ -4,8 +4,8 @@ Example::
 
     python -m evoexp.analysis --experiment robustness --sweep-id 2024-05-01_12-00-00 --out results/robustness
 
-prints the SNN-vs-ANN table and writes tables (CSV, Markdown, LaTeX) and figures (PDF, PNG) to ``--out``,
-then attaches them to the sweep's summary MLflow run.
+prints the SNN-vs-ANN table (the columns that fit 120 characters) and writes tables (CSV, Markdown, LaTeX) and
+figures (PDF, PNG) to ``--out``, then attaches them to the sweep's summary MLflow run.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from pathlib import Path
 from evoexp.analysis import schema
 from evoexp.analysis.pipeline import ALL_FORMATS, run_analysis
 from evoexp.tracking import resolve_tracking_uri
+
+TERMINAL_WIDTH = 120
+"""The printed table keeps the columns that fit this many characters per line (the files hold all columns)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--formats", nargs="+", default=list(ALL_FORMATS), choices=ALL_FORMATS, help="output formats (default: all)"
     )
-    parser.add_argument("--confidence", type=float, default=0.95, help="confidence level of the t intervals")
+    parser.add_argument(
+        "--confidence", type=float, default=0.95, help="coverage of the bootstrap intervals of the mean (default 0.95)"
+    )
     parser.add_argument(
         "--ignore-param",
         nargs="*",
@@ -75,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     table = result.main_table
     if table is not None:
-        print(f"{table.caption}\n\n{table.to_markdown()}")
+        shown = table.fit(TERMINAL_WIDTH)
+        print(f"{shown.caption}\n\n{shown.to_markdown()}")
     print(f"{len(result.runs)} run(s); wrote {len(result.files)} files to {out}")
     if result.summary_run_id is not None:
         print(f"summary MLflow run: {result.summary_run_id}")

@@ -1,15 +1,11 @@
 r"""Pure aggregation of per-run records over seeds.
 
-For every group of runs that differ only in their seed, each metric is summarised by
-
-.. math::
-    \bar x = \frac1n \sum_i x_i,\qquad
-    s = \sqrt{\frac{1}{n-1}\sum_i (x_i-\bar x)^2},\qquad
-    \mathrm{ci} = t_{1-(1-c)/2,\;n-1}\,\frac{s}{\sqrt n},
-
-where missing values (a run that diverged before logging a metric) are left out, so ``n`` counts the
-runs that have the metric. ``std`` and ``ci`` are NaN for ``n < 2``; every statistic is NaN for ``n = 0``.
-The result is a long ("tidy") frame with one row per group and metric.
+For every group of runs that differ only in their seed, each metric is summarised by its mean, sample standard
+deviation (``ddof = 1``), standard error of the mean, count and the percentile-bootstrap confidence interval of the
+mean (:mod:`evoexp.analysis.stats`; the interval stays inside the range of a bounded metric). Missing values (a run
+that diverged before logging a metric) are left out, so ``n`` counts the runs that have the metric. ``std``,
+``sem`` and the interval are NaN for ``n < 2``; every statistic is NaN for ``n = 0``. The result is a long ("tidy")
+frame with one row per group and metric.
 """
 
 from __future__ import annotations
@@ -19,58 +15,38 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from evoexp.analysis import schema
+from evoexp.analysis.stats import check_confidence, describe, mean_intervals
 
-STAT_COLUMNS = ("mean", "std", "n", "ci", "ci_low", "ci_high")
+STAT_COLUMNS = ("mean", "std", "sem", "n", "ci_low", "ci_high")
 METRIC_COLUMN = "metric"
 
 
-def _check_confidence(confidence: float) -> None:
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
-
-
-def t_critical(n: int, *, confidence: float = 0.95) -> float:
-    r"""Two-sided Student-t quantile :math:`t_{1-(1-c)/2,\,n-1}` for a sample of size ``n``.
-
-    Args:
-        n: Sample size.
-        confidence: Coverage of the two-sided interval, in (0, 1).
-
-    Returns:
-        The quantile, or NaN when ``n < 2`` (no degrees of freedom).
-
-    Raises:
-        ValueError: If ``n`` is negative or ``confidence`` is outside (0, 1).
-    """
-    _check_confidence(confidence)
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n!r}")
-    if n < 2:
-        return math.nan
-    return float(stats.t.ppf(0.5 + confidence / 2.0, n - 1))
-
-
 def summarize(values: Iterable[float], *, confidence: float = 0.95) -> dict[str, float]:
-    """Summarise one sample: mean, std (ddof=1), n, CI half-width and CI bounds.
+    """Summarise one sample: mean, std (ddof=1), standard error, n and the bootstrap interval of the mean.
 
     Args:
-        values: The sample; NaN entries count as missing and are dropped.
-        confidence: Coverage of the t confidence interval.
+        values: The sample; NaN and infinite entries count as missing and are dropped.
+        confidence: Coverage of the interval, in (0, 1).
 
     Returns:
         A dict with the keys of :data:`STAT_COLUMNS`; ``n`` is an int, the rest floats.
     """
-    _check_confidence(confidence)
-    x = np.asarray(list(values), dtype=np.float64)
-    x = x[~np.isnan(x)]
-    n = int(x.size)
-    mean = float(x.mean()) if n else math.nan
-    std = float(x.std(ddof=1)) if n > 1 else math.nan
-    ci = t_critical(n, confidence=confidence) * std / math.sqrt(n) if n > 1 else math.nan
-    return {"mean": mean, "std": std, "n": n, "ci": ci, "ci_low": mean - ci, "ci_high": mean + ci}
+    sample = list(values)
+    return _summaries([sample], confidence=confidence)[0]
+
+
+def _summaries(samples: Sequence[Sequence[float]], *, confidence: float) -> list[dict[str, float]]:
+    """:func:`summarize` of many samples, their intervals computed in one batched bootstrap."""
+    check_confidence(confidence)
+    low, high = mean_intervals(samples, confidence=confidence)
+    out = []
+    for sample, lo, hi in zip(samples, low, high):
+        d = describe(sample)
+        sem = d.std / math.sqrt(d.n) if d.n > 1 else math.nan
+        out.append({"mean": d.mean, "std": d.std, "sem": sem, "n": d.n, "ci_low": float(lo), "ci_high": float(hi)})
+    return out
 
 
 def seed_columns(columns: Iterable[str]) -> list[str]:
@@ -148,7 +124,7 @@ def aggregate(
             all rows into one group.
         metrics: Columns to summarise; default :func:`metric_columns` of ``frame``. A metric absent from
             the frame yields rows with ``n = 0``.
-        confidence: Coverage of the t confidence interval.
+        confidence: Coverage of the bootstrap interval.
 
     Returns:
         A long frame with the ``by`` columns, ``metric`` (the summarised column's name) and
@@ -157,7 +133,7 @@ def aggregate(
     Raises:
         ValueError: If a ``by`` column is missing or clashes with an output column name.
     """
-    _check_confidence(confidence)
+    check_confidence(confidence)
     by = group_columns(frame) if by is None else list(by)
     metrics = metric_columns(frame) if metrics is None else list(metrics)
     for column in by:
@@ -168,12 +144,15 @@ def aggregate(
     values = frame.reindex(columns=[*by, *metrics])
     for m in metrics:
         values[m] = pd.to_numeric(values[m], errors="coerce").astype("float64")
-    records: list[dict[str, object]] = []
+    keys: list[dict[str, object]] = []
+    samples: list[np.ndarray] = []
     groups = values.groupby(by, dropna=False, sort=True) if by else [((), values)]
     for key, group in groups:
-        keys = dict(zip(by, key if isinstance(key, tuple) else (key,)))
+        labels = dict(zip(by, key if isinstance(key, tuple) else (key,)))
         for m in metrics:
-            records.append({**keys, METRIC_COLUMN: m, **summarize(group[m], confidence=confidence)})
+            keys.append({**labels, METRIC_COLUMN: m})
+            samples.append(group[m].to_numpy())
+    records = [{**k, **s} for k, s in zip(keys, _summaries(samples, confidence=confidence))]
     columns = [*by, METRIC_COLUMN, *STAT_COLUMNS]
     result = pd.DataFrame.from_records(records, columns=columns)
     result["n"] = result["n"].astype("int64")
@@ -181,12 +160,12 @@ def aggregate(
 
 
 def aggregate_history(history: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFrame:
-    """Aggregate metric curves over runs: mean, std, n and CI of each metric at each step.
+    """Aggregate metric curves over runs: the statistics of :data:`STAT_COLUMNS` of each metric at each step.
 
     Args:
         history: Long frame from :func:`evoexp.analysis.load.load_history` (columns ``key``, ``step``,
-            ``value``, ...); pass the runs of one configuration to get mean ± CI over its seeds.
-        confidence: Coverage of the t confidence interval.
+            ``value``, ...); pass the runs of one configuration to get the mean and interval over its seeds.
+        confidence: Coverage of the bootstrap interval.
 
     Returns:
         A long frame with columns ``key``, ``step`` and :data:`STAT_COLUMNS` (``metric`` dropped).

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,17 +19,18 @@ import pandas as pd
 
 from evoexp.analysis import schema
 from evoexp.analysis.aggregate import aggregate, aggregate_history
+from evoexp.analysis.labels import config_label
 from evoexp.analysis.load import experiment_id, get_client, load_history, load_runs, metric_keys
 from evoexp.analysis.tables import (
     TABLE_FORMATS,
     Table,
     best_slope_table,
-    format_value,
     snn_vs_ann_table,
     surrogate_slope_table,
 )
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ def _check_formats(formats: Sequence[str]) -> None:
 
 
 def _label(rows: pd.DataFrame, i: int) -> str:
-    return ", ".join(f"{schema.strip_prefix(c)}={format_value(rows[c].iloc[i])}" for c in rows.columns)
+    return config_label({c: rows[c].iloc[i] for c in rows.columns})
 
 
 def _make_tables(runs: pd.DataFrame, result: AnalysisResult, confidence: float, ignore: Sequence[str]) -> None:
@@ -95,38 +96,80 @@ def _make_tables(runs: pd.DataFrame, result: AnalysisResult, confidence: float, 
             result.skipped.append(f"table {name}: {err}")
 
 
+def _facet_figure(
+    runs: pd.DataFrame,
+    stem: str,
+    metric: str,
+    by: Sequence[str],
+    facet_by: Sequence[str],
+    plot: Callable[[Axes, pd.DataFrame], object],
+    out: Path,
+    formats: Sequence[str],
+    confidence: float,
+) -> list[Path]:
+    """One panel per value combination of ``facet_by`` (titled in words), each drawn by ``plot(ax, stats)``."""
+    from evoexp import figures
+
+    stats = aggregate(runs, by=[*facet_by, *by], metrics=[metric], confidence=confidence)
+    facets = list(stats.groupby(list(facet_by), dropna=False, sort=True)) if facet_by else [((), stats)]
+    ncols = min(3, len(facets))
+    nrows = math.ceil(len(facets) / ncols)
+    width = "single" if ncols == 1 else "double"
+    fig, axes = figures.new_figure(nrows, ncols, width=width, aspect=0.75 * nrows / ncols, squeeze=False)
+    for ax, (key, facet) in zip(axes.flat, facets):
+        plot(ax, facet)
+        if facet_by:
+            ax.set_title(config_label(dict(zip(facet_by, key if isinstance(key, tuple) else (key,)))))
+    for ax in list(axes.flat)[len(facets) :]:
+        ax.set_visible(False)
+    return figures.save_figure(fig, out / stem, formats=formats)
+
+
+def _varies(runs: pd.DataFrame, column: str) -> bool:
+    return column in runs.columns and runs[column].nunique(dropna=False) > 1
+
+
 def _slope_figures(
     runs: pd.DataFrame, table: Table, out: Path, formats: Sequence[str], confidence: float
 ) -> tuple[list[Path], list[str]]:
+    """Accuracy and alignment vs slope (when the slope varies) and accuracy vs scale (when the scale varies)."""
     from evoexp import figures
 
     name_col = schema.param(schema.SURROGATE_NAME_PARAM)
     slope_col = schema.param(schema.SURROGATE_SLOPE_PARAM)
-    extras = [c for c in table.rows.columns if c not in (name_col, slope_col)]
-    panels = {
-        "accuracy_vs_slope": (schema.metric(schema.SNN_TEST_ACC), figures.plot_accuracy_vs_slope),
-        "alignment_vs_slope": (schema.metric(schema.ALIGNMENT_COSINE), figures.plot_alignment_vs_slope),
-    }
+    scale_col = schema.param(schema.SURROGATE_SCALE_PARAM)
+    acc = schema.metric(schema.SNN_TEST_ACC)
+    panels: dict[str, tuple[str, list[str], list[str], Callable[[Axes, pd.DataFrame], object]]] = {}
+    if _varies(runs, slope_col):
+        extras = [c for c in table.rows.columns if c not in (name_col, slope_col)]
+        panels["accuracy_vs_slope"] = (
+            acc,
+            [name_col, slope_col],
+            extras,
+            lambda ax, stats: figures.plot_accuracy_vs_slope(ax, stats, points=runs),
+        )
+        panels["alignment_vs_slope"] = (
+            schema.metric(schema.ALIGNMENT_COSINE),
+            [name_col, slope_col],
+            extras,
+            lambda ax, stats: figures.plot_alignment_vs_slope(ax, stats, points=runs),
+        )
+    if _varies(runs, scale_col):
+        series = [name_col, *([slope_col] if _varies(runs, slope_col) else [])]
+        extras = [c for c in table.rows.columns if c not in (name_col, slope_col, scale_col)]
+        panels["accuracy_vs_scale"] = (
+            acc,
+            [*series, scale_col],
+            extras,
+            lambda ax, stats: figures.plot_accuracy_vs_scale(ax, stats, series=series, points=runs),
+        )
     files: list[Path] = []
     skipped: list[str] = []
-    for stem, (metric, plot) in panels.items():
+    for stem, (metric, by, facet_by, plot) in panels.items():
         if metric not in runs.columns or runs[metric].notna().sum() == 0:
             skipped.append(f"figure {stem}: no {schema.strip_prefix(metric)} values")
             continue
-        stats = aggregate(runs, by=[*extras, name_col, slope_col], metrics=[metric], confidence=confidence)
-        facets = list(stats.groupby(extras, dropna=False, sort=True)) if extras else [((), stats)]
-        ncols = min(3, len(facets))
-        nrows = math.ceil(len(facets) / ncols)
-        width = "single" if ncols == 1 else "double"
-        fig, axes = figures.new_figure(nrows, ncols, width=width, aspect=0.75 * nrows / ncols, squeeze=False)
-        for ax, (key, facet) in zip(axes.flat, facets):
-            plot(ax, facet)
-            if extras:
-                values = key if isinstance(key, tuple) else (key,)
-                ax.set_title(", ".join(f"{schema.strip_prefix(c)}={format_value(v)}" for c, v in zip(extras, values)))
-        for ax in list(axes.flat)[len(facets) :]:
-            ax.set_visible(False)
-        files += figures.save_figure(fig, out / stem, formats=formats)
+        files += _facet_figure(runs, stem, metric, by, facet_by, plot, out, formats, confidence)
     return files, skipped
 
 
@@ -257,7 +300,7 @@ def run_analysis(
         tracking_uri: MLflow tracking URI (ignored when ``client`` is given).
         client: An existing MLflow client.
         formats: Any of ``csv``, ``md``, ``tex`` (tables) and ``pdf``, ``png`` (figures).
-        confidence: Coverage of the t confidence intervals.
+        confidence: Coverage of the bootstrap confidence intervals.
         ignore: Param columns (``params.<key>``) never used to tell configurations apart.
         log_summary: Attach the written files to the sweep's summary MLflow run.
 

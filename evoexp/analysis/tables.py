@@ -1,9 +1,11 @@
 """Paper tables from a run frame: SNN vs ANN, surrogate × slope, and the best slope per surrogate.
 
 Each table aggregates the runs of every configuration over seeds (:func:`evoexp.analysis.aggregate.aggregate`)
-and shows ``mean ± ci`` (the half-width of the 95 % t confidence interval, rounded to one significant digit,
-two when it starts with a 1, and the mean to the same decimal place). The best value of each column is
-set in bold. :class:`Table` renders to CSV (raw numbers), Markdown and LaTeX (booktabs).
+and shows ``mean [low, high]``: the mean over seeds and the 95 % percentile-bootstrap confidence interval of the
+mean (:mod:`evoexp.analysis.stats`, the interval of every figure too), rounded where the interval's larger distance
+from the mean has its first significant digit (its second when that digit is 1). The best value of each column is
+set in bold. :class:`Table` renders to CSV (raw numbers), Markdown (caption above the table) and LaTeX (booktabs);
+:meth:`Table.fit` keeps the leading columns that fit a terminal.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import pandas as pd
 
 from evoexp.analysis import schema
 from evoexp.analysis.aggregate import STAT_COLUMNS, aggregate, group_columns, varying_columns
+from evoexp.analysis.stats import INTERVAL_DESCRIPTION
 
 Better = Literal["higher", "lower"]
-CellKind = Literal["mean_ci", "fraction"]
+CellKind = Literal["interval", "fraction"]
 Markup = Literal["plain", "markdown", "latex"]
 TABLE_FORMATS = ("csv", "md", "tex")
 MISSING = "n/a"
@@ -30,12 +33,15 @@ _NEGLIGIBLE = 1e-9  # relative size below which an interval or a difference is r
 _PREFERRED_ROWS = (
     schema.param(schema.SURROGATE_NAME_PARAM),
     schema.param(schema.SURROGATE_SLOPE_PARAM),
+    schema.param(schema.SURROGATE_SCALE_PARAM),
     schema.param("model.name"),
     schema.param("dataset.name"),
 )
 _ROW_LABELS = {
     schema.param(schema.SURROGATE_NAME_PARAM): "Surrogate",
-    schema.param(schema.SURROGATE_SLOPE_PARAM): "Slope",
+    schema.param(schema.SURROGATE_SLOPE_PARAM): "Slope β",
+    schema.param(schema.SURROGATE_SCALE_PARAM): "Scale",
+    schema.param("model.detach_reset"): "Reset detached",
     schema.param("model.name"): "Model",
     schema.param("dataset.name"): "Dataset",
 }
@@ -62,13 +68,13 @@ class Column:
     """One statistic column of a table.
 
     Attributes:
-        key: Run-frame column that is aggregated (e.g. ``metrics.snn/test/acc``).
-        label: Header text (plain; escaped for LaTeX).
+        key: Run-frame column that is aggregated (e.g. ``metrics.snn/test/acc_best``).
+        label: Header text (plain; escaped for LaTeX); the header adds what the cells show.
         better: ``"higher"`` or ``"lower"`` marks the best row in bold; ``None`` marks nothing.
         scale: Factor applied for display (100 shows a fraction in percent); CSV keeps raw values.
         decimals: Decimals when no confidence interval is available (``n < 2``); ``None`` shows three
             significant digits.
-        kind: ``"mean_ci"`` shows ``mean ± ci``; ``"fraction"`` shows a 0/1 verdict as ``passes/n``.
+        kind: ``"interval"`` shows ``mean [low, high]``; ``"fraction"`` shows a 0/1 verdict as ``passes/n``.
     """
 
     key: str
@@ -76,13 +82,17 @@ class Column:
     better: Better | None = None
     scale: float = 1.0
     decimals: int | None = None
-    kind: CellKind = "mean_ci"
+    kind: CellKind = "interval"
 
     def __post_init__(self) -> None:
         if self.better not in (None, "higher", "lower"):
             raise ValueError(f"better must be 'higher', 'lower' or None, got {self.better!r}")
-        if self.kind not in ("mean_ci", "fraction"):
-            raise ValueError(f"kind must be 'mean_ci' or 'fraction', got {self.kind!r}")
+        if self.kind not in ("interval", "fraction"):
+            raise ValueError(f"kind must be 'interval' or 'fraction', got {self.kind!r}")
+
+    def header(self, confidence: float) -> str:
+        """Header text: the label and what a cell holds (``[95% CI]`` or ``(runs)``)."""
+        return f"{self.label} (runs)" if self.kind == "fraction" else f"{self.label} [{confidence:.0%} CI]"
 
 
 def _significant_decimals(x: float, significant: int) -> int:
@@ -92,32 +102,34 @@ def _significant_decimals(x: float, significant: int) -> int:
 
 
 _SCIENTIFIC_BELOW = 1e-3
-"""Magnitude below which :func:`format_mean_ci` switches to scientific notation."""
+"""Magnitude below which :func:`format_interval` switches to scientific notation."""
 
 
-def format_mean_ci(mean: float, ci: float, *, decimals: int | None = None, plus_minus: str = " ± ") -> str:
-    """Format ``mean ± ci`` with digits set by the interval.
+def format_interval(mean: float, low: float, high: float, *, decimals: int | None = None) -> str:
+    """Format ``mean [low, high]`` with digits set by the interval.
 
-    The half-width is rounded to one significant digit (two when its leading digit is 1) and the mean to
-    the same decimal place. Without a usable interval (NaN, or zero up to rounding) only the mean is
-    shown, with ``decimals`` decimals (three significant digits when ``None``).
+    The interval's larger distance from the mean is rounded to one significant digit (two when its leading digit is
+    1), and the mean and both bounds to the same decimal place. Without a usable interval (NaN bounds, or a width of
+    zero up to rounding) only the mean is shown, with ``decimals`` decimals (three significant digits when
+    ``None``).
 
     Args:
         mean: Sample mean; NaN gives :data:`MISSING`.
-        ci: Half-width of the confidence interval.
+        low: Lower bound of the interval.
+        high: Upper bound of the interval.
         decimals: Decimals of a mean shown without interval.
-        plus_minus: Separator between mean and half-width.
     """
     if not math.isfinite(mean):
         return MISSING
-    has_ci = math.isfinite(ci) and ci > _NEGLIGIBLE * abs(mean)
+    reach = max(mean - low, high - mean) if math.isfinite(low) and math.isfinite(high) else math.nan
+    has_ci = math.isfinite(reach) and reach > _NEGLIGIBLE * abs(mean)
     if mean != 0 and abs(mean) < _SCIENTIFIC_BELOW:
-        return f"{mean:.2g}{plus_minus}{ci:.1g}" if has_ci else f"{mean:.3g}"
+        return f"{mean:.2g} [{low:.2g}, {high:.2g}]" if has_ci else f"{mean:.3g}"
     if has_ci:
-        exponent = math.floor(math.log10(ci))
-        leading = ci / 10.0**exponent
+        exponent = math.floor(math.log10(reach))
+        leading = reach / 10.0**exponent
         places = max(0, -exponent + (1 if leading < 2 else 0))
-        return f"{mean:.{places}f}{plus_minus}{ci:.{places}f}"
+        return f"{mean:.{places}f} [{low:.{places}f}, {high:.{places}f}]"
     places = _significant_decimals(mean, 3) if decimals is None else decimals
     return f"{mean:.{places}f}"
 
@@ -179,35 +191,34 @@ class Table:
             return []
         return [int(i) for i in np.flatnonzero(best)]
 
-    def _cell(self, row: int, column: Column, plus_minus: str) -> str:
+    def _cell(self, row: int, column: Column) -> str:
         mean = float(self.stats[(column.key, "mean")].iloc[row])
         n = int(self.stats[(column.key, "n")].iloc[row])
         if column.kind == "fraction":
             return MISSING if n == 0 else f"{round(mean * n)}/{n}"
-        ci = float(self.stats[(column.key, "ci")].iloc[row])
-        return format_mean_ci(mean * column.scale, ci * column.scale, decimals=column.decimals, plus_minus=plus_minus)
+        low, high = (float(self.stats[(column.key, bound)].iloc[row]) for bound in ("ci_low", "ci_high"))
+        return format_interval(mean * column.scale, low * column.scale, high * column.scale, decimals=column.decimals)
 
     def row_n(self) -> list[int]:
-        """Number of runs behind each row (the largest ``n`` over its columns)."""
-        counts = self.stats[[(c.key, "n") for c in self.columns]].to_numpy()
+        """Number of runs behind each row (the largest ``n`` over its statistics, shown or not)."""
+        counts = self.stats[[c for c in self.stats.columns if c[1] == "n"]].to_numpy()
         return [int(v) for v in counts.max(axis=1)]
 
     def cells(self, *, markup: Markup = "plain") -> tuple[list[str], list[list[str]]]:
         r"""Return the header and body cells as strings, with the best cells marked up in bold.
 
         Args:
-            markup: ``"plain"`` (no bold), ``"markdown"`` (``**x**``) or ``"latex"`` (escaped,
-                ``\textbf{x}``, ``$\pm$``).
+            markup: ``"plain"`` (no bold), ``"markdown"`` (``**x**``) or ``"latex"`` (escaped, ``\textbf{x}``).
         """
         if markup not in ("plain", "markdown", "latex"):
             raise ValueError(f"markup must be 'plain', 'markdown' or 'latex', got {markup!r}")
-        plus_minus = " $\\pm$ " if markup == "latex" else " ± "
         escape = latex_escape if markup == "latex" else str
-        header = [escape(label) for label in (*self.row_labels, "n", *(c.label for c in self.columns))]
+        labels = (*self.row_labels, "n", *(c.header(self.confidence) for c in self.columns))
+        header = [escape(label) for label in labels]
         body: list[list[str]] = []
         for i, n in enumerate(self.row_n()):
             keys = [escape(format_value(self.rows.iloc[i, j])) for j in range(self.rows.shape[1])]
-            body.append([*keys, str(n), *(self._cell(i, c, plus_minus) for c in self.columns)])
+            body.append([*keys, str(n), *(self._cell(i, c) for c in self.columns)])
         if markup != "plain":
             offset = len(self.row_labels) + 1
             for j, column in enumerate(self.columns):
@@ -261,8 +272,26 @@ class Table:
         ]
         return "\n".join(lines) + "\n"
 
+    def fit(self, width: int) -> Table:
+        """The table with the leading statistic columns whose Markdown lines fit ``width`` characters.
+
+        Row labels and ``n`` are always kept; the caption says how many columns were left out (the files written by
+        :meth:`write` hold them all).
+
+        Args:
+            width: Largest line length, e.g. 120 for a terminal.
+        """
+        keep = len(self.columns)
+        while keep > 1 and max(map(len, replace(self, columns=self.columns[:keep]).to_markdown().splitlines())) > width:
+            keep -= 1
+        if keep == len(self.columns):
+            return self
+        left_out = len(self.columns) - keep
+        caption = f"{self.caption} ({left_out} more column{'s' if left_out > 1 else ''} in {self.name}.csv/.md.)"
+        return replace(self, caption=caption, columns=self.columns[:keep])
+
     def write(self, out_dir: str | Path, *, formats: Sequence[str] = TABLE_FORMATS) -> list[Path]:
-        """Write the table as ``<out_dir>/<name>.<fmt>`` for each of ``formats`` (csv, md, tex).
+        """Write the table as ``<out_dir>/<name>.<fmt>`` for each of ``formats`` (csv, md with its caption, tex).
 
         Returns:
             The written paths.
@@ -270,7 +299,7 @@ class Table:
         Raises:
             ValueError: If a format is unknown.
         """
-        render = {"csv": self.to_csv, "md": self.to_markdown, "tex": self.to_latex}
+        render = {"csv": self.to_csv, "md": lambda: f"{self.caption}\n\n{self.to_markdown()}", "tex": self.to_latex}
         unknown = [f for f in formats if f not in render]
         if unknown:
             raise ValueError(f"formats: unknown table format(s) {unknown}; choose from {list(render)}")
@@ -339,7 +368,7 @@ def build_table(
         caption: Caption text.
         rows: Columns whose value combinations make the rows (``[]``: one row for all runs).
         columns: Candidate statistic columns.
-        confidence: Coverage of the t intervals.
+        confidence: Coverage of the bootstrap intervals.
 
     Raises:
         ValueError: If ``runs`` is empty or none of ``columns`` has data.
@@ -359,7 +388,7 @@ def build_table(
 
 def _caption(text: str, confidence: float) -> str:
     return (
-        f"{text} Mean ± {confidence:.0%} confidence interval (t distribution) over seeds; "
+        f"{text} Cells: mean [{confidence:.0%} {INTERVAL_DESCRIPTION}]; "
         "n: runs per row; best value per column in bold."
     )
 
@@ -371,19 +400,20 @@ def snn_vs_ann_table(runs: pd.DataFrame, *, confidence: float = 0.95, ignore: Se
 
     Args:
         runs: A run frame from :func:`evoexp.analysis.load.load_runs`.
-        confidence: Coverage of the t intervals.
+        confidence: Coverage of the bootstrap intervals.
         ignore: Params never used as row labels.
     """
     m = schema.metric
     columns = [
         Column(m(schema.SNN_TEST_ACC), "SNN acc (%)", "higher", 100.0, 1),
+        Column(m(schema.SNN_TEST_ACC_LAST), "SNN acc last (%)", "higher", 100.0, 1),
         Column(m(schema.ANN_TEST_ACC), "ANN acc (%)", "higher", 100.0, 1),
         Column(schema.ACC_GAP, "SNN−ANN (pp)", "higher", 100.0, 1),
-        Column(m(schema.SNN_TEST_LOSS), "SNN loss", "lower", decimals=3),
-        Column(m(schema.ANN_TEST_LOSS), "ANN loss", "lower", decimals=3),
         Column(m(schema.SNN_TIME_PER_EPOCH), "SNN s/epoch", "lower"),
         Column(m(schema.ANN_TIME_PER_EPOCH), "ANN s/epoch", "lower"),
         Column(schema.TIME_RATIO, "Time SNN/ANN", "lower", decimals=2),
+        Column(m(schema.SNN_TEST_LOSS), "SNN loss", "lower", decimals=3),
+        Column(m(schema.ANN_TEST_LOSS), "ANN loss", "lower", decimals=3),
         Column(m(schema.SNN_EPOCHS_TO_CONVERGE), "SNN epochs to 90%", "lower", decimals=1),
         Column(m(schema.ANN_EPOCHS_TO_CONVERGE), "ANN epochs to 90%", "lower", decimals=1),
         Column(m(schema.SNN_PARAMS), "SNN params", decimals=0),
@@ -393,7 +423,11 @@ def snn_vs_ann_table(runs: pd.DataFrame, *, confidence: float = 0.95, ignore: Se
     return build_table(
         data,
         name="snn_vs_ann",
-        caption=_caption("SNN vs ANN on the same split, optimiser and epochs.", confidence),
+        caption=_caption(
+            "SNN vs ANN on the same split, optimiser and epochs; test accuracy with the weights of the best validation "
+            "epoch restored (last: after the final epoch).",
+            confidence,
+        ),
         rows=row_columns(data, ignore=ignore),
         columns=columns,
         confidence=confidence,
@@ -404,13 +438,14 @@ def _surrogate_columns() -> list[Column]:
     m = schema.metric
     return [
         Column(m(schema.SNN_TEST_ACC), "SNN acc (%)", "higher", 100.0, 1),
+        Column(m(schema.SNN_TEST_ACC_LAST), "SNN acc last (%)", "higher", 100.0, 1),
+        Column(schema.DIVERGED, "Diverged", "lower", kind="fraction"),
+        Column(m(schema.STABILITY_GRADIENT_OK), "Gradient stable", "higher", kind="fraction"),
         Column(m(schema.ALIGNMENT_COSINE), "Alignment cos", "higher", decimals=3),
         Column(m(schema.ALIGNMENT_SIGN), "Sign agreement", "higher", decimals=3),
         Column(m(schema.SURROGATE_L1_ERROR), "Surrogate L1 error", "lower"),
         Column(m(schema.GRADIENT_MAX_ABS_ERROR), "Gradient max error", "lower"),
-        Column(m(schema.STABILITY_GRADIENT_OK), "Gradient stable", "higher", kind="fraction"),
         Column(m(schema.STABILITY_WEIGHT_OK), "Weights stable", "higher", kind="fraction"),
-        Column(schema.DIVERGED, "Diverged", "lower", kind="fraction"),
     ]
 
 
@@ -427,7 +462,7 @@ def surrogate_slope_table(runs: pd.DataFrame, *, confidence: float = 0.95, ignor
 
     Args:
         runs: A run frame with params ``surrogate.name`` and ``surrogate.slope``.
-        confidence: Coverage of the t intervals.
+        confidence: Coverage of the bootstrap intervals.
         ignore: Params never used as row labels.
 
     Raises:
@@ -437,7 +472,11 @@ def surrogate_slope_table(runs: pd.DataFrame, *, confidence: float = 0.95, ignor
     return build_table(
         data,
         name="surrogate_slope",
-        caption=_caption("Surrogate shape × slope.", confidence),
+        caption=_caption(
+            "Surrogate shape × slope; SNN test accuracy with the weights of the best validation epoch restored "
+            "(last: after the final epoch).",
+            confidence,
+        ),
         rows=_surrogate_rows(data, ignore),
         columns=_surrogate_columns(),
         confidence=confidence,
@@ -456,7 +495,7 @@ def best_slope_table(
     Args:
         runs: A run frame with params ``surrogate.name`` and ``surrogate.slope``.
         metric: Column maximised over slopes.
-        confidence: Coverage of the t intervals.
+        confidence: Coverage of the bootstrap intervals.
         ignore: Params never used as row labels.
 
     Raises:
@@ -472,7 +511,7 @@ def best_slope_table(
     best = scores.groupby(others, dropna=False, sort=False)["_score"].idxmax().sort_values().to_numpy()
     rows = full.rows.iloc[best][[*others, slope]].reset_index(drop=True)
     labels = tuple("Best slope" if c == slope else full.row_labels[list(full.rows.columns).index(c)] for c in rows)
-    keep = tuple(c for c in full.columns if c.kind == "mean_ci")
+    keep = tuple(c for c in full.columns if c.kind == "interval")
     stats = full.stats.iloc[best][[(c.key, s) for c in keep for s in STAT_COLUMNS]].reset_index(drop=True)
     caption = _caption(f"Best slope per surrogate shape (highest mean {schema.strip_prefix(metric)}).", confidence)
     return replace(full, name="best_slope", caption=caption, rows=rows, row_labels=labels, columns=keep, stats=stats)

@@ -124,6 +124,9 @@ class ModelConfig:
         reset: ``subtract`` or ``zero``.
         detach_reset: Cut the reset out of the backward pass.
         readout: ``max``, ``mean`` or ``last`` over the readout's membrane trace.
+        readout_beta: Decay of the leaky readout per step, in [0, 1]; None uses the hidden membrane decay.
+        bias: Learn a bias in every layer (hidden and readout).
+        weight_scale: Initial weights are ``N(0, (weight_scale / sqrt(fan_in))^2)``; finite and > 0.
         ann_activation: Activation of the ANN twin.
     """
 
@@ -137,6 +140,9 @@ class ModelConfig:
     reset: str = "subtract"
     detach_reset: bool = False
     readout: str = "max"
+    readout_beta: float | None = None
+    bias: bool = True
+    weight_scale: float = 1.0
     ann_activation: str = "relu"
 
     def __post_init__(self) -> None:
@@ -150,6 +156,9 @@ class ModelConfig:
         _positive("model.threshold", self.threshold)
         _one_of("model.reset", self.reset, ("subtract", "zero"))
         _one_of("model.readout", self.readout, ("max", "mean", "last"))
+        if self.readout_beta is not None and not 0 <= self.readout_beta <= 1:
+            raise ValueError(f"model.readout_beta must be in [0, 1] or null, got {self.readout_beta!r}")
+        _positive("model.weight_scale", self.weight_scale)
         _one_of("model.ann_activation", self.ann_activation, ("relu", "tanh", "sigmoid", "gelu", "softplus"))
 
 
@@ -194,6 +203,8 @@ class RandmanConfig(_DatasetBase):
         alpha: Smoothness of the manifolds (> 0).
         samples_per_class: Samples drawn per class, >= 1.
         spikes_per_unit: Spikes per channel, >= 1.
+        step_frac: Fraction of the time steps, from the start, that holds the spikes, in (0, 1]; 1 spreads them
+            over the whole window, the Zenke & Vogels (2021) reference code uses 0.5.
     """
 
     name: str = "randman"
@@ -203,6 +214,7 @@ class RandmanConfig(_DatasetBase):
     alpha: float = 1.0
     samples_per_class: int = 1000
     spikes_per_unit: int = 1
+    step_frac: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -212,6 +224,8 @@ class RandmanConfig(_DatasetBase):
         _positive("dataset.alpha", self.alpha)
         _at_least("dataset.samples_per_class", self.samples_per_class, 1)
         _at_least("dataset.spikes_per_unit", self.spikes_per_unit, 1)
+        if not 0 < self.step_frac <= 1:
+            raise ValueError(f"dataset.step_frac must be in (0, 1], got {self.step_frac!r}")
 
 
 @dataclass

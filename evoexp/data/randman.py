@@ -13,7 +13,10 @@ random 1-d Fourier series with power-law spectral falloff :math:`\alpha`:
 with :math:`x \sim \mathcal U([0,1]^D)` and :math:`K = \min(\lceil 10^{3/\alpha}\rceil, 1000)` frequencies (the
 cut-off where :math:`(k+1)^{-\alpha}` drops below ``1e-3``). Larger :math:`\alpha` gives smoother manifolds.
 Per class and channel the samples are min-max standardised to :math:`u = (y - \min y)/(\max y - \min y + 10^{-7})
-\in [0, 1)`, and each channel emits one spike at latency :math:`\min(\lfloor u\,T\rfloor, T-1)`. With
+\in [0, 1)`, and each channel emits one spike at latency :math:`\min(\lfloor f\,u\,T\rfloor, T-1)`, where the
+spike window :math:`f` (``step_frac``, default 1) is the fraction of the :math:`T` steps, from the start, that holds
+spikes: the reference code of Zenke & Vogels (2021) uses :math:`f = 0.5`, so every spike falls in the first half
+and the network sees the second half in silence, time for its readout to integrate the answer. With
 ``spikes_per_unit = m`` every class has ``m`` independent manifolds evaluated at the same intrinsic point, giving
 each channel exactly ``m`` spikes; two that land in the same time bin are counted (the bin holds 2), so the spike
 count per channel is always exactly ``m``. The information is in spike timing only: every sample has the same count.
@@ -164,6 +167,7 @@ def make_randman(
     samples_per_class: int = 1000,
     time_steps: int = 100,
     spikes_per_unit: int = 1,
+    step_frac: float = 1.0,
     seed: int = 0,
     split: Sequence[float] = (0.8, 0.1, 0.1),
 ) -> DatasetSplits:
@@ -177,6 +181,8 @@ def make_randman(
         samples_per_class: Samples drawn per class.
         time_steps: Number of time steps ``T``.
         spikes_per_unit: Spikes per channel ``m`` (independent manifolds per class).
+        step_frac: Fraction of the time steps, from the start, that holds the spikes, in ``(0, 1]``; a coordinate
+            ``u`` fires at step ``min(floor(step_frac * u * T), T - 1)``.
         seed: Seed of the whole generation and the split.
         split: Train/val/test fractions (stratified).
 
@@ -195,6 +201,8 @@ def make_randman(
     check_int(samples_per_class, name="samples_per_class")
     check_int(time_steps, name="time_steps")
     check_int(spikes_per_unit, name="spikes_per_unit")
+    if isinstance(step_frac, bool) or not (isinstance(step_frac, (int, float)) and 0.0 < step_frac <= 1.0):
+        raise ValueError(f"step_frac must be a number in (0, 1], got {step_frac!r}")
     check_seed(seed)
     check_split(split)
 
@@ -208,7 +216,7 @@ def make_randman(
         ]
         x = torch.from_numpy(np.random.default_rng(sample_seq).random((samples_per_class, manifold_dim)))
         blocks = [standardize(manifold(x)).float() for manifold in manifolds]
-        spikes.append(torch.stack([latency_encode(b, time_steps) for b in blocks]).sum(dim=0))
+        spikes.append(torch.stack([latency_encode(b * step_frac, time_steps) for b in blocks]).sum(dim=0))
         features.append(torch.cat(blocks, dim=1))
         labels.append(torch.full((samples_per_class,), label, dtype=torch.long))
     full = SpikeDataset(torch.cat(spikes), torch.cat(features), torch.cat(labels), n_classes, "randman")

@@ -22,6 +22,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
+from evoexp.analysis.stats import describe
 from evoexp.data.dataset import DatasetSplits, make_loader
 from evoexp.training import DivergenceError, evaluate, train_epoch
 from evoexp.verification.results import Result
@@ -94,12 +95,8 @@ class MeanStd:
     @classmethod
     def of(cls, values: Sequence[float]) -> MeanStd:
         """Aggregate ``values``, ignoring NaN/Inf (diverged runs)."""
-        finite = [v for v in values if math.isfinite(v)]
-        if not finite:
-            return cls(float("nan"), float("nan"), 0)
-        t = torch.tensor(finite, dtype=torch.float64)
-        std = float(t.std(unbiased=True)) if len(finite) > 1 else float("nan")
-        return cls(float(t.mean()), std, len(finite))
+        summary = describe(values)
+        return cls(summary.mean, summary.std, summary.n)
 
 
 @dataclass

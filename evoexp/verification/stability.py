@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from evoexp.analysis.stats import describe
 from evoexp.training import batch_to, layer_name
 from evoexp.verification.results import Result
 
@@ -74,16 +75,8 @@ class NormStats:
     @classmethod
     def of(cls, values: Sequence[float]) -> NormStats:
         """Summarise ``values``; all NaN when ``values`` is empty."""
-        if not values:
-            nan = float("nan")
-            return cls(nan, nan, nan, nan)
-        t = torch.tensor(values, dtype=torch.float64)
-        return cls(
-            mean=float(t.mean()),
-            std=float(t.std(unbiased=False)),
-            min=float(t.min()),
-            max=float(t.max()),
-        )
+        summary = describe(values, ddof=0, finite_only=False)
+        return cls(mean=summary.mean, std=summary.std, min=summary.min, max=summary.max)
 
 
 @dataclass(frozen=True)
