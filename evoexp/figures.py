@@ -7,7 +7,7 @@ palette, which stays distinguishable under the common colour-vision deficiencies
 line style changes too. Data frames are those of :mod:`evoexp.analysis` (aggregated stats with ``mean``,
 ``ci_low``, ``ci_high`` columns). Bands are the 95 % percentile-bootstrap interval of the mean over seeds
 (:mod:`evoexp.analysis.stats`), which stays inside the metric's range; sweep figures also draw every seed as a point,
-and the legend says so. Legends and titles are words (:mod:`evoexp.analysis.labels`: ``atan, β = 5``), not config
+and the legend says so. Legends and titles are words (:mod:`evoexp.labels`: ``atan, β = 5``), not config
 keys. The module leaves the backend alone (notebooks keep theirs); the ``evoexp.analysis`` command line selects the
 non-interactive Agg backend.
 """
@@ -28,7 +28,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from evoexp.analysis import schema
-from evoexp.analysis.labels import config_label, param_name, surrogate_label
+from evoexp.labels import config_label, param_name, surrogate_label
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -114,6 +114,21 @@ def test_robustness_preset_is_the_zenke_vogels_setting() -> None:
     assert (t.optimizer, t.lr, t.batch_size, t.epochs) == ("adam", 5e-3, 250, 200)
 
 
+@pytest.mark.parametrize(
+    ("preset", "swept", "detach_reset"),
+    [("robustness_slopes", "surrogate.slope", True), ("robustness_scales", "surrogate.scale", False)],
+)
+def test_robustness_sweep_presets(preset: str, swept: str, detach_reset: bool) -> None:
+    cfg = compose(config_name="config", overrides=[f"experiment={preset}"], return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    values = [float(v) for v in str(params[swept]).split(",")]
+    assert len(values) == 4 and len(str(params.seed).split(",")) == 2
+    assert len(params.surrogate.split(",")) >= (4 if swept == "surrogate.slope" else 1)
+    config = load_config(composed(f"experiment={preset}"))
+    assert config.dataset.step_frac == 0.5 and config.model.detach_reset is detach_reset
+    assert config.tracking.experiment == preset and config.trainer.epochs >= 100
+
+
 def test_surrogate_sweep_preset_grid() -> None:
     cfg = compose(config_name="config", overrides=["experiment=surrogate_sweep"], return_hydra_config=True)
     params = cfg.hydra.sweeper.params

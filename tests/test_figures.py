@@ -198,3 +198,17 @@ def test_save_figure_writes_pdf_and_png(tmp_path):
     assert not plt.fignum_exists(fig.number)
     with pytest.raises(ValueError, match="formats"):
         figures.save_figure(fig, tmp_path / "x", formats=["bmp"])
+
+
+def test_labels_say_parameters_in_words():
+    from evoexp.labels import config_label, value_label
+
+    assert config_label({NAME: "atan", SLOPE: 5.0}) == "atan, β = 5"
+    assert value_label("params.model.detach_reset", False) == "reset in graph"
+    assert value_label("model.detach_reset", True) == "reset detached"
+    assert value_label("params.surrogate.scale", 0.01) == "scale = 0.01"
+    assert value_label("params.model.reset", "zero") == "reset to zero"
+    assert value_label("params.model.tau_mem", 20.0) == "τ_mem = 20"
+    assert value_label("params.trainer.weird_knob", "x") == "weird knob = x"
+    assert value_label(SLOPE, float("nan")) == "β n/a"
+    assert config_label({}) == ""

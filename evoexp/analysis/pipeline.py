@@ -19,7 +19,6 @@ import pandas as pd
 
 from evoexp.analysis import schema
 from evoexp.analysis.aggregate import aggregate, aggregate_history
-from evoexp.analysis.labels import config_label
 from evoexp.analysis.load import experiment_id, get_client, load_history, load_runs, metric_keys
 from evoexp.analysis.tables import (
     TABLE_FORMATS,
@@ -28,6 +27,7 @@ from evoexp.analysis.tables import (
     snn_vs_ann_table,
     surrogate_slope_table,
 )
+from evoexp.labels import config_label
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

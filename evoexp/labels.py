@@ -1,5 +1,8 @@
 """Words for figures: surrogate names, parameter values and configurations as a reader says them.
 
+A leaf module shared by :mod:`evoexp.figures` (legends) and :mod:`evoexp.analysis` (facet titles), so that neither
+imports the other.
+
 Legends and titles say ``atan, β = 5`` or ``fast sigmoid, scale = 0.1, reset in graph``, never the config keys
 (``surrogate.name=atan, surrogate.slope=5``). Every function takes run-frame columns (``params.<key>``) or bare config
 keys; keys without an entry here fall back to their last dotted component with spaces (``model.tau_mem`` →
