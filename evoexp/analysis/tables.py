@@ -439,6 +439,7 @@ def _surrogate_columns() -> list[Column]:
     return [
         Column(m(schema.SNN_TEST_ACC), "SNN acc (%)", "higher", 100.0, 1),
         Column(m(schema.SNN_TEST_ACC_LAST), "SNN acc last (%)", "higher", 100.0, 1),
+        Column(m(schema.SNN_BEST_EPOCH), "Best epoch", decimals=0),
         Column(schema.DIVERGED, "Diverged", "lower", kind="fraction"),
         Column(m(schema.STABILITY_GRADIENT_OK), "Gradient stable", "higher", kind="fraction"),
         Column(m(schema.ALIGNMENT_COSINE), "Alignment cos", "higher", decimals=3),
