@@ -33,6 +33,8 @@ CONF = Path(__file__).resolve().parents[1] / "evoexp" / "conf"
 GROUPS = ("surrogate", "model", "dataset", "trainer", "verifier", "tracking")
 # A small dataset for instantiating models/optimizers of every option quickly.
 SMALL = ["dataset=synthetic", "dataset.samples_per_class=8", "dataset.time_steps=5"]
+# Dataset options that read the user's files: composed and built on generated files in tests/test_shd.py.
+FILE_DATASETS = ("shd", "ssc")
 
 
 @pytest.fixture(autouse=True)
@@ -73,6 +75,8 @@ def test_surrogate_option_composes_and_builds_its_shape(name: str) -> None:
 @pytest.mark.parametrize("group", [g for g in GROUPS if g != "surrogate"])
 def test_every_group_option_composes_and_instantiates(group: str, small_data: DatasetSplits) -> None:
     for option in options(group):
+        if group == "dataset" and option in FILE_DATASETS:
+            continue
         overrides = [f"{group}={option}"] + ([] if group == "dataset" else SMALL)
         config = load_config(composed(*overrides))
         assert isinstance(config, Config)
@@ -87,7 +91,7 @@ def test_every_group_option_composes_and_instantiates(group: str, small_data: Da
         assert isinstance(tracker, MlflowTracker if config.tracking.enabled else NullTracker)
 
 
-@pytest.mark.parametrize("option", options("dataset"))
+@pytest.mark.parametrize("option", [o for o in options("dataset") if o not in FILE_DATASETS])
 def test_dataset_option_builds_small_version(option: str) -> None:
     small = {"randman": ["dataset.samples_per_class=4", "dataset.time_steps=10"], "digits": [], "synthetic": []}
     config = load_config(composed(f"dataset={option}", *small[option]))

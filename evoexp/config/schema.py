@@ -30,6 +30,8 @@ __all__ = [
     "GradientCheckConfig",
     "ModelConfig",
     "RandmanConfig",
+    "ShdConfig",
+    "SscConfig",
     "StabilityCheckConfig",
     "SurrogateCheckConfig",
     "SurrogateConfig",
@@ -268,10 +270,51 @@ class SyntheticConfig(_DatasetBase):
             raise ValueError(f"dataset.max_prob must be in (0, 1], got {self.max_prob!r}")
 
 
+@dataclass
+class ShdConfig(_DatasetBase):
+    """Spiking Heidelberg Digits (Cramer et al. 2020) from local HDF5 files (:mod:`evoexp.data.shd`).
+
+    The files are checked (existence, HDF5 layout, fit with ``split``) here, before any run starts.
+
+    Attributes:
+        path: The file whose samples ``split`` divides, e.g. ``shd_train.h5`` (required; nothing is downloaded).
+        test_path: The official test file (``shd_test.h5``); it is then the test split and ``split``'s test
+            fraction must be 0.
+        val_path: A validation file (SSC's ``ssc_valid.h5``); ``split``'s validation fraction must then be 0.
+        duration: Seconds binned into ``time_steps`` bins (> 0); later spikes are dropped.
+    """
+
+    name: str = "shd"
+    path: str | None = None
+    test_path: str | None = None
+    val_path: str | None = None
+    duration: float = 1.4
+    split: list[float] = field(default_factory=lambda: [0.9, 0.1, 0.0])
+
+    def __post_init__(self) -> None:
+        from evoexp.data.shd import check_sources
+
+        super().__post_init__()
+        _positive("dataset.duration", self.duration)
+        check_sources(
+            self.path, test_path=self.test_path, val_path=self.val_path, split=self.split, prefix="dataset."
+        )
+
+
+@dataclass
+class SscConfig(ShdConfig):
+    """Spiking Speech Commands (35 classes; train, validation and test files), same layout as SHD."""
+
+    name: str = "ssc"
+    split: list[float] = field(default_factory=lambda: [1.0, 0.0, 0.0])
+
+
 DATASET_SCHEMAS: dict[str, type[_DatasetBase]] = {
     "randman": RandmanConfig,
     "digits": DigitsConfig,
     "synthetic": SyntheticConfig,
+    "shd": ShdConfig,
+    "ssc": SscConfig,
 }
 
 
