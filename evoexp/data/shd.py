@@ -239,14 +239,14 @@ def bin_events(events: SpikeEvents, *, time_steps: int, duration: float) -> tupl
     if not len(events):
         return spikes, 0
     lengths = np.array([len(t) for t in events.times], dtype=np.int64)
-    sample = np.repeat(np.arange(len(events)), lengths)
     t = np.concatenate(events.times)
-    unit = np.concatenate(events.units)
     keep = t < duration
-    step = np.minimum(np.floor(t[keep] * (time_steps / duration)).astype(np.int64), time_steps - 1)
-    index = tuple(torch.from_numpy(a) for a in (sample[keep], step, unit[keep]))
-    spikes.index_put_(index, torch.ones(index[0].shape[0]), accumulate=True)
-    return spikes, int((~keep).sum())
+    # times are >= 0 (read_events checks), so truncation is the floor; the clip guards t * T / d rounding up to T
+    step = np.minimum((t[keep] * (time_steps / duration)).astype(np.int64), time_steps - 1)
+    sample = np.repeat(np.arange(len(events), dtype=np.int64), lengths)[keep]
+    flat = (sample * time_steps + step) * N_CHANNELS + np.concatenate(events.units)[keep]
+    spikes.view(-1).index_add_(0, torch.from_numpy(flat), torch.ones(flat.shape[0]))
+    return spikes, int(t.shape[0] - flat.shape[0])
 
 
 def check_sources(
