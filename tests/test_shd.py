@@ -131,8 +131,8 @@ def test_ssc_has_35_classes_and_takes_each_split_from_its_file(tmp_path: Path) -
     assert data.n_classes == 35
     assert [len(data.train), len(data.val), len(data.test)] == [70, 70, 70]
     assert torch.equal(data.val.labels, torch.from_numpy(read_events(files[1], n_classes=35).labels))
-    with pytest.raises(ValueError, match=r"label \d+ outside \[0, 20\)"):
-        make_shd(path=files[0], test_path=files[2])
+    with pytest.raises(ValueError, match=r"^test_path: .*ssc_s\.h5: sample \d+ has label \d+ outside \[0, 20\)"):
+        make_shd(path=random_file(tmp_path / "shd.h5", per_class=2), test_path=files[2])
     assert {"shd", "ssc"} <= set(available_datasets())
     assert get_dataset("ssc", path=files[0], val_path=files[1], test_path=files[2], time_steps=5).name == "ssc"
 

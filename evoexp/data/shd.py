@@ -108,12 +108,13 @@ def _open(path: str | Path, key: str) -> h5py.File:
         raise ValueError(f"{key}: {file}: no such file")
     if file.is_dir():
         raise ValueError(f"{key}: {file}: is a directory; give the HDF5 file itself (e.g. shd_train.h5)")
-    with file.open("rb") as handle:
-        if handle.read(2) == _GZIP_MAGIC:
-            raise ValueError(f"{key}: {file}: is gzip-compressed; unpack it first (gunzip {file.name})")
     try:
+        with file.open("rb") as handle:
+            compressed = handle.read(2) == _GZIP_MAGIC
+        if compressed:
+            raise ValueError(f"{key}: {file}: is gzip-compressed; unpack it first (gunzip {file.name})")
         return h5py.File(file, "r")
-    except OSError as exc:
+    except OSError as exc:  # unreadable, or not HDF5 (h5py reports "file signature not found")
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ValueError(f"{key}: {file}: not a readable HDF5 file ({reason})") from None
 
@@ -348,8 +349,12 @@ def load_spiking_audio(
     train_idx, val_idx, test_idx = stratified_split(torch.from_numpy(events.labels), split, seed=split_seed)
     parts = {
         "train": events.subset(train_idx.numpy()),
-        "val": events.subset(val_idx.numpy()) if val_path is None else read_events(val_path, n_classes=n_classes),
-        "test": events.subset(test_idx.numpy()) if test_path is None else read_events(test_path, n_classes=n_classes),
+        "val": events.subset(val_idx.numpy())
+        if val_path is None
+        else read_events(val_path, n_classes=n_classes, key="val_path"),
+        "test": events.subset(test_idx.numpy())
+        if test_path is None
+        else read_events(test_path, n_classes=n_classes, key="test_path"),
     }
     datasets = {}
     for part, part_events in parts.items():
@@ -357,7 +362,14 @@ def load_spiking_audio(
         total = sum(len(t) for t in part_events.times)
         log.info(
             "%s %s: %d samples from %s, %d spikes binned into %d steps over %g s, %d (%.2f%%) later ones dropped",
-            *(name, part, len(part_events), part_events.path, total, time_steps, duration, dropped),
+            name,
+            part,
+            len(part_events),
+            part_events.path,
+            total,
+            time_steps,
+            duration,
+            dropped,
             100.0 * dropped / max(total, 1),
         )
         features = spikes.reshape(len(part_events), time_steps * N_CHANNELS)  # a view: no second copy
