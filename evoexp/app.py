@@ -49,7 +49,7 @@ from evoexp.models import SNN, ann_twin
 from evoexp.surrogate import SurrogateGradient, get_surrogate
 from evoexp.sweep import JobOutcome, make_tracker, reuse_baseline, write_outcome
 from evoexp.tracking import RunLogger, Tags, Tracker, git_commit
-from evoexp.training import DivergenceError, EpochRecord, evaluate, fit
+from evoexp.training import BestWeights, DivergenceError, EpochRecord, evaluate, fit
 from evoexp.verification.benchmark import BenchmarkResult, ModelBenchmark, SeedRun
 from evoexp.verification.results import Result, to_jsonable
 
@@ -378,11 +378,11 @@ def _train(
     run: RunLogger,
     loss_fn: LossFn | None = None,
     rate_reg: float = 0.0,
-) -> tuple[list[EpochRecord], DivergenceError | None]:
+) -> tuple[list[EpochRecord], DivergenceError | None, BestWeights]:
     """Train ``model`` with :func:`evoexp.training.fit`, logging each epoch's metrics as one batch.
 
     Returns:
-        The epoch records and the divergence (None if training completed).
+        The epoch records, the divergence (None if training completed) and the best-validation weights.
     """
     trainer, convergence = config.trainer, config.verifier.convergence
     loaders = {
@@ -407,6 +407,7 @@ def _train(
             return False
         return stopper.step(record.epoch, record.val_loss)
 
+    best = BestWeights()
     try:
         history = fit(
             model,
@@ -419,26 +420,43 @@ def _train(
             target_rate=trainer.target_rate,
             grad_clip=trainer.grad_clip,
             on_epoch=on_epoch,
+            best=best,
             label=label,
         )
     except DivergenceError as err:
-        return list(err.history), err
-    return history, None
+        return list(err.history), err, best
+    return history, None, best
 
 
-def _test_metrics(model: nn.Module, data: DatasetSplits, config: Config, *, prefix: str, view: str) -> dict[str, float]:
-    """Loss and accuracy of ``model`` on the test split."""
+def _test_metrics(
+    model: nn.Module, best: BestWeights, data: DatasetSplits, config: Config, *, prefix: str, view: str
+) -> dict[str, float]:
+    """Test loss and accuracy of the last epoch's weights and of the best-validation weights (restored into ``model``).
+
+    Returns:
+        ``<prefix>/test/{loss,acc}_last``, ``<prefix>/test/{loss,acc}_best`` and ``<prefix>/best_epoch``; ``model``
+        holds the best-validation weights afterwards (the last ones when no epoch was kept).
+    """
     loader = make_loader(data.test, batch_size=config.trainer.batch_size, view=view)  # type: ignore[arg-type]
-    stats = evaluate(model, loader)
-    return {f"{prefix}/test/loss": stats.loss, f"{prefix}/test/acc": stats.acc}
+    last = evaluate(model, loader)
+    final = {f"{prefix}/test/loss_last": last.loss, f"{prefix}/test/acc_last": last.acc}
+    if best.epoch is None:
+        return {**final, f"{prefix}/test/loss_best": math.nan, f"{prefix}/test/acc_best": math.nan}
+    chosen = evaluate(best.restore(model), loader)
+    return {
+        **final,
+        f"{prefix}/test/loss_best": chosen.loss,
+        f"{prefix}/test/acc_best": chosen.acc,
+        f"{prefix}/best_epoch": float(best.epoch),
+    }
 
 
 def _train_ann(config: Config, data: DatasetSplits, snn: SNN) -> tuple[dict[str, Any], dict[str, float]]:
     """Train the ANN twin; return its JSON payload and summary metrics (independent of the surrogate)."""
     torch.manual_seed(config.seed)
     ann = ann_twin(snn, data.n_features, activation=config.model.ann_activation)
-    history, diverged = _train(ann, config, data, label="ann", view="features", run=RunLogger())
-    test = _test_metrics(ann, data, config, prefix="ann", view="features") if diverged is None else {}
+    history, diverged, best = _train(ann, config, data, label="ann", view="features", run=RunLogger())
+    test = _test_metrics(ann, best, data, config, prefix="ann", view="features") if diverged is None else {}
     payload = {
         "n_params": _count(ann),
         "history": [record.to_dict() for record in history],
@@ -510,7 +528,7 @@ def run_experiment(config: Config, *, run: RunLogger, tracker: Tracker, ann_key:
 
     initial_train = evaluate(snn, make_loader(data.train, batch_size=config.trainer.batch_size))
     initial_val = evaluate(snn, make_loader(data.val, batch_size=config.trainer.batch_size))
-    history, diverged = _train(
+    history, diverged, best = _train(
         snn,
         config,
         data,
@@ -527,7 +545,7 @@ def run_experiment(config: Config, *, run: RunLogger, tracker: Tracker, ann_key:
     if diverged is not None:
         outcome.diverged = str(diverged)
     else:
-        metrics.update(_test_metrics(snn, data, config, prefix="snn", view="spikes"))
+        metrics.update(_test_metrics(snn, best, data, config, prefix="snn", view="spikes"))
     warmup = 1 if config.trainer.epochs > 1 else 0
     snn_run = _seed_run(config.seed, records, diverged=diverged is not None, warmup=warmup)
     metrics["snn/time_per_epoch"] = snn_run.time_per_epoch
@@ -585,6 +603,7 @@ def _write_outputs(cfg: DictConfig, config: Config, context: JobContext, outcome
         "objective": outcome.objective,
         "config": to_plain(cfg),
         "metrics": outcome.metrics,
+        "test": _test_section(outcome.metrics),
         "results": {name: result.to_dict() for name, result in outcome.results.items()},
     }
     (out / RESULTS_FILE).write_text(json.dumps(to_jsonable(payload), indent=2, allow_nan=False) + "\n")
@@ -596,11 +615,46 @@ def _write_outputs(cfg: DictConfig, config: Config, context: JobContext, outcome
         f"verifier: {config.verifier.name}",
         f"- outcome: {payload['outcome']}" + (f" ({outcome.diverged})" if outcome.diverged else ""),
         f"- best SNN validation accuracy: {outcome.objective:.4f}",
+        *_test_lines(payload["test"]),
         f"- config hash: {digest}",
     ]
     (out / REPORT_FILE).write_text("\n".join([heading, "", *facts, body]), encoding="utf-8")
     if config.figures:
         _save_figures(out / "figures", config, outcome)
+
+
+TEST_SELECTION = (
+    "best: weights of the best-validation epoch (highest validation accuracy, ties to the lower validation loss) "
+    "restored before testing; last: weights after the final epoch"
+)
+
+
+def _test_section(metrics: Mapping[str, float]) -> dict[str, Any]:
+    """The ``test`` entry of ``results.json``: per model, test loss/accuracy at the best-validation and last epoch."""
+    section: dict[str, Any] = {"selection": TEST_SELECTION}
+    for prefix in ("snn", "ann"):
+        if f"{prefix}/test/acc_last" in metrics:
+            section[prefix] = {
+                "best_epoch": metrics.get(f"{prefix}/best_epoch"),
+                "best": {"acc": metrics[f"{prefix}/test/acc_best"], "loss": metrics[f"{prefix}/test/loss_best"]},
+                "last": {"acc": metrics[f"{prefix}/test/acc_last"], "loss": metrics[f"{prefix}/test/loss_last"]},
+            }
+    return section
+
+
+def _test_lines(section: Mapping[str, Any]) -> list[str]:
+    """Report lines of the test accuracies in ``section`` (see :func:`_test_section`)."""
+    lines = []
+    for prefix in ("snn", "ann"):
+        if prefix in section:
+            entry = section[prefix]
+            epoch = "none" if entry["best_epoch"] is None else f"{entry['best_epoch']:.0f}"
+            lines.append(
+                f"- {prefix.upper()} test accuracy: {entry['best']['acc']:.4f} at the best-validation epoch {epoch} "
+                f"(weights restored; `{prefix}/test/acc_best`), {entry['last']['acc']:.4f} after the last epoch "
+                f"(`{prefix}/test/acc_last`)"
+            )
+    return lines
 
 
 def _save_figures(directory: Path, config: Config, outcome: Outcome) -> None:

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
+    "BestWeights",
     "DivergenceError",
     "EpochRecord",
     "EpochStats",
@@ -152,6 +153,54 @@ class EpochRecord:
     def to_dict(self) -> dict[str, object]:
         """Plain-dict copy (JSON-safe apart from NaN floats)."""
         return dataclasses.asdict(self)
+
+
+class BestWeights:
+    """Copy of the weights of the best-validation epoch, to restore after training.
+
+    The best-validation epoch is the epoch with the highest validation accuracy (the epoch behind the objective
+    ``*/val/best_acc``); among equal accuracies the one with the lower validation loss, then the earlier one.
+    Epochs without a finite validation accuracy never count.
+
+    Attributes:
+        epoch: The best-validation epoch (None until an epoch with a finite validation accuracy was seen).
+        val_acc: Its validation accuracy.
+        val_loss: Its validation loss.
+        state: CPU copy of the model's ``state_dict`` at the end of that epoch.
+    """
+
+    def __init__(self) -> None:
+        self.epoch: int | None = None
+        self.val_acc = -math.inf
+        self.val_loss = math.inf
+        self.state: dict[str, Tensor] | None = None
+
+    def update(self, model: nn.Module, record: EpochRecord) -> bool:
+        """Keep ``model``'s weights if ``record`` is a better validation epoch than the best so far.
+
+        Returns:
+            Whether the weights were kept.
+        """
+        acc, loss = record.val_acc, record.val_loss
+        if acc is None or not math.isfinite(acc):
+            return False
+        loss = math.inf if loss is None or not math.isfinite(loss) else loss
+        if acc < self.val_acc or (acc == self.val_acc and loss >= self.val_loss):
+            return False
+        self.epoch, self.val_acc, self.val_loss = record.epoch, acc, loss
+        self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        return True
+
+    def restore(self, model: nn.Module) -> nn.Module:
+        """Load the kept weights into ``model`` (in place) and return it.
+
+        Raises:
+            RuntimeError: If no epoch was kept.
+        """
+        if self.state is None:
+            raise RuntimeError("no best-validation weights were kept (no epoch had a finite validation accuracy)")
+        model.load_state_dict(self.state)
+        return model
 
 
 def layer_name(parameter_name: str) -> str:
@@ -409,6 +458,7 @@ def fit(
     grad_clip: float | None = None,
     progress: bool = True,
     on_epoch: Callable[[EpochRecord], bool | None] | None = None,
+    best: BestWeights | None = None,
     label: str = "model",
 ) -> list[EpochRecord]:
     """Train for ``epochs`` epochs, evaluating on ``val_loader`` after each, and log one line per epoch.
@@ -426,6 +476,7 @@ def fit(
         grad_clip: Optional total gradient-norm clip.
         progress: Log each epoch at INFO (else DEBUG) on logger ``"evoexp.training"``.
         on_epoch: Called with each :class:`EpochRecord`; returning True stops training (early stopping).
+        best: Updated after each epoch with the model and its record (keeps the best-validation weights).
         label: Name shown in the progress lines (e.g. ``"snn"``).
 
     Returns:
@@ -475,6 +526,8 @@ def fit(
             rate_loss=stats.rate_loss,
         )
         history.append(record)
+        if best is not None:
+            best.update(model, record)
         val_text = "" if val is None else f" | val loss {val.loss:.4f} acc {val.acc:.3f}"
         logger.log(
             level,

@@ -64,8 +64,18 @@ def test_single_run_writes_results_report_and_one_mlflow_run_then_resume_skips_i
     assert params["surrogate.slope"] == "5.0"
     assert params["model.hidden_sizes"] == "[16]"
     assert metrics["snn/val/best_acc"] == pytest.approx(results["objective"])
-    for key in ("snn/test/acc", "ann/test/acc", "snn/params", "benchmark/acc_gap", "benchmark/time_ratio"):
+    for key in ("snn/params", "benchmark/acc_gap", "benchmark/time_ratio"):
         assert key in metrics, key
+    for model in ("snn", "ann"):  # test metrics at the best-validation epoch and at the last epoch
+        for key in ("test/acc_best", "test/loss_best", "test/acc_last", "test/loss_last", "best_epoch"):
+            assert metrics[f"{model}/{key}"] == pytest.approx(results["metrics"][f"{model}/{key}"])
+        section = results["test"][model]
+        assert section["best"]["acc"] == metrics[f"{model}/test/acc_best"]
+        assert section["last"]["acc"] == metrics[f"{model}/test/acc_last"]
+        assert 1 <= section["best_epoch"] <= 2
+    assert "best-validation epoch" in results["test"]["selection"]
+    assert "SNN test accuracy:" in report and "`snn/test/acc_last`" in report
+    assert "snn/test/acc" not in metrics
     assert any(key.startswith("gradient") for key in metrics)
     history = client(tmp_path).get_metric_history(run.info.run_id, "snn/val/acc")
     assert [m.step for m in history] == [1, 2]

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from evoexp.data import make_loader, make_randman, make_synthetic
 from evoexp.models import ANN, SNN
 from evoexp.training import (
+    BestWeights,
     DivergenceError,
     EpochRecord,
     accuracy,
@@ -300,3 +301,53 @@ def test_ann_learns_randman_features() -> None:
         progress=False,
     )
     assert evaluate(model, make_loader(splits.test, batch_size=256, view="features")).acc > 0.8
+
+
+def _record(epoch: int, val_acc: float | None, val_loss: float | None) -> EpochRecord:
+    return EpochRecord(epoch=epoch, train_loss=1.0, train_acc=0.5, val_loss=val_loss, val_acc=val_acc, grad_norm=1.0)
+
+
+def test_best_weights_keep_highest_val_acc_ties_to_lower_loss_and_restore() -> None:
+    model = nn.Linear(2, 2)
+    best = BestWeights()
+    with pytest.raises(RuntimeError, match="no best-validation weights"):
+        best.restore(model)
+    steps = [
+        (1, 0.5, 0.9, True),
+        (2, None, None, False),
+        (3, 0.7, 0.8, True),
+        (4, 0.7, 0.85, False),
+        (5, 0.7, 0.6, True),
+        (6, 0.6, 0.1, False),
+        (7, math.nan, 0.1, False),
+    ]
+    kept = {}
+    for epoch, acc, loss, expected in steps:
+        with torch.no_grad():
+            model.weight.fill_(float(epoch))
+        assert best.update(model, _record(epoch, acc, loss)) is expected, epoch
+        if expected:
+            kept = {k: v.clone() for k, v in model.state_dict().items()}
+    assert (best.epoch, best.val_acc, best.val_loss) == (5, 0.7, 0.6)
+    best.restore(model)
+    assert torch.equal(model.weight, kept["weight"])
+    assert model.weight[0, 0].item() == 5.0
+
+
+def test_fit_with_best_weights_keeps_the_best_validation_epoch() -> None:
+    splits = make_synthetic(n_channels=5)
+    model = _mlp(5, 2)
+    best = BestWeights()
+    history = fit(
+        model,
+        make_loader(splits.train, batch_size=16, view="features"),
+        make_loader(splits.val, batch_size=16, view="features"),
+        epochs=4,
+        optimizer=torch.optim.Adam(model.parameters(), lr=0.05),
+        progress=False,
+        best=best,
+    )
+    top = max(history, key=lambda r: (r.val_acc, -r.val_loss, -r.epoch))
+    assert best.epoch == top.epoch
+    restored = evaluate(best.restore(model), make_loader(splits.val, batch_size=16, view="features"))
+    assert (restored.acc, restored.loss) == pytest.approx((top.val_acc, top.val_loss), rel=1e-12)
