@@ -77,9 +77,16 @@ def test_single_run_writes_results_report_and_one_mlflow_run_then_resume_skips_i
     assert "SNN test accuracy:" in report and "`snn/test/acc_last`" in report
     assert "snn/test/acc" not in metrics
     assert any(key.startswith("gradient") for key in metrics)
-    history = client(tmp_path).get_metric_history(run.info.run_id, "snn/val/acc")
-    assert [m.step for m in history] == [1, 2]
-    assert [m.step for m in client(tmp_path).get_metric_history(run.info.run_id, "ann/val/acc")] == [1, 2]
+
+    def steps(key: str) -> list[int]:
+        return sorted(m.step for m in client(tmp_path).get_metric_history(run.info.run_id, key))
+
+    # Epoch 0 (before training) is evaluated like every epoch; running means exist from epoch 1.
+    for key in ("snn/val/acc", "snn/train/eval_loss", "ann/val/acc", "ann/train/eval_loss"):
+        assert steps(key) == [0, 1, 2], key
+    assert steps("snn/train/loss") == steps("ann/train/loss") == [1, 2]
+    assert tags["evoexp.code_identity"] == results["code_identity"]
+    assert results["code_identity"].startswith("evoexp ")
     artifacts = {a.path for a in client(tmp_path).list_artifacts(run.info.run_id)}
     assert {"results.json", "report.md", "config_resolved.yaml", ".hydra", "__main__.log"} <= artifacts
     assert len(runs(tmp_path, "evoexp-ann-baselines")) == 1

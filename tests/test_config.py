@@ -12,7 +12,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ValidationError
 
-from evoexp.app import build_optimizer, build_snn, verification_options
+from evoexp.builders import build_ann, build_optimizer, build_snn, verification_options
 from evoexp.config import (
     Config,
     ConfigValidationError,
@@ -24,7 +24,6 @@ from evoexp.config import (
     register_configs,
 )
 from evoexp.data import DatasetSplits, get_dataset
-from evoexp.models import ann_twin
 from evoexp.surrogate import SurrogateGradient, available_surrogates, get_surrogate
 from evoexp.sweep import make_tracker
 from evoexp.tracking import MlflowTracker, NullTracker
@@ -76,8 +75,7 @@ def test_every_group_option_composes_and_instantiates(group: str, small_data: Da
         overrides = [f"{group}={option}"] + ([] if group == "dataset" else SMALL)
         config = load_config(composed(*overrides))
         assert isinstance(config, Config)
-        snn = build_snn(config, small_data, get_surrogate(config.surrogate.name, **config.surrogate.kwargs()))
-        ann = ann_twin(snn, small_data.n_features, activation=config.model.ann_activation)
+        snn, ann = build_snn(config, small_data), build_ann(config, small_data)
         assert snn(small_data.train.spikes[:2]).shape == (2, small_data.n_classes)
         assert ann(small_data.train.features[:2]).shape == (2, small_data.n_classes)
         assert isinstance(build_optimizer(config, list(snn.parameters())), torch.optim.Optimizer)

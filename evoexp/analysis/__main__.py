@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from evoexp.analysis import schema
+from evoexp import keys as schema
 from evoexp.analysis.pipeline import ALL_FORMATS, run_analysis
 from evoexp.tracking import resolve_tracking_uri
 

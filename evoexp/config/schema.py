@@ -7,7 +7,7 @@ in each schema's ``__post_init__`` and run when :func:`evoexp.config.load_config
 message names the dotted config key, e.g. ``surrogate.slope must be a finite number > 0, got -1.0``.
 
 The schemas only describe and validate. Building objects from them (surrogates, datasets, models, optimisers) is
-done by :mod:`evoexp.app`.
+done by :mod:`evoexp.builders`.
 """
 
 from __future__ import annotations
@@ -492,8 +492,11 @@ class TrackingConfig:
         uri: Tracking URI; None uses ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<project root>/mlruns.db``.
         experiment: MLflow experiment name.
         sweep_id: Tag grouping the runs of one sweep; None derives it from the sweep directory.
-        resume: Skip a job whose config already has a FINISHED run (matched by config hash).
-        reuse_ann: Train the ANN twin once per (dataset, sizes, trainer, seed) and reuse it from the store.
+        resume: Skip a job whose config already has a FINISHED run (same config hash and code identity).
+        reuse_ann: Train the ANN twin once per (dataset, sizes, trainer, early stopping, seed) and reuse it from
+            the store (when it was trained by the same code).
+        reuse_across_code: Let ``resume`` and ``reuse_ann`` serve runs that other code (another evoexp version or
+            source digest, see :func:`evoexp.config.code_identity`) produced; off by default, so a fix re-runs.
         log_artifacts: Upload the job's output directory (config, results, report, log, figures) as artifacts.
         flush_every: Seconds a run buffers metrics before one batched upload (0: upload every epoch).
     """
@@ -504,6 +507,7 @@ class TrackingConfig:
     sweep_id: str | None = None
     resume: bool = True
     reuse_ann: bool = True
+    reuse_across_code: bool = False
     log_artifacts: bool = True
     flush_every: float = 5.0
 
