@@ -128,14 +128,15 @@ def training_options(config: Config, *, snn: bool) -> dict[str, Any]:
     The firing-rate regulariser is the SNN's alone; the optimiser is left to :func:`build_optimizer`.
     """
     trainer, convergence = config.trainer, config.verifier.convergence
-    return {
+    options: dict[str, Any] = {
         "epochs": trainer.epochs,
         "grad_clip": trainer.grad_clip,
         "patience": convergence.patience,
         "min_delta": convergence.min_delta,
-        "rate_reg": trainer.rate_reg if snn else 0.0,
-        "target_rate": trainer.target_rate,
     }
+    if snn:
+        options.update(rate_reg=trainer.rate_reg, target_rate=trainer.target_rate)
+    return options
 
 
 def verification_options(config: Config) -> VerificationOptions:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,16 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ValidationError
 
-from evoexp.builders import build_ann, build_optimizer, build_snn, verification_options
+from evoexp.builders import (
+    build_ann,
+    build_dataset,
+    build_loader,
+    build_optimizer,
+    build_snn,
+    training_options,
+    verification_options,
+    warmup_epochs,
+)
 from evoexp.config import (
     Config,
     ConfigValidationError,
@@ -23,6 +33,7 @@ from evoexp.config import (
     one_line,
     register_configs,
 )
+from evoexp.config.identity import ANN_KEYS, SNN_ONLY_KEYS
 from evoexp.data import DatasetSplits, get_dataset
 from evoexp.surrogate import SurrogateGradient, available_surrogates, get_surrogate
 from evoexp.sweep import make_tracker
@@ -188,11 +199,56 @@ def test_config_hash_ignores_tracking_and_threads_only() -> None:
     assert config_hash(composed("seed=1")) != base
 
 
-def test_ann_hash_depends_on_data_sizes_trainer_seed_not_surrogate() -> None:
+def test_ann_hash_depends_on_data_sizes_trainer_early_stopping_seed_not_surrogate() -> None:
     base = ann_hash(composed())
-    assert ann_hash(composed("surrogate=atan", "surrogate.slope=3", "trainer.rate_reg=0.1")) == base
-    for override in ("seed=1", "model.hidden_sizes=[32]", "trainer.lr=0.1", "dataset.time_steps=20"):
+    same = ("surrogate=atan", "surrogate.slope=3", "trainer.rate_reg=0.1", "model.tau_mem=5", "threads=2")
+    assert ann_hash(composed(*same)) == base
+    for override in (
+        "seed=1",
+        "model.hidden_sizes=[32]",
+        "model.ann_activation=tanh",
+        "trainer.lr=0.1",
+        "trainer.grad_clip=1.0",
+        "dataset.time_steps=20",
+        "verifier.convergence.patience=3",
+        "verifier.convergence.min_delta=0.01",
+    ):
         assert ann_hash(composed(override)) != base, override
+
+
+class _Recorder:
+    """Proxy of a config dataclass that records every dotted key read through it."""
+
+    def __init__(self, node: object, seen: set[str], prefix: str = "") -> None:
+        self._node, self._seen, self._prefix = node, seen, prefix
+
+    def __getattr__(self, name: str) -> object:
+        value = getattr(self._node, name)
+        key = f"{self._prefix}{name}"
+        if dataclasses.is_dataclass(value):
+            return _Recorder(value, self._seen, f"{key}.")
+        self._seen.add(key)
+        return value
+
+
+def test_ann_key_covers_every_setting_the_ann_route_reads(small_data: DatasetSplits) -> None:
+    """Guard of ANN_KEYS: building and training the ANN twin reads no config key outside the ANN identity."""
+    config = load_config(composed(*SMALL))
+    seen: set[str] = set()
+    proxy = _Recorder(config, seen)
+    ann = build_ann(proxy, small_data)  # type: ignore[arg-type]
+    build_optimizer(proxy, ann.parameters())  # type: ignore[arg-type]
+    training_options(proxy, snn=False)  # type: ignore[arg-type]
+    build_loader(proxy, small_data, "train", view="features")  # type: ignore[arg-type]
+    build_dataset(proxy)  # type: ignore[arg-type]
+    warmup_epochs(proxy)  # type: ignore[arg-type]
+    kept = [k for k in ANN_KEYS if not any(k == s or k.startswith(s + ".") for s in SNN_ONLY_KEYS)]
+    uncovered = sorted(k for k in seen if not any(k == p or k.startswith(p + ".") for p in kept))
+    assert not uncovered, f"the ANN reads {uncovered}, which ann_hash ignores"
+    assert {"trainer.lr", "verifier.convergence.patience", "model.hidden_sizes", "seed"} <= seen
+    seen.clear()
+    training_options(proxy, snn=True)  # type: ignore[arg-type]
+    assert {"trainer.rate_reg", "trainer.target_rate"} <= seen  # the SNN-only keys really are SNN-only
 
 
 def test_flatten_uses_dotted_keys_and_keeps_lists() -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "code_identity",
     "config_hash",
     "flatten",
+    "source_digest",
     "to_plain",
 ]
 
@@ -54,27 +55,34 @@ _EXCLUDED_SOURCE = ("analysis",)
 """Subpackages left out of the source digest: they only read finished runs, never change a result."""
 
 
-@functools.cache
-def code_identity() -> str:
-    """Identity of the code that computes a run: ``evoexp <version> src <digest> torch <version>``.
+def source_digest(package: Path) -> str:
+    """First 12 hex digits of the SHA-256 over the relative path and content of each ``.py`` file under ``package``.
 
-    The digest is the first 12 hex digits of the SHA-256 over the relative path and content of every ``.py`` file
-    of the installed ``evoexp`` package (outside :data:`_EXCLUDED_SOURCE`), so an editable checkout with local
-    changes, a wheel and a release of the same version are told apart by what they would compute, and a change to
-    documentation or analysis code does not invalidate a sweep.
+    Files under the subpackages in :data:`_EXCLUDED_SOURCE` are left out.
     """
-    import torch
-
-    import evoexp
-
-    package = Path(evoexp.__file__).resolve().parent
     sha = hashlib.sha256()
     for path in sorted(package.rglob("*.py")):
         relative = path.relative_to(package)
         if relative.parts[0] in _EXCLUDED_SOURCE:
             continue
         sha.update(relative.as_posix().encode("utf-8") + b"\0" + path.read_bytes() + b"\0")
-    return f"evoexp {evoexp.__version__} src {sha.hexdigest()[:12]} torch {torch.__version__}"
+    return sha.hexdigest()[:12]
+
+
+@functools.cache
+def code_identity() -> str:
+    """Identity of the code that computes a run: ``evoexp <version> src <digest> torch <version>``.
+
+    The digest (:func:`source_digest`) covers the source of the installed ``evoexp`` package, so an editable
+    checkout with local changes, a wheel and a release of the same version are told apart by what they would
+    compute, while a change to documentation or to the analysis code does not invalidate a sweep.
+    """
+    import torch
+
+    import evoexp
+
+    package = Path(evoexp.__file__).resolve().parent
+    return f"evoexp {evoexp.__version__} src {source_digest(package)} torch {torch.__version__}"
 
 
 def to_plain(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
