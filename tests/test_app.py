@@ -106,16 +106,45 @@ def test_single_run_writes_results_report_and_one_mlflow_run_then_resume_skips_i
         ("trainer.lr=abc", "(key: trainer.lr)"),
         ("trainer.nope=1", "(key: trainer.nope)"),
         ("surrogate=nope", "Available options in 'surrogate': atan,"),
+        ("tracking.uri=bogus://x", "tracking.uri='bogus://x' has an unknown scheme 'bogus'"),
+        ("tracking.uri=sqlite:////nonexistent/dir/x.db", "the directory /nonexistent/dir of the SQLite file"),
+        ("dataset.split=[0.9,0.1,0.0]", "dataset.split leaves the test split empty"),
+        ("dataset.samples_per_class=1", "dataset.samples_per_class=1 leaves the validation and test splits empty"),
+        ("trainer.momentum=5", "trainer.momentum=5.0 is an SGD setting that adam ignores"),
+        ("surrogate.slope=1e300", "surrogate.slope must be at most 1e+06"),
+        ("dataset=digits", "experiment=smoke sets dataset.n_classes, which dataset=digits does not have"),
     ],
 )
 def test_bad_override_fails_with_one_line_and_no_run(tmp_path: Path, override: str, expected: str) -> None:
-    done = evoexp(tmp_path, override, "experiment=smoke")
-    assert done.returncode != 0
+    done = evoexp(tmp_path, "experiment=smoke", override)
+    assert done.returncode == 1
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("evoexp: error: ")
     assert expected in lines[0]
-    assert runs(tmp_path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no store, no outputs, no lock files
+    assert not Path("/nonexistent").exists()
+
+
+def test_dt_far_above_tau_runs_with_one_warning_line(tmp_path: Path) -> None:
+    done = evoexp(tmp_path, "experiment=smoke", "model.dt=100", "tracking=off", "trainer.epochs=1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    warnings = [line for line in (done.stdout + done.stderr).splitlines() if "model.dt=100 is larger" in line]
+    assert len(warnings) == 1, warnings
+
+
+def test_hydra_full_error_shows_the_trace_of_a_config_error(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "evoexp", "experiment=smoke", "trainer.lr=abc"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 1
+    assert "Traceback (most recent call last)" in done.stderr and "trainer.lr" in done.stderr
 
 
 def test_help_lists_groups_and_options(tmp_path: Path) -> None:

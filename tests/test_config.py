@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +35,7 @@ from evoexp.config import (
     load_config,
     one_line,
     register_configs,
+    report_config_errors,
 )
 from evoexp.config.identity import ANN_KEYS, SNN_ONLY_KEYS
 from evoexp.data import DatasetSplits, get_dataset
@@ -98,7 +102,7 @@ def test_every_group_option_composes_and_instantiates(group: str, small_data: Da
 
 @pytest.mark.parametrize("option", options("dataset"))
 def test_dataset_option_builds_small_version(option: str) -> None:
-    small = {"randman": ["dataset.samples_per_class=4", "dataset.time_steps=10"], "digits": [], "synthetic": []}
+    small = {"randman": ["dataset.samples_per_class=6", "dataset.time_steps=10"], "digits": [], "synthetic": []}
     config = load_config(composed(f"dataset={option}", *small[option]))
     assert config.dataset.name == option
     data = get_dataset(config.dataset.name, **config.dataset.kwargs(seed=config.seed))
@@ -147,7 +151,18 @@ def test_launcher_presets_compose(launcher: str) -> None:
         ("model.reset=bogus", "model.reset"),
         ("trainer.lr=0", "trainer.lr"),
         ("verifier.checks=[nope]", "verifier.checks"),
+        ("dataset.split=[0.9,0.1,0.0]", "dataset.split leaves the test split empty"),
+        ("dataset.split=[0.9,0.0,0.1]", "dataset.split leaves the validation split empty"),
+        ("dataset.samples_per_class=1", "dataset.samples_per_class=1 leaves the validation and test splits empty"),
+        ("trainer.momentum=5", "trainer.momentum=5.0 is an SGD setting that adam ignores"),
+        ("surrogate.slope=1e300", "surrogate.slope must be at most 1e+06"),
+        ("surrogate.scale=1e7", "surrogate.scale must be at most 1e+06"),
+        ("tracking.uri=bogus://x", "tracking.uri='bogus://x' has an unknown scheme 'bogus'"),
+        ("tracking.uri=sqlite:////nonexistent/evoexp-dir/x.db", "the directory /nonexistent/evoexp-dir of the SQLite"),
         ("surrogate=q_pseudo", None),
+        ("dataset.samples_per_class=6", None),
+        ("tracking.uri=http://127.0.0.1:5000", None),
+        ("tracking.uri=postgresql+psycopg2://u@h/db", None),
     ],
 )
 def test_value_errors_name_the_key(override: str, key: str | None) -> None:
@@ -155,8 +170,77 @@ def test_value_errors_name_the_key(override: str, key: str | None) -> None:
     if key is None:  # a valid option, for contrast
         load_config(cfg)
         return
-    with pytest.raises(ConfigValidationError, match=key.replace(".", r"\.")):
+    with pytest.raises(ConfigValidationError, match=re.escape(key)):
         load_config(cfg)
+    assert not Path("/nonexistent").exists()  # the SQLite check creates nothing
+
+
+def test_momentum_is_checked_for_sgd_too() -> None:
+    assert load_config(composed("trainer=sgd")).trainer.momentum == 0.9
+    with pytest.raises(ConfigValidationError, match=r"trainer\.momentum must be < 1"):
+        load_config(composed("trainer=sgd", "trainer.momentum=5"))
+
+
+def test_dt_far_above_the_time_constants_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    cfg = composed("model.dt=100")
+    with caplog.at_level(logging.WARNING, logger="evoexp.config"):
+        config = load_config(cfg)  # legal: it runs, with one warning line
+        load_config(cfg)
+    (record,) = [r for r in caplog.records if r.name == "evoexp.config"]
+    message = record.getMessage()
+    assert message.startswith("model.dt=100 is larger than model.tau_mem=20 and model.tau_syn=10")
+    assert "\n" not in message
+    assert config.model.dt == 100
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="evoexp.config"):
+        load_config(composed("model.dt=1"))
+    assert not caplog.records
+
+
+def _config_error() -> None:
+    composed("trainer.lr=abc")
+
+
+def test_report_config_errors_prints_one_line_and_restores_the_environment(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    seen: list[str | None] = []
+
+    def main() -> int:
+        seen.append(os.environ.get("HYDRA_FULL_ERROR"))  # Hydra raises instead of printing while it is set
+        _config_error()
+        return 0
+
+    with pytest.raises(SystemExit) as info:
+        report_config_errors(main, argv=["trainer.lr=abc"])
+    assert info.value.code == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("evoexp: error: ") and "(key: trainer.lr)" in line
+    assert seen == ["1"] and "HYDRA_FULL_ERROR" not in os.environ
+    assert report_config_errors(lambda: 7) == 7
+
+    def crash() -> None:
+        raise RuntimeError("not a config error")
+
+    with pytest.raises(RuntimeError, match="not a config error"):  # other errors keep their traceback
+        report_config_errors(crash)
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")  # the user asks for the full trace of everything
+    with pytest.raises(Exception, match=r"trainer\.lr"):
+        report_config_errors(_config_error)
+    assert os.environ["HYDRA_FULL_ERROR"] == "1"
+
+
+def test_preset_clash_names_both_sides(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        report_config_errors(
+            lambda: composed("experiment=smoke", "dataset=digits"), argv=["experiment=smoke", "dataset=digits"]
+        )
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (
+        "evoexp: error: experiment=smoke sets dataset.n_classes, which dataset=digits does not have: the preset is "
+        "made for another dataset option; drop dataset=digits or the preset"
+    )
 
 
 def test_shape_specific_params_are_validated() -> None:

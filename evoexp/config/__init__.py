@@ -11,7 +11,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from evoexp.config.errors import ConfigValidationError, install_compact_errors, is_config_error, one_line
+from evoexp.config.errors import ConfigValidationError, is_config_error, one_line, report_config_errors
 from evoexp.config.identity import CODE_IDENTITY_TAG, ann_hash, code_identity, config_hash, flatten, to_plain
 from evoexp.config.schema import (
     DATASET_SCHEMAS,
@@ -56,11 +56,11 @@ __all__ = [
     "code_identity",
     "config_hash",
     "flatten",
-    "install_compact_errors",
     "is_config_error",
     "load_config",
     "one_line",
     "register_configs",
+    "report_config_errors",
     "to_plain",
 ]
 
