@@ -1,17 +1,13 @@
 """The Hydra job: composed config -> :func:`evoexp.experiment.run_experiment` -> outputs and one MLflow run.
 
-:func:`run_job` is the task function of ``python -m evoexp``; :func:`execute` is one job's run lifecycle:
+:func:`run_job` is the task function of ``python -m evoexp``; :func:`execute` is one job's run lifecycle: skip it
+when ``tracking.resume`` finds a FINISHED run of the same config and code (:func:`evoexp.sweep.resumable_run`), open
+one MLflow run (params = flattened config; tags = sweep id, job, config hash, code identity, git commit), run the
+experiment (the science is in :mod:`evoexp.experiment`; the ANN twin comes from :func:`evoexp.sweep.ann_baseline`),
+write the outputs (:mod:`evoexp.outputs`), log the summary metrics and artifacts, and return the objective.
 
-1. skip the job when ``tracking.resume`` finds a FINISHED run with the same config hash and code identity,
-2. open one MLflow run (params = flattened config; tags = sweep id, job, config hash, code identity, git commit),
-3. run the experiment (the science lives in :mod:`evoexp.experiment`; the ANN twin is reused from the store per
-   :func:`evoexp.config.ann_hash` through :func:`evoexp.sweep.reuse_baseline`),
-4. write ``results.json``, ``report.md`` and figures (:mod:`evoexp.outputs`), log the summary metrics and artifacts,
-   and return the best validation accuracy to the sweeper.
-
-A diverging SNN is a result, not a crash: the run ends FINISHED with ``evoexp.outcome=diverged``. Any other
-exception ends the run FAILED; in a multirun the job then returns NaN instead of raising, so one failure never
-stops the other jobs. Config values are validated before any run exists (:class:`evoexp.sweep.EvoexpCallback`).
+A diverging SNN is a result (FINISHED, ``evoexp.outcome=diverged``); any other exception ends the run FAILED, and in
+a multirun the job then returns NaN so that the other jobs go on.
 """
 
 from __future__ import annotations
@@ -25,6 +21,7 @@ import torch
 from omegaconf import DictConfig
 
 import evoexp
+from evoexp.builders import build_dataset
 from evoexp.config import (
     CODE_IDENTITY_TAG,
     Config,
@@ -136,12 +133,13 @@ def execute(cfg: DictConfig, config: Config, context: JobContext) -> float:
         return record.objective
     name = f"{config.surrogate.name}-b{config.surrogate.slope:g}-s{config.seed}"
     try:
+        data = build_dataset(config)  # a dataset that cannot be built fails before a run exists
         with tracker.start_run(
             run_name=name, tags=_run_tags(context, digest, key, code), params=flatten(to_plain(cfg))
         ) as run:
             record.run_id = run.run_id
             baseline = ann_baseline(tracker, key, config.tracking, run, root=context.root)
-            outcome = run_experiment(config, run=run, ann_baseline=baseline)
+            outcome = run_experiment(config, data=data, run=run, ann_baseline=baseline)
             write_outputs(context.output_dir, cfg, config, outcome, config_hash=digest, code_identity=code)
             run.log_metrics(outcome.metrics)
             if outcome.diverged is not None:

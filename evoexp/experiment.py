@@ -155,11 +155,19 @@ def _train(
     )
 
 
-def run_experiment(config: Config, *, run: RunLogger | None = None, ann_baseline: AnnBaseline | None = None) -> Outcome:
+def run_experiment(
+    config: Config,
+    *,
+    data: DatasetSplits | None = None,
+    run: RunLogger | None = None,
+    ann_baseline: AnnBaseline | None = None,
+) -> Outcome:
     """Build data and models, run the enabled checks and training, and collect results and metrics.
 
     Args:
         config: The validated config.
+        data: The config's dataset, when the caller built it already (e.g. to log it as an MLflow input);
+            default :func:`~evoexp.builders.build_dataset`.
         run: Where per-epoch metrics go (default: nowhere).
         ann_baseline: Provides the ANN twin's run (default: train it here).
 
@@ -172,7 +180,7 @@ def run_experiment(config: Config, *, run: RunLogger | None = None, ann_baseline
     run = NullRun() if run is None else run
     debug, checks = config.debug, set(config.verifier.checks)
     torch.manual_seed(config.seed)
-    data = build_dataset(config)
+    data = build_dataset(config) if data is None else data
     snn = build_snn(config, data)
     if debug.sleep:
         time.sleep(debug.sleep)

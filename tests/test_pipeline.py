@@ -143,6 +143,12 @@ def test_app_and_python_api_give_identical_metrics(tmp_path: Path, config: Any) 
         assert run.test_acc_best == app["metrics"][f"{model}/test/acc_best"]
         assert run.test_acc_last == app["metrics"][f"{model}/test/acc_last"]
 
-    # And run_experiment, the library function behind the app, in this process.
-    outcome = run_experiment(config)
-    assert _timeless(to_jsonable(outcome.metrics)) == _timeless(app["metrics"])
+    # And run_experiment, the library function behind the app, in this process (with or without a built dataset).
+    for outcome in (run_experiment(config), run_experiment(config, data=build_dataset(config))):
+        assert _timeless(to_jsonable(outcome.metrics)) == _timeless(app["metrics"])
+
+
+def test_figures_do_not_import_the_analysis() -> None:
+    code = "import sys, evoexp.figures; assert 'evoexp.analysis' not in sys.modules, sorted(sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
