@@ -743,11 +743,14 @@ class TrainingRun(Result):
         """
         try:
             history = [
-                EpochRecord(**{k: (_number(v) if k != "grad_norms" else v) for k, v in record.items()})
+                EpochRecord(
+                    **{
+                        k: {layer: _number(x) for layer, x in v.items()} if k == "grad_norms" else _number(v)
+                        for k, v in record.items()
+                    }
+                )
                 for record in data["history"]
             ]
-            for record in history:
-                record.grad_norms.update({k: _number(v) for k, v in record.grad_norms.items()})
             return cls(
                 label=str(data["label"]),
                 n_params=int(data["n_params"]),
