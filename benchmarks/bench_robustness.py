@@ -1,9 +1,10 @@
 """Seconds per training epoch of ``experiment=robustness`` against a plain hand-written BPTT re-implementation.
 
-The preset is composed with Hydra (so the benchmark follows the preset), its Randman data generated and its SNN built
-as the app builds it. The reference is an independent implementation of the same network in plain PyTorch: input
-and readout projections as GEMMs over all steps, and one ``torch.autograd.Function`` for the LIF layer whose forward
-loops over time and whose backward runs the adjoint recursion by hand, in time-major memory:
+The preset is composed with Hydra (so the benchmark follows the preset), its Randman data and SNN built by
+:mod:`evoexp.builders`, as the app builds them. The reference is an independent implementation of the same network
+in plain PyTorch: input and readout projections as GEMMs over all steps, and one ``torch.autograd.Function`` for
+the LIF layer whose forward loops over time and whose backward runs the adjoint recursion by hand, in time-major
+memory:
 
 .. math::
 
@@ -30,10 +31,10 @@ from hydra import compose, initialize_config_module
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from evoexp.app import build_snn
+from evoexp.builders import build_dataset, build_snn
 from evoexp.config import Config, load_config, register_configs
-from evoexp.data import DatasetSplits, get_dataset, make_loader
-from evoexp.surrogate import SurrogateGradient, get_surrogate
+from evoexp.data import DatasetSplits, make_loader
+from evoexp.surrogate import SurrogateGradient
 
 
 def preset() -> Config:
@@ -143,9 +144,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     config = preset()
     torch.manual_seed(config.seed)
-    data = get_dataset(config.dataset.name, **config.dataset.kwargs(seed=config.seed))
-    surrogate = get_surrogate(config.surrogate.name, **config.surrogate.kwargs())
-    snn = build_snn(config, data, surrogate)
+    data = build_dataset(config)
+    snn = build_snn(config, data)
     reference = HandWritten(snn)
     worst = check_agreement(snn, reference, data)
     print(f"agreement on one batch (float64): max relative difference of loss and gradients {worst:.1e}")

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from evoexp.analysis import schema
+from evoexp import keys as schema
 
 __all__ = ["config_label", "param_name", "surrogate_label", "value_label"]
 

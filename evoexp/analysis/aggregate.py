@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from evoexp.analysis import schema
+from evoexp import keys as schema
 from evoexp.analysis.stats import check_confidence, describe, mean_intervals
 
 STAT_COLUMNS = ("mean", "std", "sem", "n", "ci_low", "ci_high")

@@ -1,5 +1,8 @@
 """Column names of the tidy run frame and the MLflow keys that ``evoexp.app`` writes.
 
+One leaf module shared by the writer and its readers (:mod:`evoexp.analysis`, which imports it as ``schema``, and
+:mod:`evoexp.figures`), so that neither reader imports the other.
+
 The loader turns every MLflow run into one row. Params, metrics and tags keep their MLflow key behind a
 namespace prefix (the convention of :func:`mlflow.search_runs`), so that a param ``surrogate.slope``
 becomes column ``params.surrogate.slope`` and a metric ``snn/test/acc`` becomes ``metrics.snn/test/acc``.
