@@ -185,15 +185,33 @@ def plot_mean_ci(
     return ax
 
 
-def _uncertainty_legend(ax: Axes, *, points: bool, title: str | None, ncols: int = 1) -> None:
-    """Legend of the series plus grey proxies that say what the band (and the points) are."""
+def _legend_entries(ax: Axes, *, points: bool) -> tuple[list[Any], list[str]]:
+    """The series of ``ax`` plus grey proxies that say what the band (and the points) are."""
     handles, labels = ax.get_legend_handles_labels()
     handles.append(Patch(color="0.5", alpha=CI_ALPHA * 2, linewidth=0))
     labels.append(BAND_LABEL)
     if points:
         handles.append(Line2D([], [], linestyle="", marker="o", color="0.4", alpha=POINT_ALPHA))
         labels.append(POINT_LABEL)
+    return handles, labels
+
+
+def _uncertainty_legend(ax: Axes, *, points: bool, title: str | None, ncols: int = 1) -> None:
+    """Legend of the series plus grey proxies that say what the band (and the points) are."""
+    handles, labels = _legend_entries(ax, points=points)
     ax.legend(handles, labels, title=title, ncols=ncols)
+
+
+def shared_legend(fig: Figure, ax: Axes) -> None:
+    """Replace the legends of all axes of ``fig`` by one row below them, with the entries of ``ax``.
+
+    For panels that draw the same series (training curves: accuracy, error, loss), so that no legend covers a curve.
+    """
+    handles, labels = _legend_entries(ax, points=False)
+    for panel in fig.get_axes():
+        if panel.get_legend() is not None:
+            panel.get_legend().remove()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels))
 
 
 def plot_metric_vs(
@@ -482,8 +500,9 @@ def plot_training_curves(
     ylabel: str = "Validation accuracy (%)",
     scale: float = 100.0,
     labels: Mapping[str, str] | None = None,
+    error: bool = False,
 ) -> Axes:
-    """Plot SNN vs ANN training curves (mean ± CI over seeds) against the epoch.
+    """Plot SNN vs ANN training curves (mean and interval band over seeds) against the epoch.
 
     Args:
         ax: Axes to draw on.
@@ -493,6 +512,8 @@ def plot_training_curves(
         ylabel: Y-axis label.
         scale: Factor applied to the values (100 for accuracies in percent; 1 for losses).
         labels: Legend label per key (default: "SNN val", "ANN val", ...).
+        error: Plot the error ``1 - value`` (times ``scale``) of accuracy curves on a log axis, which resolves the
+            last percent that a linear accuracy axis hides (an error of exactly 0 is left out of a log axis).
 
     Returns:
         ``ax``.
@@ -501,7 +522,12 @@ def plot_training_curves(
         ValueError: If columns are missing or none of ``keys`` is present.
     """
     _check_curves(curves)
+    if error:
+        low, high = 1.0 - curves["ci_high"], 1.0 - curves["ci_low"]
+        curves = curves.assign(mean=1.0 - curves["mean"], ci_low=low, ci_high=high)
     banded = _plot_curves(ax, curves, keys, {**_SERIES_LABELS, **(labels or {})}, scale)
+    if error:
+        ax.set_yscale("log")
     ax.set_xlabel("Epoch")
     ax.set_ylabel(ylabel)
     if banded:

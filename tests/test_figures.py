@@ -212,3 +212,17 @@ def test_labels_say_parameters_in_words():
     assert value_label("params.trainer.weird_knob", "x") == "weird knob = x"
     assert value_label(SLOPE, float("nan")) == "β n/a"
     assert config_label({}) == ""
+
+
+def test_training_curves_error_mode_and_shared_legend():
+    fig, axes = figures.new_figure(1, 2, width="double")
+    figures.plot_training_curves(axes[0], _curves())
+    figures.plot_training_curves(axes[1], _curves(), error=True, ylabel="Error (%)")
+    assert axes[1].get_yscale() == "log"
+    # 100 * (1 - accuracy); the band flips with it and stays above 0
+    assert axes[1].lines[0].get_ydata() == pytest.approx([100 * (1 - 0.101 - 0.01 * s) for s in range(5)], abs=1e-9)
+    band = axes[1].collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() > 0
+    figures.shared_legend(fig, axes[0])
+    assert all(ax.get_legend() is None for ax in axes)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["SNN val", "ANN val", figures.BAND_LABEL]

@@ -196,3 +196,16 @@ def test_fit_keeps_the_leading_columns_that_fit_and_says_so():
     middle = table.fit(90)
     assert len(middle.columns) == 2
     assert max(map(len, middle.to_markdown().splitlines())) <= 90
+
+
+def test_value_columns_show_the_plain_value():
+    runs = _runs().assign(**{"metrics.snn/params": 3840.0})
+    table = build_table(
+        runs,
+        name="t",
+        caption="c",
+        rows=[],
+        columns=[Column("metrics.snn/params", "SNN params", decimals=0, kind="value")],
+    )
+    header, body = table.cells()
+    assert header == ["n", "SNN params"] and body == [["6", "3840"]]

@@ -212,19 +212,23 @@ def _curve_figures(
     files: list[Path] = []
     skipped: list[str] = []
     # Same series order in both panels, so a series keeps its colour across them.
+    accuracy = (schema.SNN_VAL_ACC, schema.ANN_VAL_ACC, schema.SNN_TRAIN_ACC, schema.ANN_TRAIN_ACC)
     panels = [
-        ((schema.SNN_VAL_ACC, schema.ANN_VAL_ACC, schema.SNN_TRAIN_ACC, schema.ANN_TRAIN_ACC), "Accuracy (%)", 100.0),
-        ((schema.SNN_VAL_LOSS, schema.ANN_VAL_LOSS, schema.SNN_TRAIN_LOSS, schema.ANN_TRAIN_LOSS), "Loss", 1.0),
+        (accuracy, "Accuracy (%)", 100.0, False),
+        (accuracy, "Error (%), log scale", 100.0, True),
+        ((schema.SNN_VAL_LOSS, schema.ANN_VAL_LOSS, schema.SNN_TRAIN_LOSS, schema.ANN_TRAIN_LOSS), "Loss", 1.0, False),
     ]
     present = set(curves[schema.HISTORY_KEY])
     panels = [p for p in panels if present.intersection(p[0])]
     if panels:
         double = len(panels) > 1
         fig, axes = figures.new_figure(
-            1, len(panels), width="double" if double else "single", aspect=0.4 if double else 0.75, squeeze=False
+            1, len(panels), width="double" if double else "single", aspect=0.32 if double else 0.75, squeeze=False
         )
-        for ax, (keys, ylabel, scale) in zip(axes.flat, panels):
-            figures.plot_training_curves(ax, curves, keys=keys, ylabel=ylabel, scale=scale)
+        for ax, (keys, ylabel, scale, error) in zip(axes.flat, panels):
+            figures.plot_training_curves(ax, curves, keys=keys, ylabel=ylabel, scale=scale, error=error)
+        if double:
+            figures.shared_legend(fig, axes.flat[0])
         if title:
             fig.suptitle(title)
         files += figures.save_figure(fig, out / "training_curves", formats=formats)

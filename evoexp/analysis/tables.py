@@ -24,7 +24,7 @@ from evoexp.analysis.aggregate import STAT_COLUMNS, aggregate, group_columns, va
 from evoexp.analysis.stats import INTERVAL_DESCRIPTION
 
 Better = Literal["higher", "lower"]
-CellKind = Literal["interval", "fraction"]
+CellKind = Literal["interval", "fraction", "value"]
 Markup = Literal["plain", "markdown", "latex"]
 TABLE_FORMATS = ("csv", "md", "tex")
 MISSING = "n/a"
@@ -74,7 +74,8 @@ class Column:
         scale: Factor applied for display (100 shows a fraction in percent); CSV keeps raw values.
         decimals: Decimals when no confidence interval is available (``n < 2``); ``None`` shows three
             significant digits.
-        kind: ``"interval"`` shows ``mean [low, high]``; ``"fraction"`` shows a 0/1 verdict as ``passes/n``.
+        kind: ``"interval"`` shows ``mean [low, high]``; ``"fraction"`` shows a 0/1 verdict as ``passes/n``;
+            ``"value"`` shows the mean alone, for quantities that do not vary over seeds (parameter counts).
     """
 
     key: str
@@ -87,11 +88,13 @@ class Column:
     def __post_init__(self) -> None:
         if self.better not in (None, "higher", "lower"):
             raise ValueError(f"better must be 'higher', 'lower' or None, got {self.better!r}")
-        if self.kind not in ("interval", "fraction"):
-            raise ValueError(f"kind must be 'interval' or 'fraction', got {self.kind!r}")
+        if self.kind not in ("interval", "fraction", "value"):
+            raise ValueError(f"kind must be 'interval', 'fraction' or 'value', got {self.kind!r}")
 
     def header(self, confidence: float) -> str:
-        """Header text: the label and what a cell holds (``[95% CI]`` or ``(runs)``)."""
+        """Header text: the label and what a cell holds (``[95% CI]``, ``(runs)`` or nothing for a plain value)."""
+        if self.kind == "value":
+            return self.label
         return f"{self.label} (runs)" if self.kind == "fraction" else f"{self.label} [{confidence:.0%} CI]"
 
 
@@ -196,6 +199,8 @@ class Table:
         n = int(self.stats[(column.key, "n")].iloc[row])
         if column.kind == "fraction":
             return MISSING if n == 0 else f"{round(mean * n)}/{n}"
+        if column.kind == "value":
+            return format_interval(mean * column.scale, math.nan, math.nan, decimals=column.decimals)
         low, high = (float(self.stats[(column.key, bound)].iloc[row]) for bound in ("ci_low", "ci_high"))
         return format_interval(mean * column.scale, low * column.scale, high * column.scale, decimals=column.decimals)
 
@@ -416,8 +421,8 @@ def snn_vs_ann_table(runs: pd.DataFrame, *, confidence: float = 0.95, ignore: Se
         Column(m(schema.ANN_TEST_LOSS), "ANN loss", "lower", decimals=3),
         Column(m(schema.SNN_EPOCHS_TO_CONVERGE), "SNN epochs to 90%", "lower", decimals=1),
         Column(m(schema.ANN_EPOCHS_TO_CONVERGE), "ANN epochs to 90%", "lower", decimals=1),
-        Column(m(schema.SNN_PARAMS), "SNN params", decimals=0),
-        Column(m(schema.ANN_PARAMS), "ANN params", decimals=0),
+        Column(m(schema.SNN_PARAMS), "SNN params", decimals=0, kind="value"),
+        Column(m(schema.ANN_PARAMS), "ANN params", decimals=0, kind="value"),
     ]
     data = with_derived(runs)
     return build_table(
