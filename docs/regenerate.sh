@@ -11,7 +11,7 @@ PYTHON="${PYTHON:-}"
 if [[ -z "$PYTHON" ]]; then
   if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python; fi
 fi
-for experiment in robustness robustness_slopes robustness_scales surrogate_sweep; do
+for experiment in robustness robustness_step_frac_1 robustness_slopes robustness_scales surrogate_sweep; do
   rm -rf "docs/results/$experiment"
   "$PYTHON" -m evoexp.analysis --experiment "$experiment" --out "docs/results/$experiment" \
     --formats md png --no-summary-run "$@"

@@ -540,7 +540,7 @@ def plot_training_curves(
 def plot_grad_norm_per_layer(
     ax: Axes, curves: pd.DataFrame, *, prefix: str = schema.GRAD_NORM_LAYER_PREFIX, log: bool = True
 ) -> Axes:
-    """Plot the gradient norm of each layer over training (mean ± CI over seeds), log y by default.
+    """Plot the gradient norm of each layer over training (mean and interval band over seeds), log y by default.
 
     Args:
         ax: Axes to draw on.

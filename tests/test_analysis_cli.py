@@ -24,13 +24,23 @@ EPOCHS = 3
 LAYERS = ("hidden.0.weight", "readout.weight")
 
 
-def _log_run(client: MlflowClient, exp_id: str, *, name: str, slope: float, seed: int, sweep: str, outcome: str) -> str:
+def _log_run(
+    client: MlflowClient,
+    exp_id: str,
+    *,
+    name: str,
+    slope: float,
+    seed: int,
+    sweep: str,
+    outcome: str,
+    scale: float = 1.0,
+) -> str:
     run = client.create_run(exp_id, run_name=f"{name}-{slope}-{seed}")
     run_id = run.info.run_id
     params = {
         "surrogate.name": name,
         "surrogate.slope": str(slope),
-        "surrogate.scale": "1.0",
+        "surrogate.scale": str(scale),
         "surrogate._target_": f"evoexp.surrogate.{name}",
         "seed": str(seed),
         "model.hidden_sizes": "[16]",
@@ -39,7 +49,7 @@ def _log_run(client: MlflowClient, exp_id: str, *, name: str, slope: float, seed
         "hydra.job.num": str(seed + 10 * slope),  # per-job bookkeeping: must not split configurations
     }
     tags = {"evoexp.sweep_id": sweep, "evoexp.job": str(seed), "evoexp.outcome": outcome}
-    base = 0.5 + 0.1 * math.log10(slope) + (0.05 if name == "atan" else 0.0) + 0.01 * seed
+    base = 0.5 + 0.1 * math.log10(slope) + (0.05 if name == "atan" else 0.0) + 0.01 * seed - 0.1 * math.log10(scale)
     metrics: list[Metric] = []
     for epoch in range(EPOCHS):
         for key, value in {
@@ -150,6 +160,23 @@ def test_run_analysis_tables_and_figures(store, tmp_path):
         assert {f"{stem}.pdf", f"{stem}.png"} <= names
     assert all(p.stat().st_size > 0 for p in result.files)
     assert result.summary_run_id is None
+
+
+def test_scale_sweep_gets_an_accuracy_vs_scale_figure_and_no_slope_figure(store, tmp_path):
+    client = MlflowClient(tracking_uri=store)
+    exp_id = client.create_experiment("cli-scales")
+    for scale in (0.1, 1.0, 10.0):
+        for seed in (0, 1):
+            _log_run(
+                client, exp_id, name="fast_sigmoid", slope=20.0, seed=seed, sweep="s", outcome="finished", scale=scale
+            )
+    result = run_analysis("cli-scales", client=client, out_dir=tmp_path, formats=["csv", "png"], log_summary=False)
+    table = result.tables["surrogate_slope"]
+    assert list(table.rows["params.surrogate.scale"]) == [0.1, 1.0, 10.0]
+    assert "Scale" in table.row_labels
+    names = {p.name for p in result.files}
+    assert "accuracy_vs_scale.png" in names
+    assert not names & {"accuracy_vs_slope.png", "alignment_vs_slope.png"}  # the slope does not vary
 
 
 def test_cli_end_to_end_and_summary_run(store, tmp_path, capsys):
