@@ -202,16 +202,24 @@ def _uncertainty_legend(ax: Axes, *, points: bool, title: str | None, ncols: int
     ax.legend(handles, labels, title=title, ncols=ncols)
 
 
-def shared_legend(fig: Figure, ax: Axes) -> None:
-    """Replace the legends of all axes of ``fig`` by one row below them, with the entries of ``ax``.
+def shared_legend(fig: Figure, ax: Axes, *, points: bool = False, ncols: int | None = None) -> None:
+    """Replace the legends of all axes of ``fig`` by one below them, with the entries of ``ax``.
 
-    For panels that draw the same series (training curves: accuracy, error, loss), so that no legend covers a curve.
+    For panels that draw the same series (training curves: accuracy, error, loss; a metric on its whole range and
+    zoomed), so that no legend covers a curve.
+
+    Args:
+        fig: The figure.
+        ax: The axes whose series the legend lists.
+        points: Also explain the seed points.
+        ncols: Legend columns (default: all entries in one row).
     """
-    handles, labels = _legend_entries(ax, points=False)
+    handles, labels = _legend_entries(ax, points=points)
+    title = ax.get_legend().get_title().get_text() if ax.get_legend() is not None else None
     for panel in fig.get_axes():
         if panel.get_legend() is not None:
             panel.get_legend().remove()
-    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels))
+    fig.legend(handles, labels, loc="outside lower center", ncols=ncols or len(labels), title=title or None)
 
 
 def plot_metric_vs(
@@ -227,6 +235,7 @@ def plot_metric_vs(
     points: pd.DataFrame | None = None,
     log_x: bool = True,
     legend_title: str | None = None,
+    ylim: tuple[float, float] | None = None,
 ) -> Axes:
     """Plot a metric against one parameter, one line (mean over seeds) with its interval band per series.
 
@@ -243,6 +252,7 @@ def plot_metric_vs(
             as a point in its series' colour, slightly jittered along x.
         log_x: Logarithmic x axis.
         legend_title: Title of the legend.
+        ylim: Fixed y range (after ``scale``), e.g. ``(0, 100)`` so that a flat accuracy looks flat; None: automatic.
 
     Returns:
         ``ax``.
@@ -293,6 +303,8 @@ def plot_metric_vs(
             )
     if log_x:
         ax.set_xscale("log")
+    if ylim is not None:
+        ax.set_ylim(*ylim)
     ax.set_xlabel(xlabel if xlabel is not None else param_name(x))
     ax.set_ylabel(ylabel)
     _uncertainty_legend(ax, points=points is not None, title=legend_title, ncols=2 if len(groups) > 4 else 1)
@@ -309,6 +321,7 @@ def plot_metric_vs_slope(
     surrogate_col: str = schema.param(schema.SURROGATE_NAME_PARAM),
     slope_col: str = schema.param(schema.SURROGATE_SLOPE_PARAM),
     points: pd.DataFrame | None = None,
+    ylim: tuple[float, float] | None = None,
 ) -> Axes:
     """Plot a metric against the surrogate slope (log x), one line with its band per surrogate shape.
 
@@ -325,6 +338,7 @@ def plot_metric_vs_slope(
         scale=scale,
         points=points,
         legend_title="Surrogate",
+        ylim=ylim,
     )
 
 
@@ -334,11 +348,16 @@ def plot_accuracy_vs_slope(
     *,
     metric: str = schema.metric(schema.SNN_TEST_ACC),
     points: pd.DataFrame | None = None,
+    full_range: bool = True,
     **kwargs: str,
 ) -> Axes:
-    """Plot SNN test accuracy (%) against the slope per surrogate shape; see :func:`plot_metric_vs_slope`."""
+    """Plot SNN test accuracy (%) against the slope per surrogate shape; see :func:`plot_metric_vs_slope`.
+
+    ``full_range`` fixes the y axis to 0–100, so that a flat accuracy looks flat; False zooms in on the data.
+    """
+    ylim = (0.0, 100.0) if full_range else None
     return plot_metric_vs_slope(
-        ax, stats, metric=metric, ylabel="Test accuracy (%)", scale=100.0, points=points, **kwargs
+        ax, stats, metric=metric, ylabel="Test accuracy (%)", scale=100.0, points=points, ylim=ylim, **kwargs
     )
 
 
@@ -361,10 +380,11 @@ def plot_accuracy_vs_scale(
     series: Sequence[str] = (schema.param(schema.SURROGATE_NAME_PARAM), schema.param(schema.SURROGATE_SLOPE_PARAM)),
     metric: str = schema.metric(schema.SNN_TEST_ACC),
     points: pd.DataFrame | None = None,
+    full_range: bool = True,
 ) -> Axes:
-    """Plot SNN test accuracy (%) against the surrogate's scale (log x), one line per shape and slope.
+    """Plot SNN test accuracy (%) against the surrogate's scale (log x), one line per shape (and slope).
 
-    See :func:`plot_metric_vs` (``x = params.surrogate.scale``).
+    See :func:`plot_metric_vs` (``x = params.surrogate.scale``); ``full_range`` fixes the y axis to 0–100.
     """
     return plot_metric_vs(
         ax,
@@ -376,6 +396,7 @@ def plot_accuracy_vs_scale(
         xlabel="Surrogate scale (multiplier of the pseudo-derivative)",
         scale=100.0,
         points=points,
+        ylim=(0.0, 100.0) if full_range else None,
     )
 
 

@@ -226,3 +226,17 @@ def test_training_curves_error_mode_and_shared_legend():
     figures.shared_legend(fig, axes[0])
     assert all(ax.get_legend() is None for ax in axes)
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["SNN val", "ANN val", figures.BAND_LABEL]
+
+
+def test_accuracy_on_its_whole_range_or_zoomed_and_one_legend_for_both():
+    fig, axes = figures.new_figure(1, 2, width="double")
+    figures.plot_accuracy_vs_slope(axes[0], _slope_stats(), points=_slope_runs())
+    figures.plot_accuracy_vs_slope(axes[1], _slope_stats(), points=_slope_runs(), full_range=False)
+    assert axes[0].get_ylim() == (0.0, 100.0)
+    low, high = axes[1].get_ylim()
+    assert 45 < low < 50 and 72 < high < 80  # the data's range: 50 to 72%
+    figures.shared_legend(fig, axes[0], points=True, ncols=3)
+    legend = fig.legends[0]
+    assert legend.get_title().get_text() == "Surrogate"
+    assert [t.get_text() for t in legend.get_texts()][-2:] == [figures.BAND_LABEL, figures.POINT_LABEL]
+    assert all(ax.get_legend() is None for ax in axes)

@@ -11,6 +11,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -102,15 +103,27 @@ def _facet_figure(
     metric: str,
     by: Sequence[str],
     facet_by: Sequence[str],
-    plot: Callable[[Axes, pd.DataFrame], object],
+    plots: Sequence[Callable[[Axes, pd.DataFrame], object]],
     out: Path,
     formats: Sequence[str],
     confidence: float,
 ) -> list[Path]:
-    """One panel per value combination of ``facet_by`` (titled in words), each drawn by ``plot(ax, stats)``."""
+    """One panel per value combination of ``facet_by`` (titled in words), each drawn by ``plots[0](ax, stats)``.
+
+    Without facets the two callables of ``plots`` draw two panels side by side, titled "Whole range" and "Zoomed in"
+    (the whole accuracy range, then the data's), under one shared legend.
+    """
     from evoexp import figures
 
     stats = aggregate(runs, by=[*facet_by, *by], metrics=[metric], confidence=confidence)
+    if not facet_by and len(plots) > 1:
+        fig, axes = figures.new_figure(1, len(plots), width="double", aspect=0.38, squeeze=False)
+        for ax, plot, title in zip(axes.flat, plots, ("Whole range", "Zoomed in")):
+            plot(ax, stats)
+            ax.set_title(title)
+        figures.shared_legend(fig, axes.flat[0], points=True, ncols=4)
+        return figures.save_figure(fig, out / stem, formats=formats)
+    plot = plots[0]
     facets = list(stats.groupby(list(facet_by), dropna=False, sort=True)) if facet_by else [((), stats)]
     ncols = min(3, len(facets))
     nrows = math.ceil(len(facets) / ncols)
@@ -139,20 +152,23 @@ def _slope_figures(
     slope_col = schema.param(schema.SURROGATE_SLOPE_PARAM)
     scale_col = schema.param(schema.SURROGATE_SCALE_PARAM)
     acc = schema.metric(schema.SNN_TEST_ACC)
-    panels: dict[str, tuple[str, list[str], list[str], Callable[[Axes, pd.DataFrame], object]]] = {}
+    panels: dict[str, tuple[str, list[str], list[str], list[Callable[[Axes, pd.DataFrame], object]]]] = {}
     if _varies(runs, slope_col):
         extras = [c for c in table.rows.columns if c not in (name_col, slope_col)]
         panels["accuracy_vs_slope"] = (
             acc,
             [name_col, slope_col],
             extras,
-            lambda ax, stats: figures.plot_accuracy_vs_slope(ax, stats, points=runs),
+            [
+                partial(figures.plot_accuracy_vs_slope, points=runs),
+                partial(figures.plot_accuracy_vs_slope, points=runs, full_range=False),
+            ],
         )
         panels["alignment_vs_slope"] = (
             schema.metric(schema.ALIGNMENT_COSINE),
             [name_col, slope_col],
             extras,
-            lambda ax, stats: figures.plot_alignment_vs_slope(ax, stats, points=runs),
+            [partial(figures.plot_alignment_vs_slope, points=runs)],
         )
     if _varies(runs, scale_col):
         series = [name_col, *([slope_col] if _varies(runs, slope_col) else [])]
@@ -161,15 +177,18 @@ def _slope_figures(
             acc,
             [*series, scale_col],
             extras,
-            lambda ax, stats: figures.plot_accuracy_vs_scale(ax, stats, series=series, points=runs),
+            [
+                partial(figures.plot_accuracy_vs_scale, series=series, points=runs),
+                partial(figures.plot_accuracy_vs_scale, series=series, points=runs, full_range=False),
+            ],
         )
     files: list[Path] = []
     skipped: list[str] = []
-    for stem, (metric, by, facet_by, plot) in panels.items():
+    for stem, (metric, by, facet_by, plots) in panels.items():
         if metric not in runs.columns or runs[metric].notna().sum() == 0:
             skipped.append(f"figure {stem}: no {schema.strip_prefix(metric)} values")
             continue
-        files += _facet_figure(runs, stem, metric, by, facet_by, plot, out, formats, confidence)
+        files += _facet_figure(runs, stem, metric, by, facet_by, plots, out, formats, confidence)
     return files, skipped
 
 
