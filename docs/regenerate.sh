@@ -2,8 +2,11 @@
 # Regenerate every figure and table that README.md shows (docs/results/<experiment>/), from the runs in the MLflow
 # store (default ./mlruns.db; pass --tracking-uri URI to use another). Run the experiments first, with the commands
 # of the README's Results section:
-#   ./multirun.sh --experiment robustness seed=0,1,2    ./multirun.sh --experiment robustness_slopes
-#   ./multirun.sh --experiment robustness_scales        make run   (the default sweep, surrogate_sweep)
+#   ./multirun.sh --experiment robustness seed=0,1,2
+#   ./multirun.sh --experiment robustness dataset.step_frac=1.0 seed=0,1 tracking.experiment=robustness_step_frac_1
+#   ./multirun.sh --experiment robustness_slopes
+#   ./multirun.sh --experiment robustness_scales
+#   make run   (the default sweep, experiment surrogate_sweep)
 # then:  docs/regenerate.sh   and commit docs/results (tests/test_readme_links.py fails on an untracked image).
 set -euo pipefail
 cd "$(dirname "$0")/.."
