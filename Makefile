@@ -11,7 +11,6 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q 'torch==2.13.*'
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev,bench,search]'
-	$(PY) -m pip install -q -c constraints.txt --no-deps hydra-optuna-sweeper  # it declares optuna<3; works with 4.2
 	touch $(STAMP)
 
 run: $(STAMP)
