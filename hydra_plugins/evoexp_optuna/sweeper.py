@@ -74,15 +74,20 @@ class EvoexpOptunaSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> list[Sequence[JobReturn]]:
         """Search with the command line's overrides ``arguments``; return the job returns, one list per batch."""
-        from hydra_plugins.evoexp_optuna._search import (
-            RESULTS_FILE,
-            SearchError,
-            SearchSettings,
-            open_study,
-            run_search,
-            write_results,
-        )
-        from hydra_plugins.evoexp_optuna._space import SearchSpaceError, parse_space
+        try:
+            from hydra_plugins.evoexp_optuna._search import (
+                RESULTS_FILE,
+                SearchError,
+                SearchSettings,
+                open_study,
+                run_search,
+                write_results,
+            )
+            from hydra_plugins.evoexp_optuna._space import SearchSpaceError, parse_space
+        except ModuleNotFoundError as exc:
+            if exc.name != "optuna":
+                raise
+            _exit("hydra/sweeper=evoexp_optuna needs Optuna, which is not installed: pip install 'evoexp[search]'")
 
         assert self.config is not None and self.launcher is not None, "setup() runs before sweep()"
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
