@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn
+from hydra.plugins.launcher import Launcher
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
@@ -64,7 +65,7 @@ class EvoexpOptunaSweeper(Sweeper):
         self.params = OmegaConf.to_container(params, resolve=True) if isinstance(params, DictConfig) else params
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
-        self.launcher = None
+        self.launcher: Launcher | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context = config, hydra_context
