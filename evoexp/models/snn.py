@@ -9,7 +9,7 @@ are stable (used in reports): ``hidden.<i>.weight``, ``hidden.<i>.bias``, ``hidd
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -118,6 +118,32 @@ class LIFLayer(nn.Module):
             bptt=self.bptt,
             replay_reset=self.replay_reset,
         )
+
+    def spike_probe(self) -> Callable[[Tensor], Tensor]:
+        r"""The spike function this layer's node actually computes, as an elementwise function of ``mem - threshold``.
+
+        ``probe(v)`` runs, for each entry of ``v``, a one-neuron, three-step current
+        :math:`I = (v + \theta, 0, 0)` through the layer's own node (:func:`~evoexp.functional.linear_lif_sequence`
+        with its constants, surrogate, ``bptt`` and a zero recurrent weight if it is recurrent; spiking mode). Then
+        :math:`\mathrm{mem}[2] - \theta = v` and the probe returns :math:`s[2] = H(v)`; its autograd gradient is
+        whatever the node's hand-written backward computes for :math:`\partial s[2]/\partial \mathrm{mem}[2]`,
+        which must be the surrogate's declared derivative :math:`g(v)`. This is what the suite's runtime surrogate
+        check compares (:mod:`evoexp.verification.surrogate_check`).
+        """
+        theta = self.params.threshold
+
+        def probe(v: Tensor) -> Tensor:
+            flat = v.reshape(-1)
+            zeros = torch.zeros_like(flat)
+            x = torch.stack([flat + theta, zeros, zeros], dim=1).unsqueeze(2)  # [N, 3, 1]
+            weight = torch.ones(1, 1, dtype=v.dtype, device=v.device)
+            recurrent = torch.zeros(1, 1, dtype=v.dtype, device=v.device) if self.recurrent else None
+            spikes = linear_lif_sequence(
+                x, weight, None, self.params, self.surrogate, recurrent_weight=recurrent, bptt=self.bptt
+            )
+            return spikes[:, 2, 0].reshape(v.shape)
+
+        return probe
 
     def extra_repr(self) -> str:
         p = self.params

@@ -23,7 +23,37 @@ from torch import Tensor, nn
 
 from evoexp.models.snn import SNN, LIFLayer
 
-__all__ = ["EvoexpAdapter", "PrivateCopy", "SpikingAdapter", "adapters", "private_copy", "register_adapter"]
+__all__ = [
+    "EvoexpAdapter",
+    "PrivateCopy",
+    "SpikeProbe",
+    "SpikingAdapter",
+    "adapters",
+    "private_copy",
+    "register_adapter",
+]
+
+
+@dataclass(frozen=True)
+class SpikeProbe:
+    """A spike function as a network's neurons really compute it, with the derivative they declare.
+
+    Attributes:
+        name: Label for reports (surrogate and the layers it stands for).
+        layers: Names of the layers that share this spike function (same surrogate and constants).
+        spike_fn: Elementwise function of ``mem - threshold`` whose forward and backward run through the layer's
+            real implementation (for evoexp: :meth:`~evoexp.models.LIFLayer.spike_probe`).
+        derivative: The declared pseudo-derivative :math:`g`.
+        primitive: The declared smooth primitive, when known.
+        slope: The surrogate's slope, when it has one.
+    """
+
+    name: str
+    layers: tuple[str, ...]
+    spike_fn: Callable[[Tensor], Tensor]
+    derivative: Callable[[Tensor], Tensor]
+    primitive: Callable[[Tensor], Tensor] | None
+    slope: float | None
 
 
 @runtime_checkable
@@ -57,6 +87,10 @@ class SpikingAdapter(Protocol):
         Returns:
             Names of the layers whose reset is now held (empty when no neuron detaches its reset).
         """
+        ...
+
+    def spike_probes(self, model: nn.Module) -> list[SpikeProbe]:
+        """One :class:`SpikeProbe` per distinct spike function of ``model``'s neurons (the runtime surrogate check)."""
         ...
 
 
@@ -107,6 +141,29 @@ class EvoexpAdapter:
                 )
             layer.replay_reset = seen[name][0]
         return list(layers)
+
+    def spike_probes(self, model: nn.Module) -> list[SpikeProbe]:
+        """Probe each group of LIF layers that share surrogate, constants, ``bptt`` and recurrence through its node."""
+        groups: dict[tuple[object, ...], list[tuple[str, LIFLayer]]] = {}
+        for name, m in model.named_modules():
+            if isinstance(m, LIFLayer):
+                groups.setdefault((m.surrogate, m.params, m.bptt, m.recurrent), []).append((name, m))
+        probes = []
+        for members in groups.values():
+            names = tuple(name for name, _ in members)
+            layer = members[0][1]
+            shape = layer.surrogate
+            probes.append(
+                SpikeProbe(
+                    name=f"{shape.name} (LIF node of {', '.join(names)})",
+                    layers=names,
+                    spike_fn=layer.spike_probe(),
+                    derivative=shape.derivative,
+                    primitive=shape.primitive,
+                    slope=getattr(shape, "slope", None),
+                )
+            )
+        return probes
 
 
 _ADAPTERS: list[SpikingAdapter] = [EvoexpAdapter()]
