@@ -153,14 +153,6 @@ def _smooth_gradients(snn: SNN, data: tuple[Tensor, Tensor]) -> dict[str, Tensor
     return dict(zip([n for n, _ in model.named_parameters()], torch.autograd.grad(loss, list(model.parameters()))))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("name", list(MUTATIONS))
 def test_mutated_adjoint_term_fails_the_check(
     name: str, data: tuple[Tensor, Tensor], monkeypatch: pytest.MonkeyPatch
