@@ -122,6 +122,8 @@ class EvoexpAdapter:
             ValueError: A detached-reset layer ran other than once in the forward (its reset has no single value).
         """
         layers = {name: m for name, m in model.named_modules() if isinstance(m, LIFLayer) and m.params.detach_reset}
+        if not layers:
+            return []
         seen: dict[str, list[Tensor]] = {name: [] for name in layers}
         handles = [
             layer.register_forward_hook(lambda _m, _a, out, name=name: seen[name].append(out.detach()))
