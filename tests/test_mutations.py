@@ -64,8 +64,10 @@ def _zero_reset_slope_term(self: Any, t0: int, slope: Tensor, coeff: Tensor | No
     return slope, torch.addcmul(coeff, slope, _rows(self, t0, slope, self.pre_reset), value=0.1)
 
 
-def _detached_leak(self: Any, t0: int, slope: Tensor, coeff: Tensor | None) -> tuple[Tensor, Tensor]:
-    # detached reset: c = beta (subtract; yielded as None) or beta (1 - r) (zero)  ->  0.9 c
+def _detached_leak(self: Any, t0: int, slope: Tensor, coeff: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    # detached reset only: c = beta (subtract; yielded as None) or beta (1 - r) (zero)  ->  0.9 c
+    if not self.params.detach_reset:
+        return slope, coeff
     if coeff is None:
         return slope, torch.full_like(slope, 0.9 * self.params.beta)
     return slope, 0.9 * coeff
