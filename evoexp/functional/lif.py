@@ -451,6 +451,7 @@ class _LIFNode(torch.autograd.Function):
         x, weight, bias, recurrent_weight, replay, params, surrogate, _ = inputs
         spikes, head, current, pre_reset = output
         ctx.mark_non_differentiable(*(t for t in (head, current, pre_reset) if t is not None))
+        ctx.set_materialize_grads(False)  # no zero-filled [B, T, H] gradients for the storage outputs
         ctx.params, ctx.surrogate, ctx.has_bias = params, surrogate, bias is not None
         ctx.time_major = _is_time_major(current)  # a fresh gradient gets the current's layout
         ctx.overwrite = _BACKWARD_ONCE.get()
@@ -460,8 +461,10 @@ class _LIFNode(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad_spikes: Tensor, *_: Any) -> tuple[Tensor | None, ...]:
+    def backward(ctx: Any, grad_spikes: Tensor | None, *_: Any) -> tuple[Tensor | None, ...]:
         x, weight, spikes, head, current, pre_reset, recurrent_weight, replay = ctx.saved_tensors
+        if grad_spikes is None:  # the spikes reach the loss only through paths without a gradient
+            return (None,) * 8
         adjoint = _Adjoint(
             ctx.params,
             ctx.surrogate,
@@ -546,7 +549,8 @@ class _LIFForward(torch.autograd.Function):
         if bias is not None:
             current = current + leading(bias, bias_dim).unsqueeze(1).unsqueeze(1)
         batch, steps, width = current.shape[1:]
-        folded = current.reshape(n * batch, steps, width)
+        # time-major [T, N * B, H] memory, as large layers get it in training: every step reads contiguous rows
+        folded = current.permute(2, 0, 1, 3).reshape(steps, n * batch, width).transpose(0, 1)
         if recurrent_weight is not None and (rec_dim is not None or recurrent_weight.dim() == 3):
             recurrent_weight = leading(recurrent_weight, rec_dim).reshape(-1, width, width)
         if replay is not None:
