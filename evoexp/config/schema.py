@@ -497,7 +497,7 @@ class AlignmentCheckConfig:
     Attributes:
         sigmas: Noise scales of the smoothed loss (each > 0).
         n_directions: Random unit directions (>= 2).
-        n_quadrature: Gauss-Hermite nodes (>= 2).
+        n_quadrature: Gauss-Hermite nodes (>= 4; the quadrature error compares with half as many).
         per_layer: Also report each parameter tensor.
     """
 
@@ -512,7 +512,7 @@ class AlignmentCheckConfig:
         for sigma in self.sigmas:
             _positive("verifier.alignment.sigmas", sigma)
         _at_least("verifier.alignment.n_directions", self.n_directions, 2)
-        _at_least("verifier.alignment.n_quadrature", self.n_quadrature, 2)
+        _at_least("verifier.alignment.n_quadrature", self.n_quadrature, 4)
 
 
 @dataclass
