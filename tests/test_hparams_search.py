@@ -183,9 +183,12 @@ def test_a_diverged_evoexp_job_fails_its_trial_with_the_recorded_reason(tmp_path
 
 # --- real Hydra searches of a toy objective, in-process ---------------------------------------------------------------
 
+# Hydra's logging configs are off: in-process they would leave handlers on pytest's closed capture streams.
 TOY_CONFIG = """\
 defaults:
   - override hydra/sweeper: evoexp_optuna
+  - override hydra/job_logging: none
+  - override hydra/hydra_logging: none
   - _self_
 x: 1.0
 kind: ok
