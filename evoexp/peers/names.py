@@ -244,8 +244,8 @@ _ENTRIES: tuple[PeerSurrogate, ...] = (
     PeerSurrogate("norse", "heavi_erfc", {"alpha": _NORSE_ALPHA}, "gaussian",
                   lambda p: {"slope": _SQRT2 * p["alpha"], "scale": 2.0 / p["alpha"]},
                   "slope = √2·alpha, scale = 2/alpha",
-                  note="the code's (2/sqrt(pi))exp(-(alpha*x)^2) is 2/alpha times a unit-area Gaussian; its docstring's "
-                       "1/2 + erfc(alpha*x)/2 decreases",
+                  note="the code's (2/sqrt(pi))exp(-(alpha*x)^2) is 2/alpha times a unit-area Gaussian; its "
+                       "docstring's 1/2 + erfc(alpha*x)/2 decreases",
                   grid=_NORSE_GRID),
     PeerSurrogate("norse", "heaviside", {}, note="no surrogate: the step has no gradient"),
 )
