@@ -35,6 +35,7 @@ from numpy.polynomial.hermite_e import hermegauss
 from torch import Tensor, nn
 
 from evoexp.models import is_snn
+from evoexp.peers.adapters import is_foreign_snn, prepare_foreign
 from evoexp.verification._batched import (
     DEFAULT_MEMORY_BUDGET,
     LossFn,
@@ -279,9 +280,11 @@ def verify_gradient_alignment(
         raise ValueError(f"n_directions must be >= 2 (standard errors need two directions), got {n_directions!r}")
     if n_quadrature < 2:
         raise ValueError(f"n_quadrature must be >= 2, got {n_quadrature!r}")
-    snn = is_snn(model)
+    native, foreign = is_snn(model), is_foreign_snn(model)
+    snn = native or foreign
     if smooth and not snn:
-        raise ValueError("smooth=True needs an evoexp SNN (evoexp.models.is_snn); this model has no smooth mode")
+        raise ValueError("smooth=True needs a spiking network (an evoexp SNN, or snnTorch/SpikingJelly/Norse "
+                         "neurons: evoexp.peers); this model has no smooth mode")
     start = time.perf_counter()
     problem = LossProblem(
         model,
@@ -294,6 +297,10 @@ def verify_gradient_alignment(
         chunk_size=chunk_size,
     )
     warnings = [] if dtype == torch.float64 else [f"alignment computed in {dtype}, not torch.float64"]
+    if foreign:  # the peer library's neurons, on the problem's private copy (evoexp.peers.adapters)
+        preparation = prepare_foreign(problem.model, smooth=smooth)
+        preparation.record(*problem.inputs)
+        warnings.extend(preparation.notes)
     nodes, weights = hermegauss(n_quadrature)
     positive = nodes > 0
     nodes, weights = nodes[positive], weights[positive]
@@ -311,7 +318,7 @@ def verify_gradient_alignment(
             v = torch.randn((n_directions, problem.params[name].numel()), generator=generator, dtype=torch.float64)
             scopes[name] = {name: (v / v.norm(dim=1, keepdim=True)).to(dtype)}
 
-    with smooth_context(problem.model, smooth):
+    with smooth_context(problem.model, smooth and native):
         grad = problem.gradient()
         results: dict[str, list[AlignmentStats]] = {scope: [] for scope in scopes}
         for scope, directions in scopes.items():

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from evoexp.models import is_snn
+from evoexp.peers.adapters import is_foreign_snn, prepare_foreign
 from evoexp.verification._batched import (
     DEFAULT_MEMORY_BUDGET,
     LossFn,
@@ -341,15 +342,21 @@ class GradientVerifier:
             raise ValueError(f"nondet_tol must be >= 0, got {nondet_tol!r}")
         if n_directions < 1:
             raise ValueError(f"n_directions must be >= 1, got {n_directions!r}")
-        snn = is_snn(model)
+        native, foreign = is_snn(model), is_foreign_snn(model)
+        snn = native or foreign
         if smooth and not snn:
-            raise ValueError("smooth=True needs an evoexp SNN (evoexp.models.is_snn); this model has no smooth mode")
+            raise ValueError("smooth=True needs a spiking network (an evoexp SNN, or snnTorch/SpikingJelly/Norse "
+                             "neurons: evoexp.peers); this model has no smooth mode")
         smooth_mode = (True if smooth is None else smooth) if snn else None
         comparison: Comparison = "surrogate_bias" if snn and not smooth_mode else "gradient"
 
         start = time.perf_counter()
         problem = self._problem(model, inputs, targets, loss_fn, parameters)
         warnings: list[str] = []
+        if foreign:  # the peer library's neurons, on the problem's private copy (evoexp.peers.adapters)
+            preparation = prepare_foreign(problem.model, smooth=bool(smooth_mode))
+            preparation.record(*problem.inputs)
+            warnings.extend(preparation.notes)
         reattached = _reattach_resets(problem.model) if smooth_mode else []
         if reattached:
             warnings.append(
@@ -362,7 +369,7 @@ class GradientVerifier:
                 f"verification dtype is {self.dtype}, not torch.float64: finite differences are dominated by "
                 "rounding error and tolerances must be loosened"
             )
-        with smooth_context(problem.model, bool(smooth_mode)):
+        with smooth_context(problem.model, bool(smooth_mode) and native):
             grad, grad_again = problem.gradients(2)
             determinism = max(float((g - grad_again[n]).abs().max()) for n, g in grad.items())
             if mode == "exact":

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from evoexp.peers.adapters import prepare_foreign
 from evoexp.training import batch_to, layer_name
 from evoexp.verification.results import Result
 
@@ -364,6 +365,7 @@ class NumericalStabilityTester:
         loss_fn = F.cross_entropy if loss_fn is None else loss_fn
 
         work = copy.deepcopy(model).train()
+        prepare_foreign(work, smooth=False)  # peer-library neurons: fresh state per forward, dtype-safe spikes
         params = _trainable(work)
         layers = list(dict.fromkeys(layer_name(n) for n, _ in params))
         totals: list[float] = []
@@ -480,6 +482,7 @@ class NumericalStabilityTester:
         loss_fn = F.cross_entropy if loss_fn is None else loss_fn
 
         work = copy.deepcopy(model).train()
+        prepare_foreign(work, smooth=False)  # peer-library neurons: fresh state per forward, dtype-safe spikes
         params = _trainable(work)
         optimizer = optimizer_factory([p for _, p in params])
         initial = {name: p.detach().clone() for name, p in params}
