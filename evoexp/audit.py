@@ -11,6 +11,7 @@ list of records: ``library``, ``version``, ``function``, ``params``, ``dtype``, 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import importlib.metadata
 import json
@@ -139,12 +140,19 @@ class AuditReport(Result):
                 lines.append(f"| `{label}` | {doc} | — | — | not audited: {first.skipped} |")
                 continue
             cells = [_verdict([r for r in records if r.dtype == str(d)]) for d in _DTYPES]
-            failing = next((r for r in records if r.findings), None)
-            finding = "" if failing is None else (
-                f"{failing.findings[0].kind}: {failing.findings[0].message} ({_params(failing.params)}, "
-                f"{failing.dtype.removeprefix('torch.')})")
-            lines.append(f"| `{label}` | {doc} | {cells[0]} | {cells[1]} | {finding.replace('|', chr(92) + '|')} |")
+            finding = "; ".join(_first_of_each_kind(records)).replace("|", "\\|")
+            lines.append(f"| `{label}` | {doc} | {cells[0]} | {cells[1]} | {finding} |")
         return "\n".join(lines) + "\n"
+
+
+def _first_of_each_kind(records: list[AuditRecord]) -> list[str]:
+    """For each finding kind, its first message with the parameters and dtype where it occurred."""
+    seen: dict[str, str] = {}
+    for record in records:
+        for finding in record.findings:
+            seen.setdefault(finding.kind, f"{finding.kind}: {finding.message} ({_params(record.params)}, "
+                                          f"{record.dtype.removeprefix('torch.')})")
+    return list(seen.values())
 
 
 def _params(params: dict[str, Any]) -> str:
@@ -209,7 +217,8 @@ def _audit(entry: DocumentedSurrogate, params: dict[str, Any], dtype: torch.dtyp
         slopes=slopes,
         name=record.label,
     )
-    record.findings = result.findings
+    record.findings = [dataclasses.replace(f, message=f.message.replace("declared", "documented"))
+                       for f in result.findings]
     record.implementation_max_abs_error = result.implementation_max_abs_error
     record.fitted_factor = result.fitted_factor
     return record
