@@ -262,3 +262,28 @@ def test_register_adapter_adds_a_library(monkeypatch: pytest.MonkeyPatch) -> Non
     assert result.passed and result.smooth_mode is True, result.message
     with pytest.raises(TypeError, match="PeerAdapter"):
         adapters.register_adapter(object())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["init_hidden", "RLeaky", "RSynaptic"])
+def test_recurrent_and_hidden_state_snntorch_neurons_pass(kind: str) -> None:
+    snn = _snntorch()
+
+    class Recurrent(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc, self.out = nn.Linear(5, 6), nn.Linear(6, 3)
+            self.lif = {"init_hidden": lambda: snn.Leaky(beta=0.9, init_hidden=True, output=True),
+                        "RLeaky": lambda: snn.RLeaky(beta=0.9, linear_features=6),
+                        "RSynaptic": lambda: snn.RSynaptic(alpha=0.8, beta=0.9, linear_features=6)}[kind]()
+
+        def forward(self, x: Tensor) -> Tensor:
+            state = () if kind == "init_hidden" else self.lif.reset_mem()
+            out = []
+            for t in range(x.shape[1]):
+                spikes, *state = self.lif(self.fc(x[:, t]), *state)
+                out.append(self.out(spikes) + state[-1].sum(-1, keepdim=True))
+                state = [] if kind == "init_hidden" else state
+            return torch.stack(out, 1).mean(1)
+
+    result = _verify(Recurrent())
+    assert result.passed and result.batched, result.message

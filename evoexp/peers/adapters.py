@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import sys
 from abc import ABC, abstractmethod
@@ -321,9 +322,12 @@ def _norse_smooth_threshold(substitute: SurrogateGradient) -> Iterator[None]:
 
     original = threshold_module.threshold
 
+    @functools.cache
+    def shape_of(method: str, alpha: float) -> SurrogateGradient:
+        return _peer_shape(f"norse:{method}", {"alpha": alpha}) or substitute
+
     def smooth_threshold(x: Tensor, method: str, alpha: float) -> Tensor:
-        shape = _peer_shape(f"norse:{method}", {"alpha": float(alpha)})
-        return (shape or substitute).smooth(x)
+        return shape_of(method, float(alpha)).smooth(x)
 
     patched = [m for name, m in list(sys.modules.items())
                if name.startswith("norse.torch.functional") and getattr(m, "threshold", None) is original]
