@@ -14,8 +14,6 @@ from evoexp import audit
 from evoexp.peers.documented import DOCUMENTED
 from evoexp.peers.names import available_peer_surrogates
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
 
 def _need(*modules: str) -> None:
     for module in modules:

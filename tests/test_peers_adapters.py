@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import pytest
@@ -16,8 +15,6 @@ from evoexp.surrogate import SurrogateGradient, get_surrogate
 from evoexp.verification.alignment import verify_gradient_alignment
 from evoexp.verification.gradient import GradientVerifier
 from evoexp.verification.stability import NumericalStabilityTester
-
-warnings.filterwarnings("ignore", module="spikingjelly")
 
 
 def _snntorch() -> Any:

@@ -22,7 +22,6 @@ def _blocks() -> tuple[str, str]:
     return code.group(1), output.group(1)
 
 
-@pytest.mark.filterwarnings("ignore::UserWarning")
 def test_worked_snntorch_example_runs_and_prints_what_the_readme_shows() -> None:
     pytest.importorskip("snntorch", reason="snntorch is not installed (pip install evoexp[peers])")
     code, expected = _blocks()
