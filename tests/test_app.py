@@ -46,7 +46,8 @@ def test_single_run_writes_results_report_and_one_mlflow_run_then_resume_skips_i
     assert (job / "__main__.log").read_text().count("snn epoch") == 2
     results = json.loads((job / "results.json").read_text())
     assert results["outcome"] == "finished"
-    assert results["config"]["surrogate"] == {"name": "superspike", "slope": 5.0, "scale": 1.0, "params": {}}
+    assert results["config"]["surrogate"] == {"name": "superspike", "slope": 5.0, "scale": 1.0, "params": {},
+                                              "peer": None, "peer_params": {}}
     assert results["results"]["gradient_verification"]["passed"] is True
     assert results["results"]["benchmark"]["snn"]["n_params"] > 0
     report = (job / "report.md").read_text()

@@ -149,16 +149,23 @@ class SurrogateConfig:
         slope: Sharpness beta > 0.
         scale: Multiplier of the pseudo-derivative, > 0.
         params: Shape-specific parameters, e.g. ``{tail: 1.5}`` for ``q_pseudo``.
+        peer: A peer library's surrogate (``spikingjelly:PiecewiseQuadratic``, :mod:`evoexp.peers.names`); when set,
+            ``name``, ``slope``, ``scale`` and ``params`` become those of the equal evoexp shape.
+        peer_params: The peer function's own parameters, e.g. ``{alpha: 1.0}``.
     """
 
     name: str = "fast_sigmoid"
     slope: float = 25.0
     scale: float = 1.0
     params: dict[str, float] = field(default_factory=dict)
+    peer: str | None = None
+    peer_params: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from evoexp.surrogate import available_surrogates, get_surrogate
 
+        if self.peer is not None:
+            self._from_peer(self.peer)
         _one_of("surrogate.name", self.name, tuple(available_surrogates()))
         _positive("surrogate.slope", self.slope)
         _positive("surrogate.scale", self.scale)
@@ -176,6 +183,22 @@ class SurrogateConfig:
     def kwargs(self) -> dict[str, float]:
         """Keyword arguments of :func:`evoexp.surrogate.get_surrogate` (besides the name)."""
         return {"slope": self.slope, "scale": self.scale, **self.params}
+
+    def _from_peer(self, peer: str) -> None:
+        """Replace name, slope, scale and params by the evoexp shape equal to the peer function ``peer``."""
+        from evoexp.peers.names import get_peer
+
+        try:
+            entry = get_peer(peer)
+        except ValueError as exc:
+            raise ValueError(f"surrogate.peer: {exc}") from None
+        try:
+            shape = entry.evoexp(**self.peer_params)
+        except ValueError as exc:
+            raise ValueError(f"surrogate.peer_params: {exc}") from None
+        params = shape.params()
+        self.name, self.slope, self.scale = shape.name, params.pop("slope"), params.pop("scale")
+        self.params = params
 
 
 @dataclass

@@ -1,0 +1,286 @@
+"""Foreign networks (snnTorch, SpikingJelly, Norse): smooth mode through adapters, for every gradient verifier."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from evoexp.peers import adapters
+from evoexp.peers.adapters import ForeignPreparation, PeerAdapter, is_foreign_snn, prepare_foreign
+from evoexp.surrogate import SurrogateGradient, get_surrogate
+from evoexp.verification.alignment import verify_gradient_alignment
+from evoexp.verification.gradient import GradientVerifier
+from evoexp.verification.stability import NumericalStabilityTester
+
+
+def _snntorch() -> Any:
+    return pytest.importorskip("snntorch", reason="snntorch is not installed (pip install evoexp[peers])")
+
+
+def _spikingjelly() -> Any:
+    pytest.importorskip("spikingjelly.activation_based.neuron",
+                        reason="spikingjelly is not installed (pip install evoexp[peers])")
+    from spikingjelly.activation_based import neuron, surrogate
+
+    return neuron, surrogate
+
+
+def _norse() -> Any:
+    return pytest.importorskip("norse.torch", reason="norse is not installed (pip install evoexp[peers])")
+
+
+class _Amplify(torch.autograd.Function):
+    """Identity forward, backward x1.01: the custom-backward bug inserted between two layers."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: Tensor) -> Tensor:
+        return x.clone()
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        return 1.01 * grad
+
+
+class _Net(nn.Module):
+    """Linear -> neuron -> (bug) -> Linear -> neuron/readout, unrolled over time; ``step`` is the library's call."""
+
+    def __init__(self, first: nn.Module, second: nn.Module | None, *, bug: bool = False) -> None:
+        super().__init__()
+        self.fc1, self.n1 = nn.Linear(5, 6), first
+        self.fc2, self.n2 = nn.Linear(6, 3), second
+        self.bug = bug
+
+    def forward(self, x: Tensor) -> Tensor:
+        state1 = state2 = None
+        out = []
+        for t in range(x.shape[1]):
+            spikes, state1 = self._step(self.n1, self.fc1(x[:, t]), state1)
+            if self.bug:
+                spikes = _Amplify.apply(spikes)
+            current = self.fc2(spikes)
+            if self.n2 is None:
+                out.append(current)
+                continue
+            spikes2, state2 = self._step(self.n2, current, state2)
+            out.append(current + spikes2)
+        return torch.stack(out, 1).mean(1)
+
+    @staticmethod
+    def _step(neuron: nn.Module, current: Tensor, state: Any) -> tuple[Tensor, Any]:
+        module = type(neuron).__module__
+        if module.startswith("snntorch"):  # Leaky: (spk, mem); Synaptic: (spk, syn, mem); reset_mem() alike
+            state = neuron.reset_mem() if state is None else state
+            spikes, *rest = neuron(current, *state) if isinstance(state, tuple) else neuron(current, state)
+            return spikes, tuple(rest) if len(rest) > 1 else rest[0]
+        if module.startswith("spikingjelly"):
+            return neuron(current), None
+        return neuron(current, state)
+
+
+def _data(batch: int = 3, steps: int = 8) -> tuple[Tensor, Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    return torch.rand(batch, steps, 5, generator=generator) * 3, torch.randint(0, 3, (batch,), generator=generator)
+
+
+def _snntorch_net(*, bug: bool = False, spike_grad: Any = None) -> nn.Module:
+    snn = _snntorch()
+    return _Net(snn.Leaky(beta=0.9, spike_grad=spike_grad), snn.Synaptic(alpha=0.8, beta=0.9, spike_grad=spike_grad),
+                bug=bug)
+
+
+def _spikingjelly_net(*, bug: bool = False, detach_reset: bool = False) -> nn.Module:
+    neuron, surrogate = _spikingjelly()
+    return _Net(neuron.LIFNode(tau=2.0, detach_reset=detach_reset, surrogate_function=surrogate.ATan()),
+                neuron.IFNode(detach_reset=detach_reset), bug=bug)
+
+
+def _verify(model: nn.Module, **kwargs: Any) -> Any:
+    x, y = _data()
+    return GradientVerifier().verify_finite_difference(model, x, y, F.cross_entropy, **kwargs)
+
+
+@pytest.mark.parametrize("spike_grad", ["default", "fast_sigmoid"])
+def test_correct_snntorch_network_passes(spike_grad: str) -> None:
+    snn = _snntorch()
+    grad = None if spike_grad == "default" else snn.surrogate.fast_sigmoid(slope=5)
+    model = _snntorch_net(spike_grad=grad)
+    result = _verify(model)
+    assert result.passed, result.message
+    assert result.smooth_mode is True and result.comparison == "gradient" and result.max_abs_error < 1e-7
+    # The user's model is untouched: its own spike functions, no hooks, float32.
+    assert model.n1.spike_grad is not None and not model._forward_hooks and not model._forward_pre_hooks
+    assert model.fc1.weight.dtype == torch.float32
+
+
+def test_snntorch_network_with_a_custom_backward_bug_fails() -> None:
+    result = _verify(_snntorch_net(bug=True))
+    assert result.passed is False and result.max_rel_error == pytest.approx(0.0099, rel=0.05), result.message
+    assert result.worst.tensor.startswith("fc1")
+
+
+def test_snntorch_reset_is_held_fixed_as_training_detaches_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """snnTorch detaches its reset; without replaying the detached values the finite differences disagree."""
+    _snntorch()
+    monkeypatch.setattr(ForeignPreparation, "_detached", lambda self, value: value)
+    result = _verify(_snntorch_net())
+    assert result.passed is False and result.max_rel_error > 1e-2
+
+
+def test_correct_spikingjelly_networks_pass_and_a_bug_fails() -> None:
+    for detach_reset in (False, True):
+        result = _verify(_spikingjelly_net(detach_reset=detach_reset))
+        assert result.passed, result.message
+        assert any("reference BPTT" in w for w in result.warnings)
+    buggy = _verify(_spikingjelly_net(bug=True))
+    assert buggy.passed is False and buggy.max_rel_error == pytest.approx(0.0099, rel=0.05), buggy.message
+
+
+@pytest.mark.parametrize("cell", ["LIFCell", "LIFBoxCell", "LIFRecurrentCell"])
+def test_norse_network_passes(cell: str) -> None:
+    norse = _norse()
+    from norse.torch.functional import threshold as threshold_module
+
+    original = threshold_module.threshold
+    first = norse.LIFRecurrentCell(6, 6) if cell == "LIFRecurrentCell" else getattr(norse, cell)()
+    model = _Net(first, None)
+    model.fc1.weight.data *= 40.0  # Norse integrates with dt = 1e-3: large currents make the neurons spike
+    result = _verify(model)
+    assert result.passed, result.message
+    assert threshold_module.threshold is original  # the smooth threshold lived only during the copy's forwards
+
+
+def test_norse_network_is_checked_in_smooth_mode_so_a_bug_fails() -> None:
+    norse = _norse()
+    model = _Net(norse.LIFCell(), None, bug=True)
+    model.fc1.weight.data *= 40.0
+    assert _verify(model).passed is False
+
+
+def test_foreign_network_without_smooth_mode_reports_surrogate_bias() -> None:
+    result = _verify(_snntorch_net(), smooth=False)  # float32 spikes in a float64 copy: no dtype crash
+    assert result.passed is None and result.comparison == "surrogate_bias" and result.smooth_mode is False
+
+
+def test_spike_function_without_primitive_is_substituted_and_said() -> None:
+    snn = _snntorch()
+    result = _verify(_snntorch_net(spike_grad=snn.surrogate.triangular()))
+    assert result.passed, result.message
+    assert any("substituted sigmoid(slope=5.0, scale=1.0)" in w and "triangular(threshold=1)" in w
+               for w in result.warnings)
+
+
+def test_preparation_reports_each_swap() -> None:
+    snn = _snntorch()
+    model = _snntorch_net(spike_grad=snn.surrogate.fast_sigmoid(slope=5)).double()
+    preparation = prepare_foreign(model, smooth=True)
+    assert [(n.name, n.neuron, n.replacement) for n in preparation.neurons] == [
+        ("n1", "Leaky", "fast_sigmoid(slope=5.0, scale=1.0) smooth"),
+        ("n2", "Synaptic", "fast_sigmoid(slope=5.0, scale=1.0) smooth"),
+    ]
+    assert preparation.neurons[0].original == "snntorch.surrogate.fast_sigmoid(slope=5)"
+    assert not prepare_foreign(nn.Linear(2, 2), smooth=True)
+
+
+def test_stability_checks_start_every_batch_from_a_fresh_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    snn = _snntorch()
+
+    class Hidden(nn.Module):  # snnTorch's init_hidden=True keeps the membrane inside the neuron between calls
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(5, 3)
+            self.lif = snn.Leaky(beta=0.9, init_hidden=True, output=True)
+
+        def forward(self, x: Tensor) -> Tensor:
+            return torch.stack([self.lif(self.fc(x[:, t]))[1] for t in range(x.shape[1])], 1).mean(1)
+
+    batches = [_data(), _data()]
+    tester = NumericalStabilityTester()
+    assert tester.check_gradient_stability(Hidden(), batches, n_batches=2).nan_count == 0
+    weights = tester.check_weight_stability(Hidden(), batches, None, lambda p: torch.optim.SGD(p, lr=0.1), n_steps=2)
+    assert len(weights.losses) == 2
+    monkeypatch.setattr(adapters.SnnTorchAdapter, "reset", lambda self, module: None)
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        tester.check_gradient_stability(Hidden(), batches, n_batches=2)
+
+
+def test_alignment_on_foreign_networks() -> None:
+    x, y = _data()
+    for model in (_snntorch_net(), _spikingjelly_net()):
+        smooth = verify_gradient_alignment(model, x, y, F.cross_entropy, sigmas=(1e-4,), n_directions=3,
+                                           n_quadrature=4, per_layer=False, smooth=True)
+        assert smooth.overall[0].cosine == pytest.approx(1.0, abs=1e-6)
+        spiking = verify_gradient_alignment(model, x, y, F.cross_entropy, sigmas=(0.1,), n_directions=3,
+                                            n_quadrature=4, per_layer=False)
+        assert spiking.smooth_mode is False and spiking.n_evaluations > 0
+
+
+class _ToyNeuron(nn.Module):
+    """A neuron of a 'library' the registry does not know: step forward with a fast-sigmoid surrogate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spike: Any = get_surrogate("fast_sigmoid", slope=4.0).spike
+
+    def forward(self, current: Tensor, state: Any = None) -> tuple[Tensor, None]:
+        return self.spike(current - 0.5), None
+
+
+class _ToyAdapter(PeerAdapter):
+    library = "toy"
+
+    def owns(self, module: nn.Module) -> bool:
+        return isinstance(module, _ToyNeuron)
+
+    def make_spiking(self, module: nn.Module) -> str:
+        return "unchanged"
+
+    def make_smooth(self, module: nn.Module, substitute: SurrogateGradient) -> tuple[str, str, bool]:
+        module.spike = module.spike.__self__.smooth
+        return "fast_sigmoid spike", "fast_sigmoid smooth", False
+
+
+def test_register_adapter_adds_a_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _Net(_ToyNeuron(), None)
+    assert not is_foreign_snn(model)
+    assert _verify(model).comparison == "gradient" and _verify(model).smooth_mode is None
+    monkeypatch.setitem(adapters._ADAPTERS, "toy", _ToyAdapter())
+    assert is_foreign_snn(model) and "toy" in adapters.available_adapters()
+    result = _verify(model)
+    assert result.passed and result.smooth_mode is True, result.message
+    with pytest.raises(TypeError, match="PeerAdapter"):
+        adapters.register_adapter(object())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["init_hidden", "RLeaky", "RSynaptic"])
+def test_recurrent_and_hidden_state_snntorch_neurons_pass(kind: str) -> None:
+    snn = _snntorch()
+
+    class Recurrent(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc, self.out = nn.Linear(5, 6), nn.Linear(6, 3)
+            self.lif = {"init_hidden": lambda: snn.Leaky(beta=0.9, init_hidden=True, output=True),
+                        "RLeaky": lambda: snn.RLeaky(beta=0.9, linear_features=6),
+                        "RSynaptic": lambda: snn.RSynaptic(alpha=0.8, beta=0.9, linear_features=6)}[kind]()
+
+        def forward(self, x: Tensor) -> Tensor:
+            state = () if kind == "init_hidden" else self.lif.reset_mem()
+            out = []
+            for t in range(x.shape[1]):
+                spikes, *state = self.lif(self.fc(x[:, t]), *state)
+                out.append(self.out(spikes) + state[-1].sum(-1, keepdim=True))
+                state = [] if kind == "init_hidden" else state
+            return torch.stack(out, 1).mean(1)
+
+    result = _verify(Recurrent())
+    assert result.passed and result.batched, result.message
