@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -10,11 +12,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from evoexp.peers import adapters
-from evoexp.peers.adapters import ForeignPreparation, PeerAdapter, is_foreign_snn, prepare_foreign
-from evoexp.surrogate import SurrogateGradient, get_surrogate
+from evoexp.peers.adapters import NeuronAdapter
+from evoexp.surrogate import get_surrogate
+from evoexp.verification import spiking
 from evoexp.verification.alignment import verify_gradient_alignment
 from evoexp.verification.gradient import GradientVerifier
+from evoexp.verification.spiking import private_copy, register_adapter
 from evoexp.verification.stability import NumericalStabilityTester
+from evoexp.verification.suite import BackpropagationVerificationSuite, VerificationOptions
 
 
 def _snntorch() -> Any:
@@ -117,6 +122,7 @@ def test_correct_snntorch_network_passes(spike_grad: str) -> None:
     result = _verify(model)
     assert result.passed, result.message
     assert result.smooth_mode is True and result.comparison == "gradient" and result.max_abs_error < 1e-7
+    assert result.held_resets == ["n1", "n2"] and result.batched  # snnTorch detaches its reset in every neuron
     # The user's model is untouched: its own spike functions, no hooks, float32.
     assert model.n1.spike_grad is not None and not model._forward_hooks and not model._forward_pre_hooks
     assert model.fc1.weight.dtype == torch.float32
@@ -131,9 +137,26 @@ def test_snntorch_network_with_a_custom_backward_bug_fails() -> None:
 def test_snntorch_reset_is_held_fixed_as_training_detaches_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """snnTorch detaches its reset; without replaying the detached values the finite differences disagree."""
     _snntorch()
-    monkeypatch.setattr(ForeignPreparation, "_detached", lambda self, value: value)
+    monkeypatch.setattr(adapters._Replay, "detached", lambda self, value: value)
     result = _verify(_snntorch_net())
     assert result.passed is False and result.max_rel_error > 1e-2
+
+
+def test_held_values_are_recorded_at_the_unperturbed_parameters_on_every_path() -> None:
+    """The batched (vmap) and the sequential path replay the same held values: the same finite differences."""
+    model = _snntorch_net()
+    batched = _verify(model)
+    sequential = _verify(model, mode="exact")
+    work = private_copy(model, dtype=torch.float64)
+    x, _ = _data()
+    work.set_smooth(True)
+    assert work.hold_resets(lambda: work.model(x.double())) == ["n1", "n2"]
+    held = [v.clone() for v in work.adapter._state(work.model).replay.values]  # type: ignore[union-attr]
+    with torch.no_grad():
+        work.model.fc1.weight += 0.5  # a perturbed forward replays, it does not re-record
+        work.model(x.double())
+    assert all(torch.equal(a, b) for a, b in zip(held, work.adapter._state(work.model).replay.values))  # type: ignore[union-attr]
+    assert batched.batched and sequential.max_abs_error == pytest.approx(batched.max_abs_error, abs=1e-12)
 
 
 def test_correct_spikingjelly_networks_pass_and_a_bug_fails() -> None:
@@ -179,16 +202,21 @@ def test_spike_function_without_primitive_is_substituted_and_said() -> None:
                for w in result.warnings)
 
 
-def test_preparation_reports_each_swap() -> None:
+def test_the_adapter_reports_each_swap() -> None:
     snn = _snntorch()
-    model = _snntorch_net(spike_grad=snn.surrogate.fast_sigmoid(slope=5)).double()
-    preparation = prepare_foreign(model, smooth=True)
-    assert [(n.name, n.neuron, n.replacement) for n in preparation.neurons] == [
+    work = private_copy(_snntorch_net(spike_grad=snn.surrogate.fast_sigmoid(slope=5)), dtype=torch.float64)
+    adapter = work.adapter
+    assert isinstance(adapter, adapters.SnnTorchAdapter)
+    work.set_smooth(True)
+    assert [(n.name, n.neuron, n.replacement) for n in adapter.swaps(work.model)] == [
         ("n1", "Leaky", "fast_sigmoid(slope=5.0, scale=1.0) smooth"),
         ("n2", "Synaptic", "fast_sigmoid(slope=5.0, scale=1.0) smooth"),
     ]
-    assert preparation.neurons[0].original == "snntorch.surrogate.fast_sigmoid(slope=5)"
-    assert not prepare_foreign(nn.Linear(2, 2), smooth=True)
+    assert adapter.swaps(work.model)[0].original == "snntorch.surrogate.fast_sigmoid(slope=5)"
+    work.set_smooth(False)  # back to the library's own spike function, its float32 spikes cast
+    assert {n.replacement for n in adapter.swaps(work.model)} == {"kept (spiking mode)"}
+    assert work.model(_data()[0].double()).dtype == torch.float64
+    assert private_copy(nn.Linear(2, 2)).adapter is None
 
 
 def test_stability_checks_start_every_batch_from_a_fresh_state(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -235,30 +263,109 @@ class _ToyNeuron(nn.Module):
         return self.spike(current - 0.5), None
 
 
-class _ToyAdapter(PeerAdapter):
-    library = "toy"
+class _ToyAdapter(NeuronAdapter):
+    """Another library's adapter written on :class:`NeuronAdapter`: where its neurons keep their spike function."""
+
+    name = "toy"
 
     def owns(self, module: nn.Module) -> bool:
         return isinstance(module, _ToyNeuron)
 
-    def make_spiking(self, module: nn.Module) -> str:
-        return "unchanged"
+    def spike_fn(self, module: nn.Module) -> Any:
+        return module.spike
 
-    def make_smooth(self, module: nn.Module, substitute: SurrogateGradient) -> tuple[str, str, bool]:
-        module.spike = module.spike.__self__.smooth
-        return "fast_sigmoid spike", "fast_sigmoid smooth", False
+    def install(self, module: nn.Module, spike_fn: Any) -> None:
+        module.spike = spike_fn
 
 
 def test_register_adapter_adds_a_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(spiking, "_ADAPTERS", [*spiking.adapters()])
     model = _Net(_ToyNeuron(), None)
-    assert not is_foreign_snn(model)
+    assert private_copy(model).adapter is None
     assert _verify(model).comparison == "gradient" and _verify(model).smooth_mode is None
-    monkeypatch.setitem(adapters._ADAPTERS, "toy", _ToyAdapter())
-    assert is_foreign_snn(model) and "toy" in adapters.available_adapters()
+    register_adapter(_ToyAdapter())
+    assert "toy" in [a.name for a in spiking.adapters()]
     result = _verify(model)
     assert result.passed and result.smooth_mode is True, result.message
-    with pytest.raises(TypeError, match="PeerAdapter"):
-        adapters.register_adapter(object())  # type: ignore[arg-type]
+    (probe,) = private_copy(model).adapter.spike_probes(private_copy(model).model)  # type: ignore[union-attr]
+    assert probe.layers == ("n1",) and "fast_sigmoid(slope=4.0" in probe.name
+
+
+def test_one_registry_and_lazy_registration() -> None:
+    """The peer adapters are registered on first use, through the one registry; nothing is imported before."""
+    code = (
+        "import sys, torch\n"
+        "from evoexp.verification import spiking\n"
+        "spiking.private_copy(torch.nn.Linear(2, 2))\n"
+        "print(sorted(m for m in ('evoexp.peers', 'snntorch', 'spikingjelly', 'norse') if m in sys.modules))\n"
+        "import snntorch\n"
+        "work = spiking.private_copy(torch.nn.Sequential(torch.nn.Linear(2, 2), snntorch.Leaky(beta=0.9)))\n"
+        "print(work.adapter.name, [a.name for a in spiking.adapters()])\n"
+        "import evoexp.peers as peers\n"
+        "print(hasattr(peers, 'register_adapter'))\n"
+    )
+    _snntorch()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out == ["[]", "snntorch ['evoexp', 'snntorch', 'spikingjelly', 'norse']", "False"]
+
+
+def test_a_registered_adapter_of_the_same_name_replaces_the_built_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    _snntorch()
+    monkeypatch.setattr(spiking, "_ADAPTERS", [*spiking.adapters()])
+    private_copy(_snntorch_net())  # registers the built-in peer adapters
+
+    class Mine(adapters.SnnTorchAdapter):
+        pass
+
+    register_adapter(Mine())
+    assert [a.name for a in spiking.adapters()].count("snntorch") == 1
+    assert isinstance(private_copy(_snntorch_net()).adapter, Mine)
+
+
+def test_a_model_mixing_two_libraries_says_which_neurons_ran_unchanged() -> None:
+    snn, norse = _snntorch(), _norse()
+    model = _Net(snn.Leaky(beta=0.9), norse.LIFCell())
+    result = _verify(model, mode="fast")
+    assert any("neurons of norse" in w and "ran unchanged" in w for w in result.warnings), result.warnings
+
+
+def _suite_surrogate(model: nn.Module) -> Any:
+    x, y = _data()
+    results = BackpropagationVerificationSuite().run_full_verification(
+        model, [(x, y)], options=VerificationOptions.only("surrogate_verification"))
+    return results["surrogate_verification"]
+
+
+def test_runtime_surrogate_check_probes_the_librarys_own_spike_function(monkeypatch: pytest.MonkeyPatch) -> None:
+    snn = _snntorch()
+    result = _suite_surrogate(_snntorch_net())  # the default spike_grad: snntorch.surrogate.atan(alpha=2)
+    assert result.passed, result.message
+    declared = "declared atan(slope=2.0, scale=1.0)"
+    assert result.name == f"snntorch.surrogate.atan(alpha=2) (snntorch neurons n1, n2; {declared})"
+    original = snn.surrogate.ATan.backward
+
+    def broken(ctx: Any, grad: Tensor) -> Any:  # the library's real backward, 1% too large
+        return tuple(None if g is None else 1.01 * g for g in original(ctx, grad))
+
+    monkeypatch.setattr(snn.surrogate.ATan, "backward", staticmethod(broken))
+    failed = _suite_surrogate(_snntorch_net())
+    assert failed.passed is False and failed.fitted_factor == pytest.approx(1.01), failed.message
+
+
+def test_runtime_surrogate_check_gets_each_librarys_kinks_and_h0() -> None:
+    neuron, surrogate = _spikingjelly()
+    model = _Net(neuron.LIFNode(surrogate_function=surrogate.PiecewiseQuadratic(alpha=2.0)), None)
+    result = _suite_surrogate(model)
+    assert result.passed, result.message
+    assert result.kinks == [-0.5, 0.5] and result.heaviside_at_zero == 1.0  # triangular(slope=2); SpikingJelly's H(0)
+    norse = _norse()
+    assert _suite_surrogate(_Net(norse.LIFCell(), None)).passed
+
+
+def test_a_spike_function_without_an_evoexp_shape_is_probed_against_its_documentation() -> None:
+    snn = _snntorch()
+    result = _suite_surrogate(_snntorch_net(spike_grad=snn.surrogate.triangular()))
+    assert "snntorch:triangular as documented" in result.name and result.passed, result.message
 
 
 @pytest.mark.parametrize("kind", ["init_hidden", "RLeaky", "RSynaptic"])

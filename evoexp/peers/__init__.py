@@ -1,8 +1,9 @@
 """The field's other libraries (snnTorch, SpikingJelly, Norse): their surrogate names, networks and documentation.
 
 * :mod:`evoexp.peers.names` -- ``"<library>:<function>"`` -> the equal evoexp shape (``get_surrogate`` delegates).
-* :mod:`evoexp.peers.adapters` -- smooth, dtype-safe, state-resetting private copies of their networks for the
-  verifiers, through a registry of adapters.
+* :mod:`evoexp.peers.adapters` -- one spiking-network adapter per library (smooth, dtype-safe, state-resetting
+  private copies for the verifiers), registered with :func:`evoexp.verification.spiking.register_adapter` when a
+  model that uses the library is verified.
 * :mod:`evoexp.peers.documented` -- what each library documents for each surrogate (``python -m evoexp.audit``).
 
 None of them imports a peer library until a peer function or network is actually used.
@@ -10,28 +11,14 @@ None of them imports a peer library until a peer function or network is actually
 
 from __future__ import annotations
 
-from evoexp.peers.adapters import (
-    ForeignPreparation,
-    PeerAdapter,
-    available_adapters,
-    find_neurons,
-    is_foreign_snn,
-    prepare_foreign,
-    private_copy,
-    register_adapter,
-)
+from evoexp.peers.adapters import PEER_ADAPTERS, NeuronAdapter, NeuronSwap
 from evoexp.peers.names import available_peer_surrogates, get_peer, peer_surrogate
 
 __all__ = [
-    "ForeignPreparation",
-    "PeerAdapter",
-    "available_adapters",
+    "PEER_ADAPTERS",
+    "NeuronAdapter",
+    "NeuronSwap",
     "available_peer_surrogates",
-    "find_neurons",
     "get_peer",
-    "is_foreign_snn",
     "peer_surrogate",
-    "prepare_foreign",
-    "private_copy",
-    "register_adapter",
 ]

@@ -361,6 +361,7 @@ class GradientVerifier:
                 "rounding error and tolerances must be loosened"
             )
         problem.copy.set_smooth(bool(smooth_mode))
+        warnings.extend(problem.copy.notes)
         grad, grad_again = problem.gradients(2)
         determinism = max(float((g - grad_again[n]).abs().max()) for n, g in grad.items())
         held = problem.copy.hold_resets(problem.forward)

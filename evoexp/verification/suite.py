@@ -259,7 +259,14 @@ class BackpropagationVerificationSuite:
                 self.verifier.verify_surrogate_gradient(
                     probe.spike_fn,
                     probe.derivative,
-                    **{"primitive": probe.primitive, "slope": probe.slope, "name": probe.name, **opts.surrogate_kwargs},
+                    **{
+                        "primitive": probe.primitive,
+                        "slope": probe.slope,
+                        "name": probe.name,
+                        "kinks": probe.kinks,
+                        "heaviside_at_zero": probe.heaviside_at_zero,
+                        **opts.surrogate_kwargs,
+                    },
                 )
                 for probe in probes
             ]
@@ -276,6 +283,7 @@ class BackpropagationVerificationSuite:
             "primitive": getattr(surrogate, "primitive", None),
             "slope": getattr(surrogate, "slope", None),
             "name": getattr(surrogate, "name", None),
+            "kinks": getattr(surrogate, "kinks", ()),
             **opts.surrogate_kwargs,
         }
         return self.verifier.verify_surrogate_gradient(surrogate.spike, surrogate.derivative, **kwargs)
