@@ -84,6 +84,7 @@ def run_job(cfg: DictConfig) -> float:
         write_outcome(output_dir, JobOutcome("failed", job=job, overrides=list(overrides), error=str(exc)))
         log.error("job %d has an invalid config (recorded; the sweep goes on): %s", job, exc)
         return float("nan")
+    cfg.surrogate = config.surrogate  # the shape validation resolved (surrogate.peer): params, hashes, outputs show it
     sweep_id = config.tracking.sweep_id
     if sweep_id is None and multirun:
         sweep_id = Path(str(hydra_cfg.sweep.dir)).as_posix().removeprefix("outputs/").replace("/", "_")

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import json
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +17,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
+from evoexp.analysis.load import load_runs
 from evoexp.config import ConfigValidationError, load_config, register_configs
 from evoexp.peers.names import (
     available_peer_surrogates,
@@ -152,6 +157,27 @@ def test_config_peer_form_is_validated_at_composition(overrides: list[str], matc
     with pytest.raises(ConfigValidationError, match=match) as info:
         load_config(compose(config_name="config", overrides=overrides))
     assert "\n" not in str(info.value)
+
+
+def test_a_run_in_the_peer_form_records_the_shape_it_used(tmp_path: Path) -> None:
+    """Params, results, run name, report title and the analysis' grouping show the evoexp shape, not the defaults."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "HYDRA_FULL_ERROR")}
+    done = subprocess.run(
+        [sys.executable, "-m", "evoexp", "experiment=smoke", "surrogate.peer=spikingjelly:PiecewiseQuadratic",
+         "+surrogate.peer_params.alpha=2.0"],
+        cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    shape = {"name": "triangular", "slope": 2.0, "scale": 1.0, "params": {}}
+    (results,) = tmp_path.glob("outputs/**/results.json")
+    assert json.loads(results.read_text())["config"]["surrogate"] == {
+        **shape, "peer": "spikingjelly:PiecewiseQuadratic", "peer_params": {"alpha": 2.0}}
+    assert (results.parent / "report.md").read_text().startswith("# evoexp run: triangular (slope 2), seed 0")
+    (run,) = load_runs("evoexp", tracking_uri=f"sqlite:///{tmp_path / 'mlruns.db'}").to_dict("records")
+    assert run["run_name"] == "triangular-b2-s0"
+    assert (run["params.surrogate.name"], run["params.surrogate.slope"], run["params.surrogate.scale"]) == (
+        "triangular", 2.0, 1.0)
+    assert run["params.surrogate.peer"] == "spikingjelly:PiecewiseQuadratic"
 
 
 def test_readme_tables_are_the_generated_ones() -> None:
