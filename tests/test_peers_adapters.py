@@ -181,10 +181,7 @@ def test_norse_network_passes(cell: str) -> None:
 
 
 def test_norse_network_is_checked_in_smooth_mode_so_a_bug_fails() -> None:
-    norse = _norse()
-    model = _Net(norse.LIFCell(), None, bug=True)
-    model.fc1.weight.data *= 40.0
-    assert _verify(model).passed is False
+    assert _verify(_norse_net(bug=True)).passed is False
 
 
 def test_foreign_network_without_smooth_mode_reports_surrogate_bias() -> None:
@@ -239,15 +236,39 @@ def test_stability_checks_start_every_batch_from_a_fresh_state(monkeypatch: pyte
         tester.check_gradient_stability(Hidden(), batches, n_batches=2)
 
 
+def _norse_net(*, bug: bool = False) -> nn.Module:
+    norse = _norse()
+    model = _Net(norse.LIFCell(), None, bug=bug)
+    model.fc1.weight.data *= 40.0  # Norse integrates with dt = 1e-3: large currents make the neurons spike
+    return model
+
+
+def _foreign_nets() -> list[nn.Module]:
+    return [_snntorch_net(), _spikingjelly_net(detach_reset=True), _norse_net()]
+
+
 def test_alignment_on_foreign_networks() -> None:
     x, y = _data()
-    for model in (_snntorch_net(), _spikingjelly_net()):
+    for model in _foreign_nets():
         smooth = verify_gradient_alignment(model, x, y, F.cross_entropy, sigmas=(1e-4,), n_directions=3,
                                            n_quadrature=4, per_layer=False, smooth=True)
-        assert smooth.overall[0].cosine == pytest.approx(1.0, abs=1e-6)
+        assert smooth.overall[0].cosine == pytest.approx(1.0, abs=1e-6)  # the detached values held, as in training
+        assert smooth.held_resets
         spiking = verify_gradient_alignment(model, x, y, F.cross_entropy, sigmas=(0.1,), n_directions=3,
                                             n_quadrature=4, per_layer=False)
-        assert spiking.smooth_mode is False and spiking.n_evaluations > 0
+        assert spiking.smooth_mode is False and spiking.n_evaluations > 0 and not spiking.held_resets
+
+
+def test_stability_checks_on_foreign_networks() -> None:
+    batches = [_data(), _data(steps=6)]
+    tester = NumericalStabilityTester()
+    for model in _foreign_nets():
+        gradients = tester.check_gradient_stability(model, batches, n_batches=3)
+        assert gradients.n_batches == 3 and gradients.nan_count == gradients.inf_count == 0
+        assert gradients.total_norm.min > 0
+        weights = tester.check_weight_stability(model, batches, None, lambda p: torch.optim.SGD(p, lr=0.1),
+                                                n_steps=3)
+        assert len(weights.losses) == 3 and model.fc1.weight.grad is None  # the user's model is untouched
 
 
 class _ToyNeuron(nn.Module):
