@@ -248,12 +248,13 @@ class PrivateCopy:
     @property
     def notes(self) -> list[str]:
         """Caveats for the results of a check of the copy in its current mode (the adapter's, and unhandled neurons)."""
-        notes = [] if self.adapter is None else self.adapter.notes(self.model)
+        if self.adapter is None:
+            return []
+        notes = self.adapter.notes(self.model)
         if self.unhandled:
             notes.append(
                 f"the model also holds neurons of {', '.join(self.unhandled)}, but only one adapter runs a model "
-                f"({self.adapter.name if self.adapter else 'none'} here): those neurons ran unchanged, without "
-                "smooth mode or held resets"
+                f"({self.adapter.name} here): those neurons ran unchanged, without smooth mode or held resets"
             )
         return notes
 
