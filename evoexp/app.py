@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +45,8 @@ from evoexp.config import (
 )
 from evoexp.data import DatasetSplits, get_dataset, make_loader
 from evoexp.models import SNN, ann_twin
+from evoexp.progress import SweepPlan, axis_keys, run_name
+from evoexp.summary import summarize_run, summarize_skipped
 from evoexp.surrogate import SurrogateGradient, get_surrogate
 from evoexp.sweep import JobOutcome, make_tracker, reuse_baseline, write_outcome
 from evoexp.tracking import RunLogger, Tags, Tracker, git_commit
@@ -88,6 +89,8 @@ class JobContext:
         overrides: The job's command-line overrides.
         sweep_id: Tag grouping a sweep's runs (None for a single run).
         multirun: Whether the job is part of a multirun (then failures are recorded, not raised).
+        parent_run_id: The sweep's parent MLflow run (None for a single run).
+        axes: The sweep's swept keys (they name the run and are mirrored as ``config/<key>`` metrics).
     """
 
     output_dir: Path
@@ -96,6 +99,8 @@ class JobContext:
     overrides: tuple[str, ...] = ()
     sweep_id: str | None = None
     multirun: bool = False
+    parent_run_id: str | None = None
+    axes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -139,16 +144,16 @@ def run_job(cfg: DictConfig) -> float:
         write_outcome(output_dir, JobOutcome("failed", job=job, overrides=list(overrides), error=str(exc)))
         log.error("job %d has an invalid config (recorded; the sweep goes on): %s", job, exc)
         return float("nan")
-    sweep_id = config.tracking.sweep_id
-    if sweep_id is None and multirun:
-        sweep_id = Path(str(hydra_cfg.sweep.dir)).as_posix().removeprefix("outputs/").replace("/", "_")
+    plan = SweepPlan.load(Path(str(hydra_cfg.sweep.dir))) if multirun else None
     context = JobContext(
         output_dir=output_dir,
         root=Path(hydra_cfg.runtime.cwd),
         job=job,
         overrides=overrides,
-        sweep_id=sweep_id,
+        sweep_id=plan.sweep_id if plan is not None else config.tracking.sweep_id,
         multirun=multirun,
+        parent_run_id=plan.parent_run_id if plan is not None else None,
+        axes=tuple(plan.axes) if plan is not None else (),
     )
     return execute(cfg, config, context)
 
@@ -165,7 +170,6 @@ def _run_tags(config: Config, context: JobContext, digest: str, key: str) -> dic
         Tags.KIND: "job",
         Tags.OUTPUT_DIR: str(context.output_dir),
         "evoexp.overrides": " ".join(context.overrides),
-        "evoexp.host": platform.node(),
     }
     if context.sweep_id:
         tags[Tags.SWEEP_ID] = context.sweep_id
@@ -196,15 +200,19 @@ def execute(cfg: DictConfig, config: Config, context: JobContext) -> float:
     if config.tracking.resume:
         previous = tracker.find_finished(digest)
         if previous is not None:
-            record.outcome, record.run_id = "skipped", previous.run_id
-            record.objective = previous.metrics.get(OBJECTIVE, float("nan"))
+            record.outcome = "skipped"
+            summarize_skipped(record, previous)
             write_outcome(context.output_dir, record)
             log.info("skipped: config %s already has FINISHED run %s", digest, previous.run_id)
             return record.objective
-    name = f"{config.surrogate.name}-b{config.surrogate.slope:g}-s{config.seed}"
+    record.run_name = run_name(cfg, context.overrides, context.axes)
     try:
         with tracker.start_run(
-            run_name=name, tags=_run_tags(config, context, digest, key), params=flatten(to_plain(cfg))
+            run_name=record.run_name,
+            tags=_run_tags(config, context, digest, key),
+            params=flatten(to_plain(cfg)),
+            parent_run_id=context.parent_run_id,
+            mirror=axis_keys(context.overrides, context.axes),
         ) as run:
             record.run_id = run.run_id
             outcome = run_experiment(config, run=run, tracker=tracker, ann_key=key, root=context.root)
@@ -212,6 +220,15 @@ def execute(cfg: DictConfig, config: Config, context: JobContext) -> float:
             run.log_metrics(outcome.metrics)
             if outcome.diverged is not None:
                 run.set_tags({Tags.OUTCOME: "diverged", Tags.ERROR: outcome.diverged})
+            summarize_run(
+                run,
+                tracker,
+                record,
+                outcome.results,
+                outcome.metrics,
+                diverged=outcome.diverged,
+                report=context.output_dir / REPORT_FILE,
+            )
             if config.tracking.log_artifacts:
                 _log_artifacts(run, context.output_dir)
     except Exception as exc:
@@ -498,6 +515,7 @@ def run_experiment(config: Config, *, run: RunLogger, tracker: Tracker, ann_key:
     debug, checks = config.debug, set(config.verifier.checks)
     torch.manual_seed(config.seed)
     data = get_dataset(config.dataset.name, **config.dataset.kwargs(seed=config.seed))
+    run.log_dataset(data, source=config.dataset.kwargs(seed=config.seed))
     surrogate = get_surrogate(config.surrogate.name, **config.surrogate.kwargs())
     snn = build_snn(config, data, surrogate)
     if debug.sleep:

@@ -265,4 +265,4 @@ def test_a_job_with_an_invalid_value_fails_alone(tmp_path: Path) -> None:
     (failed,) = [job for job in summary["jobs"] if job["outcome"] == "failed"]
     assert "surrogate.slope must be a finite number > 0" in failed["error"]
     runs = store_runs(f"sqlite:///{tmp_path / 'mlruns.db'}", "evoexp")
-    assert [r.data.params["surrogate.slope"] for r in runs] == ["5.0"]  # no run for the invalid job
+    assert [r.data.params["surrogate.slope"] for r in runs] == ["5"]  # no run for the invalid job
