@@ -73,7 +73,10 @@ def run_note(
     ann_link: str | None = None,
     ann_test_acc: float = math.nan,
 ) -> str:
-    """Markdown summary of a finished job for ``mlflow.note.content``.
+    """Markdown summary of a finished job for ``mlflow.note.content`` (the run page's description).
+
+    The first line holds the verdict, the test accuracy and the link to the ANN baseline (the UI shows the first
+    lines of a note); a table of the checks' verdicts follows.
 
     Args:
         outcome: The job's outcome (verdict, checks, test accuracy, error).
@@ -81,16 +84,22 @@ def run_note(
         ann_link: UI link to the ANN baseline run the job compared against, if any.
         ann_test_acc: The baseline's test accuracy.
     """
-    lines = [f"**Verdict: {outcome.verdict}**" + (f" — {outcome.error}" if outcome.verdict == "diverged" else "")]
+    failed = [CHECK_TITLES.get(c, c) for c, v in outcome.checks.items() if v == "FAIL"]
+    head = f"**Verdict: {outcome.verdict}**"
+    if outcome.verdict == "diverged":
+        head += f" ({outcome.error})"
+    elif failed:
+        head += f" ({', '.join(failed)} failed)"
+    head += f" · SNN test accuracy {_percent(outcome.test_acc)}, validation {_percent(val_acc)}"
+    if ann_link is not None:
+        head += f" · [ANN baseline]({ann_link}) test accuracy {_percent(ann_test_acc)}"
+    lines = [head, "", "| check | verdict |", "|---|---|"]
+    lines += [f"| {CHECK_TITLES.get(check, check)} | {verdict} |" for check, verdict in outcome.checks.items()]
     lines += [
         "",
-        f"SNN test accuracy {_percent(outcome.test_acc)} (best-validation weights), validation {_percent(val_acc)}.",
+        "Test accuracy uses the best-validation weights. "
+        f"Config hash `{outcome.config_hash}`; `report.md` is in the run's artifacts.",
     ]
-    if ann_link is not None:
-        lines.append(f"ANN baseline: [run]({ann_link}), test accuracy {_percent(ann_test_acc)}.")
-    lines += ["", "| check | verdict |", "|---|---|"]
-    lines += [f"| {CHECK_TITLES.get(check, check)} | {verdict} |" for check, verdict in outcome.checks.items()]
-    lines += ["", f"Config hash `{outcome.config_hash}`; report: `report.md` in the run's artifacts."]
     return "\n".join(lines) + "\n"
 
 

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from filelock import FileLock
 
@@ -357,9 +358,9 @@ def mirror_metrics(params: Mapping[str, Any], keys: Iterable[str]) -> dict[str, 
 def ui_url(tracking_uri: str, experiment_id: str, run_id: str | None = None) -> str:
     """URL of an experiment's training-runs view (or of one run) in the MLflow UI.
 
-    MLflow 3 opens an experiment on its GenAI overview unless the URL asks for the model-training view
-    (``workflowType=machine_learning``). A server URI (``http(s)://...``) is its own UI; for other stores the URL
-    is that of ``mlflow ui`` on its default address, :data:`DEFAULT_UI`.
+    MLflow 3 opens an experiment on its GenAI overview (traces, token usage) unless the URL asks for the
+    model-training view (``workflowType=machine_learning``). A server URI (``http(s)://...``) is its own UI; for
+    other stores the URL is that of ``mlflow ui`` on its default address, :data:`DEFAULT_UI`.
 
     Args:
         tracking_uri: The store's tracking URI.
@@ -367,9 +368,8 @@ def ui_url(tracking_uri: str, experiment_id: str, run_id: str | None = None) -> 
         run_id: Id of a run to open instead of the run list.
     """
     base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else DEFAULT_UI
-    if run_id is not None:
-        return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
-    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    page = "runs" if run_id is None else f"runs/{run_id}"
+    return f"{base}/#/experiments/{experiment_id}/{page}?workflowType=machine_learning"
 
 
 def metric_key(key: str) -> str:
@@ -429,7 +429,7 @@ def dataset_inputs(splits: _Splits, *, source: Mapping[str, Any]) -> list[Any]:
         data = getattr(splits, split)
         if not len(data):
             continue
-        tags = {"generator": f"evoexp.data.get_dataset({data.name!r})", "split": split}
+        tags = {"generator": f"evoexp.data.get_dataset({data.name!r})", "subset": split}
         tags.update({key: param_value(value) for key, value in source.items()})
         dataset = mlflow.data.from_numpy(
             {"spikes": data.spikes.numpy(), "features": data.features.numpy()},
@@ -701,6 +701,9 @@ class MlflowTracker(Tracker):
     ) -> None:
         if not experiment.strip():
             raise ValueError("experiment must be a non-empty name")
+        # MLflow prints two "View run ... at" lines to stdout whenever a run on a server ends; evoexp's console
+        # prints its own line per job. The user's own setting of this documented variable wins.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         self.flush_every = flush_every
         self.heartbeat_every = heartbeat_every
         self.stale_after = stale_after
@@ -870,6 +873,9 @@ class MlflowTracker(Tracker):
         """Store ``payload`` (JSON) as an ANN-baseline run tagged ``evoexp.ann_hash == key``; return its id."""
         tags = {Tags.ANN_HASH: key, Tags.KIND: "ann_baseline"}
         with self.start_run(run_name=f"ann-{key}", tags=tags, params={}, baseline=True) as run:
+            search = quote(f"tags.`{Tags.ANN_RUN}` = '{run.run_id}'")
+            users = f"#/experiments/{self.experiment_id()}/runs?workflowType=machine_learning&searchFilter={search}"
+            run.set_tags({Tags.NOTE: f"ANN twin baseline `{key}`, shared by [the SNN runs that used it]({users}).\n"})
             run.log_metrics({k: v for k, v in metrics.items() if math.isfinite(v)})
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "ann_baseline.json"
@@ -903,8 +909,11 @@ class MlflowTracker(Tracker):
         )
         if not found:
             return self._create_run(self.experiment_id(), run_name, texts)
-        run_id = str(max(found, key=lambda run: run.info.start_time).info.run_id)
+        run = max(found, key=lambda run: run.info.start_time)
+        run_id = str(run.info.run_id)
         self.client.update_run(run_id, status="RUNNING", name=run_name)
+        if Tags.ERROR in run.data.tags:  # e.g. why the ghost of its last attempt was closed
+            self.client.delete_tag(run_id, Tags.ERROR)
         TrackedRun(self.client, run_id).set_tags({**self._owner_tags(), **texts})
         return run_id
 
