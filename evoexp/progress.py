@@ -50,10 +50,11 @@ _NAME_KEYS = (*NAMED_AXES, "surrogate.name")
 
 
 class QuietInSweeps(logging.Filter):
-    """Console filter of ``hydra/job_logging=evoexp``: in a multirun only warnings and errors without traceback pass.
+    """Console filter of ``hydra/job_logging=evoexp``: in a multirun only errors without a traceback pass.
 
-    Every record still goes to the job's log file: epoch lines, ANN reuse, and the traceback of a failed job, which
-    the sweep's line for that job reports in one line instead. Single runs pass everything.
+    Every record still goes to the job's log file: epoch lines, ANN reuse, warnings such as a divergence, and the
+    traceback of a failed job, all of which the sweep's one line per job reports instead. Single runs pass
+    everything.
     """
 
     def __init__(self) -> None:
@@ -64,8 +65,8 @@ class QuietInSweeps(logging.Filter):
         self.multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Pass ``record`` unless this is a multirun and it is below WARNING or carries a traceback."""
-        return not self.multirun or (record.levelno >= logging.WARNING and not record.exc_info)
+        """Pass ``record`` unless this is a multirun and it is below ERROR or carries a traceback."""
+        return not self.multirun or (record.levelno >= logging.ERROR and not record.exc_info)
 
 
 def split_override(override: str) -> tuple[str, str]:

@@ -149,7 +149,8 @@ def test_console_filter_keeps_sweeps_to_one_line_per_job(mode: RunMode) -> None:
     finally:
         HydraConfig.instance().cfg = None
     info = logging.LogRecord("evoexp.training", logging.INFO, "", 0, "snn epoch 1/2", None, None)
-    warning = logging.LogRecord("evoexp", logging.WARNING, "", 0, "diverged", None, None)
+    warning = logging.LogRecord("evoexp.training", logging.WARNING, "", 0, "snn epoch 1/2 diverged", None, None)
+    error = logging.LogRecord("evoexp", logging.ERROR, "", 0, "store unreachable", None, None)
     traceback = logging.LogRecord("evoexp.app", logging.ERROR, "", 0, "job failed", None, (RuntimeError, None, None))
-    passed = [quiet.filter(r) for r in (info, warning, traceback)]
-    assert passed == ([False, True, False] if mode == RunMode.MULTIRUN else [True, True, True])
+    passed = [quiet.filter(r) for r in (info, warning, error, traceback)]
+    assert passed == ([False, False, True, False] if mode == RunMode.MULTIRUN else [True] * 4)
