@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -137,6 +138,10 @@ def store_runs(uri: str, experiment: str) -> list:
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
     return [] if found is None else client.search_runs([found.experiment_id], max_results=1000)
+
+
+def job_runs(uri: str, experiment: str) -> list:
+    return [r for r in store_runs(uri, experiment) if r.data.tags.get(Tags.KIND) == "job"]
 
 
 def sweep_summary(root: Path) -> dict:
@@ -272,13 +277,19 @@ def test_parallel_sweep_on_a_brand_new_store_files_every_run(tmp_path: Path) -> 
     assert done.returncode == 0, done.stderr[-3000:]
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     runs = store_runs(uri, "par")
-    assert len(runs) == 8
+    assert len(runs) == 9  # 8 jobs and the sweep's run
+    jobs = [r for r in runs if r.data.tags[Tags.KIND] == "job"]
+    assert len(jobs) == 8
     assert all(r.info.status == "FINISHED" and r.data.tags["evoexp.outcome"] == "finished" for r in runs)
-    assert {r.data.params["surrogate.name"] for r in runs} == {"fast_sigmoid", "superspike", "atan", "sigmoid"}
+    assert {r.data.params["surrogate.name"] for r in jobs} == {"fast_sigmoid", "superspike", "atan", "sigmoid"}
     assert len({r.data.tags["evoexp.sweep_id"] for r in runs}) == 1
     assert store_runs(uri, "Default") == []
     assert len(store_runs(uri, "par-ann-baselines")) == 2  # one ANN per seed, reused by 4 surrogates each
     assert sweep_summary(tmp_path)["counts"] == {"finished": 8, "diverged": 0, "skipped": 0, "failed": 0}
+    lines = job_lines(done.stdout)  # printed by the workers as their jobs finish
+    assert sorted(count for count, _, _ in lines) == list(range(1, 9))
+    assert {total for _, total, _ in lines} == {8}
+    assert sum("ETA" in rest for _, _, rest in lines) == 7
 
 
 @pytest.mark.slow
@@ -289,7 +300,7 @@ def test_failure_and_divergence_are_isolated_and_resume_redoes_only_failures(tmp
     assert done.stderr.strip().splitlines()[-1].startswith("evoexp: error: 2 of 4 jobs failed")
     assert sweep_summary(tmp_path)["counts"] == {"finished": 1, "diverged": 1, "skipped": 0, "failed": 2}
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
-    runs = store_runs(uri, "evoexp")
+    runs = job_runs(uri, "evoexp")
     by_outcome = sorted((r.data.tags["evoexp.outcome"], r.info.status) for r in runs)
     assert by_outcome == [
         ("diverged", "FINISHED"),
@@ -301,7 +312,7 @@ def test_failure_and_divergence_are_isolated_and_resume_redoes_only_failures(tmp
     again = evoexp(tmp_path, *args)
     assert again.returncode == 1
     assert sweep_summary(tmp_path)["counts"] == {"finished": 0, "diverged": 0, "skipped": 2, "failed": 2}
-    assert len(store_runs(uri, "evoexp")) == 6  # the two failures were redone, nothing else
+    assert len(job_runs(uri, "evoexp")) == 6  # the two failures were redone, nothing else
 
 
 def free_port() -> int:
@@ -352,10 +363,20 @@ def test_sweep_logs_to_a_real_mlflow_server(tmp_path: Path) -> None:
         )
         assert done.returncode == 0, done.stderr[-3000:]
         runs = store_runs(uri, "evoexp")
-        assert len(runs) == 2
+        (parent,) = [r for r in runs if r.data.tags[Tags.KIND] == "sweep"]
+        jobs = [r for r in runs if r.data.tags[Tags.KIND] == "job"]
+        assert len(jobs) == 2
         assert all(r.info.status == "FINISHED" for r in runs)
-        assert all("snn/val/acc" in r.data.metrics for r in runs)
+        assert all("snn/val/acc" in r.data.metrics for r in jobs)
+        assert {r.data.tags[Tags.PARENT_RUN] for r in jobs} == {parent.info.run_id}
+        assert all({i.dataset.name for i in r.inputs.dataset_inputs} == {"synthetic"} for r in jobs)
         assert not (tmp_path / "mlruns.db").exists()
+        assert "View run" not in done.stdout  # MLflow's own URL lines; evoexp prints one line per job
+        url = f"{uri}/#/experiments/{parent.info.experiment_id}/runs?workflowType=machine_learning"
+        assert url in done.stdout
+        with urllib.request.urlopen(url, timeout=30) as page:  # the server serves the UI at that address
+            assert page.status == 200
+            assert b"<html" in page.read().lower()
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
@@ -365,7 +386,7 @@ def test_sweep_logs_to_a_real_mlflow_server(tmp_path: Path) -> None:
 def test_submitit_local_launcher_runs_a_small_sweep(tmp_path: Path) -> None:
     done = evoexp(tmp_path, "-m", "experiment=smoke", "seed=0,1", "hydra/launcher=local_cluster")
     assert done.returncode == 0, done.stderr[-3000:]
-    runs = store_runs(f"sqlite:///{tmp_path / 'mlruns.db'}", "evoexp")
+    runs = job_runs(f"sqlite:///{tmp_path / 'mlruns.db'}", "evoexp")
     assert sorted(r.data.params["seed"] for r in runs) == ["0", "1"]
     assert all(r.info.status == "FINISHED" for r in runs)
     assert list((tmp_path / "outputs" / "multirun").rglob(".submitit"))
@@ -381,5 +402,5 @@ def test_a_job_with_an_invalid_value_fails_alone(tmp_path: Path) -> None:
     assert summary["counts"] == {"finished": 1, "diverged": 0, "skipped": 0, "failed": 1}
     (failed,) = [job for job in summary["jobs"] if job["outcome"] == "failed"]
     assert "surrogate.slope must be a finite number > 0" in failed["error"]
-    runs = store_runs(f"sqlite:///{tmp_path / 'mlruns.db'}", "evoexp")
+    runs = job_runs(f"sqlite:///{tmp_path / 'mlruns.db'}", "evoexp")
     assert [r.data.params["surrogate.slope"] for r in runs] == ["5"]  # no run for the invalid job
