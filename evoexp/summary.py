@@ -40,7 +40,7 @@ __all__ = [
 TEST_ACC = "snn/test/acc_best"
 """Test accuracy of the SNN with its best-validation weights: the accuracy evoexp reports."""
 VAL_ACC = "snn/val/best_acc"
-ANN_TEST_ACC = "ann/test/acc"
+ANN_TEST_ACC = "ann/test/acc_best"
 VERDICTS = ("pass", "fail", "diverged")
 
 
