@@ -10,7 +10,8 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q 'torch==2.13.*'
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev,bench]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,bench,search]'
+	$(PY) -m pip install -q -c constraints.txt --no-deps hydra-optuna-sweeper  # it declares optuna<3; works with 4.2
 	touch $(STAMP)
 
 run: $(STAMP)

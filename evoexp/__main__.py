@@ -10,7 +10,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from evoexp.config import install_compact_errors, register_configs
+from evoexp.config import register_configs, report_config_errors
 
 CONFIG_DIR = "pkg://evoexp.conf"
 
@@ -26,8 +26,7 @@ def _hydra_main(cfg: DictConfig) -> float:
 def main() -> None:
     """Entry point of ``python -m evoexp`` and the ``evoexp`` console script."""
     register_configs()
-    install_compact_errors()
-    _hydra_main()
+    report_config_errors(_hydra_main)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import pandas as pd
 from cycler import cycler
 from matplotlib.ticker import MaxNLocator
 
-from evoexp.analysis import schema
+from evoexp import keys as schema
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -416,6 +416,28 @@ def plot_grad_norm_per_layer(
     ax.set_xlabel("Epoch")
     ax.set_ylabel("Gradient norm")
     ax.legend(title="Layer")
+    return ax
+
+
+def plot_run_curves(ax: Axes, curves: Mapping[str, Mapping[int, float]], *, ylabel: str) -> Axes:
+    """Plot per-epoch curves of single runs (no seed aggregation), one line per label.
+
+    Args:
+        ax: Axes to draw on.
+        curves: ``{label: {epoch: value}}``, e.g. the SNN's and the ANN's validation accuracy (epoch 0 = before
+            training).
+        ylabel: Label of the y axis.
+
+    Returns:
+        ``ax`` with epochs on the x axis and a legend.
+    """
+    for i, (label, values) in enumerate(curves.items()):
+        epochs = sorted(values)
+        ax.plot(epochs, [values[e] for e in epochs], label=label, **series_style(i))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("Epoch")
+    ax.set_ylabel(ylabel)
+    ax.legend()
     return ax
 
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from evoexp.keys import ANN_TEST_ACC, SNN_TEST_ACC
 from evoexp.tracking import RunLogger, Tags, Tracker
 from evoexp.verification.report import CHECK_TITLES
 from evoexp.verification.results import Result, SkippedResult
@@ -37,10 +38,10 @@ __all__ = [
     "summarize_skipped",
 ]
 
-TEST_ACC = "snn/test/acc_best"
+TEST_ACC = SNN_TEST_ACC
 """Test accuracy of the SNN with its best-validation weights: the accuracy evoexp reports."""
 VAL_ACC = "snn/val/best_acc"
-ANN_TEST_ACC = "ann/test/acc_best"
+"""Best SNN validation accuracy (:data:`evoexp.experiment.OBJECTIVE`, not imported: that module loads torch)."""
 VERDICTS = ("pass", "fail", "diverged")
 
 

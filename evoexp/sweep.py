@@ -10,7 +10,10 @@
   back, so it works with every launcher (joblib, submitit local or SLURM) without shared state. A job directory
   without an outcome (worker killed) counts as failed.
 * :func:`reuse_baseline` trains the ANN twin once per key and reuses it from the store: a file lock per key makes
-  parallel workers wait for the one that trains it.
+  parallel workers wait for the one that trains it; :func:`ann_baseline` adapts it to
+  :func:`evoexp.experiment.run_experiment`.
+* :func:`resumable_run` finds the FINISHED run a job may be skipped for: same config hash and, unless
+  ``tracking.reuse_across_code``, same code identity.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from filelock import FileLock
 from hydra.core.utils import JobReturn
@@ -32,10 +35,24 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 import evoexp
-from evoexp.config import ConfigValidationError, TrackingConfig, load_config
+from evoexp.config import CODE_IDENTITY_TAG, ConfigValidationError, TrackingConfig, code_identity, load_config
 from evoexp.progress import PROGRESS_LOG, ProgressBoard, SweepPlan, format_job_line, job_label
 from evoexp.summary import format_run_summary
-from evoexp.tracking import MlflowTracker, NullTracker, Tags, Tracker, git_commit, lock_path, resolve_tracking_uri
+from evoexp.tracking import (
+    FinishedRun,
+    MlflowTracker,
+    NullTracker,
+    RunLogger,
+    Tags,
+    Tracker,
+    git_commit,
+    lock_path,
+    resolve_tracking_uri,
+)
+
+if TYPE_CHECKING:
+    from evoexp.experiment import AnnBaseline
+    from evoexp.training import TrainingRun
 
 __all__ = [
     "OUTCOMES",
@@ -44,8 +61,10 @@ __all__ = [
     "EvoexpCallback",
     "JobOutcome",
     "SweepSummary",
+    "ann_baseline",
     "make_tracker",
     "read_outcomes",
+    "resumable_run",
     "reuse_baseline",
     "summarize_sweep",
     "write_outcome",
@@ -384,18 +403,24 @@ def reuse_baseline(
     *,
     root: Path,
     enabled: bool = True,
+    code: str | None = None,
+    across_code: bool = False,
 ) -> tuple[Mapping[str, Any], str | None, bool]:
     """Return the ANN baseline stored under ``key``, training and storing it first if there is none.
 
     A file lock per key (``<root>/.evoexp/locks/ann-<key>.lock``) serialises workers that need the same baseline:
-    the first trains it, the others wait and load it.
+    the first trains it, the others wait and load it. The stored payload records the code identity that trained
+    it (key ``"code_identity"``); a baseline of other code is not reused unless ``across_code`` (a new one is
+    trained and stored, and becomes the newest under ``key``).
 
     Args:
         tracker: Where baselines are stored (a :class:`~evoexp.tracking.NullTracker` stores nothing).
-        key: Identity of the baseline (:func:`evoexp.config.ann_hash`).
+        key: Identity of the baseline's config (:func:`evoexp.config.ann_hash`).
         train: Trains the baseline; returns ``(payload, summary_metrics)``; payload must be JSON-serialisable.
         root: Project root (for the lock file).
         enabled: False trains every time (no lookup, nothing stored).
+        code: Code identity of this process (:func:`evoexp.config.code_identity`); None skips the check.
+        across_code: Reuse a baseline trained by other code (``tracking.reuse_across_code``).
 
     Returns:
         ``(payload, run_id, reused)``: the baseline, its run id (None if not stored), whether it was loaded.
@@ -407,7 +432,67 @@ def reuse_baseline(
         found = tracker.find_baseline(key)
         if found is not None:
             run_id, payload = found
-            return payload, run_id, True
+            if code is None or across_code or payload.get("code_identity") == code:
+                return payload, run_id, True
+            log.info(
+                "ANN baseline %s was trained by other code (%s); training it again",
+                run_id,
+                payload.get("code_identity"),
+            )
         payload, metrics = train()
+        if code is not None:
+            payload = {**payload, "code_identity": code}
         run_id = tracker.save_baseline(key, payload, metrics=metrics)
         return payload, run_id, False
+
+
+def resumable_run(tracker: Tracker, config_hash: str, *, across_code: bool = False) -> FinishedRun | None:
+    """The newest FINISHED run of ``config_hash`` that a resumed job may be skipped for, or None.
+
+    A run of other code (tag :data:`~evoexp.config.CODE_IDENTITY_TAG` differs from
+    :func:`~evoexp.config.code_identity`) only counts with ``across_code`` (``tracking.reuse_across_code``).
+    """
+    previous = tracker.find_finished(config_hash)
+    if previous is None or across_code or previous.tags.get(CODE_IDENTITY_TAG) == code_identity():
+        return previous
+    log.info(
+        "config %s has FINISHED run %s of other code (%s); running it again (tracking.reuse_across_code reuses it)",
+        config_hash,
+        previous.run_id,
+        previous.tags.get(CODE_IDENTITY_TAG),
+    )
+    return None
+
+
+def ann_baseline(tracker: Tracker, key: str, tracking: Any, run: RunLogger, *, root: Path) -> AnnBaseline:
+    """The ANN twin's provider for :func:`evoexp.experiment.run_experiment`, backed by :func:`reuse_baseline`.
+
+    Args:
+        tracker: Store of baselines.
+        key: The ANN's identity (:func:`evoexp.config.ann_hash`).
+        tracking: The ``tracking`` config (``reuse_ann``, ``reuse_across_code``).
+        run: The job's run; tagged with the baseline's run id.
+        root: Project root (lock files).
+    """
+    from evoexp.training import TrainingRun
+
+    def provide(train: Callable[[], TrainingRun]) -> tuple[TrainingRun, str | None]:
+        def fresh() -> tuple[dict[str, Any], dict[str, float]]:
+            trained = train()
+            return {"run": trained.to_dict()}, trained.summary()
+
+        payload, run_id, reused = reuse_baseline(
+            tracker,
+            key,
+            fresh,
+            root=root,
+            enabled=tracking.reuse_ann,
+            code=code_identity(),
+            across_code=tracking.reuse_across_code,
+        )
+        log.info("ANN twin %s (key %s)", "reused" if reused else "trained", key)
+        if run_id is not None:
+            run.set_tags({Tags.ANN_RUN: run_id})
+        return TrainingRun.from_dict(payload["run"]), run_id
+
+    return provide

@@ -16,6 +16,14 @@ The loops work for any model mapping a batch ``x`` to logits ``[B, K]``: SNNs fe
 fed features ``[B, F]`` (the loader's ``view`` decides). Floating inputs are cast to the dtype and device of the
 model's parameters, so float64 models train on the same loaders. Progress is logged once per epoch on the
 ``"evoexp.training"`` logger. A non-finite loss or gradient norm raises :class:`DivergenceError`.
+
+:func:`train_model` is the one training pipeline of evoexp: the Hydra app, the convergence analysis
+(:meth:`~evoexp.verification.convergence.ConvergenceAnalyzer.analyze_convergence`) and the SNN-vs-ANN benchmark
+(:meth:`~evoexp.verification.benchmark.ComparativeBenchmark.benchmark_training`) all train through it. It measures
+epoch 0 (the untrained model) and every later epoch the same way, with :func:`evaluate` on the training and
+validation sets, stops early on the validation loss when asked, keeps the best-validation weights
+(:class:`BestWeights`) and tests the final and the best-validation weights. Its typed :class:`TrainingRun`
+serialises to JSON and back, so a stored baseline is a run like any other.
 """
 
 from __future__ import annotations
@@ -24,18 +32,25 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from evoexp.verification.results import Result
+
 __all__ = [
+    "BestWeights",
     "DivergenceError",
+    "EarlyStopping",
+    "EpochCallback",
     "EpochRecord",
     "EpochStats",
     "EvalStats",
+    "TrainingRun",
     "accuracy",
     "batch_to",
     "evaluate",
@@ -44,6 +59,7 @@ __all__ = [
     "last_spikes",
     "layer_name",
     "train_epoch",
+    "train_model",
 ]
 
 logger = logging.getLogger("evoexp.training")
@@ -51,6 +67,9 @@ logger = logging.getLogger("evoexp.training")
 LossFn = Callable[[Tensor, Tensor], Tensor]
 SpikesFn = Callable[[nn.Module], Sequence[Tensor]]
 Batch = Sequence[Tensor]
+EpochCallback = Callable[[int, Mapping[str, float]], None]
+"""Called as ``on_epoch(epoch, metrics)`` for epoch 0 (before training) and after every epoch; keys as in
+:meth:`EpochRecord.metrics` (epoch 0: only the evaluated ``train/eval_*`` and ``val/*`` keys)."""
 
 
 class DivergenceError(RuntimeError):
@@ -136,6 +155,9 @@ class EpochRecord:
         seconds: Wall time of the training epoch (validation excluded).
         n_samples: Training samples seen.
         rate_loss: Mean firing-rate penalty.
+        train_eval_loss: Training-set loss of the weights at the end of the epoch, measured by :func:`evaluate`
+            exactly as epoch 0 is (None when not evaluated); the loss convergence analysis uses.
+        train_eval_acc: Training-set accuracy measured the same way (None when not evaluated).
     """
 
     epoch: int
@@ -148,10 +170,84 @@ class EpochRecord:
     seconds: float = 0.0
     n_samples: int = 0
     rate_loss: float = 0.0
+    train_eval_loss: float | None = None
+    train_eval_acc: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         """Plain-dict copy (JSON-safe apart from NaN floats)."""
         return dataclasses.asdict(self)
+
+    def metrics(self) -> dict[str, float]:
+        """The epoch's numbers under metric names (unprefixed; the app logs them as ``<model>/<name>``).
+
+        ``train/loss`` and ``train/acc`` are the running means over the epoch's batches (before each update);
+        ``train/eval_loss`` and ``train/eval_acc`` the training set evaluated after the epoch, as at epoch 0;
+        ``val/loss``, ``val/acc``, ``grad_norm``, ``grad_norm/<layer>`` and ``epoch_seconds``. Values that were not
+        measured are left out.
+        """
+        values: dict[str, float | None] = {
+            "train/loss": self.train_loss,
+            "train/acc": self.train_acc,
+            "train/eval_loss": self.train_eval_loss,
+            "train/eval_acc": self.train_eval_acc,
+            "val/loss": self.val_loss,
+            "val/acc": self.val_acc,
+            "grad_norm": self.grad_norm,
+            "epoch_seconds": self.seconds,
+            **{f"grad_norm/{layer}": norm for layer, norm in self.grad_norms.items()},
+        }
+        return {key: value for key, value in values.items() if value is not None}
+
+
+class BestWeights:
+    """Copy of the weights of the best-validation epoch, to restore after training.
+
+    The best-validation epoch is the epoch with the highest validation accuracy (the epoch behind the objective
+    ``*/val/best_acc``); among equal accuracies the one with the lower validation loss, then the earlier one.
+    Without a validation set, the training set evaluated after the epoch (``train_eval_*``) takes its place.
+    Epochs without a finite accuracy never count.
+
+    Attributes:
+        epoch: The best-validation epoch (None until an epoch with a finite validation accuracy was seen).
+        val_acc: Its validation accuracy.
+        val_loss: Its validation loss.
+        state: CPU copy of the model's ``state_dict`` at the end of that epoch.
+    """
+
+    def __init__(self) -> None:
+        self.epoch: int | None = None
+        self.val_acc = -math.inf
+        self.val_loss = math.inf
+        self.state: dict[str, Tensor] | None = None
+
+    def update(self, model: nn.Module, record: EpochRecord) -> bool:
+        """Keep ``model``'s weights if ``record`` is a better validation epoch than the best so far.
+
+        Returns:
+            Whether the weights were kept.
+        """
+        acc, loss = record.val_acc, record.val_loss
+        if acc is None and loss is None:
+            acc, loss = record.train_eval_acc, record.train_eval_loss
+        if acc is None or not math.isfinite(acc):
+            return False
+        loss = math.inf if loss is None or not math.isfinite(loss) else loss
+        if acc < self.val_acc or (acc == self.val_acc and loss >= self.val_loss):
+            return False
+        self.epoch, self.val_acc, self.val_loss = record.epoch, acc, loss
+        self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        return True
+
+    def restore(self, model: nn.Module) -> nn.Module:
+        """Load the kept weights into ``model`` (in place) and return it.
+
+        Raises:
+            RuntimeError: If no epoch was kept.
+        """
+        if self.state is None:
+            raise RuntimeError("no best-validation weights were kept (no epoch had a finite validation accuracy)")
+        model.load_state_dict(self.state)
+        return model
 
 
 def layer_name(parameter_name: str) -> str:
@@ -409,6 +505,8 @@ def fit(
     grad_clip: float | None = None,
     progress: bool = True,
     on_epoch: Callable[[EpochRecord], bool | None] | None = None,
+    best: BestWeights | None = None,
+    evaluate_train: bool = False,
     label: str = "model",
 ) -> list[EpochRecord]:
     """Train for ``epochs`` epochs, evaluating on ``val_loader`` after each, and log one line per epoch.
@@ -426,6 +524,8 @@ def fit(
         grad_clip: Optional total gradient-norm clip.
         progress: Log each epoch at INFO (else DEBUG) on logger ``"evoexp.training"``.
         on_epoch: Called with each :class:`EpochRecord`; returning True stops training (early stopping).
+        best: Updated after each epoch with the model and its record (keeps the best-validation weights).
+        evaluate_train: Also evaluate the training set after each epoch (``train_eval_loss``/``train_eval_acc``).
         label: Name shown in the progress lines (e.g. ``"snn"``).
 
     Returns:
@@ -462,6 +562,7 @@ def fit(
                 history=history,
             ) from err
         val = evaluate(model, val_loader, loss_fn=loss_fn) if val_loader is not None else None
+        train_eval = evaluate(model, train_loader, loss_fn=loss_fn) if evaluate_train else None
         record = EpochRecord(
             epoch=epoch,
             train_loss=stats.loss,
@@ -473,8 +574,12 @@ def fit(
             seconds=stats.seconds,
             n_samples=stats.n_samples,
             rate_loss=stats.rate_loss,
+            train_eval_loss=None if train_eval is None else train_eval.loss,
+            train_eval_acc=None if train_eval is None else train_eval.acc,
         )
         history.append(record)
+        if best is not None:
+            best.update(model, record)
         val_text = "" if val is None else f" | val loss {val.loss:.4f} acc {val.acc:.3f}"
         logger.log(
             level,
@@ -492,3 +597,300 @@ def fit(
             logger.log(level, "%s stopped after epoch %d (on_epoch)", label, epoch)
             break
     return history
+
+
+class EarlyStopping:
+    """Patience-based early stopping on a loss that should decrease.
+
+    Args:
+        patience: Epochs without improvement after which training stops (>= 1).
+        min_delta: An epoch improves when its value is below ``best - min_delta`` (>= 0).
+
+    Attributes:
+        best_value: Best (lowest) value seen so far (``inf`` before the first step).
+        best_epoch: Epoch of ``best_value`` (None before the first improvement).
+        stop_epoch: Epoch at which :meth:`step` first returned True (None while running).
+        wait: Consecutive epochs without improvement.
+    """
+
+    def __init__(self, *, patience: int, min_delta: float = 0.0) -> None:
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"patience must be a positive integer, got {patience!r}")
+        if not (isinstance(min_delta, (int, float)) and min_delta >= 0):
+            raise ValueError(f"min_delta must be a non-negative number, got {min_delta!r}")
+        self.patience = patience
+        self.min_delta = float(min_delta)
+        self.best_value = math.inf
+        self.best_epoch: int | None = None
+        self.stop_epoch: int | None = None
+        self.wait = 0
+
+    def step(self, epoch: int, value: float) -> bool:
+        """Record ``value`` for ``epoch``; return True when training should stop now.
+
+        Returns:
+            Whether ``value`` ends a run of ``patience`` epochs without improvement.
+        """
+        if value < self.best_value - self.min_delta:
+            self.best_value = value
+            self.best_epoch = epoch
+            self.wait = 0
+        else:
+            self.wait += 1
+        if self.wait >= self.patience and self.stop_epoch is None:
+            self.stop_epoch = epoch
+        return self.stop_epoch is not None
+
+    @property
+    def improved(self) -> bool:
+        """True when the last :meth:`step` improved on the best value."""
+        return self.wait == 0 and self.best_epoch is not None
+
+
+def _number(value: Any) -> Any:
+    """Undo :func:`~evoexp.verification.results.to_jsonable` on one value (``"NaN"`` -> nan, etc.)."""
+    return float(value) if value in ("NaN", "Infinity", "-Infinity") else value
+
+
+def _eval_stats(data: Mapping[str, Any] | None) -> EvalStats | None:
+    return None if data is None else EvalStats(_number(data["loss"]), _number(data["acc"]), int(data["n_samples"]))
+
+
+@dataclass
+class TrainingRun(Result):
+    """One model trained by :func:`train_model` (informational result, ``passed`` is None).
+
+    Attributes:
+        label: Name of the model (``snn``, ``ann``, ...), the prefix of its metrics.
+        n_params: Trainable parameters.
+        max_epochs: Epoch budget.
+        history: One :class:`EpochRecord` per completed epoch.
+        initial_train: Training set evaluated before training (epoch 0), or None when not measured.
+        initial_val: Validation set evaluated before training, or None.
+        best_epoch: The best-validation epoch whose weights the model holds after training (see
+            :class:`BestWeights`), or None when no epoch qualified.
+        stop_epoch: Epoch at which early stopping ended training, or None.
+        patience: Early-stopping patience (None: no early stopping).
+        min_delta: Early-stopping minimum improvement.
+        test_best: Test set evaluated with the best-validation weights (None: no test set, or diverged).
+        test_last: Test set evaluated with the weights after the last epoch (None: no test set, or diverged).
+        diverged: The divergence message when training hit a non-finite loss or gradient, else None.
+        divergence_loss: The loss of the diverging batch (NaN when none).
+        torch_threads: ``torch.get_num_threads()`` during training (time per epoch depends on it).
+    """
+
+    label: str
+    n_params: int
+    max_epochs: int
+    history: list[EpochRecord]
+    initial_train: EvalStats | None = None
+    initial_val: EvalStats | None = None
+    best_epoch: int | None = None
+    stop_epoch: int | None = None
+    patience: int | None = None
+    min_delta: float = 0.0
+    test_best: EvalStats | None = None
+    test_last: EvalStats | None = None
+    diverged: str | None = None
+    divergence_loss: float = math.nan
+    torch_threads: int = 1
+
+    check: ClassVar[str] = "training"
+
+    @property
+    def best_val_acc(self) -> float:
+        """Highest validation accuracy over the epochs (the app's objective); NaN when diverged or unmeasured."""
+        values = [r.val_acc for r in self.history if r.val_acc is not None and math.isfinite(r.val_acc)]
+        return max(values) if values and self.diverged is None else math.nan
+
+    def epoch_metrics(self) -> dict[int, dict[str, float]]:
+        """Unprefixed metrics by epoch: epoch 0 (the evaluated untrained model, when measured), then each epoch."""
+        steps: dict[int, dict[str, float]] = {}
+        if self.initial_train is not None:
+            steps[0] = {"train/eval_loss": self.initial_train.loss, "train/eval_acc": self.initial_train.acc}
+            if self.initial_val is not None:
+                steps[0].update({"val/loss": self.initial_val.loss, "val/acc": self.initial_val.acc})
+        steps.update({record.epoch: record.metrics() for record in self.history})
+        return steps
+
+    def summary(self) -> dict[str, float]:
+        """Run-level metrics under ``<label>/`` (``best_epoch`` and ``test/...`` only when measured).
+
+        Keys: ``params``, ``epochs`` (run), ``val/best_acc``, ``torch_threads``, ``best_epoch``,
+        ``test/acc_best``, ``test/loss_best``, ``test/acc_last``, ``test/loss_last``.
+        """
+        prefix = self.label
+        out = {
+            f"{prefix}/params": float(self.n_params),
+            f"{prefix}/epochs": float(len(self.history)),
+            f"{prefix}/val/best_acc": self.best_val_acc,
+            f"{prefix}/torch_threads": float(self.torch_threads),
+        }
+        if self.best_epoch is not None:
+            out[f"{prefix}/best_epoch"] = float(self.best_epoch)
+        for which, stats in (("best", self.test_best), ("last", self.test_last)):
+            if stats is not None:
+                out[f"{prefix}/test/acc_{which}"] = stats.acc
+                out[f"{prefix}/test/loss_{which}"] = stats.loss
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainingRun:
+        """Rebuild a run from :meth:`to_dict` (e.g. a stored ANN baseline).
+
+        Raises:
+            ValueError: ``data`` is not a serialised :class:`TrainingRun`.
+        """
+        try:
+            history = [
+                EpochRecord(
+                    **{
+                        k: {layer: _number(x) for layer, x in v.items()} if k == "grad_norms" else _number(v)
+                        for k, v in record.items()
+                    }
+                )
+                for record in data["history"]
+            ]
+            return cls(
+                label=str(data["label"]),
+                n_params=int(data["n_params"]),
+                max_epochs=int(data["max_epochs"]),
+                history=history,
+                initial_train=_eval_stats(data["initial_train"]),
+                initial_val=_eval_stats(data["initial_val"]),
+                best_epoch=data["best_epoch"],
+                stop_epoch=data["stop_epoch"],
+                patience=data["patience"],
+                min_delta=float(data["min_delta"]),
+                test_best=_eval_stats(data["test_best"]),
+                test_last=_eval_stats(data["test_last"]),
+                diverged=data["diverged"],
+                divergence_loss=float(_number(data["divergence_loss"])),
+                torch_threads=int(data["torch_threads"]),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a serialised TrainingRun ({type(exc).__name__}: {exc})") from None
+
+
+def _count_trainable(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def train_model(
+    model: nn.Module,
+    train_loader: Iterable[Batch],
+    val_loader: Iterable[Batch] | None = None,
+    test_loader: Iterable[Batch] | None = None,
+    *,
+    epochs: int,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFn | None = None,
+    rate_reg: float = 0.0,
+    target_rate: float = 0.05,
+    spikes_fn: SpikesFn | None = None,
+    grad_clip: float | None = None,
+    patience: int | None = None,
+    min_delta: float = 0.0,
+    evaluate_initial: bool = True,
+    on_epoch: EpochCallback | None = None,
+    progress: bool = True,
+    label: str = "model",
+) -> TrainingRun:
+    """Train ``model`` in place; measure epoch 0 and every epoch alike; keep the best-validation weights; test.
+
+    1. Epoch 0: the untrained model is evaluated on the training and validation sets (:func:`evaluate`).
+    2. :func:`fit` trains up to ``epochs`` epochs; after each, the training set is evaluated again the same way
+       (``train_eval_loss``), so the losses of epoch 0 and of later epochs are one kind of number.
+    3. Early stopping (``patience`` set) watches the validation loss, or the evaluated training loss without a
+       validation set (:class:`EarlyStopping`).
+    4. The test set is evaluated with the final weights (``test_last``); the best-validation weights
+       (:class:`BestWeights`) are then restored into ``model`` and tested (``test_best``). A diverged run keeps
+       its best weights but is not tested.
+
+    Args:
+        model: Maps inputs to logits; trained in place.
+        train_loader: Training batches (also evaluated after each epoch).
+        val_loader: Validation batches (early stopping, best-weight selection).
+        test_loader: Test batches.
+        epochs: Epoch budget (>= 1).
+        optimizer: Optimiser over the model's parameters.
+        loss_fn: Loss on logits; cross-entropy if None.
+        rate_reg: Weight of the firing-rate penalty (SNNs).
+        target_rate: Target firing rate of the penalty.
+        spikes_fn: Source of hidden spikes for the penalty.
+        grad_clip: Optional total gradient-norm clip.
+        patience: Early-stopping patience (None: train every epoch).
+        min_delta: Early-stopping minimum improvement.
+        evaluate_initial: Measure epoch 0.
+        on_epoch: Called for epoch 0 and after every epoch (see :data:`EpochCallback`).
+        progress: Log each epoch at INFO (else DEBUG).
+        label: Name of the model in logs and metrics.
+
+    Returns:
+        The :class:`TrainingRun`; a divergence is recorded in it, not raised.
+
+    Raises:
+        ValueError: On invalid arguments.
+    """
+    stopper = None if patience is None else EarlyStopping(patience=patience, min_delta=min_delta)
+    threads = torch.get_num_threads()
+    initial_train = initial_val = None
+    if evaluate_initial:
+        initial_train = evaluate(model, train_loader, loss_fn=loss_fn)
+        initial_val = None if val_loader is None else evaluate(model, val_loader, loss_fn=loss_fn)
+    run = TrainingRun(
+        label,
+        _count_trainable(model),
+        epochs,
+        [],
+        initial_train=initial_train,
+        initial_val=initial_val,
+        patience=patience,
+        min_delta=float(min_delta),
+        torch_threads=threads,
+    )
+    if on_epoch is not None and 0 in (initial := run.epoch_metrics()):
+        on_epoch(0, initial[0])
+
+    def after_epoch(record: EpochRecord) -> bool:
+        if on_epoch is not None:
+            on_epoch(record.epoch, record.metrics())
+        if stopper is None:
+            return False
+        monitored = record.val_loss if record.val_loss is not None else record.train_eval_loss
+        return stopper.step(record.epoch, math.nan if monitored is None else monitored)
+
+    best = BestWeights()
+    try:
+        run.history = fit(
+            model,
+            train_loader,
+            val_loader,
+            epochs=epochs,
+            optimizer=optimizer,
+            loss_fn=loss_fn,
+            rate_reg=rate_reg,
+            target_rate=target_rate,
+            spikes_fn=spikes_fn,
+            grad_clip=grad_clip,
+            progress=progress,
+            on_epoch=after_epoch,
+            best=best,
+            evaluate_train=True,
+            label=label,
+        )
+    except DivergenceError as err:
+        run.history, run.diverged, run.divergence_loss = list(err.history), str(err), err.loss
+    run.stop_epoch = None if stopper is None else stopper.stop_epoch
+    tested = run.diverged is None and test_loader is not None
+    if tested:
+        run.test_last = evaluate(model, test_loader, loss_fn=loss_fn)  # type: ignore[arg-type]
+    if best.epoch is not None:
+        run.best_epoch = best.epoch
+        if tested and best.epoch == len(run.history):
+            run.test_best = run.test_last  # the last epoch is the best one: same weights
+        else:
+            best.restore(model)
+            if tested:
+                run.test_best = evaluate(model, test_loader, loss_fn=loss_fn)  # type: ignore[arg-type]
+    return run

@@ -17,8 +17,8 @@ from evoexp.analysis.aggregate import (
     varying_columns,
 )
 
-ACC = "metrics.snn/test/acc"
-LOSS = "metrics.snn/test/loss"
+ACC = "metrics.snn/test/acc_best"
+LOSS = "metrics.snn/test/loss_best"
 SLOPE = "params.surrogate.slope"
 NAME = "params.surrogate.name"
 

@@ -52,10 +52,10 @@ def _log_run(client: MlflowClient, exp_id: str, *, name: str, slope: float, seed
             metrics.append(Metric(key, value, 0, epoch))
     if outcome == "finished":
         summary = {
-            "snn/test/acc": base,
-            "ann/test/acc": 0.8 + 0.001 * seed,
-            "snn/test/loss": 1.0,
-            "ann/test/loss": 0.7,
+            "snn/test/acc_best": base,
+            "ann/test/acc_best": 0.8 + 0.001 * seed,
+            "snn/test/loss_best": 1.0,
+            "ann/test/loss_best": 0.7,
             "snn/time_per_epoch": 2.0 + 0.1 * seed,
             "ann/time_per_epoch": 0.5,
             "snn/params": 500.0,
@@ -102,7 +102,7 @@ def test_load_runs_tidy_frame(store):
     assert runs["params.seed"].dtype == "int64"
     assert runs["params.model.recurrent"].dtype == "boolean"
     assert runs["params.model.hidden_sizes"].iloc[0] == "[16]"
-    assert runs["metrics.snn/test/acc"].isna().sum() == 2  # the diverged and the failed run have no test metrics
+    assert runs["metrics.snn/test/acc_best"].isna().sum() == 2  # the diverged and the failed run have no test metrics
     assert (runs["tags.evoexp.sweep_id"] == SWEEP).all()
     assert not any(c.startswith("tags.mlflow.") for c in runs.columns)
     # latest value of a per-epoch metric
@@ -117,7 +117,7 @@ def test_load_runs_unknown_experiment(store):
 
 def test_load_history_long_frame(store):
     runs = load_runs(EXPERIMENT, sweep_id="sweep-b", tracking_uri=store)
-    history = load_history(runs, ["snn/val/acc", "snn/test/acc", "missing/key"], tracking_uri=store)
+    history = load_history(runs, ["snn/val/acc", "snn/test/acc_best", "missing/key"], tracking_uri=store)
     assert list(history.columns) == ["run_id", "key", "step", "value", "timestamp"]
     assert len(history) == EPOCHS + 1
     acc = history[history["key"] == "snn/val/acc"]
@@ -213,7 +213,7 @@ def test_cli_on_tiny_real_sweep(tmp_path, capsys):
     assert "| Slope | n | SNN acc (%) | ANN acc (%) |" in capsys.readouterr().out
     table = pd.read_csv(out / "surrogate_slope.csv")
     assert list(table["surrogate.slope"]) == [1.0, 10.0]
-    assert list(table["snn/test/acc_n"]) == [2, 2]
-    assert table["snn/test/acc_mean"].between(0.0, 1.0).all()
+    assert list(table["snn/test/acc_best_n"]) == [2, 2]
+    assert table["snn/test/acc_best_mean"].between(0.0, 1.0).all()
     for stem in ("accuracy_vs_slope", "training_curves", "grad_norm_per_layer", "surrogate_gallery"):
         assert (out / f"{stem}.png").stat().st_size > 0

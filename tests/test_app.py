@@ -64,12 +64,29 @@ def test_single_run_writes_results_report_and_one_mlflow_run_then_resume_skips_i
     assert params["surrogate.slope"] == "5"  # equal values print alike (5 and 5.0)
     assert params["model.hidden_sizes"] == "[16]"
     assert metrics["snn/val/best_acc"] == pytest.approx(results["objective"])
-    for key in ("snn/test/acc", "ann/test/acc", "snn/params", "benchmark/acc_gap", "benchmark/time_ratio"):
+    for key in ("snn/params", "benchmark/acc_gap", "benchmark/time_ratio"):
         assert key in metrics, key
+    for model in ("snn", "ann"):  # test metrics at the best-validation epoch and at the last epoch
+        for key in ("test/acc_best", "test/loss_best", "test/acc_last", "test/loss_last", "best_epoch"):
+            assert metrics[f"{model}/{key}"] == pytest.approx(results["metrics"][f"{model}/{key}"])
+        section = results["test"][model]
+        assert section["best"]["acc"] == metrics[f"{model}/test/acc_best"]
+        assert section["last"]["acc"] == metrics[f"{model}/test/acc_last"]
+        assert 1 <= section["best_epoch"] <= 2
+    assert "best-validation epoch" in results["test"]["selection"]
+    assert "SNN test accuracy:" in report and "`snn/test/acc_last`" in report
+    assert "snn/test/acc" not in metrics
     assert any(key.startswith("gradient") for key in metrics)
-    history = client(tmp_path).get_metric_history(run.info.run_id, "snn/val/acc")
-    assert [m.step for m in history] == [1, 2]
-    assert [m.step for m in client(tmp_path).get_metric_history(run.info.run_id, "ann/val/acc")] == [1, 2]
+
+    def steps(key: str) -> list[int]:
+        return sorted(m.step for m in client(tmp_path).get_metric_history(run.info.run_id, key))
+
+    # Epoch 0 (before training) is evaluated like every epoch; running means exist from epoch 1.
+    for key in ("snn/val/acc", "snn/train/eval_loss", "ann/val/acc", "ann/train/eval_loss"):
+        assert steps(key) == [0, 1, 2], key
+    assert steps("snn/train/loss") == steps("ann/train/loss") == [1, 2]
+    assert tags["evoexp.code_identity"] == results["code_identity"]
+    assert results["code_identity"].startswith("evoexp ")
     artifacts = {a.path for a in client(tmp_path).list_artifacts(run.info.run_id)}
     assert {"results.json", "report.md", "config_resolved.yaml", ".hydra", "__main__.log"} <= artifacts
     assert len(runs(tmp_path, "evoexp-ann-baselines")) == 1
@@ -89,16 +106,45 @@ def test_single_run_writes_results_report_and_one_mlflow_run_then_resume_skips_i
         ("trainer.lr=abc", "(key: trainer.lr)"),
         ("trainer.nope=1", "(key: trainer.nope)"),
         ("surrogate=nope", "Available options in 'surrogate': atan,"),
+        ("tracking.uri=bogus://x", "tracking.uri='bogus://x' has an unknown scheme 'bogus'"),
+        ("tracking.uri=sqlite:////nonexistent/dir/x.db", "the directory /nonexistent/dir of the SQLite file"),
+        ("dataset.split=[0.9,0.1,0.0]", "dataset.split leaves the test split empty"),
+        ("dataset.samples_per_class=1", "dataset.samples_per_class=1 leaves the validation and test splits empty"),
+        ("trainer.momentum=5", "trainer.momentum=5.0 is an SGD setting that adam ignores"),
+        ("surrogate.slope=1e300", "surrogate.slope must be at most 1e+06"),
+        ("dataset=digits", "experiment=smoke sets dataset.n_classes, which dataset=digits does not have"),
     ],
 )
 def test_bad_override_fails_with_one_line_and_no_run(tmp_path: Path, override: str, expected: str) -> None:
-    done = evoexp(tmp_path, override, "experiment=smoke")
-    assert done.returncode != 0
+    done = evoexp(tmp_path, "experiment=smoke", override)
+    assert done.returncode == 1
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("evoexp: error: ")
     assert expected in lines[0]
-    assert runs(tmp_path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no store, no outputs, no lock files
+    assert not Path("/nonexistent").exists()
+
+
+def test_dt_far_above_tau_runs_with_one_warning_line(tmp_path: Path) -> None:
+    done = evoexp(tmp_path, "experiment=smoke", "model.dt=100", "tracking=off", "trainer.epochs=1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    warnings = [line for line in (done.stdout + done.stderr).splitlines() if "model.dt=100 is larger" in line]
+    assert len(warnings) == 1, warnings
+
+
+def test_hydra_full_error_shows_the_trace_of_a_config_error(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "evoexp", "experiment=smoke", "trainer.lr=abc"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 1
+    assert "Traceback (most recent call last)" in done.stderr and "trainer.lr" in done.stderr
 
 
 def test_help_lists_groups_and_options(tmp_path: Path) -> None:

@@ -14,7 +14,15 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from evoexp.data import DatasetSplits, make_synthetic
 from evoexp.models import SNN, ann_twin
-from evoexp.verification.benchmark import BenchmarkLoaders, BenchmarkResult, ComparativeBenchmark, MeanStd
+from evoexp.verification.benchmark import (
+    BenchmarkLoaders,
+    BenchmarkResult,
+    ComparativeBenchmark,
+    MeanStd,
+    ModelBenchmark,
+    SeedRun,
+)
+from evoexp.verification.report import generate_report
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +54,18 @@ def test_snn_vs_ann_over_two_seeds(splits: DatasetSplits) -> None:
     assert result.passed is None
     assert result.torch_threads == torch.get_num_threads()
     assert result.eval_split == "val"
-    assert len(calls) == 2 * 2 * 3
+    assert result.time_comparable
+    assert len(calls) == 2 * 2 * 4  # epoch 0 (before training) and three epochs per model and seed
+    assert calls[:4] == [("snn", 0, 0), ("snn", 0, 1), ("snn", 0, 2), ("snn", 0, 3)]
     for model in (result.snn, result.ann):
         assert [r.seed for r in model.runs] == [0, 1]
         for run in model.runs:
             assert len(run.train_loss) == len(run.eval_acc) == len(run.epoch_seconds) == 3
             assert run.time_per_epoch == pytest.approx(sum(run.epoch_seconds[1:]) / 2)  # warm-up excluded
+            assert run.torch_threads == torch.get_num_threads()
+            assert run.best_epoch == max(range(1, 4), key=lambda e: (run.eval_acc[e - 1], -run.eval_loss[e - 1], -e))
+            assert 0.0 <= run.test_acc_best <= 1.0 and 0.0 <= run.test_acc_last <= 1.0
+        assert model.test_acc_best.n == 2
         finals = [r.eval_acc[-1] for r in model.runs]
         assert model.final_eval_acc.mean == pytest.approx(statistics.mean(finals))
         assert model.final_eval_acc.std == pytest.approx(statistics.stdev(finals))
@@ -127,3 +141,35 @@ def test_mean_std_ignores_diverged_runs() -> None:
     agg = MeanStd.of([1.0, float("nan"), 3.0])
     assert (agg.mean, agg.n) == (2.0, 2)
     assert agg.std == pytest.approx(math.sqrt(2.0))
+
+
+def _model(name: str, threads: int | None, seconds: float) -> ModelBenchmark:
+    run = SeedRun(0, [1.0], [0.5], [1.0], [0.5], [seconds, seconds], warmup_epochs=1, torch_threads=threads)
+    return ModelBenchmark(name, 10, [run])
+
+
+def _result(snn_threads: int | None, ann_threads: int | None) -> BenchmarkResult:
+    return BenchmarkResult(
+        snn=_model("snn", snn_threads, 2.0),
+        ann=_model("ann", ann_threads, 1.0),
+        seeds=[0],
+        epochs=2,
+        warmup_epochs=1,
+        optimizer="adam",
+        lr=1e-3,
+        eval_split="val",
+    )
+
+
+def test_time_ratio_only_when_thread_counts_match() -> None:
+    same = _result(2, 2)
+    assert same.time_comparable and same.torch_threads == 2 and same.time_ratio == 2.0
+    for snn_threads, ann_threads in ((1, 4), (1, None), (None, None)):
+        other = _result(snn_threads, ann_threads)
+        assert not other.time_comparable and other.torch_threads is None
+        assert math.isnan(other.time_ratio)
+        summary = other.summary()
+        assert summary["benchmark/time_comparable"] == 0.0 and math.isnan(summary["benchmark/time_ratio"])
+    assert _result(1, 4).summary()["benchmark/ann_torch_threads"] == 4.0
+    report = generate_report({"benchmark": _result(1, 4)})
+    assert "torch threads SNN 1, ANN 4 (different: the time ratio is not comparable)" in report

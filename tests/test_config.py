@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +16,16 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ValidationError
 
-from evoexp.app import build_optimizer, build_snn, verification_options
+from evoexp.builders import (
+    build_ann,
+    build_dataset,
+    build_loader,
+    build_optimizer,
+    build_snn,
+    training_options,
+    verification_options,
+    warmup_epochs,
+)
 from evoexp.config import (
     Config,
     ConfigValidationError,
@@ -22,9 +35,10 @@ from evoexp.config import (
     load_config,
     one_line,
     register_configs,
+    report_config_errors,
 )
+from evoexp.config.identity import ANN_KEYS, SNN_ONLY_KEYS
 from evoexp.data import DatasetSplits, get_dataset
-from evoexp.models import ann_twin
 from evoexp.surrogate import SurrogateGradient, available_surrogates, get_surrogate
 from evoexp.sweep import make_tracker
 from evoexp.tracking import MlflowTracker, NullTracker
@@ -33,6 +47,8 @@ CONF = Path(__file__).resolve().parents[1] / "evoexp" / "conf"
 GROUPS = ("surrogate", "model", "dataset", "trainer", "verifier", "tracking")
 # A small dataset for instantiating models/optimizers of every option quickly.
 SMALL = ["dataset=synthetic", "dataset.samples_per_class=8", "dataset.time_steps=5"]
+# Dataset options that read the user's files: composed and built on generated files in tests/test_shd.py.
+FILE_DATASETS = ("shd", "ssc")
 
 
 @pytest.fixture(autouse=True)
@@ -73,11 +89,12 @@ def test_surrogate_option_composes_and_builds_its_shape(name: str) -> None:
 @pytest.mark.parametrize("group", [g for g in GROUPS if g != "surrogate"])
 def test_every_group_option_composes_and_instantiates(group: str, small_data: DatasetSplits) -> None:
     for option in options(group):
+        if group == "dataset" and option in FILE_DATASETS:
+            continue
         overrides = [f"{group}={option}"] + ([] if group == "dataset" else SMALL)
         config = load_config(composed(*overrides))
         assert isinstance(config, Config)
-        snn = build_snn(config, small_data, get_surrogate(config.surrogate.name, **config.surrogate.kwargs()))
-        ann = ann_twin(snn, small_data.n_features, activation=config.model.ann_activation)
+        snn, ann = build_snn(config, small_data), build_ann(config, small_data)
         assert snn(small_data.train.spikes[:2]).shape == (2, small_data.n_classes)
         assert ann(small_data.train.features[:2]).shape == (2, small_data.n_classes)
         assert isinstance(build_optimizer(config, list(snn.parameters())), torch.optim.Optimizer)
@@ -87,9 +104,9 @@ def test_every_group_option_composes_and_instantiates(group: str, small_data: Da
         assert isinstance(tracker, MlflowTracker if config.tracking.enabled else NullTracker)
 
 
-@pytest.mark.parametrize("option", options("dataset"))
+@pytest.mark.parametrize("option", [o for o in options("dataset") if o not in FILE_DATASETS])
 def test_dataset_option_builds_small_version(option: str) -> None:
-    small = {"randman": ["dataset.samples_per_class=4", "dataset.time_steps=10"], "digits": [], "synthetic": []}
+    small = {"randman": ["dataset.samples_per_class=6", "dataset.time_steps=10"], "digits": [], "synthetic": []}
     config = load_config(composed(f"dataset={option}", *small[option]))
     assert config.dataset.name == option
     data = get_dataset(config.dataset.name, **config.dataset.kwargs(seed=config.seed))
@@ -138,7 +155,18 @@ def test_launcher_presets_compose(launcher: str) -> None:
         ("model.reset=bogus", "model.reset"),
         ("trainer.lr=0", "trainer.lr"),
         ("verifier.checks=[nope]", "verifier.checks"),
+        ("dataset.split=[0.9,0.1,0.0]", "dataset.split leaves the test split empty"),
+        ("dataset.split=[0.9,0.0,0.1]", "dataset.split leaves the validation split empty"),
+        ("dataset.samples_per_class=1", "dataset.samples_per_class=1 leaves the validation and test splits empty"),
+        ("trainer.momentum=5", "trainer.momentum=5.0 is an SGD setting that adam ignores"),
+        ("surrogate.slope=1e300", "surrogate.slope must be at most 1e+06"),
+        ("surrogate.scale=1e7", "surrogate.scale must be at most 1e+06"),
+        ("tracking.uri=bogus://x", "tracking.uri='bogus://x' has an unknown scheme 'bogus'"),
+        ("tracking.uri=sqlite:////nonexistent/evoexp-dir/x.db", "the directory /nonexistent/evoexp-dir of the SQLite"),
         ("surrogate=q_pseudo", None),
+        ("dataset.samples_per_class=6", None),
+        ("tracking.uri=http://127.0.0.1:5000", None),
+        ("tracking.uri=postgresql+psycopg2://u@h/db", None),
     ],
 )
 def test_value_errors_name_the_key(override: str, key: str | None) -> None:
@@ -146,8 +174,77 @@ def test_value_errors_name_the_key(override: str, key: str | None) -> None:
     if key is None:  # a valid option, for contrast
         load_config(cfg)
         return
-    with pytest.raises(ConfigValidationError, match=key.replace(".", r"\.")):
+    with pytest.raises(ConfigValidationError, match=re.escape(key)):
         load_config(cfg)
+    assert not Path("/nonexistent").exists()  # the SQLite check creates nothing
+
+
+def test_momentum_is_checked_for_sgd_too() -> None:
+    assert load_config(composed("trainer=sgd")).trainer.momentum == 0.9
+    with pytest.raises(ConfigValidationError, match=r"trainer\.momentum must be < 1"):
+        load_config(composed("trainer=sgd", "trainer.momentum=5"))
+
+
+def test_dt_far_above_the_time_constants_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    cfg = composed("model.dt=100")
+    with caplog.at_level(logging.WARNING, logger="evoexp.config"):
+        config = load_config(cfg)  # legal: it runs, with one warning line
+        load_config(cfg)
+    (record,) = [r for r in caplog.records if r.name == "evoexp.config"]
+    message = record.getMessage()
+    assert message.startswith("model.dt=100 is larger than model.tau_mem=20 and model.tau_syn=10")
+    assert "\n" not in message
+    assert config.model.dt == 100
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="evoexp.config"):
+        load_config(composed("model.dt=1"))
+    assert not caplog.records
+
+
+def _config_error() -> None:
+    composed("trainer.lr=abc")
+
+
+def test_report_config_errors_prints_one_line_and_restores_the_environment(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    seen: list[str | None] = []
+
+    def main() -> int:
+        seen.append(os.environ.get("HYDRA_FULL_ERROR"))  # Hydra raises instead of printing while it is set
+        _config_error()
+        return 0
+
+    with pytest.raises(SystemExit) as info:
+        report_config_errors(main, argv=["trainer.lr=abc"])
+    assert info.value.code == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("evoexp: error: ") and "(key: trainer.lr)" in line
+    assert seen == ["1"] and "HYDRA_FULL_ERROR" not in os.environ
+    assert report_config_errors(lambda: 7) == 7
+
+    def crash() -> None:
+        raise RuntimeError("not a config error")
+
+    with pytest.raises(RuntimeError, match="not a config error"):  # other errors keep their traceback
+        report_config_errors(crash)
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")  # the user asks for the full trace of everything
+    with pytest.raises(Exception, match=r"trainer\.lr"):
+        report_config_errors(_config_error)
+    assert os.environ["HYDRA_FULL_ERROR"] == "1"
+
+
+def test_preset_clash_names_both_sides(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        report_config_errors(
+            lambda: composed("experiment=smoke", "dataset=digits"), argv=["experiment=smoke", "dataset=digits"]
+        )
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (
+        "evoexp: error: experiment=smoke sets dataset.n_classes, which dataset=digits does not have: the preset is "
+        "made for another dataset option; drop dataset=digits or the preset"
+    )
 
 
 def test_shape_specific_params_are_validated() -> None:
@@ -190,11 +287,56 @@ def test_config_hash_ignores_tracking_and_threads_only() -> None:
     assert config_hash(composed("seed=1")) != base
 
 
-def test_ann_hash_depends_on_data_sizes_trainer_seed_not_surrogate() -> None:
+def test_ann_hash_depends_on_data_sizes_trainer_early_stopping_seed_not_surrogate() -> None:
     base = ann_hash(composed())
-    assert ann_hash(composed("surrogate=atan", "surrogate.slope=3", "trainer.rate_reg=0.1")) == base
-    for override in ("seed=1", "model.hidden_sizes=[32]", "trainer.lr=0.1", "dataset.time_steps=20"):
+    same = ("surrogate=atan", "surrogate.slope=3", "trainer.rate_reg=0.1", "model.tau_mem=5", "threads=2")
+    assert ann_hash(composed(*same)) == base
+    for override in (
+        "seed=1",
+        "model.hidden_sizes=[32]",
+        "model.ann_activation=tanh",
+        "trainer.lr=0.1",
+        "trainer.grad_clip=1.0",
+        "dataset.time_steps=20",
+        "verifier.convergence.patience=3",
+        "verifier.convergence.min_delta=0.01",
+    ):
         assert ann_hash(composed(override)) != base, override
+
+
+class _Recorder:
+    """Proxy of a config dataclass that records every dotted key read through it."""
+
+    def __init__(self, node: object, seen: set[str], prefix: str = "") -> None:
+        self._node, self._seen, self._prefix = node, seen, prefix
+
+    def __getattr__(self, name: str) -> object:
+        value = getattr(self._node, name)
+        key = f"{self._prefix}{name}"
+        if dataclasses.is_dataclass(value):
+            return _Recorder(value, self._seen, f"{key}.")
+        self._seen.add(key)
+        return value
+
+
+def test_ann_key_covers_every_setting_the_ann_route_reads(small_data: DatasetSplits) -> None:
+    """Guard of ANN_KEYS: building and training the ANN twin reads no config key outside the ANN identity."""
+    config = load_config(composed(*SMALL))
+    seen: set[str] = set()
+    proxy = _Recorder(config, seen)
+    ann = build_ann(proxy, small_data)  # type: ignore[arg-type]
+    build_optimizer(proxy, ann.parameters())  # type: ignore[arg-type]
+    training_options(proxy, snn=False)  # type: ignore[arg-type]
+    build_loader(proxy, small_data, "train", view="features")  # type: ignore[arg-type]
+    build_dataset(proxy)  # type: ignore[arg-type]
+    warmup_epochs(proxy)  # type: ignore[arg-type]
+    kept = [k for k in ANN_KEYS if not any(k == s or k.startswith(s + ".") for s in SNN_ONLY_KEYS)]
+    uncovered = sorted(k for k in seen if not any(k == p or k.startswith(p + ".") for p in kept))
+    assert not uncovered, f"the ANN reads {uncovered}, which ann_hash ignores"
+    assert {"trainer.lr", "verifier.convergence.patience", "model.hidden_sizes", "seed"} <= seen
+    seen.clear()
+    training_options(proxy, snn=True)  # type: ignore[arg-type]
+    assert {"trainer.rate_reg", "trainer.target_rate"} <= seen  # the SNN-only keys really are SNN-only
 
 
 def test_flatten_uses_dotted_keys_and_keeps_lists() -> None:

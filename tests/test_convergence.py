@@ -143,12 +143,17 @@ def test_separable_data_converges_with_positive_rate() -> None:
     assert result.val_acc[-1] == 1.0
     assert result.epochs_to_90 is not None
     assert result.epochs_to_90 <= result.epochs_to_95 <= result.epochs_run
-    assert seen == result.epochs
+    assert seen == [0, *result.epochs]  # epoch 0 (before training) is reported like every other epoch
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # user's model unchanged
 
-    # The best weights restore into a fresh model and reproduce the best validation loss.
-    restored = analyzer.restore_best_weights(_mlp())
-    assert evaluate(restored, val_loader).loss == pytest.approx(result.best_value, rel=1e-12)
+    # The kept weights are those of the best-validation epoch (highest validation accuracy) and restore into a
+    # fresh model with that epoch's validation numbers.
+    run = analyzer.run
+    assert run is not None and run.best_epoch is not None
+    best = run.history[run.best_epoch - 1]
+    assert best.val_acc == max(result.val_acc)
+    restored = evaluate(analyzer.restore_best_weights(_mlp()), val_loader)
+    assert (restored.acc, restored.loss) == pytest.approx((best.val_acc, best.val_loss), rel=1e-12)
 
     # Replaying the recorded curves gives the same analysis.
     replay = analyze_loss_history(
@@ -185,3 +190,25 @@ def test_result_json_round_trip_and_summary() -> None:
 def test_restore_before_analysis_raises() -> None:
     with pytest.raises(RuntimeError, match="analyze_convergence"):
         ConvergenceAnalyzer().restore_best_weights(_mlp())
+
+
+def test_epoch_zero_and_later_epochs_are_the_same_kind_of_loss() -> None:
+    """With frozen weights every epoch's loss must equal epoch 0's: no reduction, no rate, no epochs-to-90 %.
+
+    Dropout makes the train-mode running loss of an epoch differ from an evaluation of the same weights, so a curve
+    that mixed an evaluated epoch 0 with running means of later epochs would show a spurious change.
+    """
+    train_loader, val_loader = _loaders()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Dropout(0.5), nn.Linear(16, 2)).double()
+    analyzer = ConvergenceAnalyzer()
+    result = analyzer.analyze_convergence(
+        model, train_loader, val_loader, None, lambda p: torch.optim.SGD(p, lr=0.0), max_epochs=4, patience=None
+    )
+    assert analyzer.run is not None
+    assert [r.train_loss for r in analyzer.run.history] != result.train_loss  # the running means differ...
+    assert result.train_loss == [result.initial_train_loss] * 4  # ...the evaluated losses are epoch 0's exactly
+    assert result.convergence_rate == 0.0
+    assert result.relative_reduction == 0.0
+    assert result.epochs_to_90 is None
+    assert not result.stopped_early and result.epochs_run == 4

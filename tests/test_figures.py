@@ -13,7 +13,7 @@ from evoexp.analysis.aggregate import aggregate, aggregate_history
 from evoexp.surrogate import get_surrogate
 
 NAME, SLOPE = "params.surrogate.name", "params.surrogate.slope"
-ACC, COS = "metrics.snn/test/acc", "metrics.alignment/cosine"
+ACC, COS = "metrics.snn/test/acc_best", "metrics.alignment/cosine"
 
 
 @pytest.fixture(autouse=True)
@@ -134,7 +134,7 @@ def test_training_curves_axes():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["SNN val", "ANN val"]
     assert ax.lines[0].get_ydata() == pytest.approx([10.1 + s for s in range(5)], abs=1e-9)
     with pytest.raises(ValueError, match="none of"):
-        figures.plot_training_curves(ax, _curves(), keys=["snn/test/acc"])
+        figures.plot_training_curves(ax, _curves(), keys=["snn/test/acc_best"])
     with pytest.raises(ValueError, match="missing columns"):
         figures.plot_training_curves(ax, _curves().drop(columns=["mean"]))
 

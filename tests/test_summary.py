@@ -82,3 +82,10 @@ def test_single_run_block_lists_checks_accuracy_report_run_and_url(tmp_path: Pat
     assert served.splitlines()[-1] == "  UI      http://h:5000/#/x"
     failed = format_run_summary(JobOutcome("failed", error="RuntimeError: boom"))
     assert failed == "evoexp: run FAILED: RuntimeError: boom"
+
+
+def test_the_validation_key_is_the_experiments_objective() -> None:
+    from evoexp.experiment import OBJECTIVE
+    from evoexp.summary import VAL_ACC
+
+    assert VAL_ACC == OBJECTIVE

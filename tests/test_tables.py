@@ -17,7 +17,7 @@ from evoexp.analysis.tables import (
 )
 
 NAME, SLOPE, SEED = "params.surrogate.name", "params.surrogate.slope", "params.seed"
-SNN, ANN = "metrics.snn/test/acc", "metrics.ann/test/acc"
+SNN, ANN = "metrics.snn/test/acc_best", "metrics.ann/test/acc_best"
 COS, GRAD_OK = "metrics.alignment/cosine", "metrics.stability/gradient_ok"
 OUTCOME = "tags.evoexp.outcome"
 
@@ -115,10 +115,10 @@ def test_snn_vs_ann_markdown_and_latex():
 def test_snn_vs_ann_csv_holds_raw_numbers():
     frame = pd.read_csv(pd.io.common.StringIO(snn_vs_ann_table(_runs()).to_csv()))
     assert list(frame.columns[:2]) == ["surrogate.name", "surrogate.slope"]
-    assert frame.loc[1, "snn/test/acc_mean"] == pytest.approx(0.6, abs=1e-12)
-    assert frame.loc[1, "snn/test/acc_n"] == 3
-    assert frame.loc[0, "snn/test/acc_n"] == 1
-    assert math.isnan(frame.loc[0, "snn/test/acc_ci"])
+    assert frame.loc[1, "snn/test/acc_best_mean"] == pytest.approx(0.6, abs=1e-12)
+    assert frame.loc[1, "snn/test/acc_best_n"] == 3
+    assert frame.loc[0, "snn/test/acc_best_n"] == 1
+    assert math.isnan(frame.loc[0, "snn/test/acc_best_ci"])
     assert frame.loc[1, "acc_gap_mean"] == pytest.approx(-0.2, abs=1e-12)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 
@@ -14,8 +15,10 @@ from torch import Tensor, nn
 from evoexp.data import make_loader, make_randman, make_synthetic
 from evoexp.models import ANN, SNN
 from evoexp.training import (
+    BestWeights,
     DivergenceError,
     EpochRecord,
+    TrainingRun,
     accuracy,
     evaluate,
     firing_rate_penalty,
@@ -23,6 +26,7 @@ from evoexp.training import (
     last_spikes,
     layer_name,
     train_epoch,
+    train_model,
 )
 
 
@@ -300,3 +304,133 @@ def test_ann_learns_randman_features() -> None:
         progress=False,
     )
     assert evaluate(model, make_loader(splits.test, batch_size=256, view="features")).acc > 0.8
+
+
+def _record(epoch: int, val_acc: float | None, val_loss: float | None) -> EpochRecord:
+    return EpochRecord(epoch=epoch, train_loss=1.0, train_acc=0.5, val_loss=val_loss, val_acc=val_acc, grad_norm=1.0)
+
+
+def test_best_weights_keep_highest_val_acc_ties_to_lower_loss_and_restore() -> None:
+    model = nn.Linear(2, 2)
+    best = BestWeights()
+    with pytest.raises(RuntimeError, match="no best-validation weights"):
+        best.restore(model)
+    steps = [
+        (1, 0.5, 0.9, True),
+        (2, None, None, False),
+        (3, 0.7, 0.8, True),
+        (4, 0.7, 0.85, False),
+        (5, 0.7, 0.6, True),
+        (6, 0.6, 0.1, False),
+        (7, math.nan, 0.1, False),
+    ]
+    kept = {}
+    for epoch, acc, loss, expected in steps:
+        with torch.no_grad():
+            model.weight.fill_(float(epoch))
+        assert best.update(model, _record(epoch, acc, loss)) is expected, epoch
+        if expected:
+            kept = {k: v.clone() for k, v in model.state_dict().items()}
+    assert (best.epoch, best.val_acc, best.val_loss) == (5, 0.7, 0.6)
+    best.restore(model)
+    assert torch.equal(model.weight, kept["weight"])
+    assert model.weight[0, 0].item() == 5.0
+
+
+def test_fit_with_best_weights_keeps_the_best_validation_epoch() -> None:
+    splits = make_synthetic(n_channels=5)
+    model = _mlp(5, 2)
+    best = BestWeights()
+    history = fit(
+        model,
+        make_loader(splits.train, batch_size=16, view="features"),
+        make_loader(splits.val, batch_size=16, view="features"),
+        epochs=4,
+        optimizer=torch.optim.Adam(model.parameters(), lr=0.05),
+        progress=False,
+        best=best,
+    )
+    top = max(history, key=lambda r: (r.val_acc, -r.val_loss, -r.epoch))
+    assert best.epoch == top.epoch
+    restored = evaluate(best.restore(model), make_loader(splits.val, batch_size=16, view="features"))
+    assert (restored.acc, restored.loss) == pytest.approx((top.val_acc, top.val_loss), rel=1e-12)
+
+
+def _blobs(n: int, seed: int) -> torch.utils.data.DataLoader:
+    gen = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    x = torch.randn(n, 2, generator=gen) * 0.5 + (2.0 * y - 1.0).unsqueeze(1)
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+
+
+def test_train_model_measures_epoch_zero_keeps_best_weights_and_tests_best_and_last() -> None:
+    model = _mlp(2, 2)
+    train, val, test = _blobs(64, 0), _blobs(32, 1), _blobs(32, 2)
+    seen: list[tuple[int, set[str]]] = []
+    initial = evaluate(model, train)
+    run = train_model(
+        model,
+        train,
+        val,
+        test,
+        epochs=6,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.5),
+        on_epoch=lambda epoch, metrics: seen.append((epoch, set(metrics))),
+        label="ann",
+        progress=False,
+    )
+    assert [e for e, _ in seen] == list(range(7))
+    assert seen[0][1] == {"train/eval_loss", "train/eval_acc", "val/loss", "val/acc"}
+    assert {"train/loss", "train/eval_loss", "grad_norm", "epoch_seconds"} <= seen[1][1]
+    assert run.initial_train == initial
+    assert all(r.train_eval_loss is not None for r in run.history)
+    best = run.history[run.best_epoch - 1]
+    assert best.val_acc == max(r.val_acc for r in run.history)
+    assert evaluate(model, val).acc == best.val_acc  # the model holds the best-validation weights
+    assert run.test_best == evaluate(model, test)
+    assert run.test_last is not None and run.stop_epoch is None and run.diverged is None
+    summary = run.summary()
+    assert summary["ann/test/acc_best"] == run.test_best.acc and summary["ann/best_epoch"] == run.best_epoch
+    assert summary["ann/val/best_acc"] == best.val_acc and summary["ann/epochs"] == 6
+    again = TrainingRun.from_dict(json.loads(run.to_json()))
+    assert again.to_dict() == run.to_dict()
+    with pytest.raises(ValueError, match="not a serialised TrainingRun"):
+        TrainingRun.from_dict({"history": []})
+
+
+def test_train_model_stops_early_and_records_divergence_without_testing() -> None:
+    model = _mlp(2, 2)
+    frozen = train_model(
+        model,
+        _blobs(32, 0),
+        _blobs(16, 1),
+        _blobs(16, 2),
+        epochs=10,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
+        patience=2,
+        progress=False,
+    )
+    assert (frozen.stop_epoch, len(frozen.history), frozen.best_epoch) == (3, 3, 1)
+    calls = {"n": 0}
+
+    def flaky(logits: Tensor, y: Tensor) -> Tensor:
+        calls["n"] += 1
+        return F.cross_entropy(logits, y) * (math.nan if calls["n"] > 8 else 1.0)  # epoch 1 + evaluations, then NaN
+
+    diverging = _mlp(2, 2)
+    run = train_model(
+        diverging,
+        _blobs(32, 0),
+        _blobs(16, 1),
+        _blobs(16, 2),
+        epochs=5,
+        optimizer=torch.optim.SGD(diverging.parameters(), lr=0.1),
+        loss_fn=flaky,
+        progress=False,
+    )
+    assert run.diverged is not None and "diverged in epoch" in run.diverged
+    assert math.isnan(run.divergence_loss)
+    assert run.test_best is None and run.test_last is None
+    assert math.isnan(run.best_val_acc)
+    assert run.best_epoch == 1 and len(run.history) == 1  # the finite epoch's weights are kept
+    assert not any("/test/" in key for key in run.summary())

@@ -16,15 +16,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from evoexp.analysis import schema
+from evoexp import keys as schema
 from evoexp.analysis.pipeline import ALL_FORMATS, run_analysis
 from evoexp.tracking import resolve_tracking_uri
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the analysis command line."""
+    invoked = Path(sys.argv[0]).name
     parser = argparse.ArgumentParser(
-        prog="python -m evoexp.analysis",
+        prog="python -m evoexp.analysis" if invoked in ("__main__.py", "-c", "") else invoked,
         description="Tables (CSV/Markdown/LaTeX) and figures (PDF/PNG) from the MLflow runs of an evoexp sweep.",
     )
     parser.add_argument("--experiment", required=True, help="MLflow experiment name")

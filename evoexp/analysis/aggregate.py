@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from evoexp.analysis import schema
+from evoexp import keys as schema
 
 STAT_COLUMNS = ("mean", "std", "n", "ci", "ci_low", "ci_high")
 METRIC_COLUMN = "metric"

@@ -1,6 +1,6 @@
 """Load MLflow runs into a tidy pandas frame (one row per run) and metric histories into a long frame.
 
-Column naming is defined in :mod:`evoexp.analysis.schema`: ``params.<key>``, ``metrics.<key>`` (the latest
+Column naming is defined in :mod:`evoexp.keys`: ``params.<key>``, ``metrics.<key>`` (the latest
 value of every metric), ``tags.<key>`` (MLflow's own ``mlflow.*`` tags are dropped) plus run columns
 ``run_id``, ``run_name``, ``experiment_id``, ``status``, ``start_time``, ``end_time``, ``duration_s``.
 Param values, which MLflow stores as strings, are converted to numbers or booleans when every value of a
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from evoexp.analysis import schema
+from evoexp import keys as schema
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

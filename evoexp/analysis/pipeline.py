@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from evoexp.analysis import schema
+from evoexp import keys as schema
 from evoexp.analysis.aggregate import aggregate, aggregate_history
 from evoexp.analysis.load import experiment_id, get_client, load_history, load_runs, metric_keys
 from evoexp.analysis.tables import (

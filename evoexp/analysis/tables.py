@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from evoexp.analysis import schema
+from evoexp import keys as schema
 from evoexp.analysis.aggregate import STAT_COLUMNS, aggregate, group_columns, varying_columns
 
 Better = Literal["higher", "lower"]

@@ -11,8 +11,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from evoexp.config.errors import ConfigValidationError, install_compact_errors, is_config_error, one_line
-from evoexp.config.identity import ann_hash, config_hash, flatten, to_plain
+from evoexp.config.errors import ConfigValidationError, is_config_error, one_line, report_config_errors
+from evoexp.config.identity import CODE_IDENTITY_TAG, ann_hash, code_identity, config_hash, flatten, to_plain
 from evoexp.config.schema import (
     DATASET_SCHEMAS,
     AlignmentCheckConfig,
@@ -34,6 +34,7 @@ from evoexp.config.schema import (
 from evoexp.config.store import register_configs
 
 __all__ = [
+    "CODE_IDENTITY_TAG",
     "DATASET_SCHEMAS",
     "AlignmentCheckConfig",
     "Config",
@@ -52,13 +53,14 @@ __all__ = [
     "TrainerConfig",
     "VerifierConfig",
     "ann_hash",
+    "code_identity",
     "config_hash",
     "flatten",
-    "install_compact_errors",
     "is_config_error",
     "load_config",
     "one_line",
     "register_configs",
+    "report_config_errors",
     "to_plain",
 ]
 

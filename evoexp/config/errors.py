@@ -2,22 +2,29 @@
 
 Hydra prints composition errors over several lines (the OmegaConf cause with ``full_key``/``object_type`` lines,
 the option list one per line, the config search path). :func:`one_line` condenses such an error into a single
-line that still names the key or lists the options, and :func:`install_compact_errors` makes the ``evoexp`` command
-print that line for configuration errors (unless ``HYDRA_FULL_ERROR=1`` asks for the full trace). Other errors keep
-Hydra's report with its traceback. The exit code stays 1.
+line that still names the key or lists the options (and names both sides when a preset sets a key that the
+option chosen on the command line lacks), and :func:`report_config_errors` runs the ``evoexp`` command so that a
+configuration error prints that line and exits with status 1. Other errors propagate with their full traceback;
+``HYDRA_FULL_ERROR=1`` shows the full trace of configuration errors too.
+
+The route is public: Hydra documents ``HYDRA_FULL_ERROR=1`` as "raise instead of printing", so
+:func:`report_config_errors` sets it around ``hydra.main`` and catches what Hydra raises.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from hydra.errors import CompactHydraException
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-__all__ = ["ConfigValidationError", "install_compact_errors", "is_config_error", "one_line"]
+__all__ = ["ConfigValidationError", "is_config_error", "one_line", "report_config_errors"]
+
+T = TypeVar("T")
 
 _DROPPED_PREFIXES = ("reference_type=", "object_type=", "Config search path", "provider=", "Set the environment")
 
@@ -55,36 +62,56 @@ def one_line(exc: BaseException) -> str:
     return " ".join(parts) if parts else type(exc).__name__
 
 
-def install_compact_errors() -> None:
-    """Make Hydra report configuration errors of the ``evoexp`` command as one line.
+def _preset_clash(exc: BaseException, argv: Sequence[str]) -> str | None:
+    """The message for a preset that sets a key the command line's option of that group does not have, else None.
 
-    Hydra's CLI funnels composition, validation and job errors through ``run_and_report`` in
-    ``hydra._internal.utils`` (hydra-core 1.3.x); this wraps that function for the current process. Errors that
-    are not configuration errors (see :func:`is_config_error`) and ``HYDRA_FULL_ERROR=1`` keep Hydra's report.
+    Example: ``experiment=smoke dataset=digits``: the preset sets ``dataset.n_classes``, which the digits schema
+    lacks; Hydra blames the preset alone ("In 'experiment/smoke': Key 'n_classes' not in 'DigitsConfig'").
     """
-    import hydra._internal.utils as hydra_utils
-
-    original = hydra_utils.run_and_report
-    if getattr(original, "__evoexp_compact__", False):
-        return
-
-    def run_and_report(func: Callable[[], Any]) -> Any:
-        try:
-            return func()
-        except Exception as exc:
-            if os.environ.get("HYDRA_FULL_ERROR", "") == "1" or not is_config_error(exc):
-                return original(_reraise(exc))
-            sys.stderr.write(f"evoexp: error: {one_line(exc)}\n")
-            sys.exit(1)
-
-    run_and_report.__evoexp_compact__ = True  # type: ignore[attr-defined]
-    hydra_utils.run_and_report = run_and_report  # type: ignore[assignment]
+    cause = exc.__cause__ or exc.__context__
+    preset = re.match(r"In '([^'/]+)/([^']+)'", str(exc))
+    if not isinstance(cause, ConfigKeyError) or preset is None or not cause.full_key:
+        return None
+    group = cause.full_key.split(".")[0]
+    chosen = [arg.split("=", 1)[1] for arg in argv if arg.split("=", 1)[0].lstrip("+~") == group and "=" in arg]
+    if not chosen or preset.group(1) == group:
+        return None
+    return (
+        f"{preset.group(1)}={preset.group(2)} sets {cause.full_key}, which {group}={chosen[-1]} does not have: "
+        f"the preset is made for another {group} option; drop {group}={chosen[-1]} or the preset"
+    )
 
 
-def _reraise(exc: Exception) -> Callable[[], Any]:
-    """Return a function that raises ``exc`` again (to hand it to Hydra's own reporter)."""
+def report_config_errors(main: Callable[[], T], argv: Sequence[str] | None = None) -> T:
+    """Run the ``hydra.main``-decorated ``main``; print a configuration error as one line and exit with status 1.
 
-    def raiser() -> Any:
-        raise exc
+    Hydra's own reporter prints (and swallows) every error unless ``HYDRA_FULL_ERROR=1``, its documented switch
+    to raise instead; this sets it for the call, so Hydra raises, and reports the configuration errors
+    (:func:`is_config_error`) itself. Every other error propagates with its traceback. A user's own
+    ``HYDRA_FULL_ERROR=1`` keeps the full trace of every error.
 
-    return raiser
+    Args:
+        main: The decorated task function, called without arguments (Hydra reads ``sys.argv``).
+        argv: The command-line arguments (default ``sys.argv[1:]``), to name both sides of a preset clash.
+
+    Returns:
+        What ``main`` returns.
+
+    Raises:
+        SystemExit: With status 1 after printing a configuration error.
+    """
+    previous = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        return main()
+    except Exception as exc:
+        if previous == "1" or not is_config_error(exc):
+            raise
+        message = _preset_clash(exc, sys.argv[1:] if argv is None else argv) or one_line(exc)
+        sys.stderr.write(f"evoexp: error: {message}\n")
+        raise SystemExit(1) from None
+    finally:
+        if previous is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = previous

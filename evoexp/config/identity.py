@@ -1,25 +1,88 @@
-"""Flat views and content hashes of a resolved config: MLflow params and the keys that identify a run.
+"""Flat views and content hashes of a resolved config, and the code identity: what identifies a run.
 
-A job's identity is the hash of its resolved config without the keys that cannot change its results
-(:data:`NON_RESULT_KEYS`: where it is logged, how many threads it uses). Re-running a sweep skips every job whose
-identity already has a FINISHED run. The ANN twin's identity keeps only what the ANN depends on
-(:data:`ANN_KEYS`), so the SNN jobs of a surrogate x slope sweep share one ANN per seed.
+A job's identity has two parts. Its **config hash** is the hash of its resolved config without the keys that cannot
+change its results (:data:`NON_RESULT_KEYS`: where it is logged, how many threads it uses). Its **code identity**
+(:func:`code_identity`) names the code that computes it: the evoexp version, a digest of the package's source and
+the torch version. Re-running a sweep skips a job only when a FINISHED run has the same config hash AND the same code
+identity (tag :data:`CODE_IDENTITY_TAG`); after a fix to the engine every job runs again, unless
+``tracking.reuse_across_code=true`` says that runs of other code may be served.
+
+The ANN twin's identity keeps only what the ANN's training depends on (:data:`ANN_KEYS`: data, sizes, activation,
+trainer and early stopping, seed), so the SNN jobs of a surrogate x slope sweep share one ANN per seed; a stored
+ANN is reused under the same rule about the code identity.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-__all__ = ["ANN_KEYS", "NON_RESULT_KEYS", "SNN_ONLY_KEYS", "ann_hash", "config_hash", "flatten", "to_plain"]
+__all__ = [
+    "ANN_KEYS",
+    "CODE_IDENTITY_TAG",
+    "NON_RESULT_KEYS",
+    "SNN_ONLY_KEYS",
+    "ann_hash",
+    "code_identity",
+    "config_hash",
+    "flatten",
+    "source_digest",
+    "to_plain",
+]
 
 NON_RESULT_KEYS = ("tracking", "threads")
-ANN_KEYS = ("seed", "dataset", "trainer", "model.hidden_sizes", "model.ann_activation")
+ANN_KEYS = (
+    "seed",
+    "dataset",
+    "trainer",
+    "model.hidden_sizes",
+    "model.ann_activation",
+    "verifier.convergence.patience",
+    "verifier.convergence.min_delta",
+)
+"""Every config key the ANN twin's construction and training read (see :func:`evoexp.builders.build_ann` and
+:func:`evoexp.builders.training_options`), minus :data:`SNN_ONLY_KEYS`."""
 SNN_ONLY_KEYS = ("trainer.rate_reg", "trainer.target_rate")
+CODE_IDENTITY_TAG = "evoexp.code_identity"
+"""MLflow tag holding the :func:`code_identity` of the code that produced a run."""
+_EXCLUDED_SOURCE = ("analysis",)
+"""Subpackages left out of the source digest: they only read finished runs, never change a result."""
+
+
+def source_digest(package: Path) -> str:
+    """First 12 hex digits of the SHA-256 over the relative path and content of each ``.py`` file under ``package``.
+
+    Files under the subpackages in :data:`_EXCLUDED_SOURCE` are left out.
+    """
+    sha = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        relative = path.relative_to(package)
+        if relative.parts[0] in _EXCLUDED_SOURCE:
+            continue
+        sha.update(relative.as_posix().encode("utf-8") + b"\0" + path.read_bytes() + b"\0")
+    return sha.hexdigest()[:12]
+
+
+@functools.cache
+def code_identity() -> str:
+    """Identity of the code that computes a run: ``evoexp <version> src <digest> torch <version>``.
+
+    The digest (:func:`source_digest`) covers the source of the installed ``evoexp`` package, so an editable
+    checkout with local changes, a wheel and a release of the same version are told apart by what they would
+    compute, while a change to documentation or to the analysis code does not invalidate a sweep.
+    """
+    import torch
+
+    import evoexp
+
+    package = Path(evoexp.__file__).resolve().parent
+    return f"evoexp {evoexp.__version__} src {source_digest(package)} torch {torch.__version__}"
 
 
 def to_plain(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:

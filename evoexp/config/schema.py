@@ -7,14 +7,16 @@ in each schema's ``__post_init__`` and run when :func:`evoexp.config.load_config
 message names the dotted config key, e.g. ``surrogate.slope must be a finite number > 0, got -1.0``.
 
 The schemas only describe and validate. Building objects from them (surrogates, datasets, models, optimisers) is
-done by :mod:`evoexp.app`.
+done by :mod:`evoexp.builders`.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from omegaconf import MISSING
@@ -31,6 +33,8 @@ __all__ = [
     "GradientCheckConfig",
     "ModelConfig",
     "RandmanConfig",
+    "ShdConfig",
+    "SscConfig",
     "StabilityCheckConfig",
     "SurrogateCheckConfig",
     "SurrogateConfig",
@@ -69,11 +73,71 @@ def _one_of(key: str, value: str, options: tuple[str, ...]) -> None:
 
 
 def _split(key: str, split: list[float]) -> None:
-    """Raise a ValueError naming ``key`` unless ``split`` is three fractions >= 0 summing to 1, train > 0."""
+    """Raise a ValueError naming ``key`` unless ``split`` is three fractions > 0 summing to 1.
+
+    The validation split is where the objective and the best epoch are measured, the test split where the test
+    accuracy is: an empty one would be logged as a result (accuracy 0 or NaN) instead of failing.
+    """
     if len(split) != 3 or any(not math.isfinite(f) or f < 0 for f in split) or split[0] <= 0:
         raise ValueError(f"{key} must be three fractions >= 0 (train > 0), got {list(split)!r}")
+    for name, fraction in zip(("validation", "test"), split[1:]):
+        if fraction == 0:
+            raise ValueError(f"{key} leaves the {name} split empty, got {list(split)!r}; every fraction must be > 0")
     if abs(sum(split) - 1.0) > 1e-6:
         raise ValueError(f"{key} must sum to 1, got {list(split)!r} (sum {sum(split):g})")
+
+
+def _split_sizes(key: str, per_class: int, split: list[float]) -> None:
+    """Raise a ValueError naming ``key`` when ``per_class`` samples per class leave a split without a sample.
+
+    Mirrors :func:`evoexp.data.stratified_split`: per class, ``round(n * val)`` validation and ``round(n * test)``
+    test samples, the rest for training.
+    """
+
+    def sizes(n: int) -> tuple[int, int, int]:
+        n_val, n_test = round(n * split[1]), round(n * split[2])
+        return n - n_val - n_test, n_val, n_test
+
+    if min(sizes(per_class)) >= 1:
+        return
+    empty = [name for name, size in zip(("train", "validation", "test"), sizes(per_class)) if size < 1]
+    enough = next(n for n in range(per_class + 1, 10**7) if min(sizes(n)) >= 1)
+    raise ValueError(
+        f"{key}={per_class} leaves the {' and '.join(empty)} split{'s' if len(empty) > 1 else ''} empty with "
+        f"dataset.split={list(split)!r} "
+        f"(per class: train, val, test = {sizes(per_class)}); use at least {enough}"
+    )
+
+
+_MAX_SLOPE = 1e6
+"""Largest accepted ``surrogate.slope`` and ``surrogate.scale``: beyond it the pseudo-derivative is narrower than
+float32's resolution of the membrane near threshold (about 1e-7), and from about 1.8e19 its square overflows."""
+
+_TRACKING_SCHEMES = ("file", "sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks", "uc")
+"""URI schemes of MLflow tracking stores (a dialect suffix such as ``postgresql+psycopg2`` is allowed)."""
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """Log ``message`` as one warning line on ``evoexp.config``, once per process."""
+    if message not in _warned:
+        _warned.add(message)
+        logging.getLogger("evoexp.config").warning(message)
+
+
+def _tracking_uri(key: str, uri: str) -> None:
+    """Raise a ValueError naming ``key`` for a URI MLflow cannot store to, or a SQLite file in a missing directory."""
+    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
+    if scheme and scheme not in _TRACKING_SCHEMES and not scheme.startswith("databricks"):
+        raise ValueError(
+            f"{key}={uri!r} has an unknown scheme {scheme!r}; use one of {', '.join(_TRACKING_SCHEMES)} "
+            "(e.g. sqlite:///path/to/mlruns.db or http://127.0.0.1:5000), a local path, or null"
+        )
+    if uri.startswith("sqlite:///"):
+        directory = Path(uri.removeprefix("sqlite:///")).parent
+        if not directory.is_dir():
+            raise ValueError(f"{key}={uri!r}: the directory {directory} of the SQLite file does not exist")
 
 
 @dataclass
@@ -98,6 +162,12 @@ class SurrogateConfig:
         _one_of("surrogate.name", self.name, tuple(available_surrogates()))
         _positive("surrogate.slope", self.slope)
         _positive("surrogate.scale", self.scale)
+        for key, value in (("surrogate.slope", self.slope), ("surrogate.scale", self.scale)):
+            if value > _MAX_SLOPE:
+                raise ValueError(
+                    f"{key} must be at most {_MAX_SLOPE:g}, got {value!r}: a sharper surrogate is narrower than "
+                    "float32 resolves membrane potentials (and overflows float32 from about 1.8e19)"
+                )
         try:
             get_surrogate(self.name, **self.kwargs())
         except ValueError as exc:
@@ -149,6 +219,14 @@ class ModelConfig:
         _positive("model.tau_syn", self.tau_syn, allow_none=True)
         _positive("model.dt", self.dt)
         _positive("model.threshold", self.threshold)
+        taus = (("model.tau_mem", self.tau_mem), ("model.tau_syn", self.tau_syn))
+        short = [(k, t) for k, t in taus if t is not None and self.dt > t]
+        if short:
+            kept = ", ".join(f"exp(-dt/{k.split('.')[1]}) = {math.exp(-self.dt / t):.2g}" for k, t in short)
+            _warn_once(
+                f"model.dt={self.dt:g} is larger than {' and '.join(f'{k}={t:g}' for k, t in short)}: each step keeps "
+                f"only {kept} of the state, so the neuron forgets within one step"
+            )
         _one_of("model.reset", self.reset, ("subtract", "zero"))
         _one_of("model.readout", self.readout, ("max", "mean", "last"))
         _one_of("model.ann_activation", self.ann_activation, ("relu", "tanh", "sigmoid", "gelu", "softplus"))
@@ -175,6 +253,9 @@ class _DatasetBase:
         if self.seed is not None:
             _at_least("dataset.seed", self.seed, 0)
         _split("dataset.split", self.split)
+        per_class = getattr(self, "samples_per_class", None)
+        if isinstance(per_class, int) and per_class >= 1:
+            _split_sizes("dataset.samples_per_class", per_class, self.split)
 
     def kwargs(self, *, seed: int) -> dict[str, Any]:
         """Keyword arguments of :func:`evoexp.data.get_dataset` (besides the name)."""
@@ -269,10 +350,51 @@ class SyntheticConfig(_DatasetBase):
             raise ValueError(f"dataset.max_prob must be in (0, 1], got {self.max_prob!r}")
 
 
+@dataclass
+class ShdConfig(_DatasetBase):
+    """Spiking Heidelberg Digits (Cramer et al. 2020) from local HDF5 files (:mod:`evoexp.data.shd`).
+
+    The files are checked (existence, HDF5 layout, fit with ``split``) here, before any run starts.
+
+    Attributes:
+        path: The file whose samples ``split`` divides, e.g. ``shd_train.h5`` (required; nothing is downloaded).
+        test_path: The official test file (``shd_test.h5``); it is then the test split and ``split``'s test
+            fraction must be 0.
+        val_path: A validation file (SSC's ``ssc_valid.h5``); ``split``'s validation fraction must then be 0.
+        duration: Seconds binned into ``time_steps`` bins (> 0); later spikes are dropped.
+    """
+
+    name: str = "shd"
+    path: str | None = None
+    test_path: str | None = None
+    val_path: str | None = None
+    duration: float = 1.4
+    split: list[float] = field(default_factory=lambda: [0.9, 0.1, 0.0])
+
+    def __post_init__(self) -> None:
+        from evoexp.data.shd import check_sources
+
+        super().__post_init__()
+        _positive("dataset.duration", self.duration)
+        check_sources(
+            self.path, test_path=self.test_path, val_path=self.val_path, split=self.split, prefix="dataset."
+        )
+
+
+@dataclass
+class SscConfig(ShdConfig):
+    """Spiking Speech Commands (35 classes; train, validation and test files), same layout as SHD."""
+
+    name: str = "ssc"
+    split: list[float] = field(default_factory=lambda: [1.0, 0.0, 0.0])
+
+
 DATASET_SCHEMAS: dict[str, type[_DatasetBase]] = {
     "randman": RandmanConfig,
     "digits": DigitsConfig,
     "synthetic": SyntheticConfig,
+    "shd": ShdConfig,
+    "ssc": SscConfig,
 }
 
 
@@ -309,6 +431,13 @@ class TrainerConfig:
         _at_least("trainer.epochs", self.epochs, 1)
         _non_negative("trainer.weight_decay", self.weight_decay)
         _non_negative("trainer.momentum", self.momentum)
+        if self.momentum and self.optimizer != "sgd":
+            raise ValueError(
+                f"trainer.momentum={self.momentum!r} is an SGD setting that {self.optimizer} ignores; "
+                "use trainer=sgd or leave trainer.momentum at 0"
+            )
+        if self.momentum >= 1:
+            raise ValueError(f"trainer.momentum must be < 1 (SGD diverges otherwise), got {self.momentum!r}")
         _positive("trainer.grad_clip", self.grad_clip, allow_none=True)
         _non_negative("trainer.rate_reg", self.rate_reg)
         if not 0 <= self.target_rate <= 1:
@@ -495,8 +624,11 @@ class TrackingConfig:
         sweep_id: Names a sweep: its parent run and the ``evoexp.sweep_id`` tag of its jobs. None derives it from
             the sweep's definition (experiment, overrides and swept values), so running the same sweep again
             resumes it under the same parent run.
-        resume: Skip a job whose config already has a FINISHED run (matched by config hash).
-        reuse_ann: Train the ANN twin once per (dataset, sizes, trainer, seed) and reuse it from the store.
+        resume: Skip a job whose config already has a FINISHED run (same config hash and code identity).
+        reuse_ann: Train the ANN twin once per (dataset, sizes, trainer, early stopping, seed) and reuse it from
+            the store (when it was trained by the same code).
+        reuse_across_code: Let ``resume`` and ``reuse_ann`` serve runs that other code (another evoexp version or
+            source digest, see :func:`evoexp.config.code_identity`) produced; off by default, so a fix re-runs.
         log_artifacts: Upload the job's output directory (config, results, report, log, figures) as artifacts.
         flush_every: Seconds a run buffers metrics before one batched upload (0: upload every epoch).
         heartbeat_every: Seconds between heartbeats (tag ``evoexp.heartbeat``) of an open run; 0 sends none.
@@ -512,6 +644,7 @@ class TrackingConfig:
     sweep_id: str | None = None
     resume: bool = True
     reuse_ann: bool = True
+    reuse_across_code: bool = False
     log_artifacts: bool = True
     flush_every: float = 5.0
     heartbeat_every: float = 60.0
@@ -521,6 +654,8 @@ class TrackingConfig:
     def __post_init__(self) -> None:
         if not self.experiment.strip():
             raise ValueError("tracking.experiment must be a non-empty name")
+        if self.uri is not None:
+            _tracking_uri("tracking.uri", self.uri)
         _non_negative("tracking.flush_every", self.flush_every)
         _non_negative("tracking.heartbeat_every", self.heartbeat_every)
         _non_negative("tracking.stale_after", self.stale_after)

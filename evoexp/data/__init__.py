@@ -1,6 +1,7 @@
 """Offline datasets for evoexp: spike trains for SNNs plus the static twin for ANNs.
 
-Importing this package registers ``"randman"``, ``"digits"`` and ``"synthetic"`` with :func:`get_dataset`.
+Importing this package registers ``"randman"``, ``"digits"``, ``"synthetic"``, ``"shd"`` and ``"ssc"`` with
+:func:`get_dataset`.
 """
 
 from evoexp.data.dataset import (
@@ -16,6 +17,7 @@ from evoexp.data.dataset import (
 from evoexp.data.digits import make_digits
 from evoexp.data.encoding import latency_encode, latency_steps, rate_encode
 from evoexp.data.randman import RandomManifold, make_randman
+from evoexp.data.shd import make_shd, make_ssc
 from evoexp.data.synthetic import make_synthetic
 
 __all__ = [
@@ -29,6 +31,8 @@ __all__ = [
     "make_digits",
     "make_loader",
     "make_randman",
+    "make_shd",
+    "make_ssc",
     "make_synthetic",
     "rate_encode",
     "register_dataset",

@@ -1,21 +1,23 @@
 """SNN versus its ANN twin: the same split, seeds, optimiser and epochs; accuracy, loss, time and size.
 
 :meth:`ComparativeBenchmark.benchmark_training` trains both models once per seed with
-:func:`evoexp.training.train_epoch` and evaluates them after every epoch with :func:`evoexp.training.evaluate`.
-Per seed it keeps the per-epoch curves; over seeds it reports the mean and sample standard deviation (NaN for a
+:func:`evoexp.training.train_model` (the training pipeline of the Hydra app, which builds its benchmark from the same
+:class:`SeedRun`/:class:`BenchmarkResult` types). Per seed it keeps the per-epoch curves and the test numbers at the
+best-validation and at the last epoch; over seeds it reports the mean and sample standard deviation (NaN for a
 single seed) of the final losses and accuracies and of the time per epoch, plus the SNN/ANN ratios.
 
 Timing: the wall time of each training epoch (evaluation excluded); the first ``warmup_epochs`` epochs are trained
-but left out of the time per epoch (allocator and kernel warm-up), and the torch intra-op thread count is recorded
-because it changes the times more than anything else on a CPU.
+but left out of the time per epoch (allocator and kernel warm-up). The torch intra-op thread count of every run is
+recorded because it changes the times more than anything else on a CPU: the SNN/ANN time ratio is computed only
+when both models ran with the same thread count, and is marked not comparable (NaN, ``time_comparable=False``)
+otherwise, e.g. for an ANN baseline reused from a process with other settings.
 """
 
 from __future__ import annotations
 
 import copy
-import logging
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -23,7 +25,7 @@ import torch
 from torch import nn
 
 from evoexp.data.dataset import DatasetSplits, make_loader
-from evoexp.training import DivergenceError, evaluate, train_epoch
+from evoexp.training import TrainingRun, train_model
 from evoexp.verification.results import Result
 from evoexp.verification.stability import Batch, LossFn, OptimizerFactory
 
@@ -38,14 +40,12 @@ __all__ = [
     "SeedRun",
 ]
 
-_log = logging.getLogger(__name__)
-
 ModelSpec = nn.Module | Callable[[int], nn.Module]
 """A ready model (benchmarked for one seed, on a deep copy) or a factory ``seed -> fresh model``."""
 
-RunCallback = Callable[[str, int, int, dict[str, float]], None]
-"""Called after each epoch as ``on_epoch(model_name, seed, epoch, metrics)`` with keys ``train/loss``,
-``train/acc``, ``val/loss``, ``val/acc``, ``seconds``; ``model_name`` is ``"snn"`` or ``"ann"``."""
+RunCallback = Callable[[str, int, int, Mapping[str, float]], None]
+"""Called for epoch 0 and after each epoch as ``on_epoch(model_name, seed, epoch, metrics)``, metrics as in
+:meth:`evoexp.training.EpochRecord.metrics`; ``model_name`` is ``"snn"`` or ``"ann"``."""
 
 _OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
@@ -67,13 +67,16 @@ class BenchmarkLoaders:
         snn_eval: SNN evaluation batches (None: evaluate on ``snn_train``).
         ann_train: ANN training batches.
         ann_eval: ANN evaluation batches (None: evaluate on ``ann_train``).
-
+        snn_test: SNN test batches (None: no test numbers).
+        ann_test: ANN test batches (None: no test numbers).
     """
 
     snn_train: Iterable[Batch]
     ann_train: Iterable[Batch]
     snn_eval: Iterable[Batch] | None = None
     ann_eval: Iterable[Batch] | None = None
+    snn_test: Iterable[Batch] | None = None
+    ann_test: Iterable[Batch] | None = None
 
 
 @dataclass
@@ -108,13 +111,17 @@ class SeedRun:
 
     Attributes:
         seed: The seed (global torch seed, factory argument and loader shuffling).
-        train_loss: Training loss per epoch.
-        train_acc: Training accuracy per epoch.
+        train_loss: Training-set loss after each epoch (evaluated as at epoch 0).
+        train_acc: Training-set accuracy after each epoch (evaluated the same way).
         eval_loss: Evaluation loss after each epoch.
         eval_acc: Evaluation accuracy after each epoch.
         epoch_seconds: Wall time of each training epoch.
         warmup_epochs: Leading epochs left out of ``time_per_epoch``.
         diverged: Whether training stopped on a NaN/Inf loss or gradient.
+        torch_threads: Torch intra-op threads during training (None: unknown).
+        best_epoch: The best-validation epoch whose weights were kept (None: none qualified).
+        test_acc_best: Test accuracy with the best-validation weights (NaN: not tested).
+        test_acc_last: Test accuracy with the last epoch's weights (NaN: not tested).
         time_per_epoch: Mean of ``epoch_seconds`` without the warm-up epochs (derived; NaN if none is left).
     """
 
@@ -126,11 +133,37 @@ class SeedRun:
     epoch_seconds: list[float]
     warmup_epochs: int
     diverged: bool = False
+    torch_threads: int | None = None
+    best_epoch: int | None = None
+    test_acc_best: float = math.nan
+    test_acc_last: float = math.nan
     time_per_epoch: float = field(init=False)
 
     def __post_init__(self) -> None:
         timed = self.epoch_seconds[self.warmup_epochs :]
         self.time_per_epoch = sum(timed) / len(timed) if timed else float("nan")
+
+    @classmethod
+    def from_training(cls, run: TrainingRun, *, seed: int, warmup_epochs: int) -> SeedRun:
+        """The benchmark's view of a :class:`~evoexp.training.TrainingRun` (evaluation = its validation set)."""
+
+        def curve(values: Iterable[float | None]) -> list[float]:
+            return [math.nan if v is None else float(v) for v in values]
+
+        return cls(
+            seed=seed,
+            train_loss=curve(r.train_eval_loss for r in run.history),
+            train_acc=curve(r.train_eval_acc for r in run.history),
+            eval_loss=curve(r.val_loss for r in run.history),
+            eval_acc=curve(r.val_acc for r in run.history),
+            epoch_seconds=[r.seconds for r in run.history],
+            warmup_epochs=warmup_epochs,
+            diverged=run.diverged is not None,
+            torch_threads=run.torch_threads,
+            best_epoch=run.best_epoch,
+            test_acc_best=math.nan if run.test_best is None else run.test_best.acc,
+            test_acc_last=math.nan if run.test_last is None else run.test_last.acc,
+        )
 
     def final(self, curve: Literal["train_loss", "train_acc", "eval_loss", "eval_acc"]) -> float:
         """Last value of a curve; NaN for a diverged or empty run."""
@@ -150,8 +183,10 @@ class ModelBenchmark:
         final_train_acc: Final training accuracy over seeds.
         final_eval_loss: Final evaluation loss over seeds.
         final_eval_acc: Final evaluation accuracy over seeds.
+        test_acc_best: Test accuracy with the best-validation weights over seeds.
+        test_acc_last: Test accuracy with the last epoch's weights over seeds.
         time_per_epoch: Seconds per training epoch (warm-up excluded) over seeds.
-
+        torch_threads: The thread count all runs shared (None when they differ or are unknown).
     """
 
     name: str
@@ -161,14 +196,21 @@ class ModelBenchmark:
     final_train_acc: MeanStd = field(init=False)
     final_eval_loss: MeanStd = field(init=False)
     final_eval_acc: MeanStd = field(init=False)
+    test_acc_best: MeanStd = field(init=False)
+    test_acc_last: MeanStd = field(init=False)
     time_per_epoch: MeanStd = field(init=False)
+    torch_threads: int | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.final_train_loss = MeanStd.of([r.final("train_loss") for r in self.runs])
         self.final_train_acc = MeanStd.of([r.final("train_acc") for r in self.runs])
         self.final_eval_loss = MeanStd.of([r.final("eval_loss") for r in self.runs])
         self.final_eval_acc = MeanStd.of([r.final("eval_acc") for r in self.runs])
+        self.test_acc_best = MeanStd.of([r.test_acc_best for r in self.runs])
+        self.test_acc_last = MeanStd.of([r.test_acc_last for r in self.runs])
         self.time_per_epoch = MeanStd.of([r.time_per_epoch for r in self.runs])
+        threads = {r.torch_threads for r in self.runs}
+        self.torch_threads = threads.pop() if len(threads) == 1 else None
 
 
 def _ratio(a: float, b: float) -> float:
@@ -189,8 +231,9 @@ class BenchmarkResult(Result):
         lr: Learning rate; for a factory, the first parameter group's ``lr`` of the first run (NaN if none).
         eval_split: Which data the evaluation numbers come from (``"val"``, ``"test"``, ``"train"`` or
             ``"loaders"`` for caller-supplied loaders).
-        torch_threads: ``torch.get_num_threads()`` during the runs.
-        time_ratio: SNN / ANN mean seconds per epoch.
+        torch_threads: The thread count both models ran with (None when they differ: times not comparable).
+        time_comparable: Whether both models' times were measured with one known thread count.
+        time_ratio: SNN / ANN mean seconds per epoch (NaN when not ``time_comparable``).
         param_ratio: SNN / ANN trainable parameters.
         loss_ratio: SNN / ANN mean final evaluation loss.
         acc_gap: SNN − ANN mean final evaluation accuracy.
@@ -205,7 +248,8 @@ class BenchmarkResult(Result):
     optimizer: str
     lr: float
     eval_split: str
-    torch_threads: int
+    torch_threads: int | None = field(init=False)
+    time_comparable: bool = field(init=False)
     time_ratio: float = field(init=False)
     param_ratio: float = field(init=False)
     loss_ratio: float = field(init=False)
@@ -214,31 +258,39 @@ class BenchmarkResult(Result):
     check: ClassVar[str] = "benchmark"
 
     def __post_init__(self) -> None:
-        self.time_ratio = _ratio(self.snn.time_per_epoch.mean, self.ann.time_per_epoch.mean)
+        self.time_comparable = self.snn.torch_threads is not None and self.snn.torch_threads == self.ann.torch_threads
+        self.torch_threads = self.snn.torch_threads if self.time_comparable else None
+        self.time_ratio = (
+            _ratio(self.snn.time_per_epoch.mean, self.ann.time_per_epoch.mean) if self.time_comparable else math.nan
+        )
         self.param_ratio = _ratio(float(self.snn.n_params), float(self.ann.n_params))
         self.loss_ratio = _ratio(self.snn.final_eval_loss.mean, self.ann.final_eval_loss.mean)
         self.acc_gap = self.snn.final_eval_acc.mean - self.ann.final_eval_acc.mean
 
     def summary(self) -> dict[str, float]:
-        """Flat metrics under ``benchmark/…`` (per model: ``benchmark/<snn|ann>_<metric>``)."""
+        """Flat metrics under ``benchmark/…`` (per model: ``benchmark/<snn|ann>_<metric>``).
+
+        ``benchmark/time_ratio`` is NaN and ``benchmark/time_comparable`` 0 when the thread counts differ.
+        """
         out = {
             "benchmark/time_ratio": self.time_ratio,
             "benchmark/param_ratio": self.param_ratio,
             "benchmark/loss_ratio": self.loss_ratio,
             "benchmark/acc_gap": self.acc_gap,
-            "benchmark/torch_threads": float(self.torch_threads),
+            "benchmark/time_comparable": float(self.time_comparable),
         }
         for model in (self.snn, self.ann):
             out[f"benchmark/{model.name}_params"] = float(model.n_params)
+            out[f"benchmark/{model.name}_torch_threads"] = (
+                math.nan if model.torch_threads is None else float(model.torch_threads)
+            )
+            out[f"benchmark/{model.name}_test_acc_best"] = model.test_acc_best.mean
+            out[f"benchmark/{model.name}_test_acc_last"] = model.test_acc_last.mean
             out[f"benchmark/{model.name}_time_per_epoch"] = model.time_per_epoch.mean
             out[f"benchmark/{model.name}_eval_acc"] = model.final_eval_acc.mean
             out[f"benchmark/{model.name}_eval_loss"] = model.final_eval_loss.mean
             out[f"benchmark/{model.name}_train_loss"] = model.final_train_loss.mean
         return out
-
-
-def _count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def _build(spec: ModelSpec, seed: int) -> nn.Module:
@@ -268,14 +320,20 @@ class ComparativeBenchmark:
         eval_split: Literal["val", "test"] = "val",
         warmup_epochs: int = 1,
         loss_fn: LossFn | None = None,
+        grad_clip: float | None = None,
+        patience: int | None = None,
+        min_delta: float = 0.0,
+        rate_reg: float = 0.0,
+        target_rate: float = 0.05,
         on_epoch: RunCallback | None = None,
     ) -> BenchmarkResult:
         """Train ``snn`` and ``ann`` for ``epochs`` epochs per seed and compare them.
 
         For each seed both models get the same global torch seed, the same loader shuffling (built from
         ``data`` when it is a :class:`evoexp.data.DatasetSplits`: spikes for the SNN, static features for the ANN)
-        and a fresh optimiser of the same kind and learning rate. The models passed in are never trained: ready
-        models are deep-copied, factories are called with the seed.
+        and a fresh optimiser of the same kind and learning rate, and are trained by
+        :func:`evoexp.training.train_model` (early stopping and the best-validation weights as there). The models
+        passed in are never trained: ready models are deep-copied, factories are called with the seed.
 
         Args:
             snn: SNN (ready model or factory ``seed -> model``).
@@ -287,10 +345,15 @@ class ComparativeBenchmark:
             optimizer: ``"adam"``, ``"adamw"``, ``"sgd"`` or ``"rmsprop"``, or a factory ``params -> optimizer``
                 (then ``lr`` is ignored).
             batch_size: Batch size of loaders built from ``DatasetSplits``.
-            eval_split: Split of ``DatasetSplits`` to evaluate on.
+            eval_split: Split of ``DatasetSplits`` to evaluate on (and to select the best weights on).
             warmup_epochs: Leading epochs excluded from the time per epoch (>= 0).
             loss_fn: ``loss_fn(logits, targets) -> scalar``; cross-entropy if None.
-            on_epoch: Called after every epoch of every run (see :data:`RunCallback`).
+            grad_clip: Total gradient-norm clip of each step (None: no clipping).
+            patience: Early stopping on the evaluation loss after this many epochs without improvement (None: off).
+            min_delta: Early-stopping minimum improvement.
+            rate_reg: Weight of the firing-rate penalty, applied to the SNN only.
+            target_rate: Target firing rate of the penalty.
+            on_epoch: Called for epoch 0 and after every epoch of every run (see :data:`RunCallback`).
 
         Returns:
             A :class:`BenchmarkResult`.
@@ -334,30 +397,33 @@ class ComparativeBenchmark:
                 if isinstance(data, BenchmarkLoaders)
                 else _loaders_from_splits(data, batch_size=batch_size, seed=seed, eval_split=eval_split)
             )
-            for name, spec, train, held_out in (
-                ("snn", snn, loaders.snn_train, loaders.snn_eval),
-                ("ann", ann, loaders.ann_train, loaders.ann_eval),
+            for name, spec, train, held_out, test in (
+                ("snn", snn, loaders.snn_train, loaders.snn_eval, loaders.snn_test),
+                ("ann", ann, loaders.ann_train, loaders.ann_eval, loaders.ann_test),
             ):
                 model = _build(spec, seed)
-                n_params.setdefault(name, _count_params(model))
                 built = make_optimizer([p for p in model.parameters() if p.requires_grad])
                 if not optimizer_name:  # a factory: describe what it builds
                     optimizer_name = type(built).__name__
                     lr_used = float(built.param_groups[0].get("lr", math.nan))
-                runs[name].append(
-                    self._train_run(
-                        name,
-                        model,
-                        train,
-                        train if held_out is None else held_out,
-                        built,
-                        seed=seed,
-                        epochs=epochs,
-                        warmup_epochs=warmup_epochs,
-                        loss_fn=loss_fn,
-                        on_epoch=on_epoch,
-                    )
+                run = train_model(
+                    model,
+                    train,
+                    train if held_out is None else held_out,
+                    test,
+                    epochs=epochs,
+                    optimizer=built,
+                    loss_fn=loss_fn,
+                    rate_reg=rate_reg if name == "snn" else 0.0,
+                    target_rate=target_rate,
+                    grad_clip=grad_clip,
+                    patience=patience,
+                    min_delta=min_delta,
+                    on_epoch=None if on_epoch is None else _bind(on_epoch, name, seed),
+                    label=name,
                 )
+                n_params.setdefault(name, run.n_params)
+                runs[name].append(SeedRun.from_training(run, seed=seed, warmup_epochs=warmup_epochs))
         return BenchmarkResult(
             snn=ModelBenchmark("snn", n_params["snn"], runs["snn"]),
             ann=ModelBenchmark("ann", n_params["ann"], runs["ann"]),
@@ -367,77 +433,12 @@ class ComparativeBenchmark:
             optimizer=optimizer_name,
             lr=lr_used,
             eval_split=split_used,
-            torch_threads=torch.get_num_threads(),
         )
 
-    @staticmethod
-    def _train_run(
-        name: str,
-        model: nn.Module,
-        train_loader: Iterable[Batch],
-        eval_loader: Iterable[Batch],
-        optimizer: torch.optim.Optimizer,
-        *,
-        seed: int,
-        epochs: int,
-        warmup_epochs: int,
-        loss_fn: LossFn | None,
-        on_epoch: RunCallback | None,
-    ) -> SeedRun:
-        """Train one model for one seed and record its curves."""
-        curves: dict[str, list[float]] = {
-            k: [] for k in ("train_loss", "train_acc", "eval_loss", "eval_acc", "epoch_seconds")
-        }
-        diverged = False
-        for epoch in range(1, epochs + 1):
-            try:
-                stats = train_epoch(model, train_loader, optimizer, loss_fn=loss_fn)
-            except DivergenceError as err:
-                _log.warning("%s (seed %d) diverged at epoch %d: %s", name, seed, epoch, err)
-                diverged = True
-                break
-            held_out = evaluate(model, eval_loader, loss_fn=loss_fn)
-            for key, value in (
-                ("train_loss", stats.loss),
-                ("train_acc", stats.acc),
-                ("eval_loss", held_out.loss),
-                ("eval_acc", held_out.acc),
-                ("epoch_seconds", stats.seconds),
-            ):
-                curves[key].append(value)
-            _log.info(
-                "%s seed %d epoch %d/%d: train loss %.4g, eval acc %.4g, %.3g s",
-                name,
-                seed,
-                epoch,
-                epochs,
-                stats.loss,
-                held_out.acc,
-                stats.seconds,
-            )
-            if on_epoch is not None:
-                on_epoch(
-                    name,
-                    seed,
-                    epoch,
-                    {
-                        "train/loss": stats.loss,
-                        "train/acc": stats.acc,
-                        "val/loss": held_out.loss,
-                        "val/acc": held_out.acc,
-                        "seconds": stats.seconds,
-                    },
-                )
-        return SeedRun(
-            seed=seed,
-            train_loss=curves["train_loss"],
-            train_acc=curves["train_acc"],
-            eval_loss=curves["eval_loss"],
-            eval_acc=curves["eval_acc"],
-            epoch_seconds=curves["epoch_seconds"],
-            warmup_epochs=warmup_epochs,
-            diverged=diverged,
-        )
+
+def _bind(on_epoch: RunCallback, name: str, seed: int) -> Callable[[int, Mapping[str, float]], None]:
+    """The per-run epoch callback of ``on_epoch`` for model ``name`` and ``seed``."""
+    return lambda epoch, metrics: on_epoch(name, seed, epoch, metrics)
 
 
 def _loaders_from_splits(data: DatasetSplits, *, batch_size: int, seed: int, eval_split: str) -> BenchmarkLoaders:
@@ -448,4 +449,6 @@ def _loaders_from_splits(data: DatasetSplits, *, batch_size: int, seed: int, eva
         ann_train=make_loader(data.train, batch_size=batch_size, shuffle=True, seed=seed, view="features"),
         snn_eval=make_loader(held_out, batch_size=batch_size, view="spikes"),
         ann_eval=make_loader(held_out, batch_size=batch_size, view="features"),
+        snn_test=make_loader(data.test, batch_size=batch_size, view="spikes"),
+        ann_test=make_loader(data.test, batch_size=batch_size, view="features"),
     )

@@ -2,33 +2,40 @@ r"""Convergence of training: loss curves, convergence rate, early stopping and t
 
 Conventions (epochs count from 1; epoch 0 is the model before training):
 
+* **The loss of an epoch** is the training-set loss of the weights at the end of that epoch, measured by
+  :func:`evoexp.training.evaluate` (eval mode, no gradient) exactly like the loss of epoch 0, so the curve
+  :math:`L_0, L_1, \dots` holds one kind of number and the rate and the epochs-to-90 % are unbiased. (The running
+  mean over an epoch's batches, taken while the weights move, would mix two kinds with epoch 0.)
 * **Convergence rate** :math:`r`: minus the least-squares slope of :math:`\log L_e` against the epoch
   :math:`e`, i.e. the fit :math:`L_e \approx L_0 e^{-r e}`. Positive means the loss decreases.
 * **Epochs to 90 % / 95 %**: the first epoch :math:`e` at which
   :math:`L_{ref} - L_e \ge f\,(L_{ref} - \min_k L_k)` for :math:`f = 0.9, 0.95`, where :math:`L_{ref}` is
   the loss before training (or after the first epoch when the initial loss was not measured).
-* **Early stopping** on the monitored loss (validation loss, or training loss without a validation
+* **Early stopping** on the monitored loss (validation loss, or the evaluated training loss without a validation
   set): an epoch *improves* when its loss is below ``best - min_delta``; training stops at the first
-  epoch that ends ``patience`` consecutive epochs without improvement. The *best epoch* is the
-  last improving epoch, and its weights are kept so they can be restored.
+  epoch that ends ``patience`` consecutive epochs without improvement. The *best epoch* of the analysis is the
+  last improving epoch (lowest monitored loss).
+* **Kept weights**: training keeps the weights of the best-validation epoch (highest validation accuracy,
+  :class:`evoexp.training.BestWeights`), the ones behind the app's objective and ``*/test/acc_best``.
 
-:func:`analyze_loss_history` applies the same analysis to a recorded (or scripted) history, so that the
-live run and a replay of its curves give identical numbers.
+Training goes through :func:`evoexp.training.train_model`, the pipeline the Hydra app uses too, and
+:func:`analyze_training` turns its :class:`~evoexp.training.TrainingRun` into a :class:`ConvergenceResult`;
+:func:`analyze_loss_history` applies the same analysis to a recorded (or scripted) history, so that the live run
+and a replay of its curves give identical numbers.
 """
 
 from __future__ import annotations
 
 import copy
-import logging
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
-from evoexp.training import DivergenceError, evaluate, train_epoch
+from evoexp.training import EarlyStopping, EpochCallback, TrainingRun, train_model
 from evoexp.verification.results import Result
 from evoexp.verification.stability import LossFn, OptimizerFactory
 
@@ -38,14 +45,10 @@ __all__ = [
     "EarlyStopping",
     "EpochCallback",
     "analyze_loss_history",
+    "analyze_training",
     "convergence_rate",
     "epochs_to_fraction",
 ]
-
-_log = logging.getLogger(__name__)
-
-EpochCallback = Callable[[int, Mapping[str, float]], None]
-"""Called after each epoch as ``on_epoch(epoch, metrics)``; keys as in :meth:`ConvergenceResult.epoch_metrics`."""
 
 
 def convergence_rate(losses: Sequence[float], epochs: Sequence[float] | None = None) -> float:
@@ -108,56 +111,6 @@ def epochs_to_fraction(losses: Sequence[float], fraction: float, epochs: Sequenc
     return next(e for e, v in zip(xs, losses) if reference - v >= target)
 
 
-class EarlyStopping:
-    """Patience-based early stopping on a loss that should decrease.
-
-    Args:
-        patience: Epochs without improvement after which training stops (>= 1).
-        min_delta: An epoch improves when its value is below ``best - min_delta`` (>= 0).
-
-    Attributes:
-        best_value: Best (lowest) value seen so far (``inf`` before the first step).
-        best_epoch: Epoch of ``best_value`` (None before the first improvement).
-        stop_epoch: Epoch at which :meth:`step` first returned True (None while running).
-        wait: Consecutive epochs without improvement.
-
-    """
-
-    def __init__(self, *, patience: int, min_delta: float = 0.0) -> None:
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            raise ValueError(f"patience must be a positive integer, got {patience!r}")
-        if not (isinstance(min_delta, (int, float)) and min_delta >= 0):
-            raise ValueError(f"min_delta must be a non-negative number, got {min_delta!r}")
-        self.patience = patience
-        self.min_delta = float(min_delta)
-        self.best_value = math.inf
-        self.best_epoch: int | None = None
-        self.stop_epoch: int | None = None
-        self.wait = 0
-
-    def step(self, epoch: int, value: float) -> bool:
-        """Record ``value`` for ``epoch``; return True when training should stop now.
-
-        Returns:
-            Whether ``value`` ends a run of ``patience`` epochs without improvement.
-
-        """
-        if value < self.best_value - self.min_delta:
-            self.best_value = value
-            self.best_epoch = epoch
-            self.wait = 0
-        else:
-            self.wait += 1
-        if self.wait >= self.patience and self.stop_epoch is None:
-            self.stop_epoch = epoch
-        return self.stop_epoch is not None
-
-    @property
-    def improved(self) -> bool:
-        """True when the last :meth:`step` improved on the best value."""
-        return self.wait == 0 and self.best_epoch is not None
-
-
 @dataclass
 class ConvergenceResult(Result):
     """Outcome of :meth:`ConvergenceAnalyzer.analyze_convergence` or :func:`analyze_loss_history`.
@@ -167,8 +120,9 @@ class ConvergenceResult(Result):
 
     Attributes:
         epochs: ``[1, …, epochs_run]``.
-        train_loss: Mean training loss of each epoch.
-        train_acc: Training accuracy of each epoch.
+        train_loss: Training-set loss after each epoch, measured like ``initial_train_loss`` (for a live run;
+            a replayed history holds whatever it was given).
+        train_acc: Training-set accuracy after each epoch, measured the same way.
         val_loss: Validation loss after each epoch.
         val_acc: Validation accuracy after each epoch.
         grad_norm: Mean total gradient norm of each epoch.
@@ -377,6 +331,56 @@ def analyze_loss_history(
     )
 
 
+def analyze_training(run: TrainingRun, *, min_relative_reduction: float = 0.1) -> ConvergenceResult:
+    """Convergence analysis of a :class:`~evoexp.training.TrainingRun` (the app's and the analyzer's route).
+
+    The training curve is the evaluated training loss (``train_eval_loss``) with the evaluated epoch 0 as its
+    reference; early stopping is replayed with the run's patience (its epoch budget when it had none) on the same
+    monitored loss the run watched. A diverged run enters with one non-finite epoch, so the result says diverged.
+
+    Args:
+        run: The training run.
+        min_relative_reduction: The verdict requires the loss to fall by at least this fraction.
+
+    Returns:
+        A :class:`ConvergenceResult`.
+
+    Raises:
+        ValueError: If the run has no completed epoch and did not diverge, or its records lack
+            ``train_eval_loss`` (it was not trained by :func:`~evoexp.training.train_model`).
+    """
+    records = run.history
+    if any(r.train_eval_loss is None for r in records):
+        raise ValueError("the run's epochs have no evaluated training loss (train it with evoexp.training.train_model)")
+    curves: dict[str, list[float]] = {
+        "train_loss": [float(r.train_eval_loss) for r in records],  # type: ignore[arg-type]
+        "train_acc": [float(r.train_eval_acc) for r in records],  # type: ignore[arg-type]
+        "val_loss": [math.nan if r.val_loss is None else r.val_loss for r in records],
+        "val_acc": [math.nan if r.val_acc is None else r.val_acc for r in records],
+        "grad_norm": [r.grad_norm for r in records],
+        "epoch_seconds": [r.seconds for r in records],
+    }
+    if run.diverged is not None:
+        for key, values in curves.items():
+            loss = run.divergence_loss
+            values.append(loss if key == "train_loss" and not math.isfinite(loss) else math.nan)
+    has_val = run.initial_val is not None or any(r.val_loss is not None for r in records)
+    return analyze_loss_history(
+        curves["train_loss"],
+        curves["val_loss"] if has_val else None,
+        initial_train_loss=None if run.initial_train is None else run.initial_train.loss,
+        initial_val_loss=None if run.initial_val is None else run.initial_val.loss,
+        train_acc=curves["train_acc"],
+        val_acc=curves["val_acc"],
+        grad_norm=curves["grad_norm"],
+        epoch_seconds=curves["epoch_seconds"],
+        max_epochs=run.max_epochs,
+        patience=run.max_epochs if run.patience is None else run.patience,
+        min_delta=run.min_delta,
+        min_relative_reduction=min_relative_reduction,
+    )
+
+
 def _default_optimizer(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=1e-3)
 
@@ -384,15 +388,18 @@ def _default_optimizer(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
 class ConvergenceAnalyzer:
     """Trains a copy of a model with early stopping and analyses its convergence.
 
-    After :meth:`analyze_convergence`, :attr:`best_state_dict` holds the weights of the best epoch
-    (CPU copies) and :meth:`restore_best_weights` loads them into a model of the same architecture.
+    After :meth:`analyze_convergence`, :attr:`run` holds the :class:`~evoexp.training.TrainingRun` and
+    :attr:`best_state_dict` the weights of its best-validation epoch (CPU copies);
+    :meth:`restore_best_weights` loads them into a model of the same architecture.
 
     Attributes:
-        best_state_dict: State dict of the best epoch of the last analysis (None before).
-
+        run: The training run of the last analysis (None before).
+        best_state_dict: State dict of the best-validation epoch of the last analysis (None before, or when no
+            epoch qualified).
     """
 
     def __init__(self) -> None:
+        self.run: TrainingRun | None = None
         self.best_state_dict: dict[str, Tensor] | None = None
 
     def restore_best_weights(self, model: nn.Module) -> nn.Module:
@@ -400,7 +407,6 @@ class ConvergenceAnalyzer:
 
         Raises:
             RuntimeError: If no analysis has recorded a best epoch yet.
-
         """
         if self.best_state_dict is None:
             raise RuntimeError("no best weights recorded: run analyze_convergence first")
@@ -416,18 +422,21 @@ class ConvergenceAnalyzer:
         optimizer_factory: OptimizerFactory | None = None,
         *,
         max_epochs: int = 50,
-        patience: int = 5,
+        patience: int | None = 5,
         min_delta: float = 0.0,
         min_relative_reduction: float = 0.1,
         evaluate_initial: bool = True,
         grad_clip: float | None = None,
+        rate_reg: float = 0.0,
+        target_rate: float = 0.05,
+        test_loader: Iterable[Sequence[Tensor]] | None = None,
         on_epoch: EpochCallback | None = None,
     ) -> ConvergenceResult:
-        """Train a deep copy of ``model`` for up to ``max_epochs`` epochs with early stopping.
+        """Train a deep copy of ``model`` for up to ``max_epochs`` epochs with early stopping and analyse it.
 
-        Each epoch runs :func:`evoexp.training.train_epoch` on ``train_loader`` and
-        :func:`evoexp.training.evaluate` on ``val_loader``; early stopping watches the validation loss
-        (the training loss without ``val_loader``). ``model`` itself is not changed.
+        Training is :func:`evoexp.training.train_model` (the pipeline of the Hydra app); the analysis is
+        :func:`analyze_training`. Early stopping watches the validation loss (the evaluated training loss without
+        ``val_loader``). ``model`` itself is not changed.
 
         Args:
             model: Any classifier module (logits out).
@@ -436,90 +445,51 @@ class ConvergenceAnalyzer:
             loss_fn: ``loss_fn(outputs, targets) -> scalar``; cross-entropy if None.
             optimizer_factory: Builds the optimiser for the copy's parameters; Adam(lr=1e-3) if None.
             max_epochs: Epoch budget.
-            patience: Stop after this many epochs without improvement of the monitored loss.
+            patience: Stop after this many epochs without improvement of the monitored loss (None: never).
             min_delta: Minimum decrease of the monitored loss that counts as improvement.
             min_relative_reduction: The verdict requires the training loss to fall by at least this
                 fraction of its reference value.
             evaluate_initial: Measure the losses before training (epoch 0) as the reference.
-            grad_clip: Passed to :func:`evoexp.training.train_epoch`.
-            on_epoch: Called after each epoch with ``(epoch, metrics)`` (see
-                :meth:`ConvergenceResult.epoch_metrics`), e.g. to log curves.
+            grad_clip: Total gradient-norm clip of each step (None: no clipping).
+            rate_reg: Weight of the firing-rate penalty (SNNs).
+            target_rate: Target firing rate of the penalty.
+            test_loader: Test batches; the test numbers land in :attr:`run`.
+            on_epoch: Called for epoch 0 and after each epoch with ``(epoch, metrics)`` (see
+                :data:`evoexp.training.EpochCallback`), e.g. to log curves.
 
         Returns:
-            A :class:`ConvergenceResult`; the best epoch's weights are in :attr:`best_state_dict`.
+            A :class:`ConvergenceResult`; the training run is in :attr:`run`, the best-validation weights in
+            :attr:`best_state_dict`.
 
         Raises:
             ValueError: If ``max_epochs`` is not a positive integer or another parameter is out of range.
         """
         if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1:
             raise ValueError(f"max_epochs must be a positive integer, got {max_epochs!r}")
-        stopper = EarlyStopping(patience=patience, min_delta=min_delta)  # validates both early
+        if not 0.0 <= min_relative_reduction < 1.0:
+            raise ValueError(f"min_relative_reduction must be in [0, 1), got {min_relative_reduction!r}")
         work = copy.deepcopy(model)
         optimizer = (optimizer_factory or _default_optimizer)([p for p in work.parameters() if p.requires_grad])
-        self.best_state_dict = None
-
-        initial_train = initial_val = None
-        if evaluate_initial:
-            initial_train = evaluate(work, train_loader, loss_fn=loss_fn).loss
-            if val_loader is not None:
-                initial_val = evaluate(work, val_loader, loss_fn=loss_fn).loss
-
-        history: dict[str, list[float]] = {
-            k: [] for k in ("train_loss", "train_acc", "val_loss", "val_acc", "grad_norm", "epoch_seconds")
-        }
-        for epoch in range(1, max_epochs + 1):
-            try:
-                stats = train_epoch(work, train_loader, optimizer, loss_fn=loss_fn, grad_clip=grad_clip)
-            except DivergenceError as err:
-                _log.warning("training diverged at epoch %d: %s", epoch, err)
-                history["train_loss"].append(float("nan"))
-                for key in ("train_acc", "val_loss", "val_acc", "grad_norm", "epoch_seconds"):
-                    history[key].append(float("nan"))
-                break
-            history["train_loss"].append(stats.loss)
-            history["train_acc"].append(stats.acc)
-            history["grad_norm"].append(stats.grad_norm)
-            history["epoch_seconds"].append(stats.seconds)
-            if val_loader is not None:
-                val = evaluate(work, val_loader, loss_fn=loss_fn)
-                history["val_loss"].append(val.loss)
-                history["val_acc"].append(val.acc)
-            else:
-                history["val_loss"].append(float("nan"))
-                history["val_acc"].append(float("nan"))
-            monitored = history["val_loss" if val_loader is not None else "train_loss"][-1]
-            _log.info("epoch %d/%d: train loss %.4g, monitored loss %.4g", epoch, max_epochs, stats.loss, monitored)
-            if on_epoch is not None:
-                on_epoch(
-                    epoch,
-                    {
-                        "train/loss": stats.loss,
-                        "train/acc": stats.acc,
-                        "val/loss": history["val_loss"][-1],
-                        "val/acc": history["val_acc"][-1],
-                        "grad_norm": stats.grad_norm,
-                        "seconds": stats.seconds,
-                    },
-                )
-            if not (math.isfinite(stats.loss) and math.isfinite(monitored)):
-                break
-            stop = stopper.step(epoch, monitored)
-            if stopper.improved:
-                self.best_state_dict = {k: v.detach().cpu().clone() for k, v in work.state_dict().items()}
-            if stop:
-                break
-
-        return analyze_loss_history(
-            history["train_loss"],
-            history["val_loss"] if val_loader is not None else None,
-            initial_train_loss=initial_train,
-            initial_val_loss=initial_val,
-            train_acc=history["train_acc"],
-            val_acc=history["val_acc"],
-            grad_norm=history["grad_norm"],
-            epoch_seconds=history["epoch_seconds"],
-            max_epochs=max_epochs,
+        self.run = train_model(
+            work,
+            train_loader,
+            val_loader,
+            test_loader,
+            epochs=max_epochs,
+            optimizer=optimizer,
+            loss_fn=loss_fn,
+            rate_reg=rate_reg,
+            target_rate=target_rate,
+            grad_clip=grad_clip,
             patience=patience,
             min_delta=min_delta,
-            min_relative_reduction=min_relative_reduction,
+            evaluate_initial=evaluate_initial,
+            on_epoch=on_epoch,
+            label="model",
         )
+        self.best_state_dict = (
+            None
+            if self.run.best_epoch is None
+            else {k: v.detach().to("cpu", copy=True) for k, v in work.state_dict().items()}
+        )
+        return analyze_training(self.run, min_relative_reduction=min_relative_reduction)

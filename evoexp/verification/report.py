@@ -73,16 +73,20 @@ CHECK_DESCRIPTIONS: dict[str, str] = {
         "means a (nearly) rank-deficient weight matrix."
     ),
     "convergence": (
-        "Training on a copy of the model with early stopping on the validation loss. The convergence rate r is "
-        "minus the least-squares slope of log(training loss) per epoch (loss ≈ L₀·e^(−r·epoch); positive means "
-        "the loss decreases); epochs to 90 %/95 % is the first epoch that achieved that fraction of the total "
-        "loss reduction. Training stops after `patience` epochs without an improvement larger than `min_delta`; "
-        "the best epoch is the one with the lowest validation loss, and its weights are kept."
+        "Training on a copy of the model with early stopping on the validation loss. The training loss of every "
+        "epoch, epoch 0 (before training) included, is the training set evaluated with that epoch's final "
+        "weights (eval mode, no gradient), so all points of the curve are the same kind of number. The "
+        "convergence rate r is minus the least-squares slope of log(training loss) per epoch "
+        "(loss ≈ L₀·e^(−r·epoch); positive means the loss decreases); epochs to 90 %/95 % is the first epoch "
+        "that achieved that fraction of the total loss reduction. Training stops after `patience` epochs without "
+        "an improvement larger than `min_delta`; the best epoch here is the one with the lowest validation loss. "
+        "The weights kept after training are those of the best-validation epoch (highest validation accuracy)."
     ),
     "benchmark": (
         "The SNN and its ANN twin trained on the same split with the same seeds, optimiser and number of "
         "epochs: final loss and accuracy (mean ± sample std over seeds), wall time per training epoch (warm-up "
-        "epochs excluded; the torch thread count is recorded), parameter counts and SNN/ANN ratios. "
+        "epochs excluded; the torch thread count of each model is recorded, and the time ratio is given only "
+        "when they match), parameter counts and SNN/ANN ratios. "
         "Informational (no verdict)."
     ),
 }
@@ -277,7 +281,8 @@ def _render_benchmark(r: BenchmarkResult) -> list[str]:
     lines = [
         f"Setup: seeds {', '.join(map(str, r.seeds))}; {r.epochs} epochs ({r.warmup_epochs} warm-up epoch(s) "
         f"excluded from timing); optimiser {r.optimizer}, lr {format_number(r.lr)}; evaluation on "
-        f"{r.eval_split}; {r.torch_threads} torch thread(s).",
+        f"{r.eval_split}; torch threads SNN {r.snn.torch_threads}, ANN {r.ann.torch_threads}"
+        + ("." if r.time_comparable else " (different: the time ratio is not comparable)."),
         "",
         "**Numbers** (mean ± sample std over seeds)",
         "",

@@ -1,5 +1,8 @@
 """Column names of the tidy run frame and the MLflow keys that ``evoexp.app`` writes.
 
+One leaf module shared by the writer and its readers (:mod:`evoexp.analysis`, which imports it as ``schema``, and
+:mod:`evoexp.figures`), so that neither reader imports the other.
+
 The loader turns every MLflow run into one row. Params, metrics and tags keep their MLflow key behind a
 namespace prefix (the convention of :func:`mlflow.search_runs`), so that a param ``surrogate.slope``
 becomes column ``params.surrogate.slope`` and a metric ``snn/test/acc`` becomes ``metrics.snn/test/acc``.
@@ -37,11 +40,11 @@ SURROGATE_NAME_PARAM = "surrogate.name"
 SURROGATE_SLOPE_PARAM = "surrogate.slope"
 IGNORED_PARAM_PREFIXES = ("hydra.", "tracking.")
 
-# Summary metrics.
-SNN_TEST_ACC = "snn/test/acc"
-ANN_TEST_ACC = "ann/test/acc"
-SNN_TEST_LOSS = "snn/test/loss"
-ANN_TEST_LOSS = "ann/test/loss"
+# Summary metrics (test metrics: weights of the best-validation epoch restored; "_last" keys: final epoch).
+SNN_TEST_ACC = "snn/test/acc_best"
+ANN_TEST_ACC = "ann/test/acc_best"
+SNN_TEST_LOSS = "snn/test/loss_best"
+ANN_TEST_LOSS = "ann/test/loss_best"
 SNN_TIME_PER_EPOCH = "snn/time_per_epoch"
 ANN_TIME_PER_EPOCH = "ann/time_per_epoch"
 SNN_EPOCHS_TO_CONVERGE = "snn/epochs_to_converge"

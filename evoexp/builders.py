@@ -1,0 +1,182 @@
+"""Objects from a validated :class:`~evoexp.config.Config`: data, surrogate, models, optimiser, loaders, options.
+
+Everything a run is made of is built here, from the typed config alone, so the Hydra app, the tests and a notebook
+that loads a config build exactly the same objects::
+
+    config = load_config(cfg)
+    data = build_dataset(config)
+    snn = build_snn(config, data)
+
+Plain Python: nothing here imports Hydra or MLflow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from evoexp.config import Config
+from evoexp.data import DatasetSplits, get_dataset, make_loader
+from evoexp.models import ANN, SNN
+from evoexp.surrogate import SurrogateGradient, get_surrogate
+
+if TYPE_CHECKING:
+    from evoexp.verification.suite import VerificationOptions
+
+__all__ = [
+    "MODEL_CHECKS",
+    "build_ann",
+    "build_dataset",
+    "build_loader",
+    "build_optimizer",
+    "build_snn",
+    "build_surrogate",
+    "training_options",
+    "verification_options",
+    "warmup_epochs",
+]
+
+View = Literal["spikes", "features"]
+Split = Literal["train", "val", "test"]
+
+MODEL_CHECKS = (
+    "gradient_verification",
+    "surrogate_verification",
+    "gradient_alignment",
+    "gradient_stability",
+    "weight_stability",
+)
+"""Checks that examine the initial network through the suite; convergence and benchmark come from training."""
+
+
+def build_dataset(config: Config) -> DatasetSplits:
+    """The configured dataset's seeded splits (``dataset.seed``, else the top-level ``seed``)."""
+    return get_dataset(config.dataset.name, **config.dataset.kwargs(seed=config.seed))
+
+
+def build_surrogate(config: Config) -> SurrogateGradient:
+    """The configured surrogate gradient shape."""
+    return get_surrogate(config.surrogate.name, **config.surrogate.kwargs())
+
+
+def build_snn(config: Config, data: DatasetSplits) -> SNN:
+    """The configured SNN for ``data`` (initialised from ``config.seed``)."""
+    model = config.model
+    return SNN(
+        data.n_inputs,
+        list(model.hidden_sizes),
+        data.n_classes,
+        surrogate=build_surrogate(config),
+        tau_mem=model.tau_mem,
+        tau_syn=model.tau_syn,
+        alpha=0.0 if model.tau_syn is None else None,
+        dt=model.dt,
+        threshold=model.threshold,
+        reset=model.reset,  # type: ignore[arg-type]
+        detach_reset=model.detach_reset,
+        recurrent=model.recurrent,
+        readout=model.readout,  # type: ignore[arg-type]
+        seed=config.seed,
+    )
+
+
+def build_ann(config: Config, data: DatasetSplits, seed: int | None = None) -> ANN:
+    """The SNN's ANN twin for ``data`` (as :func:`evoexp.models.ann_twin`), fed the static features.
+
+    Same hidden sizes as the SNN, activation ``model.ann_activation``.
+
+    Args:
+        config: The validated config.
+        data: The dataset (number of features and classes).
+        seed: Seed of the initialisation (``config.seed`` if None); the global torch RNG is seeded with it.
+    """
+    torch.manual_seed(config.seed if seed is None else seed)
+    return ANN(data.n_features, list(config.model.hidden_sizes), data.n_classes, activation=config.model.ann_activation)
+
+
+def build_optimizer(config: Config, parameters: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+    """The trainer's optimiser over ``parameters``."""
+    trainer, parameters = config.trainer, list(parameters)
+    if trainer.optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=trainer.lr, momentum=trainer.momentum, weight_decay=trainer.weight_decay)
+    return torch.optim.Adam(parameters, lr=trainer.lr, weight_decay=trainer.weight_decay)
+
+
+def build_loader(config: Config, data: DatasetSplits, split: Split, *, view: View) -> DataLoader:
+    """The loader of one split: the training split shuffled (seeded by ``config.seed``), the others in order."""
+    return make_loader(
+        getattr(data, split),
+        batch_size=config.trainer.batch_size,
+        shuffle=split == "train",
+        seed=config.seed,
+        view=view,
+    )
+
+
+def warmup_epochs(config: Config) -> int:
+    """Leading epochs left out of the time per epoch: 1, or 0 for a one-epoch run."""
+    return 1 if config.trainer.epochs > 1 else 0
+
+
+def training_options(config: Config, *, snn: bool) -> dict[str, Any]:
+    """Keyword arguments of :func:`evoexp.training.train_model` from ``trainer`` and ``verifier.convergence``.
+
+    The firing-rate regulariser is the SNN's alone; the optimiser is left to :func:`build_optimizer`.
+    """
+    trainer, convergence = config.trainer, config.verifier.convergence
+    options: dict[str, Any] = {
+        "epochs": trainer.epochs,
+        "grad_clip": trainer.grad_clip,
+        "patience": convergence.patience,
+        "min_delta": convergence.min_delta,
+    }
+    if snn:
+        options.update(rate_reg=trainer.rate_reg, target_rate=trainer.target_rate)
+    return options
+
+
+def verification_options(config: Config) -> VerificationOptions:
+    """The suite options of the enabled model checks (:data:`MODEL_CHECKS`), from ``config.verifier``."""
+    from evoexp.verification.suite import VerificationOptions
+
+    verifier, stability = config.verifier, config.verifier.stability
+    return VerificationOptions.only(
+        *[check for check in MODEL_CHECKS if check in verifier.checks],
+        gradient_samples=verifier.samples,
+        gradient_kwargs={
+            "mode": verifier.gradient.mode,
+            "eps": verifier.gradient.eps,
+            "atol": verifier.gradient.atol,
+            "rtol": verifier.gradient.rtol,
+            "n_directions": verifier.gradient.n_directions,
+            "seed": config.seed,
+        },
+        surrogate_kwargs={
+            "x_range": tuple(verifier.surrogate.x_range),
+            "n_points": verifier.surrogate.n_points,
+            "h": verifier.surrogate.h,
+        },
+        alignment_kwargs={
+            "sigmas": list(verifier.alignment.sigmas),
+            "n_directions": verifier.alignment.n_directions,
+            "n_quadrature": verifier.alignment.n_quadrature,
+            "per_layer": verifier.alignment.per_layer,
+            "seed": config.seed,
+        },
+        gradient_stability_kwargs={
+            "n_batches": stability.n_batches,
+            "max_grad_norm": stability.max_grad_norm,
+            "min_grad_norm": stability.min_grad_norm,
+            "max_depth_conditioning": stability.max_depth_conditioning,
+        },
+        weight_stability_kwargs={
+            "n_steps": stability.n_steps,
+            "max_relative_update": stability.max_relative_update,
+            "max_norm_growth": stability.max_norm_growth,
+            "max_condition_number": stability.max_condition_number,
+        },
+    )

@@ -1,0 +1,225 @@
+"""One evoexp experiment from a validated config: build, check the initial network, train, analyse.
+
+:func:`run_experiment` is what one Hydra job computes, as plain Python (no Hydra, no MLflow), so a notebook gets
+the app's numbers from the app's code::
+
+    outcome = run_experiment(load_config(cfg))
+    outcome.metrics["snn/test/acc_best"]
+
+It builds everything with :mod:`evoexp.builders`, runs the enabled model checks on the initial network through
+:class:`~evoexp.verification.suite.BackpropagationVerificationSuite`, trains the SNN once with
+:func:`evoexp.training.train_model` (the pipeline behind
+:meth:`~evoexp.verification.convergence.ConvergenceAnalyzer.analyze_convergence` and
+:meth:`~evoexp.verification.benchmark.ComparativeBenchmark.benchmark_training`), analyses its convergence with
+:func:`~evoexp.verification.convergence.analyze_training` and compares it with its ANN twin, trained the same way (or
+reused through ``ann_baseline``), in a :class:`~evoexp.verification.benchmark.BenchmarkResult`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from evoexp.builders import (
+    build_ann,
+    build_dataset,
+    build_loader,
+    build_optimizer,
+    build_snn,
+    training_options,
+    verification_options,
+    warmup_epochs,
+)
+from evoexp.config import Config
+from evoexp.data import DatasetSplits
+from evoexp.models import SNN
+from evoexp.tracking import NullRun, RunLogger
+from evoexp.training import TrainingRun, train_model
+from evoexp.verification.benchmark import BenchmarkResult, ModelBenchmark, SeedRun
+from evoexp.verification.convergence import analyze_training
+from evoexp.verification.results import Result, to_jsonable
+
+__all__ = ["OBJECTIVE", "TEST_SELECTION", "AnnBaseline", "Outcome", "run_experiment"]
+
+OBJECTIVE = "snn/val/best_acc"
+"""The metric a job returns to Hydra's sweepers: the SNN's best validation accuracy."""
+
+TEST_SELECTION = (
+    "best: the weights of the best-validation epoch (highest validation accuracy, ties to the lower validation "
+    "loss) restored before testing; last: the weights after the final epoch"
+)
+"""What ``*/test/*_best`` and ``*/test/*_last`` mean (written into ``results.json`` and the report)."""
+
+AnnBaseline = Callable[[Callable[[], TrainingRun]], tuple[TrainingRun, str | None]]
+"""Provides the ANN twin's run: called with a function that trains it, returns ``(run, stored_run_id)`` (the app
+reuses a stored baseline of the same key instead of training)."""
+
+
+@dataclass
+class Outcome:
+    """What :func:`run_experiment` produced.
+
+    Attributes:
+        results: Typed verification results by check name.
+        training: The training runs by model (``snn``; ``ann`` when the benchmark ran).
+        metrics: Summary metrics (flat ``"a/b"`` keys).
+        objective: Best SNN validation accuracy (NaN when training diverged).
+        diverged: The SNN's divergence message, else None.
+        ann_run_id: Stored run of the ANN twin (None: trained here and not stored, or no benchmark).
+    """
+
+    results: dict[str, Result] = field(default_factory=dict)
+    training: dict[str, TrainingRun] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    objective: float = float("nan")
+    diverged: str | None = None
+    ann_run_id: str | None = None
+
+    def test_section(self) -> dict[str, Any]:
+        """Per model: the best-validation epoch and the test loss/accuracy there and after the last epoch."""
+        section: dict[str, Any] = {"selection": TEST_SELECTION}
+        for name, run in self.training.items():
+            if run.test_last is not None:
+                best = run.test_best
+                section[name] = {
+                    "best_epoch": run.best_epoch,
+                    "best": None if best is None else {"acc": best.acc, "loss": best.loss},
+                    "last": {"acc": run.test_last.acc, "loss": run.test_last.loss},
+                }
+        return section
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict: outcome, objective, metrics, test section, results and training runs."""
+        return to_jsonable(
+            {
+                "outcome": "diverged" if self.diverged else "finished",
+                "error": self.diverged,
+                "objective": self.objective,
+                "metrics": self.metrics,
+                "test": self.test_section(),
+                "results": {name: result.to_dict() for name, result in self.results.items()},
+                "training": {name: run.to_dict() for name, run in self.training.items()},
+                "ann_run_id": self.ann_run_id,
+            }
+        )
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        """Strict JSON of :meth:`to_dict`."""
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+
+def _diverging_loss(logits: Tensor, targets: Tensor) -> Tensor:
+    """Cross-entropy times NaN: the fault injected by ``debug.diverge=true``."""
+    return F.cross_entropy(logits, targets) * float("nan")
+
+
+def _prefixed(prefix: str, metrics: Mapping[str, float]) -> dict[str, float]:
+    return {f"{prefix}/{key}": value for key, value in metrics.items()}
+
+
+def _model_checks(config: Config, snn: SNN, data: DatasetSplits) -> dict[str, Result]:
+    """The suite on the initial network with the enabled model checks (``MODEL_CHECKS``); the others are skipped."""
+    from evoexp.verification.gradient import GradientVerifier
+    from evoexp.verification.suite import BackpropagationVerificationSuite
+
+    suite = BackpropagationVerificationSuite(verifier=GradientVerifier(dtype=getattr(torch, config.verifier.dtype)))
+    return suite.run_full_verification(
+        snn,
+        build_loader(config, data, "train", view="spikes"),
+        loss_fn=F.cross_entropy,
+        optimizer_factory=lambda params: build_optimizer(config, params),
+        options=verification_options(config),
+    )
+
+
+def _train(
+    config: Config, model: torch.nn.Module, data: DatasetSplits, *, label: str, run: RunLogger, **extra: Any
+) -> TrainingRun:
+    """Train ``model`` with :func:`~evoexp.training.train_model` on the config's loaders, logging every epoch."""
+    view = "spikes" if label == "snn" else "features"
+    return train_model(
+        model,
+        *(build_loader(config, data, split, view=view) for split in ("train", "val", "test")),  # type: ignore[arg-type]
+        optimizer=build_optimizer(config, [p for p in model.parameters() if p.requires_grad]),
+        on_epoch=lambda epoch, metrics: run.log_metrics(_prefixed(label, metrics), step=epoch),
+        label=label,
+        **training_options(config, snn=label == "snn"),
+        **extra,
+    )
+
+
+def run_experiment(
+    config: Config,
+    *,
+    data: DatasetSplits | None = None,
+    run: RunLogger | None = None,
+    ann_baseline: AnnBaseline | None = None,
+) -> Outcome:
+    """Build data and models, run the enabled checks and training, and collect results and metrics.
+
+    Args:
+        config: The validated config.
+        data: The config's dataset, when the caller built it already (e.g. to log it as an MLflow input);
+            default :func:`~evoexp.builders.build_dataset`.
+        run: Where per-epoch metrics go (default: nowhere).
+        ann_baseline: Provides the ANN twin's run (default: train it here).
+
+    Returns:
+        The :class:`Outcome`; a diverging SNN is reported in ``Outcome.diverged``, not raised.
+
+    Raises:
+        RuntimeError: ``debug.fail=true`` (fault injection).
+    """
+    run = NullRun() if run is None else run
+    debug, checks = config.debug, set(config.verifier.checks)
+    torch.manual_seed(config.seed)
+    data = build_dataset(config) if data is None else data
+    snn = build_snn(config, data)
+    if debug.sleep:
+        time.sleep(debug.sleep)
+    if debug.fail:
+        raise RuntimeError("debug.fail=true: injected failure")
+    outcome = Outcome(results=_model_checks(config, snn, data))
+    snn_run = _train(config, snn, data, label="snn", run=run, loss_fn=_diverging_loss if debug.diverge else None)
+    outcome.training["snn"] = snn_run
+    outcome.objective, outcome.diverged = snn_run.best_val_acc, snn_run.diverged
+    warmup = warmup_epochs(config)
+    snn_seed = SeedRun.from_training(snn_run, seed=config.seed, warmup_epochs=warmup)
+    metrics = outcome.metrics
+    metrics.update({**snn_run.summary(), OBJECTIVE: outcome.objective, "snn/time_per_epoch": snn_seed.time_per_epoch})
+
+    if "convergence" in checks:
+        result = analyze_training(snn_run, min_relative_reduction=config.verifier.convergence.min_relative_reduction)
+        outcome.results["convergence"] = result
+        metrics["snn/epochs_to_converge"] = float("nan") if result.epochs_to_90 is None else result.epochs_to_90
+
+    if "benchmark" in checks:
+
+        def train_ann() -> TrainingRun:
+            return _train(config, build_ann(config, data), data, label="ann", run=NullRun())
+
+        ann_run, outcome.ann_run_id = (train_ann(), None) if ann_baseline is None else ann_baseline(train_ann)
+        outcome.training["ann"] = ann_run
+        run.log_metric_steps({epoch: _prefixed("ann", m) for epoch, m in ann_run.epoch_metrics().items()})
+        ann_seed = SeedRun.from_training(ann_run, seed=config.seed, warmup_epochs=warmup)
+        metrics.update({**ann_run.summary(), "ann/time_per_epoch": ann_seed.time_per_epoch})
+        outcome.results["benchmark"] = BenchmarkResult(
+            snn=ModelBenchmark("snn", snn_run.n_params, [snn_seed]),
+            ann=ModelBenchmark("ann", ann_run.n_params, [ann_seed]),
+            seeds=[config.seed],
+            epochs=config.trainer.epochs,
+            warmup_epochs=warmup,
+            optimizer=config.trainer.optimizer,
+            lr=config.trainer.lr,
+            eval_split="val",
+        )
+    for result in outcome.results.values():
+        metrics.update(result.summary())
+    return outcome

@@ -1,0 +1,109 @@
+"""What a job writes into its output directory: resolved config, ``results.json``, ``report.md`` and figures.
+
+``results.json`` holds the config, its identities (config hash, code identity), the outcome and objective, the
+summary metrics, a ``test`` section that says which test numbers are which (best-validation vs last epoch), every
+typed verification result and the training runs. ``report.md`` is the suite's Markdown report headed by the run's
+facts. Figures (``figures: true``): the surrogate's pseudo-derivative and the SNN/ANN validation-accuracy curves.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+import evoexp
+from evoexp.builders import build_surrogate
+from evoexp.config import Config, to_plain
+from evoexp.experiment import Outcome
+
+__all__ = ["CONFIG_FILE", "REPORT_FILE", "RESULTS_FILE", "report_facts", "write_outputs"]
+
+RESULTS_FILE = "results.json"
+REPORT_FILE = "report.md"
+CONFIG_FILE = "config_resolved.yaml"
+
+
+def report_facts(config: Config, outcome: Outcome, *, config_hash: str, code_identity: str) -> list[str]:
+    """The Markdown bullet lines that head a job's report (setup, outcome, objective, test accuracies, identity)."""
+    lines = [
+        f"- dataset: {config.dataset.name}; model: {config.model.name} {list(config.model.hidden_sizes)}; "
+        f"trainer: {config.trainer.optimizer}, lr {config.trainer.lr:g}, {config.trainer.epochs} epochs; "
+        f"verifier: {config.verifier.name}",
+        "- outcome: " + ("finished" if outcome.diverged is None else f"diverged ({outcome.diverged})"),
+        f"- best SNN validation accuracy: {outcome.objective:.4f}",
+    ]
+    for name, entry in outcome.test_section().items():
+        if name == "selection":
+            continue
+        best = "n/a" if entry["best"] is None else f"{entry['best']['acc']:.4f}"
+        lines.append(
+            f"- {name.upper()} test accuracy: {best} at the best-validation epoch {entry['best_epoch']} (weights "
+            f"restored; `{name}/test/acc_best`), {entry['last']['acc']:.4f} after the last epoch "
+            f"(`{name}/test/acc_last`)"
+        )
+    lines += [f"- config hash: {config_hash}; code: {code_identity}"]
+    return lines
+
+
+def write_outputs(
+    directory: Path,
+    cfg: DictConfig,
+    config: Config,
+    outcome: Outcome,
+    *,
+    config_hash: str,
+    code_identity: str,
+) -> None:
+    """Write the resolved config, ``results.json``, ``report.md`` and (with ``figures: true``) figures.
+
+    Args:
+        directory: The job's output directory (created if missing).
+        cfg: The composed config (resolved into ``config_resolved.yaml`` and ``results.json``).
+        config: Its typed form.
+        outcome: What the experiment produced.
+        config_hash: The run's config identity.
+        code_identity: The code that produced it (:func:`evoexp.config.code_identity`).
+    """
+    from evoexp.verification.report import generate_report
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
+    payload: dict[str, Any] = {
+        "evoexp_version": evoexp.__version__,
+        "config_hash": config_hash,
+        "code_identity": code_identity,
+        "config": to_plain(cfg),
+        **outcome.to_dict(),
+    }
+    (directory / RESULTS_FILE).write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    title = f"evoexp run: {config.surrogate.name} (slope {config.surrogate.slope:g}), seed {config.seed}"
+    heading, body = generate_report(outcome.results, title=title).split("\n", 1)
+    facts = report_facts(config, outcome, config_hash=config_hash, code_identity=code_identity)
+    (directory / REPORT_FILE).write_text("\n".join([heading, "", *facts, body]), encoding="utf-8")
+    if config.figures:
+        _save_figures(directory / "figures", config, outcome)
+
+
+def _val_acc(epochs: Mapping[int, Mapping[str, float]]) -> dict[int, float]:
+    return {epoch: metrics["val/acc"] for epoch, metrics in epochs.items() if "val/acc" in metrics}
+
+
+def _save_figures(directory: Path, config: Config, outcome: Outcome) -> None:
+    """Save the surrogate shape and the SNN/ANN validation-accuracy curves as PNG files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from evoexp import figures
+
+    figures.apply_style()
+    fig, ax = figures.new_figure()
+    figures.plot_surrogate(ax, [build_surrogate(config)])
+    figures.save_figure(fig, directory / "surrogate", formats=("png",))
+    curves = {name.upper(): _val_acc(run.epoch_metrics()) for name, run in outcome.training.items()}
+    fig, ax = figures.new_figure()
+    figures.plot_run_curves(ax, curves, ylabel="Validation accuracy")
+    figures.save_figure(fig, directory / "training_curves", formats=("png",))

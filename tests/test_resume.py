@@ -1,0 +1,112 @@
+"""Resume and ANN reuse never serve results of other code or of another thread count unmarked."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from mlflow import MlflowClient
+from omegaconf import DictConfig
+
+import evoexp.app
+import evoexp.sweep
+from evoexp.app import JobContext, execute
+from evoexp.config import load_config, register_configs
+from evoexp.config.identity import source_digest
+from evoexp.sweep import OUTCOME_FILE
+
+CONF = Path(__file__).resolve().parents[1] / "evoexp" / "conf"
+
+
+@pytest.fixture
+def compose_job(tmp_path: Path) -> Iterator[object]:
+    register_configs()
+    GlobalHydra.instance().clear()
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+
+    def make(*overrides: str) -> DictConfig:
+        return compose(config_name="config", overrides=["experiment=smoke", f"tracking.uri={uri}", *overrides])
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        yield make
+    GlobalHydra.instance().clear()
+    torch.set_num_threads(1)  # execute() sets the job's thread count
+
+
+def _job(cfg: DictConfig, root: Path, name: str) -> tuple[float, dict]:
+    out = root / "outputs" / name
+    objective = execute(cfg, load_config(cfg), JobContext(output_dir=out, root=root))
+    return objective, json.loads((out / OUTCOME_FILE).read_text())
+
+
+def _runs(root: Path, experiment: str) -> list:
+    client = MlflowClient(f"sqlite:///{root / 'mlruns.db'}")
+    found = client.get_experiment_by_name(experiment)
+    return [] if found is None else client.search_runs([found.experiment_id])
+
+
+def test_source_digest_follows_the_code_not_the_analysis(tmp_path: Path) -> None:
+    (tmp_path / "analysis").mkdir()
+    (tmp_path / "engine.py").write_text("x = 1\n")
+    (tmp_path / "analysis" / "tables.py").write_text("y = 1\n")
+    first = source_digest(tmp_path)
+    (tmp_path / "analysis" / "tables.py").write_text("y = 2\n")
+    (tmp_path / "README.md").write_text("docs\n")
+    assert source_digest(tmp_path) == first
+    (tmp_path / "engine.py").write_text("x = 2\n")
+    assert source_digest(tmp_path) != first
+
+
+def test_changed_code_reruns_and_reuse_across_code_serves_old_runs(
+    tmp_path: Path, compose_job: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make = compose_job  # type: ignore[assignment]
+    monkeypatch.setattr(evoexp.sweep, "code_identity", lambda: "code A")
+    monkeypatch.setattr(evoexp.app, "code_identity", lambda: "code A")
+    _, first = _job(make(), tmp_path, "a")
+    assert first["outcome"] == "finished"
+    _, again = _job(make(), tmp_path, "a-again")
+    assert (again["outcome"], again["run_id"]) == ("skipped", first["run_id"])
+
+    # A fix to the engine: the same config runs again, and so does its ANN twin.
+    monkeypatch.setattr(evoexp.sweep, "code_identity", lambda: "code B")
+    monkeypatch.setattr(evoexp.app, "code_identity", lambda: "code B")
+    _, fixed = _job(make(), tmp_path, "b")
+    assert fixed["outcome"] == "finished" and fixed["run_id"] != first["run_id"]
+    assert len(_runs(tmp_path, "evoexp")) == 2
+    assert len(_runs(tmp_path, "evoexp-ann-baselines")) == 2
+    tags = {r.info.run_id: r.data.tags["evoexp.code_identity"] for r in _runs(tmp_path, "evoexp")}
+    assert tags == {first["run_id"]: "code A", fixed["run_id"]: "code B"}
+
+    # An explicit override serves runs of other code.
+    monkeypatch.setattr(evoexp.sweep, "code_identity", lambda: "code C")
+    monkeypatch.setattr(evoexp.app, "code_identity", lambda: "code C")
+    _, reused = _job(make("tracking.reuse_across_code=true"), tmp_path, "c")
+    assert (reused["outcome"], reused["run_id"]) == ("skipped", fixed["run_id"])
+    _, rerun = _job(make("tracking.reuse_across_code=true", "tracking.resume=false"), tmp_path, "c-rerun")
+    assert rerun["outcome"] == "finished"
+    assert len(_runs(tmp_path, "evoexp-ann-baselines")) == 2  # the ANN of code B was reused
+
+
+def test_reused_ann_of_another_thread_count_has_no_time_ratio(tmp_path: Path, compose_job: object) -> None:
+    make = compose_job  # type: ignore[assignment]
+    _job(make(), tmp_path, "one-thread")
+    _, second = _job(make("threads=2", "tracking.resume=false"), tmp_path, "two-threads")
+    assert second["outcome"] == "finished"
+    assert len(_runs(tmp_path, "evoexp-ann-baselines")) == 1  # threads do not change the ANN's identity...
+    results = json.loads((tmp_path / "outputs" / "two-threads" / "results.json").read_text())
+    benchmark = results["results"]["benchmark"]
+    assert (benchmark["snn"]["torch_threads"], benchmark["ann"]["torch_threads"]) == (2, 1)  # ...but are recorded
+    assert benchmark["time_comparable"] is False and benchmark["time_ratio"] == "NaN"
+    assert results["metrics"]["benchmark/time_comparable"] == 0.0
+    assert results["training"]["ann"]["torch_threads"] == 1
+    assert "the time ratio is not comparable" in (tmp_path / "outputs" / "two-threads" / "report.md").read_text()
+    first = json.loads((tmp_path / "outputs" / "one-thread" / "results.json").read_text())
+    assert first["results"]["benchmark"]["time_comparable"] is True
+    assert not math.isnan(first["results"]["benchmark"]["time_ratio"])
