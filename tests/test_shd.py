@@ -18,11 +18,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from evoexp.app import build_snn
+from evoexp.builders import build_snn
 from evoexp.config import ConfigValidationError, load_config, register_configs
 from evoexp.data import available_datasets, get_dataset, make_shd, make_ssc
 from evoexp.data.shd import N_CHANNELS, bin_events, check_layout, read_events
-from evoexp.surrogate import get_surrogate
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "evoexp" / "conf"
@@ -253,7 +252,7 @@ def test_dataset_and_model_presets_build_the_700_256_20_network(shd_files: tuple
     assert (d.name, d.duration, d.split, d.val_path) == ("shd", 1.4, [0.9, 0.1, 0.0], None)
     data = get_dataset(d.name, **d.kwargs(seed=config.seed))
     assert (data.n_inputs, data.n_classes, data.time_steps) == (700, 20, 6)
-    snn = build_snn(config, data, get_surrogate(config.surrogate.name, **config.surrogate.kwargs()))
+    snn = build_snn(config, data)
     assert snn(data.train.spikes[:2]).shape == (2, 20)
     assert (m.hidden_sizes, m.recurrent, m.reset, m.detach_reset, m.readout) == ([256], True, "zero", True, "max")
     # the per-step decays of Zenke's SHD tutorial at the 14 ms bins of 100 steps over 1.4 s

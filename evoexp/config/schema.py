@@ -72,16 +72,17 @@ def _one_of(key: str, value: str, options: tuple[str, ...]) -> None:
         raise ValueError(f"{key} must be one of {', '.join(options)}; got {value!r}")
 
 
-def _split(key: str, split: list[float]) -> None:
+def _split(key: str, split: list[float], *, from_files: frozenset[str] = frozenset()) -> None:
     """Raise a ValueError naming ``key`` unless ``split`` is three fractions > 0 summing to 1.
 
     The validation split is where the objective and the best epoch are measured, the test split where the test
-    accuracy is: an empty one would be logged as a result (accuracy 0 or NaN) instead of failing.
+    accuracy is: an empty one would be logged as a result (accuracy 0 or NaN) instead of failing. Splits named in
+    ``from_files`` (``"validation"``, ``"test"``) come from their own files and may have fraction 0.
     """
     if len(split) != 3 or any(not math.isfinite(f) or f < 0 for f in split) or split[0] <= 0:
         raise ValueError(f"{key} must be three fractions >= 0 (train > 0), got {list(split)!r}")
     for name, fraction in zip(("validation", "test"), split[1:]):
-        if fraction == 0:
+        if fraction == 0 and name not in from_files:
             raise ValueError(f"{key} leaves the {name} split empty, got {list(split)!r}; every fraction must be > 0")
     if abs(sum(split) - 1.0) > 1e-6:
         raise ValueError(f"{key} must sum to 1, got {list(split)!r} (sum {sum(split):g})")
@@ -252,10 +253,14 @@ class _DatasetBase:
         _at_least("dataset.time_steps", self.time_steps, 1)
         if self.seed is not None:
             _at_least("dataset.seed", self.seed, 0)
-        _split("dataset.split", self.split)
+        _split("dataset.split", self.split, from_files=self.split_files())
         per_class = getattr(self, "samples_per_class", None)
         if isinstance(per_class, int) and per_class >= 1:
             _split_sizes("dataset.samples_per_class", per_class, self.split)
+
+    def split_files(self) -> frozenset[str]:
+        """The splits (``"validation"``, ``"test"``) read from their own files rather than cut by ``split``."""
+        return frozenset()
 
     def kwargs(self, *, seed: int) -> dict[str, Any]:
         """Keyword arguments of :func:`evoexp.data.get_dataset` (besides the name)."""
@@ -374,11 +379,17 @@ class ShdConfig(_DatasetBase):
     def __post_init__(self) -> None:
         from evoexp.data.shd import check_sources
 
-        super().__post_init__()
-        _positive("dataset.duration", self.duration)
+        # The files first: their messages say which file a zero split fraction needs.
         check_sources(
             self.path, test_path=self.test_path, val_path=self.val_path, split=self.split, prefix="dataset."
         )
+        super().__post_init__()
+        _positive("dataset.duration", self.duration)
+
+    def split_files(self) -> frozenset[str]:
+        """``"validation"`` with ``val_path``, ``"test"`` with ``test_path``."""
+        named = {"validation": self.val_path, "test": self.test_path}
+        return frozenset(split for split, path in named.items() if path is not None)
 
 
 @dataclass
@@ -498,7 +509,7 @@ class AlignmentCheckConfig:
     Attributes:
         sigmas: Noise scales of the smoothed loss (each > 0).
         n_directions: Random unit directions (>= 2).
-        n_quadrature: Gauss-Hermite nodes (>= 2).
+        n_quadrature: Gauss-Hermite nodes (>= 4; the quadrature error compares with half as many).
         per_layer: Also report each parameter tensor.
     """
 
@@ -513,7 +524,7 @@ class AlignmentCheckConfig:
         for sigma in self.sigmas:
             _positive("verifier.alignment.sigmas", sigma)
         _at_least("verifier.alignment.n_directions", self.n_directions, 2)
-        _at_least("verifier.alignment.n_quadrature", self.n_quadrature, 2)
+        _at_least("verifier.alignment.n_quadrature", self.n_quadrature, 4)
 
 
 @dataclass
