@@ -446,14 +446,13 @@ class RunLogger:
 
     Attributes:
         run_id: MLflow run id, or None when nothing is tracked.
-        tags: The tags set through this logger (besides those the run was created with).
     """
 
     run_id: str | None = None
 
     @property
     def tags(self) -> dict[str, str]:
-        """The tags set through :meth:`set_tags` (none here)."""
+        """The tags set through :meth:`set_tags`, besides those the run was created with (none here)."""
         return {}
 
     def log_params(self, params: Mapping[str, Any]) -> None:
