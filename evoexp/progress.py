@@ -232,7 +232,15 @@ def job_label(cfg: Any, overrides: Sequence[str] = (), axes: Sequence[str] = ())
     """Human label of a job, e.g. ``fast_sigmoid β=10 seed 2 dt=0.5`` (see :func:`run_name`)."""
     name, slope, seed, extras = _parts(cfg, overrides, axes)
     keys = [key for key, _ in extras]
-    return " ".join([name, f"β={slope}", f"seed {seed}", *(f"{_short(k, keys)}={v}" for k, v in extras)])
+    return " ".join([name, f"β={slope}", f"seed {seed}", *(f"{_short(k, keys)}={_number(v)}" for k, v in extras)])
+
+
+def _number(value: str) -> str:
+    """``value`` with a float written in at most 6 significant digits (``2.693883019285411`` -> ``2.69388``)."""
+    try:
+        return f"{float(value):g}" if "." in value or "e" in value.lower() else value
+    except ValueError:
+        return value
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,9 @@ def test_run_names_differ_in_every_swept_key() -> None:
     assert run_name(cfg) == "atan-b10-s0"
     two_dts = ["model.dt", "dataset.dt"]
     assert job_label(cfg, ["model.dt=1", "dataset.dt=2"], two_dts) == "atan β=10 seed 0 model.dt=1 dataset.dt=2"
+    optuna = ["surrogate.scale=2.693883019285411", "model.reset=zero"]
+    assert job_label(cfg, optuna, ["surrogate.scale", "model.reset"]) == "atan β=10 seed 0 scale=2.69388 reset=zero"
+    assert run_name(cfg, optuna, ["surrogate.scale"]) == "atan-b10-s0-scale=2.693883019285411"  # exact
 
 
 def test_eta_is_remaining_work_over_the_observed_parallelism(tmp_path: Path) -> None:
