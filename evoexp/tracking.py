@@ -700,9 +700,11 @@ class MlflowTracker(Tracker):
     ) -> None:
         if not experiment.strip():
             raise ValueError("experiment must be a non-empty name")
-        # MLflow prints two "View run ... at" lines to stdout whenever a run on a server ends; evoexp's console
-        # prints its own line per job. The user's own setting of this documented variable wins.
+        # MLflow prints two "View run ... at" lines whenever a run on a server ends, and a progress bar for every
+        # artifact download (the ANN baseline); evoexp's console prints its own line per job. The user's own
+        # setting of these documented variables wins.
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         self.flush_every = flush_every
         self.heartbeat_every = heartbeat_every
         self.stale_after = stale_after

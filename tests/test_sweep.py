@@ -167,6 +167,7 @@ def test_sweep_prints_one_line_per_job_and_is_one_parent_run_with_nested_jobs(tm
     assert all(rest.startswith("fast_sigmoid β=25 seed ") for _, _, rest in lines)
     assert "ETA" in lines[0][2] and "ETA" not in lines[-1][2]
     assert "snn epoch" not in done.stdout + done.stderr  # epoch lines go to the jobs' log files only
+    assert "Downloading artifacts" not in done.stderr  # MLflow's progress bar of the reused ANN baseline
     sweep_dir = next((tmp_path / "outputs" / "multirun").glob("*/*"))
     assert all("snn epoch 1/2" in (job / "__main__.log").read_text() for job in sweep_dir.glob("[0-9]*"))
     assert len((sweep_dir / PROGRESS_LOG).read_text().splitlines()) == 4
