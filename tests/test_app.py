@@ -62,7 +62,7 @@ def test_single_run_writes_results_report_and_one_mlflow_run_then_resume_skips_i
     for tag in ("evoexp.git_commit", "evoexp.version", "torch.version", "evoexp.job"):
         assert tags[tag]
     assert params["surrogate.name"] == "superspike"
-    assert params["surrogate.slope"] == "5.0"
+    assert params["surrogate.slope"] == "5"  # equal values print alike (5 and 5.0)
     assert params["model.hidden_sizes"] == "[16]"
     assert metrics["snn/val/best_acc"] == pytest.approx(results["objective"])
     for key in ("snn/params", "benchmark/acc_gap", "benchmark/time_ratio"):

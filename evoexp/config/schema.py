@@ -12,6 +12,7 @@ done by :mod:`evoexp.builders`.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 from dataclasses import dataclass, field
@@ -654,7 +655,9 @@ class TrackingConfig:
         enabled: Log to MLflow at all.
         uri: Tracking URI; None uses ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<project root>/mlruns.db``.
         experiment: MLflow experiment name.
-        sweep_id: Tag grouping the runs of one sweep; None derives it from the sweep directory.
+        sweep_id: Names a sweep: its parent run and the ``evoexp.sweep_id`` tag of its jobs. None derives it from
+            the sweep's definition (experiment, overrides and swept values), so running the same sweep again
+            resumes it under the same parent run.
         resume: Skip a job whose config already has a FINISHED run (same config hash and code identity).
         reuse_ann: Train the ANN twin once per (dataset, sizes, trainer, early stopping, seed) and reuse it from
             the store (when it was trained by the same code).
@@ -662,6 +665,11 @@ class TrackingConfig:
             source digest, see :func:`evoexp.config.code_identity`) produced; off by default, so a fix re-runs.
         log_artifacts: Upload the job's output directory (config, results, report, log, figures) as artifacts.
         flush_every: Seconds a run buffers metrics before one batched upload (0: upload every epoch).
+        heartbeat_every: Seconds between heartbeats (tag ``evoexp.heartbeat``) of an open run; 0 sends none.
+        stale_after: Seconds without heartbeat after which a RUNNING run from another host counts as killed when
+            a sweep or run starts (0: never). Runs from this host are checked by their process id instead.
+        system_metrics: Log MLflow's system metrics (``system/cpu_utilization_percentage``, memory, disk, network)
+            every 10 s while a run is open; needs psutil.
     """
 
     enabled: bool = True
@@ -673,6 +681,9 @@ class TrackingConfig:
     reuse_across_code: bool = False
     log_artifacts: bool = True
     flush_every: float = 5.0
+    heartbeat_every: float = 60.0
+    stale_after: float = 900.0
+    system_metrics: bool = False
 
     def __post_init__(self) -> None:
         if not self.experiment.strip():
@@ -680,6 +691,15 @@ class TrackingConfig:
         if self.uri is not None:
             _tracking_uri("tracking.uri", self.uri)
         _non_negative("tracking.flush_every", self.flush_every)
+        _non_negative("tracking.heartbeat_every", self.heartbeat_every)
+        _non_negative("tracking.stale_after", self.stale_after)
+        if self.stale_after and self.heartbeat_every and self.stale_after < 3 * self.heartbeat_every:
+            raise ValueError(
+                f"tracking.stale_after must be 0 or at least 3 heartbeats (>= {3 * self.heartbeat_every:g} s), "
+                f"got {self.stale_after:g}"
+            )
+        if self.system_metrics and importlib.util.find_spec("psutil") is None:
+            raise ValueError("tracking.system_metrics=true needs psutil (pip install psutil)")
 
 
 @dataclass
