@@ -111,6 +111,10 @@ class _ToyAdapter:
     def spike_probes(self, model: nn.Module) -> list[SpikeProbe]:
         return []
 
+    def notes(self, model: nn.Module) -> list[str]:
+        smooth = any(m.fire == m.shape.smooth for m in model.modules() if isinstance(m, _ToyLIF))
+        return ["toy caveat"] if smooth else []
+
 
 def test_a_registered_adapter_gives_another_librarys_network_smooth_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(spiking, "_ADAPTERS", [*spiking.adapters()])
@@ -124,8 +128,39 @@ def test_a_registered_adapter_gives_another_librarys_network_smooth_mode(monkeyp
     assert private_copy(model).adapter.name == "toy"  # type: ignore[union-attr]
     smooth = verifier.verify_finite_difference(model, x, y, F.cross_entropy)
     assert smooth.smooth_mode is True and smooth.passed is True, smooth.message
+    assert "toy caveat" in smooth.warnings  # the adapter's notes reach the result
     spiking_mode = verifier.verify_finite_difference(model, x, y, F.cross_entropy, smooth=False)
     assert spiking_mode.comparison == "surrogate_bias" and spiking_mode.passed is None
+    assert "toy caveat" not in spiking_mode.warnings
     alignment = verify_gradient_alignment(model, x, y, F.cross_entropy, smooth=True, sigmas=(1e-3,), n_directions=4)
-    assert alignment.smooth_mode is True and alignment.stats().cosine > 0.99
+    assert alignment.smooth_mode is True and alignment.stats().cosine > 0.99 and "toy caveat" in alignment.warnings
     assert model.fire == model.shape.spike  # the user's model is untouched
+
+
+def test_an_adapter_of_a_registered_name_replaces_it_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(spiking, "_ADAPTERS", [*spiking.adapters()])
+
+    class Mine(EvoexpAdapter):
+        pass
+
+    before = len(spiking.adapters())
+    register_adapter(Mine())
+    assert type(spiking.adapters()[0]) is Mine and len(spiking.adapters()) == before
+    assert isinstance(private_copy(SNN(4, [5], 2, seed=0)).adapter, Mine)
+
+
+def test_a_model_two_adapters_claim_notes_the_neurons_that_run_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(spiking, "_ADAPTERS", [*spiking.adapters()])
+    register_adapter(_ToyAdapter())
+    both = nn.ModuleDict({"snn": SNN(3, [4], 2, seed=0), "toy": _ToyLIF(3, 2)})
+    work = private_copy(both)
+    assert work.adapter.name == "evoexp" and work.unhandled == ("toy",)  # type: ignore[union-attr]
+    (note,) = work.notes
+    assert "neurons of toy" in note and "(evoexp here)" in note
+
+
+def test_evoexp_spike_probes_declare_the_shapes_kinks() -> None:
+    snn = SNN(4, [5], 2, seed=0, surrogate=get_surrogate("triangular", slope=2.0))
+    work = private_copy(snn)
+    (probe,) = work.adapter.spike_probes(work.model)  # type: ignore[union-attr]
+    assert probe.kinks == (-0.5, 0.5) and probe.heaviside_at_zero == 0.0

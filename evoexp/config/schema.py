@@ -12,6 +12,7 @@ done by :mod:`evoexp.builders`.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 from dataclasses import dataclass, field
@@ -149,16 +150,23 @@ class SurrogateConfig:
         slope: Sharpness beta > 0.
         scale: Multiplier of the pseudo-derivative, > 0.
         params: Shape-specific parameters, e.g. ``{tail: 1.5}`` for ``q_pseudo``.
+        peer: A peer library's surrogate (``spikingjelly:PiecewiseQuadratic``, :mod:`evoexp.peers.names`); when set,
+            ``name``, ``slope``, ``scale`` and ``params`` become those of the equal evoexp shape.
+        peer_params: The peer function's own parameters, e.g. ``{alpha: 1.0}``.
     """
 
     name: str = "fast_sigmoid"
     slope: float = 25.0
     scale: float = 1.0
     params: dict[str, float] = field(default_factory=dict)
+    peer: str | None = None
+    peer_params: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from evoexp.surrogate import available_surrogates, get_surrogate
 
+        if self.peer is not None:
+            self._from_peer(self.peer)
         _one_of("surrogate.name", self.name, tuple(available_surrogates()))
         _positive("surrogate.slope", self.slope)
         _positive("surrogate.scale", self.scale)
@@ -176,6 +184,22 @@ class SurrogateConfig:
     def kwargs(self) -> dict[str, float]:
         """Keyword arguments of :func:`evoexp.surrogate.get_surrogate` (besides the name)."""
         return {"slope": self.slope, "scale": self.scale, **self.params}
+
+    def _from_peer(self, peer: str) -> None:
+        """Replace name, slope, scale and params by the evoexp shape equal to the peer function ``peer``."""
+        from evoexp.peers.names import get_peer
+
+        try:
+            entry = get_peer(peer)
+        except ValueError as exc:
+            raise ValueError(f"surrogate.peer: {exc}") from None
+        try:
+            shape = entry.evoexp(**self.peer_params)
+        except ValueError as exc:
+            raise ValueError(f"surrogate.peer_params: {exc}") from None
+        params = shape.params()
+        self.name, self.slope, self.scale = shape.name, params.pop("slope"), params.pop("scale")
+        self.params = params
 
 
 @dataclass
@@ -631,7 +655,9 @@ class TrackingConfig:
         enabled: Log to MLflow at all.
         uri: Tracking URI; None uses ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<project root>/mlruns.db``.
         experiment: MLflow experiment name.
-        sweep_id: Tag grouping the runs of one sweep; None derives it from the sweep directory.
+        sweep_id: Names a sweep: its parent run and the ``evoexp.sweep_id`` tag of its jobs. None derives it from
+            the sweep's definition (experiment, overrides and swept values), so running the same sweep again
+            resumes it under the same parent run.
         resume: Skip a job whose config already has a FINISHED run (same config hash and code identity).
         reuse_ann: Train the ANN twin once per (dataset, sizes, trainer, early stopping, seed) and reuse it from
             the store (when it was trained by the same code).
@@ -639,6 +665,11 @@ class TrackingConfig:
             source digest, see :func:`evoexp.config.code_identity`) produced; off by default, so a fix re-runs.
         log_artifacts: Upload the job's output directory (config, results, report, log, figures) as artifacts.
         flush_every: Seconds a run buffers metrics before one batched upload (0: upload every epoch).
+        heartbeat_every: Seconds between heartbeats (tag ``evoexp.heartbeat``) of an open run; 0 sends none.
+        stale_after: Seconds without heartbeat after which a RUNNING run from another host counts as killed when
+            a sweep or run starts (0: never). Runs from this host are checked by their process id instead.
+        system_metrics: Log MLflow's system metrics (``system/cpu_utilization_percentage``, memory, disk, network)
+            every 10 s while a run is open; needs psutil.
     """
 
     enabled: bool = True
@@ -650,6 +681,9 @@ class TrackingConfig:
     reuse_across_code: bool = False
     log_artifacts: bool = True
     flush_every: float = 5.0
+    heartbeat_every: float = 60.0
+    stale_after: float = 900.0
+    system_metrics: bool = False
 
     def __post_init__(self) -> None:
         if not self.experiment.strip():
@@ -657,6 +691,15 @@ class TrackingConfig:
         if self.uri is not None:
             _tracking_uri("tracking.uri", self.uri)
         _non_negative("tracking.flush_every", self.flush_every)
+        _non_negative("tracking.heartbeat_every", self.heartbeat_every)
+        _non_negative("tracking.stale_after", self.stale_after)
+        if self.stale_after and self.heartbeat_every and self.stale_after < 3 * self.heartbeat_every:
+            raise ValueError(
+                f"tracking.stale_after must be 0 or at least 3 heartbeats (>= {3 * self.heartbeat_every:g} s), "
+                f"got {self.stale_after:g}"
+            )
+        if self.system_metrics and importlib.util.find_spec("psutil") is None:
+            raise ValueError("tracking.system_metrics=true needs psutil (pip install psutil)")
 
 
 @dataclass

@@ -123,6 +123,7 @@ class AlignmentResult(Result):
         n_evaluations: Loss evaluations.
         batched: Whether ``vmap`` batching was used.
         seconds: Wall time.
+        held_resets: Smooth mode: layers whose detached reset was held at its unperturbed value.
         warnings: Non-float64 dtype, vmap fallback, inconclusive cosines, ...
     """
 
@@ -140,6 +141,7 @@ class AlignmentResult(Result):
     n_evaluations: int
     batched: bool
     seconds: float
+    held_resets: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     def stats(self, scope: str = OVERALL, sigma: float | None = None) -> AlignmentStats:
@@ -313,8 +315,9 @@ def verify_gradient_alignment(
     Runs on a private copy of ``model`` (cast to ``dtype``); the user's model is never modified. Spiking networks
     (see :mod:`evoexp.verification.spiking`) run in spiking mode unless ``smooth=True`` (in smooth mode the surrogate
     gradient is the true gradient, so for small :math:`\sigma` the cosine tends to 1: a sanity check of the
-    estimator). A detached reset is part of what the surrogate gradient approximates, so it is not held here: the
-    smoothed loss is the network's actual loss.
+    estimator; detached resets are then held at their unperturbed values, as in the finite-difference check, so that
+    the surrogate gradient is exactly the gradient of the smooth loss). In spiking mode a detached reset is part of
+    what the surrogate gradient approximates, so it is not held: the smoothed loss is the network's actual loss.
 
     Args:
         model: Any ``nn.Module``.
@@ -388,7 +391,9 @@ def verify_gradient_alignment(
             scopes[name] = {name: placed(name, v / v.norm(dim=1, keepdim=True))}
 
     problem.copy.set_smooth(smooth)
+    warnings.extend(problem.copy.notes)
     grad = problem.gradient()
+    held = problem.copy.hold_resets(problem.forward) if smooth else []
     results: dict[str, list[AlignmentStats]] = {scope: [] for scope in scopes}
     for scope, directions in scopes.items():
         surrogate = sum(v @ grad[name].reshape(-1) for name, v in directions.items())
@@ -417,5 +422,6 @@ def verify_gradient_alignment(
         n_evaluations=problem.n_evaluations,
         batched=problem.batched,
         seconds=time.perf_counter() - start,
+        held_resets=held,
         warnings=warnings,
     )

@@ -13,16 +13,17 @@ A coordinate passes when :math:`|n - a| \le \text{atol} + \text{rtol}\,|a|` (``t
 convention). The reported relative error is :math:`|n-a| / \max(|a|, |n|, \text{atol})`. Every evaluation runs on a
 private float64 copy of the model; perturbed losses are batched with ``torch.func.functional_call`` + ``vmap``.
 
-Spiking networks (those a :mod:`~evoexp.verification.spiking` adapter claims, e.g. evoexp SNNs) are checked in
-smooth mode (forward = surrogate primitive, so the surrogate gradient is the true gradient). In spiking mode the
-finite difference of a step function is not a gradient: the same numbers are then reported as *surrogate bias*
-with ``passed = None``, never as a verdict.
+Spiking networks (those a :mod:`~evoexp.verification.spiking` adapter claims: evoexp SNNs, snnTorch, SpikingJelly and
+Norse networks) are checked in smooth mode (forward = surrogate primitive, so the surrogate gradient is the true
+gradient). In spiking mode the finite difference of a step function is not a gradient: the same numbers are then
+reported as *surrogate bias* with ``passed = None``, never as a verdict.
 
 The check verifies the network as it is trained: the analytical gradient is the one a training step computes, and
 every finite-difference evaluation (batched, sequential or structure-aware) runs the training forward. What the
-training gradient deliberately ignores is held fixed: a detached reset (``detach_reset``) is replayed, in every
-perturbed forward, at its value in the unperturbed forward, so the central differences are the detached gradient
-exactly (``held_resets`` names those layers).
+training gradient deliberately ignores is held fixed: a detached reset (``detach_reset``; in a peer library's network,
+every ``detach()``) is replayed, in every perturbed forward, at its value in the unperturbed forward, so the central
+differences are the detached gradient exactly (``held_resets`` names those layers). The adapter's notes (e.g. a
+substituted spike function) are the result's warnings.
 """
 
 from __future__ import annotations
@@ -361,6 +362,7 @@ class GradientVerifier:
                 "rounding error and tolerances must be loosened"
             )
         problem.copy.set_smooth(bool(smooth_mode))
+        warnings.extend(problem.copy.notes)
         grad, grad_again = problem.gradients(2)
         determinism = max(float((g - grad_again[n]).abs().max()) for n, g in grad.items())
         held = problem.copy.hold_resets(problem.forward)

@@ -6,9 +6,12 @@ knows how to run that library's neurons in smooth mode and how to hold their det
 claims is an ordinary network: the verifiers check its forward as it is (no smooth mode, nothing held).
 
 evoexp's own :class:`~evoexp.models.SNN` (any module containing a :class:`~evoexp.models.LIFLayer`) is handled by
-:class:`EvoexpAdapter`, registered first. Adapters for other libraries (snnTorch, SpikingJelly, Norse) are added
-with :func:`register_adapter`; they swap, on the private copy, each neuron's spike function for one whose forward is
-a smooth primitive and whose backward its derivative, and replay its detached reset as a constant.
+:class:`EvoexpAdapter`, registered first. snnTorch, SpikingJelly and Norse networks are handled by the adapters of
+:mod:`evoexp.peers.adapters`, registered here the first time a model holding one of those libraries' modules is
+copied (so neither they nor the libraries are imported otherwise). They swap, on the private copy, each neuron's
+spike function for one whose forward is a smooth primitive and whose backward its derivative, and replay every
+detached value as a constant. :func:`register_adapter` is the one registry: it adds another library's adapter, or
+replaces a registered one of the same name.
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ class SpikeProbe:
         derivative: The declared pseudo-derivative :math:`g`.
         primitive: The declared smooth primitive, when known.
         slope: The surrogate's slope, when it has one.
+        kinks: Points where the declared derivative jumps or has a kink (put on the check's grid).
+        heaviside_at_zero: The spike function's forward at ``x = 0`` (0 for evoexp, snnTorch and Norse; 1 for
+            SpikingJelly).
     """
 
     name: str
@@ -54,6 +60,8 @@ class SpikeProbe:
     derivative: Callable[[Tensor], Tensor]
     primitive: Callable[[Tensor], Tensor] | None
     slope: float | None
+    kinks: tuple[float, ...] = ()
+    heaviside_at_zero: float = 0.0
 
 
 @runtime_checkable
@@ -91,6 +99,10 @@ class SpikingAdapter(Protocol):
 
     def spike_probes(self, model: nn.Module) -> list[SpikeProbe]:
         """One :class:`SpikeProbe` per distinct spike function of ``model``'s neurons (the runtime surrogate check)."""
+        ...
+
+    def notes(self, model: nn.Module) -> list[str]:
+        """Caveats a result must state about how ``model``'s neurons ran in their current mode (e.g. a substitute)."""
         ...
 
 
@@ -163,23 +175,50 @@ class EvoexpAdapter:
                     derivative=shape.derivative,
                     primitive=shape.primitive,
                     slope=getattr(shape, "slope", None),
+                    kinks=shape.kinks,
                 )
             )
         return probes
 
+    def notes(self, model: nn.Module) -> list[str]:
+        """Nothing to state: smooth mode runs each layer's own surrogate primitive."""
+        return []
+
 
 _ADAPTERS: list[SpikingAdapter] = [EvoexpAdapter()]
 
+_PEER_PACKAGES = frozenset({"snntorch", "spikingjelly", "norse"})
+"""Top-level packages whose modules :mod:`evoexp.peers.adapters` handles."""
+
 
 def register_adapter(adapter: SpikingAdapter) -> None:
-    """Add ``adapter`` after the registered ones (the first adapter that claims a model handles it).
+    """Add ``adapter`` after the registered ones, or replace the registered adapter of the same ``name`` in its place.
+
+    The first adapter that claims a model handles it.
 
     Raises:
         TypeError: ``adapter`` lacks a method of :class:`SpikingAdapter`.
     """
     if not isinstance(adapter, SpikingAdapter):
         raise TypeError(f"adapter must implement SpikingAdapter (name, claims, prepare, ...), got {adapter!r}")
+    for i, registered in enumerate(_ADAPTERS):
+        if registered.name == adapter.name:
+            _ADAPTERS[i] = adapter
+            return
     _ADAPTERS.append(adapter)
+
+
+def _register_peer_adapters(model: nn.Module) -> None:
+    """Register the snnTorch/SpikingJelly/Norse adapters (unless one of that name is) if ``model`` uses a peer library.
+
+    Only the modules' class paths are read, so nothing is imported for a model without such modules.
+    """
+    if not any(type(m).__module__.partition(".")[0] in _PEER_PACKAGES for m in model.modules()):
+        return
+    from evoexp.peers.adapters import PEER_ADAPTERS
+
+    names = {a.name for a in _ADAPTERS}
+    _ADAPTERS.extend(a for a in PEER_ADAPTERS if a.name not in names)
 
 
 def adapters() -> tuple[SpikingAdapter, ...]:
@@ -194,15 +233,30 @@ class PrivateCopy:
     Attributes:
         model: The copy; the user's model is never touched.
         adapter: The adapter that claimed the model, or ``None`` for a model without spiking neurons.
+        unhandled: Names of further registered adapters that also claim the model (their neurons run unchanged).
     """
 
     model: nn.Module
     adapter: SpikingAdapter | None
+    unhandled: tuple[str, ...] = ()
 
     @property
     def spiking(self) -> bool:
         """Whether the model is a spiking network with a smooth mode."""
         return self.adapter is not None
+
+    @property
+    def notes(self) -> list[str]:
+        """Caveats for the results of a check of the copy in its current mode (the adapter's, and unhandled neurons)."""
+        if self.adapter is None:
+            return []
+        notes = self.adapter.notes(self.model)
+        if self.unhandled:
+            notes.append(
+                f"the model also holds neurons of {', '.join(self.unhandled)}, but only one adapter runs a model "
+                f"({self.adapter.name} here): those neurons ran unchanged, without smooth mode or held resets"
+            )
+        return notes
 
     def set_smooth(self, enabled: bool) -> None:
         """Switch the copy's neurons to smooth mode (or spiking mode).
@@ -237,7 +291,10 @@ def private_copy(model: nn.Module, *, dtype: torch.dtype | None = None) -> Priva
     work = copy.deepcopy(model)
     if dtype is not None:
         work = work.to(dtype)
-    adapter = next((a for a in _ADAPTERS if a.claims(work)), None)
-    if adapter is not None:
-        adapter.prepare(work)
-    return PrivateCopy(work, adapter)
+    _register_peer_adapters(work)
+    claiming = [a for a in _ADAPTERS if a.claims(work)]
+    if not claiming:
+        return PrivateCopy(work, None)
+    adapter = claiming[0]
+    adapter.prepare(work)
+    return PrivateCopy(work, adapter, tuple(a.name for a in claiming[1:]))

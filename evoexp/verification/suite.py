@@ -58,7 +58,8 @@ class VerificationOptions:
         gradient_verification: Finite differences vs autograd
             (:meth:`~evoexp.verification.gradient.GradientVerifier.verify_finite_difference`).
         surrogate_verification: The spike function the model's neurons really compute (for evoexp SNNs: the
-            LIF node's backward, probed with a one-neuron current) vs its declared derivative
+            LIF node's backward, probed with a one-neuron current; for peer libraries: their own spike function) vs
+            its declared derivative
             (:meth:`~evoexp.verification.gradient.GradientVerifier.verify_surrogate_gradient`); needs a spiking
             network or ``model.surrogate``.
         gradient_alignment: Surrogate gradient vs the gradient of the Gaussian-smoothed spiking loss
@@ -248,9 +249,11 @@ class BackpropagationVerificationSuite:
         """The spike function the model's neurons really compute (their node's backward) vs the declared derivative.
 
         Spiking networks are probed through their adapter (:meth:`~evoexp.verification.spiking.SpikingAdapter.
-        spike_probes`: for evoexp, a one-neuron current through the real LIF node); with several distinct spike
-        functions the first failing one (else the first) is returned, naming the others in its warnings. Other
-        models with a ``surrogate`` attribute are checked through ``surrogate.spike``.
+        spike_probes`: for evoexp, a one-neuron current through the real LIF node; for snnTorch, SpikingJelly and
+        Norse, the library's own spike function against the equal evoexp shape or its documented derivative), with
+        the probe's kinks on the grid and its H(0) convention; with several distinct spike functions the first
+        failing one (else the first) is returned, naming the others in its warnings. Other models with a
+        ``surrogate`` attribute are checked through ``surrogate.spike``.
         """
         work = private_copy(model)
         probes = work.adapter.spike_probes(work.model) if work.adapter is not None else []
@@ -259,7 +262,14 @@ class BackpropagationVerificationSuite:
                 self.verifier.verify_surrogate_gradient(
                     probe.spike_fn,
                     probe.derivative,
-                    **{"primitive": probe.primitive, "slope": probe.slope, "name": probe.name, **opts.surrogate_kwargs},
+                    **{
+                        "primitive": probe.primitive,
+                        "slope": probe.slope,
+                        "name": probe.name,
+                        "kinks": probe.kinks,
+                        "heaviside_at_zero": probe.heaviside_at_zero,
+                        **opts.surrogate_kwargs,
+                    },
                 )
                 for probe in probes
             ]
@@ -276,6 +286,7 @@ class BackpropagationVerificationSuite:
             "primitive": getattr(surrogate, "primitive", None),
             "slope": getattr(surrogate, "slope", None),
             "name": getattr(surrogate, "name", None),
+            "kinks": getattr(surrogate, "kinks", ()),
             **opts.surrogate_kwargs,
         }
         return self.verifier.verify_surrogate_gradient(surrogate.spike, surrogate.derivative, **kwargs)
