@@ -83,8 +83,9 @@ def _sweep_keys(overrides: Sequence[str], sweeper_params: Mapping[str, Any]) -> 
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    texts = [f"{key}={value}" for key, value in sweeper_params.items()] + list(overrides)
-    sizes: dict[str, int | None] = {}
+    texts = [f"{key}={value}" for key, value in sweeper_params.items() if not isinstance(value, Mapping)]
+    texts += list(overrides)  # {low, high} / {choices} entries (hydra/sweeper=evoexp_optuna) are uncounted axes:
+    sizes: dict[str, int | None] = {k.lstrip("+~"): None for k, v in sweeper_params.items() if isinstance(v, Mapping)}
     for override in OverridesParser.create().parse_overrides(texts):
         key = override.get_key_element().lstrip("+~")
         if not override.is_sweep_override():

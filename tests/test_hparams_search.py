@@ -31,6 +31,7 @@ from mlflow.entities import Run
 from omegaconf import DictConfig, OmegaConf
 
 from evoexp.config import register_configs
+from evoexp.progress import SweepPlan, plan_sweep
 from evoexp.sweep import JobOutcome, write_outcome
 
 optuna = pytest.importorskip("optuna", reason="the 'search' extra is not installed (make installs it)")
@@ -391,6 +392,17 @@ def test_the_preset_searches_slope_and_scale_with_the_evoexp_sweeper_seeded_by_s
     }
 
 
+def test_the_sweep_plan_counts_the_searchs_trials_and_names_its_dimensions() -> None:
+    params = {"surrogate.slope": {"low": 1.0, "high": 100.0, "log": True}, "surrogate": {"choices": ["atan"]}}
+    axes, total = plan_sweep(
+        ["seed=1", "trainer.lr=interval(0.001, 0.1)"], sweeper_params=params, basic_sweeper=False, n_trials=8
+    )
+    assert (axes, total) == (["surrogate.slope", "surrogate", "trainer.lr"], 8)
+    assert plan_sweep(["surrogate=atan"], sweeper_params=params, basic_sweeper=False, n_trials=8)[0] == [
+        "surrogate.slope"
+    ]  # a plain command-line value fixes the key, as in the sweeper
+
+
 @pytest.mark.usefixtures("hydra_conf")
 @pytest.mark.parametrize(("override", "key"), [("direction=max", "direction"), ("sampler=grid", "sampler")])
 def test_an_unknown_direction_or_sampler_fails_at_composition_naming_the_key(override: str, key: str) -> None:
@@ -415,12 +427,19 @@ def _evoexp(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subproc
     )
 
 
-def _sweep_runs(root: Path, sweep_id: str) -> list[Run]:
-    """The job runs of one sweep (the sweep id is the sweep directory, here given relative to ``root``)."""
+def _sweep_runs(root: Path, sweep_dir: str) -> list[Run]:
+    """The job runs of the sweep in ``root / sweep_dir``, each checked to be a child of the sweep's parent run."""
+    plan = SweepPlan.load(root / sweep_dir)
+    assert plan is not None and plan.parent_run_id is not None  # the callback planned the search's sweep
     client = MlflowClient(f"sqlite:///{root / 'mlruns.db'}")
     experiment = client.get_experiment_by_name("evoexp")
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    return [r for r in runs if r.data.tags.get("evoexp.sweep_id") == sweep_id]
+    jobs = [r for r in runs if r.data.tags.get("evoexp.kind") == "job"]
+    mine = [r for r in jobs if Path(r.data.tags["evoexp.output_dir"]).parent == root / sweep_dir]
+    for run in mine:
+        assert run.data.tags["evoexp.sweep_id"] == plan.sweep_id
+        assert run.data.tags["mlflow.parentRunId"] == plan.parent_run_id
+    return mine
 
 
 def _trial(run: Run) -> tuple[float, float, float]:
