@@ -42,8 +42,8 @@ from hydra_plugins.evoexp_optuna._space import SearchSpace, SearchSpaceError, pa
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "evoexp" / "conf"
 PRESET = "hparams_search=surrogate_optuna"
-# The smoke setting with a validation split large and noisy enough for one-epoch trials' accuracies to differ.
-SMOKE = ["experiment=smoke", "dataset.noise=0.4", "dataset.split=[0.4,0.5,0.1]", "trainer.epochs=1"]
+# The smoke setting at a smaller step, with a validation split large and noisy enough for one-epoch trials to differ.
+SMOKE = ["experiment=smoke", "dataset.noise=0.4", "dataset.split=[0.4,0.5,0.1]", "trainer.epochs=1", "trainer.lr=0.005"]
 OBJECTIVE = "snn/val/best_acc"
 Distribution = optuna.distributions.BaseDistribution
 FloatD, IntD, Choice = (
