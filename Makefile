@@ -6,12 +6,15 @@ STAMP := $(VENV)/.evoexp-installed
 
 .PHONY: run test test-all lint bench clean-store
 
+# The peer libraries (the `peers` extra: snnTorch, SpikingJelly, Norse) install with --no-deps: their declared
+# torchvision/torchaudio pull CUDA builds and only their dataset code needs them.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q 'torch==2.13.*'
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev,bench,search]'
-	$(PY) -m pip install -q -c constraints.txt --no-deps hydra-optuna-sweeper  # it declares optuna<3; works with 4.2
+	$(PY) -m pip install -q --no-deps -c constraints.txt snntorch spikingjelly norse
+	$(PY) -m pip install -q -c constraints.txt 'torch==2.13.*' nir nirtorch h5py loguru tqdm
 	touch $(STAMP)
 
 run: $(STAMP)

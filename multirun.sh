@@ -8,7 +8,11 @@
 #   ./multirun.sh [...] KEY=VALUE ...      extra Hydra overrides, e.g. hydra.launcher.n_jobs=8 tracking=server
 #
 # Environment: PYTHON (default .venv/bin/python if present, else python), EVOEXP_WORKERS (parallel jobs, default 2).
-# Re-running resumes: jobs whose config already has a FINISHED run in the MLflow store are skipped.
+# Prints one line per finished job (count, result, time, ETA; also in <sweep dir>/progress.log); each job's epoch lines
+# go to <sweep dir>/<job>/__main__.log (hydra/job_logging=verbose shows them too). The sweep is one parent run in
+# MLflow with its jobs nested; the analysis attaches its tables and figures to it.
+# Re-running resumes: jobs whose config already has a FINISHED run in the MLflow store are skipped, and the runs of
+# jobs killed outright (SIGKILL) are closed as KILLED first.
 # Exit status: non-zero if any job failed (diverged runs are results, not failures) or the analysis failed.
 set -euo pipefail
 cd "$(dirname "$0")"

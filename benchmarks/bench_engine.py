@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from evoexp.functional import backward_once
 from evoexp.models import SNN
 from evoexp.surrogate import get_surrogate
 
@@ -172,11 +173,14 @@ def compare_with_snntorch(p: Problem, dtype: torch.dtype) -> tuple[float, int]:
 
 
 def make_step(model: nn.Module, x: Tensor, y: Tensor) -> Callable[[], None]:
+    """One training step as ``evoexp.training.train_epoch`` takes it (``backward_once``: one backward per graph)."""
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
+        with backward_once():
+            logits = model(x)
+        F.cross_entropy(logits, y).backward()
         opt.step()
 
     return step

@@ -13,7 +13,6 @@ a multirun the job then returns NaN so that the other jobs go on.
 from __future__ import annotations
 
 import logging
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +32,10 @@ from evoexp.config import (
     load_config,
     to_plain,
 )
-from evoexp.experiment import OBJECTIVE, run_experiment
-from evoexp.outputs import write_outputs
+from evoexp.experiment import run_experiment
+from evoexp.outputs import REPORT_FILE, write_outputs
+from evoexp.progress import SweepPlan, axis_keys, run_name
+from evoexp.summary import summarize_run, summarize_skipped
 from evoexp.sweep import JobOutcome, ann_baseline, make_tracker, resumable_run, write_outcome
 from evoexp.tracking import Tags, git_commit
 
@@ -54,6 +55,8 @@ class JobContext:
         overrides: The job's command-line overrides.
         sweep_id: Tag grouping a sweep's runs (None for a single run).
         multirun: Whether the job is part of a multirun (then failures are recorded, not raised).
+        parent_run_id: The sweep's parent MLflow run (None for a single run).
+        axes: The sweep's swept keys (they name the run and are mirrored as ``config/<key>`` metrics).
     """
 
     output_dir: Path
@@ -62,6 +65,8 @@ class JobContext:
     overrides: tuple[str, ...] = ()
     sweep_id: str | None = None
     multirun: bool = False
+    parent_run_id: str | None = None
+    axes: tuple[str, ...] = ()
 
 
 def run_job(cfg: DictConfig) -> float:
@@ -84,10 +89,18 @@ def run_job(cfg: DictConfig) -> float:
         write_outcome(output_dir, JobOutcome("failed", job=job, overrides=list(overrides), error=str(exc)))
         log.error("job %d has an invalid config (recorded; the sweep goes on): %s", job, exc)
         return float("nan")
-    sweep_id = config.tracking.sweep_id
-    if sweep_id is None and multirun:
-        sweep_id = Path(str(hydra_cfg.sweep.dir)).as_posix().removeprefix("outputs/").replace("/", "_")
-    context = JobContext(output_dir, Path(hydra_cfg.runtime.cwd), job, overrides, sweep_id, multirun)
+    cfg.surrogate = config.surrogate  # the shape validation resolved (surrogate.peer): params, hashes, outputs show it
+    plan = SweepPlan.load(Path(str(hydra_cfg.sweep.dir))) if multirun else None
+    context = JobContext(
+        output_dir,
+        Path(hydra_cfg.runtime.cwd),
+        job,
+        overrides,
+        plan.sweep_id if plan is not None else config.tracking.sweep_id,
+        multirun,
+        parent_run_id=plan.parent_run_id if plan is not None else None,
+        axes=tuple(plan.axes) if plan is not None else (),
+    )
     return execute(cfg, config, context)
 
 
@@ -104,7 +117,6 @@ def _run_tags(context: JobContext, digest: str, key: str, code: str) -> dict[str
         Tags.KIND: "job",
         Tags.OUTPUT_DIR: str(context.output_dir),
         "evoexp.overrides": " ".join(context.overrides),
-        "evoexp.host": platform.node(),
     }
     if context.sweep_id:
         tags[Tags.SWEEP_ID] = context.sweep_id
@@ -126,24 +138,38 @@ def execute(cfg: DictConfig, config: Config, context: JobContext) -> float:
     resume = config.tracking.resume
     previous = resumable_run(tracker, digest, across_code=config.tracking.reuse_across_code) if resume else None
     if previous is not None:
-        record.outcome, record.run_id = "skipped", previous.run_id
-        record.objective = previous.metrics.get(OBJECTIVE, float("nan"))
+        record.outcome = "skipped"
+        summarize_skipped(record, previous)
         write_outcome(context.output_dir, record)
         log.info("skipped: config %s already has FINISHED run %s", digest, previous.run_id)
         return record.objective
-    name = f"{config.surrogate.name}-b{config.surrogate.slope:g}-s{config.seed}"
+    record.run_name = run_name(cfg, context.overrides, context.axes)
     try:
         data = build_dataset(config)  # a dataset that cannot be built fails before a run exists
         with tracker.start_run(
-            run_name=name, tags=_run_tags(context, digest, key, code), params=flatten(to_plain(cfg))
+            run_name=record.run_name,
+            tags=_run_tags(context, digest, key, code),
+            params=flatten(to_plain(cfg)),
+            parent_run_id=context.parent_run_id,
+            mirror=axis_keys(context.overrides, context.axes),
         ) as run:
             record.run_id = run.run_id
+            run.log_dataset(data, source=config.dataset.kwargs(seed=config.seed))
             baseline = ann_baseline(tracker, key, config.tracking, run, root=context.root)
             outcome = run_experiment(config, data=data, run=run, ann_baseline=baseline)
             write_outputs(context.output_dir, cfg, config, outcome, config_hash=digest, code_identity=code)
             run.log_metrics(outcome.metrics)
             if outcome.diverged is not None:
                 run.set_tags({Tags.OUTCOME: "diverged", Tags.ERROR: outcome.diverged})
+            summarize_run(
+                run,
+                tracker,
+                record,
+                outcome.results,
+                outcome.metrics,
+                diverged=outcome.diverged,
+                report=context.output_dir / REPORT_FILE,
+            )
             if config.tracking.log_artifacts:
                 run.log_artifacts(context.output_dir)
     except Exception as exc:

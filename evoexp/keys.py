@@ -31,6 +31,7 @@ SWEEP_ID_TAG = "evoexp.sweep_id"
 KIND_TAG = "evoexp.kind"
 OUTCOME_TAG = "evoexp.outcome"
 SUMMARY_KIND = "summary"
+SWEEP_KIND = "sweep"
 DIVERGED_OUTCOME = "diverged"
 
 # Params.

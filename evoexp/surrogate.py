@@ -174,6 +174,11 @@ class SurrogateGradient(ABC):
     def peak(self) -> float:
         r""":math:`\max_x g(x)`."""
 
+    @property
+    def kinks(self) -> tuple[float, ...]:
+        """Points besides :math:`x = 0` where :math:`g` jumps or has a kink (on the grid of the surrogate check)."""
+        return ()
+
     def spike(self, x: Tensor) -> Tensor:
         """Exact Heaviside forward ``(x > 0)``, backward multiplies the incoming gradient by :meth:`derivative`.
 
@@ -233,9 +238,16 @@ def available_surrogates() -> list[str]:
 def get_surrogate(name: str, **params: float) -> SurrogateGradient:
     """Build the registered surrogate ``name`` with ``params`` (``slope``, ``scale``, shape-specific ones).
 
+    A name containing ``':'`` is a peer library's (``"spikingjelly:PiecewiseQuadratic"``, with that library's
+    parameters): it builds the evoexp shape equal to that function (:mod:`evoexp.peers.names`).
+
     Raises:
         ValueError: unknown name (the message lists the valid names), unknown or invalid parameter.
     """
+    if ":" in name:
+        from evoexp.peers.names import peer_surrogate
+
+        return peer_surrogate(name, **params)
     try:
         cls = _REGISTRY[name]
     except KeyError:
@@ -410,6 +422,10 @@ class Triangular(SurrogateGradient):
     def peak(self) -> float:
         return self.scale * self.slope
 
+    @property
+    def kinks(self) -> tuple[float, ...]:
+        return (-1.0 / self.slope, 1.0 / self.slope)
+
 
 @register_surrogate
 @dataclass(frozen=True, repr=False)
@@ -439,6 +455,10 @@ class Rectangular(SurrogateGradient):
     @property
     def peak(self) -> float:
         return self.scale * self.slope
+
+    @property
+    def kinks(self) -> tuple[float, ...]:
+        return (-0.5 / self.slope, 0.5 / self.slope)
 
 
 @register_surrogate
@@ -536,6 +556,10 @@ class PiecewiseQuadratic(SurrogateGradient):
     def peak(self) -> float:
         return 0.75 * self.scale * self.slope
 
+    @property
+    def kinks(self) -> tuple[float, ...]:
+        return (-1.0 / self.slope, 1.0 / self.slope)
+
 
 @register_surrogate
 @dataclass(frozen=True, repr=False)
@@ -600,6 +624,10 @@ class StraightThrough(SurrogateGradient):
     @property
     def peak(self) -> float:
         return self.scale
+
+    @property
+    def kinks(self) -> tuple[float, ...]:
+        return (-1.0 / self.slope, 1.0 / self.slope)
 
 
 @register_surrogate

@@ -1,9 +1,11 @@
 """Sweep machinery: the Hydra callback, per-job outcome records, the end-of-sweep summary and ANN-baseline reuse.
 
 * :class:`EvoexpCallback` (registered in ``conf/config.yaml`` under ``hydra.callbacks``) validates the config and
-  creates the MLflow store and experiments ONCE before any job or worker starts; after a multirun it summarises
-  the jobs (finished / diverged / skipped / failed), writes ``sweep_summary.json`` into the sweep directory and
-  makes the command exit with status 1 only when a job failed.
+  creates the MLflow store and experiments ONCE before any job or worker starts, closes the ghost runs a SIGKILLed
+  sweep left behind, and opens the sweep's parent run; it prints one line per finished job (count, result, time,
+  ETA; see :mod:`evoexp.progress`) and, after a single run, its verdicts (:mod:`evoexp.summary`). After a multirun
+  it summarises the jobs (finished / diverged / skipped / failed), closes the parent run, writes
+  ``sweep_summary.json`` into the sweep directory and makes the command exit with status 1 only when a job failed.
 * Each job writes :data:`OUTCOME_FILE` into its output directory (:func:`write_outcome`); the summary reads them
   back, so it works with every launcher (joblib, submitit local or SLURM) without shared state. A job directory
   without an outcome (worker killed) counts as failed.
@@ -27,10 +29,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from filelock import FileLock
+from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from evoexp.config import CODE_IDENTITY_TAG, ConfigValidationError, code_identity, load_config
+import evoexp
+from evoexp.config import CODE_IDENTITY_TAG, ConfigValidationError, TrackingConfig, code_identity, load_config
+from evoexp.progress import PROGRESS_LOG, ProgressBoard, SweepPlan, format_job_line, job_label
+from evoexp.summary import format_run_summary
 from evoexp.tracking import (
     FinishedRun,
     MlflowTracker,
@@ -38,6 +45,7 @@ from evoexp.tracking import (
     RunLogger,
     Tags,
     Tracker,
+    git_commit,
     lock_path,
     resolve_tracking_uri,
 )
@@ -82,6 +90,11 @@ class JobOutcome:
         objective: Value returned to the sweeper (validation accuracy; NaN when there is none).
         error: ``Type: message`` of the failure or divergence, else None.
         output_dir: The job's output directory.
+        run_name: The MLflow run name.
+        verdict: ``pass`` / ``fail`` / ``diverged`` (tag ``evoexp.verdict``); None when the job failed.
+        checks: Verdict of each check (``PASS``, ``FAIL``, ``info``, ``skipped``).
+        test_acc: SNN test accuracy with best-validation weights (NaN when there is none).
+        report: Path of the job's ``report.md``.
     """
 
     outcome: str
@@ -92,6 +105,11 @@ class JobOutcome:
     objective: float = float("nan")
     error: str | None = None
     output_dir: str | None = None
+    run_name: str | None = None
+    verdict: str | None = None
+    checks: dict[str, str] = field(default_factory=dict)
+    test_acc: float = float("nan")
+    report: str | None = None
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
@@ -161,6 +179,25 @@ class SweepSummary:
                 lines.append(f"  job {job.job} {job.outcome}: {' '.join(job.overrides)} -- {job.error}")
         return "\n".join(lines)
 
+    def note(self, plan: SweepPlan) -> str:
+        """Markdown note of the sweep's parent run: job outcomes, verdicts, and the failed or diverged jobs."""
+        verdicts = Counter(job.verdict for job in self.jobs if job.verdict is not None)
+        lines = [
+            f"**Sweep {plan.sweep_id}** over {' × '.join(plan.axes) or 'no swept keys'}: {len(self.jobs)} jobs — "
+            + ", ".join(f"{name} {self.counts[name]}" for name in OUTCOMES)
+            + ".",
+            "",
+            "Verdicts: " + (", ".join(f"{v} {n}" for v, n in sorted(verdicts.items())) or "none") + ".",
+        ]
+        troubled = [job for job in self.jobs if job.outcome in ("failed", "diverged")]
+        if troubled:
+            lines += ["", "| job | outcome | overrides | error |", "|---|---|---|---|"]
+            lines += [
+                f"| {job.job} | {job.outcome} | `{' '.join(job.overrides)}` | {(job.error or '').replace('|', '/')} |"
+                for job in troubled
+            ]
+        return "\n".join(lines) + "\n"
+
 
 def summarize_sweep(sweep_dir: Path) -> SweepSummary:
     """Summarise the job outcomes under ``sweep_dir`` and write them to ``sweep_dir / SUMMARY_FILE``."""
@@ -177,7 +214,15 @@ def make_tracker(tracking: Any, *, root: Path) -> Tracker:
     if not tracking.enabled:
         return NullTracker()
     uri = resolve_tracking_uri(tracking.uri, root=root)
-    return MlflowTracker(uri, tracking.experiment, root=root, flush_every=tracking.flush_every)
+    return MlflowTracker(
+        uri,
+        tracking.experiment,
+        root=root,
+        flush_every=tracking.flush_every,
+        heartbeat_every=tracking.heartbeat_every,
+        stale_after=tracking.stale_after,
+        system_metrics=tracking.system_metrics,
+    )
 
 
 def _job_config(config: DictConfig) -> DictConfig:
@@ -193,8 +238,34 @@ def _root(config: DictConfig) -> Path:
     return Path(str(config.hydra.runtime.cwd))
 
 
+def _typed_tracking(config: DictConfig) -> TrackingConfig | None:
+    """The validated ``tracking`` group of ``config``, or None when it does not validate (jobs report that)."""
+    node = OmegaConf.select(config, "tracking")
+    if node is None:
+        return None
+    try:
+        typed = OmegaConf.to_object(node)
+    except ValueError:
+        return None
+    return typed if isinstance(typed, TrackingConfig) else None
+
+
+def _multirun(config: DictConfig) -> bool:
+    return OmegaConf.select(config, "hydra.mode") == RunMode.MULTIRUN
+
+
+def _say(line: str) -> None:
+    """Print one line of progress to the terminal (stdout), now: workers' output must not wait in a buffer."""
+    print(line, flush=True)
+
+
+_SWEEP_HEARTBEATS: dict[str, Callable[[], None]] = {}
+"""Stops the heartbeat of each open sweep's parent run (by sweep directory; kept off the callback, which Hydra
+pickles for its workers)."""
+
+
 class EvoexpCallback(Callback):
-    """Hydra callback: validate, prepare the store before jobs start, summarise multiruns.
+    """Hydra callback: validate, prepare the store, reap ghosts and open the sweep run; show progress; summarise.
 
     Hydra turns exceptions raised in callbacks into warnings, so the two ways this callback stops the command
     print one ``evoexp: error: ...`` line and raise :class:`SystemExit` (exit code 1) instead.
@@ -208,35 +279,121 @@ class EvoexpCallback(Callback):
         raise SystemExit(1)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Single run: fail fast on bad values (one-line error, no run created) and prepare the store."""
+        """Single run: fail fast on bad values (one-line error, no run created), prepare the store, reap ghosts."""
         try:
             typed = load_config(_job_config(config))
         except ConfigValidationError as exc:
             self._exit(str(exc))
-        make_tracker(typed.tracking, root=_root(config)).prepare()
+        tracker = make_tracker(typed.tracking, root=_root(config))
+        tracker.prepare()
+        tracker.reap_ghosts()
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Multirun: create the store and experiments before any worker starts (avoids the schema race).
+        """Multirun: prepare the store, close ghost runs, open the parent run, write the plan the jobs read.
 
-        Sweep values may differ from the base config's, so a base config that does not validate is not an
-        error here; each job validates its own values.
+        The store is created before any worker starts (avoids the schema race); the jobs read the
+        :class:`~evoexp.progress.SweepPlan` (sweep id, parent run, number of jobs, swept keys). Sweep values may
+        differ from the base config's, so only the ``tracking`` group has to validate here; each job validates its
+        own values.
         """
-        try:
-            typed = load_config(_job_config(config))
-        except ConfigValidationError:
-            log.debug("the base config of the sweep does not validate; jobs validate their own values")
+        tracking = _typed_tracking(config)
+        sweeper = config.hydra.sweeper
+        overrides = [str(o) for o in config.hydra.overrides.task]
+        plan = SweepPlan.create(
+            overrides,
+            sweeper_params=OmegaConf.to_container(sweeper.params) if sweeper.get("params") else {},
+            basic_sweeper=str(sweeper.get("_target_", "")).endswith(".BasicSweeper"),
+            n_trials=sweeper.get("n_trials"),
+            experiment=tracking.experiment if tracking is not None else "",
+            sweep_id=tracking.sweep_id if tracking is not None else None,
+        )
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        tracker = make_tracker(tracking, root=_root(config)) if tracking is not None else NullTracker()
+        tracker.prepare()
+        tracker.reap_ghosts()
+        axes = " × ".join(plan.axes) or "no swept keys"
+        plan.parent_run_id = tracker.open_sweep_run(
+            plan.sweep_id,
+            run_name=plan.sweep_id,
+            tags={
+                "evoexp.overrides": " ".join(overrides),
+                "evoexp.axes": " ".join(plan.axes),
+                "evoexp.jobs": "?" if plan.total is None else str(plan.total),
+                Tags.GIT_COMMIT: git_commit(_root(config)),
+                Tags.VERSION: evoexp.__version__,
+                Tags.NOTE: f"**Sweep {plan.sweep_id}** over {axes}: {plan.total or 'an unknown number of'} jobs, "
+                "running.\n",
+            },
+        )
+        plan.save(sweep_dir)
+        if plan.parent_run_id is not None:
+            _SWEEP_HEARTBEATS[str(sweep_dir)] = tracker.keep_alive(plan.parent_run_id)
+        where = "" if plan.parent_run_id is None else f" · MLflow {tracker.ui_url()}"
+        _say(f"evoexp sweep {plan.sweep_id}: {plan.total or '?'} jobs over {axes}{where}")
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Multirun job: mark it running on the sweep's progress board."""
+        if _multirun(config):
+            ProgressBoard(Path(str(config.hydra.sweep.dir)), None).job_started(int(config.hydra.job.num))
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        """Print the job's line (multirun: count, result, time, ETA) or, after a single run, its summary."""
+        output_dir = Path(str(config.hydra.runtime.output_dir))
+        outcome = _read_outcome(output_dir, job_return)
+        if not _multirun(config):
+            tracking = _typed_tracking(config)
+            tracker = make_tracker(tracking, root=_root(config)) if tracking is not None else NullTracker()
+            store = getattr(tracker, "uri", None)
+            url = tracker.ui_url(outcome.run_id) if outcome.run_id else None
+            _say(format_run_summary(outcome, store=store, url=url))
             return
-        make_tracker(typed.tracking, root=_root(config)).prepare()
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        plan = SweepPlan.load(sweep_dir) or SweepPlan("?")
+        board = ProgressBoard(sweep_dir, plan.total)
+        progress, seconds = board.job_finished(int(config.hydra.job.num), ran=outcome.outcome != "skipped")
+        line = format_job_line(
+            progress, job_label(config, config.hydra.overrides.task, plan.axes), outcome, seconds=seconds
+        )
+        board.append_log(sweep_dir / PROGRESS_LOG, line)
+        _say(line)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        """Log the sweep summary; exit with status 1 if any job failed."""
-        summary = summarize_sweep(Path(str(config.hydra.sweep.dir)))
-        log.info(summary.format())
+        """Print the sweep summary, close the parent run; exit with status 1 if any job failed."""
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        summary = summarize_sweep(sweep_dir)
+        stop = _SWEEP_HEARTBEATS.pop(str(sweep_dir), None)
+        if stop is not None:
+            stop()
+        plan = SweepPlan.load(sweep_dir)
+        tracking = _typed_tracking(config)
+        text = summary.format()
+        if plan is not None and plan.parent_run_id is not None and tracking is not None:
+            tracker = make_tracker(tracking, root=_root(config))
+            tracker.close_sweep_run(
+                plan.parent_run_id,
+                status="FAILED" if summary.failed else "FINISHED",
+                metrics={f"sweep/jobs_{name}": float(count) for name, count in summary.counts.items()},
+                tags={Tags.NOTE: summary.note(plan), Tags.OUTCOME: "failed" if summary.failed else "finished"},
+            )
+            text += f"\nMLflow: sweep run {plan.parent_run_id} · {tracker.ui_url()}"
+        _say(text)
         if summary.failed:
             self._exit(
                 f"{summary.failed} of {sum(summary.counts.values())} jobs failed "
                 f"(see {Path(summary.sweep_dir) / SUMMARY_FILE})"
             )
+
+
+def _read_outcome(output_dir: Path, job_return: JobReturn) -> JobOutcome:
+    """The outcome the job recorded in ``output_dir``, or a failure built from Hydra's ``job_return``."""
+    path = output_dir / OUTCOME_FILE
+    if path.is_file():
+        return JobOutcome(**json.loads(path.read_text(encoding="utf-8")))
+    try:
+        job_return.return_value  # noqa: B018 (re-raises the job's exception)
+    except Exception as exc:
+        return JobOutcome("failed", error=f"{type(exc).__name__}: {exc}", output_dir=str(output_dir))
+    return JobOutcome("failed", error="no outcome recorded", output_dir=str(output_dir))
 
 
 def reuse_baseline(

@@ -15,6 +15,14 @@ Parallel safety (measured with mlflow 3.17 and hydra-core 1.3.8):
 * A run that is not closed by a ``with`` block is marked FINISHED after an exception, and SIGTERM (SLURM
   pre-emption) leaves runs RUNNING; :meth:`MlflowTracker.start_run` therefore always ends the run itself:
   FINISHED, FAILED (with ``evoexp.error``) or KILLED (SIGTERM/SIGINT, via :func:`terminate_on_sigterm`).
+* SIGKILL (OOM killer, node loss) ends nothing, so every run records its owner (host, process id and the
+  process's start time) and a heartbeat tag; :meth:`MlflowTracker.reap_ghosts` closes a RUNNING run as KILLED once
+  its owner is provably gone (see :func:`ghost_reason`).
+
+MLflow's own fields are filled as its UI expects: ``mlflow.parentRunId`` nests a sweep's jobs under the sweep's run,
+``mlflow.source.*`` and ``mlflow.user`` describe where a run came from, ``mlflow.note.content`` holds a Markdown
+summary, and datasets are logged as run inputs (:meth:`TrackedRun.log_dataset`) for the Dataset column. Params of
+equal value print identically (``10`` for both ``10`` and ``10.0``; MLflow compares params as strings).
 
 Logging is batched: params, tags and metrics go through ``MlflowClient.log_batch`` in chunks within MLflow's
 limits (100 params/tags, 1000 metrics per call).
@@ -22,23 +30,26 @@ limits (100 params/tags, 1000 metrics per call).
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 import logging
 import math
 import os
+import platform
 import re
 import signal
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import quote
 
 from filelock import FileLock
 
@@ -52,15 +63,20 @@ __all__ = [
     "MlflowTracker",
     "NullRun",
     "NullTracker",
+    "Owner",
     "RunLogger",
     "Tags",
     "TrackedRun",
     "Tracker",
+    "ghost_reason",
     "git_commit",
     "lock_path",
     "metric_key",
+    "mirror_metrics",
+    "param_value",
     "resolve_tracking_uri",
     "terminate_on_sigterm",
+    "ui_url",
 ]
 
 log = logging.getLogger(__name__)
@@ -74,6 +90,8 @@ _MAX_PARAMS_TAGS = 100
 _MAX_METRICS = 1000
 _MAX_PARAM_LENGTH = 6000
 _MAX_TAG_LENGTH = 8000
+_SEARCH_PAGE = 1000
+DEFAULT_UI = "http://127.0.0.1:5000"
 
 
 class Tags:
@@ -91,7 +109,20 @@ class Tags:
     OUTCOME = "evoexp.outcome"
     ERROR = "evoexp.error"
     OUTPUT_DIR = "evoexp.output_dir"
+    VERDICT = "evoexp.verdict"
+    HOST = "evoexp.host"
+    PID = "evoexp.pid"
+    PID_START = "evoexp.pid_start"
+    HEARTBEAT = "evoexp.heartbeat"
+    HEARTBEAT_EVERY = "evoexp.heartbeat_every"
     RUN_NAME = "mlflow.runName"
+    PARENT_RUN = "mlflow.parentRunId"
+    NOTE = "mlflow.note.content"
+    USER = "mlflow.user"
+    SOURCE_NAME = "mlflow.source.name"
+    SOURCE_TYPE = "mlflow.source.type"
+    SOURCE_GIT_COMMIT = "mlflow.source.git.commit"
+    DATASET_CONTEXT = "mlflow.data.context"
 
 
 def resolve_tracking_uri(uri: str | None, *, root: Path) -> str:
@@ -170,10 +201,175 @@ def terminate_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _param_value(value: Any) -> str:
-    """Format a config value as an MLflow param (lists as JSON, None as ``null``), within the length limit."""
+def _process_state(pid: int) -> tuple[str, str] | None:
+    """``(state, start time in clock ticks)`` of process ``pid`` from ``/proc``, or None where it cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may hold spaces; fields 3.. follow ")"
+    return fields[0], fields[19]
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The process that owns a RUNNING run, as recorded in its tags.
+
+    Attributes:
+        host: Host name (:func:`platform.node`).
+        pid: Process id.
+        started: Start time of the process (clock ticks since boot, from ``/proc``) or None where unknown; tells
+            a recycled process id from the owner.
+    """
+
+    host: str
+    pid: int
+    started: str | None = None
+
+    @classmethod
+    def current(cls) -> Owner:
+        """The calling process."""
+        state = _process_state(os.getpid())
+        return cls(platform.node(), os.getpid(), None if state is None else state[1])
+
+    @classmethod
+    def from_tags(cls, tags: Mapping[str, str]) -> Owner | None:
+        """The owner recorded in a run's tags, or None when it recorded none."""
+        host, pid = tags.get(Tags.HOST), tags.get(Tags.PID)
+        if not host or not pid or not pid.isdigit():
+            return None
+        return cls(host, int(pid), tags.get(Tags.PID_START) or None)
+
+    def tags(self) -> dict[str, str]:
+        """Tags recording this owner."""
+        tags = {Tags.HOST: self.host, Tags.PID: str(self.pid)}
+        if self.started is not None:
+            tags[Tags.PID_START] = self.started
+        return tags
+
+    def alive(self) -> bool | None:
+        """Whether the owner still runs: None when it runs on another host (it cannot be checked from here).
+
+        A process id that exists is the owner only if it is no zombie and, where recorded, started when the
+        owner did.
+        """
+        if self.host != platform.node():
+            return None
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass  # exists, owned by another user
+        state = _process_state(self.pid)
+        if state is None:
+            return True
+        return state[0] != "Z" and (self.started is None or state[1] == self.started)
+
+
+def ghost_reason(tags: Mapping[str, str], start_time_ms: int, *, now: float, stale_after: float) -> str | None:
+    """Why a RUNNING run is a ghost (its owner is provably gone), or None when it may still be running.
+
+    A run whose owner recorded this host is a ghost when the owner's process no longer exists (or is a zombie, or
+    its id now belongs to a younger process). A run from another host is a ghost when it sent no heartbeat for
+    ``stale_after`` seconds and at least three of its heartbeat intervals; a run that sends no heartbeats (or an
+    unknown owner) is never declared gone that way.
+
+    Args:
+        tags: The run's tags (owner, ``evoexp.heartbeat`` and ``evoexp.heartbeat_every``).
+        start_time_ms: The run's start time (ms since the epoch): the last sign of life before any heartbeat.
+        now: Current time (seconds since the epoch).
+        stale_after: Seconds without heartbeat after which a run on another host is gone (0: never).
+    """
+    owner = Owner.from_tags(tags)
+    if owner is not None:
+        alive = owner.alive()
+        if alive is not None:
+            return None if alive else f"owner process {owner.pid} on {owner.host} no longer exists"
+    every = float(tags.get(Tags.HEARTBEAT_EVERY) or 0)
+    if owner is None or stale_after <= 0 or every <= 0:
+        return None
+    last = float(tags.get(Tags.HEARTBEAT) or start_time_ms / 1000)
+    silent = now - last
+    if silent > max(stale_after, 3 * every):
+        return f"no heartbeat for {silent:.0f} s from process {owner.pid} on {owner.host}"
+    return None
+
+
+class _Heartbeat:
+    """Background thread that stamps ``evoexp.heartbeat`` (seconds since the epoch) on a run every ``every`` s."""
+
+    def __init__(self, client: Any, run_id: str, every: float) -> None:
+        self._client, self._run_id, self._every = client, run_id, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"evoexp-heartbeat-{run_id[:8]}", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._every):
+            try:
+                self._client.set_tag(self._run_id, Tags.HEARTBEAT, f"{time.time():.0f}")
+            except Exception as exc:  # a missed beat is retried at the next one; the job must not fail for it
+                log.debug("heartbeat of run %s failed: %s", self._run_id, exc)
+
+    def stop(self) -> None:
+        """Stop beating (waits for a beat in progress)."""
+        self._stop.set()
+        self._thread.join()
+
+
+def _canonical(value: Any) -> Any:
+    """``value`` with integral floats as ints (recursively), so that ``10.0`` and ``10`` print alike."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    return value
+
+
+def param_value(value: Any) -> str:
+    """Format a config value as an MLflow param, within MLflow's length limit.
+
+    Numbers of equal value print identically: integral floats print as ints (``10.0`` -> ``10``, so the search
+    ``params.`surrogate.slope` = '10'`` matches), others in Python's shortest form (``0.5``, ``1e-05``). Lists and
+    mappings print as JSON (``[64, 32]``), None as ``null``.
+    """
+    value = _canonical(value)
     text = json.dumps(value) if isinstance(value, (list, dict)) or value is None else str(value)
     return text[:_MAX_PARAM_LENGTH]
+
+
+def mirror_metrics(params: Mapping[str, Any], keys: Iterable[str]) -> dict[str, float]:
+    """Metrics ``config/<key>`` mirroring the numeric params among ``keys`` (others are left out).
+
+    MLflow compares params as strings; the mirrors make sweep axes such as ``surrogate.slope`` sortable and
+    filterable as numbers in the UI (``metrics.`config/surrogate.slope` >= 10``).
+    """
+    mirrored = {}
+    for key in dict.fromkeys(keys):
+        value = params.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            mirrored[f"config/{key}"] = float(value)
+    return mirrored
+
+
+def ui_url(tracking_uri: str, experiment_id: str, run_id: str | None = None) -> str:
+    """URL of an experiment's training-runs view (or of one run) in the MLflow UI.
+
+    MLflow 3 opens an experiment on its GenAI overview (traces, token usage) unless the URL asks for the
+    model-training view (``workflowType=machine_learning``). A server URI (``http(s)://...``) is its own UI; for
+    other stores the URL is that of ``mlflow ui`` on its default address, :data:`DEFAULT_UI`.
+
+    Args:
+        tracking_uri: The store's tracking URI.
+        experiment_id: Id of the experiment.
+        run_id: Id of a run to open instead of the run list.
+    """
+    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else DEFAULT_UI
+    page = "runs" if run_id is None else f"runs/{run_id}"
+    return f"{base}/#/experiments/{experiment_id}/{page}?workflowType=machine_learning"
 
 
 def metric_key(key: str) -> str:
@@ -191,6 +387,60 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
         yield items[start : start + size]
 
 
+class _Split(Protocol):
+    """One split of a dataset (:class:`evoexp.data.SpikeDataset`)."""
+
+    name: str
+    spikes: Any
+    features: Any
+    labels: Any
+
+    def __len__(self) -> int: ...
+
+
+class _Splits(Protocol):
+    """Train/validation/test splits (:class:`evoexp.data.DatasetSplits`)."""
+
+    train: _Split
+    val: _Split
+    test: _Split
+
+
+DATASET_CONTEXTS = {"train": "training", "val": "validation", "test": "test"}
+"""MLflow dataset context of each split (shown next to the dataset in the UI)."""
+
+
+def dataset_inputs(splits: _Splits, *, source: Mapping[str, Any]) -> list[Any]:
+    """MLflow dataset inputs of the non-empty splits: name, digest, schema and shapes, context, code source.
+
+    Args:
+        splits: The dataset's splits.
+        source: What generated the data (generator keyword arguments), recorded as the source's tags.
+
+    Returns:
+        One :class:`mlflow.entities.DatasetInput` per non-empty split, tagged ``mlflow.data.context``.
+    """
+    import mlflow.data
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    inputs = []
+    for split, context in DATASET_CONTEXTS.items():
+        data = getattr(splits, split)
+        if not len(data):
+            continue
+        tags = {"generator": f"evoexp.data.get_dataset({data.name!r})", "subset": split}
+        tags.update({key: param_value(value) for key, value in source.items()})
+        dataset = mlflow.data.from_numpy(
+            {"spikes": data.spikes.numpy(), "features": data.features.numpy()},
+            targets=data.labels.numpy(),
+            source=CodeDatasetSource(tags),
+            name=data.name,
+        )
+        inputs.append(DatasetInput(Dataset(**dataset.to_dict()), tags=[InputTag(Tags.DATASET_CONTEXT, context)]))
+    return inputs
+
+
 class RunLogger:
     """Interface of a job's run; this base class logs nothing (``tracking=off``).
 
@@ -199,6 +449,11 @@ class RunLogger:
     """
 
     run_id: str | None = None
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """The tags set through :meth:`set_tags`, besides those the run was created with (none here)."""
+        return {}
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log params (values formatted as strings)."""
@@ -217,6 +472,9 @@ class RunLogger:
 
     def log_artifacts(self, directory: Path, *, artifact_path: str | None = None) -> None:
         """Upload a directory's files."""
+
+    def log_dataset(self, splits: _Splits, *, source: Mapping[str, Any]) -> None:
+        """Log the dataset's splits as run inputs (see :func:`dataset_inputs`)."""
 
 
 class NullRun(RunLogger):
@@ -245,14 +503,20 @@ class TrackedRun(RunLogger):
         self.flush_every = flush_every
         self.status: str | None = None
         self.outcome: str | None = None
+        self._tags: dict[str, str] = {}
         self._buffer: list[Any] = []
         self._buffered_since = 0.0
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """The tags set through :meth:`set_tags` (and the closing ones)."""
+        return dict(self._tags)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log params in batches of 100 (values as strings, lists as JSON, truncated to MLflow's limit)."""
         from mlflow.entities import Param
 
-        entries = [Param(key, _param_value(value)) for key, value in params.items()]
+        entries = [Param(key, param_value(value)) for key, value in params.items()]
         for chunk in _chunks(entries, _MAX_PARAMS_TAGS):
             self.client.log_batch(self.run_id, params=chunk, synchronous=True)
 
@@ -281,7 +545,8 @@ class TrackedRun(RunLogger):
         from mlflow.entities import RunTag
 
         metrics, self._buffer = self._buffer, []
-        tag_entries = [RunTag(key, str(value)[:_MAX_TAG_LENGTH]) for key, value in (tags or {}).items()]
+        texts = {key: str(value)[:_MAX_TAG_LENGTH] for key, value in (tags or {}).items()}
+        tag_entries = [RunTag(key, text) for key, text in texts.items()]
         metric_chunks = list(_chunks(metrics, _MAX_METRICS))
         tag_chunks = list(_chunks(tag_entries, _MAX_PARAMS_TAGS))
         for i in range(max(len(metric_chunks), len(tag_chunks))):
@@ -291,8 +556,9 @@ class TrackedRun(RunLogger):
                 tags=tag_chunks[i] if i < len(tag_chunks) else [],
                 synchronous=True,
             )
-        if tags and Tags.OUTCOME in tags:
-            self.outcome = str(tags[Tags.OUTCOME])
+        self._tags.update(texts)
+        if Tags.OUTCOME in texts:
+            self.outcome = texts[Tags.OUTCOME]
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Set tags now (values as strings, truncated to MLflow's limit), sending buffered metrics with them."""
@@ -305,6 +571,10 @@ class TrackedRun(RunLogger):
     def log_artifacts(self, directory: Path, *, artifact_path: str | None = None) -> None:
         """Upload the files of ``directory`` into the run's artifacts (under ``artifact_path``)."""
         self.client.log_artifacts(self.run_id, str(directory), artifact_path)
+
+    def log_dataset(self, splits: _Splits, *, source: Mapping[str, Any]) -> None:
+        """Log the non-empty splits as run inputs: the UI's Dataset column then shows what the run trained on."""
+        self.client.log_inputs(self.run_id, datasets=dataset_inputs(splits, source=source))
 
     def end(self, status: str, *, tags: Mapping[str, Any] | None = None) -> None:
         """Send what is buffered plus the closing ``tags``, then mark the run ``status``; later calls are no-ops.
@@ -350,7 +620,14 @@ class Tracker:
 
     @contextmanager
     def start_run(
-        self, *, run_name: str, tags: Mapping[str, Any], params: Mapping[str, Any], baseline: bool = False
+        self,
+        *,
+        run_name: str,
+        tags: Mapping[str, Any],
+        params: Mapping[str, Any],
+        baseline: bool = False,
+        parent_run_id: str | None = None,
+        mirror: Sequence[str] = (),
     ) -> Iterator[RunLogger]:
         """Open a run for the block; here a :class:`NullRun`."""
         yield NullRun()
@@ -361,6 +638,31 @@ class Tracker:
 
     def save_baseline(self, key: str, payload: Mapping[str, Any], *, metrics: Mapping[str, float]) -> str | None:
         """Store an ANN baseline under ``key`` and return its run id (None here: nothing is stored)."""
+        return None
+
+    def open_sweep_run(self, sweep_id: str, *, run_name: str, tags: Mapping[str, Any]) -> str | None:
+        """Open the parent run of sweep ``sweep_id`` and return its id (None here: nothing is tracked)."""
+        return None
+
+    def close_sweep_run(
+        self, run_id: str, *, status: str, metrics: Mapping[str, float], tags: Mapping[str, Any]
+    ) -> None:
+        """End the parent run of a sweep (no-op here)."""
+
+    def reap_ghosts(self) -> list[str]:
+        """Close the RUNNING runs whose owner is provably gone; return their ids (none here)."""
+        return []
+
+    def run_link(self, run_id: str, *, baseline: bool = False) -> str | None:
+        """Link to a run inside the MLflow UI (relative, for notes), or None when nothing is tracked."""
+        return None
+
+    def keep_alive(self, run_id: str) -> Callable[[], None]:
+        """Send heartbeats for ``run_id`` until the returned function is called (nothing to send here)."""
+        return lambda: None
+
+    def ui_url(self, run_id: str | None = None) -> str | None:
+        """Absolute UI URL of the experiment's training runs (or of one run), or None when nothing is tracked."""
         return None
 
 
@@ -376,14 +678,37 @@ class MlflowTracker(Tracker):
         experiment: Experiment name of the job runs; ANN baselines go to ``<experiment>-ann-baselines``.
         root: Project root: lock files go to ``<root>/.evoexp/locks``, local artifacts to ``<root>/mlartifacts``.
         flush_every: Seconds a run buffers metrics before sending them (see :class:`TrackedRun`).
+        heartbeat_every: Seconds between heartbeats of an open run (0: none; its owner's process id still tells
+            on its own host whether it runs).
+        stale_after: Seconds without heartbeat after which a RUNNING run from another host counts as a ghost
+            (0: never; see :func:`ghost_reason`).
+        system_metrics: Log MLflow's system metrics (CPU, memory, disk, network; needs psutil) while a run is open.
     """
 
     enabled = True
 
-    def __init__(self, uri: str, experiment: str, *, root: Path, flush_every: float = 5.0) -> None:
+    def __init__(
+        self,
+        uri: str,
+        experiment: str,
+        *,
+        root: Path,
+        flush_every: float = 5.0,
+        heartbeat_every: float = 60.0,
+        stale_after: float = 900.0,
+        system_metrics: bool = False,
+    ) -> None:
         if not experiment.strip():
             raise ValueError("experiment must be a non-empty name")
+        # MLflow prints two "View run ... at" lines whenever a run on a server ends, and a progress bar for every
+        # artifact download (the ANN baseline); evoexp's console prints its own line per job. The user's own
+        # setting of these documented variables wins.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         self.flush_every = flush_every
+        self.heartbeat_every = heartbeat_every
+        self.stale_after = stale_after
+        self.system_metrics = system_metrics
         self.uri = uri
         self.experiment = experiment
         self.root = Path(root).resolve()
@@ -455,25 +780,75 @@ class MlflowTracker(Tracker):
             return None
         return FinishedRun(run.info.run_id, dict(run.data.metrics), dict(run.data.tags))
 
+    def _owner_tags(self) -> dict[str, str]:
+        """Tags of a new run naming its owner (this process), its first heartbeat and where it comes from."""
+        return {
+            **Owner.current().tags(),
+            Tags.HEARTBEAT: f"{time.time():.0f}",
+            Tags.HEARTBEAT_EVERY: f"{self.heartbeat_every:g}",
+            Tags.USER: getpass.getuser(),
+            Tags.SOURCE_NAME: "evoexp",
+            Tags.SOURCE_TYPE: "LOCAL",
+        }
+
+    def _create_run(self, experiment_id: str, run_name: str, tags: Mapping[str, Any]) -> str:
+        """Create a RUNNING run with the owner tags (and ``mlflow.source.git.commit`` from ``evoexp.git_commit``)."""
+        texts = {**self._owner_tags(), **{key: str(value) for key, value in tags.items()}}
+        commit = texts.get(Tags.GIT_COMMIT, "unknown").removesuffix("-dirty")
+        if commit != "unknown":
+            texts[Tags.SOURCE_GIT_COMMIT] = commit
+        return str(self.client.create_run(experiment_id, run_name=run_name, tags=texts).info.run_id)
+
+    @contextmanager
+    def _monitored(self, run_id: str) -> Iterator[None]:
+        """Send heartbeats (and system metrics, if enabled) for ``run_id`` while the block runs."""
+        heartbeat = _Heartbeat(self.client, run_id, self.heartbeat_every) if self.heartbeat_every > 0 else None
+        monitor = None
+        if self.system_metrics:
+            # Not in MLflow's documented API (its fluent start_run(log_system_metrics=True) uses it); runs made with
+            # MlflowClient have no other way to get system metrics. Guarded: without it the job runs unmonitored.
+            try:
+                from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+            except ImportError as exc:
+                log.warning("tracking.system_metrics: MLflow's system metrics monitor is unavailable (%s)", exc)
+            else:
+                monitor = SystemMetricsMonitor(run_id, tracking_uri=self.uri)
+                monitor.start()
+        try:
+            yield
+        finally:
+            if monitor is not None:
+                monitor.finish()
+            if heartbeat is not None:
+                heartbeat.stop()
+
     @contextmanager
     def start_run(
-        self, *, run_name: str, tags: Mapping[str, Any], params: Mapping[str, Any], baseline: bool = False
+        self,
+        *,
+        run_name: str,
+        tags: Mapping[str, Any],
+        params: Mapping[str, Any],
+        baseline: bool = False,
+        parent_run_id: str | None = None,
+        mirror: Sequence[str] = (),
     ) -> Iterator[RunLogger]:
         """Create a run, log ``params``, yield it, and always end it with the right status.
 
-        Leaving the block normally ends the run FINISHED (tag ``evoexp.outcome`` defaults to ``finished``; set it
-        inside the block for ``diverged``). An exception ends it FAILED with ``evoexp.error``; SIGTERM/SIGINT end
-        it KILLED. Exceptions propagate.
+        The run records its owner (host, process id), beats every ``heartbeat_every`` seconds while open, and is
+        nested under ``parent_run_id`` (``mlflow.parentRunId``) when given. The numeric params named in ``mirror``
+        (e.g. the sweep axes) are also logged as metrics ``config/<key>``: MLflow sorts and compares params as
+        strings (``1, 10, 100, 2``), metrics as numbers. Leaving the block normally ends the run FINISHED (tag
+        ``evoexp.outcome`` defaults to ``finished``; set it inside the block for ``diverged``). An exception ends
+        it FAILED with ``evoexp.error``; SIGTERM/SIGINT end it KILLED. Exceptions propagate.
         """
-        run = self.client.create_run(
-            self.experiment_id(baseline=baseline),
-            run_name=run_name,
-            tags={key: str(value) for key, value in tags.items()},
-        )
-        tracked = TrackedRun(self.client, run.info.run_id, flush_every=self.flush_every)
+        tags = dict(tags) if parent_run_id is None else {**tags, Tags.PARENT_RUN: parent_run_id}
+        run_id = self._create_run(self.experiment_id(baseline=baseline), run_name, tags)
+        tracked = TrackedRun(self.client, run_id, flush_every=self.flush_every)
         try:
-            with terminate_on_sigterm():
+            with terminate_on_sigterm(), self._monitored(run_id):
                 tracked.log_params(params)
+                tracked.log_metrics(mirror_metrics(params, mirror))
                 yield tracked
         except (KeyboardInterrupt, JobTerminated) as exc:
             signame = "SIGTERM" if isinstance(exc, JobTerminated) else "SIGINT"
@@ -499,9 +874,104 @@ class MlflowTracker(Tracker):
         """Store ``payload`` (JSON) as an ANN-baseline run tagged ``evoexp.ann_hash == key``; return its id."""
         tags = {Tags.ANN_HASH: key, Tags.KIND: "ann_baseline"}
         with self.start_run(run_name=f"ann-{key}", tags=tags, params={}, baseline=True) as run:
+            search = quote(f"tags.`{Tags.ANN_RUN}` = '{run.run_id}'")
+            users = f"#/experiments/{self.experiment_id()}/runs?workflowType=machine_learning&searchFilter={search}"
+            run.set_tags({Tags.NOTE: f"ANN twin baseline `{key}`, shared by [the SNN runs that used it]({users}).\n"})
             run.log_metrics({k: v for k, v in metrics.items() if math.isfinite(v)})
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "ann_baseline.json"
                 path.write_text(json.dumps(payload, allow_nan=True), encoding="utf-8")
                 run.log_artifact(path)
             return run.run_id
+
+    def _search(self, experiment_id: str, filter_string: str) -> list[Any]:
+        """Every run of ``experiment_id`` matching ``filter_string`` (all pages)."""
+        runs: list[Any] = []
+        token = None
+        while True:
+            page = self.client.search_runs(
+                [experiment_id], filter_string=filter_string, max_results=_SEARCH_PAGE, page_token=token
+            )
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+
+    def open_sweep_run(self, sweep_id: str, *, run_name: str, tags: Mapping[str, Any]) -> str:
+        """Open the parent run of sweep ``sweep_id``: the existing one when the sweep runs again, else a new one.
+
+        A re-opened parent is set RUNNING again under this process, so the jobs of a resumed sweep (re-run or
+        skipped) stay its children. It is tagged ``evoexp.kind = sweep`` and ``evoexp.sweep_id``.
+        """
+        texts = {**{key: str(value) for key, value in tags.items()}, Tags.SWEEP_ID: sweep_id, Tags.KIND: "sweep"}
+        escaped = sweep_id.replace("'", "\\'")
+        found = self._search(
+            self.experiment_id(), f"tags.`{Tags.KIND}` = 'sweep' and tags.`{Tags.SWEEP_ID}` = '{escaped}'"
+        )
+        if not found:
+            return self._create_run(self.experiment_id(), run_name, texts)
+        run = max(found, key=lambda run: run.info.start_time)
+        run_id = str(run.info.run_id)
+        self.client.update_run(run_id, status="RUNNING", name=run_name)
+        if Tags.ERROR in run.data.tags:  # e.g. why the ghost of its last attempt was closed
+            self.client.delete_tag(run_id, Tags.ERROR)
+        TrackedRun(self.client, run_id).set_tags({**self._owner_tags(), **texts})
+        return run_id
+
+    def close_sweep_run(
+        self, run_id: str, *, status: str, metrics: Mapping[str, float], tags: Mapping[str, Any]
+    ) -> None:
+        """Log the sweep's closing ``metrics`` and ``tags`` to its parent run and end it with ``status``."""
+        run = TrackedRun(self.client, run_id, flush_every=math.inf)
+        run.log_metrics(metrics)
+        run.end(status, tags=tags)
+
+    def reap_ghosts(self) -> list[str]:
+        """Close every RUNNING run (jobs, sweeps, ANN baselines) whose owner is provably gone, as KILLED.
+
+        Such runs are left by SIGKILL (OOM killer, node loss, ``scancel --signal=KILL``). Each is tagged
+        ``evoexp.outcome = killed`` with the reason in ``evoexp.error`` and ends at its last heartbeat; see
+        :func:`ghost_reason` for when an owner counts as gone.
+
+        Returns:
+            The ids of the closed runs.
+        """
+        now = time.time()
+        reaped = []
+        for baseline in (False, True):
+            for run in self._search(self.experiment_id(baseline=baseline), "attributes.status = 'RUNNING'"):
+                tags = dict(run.data.tags)
+                reason = ghost_reason(tags, run.info.start_time, now=now, stale_after=self.stale_after)
+                if reason is None:
+                    continue
+                last_seen = float(tags.get(Tags.HEARTBEAT) or run.info.start_time / 1000)
+                self.client.log_batch(
+                    run.info.run_id,
+                    tags=[_tag(Tags.OUTCOME, "killed"), _tag(Tags.ERROR, f"ghost run closed on resume: {reason}")],
+                    synchronous=True,
+                )
+                self.client.set_terminated(run.info.run_id, "KILLED", end_time=int(last_seen * 1000))
+                log.warning("closed ghost run %s as KILLED: %s", run.info.run_id, reason)
+                reaped.append(str(run.info.run_id))
+        return reaped
+
+    def keep_alive(self, run_id: str) -> Callable[[], None]:
+        """Send heartbeats for ``run_id`` (e.g. a sweep's parent run) until the returned function is called."""
+        if self.heartbeat_every <= 0:
+            return lambda: None
+        return _Heartbeat(self.client, run_id, self.heartbeat_every).stop
+
+    def run_link(self, run_id: str, *, baseline: bool = False) -> str:
+        """Link to ``run_id`` inside the MLflow UI, relative to the UI's address (for Markdown notes)."""
+        return f"#/experiments/{self.experiment_id(baseline=baseline)}/runs/{run_id}"
+
+    def ui_url(self, run_id: str | None = None) -> str:
+        """Absolute URL of the experiment's training runs (or of ``run_id``) in the MLflow UI (see :func:`ui_url`)."""
+        return ui_url(self.uri, self.experiment_id(), run_id)
+
+
+def _tag(key: str, value: str) -> Any:
+    """An MLflow ``RunTag`` (value truncated to MLflow's limit)."""
+    from mlflow.entities import RunTag
+
+    return RunTag(key, value[:_MAX_TAG_LENGTH])

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from evoexp.functional import backward_once
 from evoexp.verification.results import Result
 
 __all__ = [
@@ -413,7 +414,8 @@ def train_epoch(
     for index, batch in enumerate(loader):
         inputs, targets = batch_to(batch, reference)
         optimizer.zero_grad(set_to_none=True)
-        logits = model(inputs)
+        with backward_once():  # one backward per graph: evoexp LIF layers reuse their saved memory for dL/dI
+            logits = model(inputs)
         loss = loss_fn(logits, targets)
         objective = loss
         rate_value = 0.0

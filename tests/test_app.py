@@ -46,7 +46,8 @@ def test_single_run_writes_results_report_and_one_mlflow_run_then_resume_skips_i
     assert (job / "__main__.log").read_text().count("snn epoch") == 2
     results = json.loads((job / "results.json").read_text())
     assert results["outcome"] == "finished"
-    assert results["config"]["surrogate"] == {"name": "superspike", "slope": 5.0, "scale": 1.0, "params": {}}
+    assert results["config"]["surrogate"] == {"name": "superspike", "slope": 5.0, "scale": 1.0, "params": {},
+                                              "peer": None, "peer_params": {}}
     assert results["results"]["gradient_verification"]["passed"] is True
     assert results["results"]["benchmark"]["snn"]["n_params"] > 0
     report = (job / "report.md").read_text()
@@ -61,7 +62,7 @@ def test_single_run_writes_results_report_and_one_mlflow_run_then_resume_skips_i
     for tag in ("evoexp.git_commit", "evoexp.version", "torch.version", "evoexp.job"):
         assert tags[tag]
     assert params["surrogate.name"] == "superspike"
-    assert params["surrogate.slope"] == "5.0"
+    assert params["surrogate.slope"] == "5"  # equal values print alike (5 and 5.0)
     assert params["model.hidden_sizes"] == "[16]"
     assert metrics["snn/val/best_acc"] == pytest.approx(results["objective"])
     for key in ("snn/params", "benchmark/acc_gap", "benchmark/time_ratio"):

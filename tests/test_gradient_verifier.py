@@ -152,7 +152,7 @@ def test_exact_mode_counts_every_coordinate(mlp_data: tuple[Tensor, Tensor]) -> 
     n = sum(p.numel() for p in model.parameters())
     assert result.n_parameters == n
     assert sum(s.n_checked for s in result.per_tensor.values()) == n
-    assert result.n_evaluations == 2 * n + 1  # one forward serves both backward passes
+    assert result.n_evaluations == 2 * n + 2  # + two forward/backward passes (training-style, fresh buffers)
 
 
 @pytest.mark.parametrize("mode", ["exact", "fast"])
@@ -273,7 +273,7 @@ def test_bad_arguments(kwargs: dict[str, Any], match: str, mlp_data: tuple[Tenso
 def test_result_type(mlp_data: tuple[Tensor, Tensor]) -> None:
     result = GradientVerifier().verify_finite_difference(nn.Linear(6, 3), *mlp_data, F.cross_entropy, mode="fast")
     assert isinstance(result, GradientVerificationResult)
-    assert result.n_evaluations == 1 + 2 * 2
+    assert result.n_evaluations == 2 + 2 * 2
 
 
 def test_verifier_delegates_surrogate_and_alignment(mlp_data: tuple[Tensor, Tensor]) -> None:
@@ -300,61 +300,121 @@ def test_real_snn_smooth_and_spiking_modes(spike_data: tuple[Tensor, Tensor]) ->
     assert "surrogate bias" in spiking.message and "gradient/passed" not in spiking.summary()
 
 
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
 @pytest.mark.parametrize("recurrent", [False, True])
-def test_detached_reset_is_checked_on_its_full_gradient_twin(
-    recurrent: bool, spike_data: tuple[Tensor, Tensor]
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_detached_reset_is_checked_as_trained(
+    mode: str, recurrent: bool, reset: str, spike_data: tuple[Tensor, Tensor]
 ) -> None:
+    """The detached gradient itself is verified: the finite differences hold the reset at its unperturbed value."""
     models = pytest.importorskip("evoexp.models")
     x, y = spike_data
-    snn = models.SNN(5, [6], 3, seed=0, recurrent=recurrent, detach_reset=True)
-    result = GradientVerifier().verify_finite_difference(snn, x, y, F.cross_entropy)
+    snn = models.SNN(5, [6, 4], 3, seed=0, recurrent=recurrent, reset=reset, detach_reset=True, weight_scale=3.0)
+    with torch.no_grad():
+        for layer in snn.hidden:
+            layer.bias.normal_(0.0, 0.3, generator=torch.Generator().manual_seed(7))
+    result = GradientVerifier().verify_finite_difference(snn, x, y, F.cross_entropy, mode=mode, n_directions=3)
     assert result.passed is True, result.message
-    assert any("detach_reset is set in hidden.0" in w for w in result.warnings), result.warnings
-    assert all(layer.params.detach_reset for layer in snn.hidden)  # the user's model keeps its detached reset
-    # The re-attachment matters: in smooth mode the detached gradient differs from the full one.
-    attached = models.SNN(5, [6], 3, seed=0, recurrent=recurrent).double()
-    detached = models.SNN(5, [6], 3, seed=0, recurrent=recurrent, detach_reset=True).double()
-    grads = []
-    for model in (attached, detached):
-        with models.smooth_mode(model):
-            grads.append(torch.autograd.grad(F.cross_entropy(model(x.double()), y), model.hidden[0].weight)[0])
-    assert not torch.allclose(grads[0], grads[1], rtol=1e-3, atol=1e-8)
+    assert result.held_resets == ["hidden.0", "hidden.1"] and not result.warnings
+    assert "detached reset held in hidden.0, hidden.1" in result.message
+    assert all(layer.replay_reset is None and not layer.smooth for layer in snn.hidden)  # the user's model
 
 
 _SNN_CASES = [
     {"hidden_sizes": [6, 4]},
     {"hidden_sizes": [6, 4], "recurrent": True, "reset": "zero"},
     {"hidden_sizes": [5], "readout": "mean", "detach_reset": True, "alpha": 0.0},
+    {"hidden_sizes": [6, 4], "recurrent": True, "detach_reset": True, "reset": "zero", "readout": "mean"},
     {"hidden_sizes": [5], "readout": "last", "bias": False},
 ]
 
 
+def _with_biases(snn: nn.Module, seed: int = 5) -> nn.Module:
+    """Non-zero biases everywhere (an SNN is initialised with zero biases, which would hide bias bugs)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in snn.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0.0, 0.5, generator=generator)
+    return snn
+
+
 @pytest.mark.parametrize("smooth", [True, False])
-@pytest.mark.parametrize("case", _SNN_CASES, ids=["ff2", "rec2-zero", "mean-detach", "last-nobias"])
+@pytest.mark.parametrize("case", _SNN_CASES, ids=["ff2", "rec2-zero", "mean-detach", "rec2-zero-detach", "last-nobias"])
 def test_structured_snn_path_matches_generic(
     case: dict[str, Any], smooth: bool, spike_data: tuple[Tensor, Tensor]
 ) -> None:
-    """Structure-aware coordinate losses are the generic batched central differences, to rounding."""
+    """Structure-aware coordinate losses are the generic batched central differences, to rounding.
+
+    Non-zero biases, and detached resets held at their unperturbed values (both paths replay them).
+    """
     models = pytest.importorskip("evoexp.models")
     from evoexp.verification._batched import LossProblem
     from evoexp.verification.gradient import central_differences
 
     options = dict(case)
     hidden = options.pop("hidden_sizes")
-    snn = models.SNN(5, hidden, 3, seed=1, weight_scale=3.0, **options)
+    snn = _with_biases(models.SNN(5, hidden, 3, seed=1, weight_scale=3.0, **options))
     structured, generic = (
         LossProblem(snn, *spike_data, F.cross_entropy, dtype=torch.float64, structure_aware=aware)
         for aware in (True, False)
     )
-    with models.smooth_mode(structured.model, smooth), models.smooth_mode(generic.model, smooth):
-        for name in structured.params:
-            # eps=1e-3 keeps the rounding noise of (L+ - L-)/2eps near 1e-13; both paths take the same steps
-            a = central_differences(structured, name, eps=1e-3)
-            b = central_differences(generic, name, eps=1e-3)
-            assert torch.allclose(a, b, rtol=0.0, atol=1e-10), (name, float((a - b).abs().max()))
+    for problem in (structured, generic):
+        problem.copy.set_smooth(smooth)
+        held = problem.copy.hold_resets(problem.forward)
+        assert held == (["hidden.0", "hidden.1"][: len(hidden)] if case.get("detach_reset") else [])
+    for name in structured.params:
+        # eps=1e-3 keeps the rounding noise of (L+ - L-)/2eps near 1e-13; both paths take the same steps
+        a = central_differences(structured, name, eps=1e-3)
+        b = central_differences(generic, name, eps=1e-3)
+        assert torch.allclose(a, b, rtol=0.0, atol=1e-10), (name, float((a - b).abs().max()))
     expected = {n for n in structured.params if not n.endswith("recurrent_weight")}
     assert structured.structured_names == expected and not generic.structured_names
     assert structured.warnings == []
+
+
+def test_structured_snn_state_key_covers_constants_and_in_place_edits(spike_data: tuple[Tensor, Tensor]) -> None:
+    """A cached unperturbed state is never reused after the model changed: constants, in-place edits, held resets."""
+    import dataclasses
+
+    models = pytest.importorskip("evoexp.models")
+    from evoexp.verification._batched import LossProblem
+    from evoexp.verification.gradient import central_differences
+
+    snn = _with_biases(models.SNN(5, [6], 3, seed=1, weight_scale=3.0, detach_reset=True))
+    structured, generic = (
+        LossProblem(snn, *spike_data, F.cross_entropy, dtype=torch.float64, structure_aware=aware)
+        for aware in (True, False)
+    )
+    evaluator = structured.coordinates("readout.weight", eps=1e-3)
+    assert evaluator is not None
+    edits = [
+        lambda m: setattr(m.readout, "beta", 0.5),
+        lambda m: setattr(m.readout, "mode", "mean"),
+        lambda m: setattr(m.hidden[0], "params", dataclasses.replace(m.hidden[0].params, threshold=0.7)),
+        lambda m: torch.no_grad()(m.hidden[0].bias.mul_)(-1.0),  # in place: same storage, new version
+        lambda m: setattr(m.hidden[0], "smooth", True),
+        lambda m: torch.no_grad()(m)(spike_data[0].double()),  # a forward changes nothing: the key must stay
+    ]
+    for k, edit in enumerate(edits):
+        before = evaluator.state_key()
+        for problem in (structured, generic):
+            edit(problem.model)
+        if k == len(edits) - 1:
+            assert evaluator.state_key() == before
+            continue
+        assert evaluator.state_key() != before, k
+        for name in ("hidden.0.weight", "readout.weight"):
+            a = central_differences(structured, name, eps=1e-3)
+            b = central_differences(generic, name, eps=1e-3)
+            assert torch.allclose(a, b, rtol=0.0, atol=1e-10), (k, name)
+    before = evaluator.state_key()
+    for problem in (structured, generic):
+        problem.copy.hold_resets(problem.forward)
+    assert evaluator.state_key() != before
+    a = central_differences(structured, "hidden.0.weight", eps=1e-3)
+    assert torch.allclose(a, central_differences(generic, "hidden.0.weight", eps=1e-3), rtol=0.0, atol=1e-10)
+    assert structured.structured_names == {"hidden.0.weight", "readout.weight"} and not structured.warnings
 
 
 def test_structured_snn_catches_custom_backward_bug(
@@ -365,10 +425,13 @@ def test_structured_snn_catches_custom_backward_bug(
     lif = pytest.importorskip("evoexp.functional.lif")
     snn = models.SNN(5, [6], 3, seed=0)
     verifier = GradientVerifier()
+    _with_biases(snn)
     correct = verifier.verify_finite_difference(snn, *spike_data, F.cross_entropy)
     assert correct.passed is True, correct.message
     assert correct.structured_tensors == ["hidden.0.weight", "hidden.0.bias", "readout.weight", "readout.bias"]
-    assert correct.n_evaluations == 2 * correct.n_parameters + 2  # + gradient forward + structure self-check
+    # two gradient passes; per structured tensor a guard: unperturbed loss, 4 coordinates x 4 steps on both paths
+    guard = sum(1 + 2 * 4 * min(4, p.numel()) for p in snn.parameters())
+    assert correct.n_evaluations == 2 * correct.n_parameters + 2 + guard
     generic = GradientVerifier(structure_aware=False).verify_finite_difference(snn, *spike_data, F.cross_entropy)
     assert generic.passed is True and generic.structured_tensors == []
     for name, stats in correct.per_tensor.items():
@@ -399,7 +462,38 @@ def test_structured_snn_falls_back_when_not_plain_or_inconsistent(
     hooked.readout.register_forward_hook(lambda module, args, out: out + 1.0)
     assert verifier.verify_finite_difference(hooked, *spike_data, F.cross_entropy).structured_tensors == []
 
-    monkeypatch.setattr(SNNCoordinates, "base_loss", lambda self: torch.tensor(123.0, dtype=torch.float64))
-    result = verifier.verify_finite_difference(models.SNN(5, [6], 3, seed=0), *spike_data, F.cross_entropy)
+    with monkeypatch.context() as patch:
+        patch.setattr(SNNCoordinates, "base_loss", lambda self: torch.tensor(123.0, dtype=torch.float64))
+        result = verifier.verify_finite_difference(models.SNN(5, [6], 3, seed=0), *spike_data, F.cross_entropy)
     assert result.passed is True and result.structured_tensors == []
-    assert any("structure-aware" in w for w in result.warnings)
+    assert any("structure-aware" in w and "unperturbed loss" in w for w in result.warnings)
+
+
+@pytest.mark.parametrize("target", ["_propagate_column", "_readout_logits"])
+def test_structured_snn_guard_catches_a_structural_bug(
+    target: str, spike_data: tuple[Tensor, Tensor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wrong structure-aware evaluation (same unperturbed loss, wrong perturbed ones) is caught by the sampled
+    cross-check against the generic path; the verdict then comes from the generic path."""
+    models = pytest.importorskip("evoexp.models")
+    from evoexp.verification._snn_coordinates import SNNCoordinates
+
+    real = getattr(SNNCoordinates, target)
+
+    def wrong(self: Any, *args: Any) -> Tensor:
+        if target == "_propagate_column":  # the hidden spikes' change reaches the next layer 1 % too weakly
+            layer, change, j = args
+            return real(self, layer, 0.99 * change, j)
+        kind, index, delta = args  # readout perturbations 1 % too small
+        return real(self, kind, index, 0.99 * delta)
+
+    monkeypatch.setattr(SNNCoordinates, target, wrong)
+    snn = _with_biases(models.SNN(5, [6, 4], 3, seed=0, weight_scale=3.0))
+    result = GradientVerifier().verify_finite_difference(snn, *spike_data, F.cross_entropy)
+    assert result.passed is True, result.message
+    first = "hidden.0.weight" if target == "_propagate_column" else "readout.weight"
+    assert any(
+        f"structure-aware SNN evaluation disagreed with the model's forward ('{first}' index" in w
+        for w in result.warnings
+    ), result.warnings
+    assert first not in result.structured_tensors

@@ -121,6 +121,30 @@ def test_detach_reset_changes_only_the_gradient() -> None:
     assert grads[0].tolist() == [0.0625, 0.25, 0.0, 0.0]
 
 
+@pytest.mark.parametrize("bptt", BPTT)
+def test_replayed_reset_is_the_detached_reset_held_constant(bptt: str) -> None:
+    # Same layer as above, reset replayed at the spikes s = [0.25, 0.1875, 0.421875, 0.48046875]: the forward is
+    # unchanged, the gradient is the detached one, and a different replayed r changes the membrane by -theta * dr.
+    surrogate = get_surrogate("rectangular", slope=0.25)
+    params = LIFParameters(alpha=0.0, beta=0.5, threshold=1.0, detach_reset=True)
+    held = torch.tensor([0.25, 0.1875, 0.421875, 0.48046875], dtype=torch.float64).view(1, 4, 1)
+    x = torch.ones(1, 4, 1, dtype=torch.float64, requires_grad=True)
+    s = lif_sequence(x, params, surrogate, smooth=True, bptt=bptt, replay_reset=held)
+    assert s.flatten().tolist() == held.flatten().tolist()
+    assert torch.autograd.grad(s[0, 3, 0], x)[0].flatten().tolist() == [0.125, 0.25, 0.0, 0.0]
+    # r = 0 everywhere: mem1 = 0, mem2 = 1, mem3 = 0.5 + 1 = 1.5 -> s = 0.25, 0.25, 0.5, 0.625
+    zero = lif_sequence(x.detach(), params, surrogate, smooth=True, bptt=bptt, replay_reset=torch.zeros_like(held))
+    assert zero.flatten().tolist() == [0.25, 0.25, 0.5, 0.625]
+
+
+def test_replayed_reset_needs_a_detached_reset_of_the_spikes_shape() -> None:
+    surrogate, x = get_surrogate("fast_sigmoid"), torch.zeros(2, 5, 3)
+    with pytest.raises(ValueError, match=r"replay_reset needs params\.detach_reset=True"):
+        lif_sequence(x, LIFParameters(), surrogate, replay_reset=torch.zeros(2, 5, 3))
+    with pytest.raises(ValueError, match=r"replay_reset must have the spikes' shape \(2, 5, 3\)"):
+        lif_sequence(x, LIFParameters(detach_reset=True), surrogate, replay_reset=torch.zeros(2, 4, 3))
+
+
 def test_leaky_integrate_and_readout_modes() -> None:
     z = torch.tensor([2.0, 0.0, 0.5], dtype=torch.float64).view(1, 3, 1)
     traces = leaky_integrate(z, 0.5)  # o = 2, 1, 1

@@ -179,11 +179,12 @@ def test_linear_lif_node_bad_inputs() -> None:
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("alpha", [0.0, 0.5])
-def test_linear_lif_node_retained_graph_backward_is_repeatable(
-    layout: str, alpha: float, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_backward_once_reuses_saved_memory_bit_identically(
+    layout: str, alpha: float, recurrent: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With retain_graph the backward must not overwrite the saved membrane, and the final pass (which may) must give
-    bit-identical gradients: the verifier's determinism check runs exactly this sequence."""
+    """By default the backward writes a fresh buffer and can be repeated (retain_graph); inside backward_once it
+    writes dL/dI over the saved membrane, gives bit-identical gradients, and a second backward raises."""
     params = LIFParameters(alpha=alpha, beta=0.9, threshold=0.5)
     surrogate = get_surrogate("fast_sigmoid", slope=5.0)
     g = torch.Generator().manual_seed(4)
@@ -193,13 +194,25 @@ def test_linear_lif_node_retained_graph_backward_is_repeatable(
         x = x.transpose(0, 1).contiguous().transpose(0, 1)
     weight = torch.randn(9, 4, generator=g, dtype=torch.float64).requires_grad_()
     bias = torch.randn(9, generator=g, dtype=torch.float64).requires_grad_()
-    loss = linear_lif_sequence(x, weight, bias, params, surrogate).sum()
-    passes = [torch.autograd.grad(loss, [weight, bias], retain_graph=True) for _ in range(2)]
-    passes.append(torch.autograd.grad(loss, [weight, bias]))  # graph freed: this pass may write over the membrane
-    assert passes[0][0].abs().max() > 0
-    for later in passes[1:]:
-        for a, b in zip(later, passes[0]):
+    rec = (0.3 * torch.randn(9, 9, generator=g, dtype=torch.float64)).requires_grad_() if recurrent else None
+    inputs = [weight, bias] + ([rec] if rec is not None else [])
+
+    def build() -> torch.Tensor:
+        return linear_lif_sequence(x, weight, bias, params, surrogate, recurrent_weight=rec).pow(2).sum()
+
+    loss = build()
+    assert loss.grad_fn.next_functions[0][0].next_functions[0][0].overwrite is False
+    fresh = [torch.autograd.grad(loss, inputs, retain_graph=True) for _ in range(3)]
+    with lif_module.backward_once():
+        once = build()
+    assert once.grad_fn.next_functions[0][0].next_functions[0][0].overwrite is True
+    fresh.append(torch.autograd.grad(once, inputs, retain_graph=True))
+    assert fresh[0][0].abs().max() > 0
+    for later in fresh[1:]:
+        for a, b in zip(later, fresh[0]):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        torch.autograd.grad(once, inputs)
 
 
 @pytest.mark.parametrize("recurrent", [False, True])
@@ -245,7 +258,8 @@ def test_no_grad_forward_matches() -> None:
 @pytest.mark.parametrize("recurrent", [False, True])
 @pytest.mark.parametrize("detach_reset", [False, True])
 def test_gradcheck_smooth_snn_loss(reset: str, recurrent: bool, detach_reset: bool) -> None:
-    """In smooth mode the surrogate gradient is the true gradient; a detached reset must make it differ."""
+    """In smooth mode the surrogate gradient is the true gradient of the loss, with a detached reset held at its
+    forward value (replayed); the hand-written gradient also equals the autograd reference's."""
     model = SNN(
         3,
         [4],
@@ -263,14 +277,27 @@ def test_gradcheck_smooth_snn_loss(reset: str, recurrent: bool, detach_reset: bo
     ).double()
     model.smooth = True
     x, y = spikes_input(batch=2, steps=6, channels=3), torch.tensor([0, 1])
+    custom = torch.autograd.grad(F.cross_entropy(model(x), y), list(model.parameters()))
+    reference = copy.deepcopy(model)
+    for layer in reference.hidden:
+        layer.bptt = "autograd"
+    expected = torch.autograd.grad(F.cross_entropy(reference(x), y), list(reference.parameters()))
+    for a, b in zip(custom, expected):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-13)
+    if detach_reset:  # the function whose gradient the detached gradient is: the reset held constant
+        for layer, spikes in zip(model.hidden, model.last_spikes):
+            layer.replay_reset = spikes.detach()
     names, values = zip(*[(n, p.detach().clone()) for n, p in model.named_parameters()])
 
     def loss(*params: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(functional_call(model, dict(zip(names, params)), (x,)), y)
 
     inputs = tuple(v.requires_grad_() for v in values)
-    passed = torch.autograd.gradcheck(loss, inputs, eps=1e-6, atol=1e-8, rtol=1e-6, raise_exception=False)
-    assert passed is not detach_reset  # detached: the reset path is missing from the gradient by design
+    assert torch.autograd.gradcheck(loss, inputs, eps=1e-6, atol=1e-8, rtol=1e-6)
+    if detach_reset:  # ... and with the reset held, the node's gradient at the same point is the detached one
+        held = torch.autograd.grad(F.cross_entropy(model(x), y), list(model.parameters()))
+        for a, b in zip(held, custom):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
 
 
 def test_gradcheck_lif_sequence_smooth() -> None:
@@ -304,7 +331,7 @@ def test_smooth_mode_context_manager() -> None:
 
 
 @pytest.mark.parametrize("recurrent", [False, True])
-def test_vmap_over_parameter_sets_equals_loop(recurrent: bool) -> None:
+def test_vmap_over_parameter_sets_equals_loop(recurrent: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     model, x, y = small_snn(recurrent=recurrent), spikes_input(), torch.tensor([0, 1, 2])
     base = {n: p.detach() for n, p in model.named_parameters()}
     g = torch.Generator().manual_seed(5)
@@ -313,18 +340,57 @@ def test_vmap_over_parameter_sets_equals_loop(recurrent: bool) -> None:
     def loss(params: dict[str, torch.Tensor]) -> torch.Tensor:
         return F.cross_entropy(functional_call(model, params, (x,)), y)
 
-    vmapped = vmap(loss)(batched)
+    model.record_spikes = False  # batched tensors must not outlive the transform
+    with monkeypatch.context() as patch:  # vmap runs the training forward (the node's vmap rule), not the reference
+        patch.setattr(lif_module, "lif_sequence_reference", _must_not_run)
+        vmapped = vmap(loss)(batched)
+    assert model.last_spikes == []
+    model.record_spikes = True
     looped = torch.stack([loss({n: v[i] for n, v in batched.items()}) for i in range(4)])
     torch.testing.assert_close(vmapped, looped, rtol=1e-12, atol=1e-12)
-    assert model.last_spikes  # the loop's calls recorded spikes; no batched tensor leaked
+    assert len(model.last_spikes) == 2
 
 
-def test_torch_func_grad_matches_custom_backward() -> None:
+def _must_not_run(*args: object, **kwargs: object) -> None:
+    raise AssertionError("the autograd reference ran instead of the hand-written node")
+
+
+@pytest.mark.parametrize("reset", RESETS)
+def test_vmap_over_held_resets_and_nested_vmap(reset: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The vmap rule folds batched weights, biases, recurrent weights and a held reset; nested vmap works too."""
+    model = small_snn(recurrent=True, detach_reset=True, reset=reset)
+    x, y = spikes_input(), torch.tensor([0, 1, 2])
+    with torch.no_grad():
+        model(x)
+    for layer, spikes in zip(model.hidden, model.last_spikes):
+        layer.replay_reset = spikes.detach()
+    model.record_spikes = False
+    base = {n: p.detach() for n, p in model.named_parameters()}
+    g = torch.Generator().manual_seed(6)
+    nested = {n: p + 0.1 * torch.randn((2, 3, *p.shape), generator=g, dtype=p.dtype) for n, p in base.items()}
+
+    def loss(params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return F.cross_entropy(functional_call(model, params, (x,)), y)
+
+    monkeypatch.setattr(lif_module, "lif_sequence_reference", _must_not_run)
+    with torch.no_grad():
+        batched = vmap(vmap(loss))(nested)
+        looped = torch.stack(
+            [torch.stack([loss({n: v[i, j] for n, v in nested.items()}) for j in range(3)]) for i in range(2)]
+        )
+    torch.testing.assert_close(batched, looped, rtol=1e-12, atol=1e-12)
+
+
+def test_torch_func_grad_runs_custom_backward(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.func.grad differentiates the hand-written node; its result equals the autograd reference's."""
     model, x, y = small_snn(recurrent=True), spikes_input(), torch.tensor([0, 1, 2])
+    reference = small_snn(recurrent=True, bptt="autograd")
     params = {n: p.detach() for n, p in model.named_parameters()}
-    func_grads = torch.func.grad(lambda p: F.cross_entropy(functional_call(model, p, (x,)), y))(params)
-    loss = F.cross_entropy(model(x), y)
-    for name, g in zip(params, torch.autograd.grad(loss, list(model.parameters()))):
+    with monkeypatch.context() as patch:
+        patch.setattr(lif_module, "lif_sequence_reference", _must_not_run)
+        func_grads = torch.func.grad(lambda p: F.cross_entropy(functional_call(model, p, (x,)), y))(params)
+    loss = F.cross_entropy(reference(x), y)
+    for name, g in zip(params, torch.autograd.grad(loss, list(reference.parameters()))):
         torch.testing.assert_close(func_grads[name], g, rtol=1e-10, atol=1e-13, msg=name)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -91,8 +92,71 @@ def test_healthy_gradients_pass_and_norms_match_autograd() -> None:
     assert result.total_norm.std == pytest.approx(float(ref_total.std(unbiased=False)), rel=1e-10)
     assert set(result.layer_norms) == {"0", "2"}
     assert result.layer_norms["0"].mean == pytest.approx(sum(first) / len(first), rel=1e-12)
-    means = [s.mean for s in result.layer_norms.values()]
+    assert result.layer_sizes == {"0": 4 * 8 + 8, "2": 8 * 3 + 3}
+    # depth conditioning: ratio of mean per-layer gradient RMS per element, ||g_l|| / sqrt(n_l)
+    assert result.layer_rms["0"].mean == pytest.approx(sum(first) / len(first) / math.sqrt(40), rel=1e-12)
+    means = [s.mean for s in result.layer_rms.values()]
     assert result.depth_conditioning == pytest.approx(max(means) / min(means), rel=1e-12)
+    assert "rms_l = ||g_l||_2 / sqrt(n_l)" in result.depth_conditioning_definition
+
+
+class _Deep(nn.Module):
+    """``depth`` sigmoid layers of width 16: with small weights the gradient shrinks by ~0.25 * |W| per layer."""
+
+    def __init__(self, depth: int, scale: float, widths: tuple[int, ...] = ()) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        sizes = [4, *(widths or (16,) * depth), 3]
+        self.layers = nn.ModuleList(nn.Linear(a, b, dtype=torch.float64) for a, b in itertools.pairwise(sizes))
+        with torch.no_grad():
+            for layer in self.layers:
+                layer.weight.copy_(scale * torch.randn(layer.weight.shape, generator=gen, dtype=torch.float64))
+                layer.bias.zero_()
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self.layers[:-1]:
+            x = torch.sigmoid(layer(x))
+        return self.layers[-1](x)
+
+
+def test_depth_conditioning_flags_vanishing_gradients() -> None:
+    """Ten sigmoid layers with small weights: the first layer's gradient RMS is orders below the last's."""
+    tester = NumericalStabilityTester()
+    vanishing = tester.check_gradient_stability(_Deep(10, 0.3), _batches(2), n_batches=2, max_depth_conditioning=1e3)
+    assert vanishing.depth_conditioning > 1e3 and not vanishing.passed
+    issue = next(i for i in vanishing.issues if i.startswith("depth conditioning"))
+    assert "layer 'layers.0'" in issue and "gradient RMS per element" in issue
+    rms = {layer: s.mean for layer, s in vanishing.layer_rms.items()}
+    assert rms["layers.0"] < rms["layers.5"] < rms["layers.9"]  # it shrinks with depth
+    healthy = tester.check_gradient_stability(_Deep(2, 1.0), _batches(2), n_batches=2, max_depth_conditioning=1e3)
+    assert healthy.depth_conditioning < 1e2 and healthy.passed, healthy.issues
+
+
+class _Copies(nn.Module):
+    """``rows`` copies of a ``[3, 4]`` matrix whose sum is used: every entry gets the same gradient."""
+
+    def __init__(self, rows: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((rows, 3, 4), 0.1, dtype=torch.float64))
+
+
+class _TwoSizes(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.big, self.small = _Copies(100), _Copies(1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x @ (self.big.weight.sum(0) + self.small.weight.sum(0)).T
+
+
+def test_depth_conditioning_does_not_measure_layer_size() -> None:
+    """Layers 100x apart in size with identical per-entry gradients: depth conditioning 1, raw-norm ratio 10."""
+    result = NumericalStabilityTester().check_gradient_stability(
+        _TwoSizes(), _batches(2), n_batches=2, max_depth_conditioning=2.0
+    )
+    assert result.depth_conditioning == pytest.approx(1.0, rel=1e-12) and result.passed, result.issues
+    assert result.layer_norms["big"].mean / result.layer_norms["small"].mean == pytest.approx(10.0, rel=1e-12)
+    assert result.layer_sizes == {"big": 1200, "small": 12}
 
 
 def test_injected_nan_gradient_is_counted() -> None:
@@ -141,6 +205,7 @@ def test_gradient_result_json_round_trip_and_summary() -> None:
     summary = result.summary()
     assert summary["stability/gradient_ok"] == 1.0
     assert summary["stability/grad_norm/0"] == result.layer_norms["0"].mean
+    assert summary["stability/grad_rms/0"] == result.layer_rms["0"].mean
     assert all("/" in k and isinstance(v, float) for k, v in summary.items())
 
 

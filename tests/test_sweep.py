@@ -6,17 +6,22 @@ import json
 import math
 import multiprocessing
 import os
+import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
+from evoexp.analysis import run_analysis
+from evoexp.progress import PROGRESS_LOG
 from evoexp.sweep import (
     SUMMARY_FILE,
     EvoexpCallback,
@@ -26,7 +31,7 @@ from evoexp.sweep import (
     summarize_sweep,
     write_outcome,
 )
-from evoexp.tracking import MlflowTracker, NullTracker
+from evoexp.tracking import MlflowTracker, NullTracker, Tags
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -135,9 +140,127 @@ def store_runs(uri: str, experiment: str) -> list:
     return [] if found is None else client.search_runs([found.experiment_id], max_results=1000)
 
 
+def job_runs(uri: str, experiment: str) -> list:
+    return [r for r in store_runs(uri, experiment) if r.data.tags.get(Tags.KIND) == "job"]
+
+
 def sweep_summary(root: Path) -> dict:
     (path,) = sorted((root / "outputs" / "multirun").rglob(SUMMARY_FILE))[-1:]
     return json.loads(path.read_text())
+
+
+JOB_LINE = re.compile(r"^\[(\d+)/(\d+)\] (.*)$")
+
+
+def job_lines(stdout: str) -> list[tuple[int, int, str]]:
+    """The per-job progress lines of a multirun's stdout as ``(count, total, rest)``."""
+    return [(int(m[1]), int(m[2]), m[3]) for m in map(JOB_LINE.match, stdout.splitlines()) if m]
+
+
+def test_sweep_prints_one_line_per_job_and_is_one_parent_run_with_nested_jobs(tmp_path: Path) -> None:
+    args = ("-m", "experiment=smoke", "seed=0,1", "debug.diverge=false,true", "tracking.experiment=nest")
+    done = evoexp(tmp_path, *args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = job_lines(done.stdout)
+    assert [(count, total) for count, total, _ in lines] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert sum("DIVERGED" in rest for _, _, rest in lines) == 2
+    assert all(rest.startswith("fast_sigmoid β=25 seed ") for _, _, rest in lines)
+    assert "ETA" in lines[0][2] and "ETA" not in lines[-1][2]
+    assert "snn epoch" not in done.stdout + done.stderr  # epoch lines go to the jobs' log files only
+    assert "Downloading artifacts" not in done.stderr  # MLflow's progress bar of the reused ANN baseline
+    sweep_dir = next((tmp_path / "outputs" / "multirun").glob("*/*"))
+    assert all("snn epoch 1/2" in (job / "__main__.log").read_text() for job in sweep_dir.glob("[0-9]*"))
+    assert len((sweep_dir / PROGRESS_LOG).read_text().splitlines()) == 4
+
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    runs = store_runs(uri, "nest")
+    (parent,) = [r for r in runs if r.data.tags[Tags.KIND] == "sweep"]
+    jobs = [r for r in runs if r.data.tags[Tags.KIND] == "job"]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["sweep/jobs_diverged"] == 2.0
+    assert "diverged 2" in parent.data.tags[Tags.NOTE]
+    assert {r.data.tags[Tags.PARENT_RUN] for r in jobs} == {parent.info.run_id}
+    assert len({r.info.run_name for r in jobs}) == 4  # debug.diverge is swept, so it is in the names
+    assert sorted(r.data.tags[Tags.VERDICT] for r in jobs)[:2] == ["diverged", "diverged"]
+    assert all(r.data.tags[Tags.NOTE].startswith("**Verdict: ") for r in jobs)
+    assert {r.data.metrics["config/seed"] for r in jobs} == {0.0, 1.0}
+    assert all(len(r.inputs.dataset_inputs) == 3 for r in jobs)
+
+    analysis = run_analysis("nest", out_dir=tmp_path / "analysis", tracking_uri=uri, formats=["md"])
+    assert analysis.summary_run_id == parent.info.run_id  # tables go to the sweep's run, not a new one
+    assert set(analysis.runs["run_id"]) == {r.info.run_id for r in jobs}
+    artifacts = {a.path for a in MlflowClient(uri).list_artifacts(parent.info.run_id, "analysis")}
+    assert "analysis/snn_vs_ann.md" in artifacts
+
+    again = evoexp(tmp_path, *args)  # the same sweep again: resumed under the same parent run
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert all("skipped (finished run" in rest for _, _, rest in job_lines(again.stdout))
+    rerun = store_runs(uri, "nest")
+    assert [r.info.run_id for r in rerun if r.data.tags[Tags.KIND] == "sweep"] == [parent.info.run_id]
+    assert len(rerun) == len(runs)
+
+
+def test_single_run_ends_with_its_verdicts_report_run_id_and_ui_url(tmp_path: Path) -> None:
+    done = evoexp(tmp_path, "experiment=smoke", "tracking.experiment=single")
+    assert done.returncode == 0, done.stderr[-3000:]
+    tail = done.stdout[done.stdout.index("evoexp: verdict ") :].splitlines()
+    (run,) = store_runs(f"sqlite:///{tmp_path / 'mlruns.db'}", "single")
+    assert tail[0] == f"evoexp: verdict {run.data.tags[Tags.VERDICT]}"
+    assert sum(line.strip().endswith(("PASS", "FAIL", "info", "skipped")) for line in tail) == 7  # one per check
+    assert any(line.strip().startswith("test accuracy ") for line in tail)
+    (report,) = [line.split(maxsplit=1)[1] for line in tail if line.strip().startswith("report ")]
+    assert Path(report).name == "report.md" and Path(report).is_file()
+    assert f"  MLflow  run {run.info.run_id} in sqlite:///" in done.stdout
+    url = f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    assert f"  UI      {url}?workflowType=machine_learning  (start it: mlflow ui --backend-store-uri" in done.stdout
+
+
+def test_verbose_job_logging_shows_epoch_lines_in_a_sweep(tmp_path: Path) -> None:
+    done = evoexp(tmp_path, "-m", "experiment=smoke", "seed=3", "tracking=off", "hydra/job_logging=verbose")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "snn epoch 2/2" in done.stdout
+    assert [count for count, _, _ in job_lines(done.stdout)] == [1]
+
+
+def running_job_runs(db: Path) -> int:
+    try:
+        with sqlite3.connect(db) as conn:
+            query = (
+                "select count(*) from runs r join tags t on r.run_uuid = t.run_uuid "
+                "where r.status = 'RUNNING' and t.key = 'evoexp.kind' and t.value = 'job'"
+            )
+            return int(conn.execute(query).fetchone()[0])
+    except sqlite3.OperationalError:  # the store is not created yet
+        return 0
+
+
+def test_sigkilled_sweep_leaves_no_running_run_after_it_is_run_again(tmp_path: Path) -> None:
+    args = [sys.executable, "-m", "evoexp", "-m", "experiment=smoke", "seed=0,1", "debug.sleep=3"]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"PYTHONPATH": str(REPO)}
+    sweep = subprocess.Popen(
+        args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 300
+    while running_job_runs(tmp_path / "mlruns.db") == 0:
+        assert sweep.poll() is None and time.monotonic() < deadline, "the sweep never started a job"
+        time.sleep(0.2)
+    os.killpg(sweep.pid, signal.SIGKILL)  # like the OOM killer or a lost node: nothing gets to clean up
+    sweep.wait(timeout=60)
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    killed = {r.info.run_id for r in store_runs(uri, "evoexp") if r.info.status == "RUNNING"}
+    assert len(killed) == 2  # the sweep's run and its first job
+
+    done = evoexp(tmp_path, *args[3:])
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = store_runs(uri, "evoexp")
+    assert [r for r in runs if r.info.status == "RUNNING"] == []
+    ghosts = [r for r in runs if r.info.run_id in killed and r.data.tags[Tags.KIND] == "job"]
+    assert [r.info.status for r in ghosts] == ["KILLED"]
+    assert "no longer exists" in ghosts[0].data.tags[Tags.ERROR]
+    jobs = [r for r in runs if r.data.tags[Tags.KIND] == "job" and r.info.status == "FINISHED"]
+    assert sorted(r.data.params["seed"] for r in jobs) == ["0", "1"]
+    analysis = run_analysis("evoexp", out_dir=tmp_path / "analysis", tracking_uri=uri, formats=["md"])
+    assert set(analysis.runs["run_id"]) == {r.info.run_id for r in jobs}  # the ghost is never counted
 
 
 @pytest.mark.slow
@@ -155,13 +278,19 @@ def test_parallel_sweep_on_a_brand_new_store_files_every_run(tmp_path: Path) -> 
     assert done.returncode == 0, done.stderr[-3000:]
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     runs = store_runs(uri, "par")
-    assert len(runs) == 8
+    assert len(runs) == 9  # 8 jobs and the sweep's run
+    jobs = [r for r in runs if r.data.tags[Tags.KIND] == "job"]
+    assert len(jobs) == 8
     assert all(r.info.status == "FINISHED" and r.data.tags["evoexp.outcome"] == "finished" for r in runs)
-    assert {r.data.params["surrogate.name"] for r in runs} == {"fast_sigmoid", "superspike", "atan", "sigmoid"}
+    assert {r.data.params["surrogate.name"] for r in jobs} == {"fast_sigmoid", "superspike", "atan", "sigmoid"}
     assert len({r.data.tags["evoexp.sweep_id"] for r in runs}) == 1
     assert store_runs(uri, "Default") == []
     assert len(store_runs(uri, "par-ann-baselines")) == 2  # one ANN per seed, reused by 4 surrogates each
     assert sweep_summary(tmp_path)["counts"] == {"finished": 8, "diverged": 0, "skipped": 0, "failed": 0}
+    lines = job_lines(done.stdout)  # printed by the workers as their jobs finish
+    assert sorted(count for count, _, _ in lines) == list(range(1, 9))
+    assert {total for _, total, _ in lines} == {8}
+    assert sum("ETA" in rest for _, _, rest in lines) == 7
 
 
 @pytest.mark.slow
@@ -172,7 +301,7 @@ def test_failure_and_divergence_are_isolated_and_resume_redoes_only_failures(tmp
     assert done.stderr.strip().splitlines()[-1].startswith("evoexp: error: 2 of 4 jobs failed")
     assert sweep_summary(tmp_path)["counts"] == {"finished": 1, "diverged": 1, "skipped": 0, "failed": 2}
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
-    runs = store_runs(uri, "evoexp")
+    runs = job_runs(uri, "evoexp")
     by_outcome = sorted((r.data.tags["evoexp.outcome"], r.info.status) for r in runs)
     assert by_outcome == [
         ("diverged", "FINISHED"),
@@ -184,7 +313,7 @@ def test_failure_and_divergence_are_isolated_and_resume_redoes_only_failures(tmp
     again = evoexp(tmp_path, *args)
     assert again.returncode == 1
     assert sweep_summary(tmp_path)["counts"] == {"finished": 0, "diverged": 0, "skipped": 2, "failed": 2}
-    assert len(store_runs(uri, "evoexp")) == 6  # the two failures were redone, nothing else
+    assert len(job_runs(uri, "evoexp")) == 6  # the two failures were redone, nothing else
 
 
 def free_port() -> int:
@@ -235,10 +364,20 @@ def test_sweep_logs_to_a_real_mlflow_server(tmp_path: Path) -> None:
         )
         assert done.returncode == 0, done.stderr[-3000:]
         runs = store_runs(uri, "evoexp")
-        assert len(runs) == 2
+        (parent,) = [r for r in runs if r.data.tags[Tags.KIND] == "sweep"]
+        jobs = [r for r in runs if r.data.tags[Tags.KIND] == "job"]
+        assert len(jobs) == 2
         assert all(r.info.status == "FINISHED" for r in runs)
-        assert all("snn/val/acc" in r.data.metrics for r in runs)
+        assert all("snn/val/acc" in r.data.metrics for r in jobs)
+        assert {r.data.tags[Tags.PARENT_RUN] for r in jobs} == {parent.info.run_id}
+        assert all({i.dataset.name for i in r.inputs.dataset_inputs} == {"synthetic"} for r in jobs)
         assert not (tmp_path / "mlruns.db").exists()
+        assert "View run" not in done.stdout  # MLflow's own URL lines; evoexp prints one line per job
+        url = f"{uri}/#/experiments/{parent.info.experiment_id}/runs?workflowType=machine_learning"
+        assert url in done.stdout
+        with urllib.request.urlopen(url, timeout=30) as page:  # the server serves the UI at that address
+            assert page.status == 200
+            assert b"<html" in page.read().lower()
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
@@ -248,7 +387,7 @@ def test_sweep_logs_to_a_real_mlflow_server(tmp_path: Path) -> None:
 def test_submitit_local_launcher_runs_a_small_sweep(tmp_path: Path) -> None:
     done = evoexp(tmp_path, "-m", "experiment=smoke", "seed=0,1", "hydra/launcher=local_cluster")
     assert done.returncode == 0, done.stderr[-3000:]
-    runs = store_runs(f"sqlite:///{tmp_path / 'mlruns.db'}", "evoexp")
+    runs = job_runs(f"sqlite:///{tmp_path / 'mlruns.db'}", "evoexp")
     assert sorted(r.data.params["seed"] for r in runs) == ["0", "1"]
     assert all(r.info.status == "FINISHED" for r in runs)
     assert list((tmp_path / "outputs" / "multirun").rglob(".submitit"))
@@ -264,5 +403,5 @@ def test_a_job_with_an_invalid_value_fails_alone(tmp_path: Path) -> None:
     assert summary["counts"] == {"finished": 1, "diverged": 0, "skipped": 0, "failed": 1}
     (failed,) = [job for job in summary["jobs"] if job["outcome"] == "failed"]
     assert "surrogate.slope must be a finite number > 0" in failed["error"]
-    runs = store_runs(f"sqlite:///{tmp_path / 'mlruns.db'}", "evoexp")
-    assert [r.data.params["surrogate.slope"] for r in runs] == ["5.0"]  # no run for the invalid job
+    runs = job_runs(f"sqlite:///{tmp_path / 'mlruns.db'}", "evoexp")
+    assert [r.data.params["surrogate.slope"] for r in runs] == ["5"]  # no run for the invalid job

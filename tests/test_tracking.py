@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import math
 import multiprocessing
 import os
@@ -9,20 +11,27 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
+from evoexp.config import TrackingConfig
+from evoexp.data import get_dataset
 from evoexp.tracking import (
     ANN_BASELINE_SUFFIX,
     JobTerminated,
     MlflowTracker,
     NullTracker,
+    Owner,
     Tags,
+    ghost_reason,
+    param_value,
     resolve_tracking_uri,
     terminate_on_sigterm,
+    ui_url,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,6 +39,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 def make_tracker(tmp_path: Path, experiment: str = "exp") -> MlflowTracker:
     return MlflowTracker(f"sqlite:///{tmp_path / 'store.db'}", experiment, root=tmp_path)
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of one SQLite store shared by the tests below (creating a store takes seconds); each test takes
+    its own experiment in it."""
+    return tmp_path_factory.mktemp("shared")
+
+
+def shared_tracker(root: Path, request: pytest.FixtureRequest, **kwargs: float) -> MlflowTracker:
+    return MlflowTracker(f"sqlite:///{root / 'store.db'}", request.node.name, root=root, **kwargs)
 
 
 def test_uri_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -62,6 +82,8 @@ def test_run_finishes_with_params_metrics_and_default_outcome(tmp_path: Path) ->
     assert data.data.tags[Tags.OUTCOME] == "finished"
     assert len(data.data.params) == 252
     assert data.data.params["model.hidden_sizes"] == "[128, 64]"
+    assert data.data.tags[Tags.PID] == str(os.getpid())  # the owner, for ghost detection
+    assert data.data.tags[Tags.SOURCE_NAME] == "evoexp"
     assert data.data.params["x"] == "null"
     assert data.data.metrics["summary/acc"] == 0.5
     assert "skipped" not in data.data.metrics
@@ -208,3 +230,175 @@ def test_sigterm_on_a_job_process_marks_its_run_killed(tmp_path: Path) -> None:
     assert MlflowClient(uri).get_run(run_id).info.status == "KILLED"
     with sqlite3.connect(tmp_path / "sig.db") as db:
         assert db.execute("select count(*) from runs where status = 'RUNNING'").fetchone() == (0,)
+
+
+def test_equal_param_values_print_identically() -> None:
+    assert param_value(10.0) == param_value(10) == "10"
+    assert [param_value(v) for v in (0.5, 1e-05, 1e300, -3.0, True, None)] == [
+        "0.5",
+        "1e-05",
+        "1e+300",
+        "-3",
+        "True",
+        "null",
+    ]
+    assert param_value([0.8, 0.1, 1.0]) == param_value((0.8, 0.1, 1)) == "[0.8, 0.1, 1]"
+    assert param_value({"a": 2.0}) == '{"a": 2}'
+
+
+def test_sweep_axes_are_filterable_and_sortable_as_numbers(shared: Path, request: pytest.FixtureRequest) -> None:
+    tracker = shared_tracker(shared, request)
+    for slope in (1.0, 10.0, 100.0, 2.0):
+        params = {"surrogate.slope": slope, "surrogate.name": "atan", "trainer.nesterov": True}
+        mirror = ["surrogate.slope", "surrogate.name", "trainer.nesterov", "missing.key"]
+        with tracker.start_run(run_name=f"b{slope:g}", tags={}, params=params, mirror=mirror):
+            pass
+    client = MlflowClient(tracker.uri)
+    exp = [tracker.experiment_id()]
+    (ten,) = client.search_runs(exp, "params.`surrogate.slope` = '10'")  # written 10.0, found as 10
+    assert set(ten.data.metrics) == {"config/surrogate.slope"}  # strings and booleans are not mirrored
+    by_param = client.search_runs(exp, order_by=["params.`surrogate.slope` ASC"])
+    by_metric = client.search_runs(exp, order_by=["metrics.`config/surrogate.slope` ASC"])
+    assert [r.info.run_name for r in by_param] == ["b1", "b10", "b100", "b2"]  # MLflow compares params as text
+    assert [r.info.run_name for r in by_metric] == ["b1", "b2", "b10", "b100"]
+    assert len(client.search_runs(exp, "metrics.`config/surrogate.slope` >= 10")) == 2
+
+
+def test_job_runs_nest_under_the_sweep_run_which_a_rerun_reopens(shared: Path, request: pytest.FixtureRequest) -> None:
+    tracker = shared_tracker(shared, request)
+    parent = tracker.open_sweep_run("sw-1", run_name="sw-1", tags={Tags.GIT_COMMIT: "abc123-dirty"})
+    with tracker.start_run(run_name="job", tags={}, params={}, parent_run_id=parent) as run:
+        pass
+    tracker.close_sweep_run(parent, status="FAILED", metrics={"sweep/jobs_failed": 1.0}, tags={Tags.ERROR: "x"})
+    client = MlflowClient(tracker.uri)
+    assert client.get_run(run.run_id).data.tags[Tags.PARENT_RUN] == parent
+    closed = client.get_run(parent)
+    assert (closed.info.status, closed.data.metrics["sweep/jobs_failed"]) == ("FAILED", 1.0)
+    assert closed.data.tags[Tags.KIND] == "sweep"
+    assert closed.data.tags[Tags.SOURCE_GIT_COMMIT] == "abc123"
+
+    assert tracker.open_sweep_run("sw-1", run_name="sw-1", tags={}) == parent  # the same sweep again
+    reopened = client.get_run(parent)
+    assert reopened.info.status == "RUNNING"
+    assert Tags.ERROR not in reopened.data.tags
+    assert tracker.open_sweep_run("sw-2", run_name="sw-2", tags={}) != parent
+
+
+def test_dataset_splits_are_logged_as_run_inputs(shared: Path, request: pytest.FixtureRequest) -> None:
+    data = get_dataset("synthetic", seed=0, n_classes=2, n_channels=4, samples_per_class=10, time_steps=5)
+    tracker = shared_tracker(shared, request)
+    with tracker.start_run(run_name="r", tags={}, params={}) as run:
+        run.log_dataset(data, source={"seed": 0, "split": (0.8, 0.1, 0.1)})
+    inputs = MlflowClient(tracker.uri).get_run(run.run_id).inputs.dataset_inputs
+    contexts = {i.tags[0].value: i.dataset for i in inputs}
+    assert set(contexts) == {"training", "validation", "test"}
+    train = contexts["training"]
+    assert train.name == "synthetic"
+    assert train.source_type == "code"
+    assert json.loads(train.source)["tags"]["subset"] == "train"
+    assert json.loads(train.source)["tags"]["split"] == "[0.8, 0.1, 0.1]"
+    assert json.loads(train.profile)["features_shape"]["spikes"] == [16, 5, 4]
+    assert len({d.digest for d in contexts.values()}) == 3
+
+
+def test_ui_url_opens_the_model_training_view() -> None:
+    assert ui_url("http://host:5000/", "3") == "http://host:5000/#/experiments/3/runs?workflowType=machine_learning"
+    assert ui_url("sqlite:///x.db", "3", "abc") == (
+        "http://127.0.0.1:5000/#/experiments/3/runs/abc?workflowType=machine_learning"
+    )
+
+
+def _exited_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_ghost_reason_needs_proof_that_the_owner_is_gone() -> None:
+    now = time.time()
+    me = Owner.current()
+    fresh = {**me.tags(), Tags.HEARTBEAT: str(now), Tags.HEARTBEAT_EVERY: "60"}
+    assert ghost_reason(fresh, 0, now=now, stale_after=600) is None  # this process runs
+    stale_but_alive = {**me.tags(), Tags.HEARTBEAT: str(now - 10_000), Tags.HEARTBEAT_EVERY: "60"}
+    assert ghost_reason(stale_but_alive, 0, now=now, stale_after=600) is None  # its own host knows better
+    dead = Owner(me.host, _exited_pid(), me.started).tags()
+    assert "no longer exists" in str(ghost_reason(dead, 0, now=now, stale_after=600))
+    recycled = Owner(me.host, os.getpid(), "1").tags()  # our pid, but another process's start time
+    assert "no longer exists" in str(ghost_reason(recycled, 0, now=now, stale_after=600))
+
+    remote = {Tags.HOST: "elsewhere", Tags.PID: "123", Tags.HEARTBEAT_EVERY: "60"}
+    assert ghost_reason({**remote, Tags.HEARTBEAT: str(now - 300)}, 0, now=now, stale_after=600) is None
+    reason = ghost_reason({**remote, Tags.HEARTBEAT: str(now - 700)}, 0, now=now, stale_after=600)
+    assert reason == "no heartbeat for 700 s from process 123 on elsewhere"
+    assert ghost_reason({**remote, Tags.HEARTBEAT: str(now - 700)}, 0, now=now, stale_after=0) is None
+    no_beats = {**remote, Tags.HEARTBEAT_EVERY: "0"}
+    assert ghost_reason(no_beats, int((now - 10_000) * 1000), now=now, stale_after=600) is None
+    assert ghost_reason({}, 0, now=now, stale_after=600) is None  # no owner recorded: never a provable ghost
+
+
+def test_open_runs_send_heartbeats(shared: Path, request: pytest.FixtureRequest) -> None:
+    tracker = shared_tracker(shared, request, heartbeat_every=0.2)
+    client = MlflowClient(tracker.uri)
+    with tracker.start_run(run_name="r", tags={}, params={}) as run:
+        first = float(client.get_run(run.run_id).data.tags[Tags.HEARTBEAT])
+        time.sleep(1.5)
+        beat = float(client.get_run(run.run_id).data.tags[Tags.HEARTBEAT])
+    assert beat >= first + 1
+    assert not [t for t in threading.enumerate() if t.name.startswith("evoexp-heartbeat")]  # stopped with the run
+
+
+def test_tracking_config_checks_heartbeats_and_system_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match=r"tracking\.stale_after must be 0 or at least 3 heartbeats"):
+        TrackingConfig(heartbeat_every=60, stale_after=100)
+    TrackingConfig(heartbeat_every=0, stale_after=100)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "psutil" else real(name, *a))
+    with pytest.raises(ValueError, match=r"tracking\.system_metrics=true needs psutil"):
+        TrackingConfig(system_metrics=True)
+
+
+def test_system_metrics_are_logged_when_enabled(
+    shared: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("psutil")
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
+    tracker = shared_tracker(shared, request, system_metrics=True)
+    with tracker.start_run(run_name="r", tags={}, params={}) as run:
+        time.sleep(1.5)
+    metrics = MlflowClient(tracker.uri).get_run(run.run_id).data.metrics
+    assert "system/cpu_utilization_percentage" in metrics
+
+
+KILL_SCRIPT = """
+import sys, time
+from pathlib import Path
+from evoexp.tracking import MlflowTracker
+tracker = MlflowTracker(sys.argv[1], "ghosts", root=Path(sys.argv[2]))
+with tracker.start_run(run_name="victim", tags={}, params={}) as run:
+    print(run.run_id, flush=True)
+    time.sleep(60)
+"""
+
+
+def test_sigkilled_run_is_reaped_as_killed_and_live_runs_are_not(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'k.db'}"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT, uri, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert proc.stdout is not None
+    victim = proc.stdout.readline().strip()
+    proc.kill()
+    proc.wait(timeout=60)
+    tracker = MlflowTracker(uri, "ghosts", root=tmp_path)
+    client = MlflowClient(uri)
+    assert client.get_run(victim).info.status == "RUNNING"  # SIGKILL ends nothing
+    with tracker.start_run(run_name="alive", tags={}, params={}) as alive:
+        assert tracker.reap_ghosts() == [victim]
+        assert client.get_run(alive.run_id).info.status == "RUNNING"
+    ghost = client.get_run(victim)
+    assert ghost.info.status == "KILLED"
+    assert ghost.data.tags[Tags.OUTCOME] == "killed"
+    assert ghost.data.tags[Tags.ERROR].startswith("ghost run closed on resume: owner process")
+    assert ghost.info.end_time == int(float(ghost.data.tags[Tags.HEARTBEAT]) * 1000)  # ends at its last sign of life
+    assert tracker.reap_ghosts() == []

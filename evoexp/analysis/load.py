@@ -134,8 +134,8 @@ def load_runs(
         sweep_id: Keep only runs tagged ``evoexp.sweep_id = sweep_id``.
         tracking_uri: MLflow tracking URI (ignored when ``client`` is given).
         client: An existing MLflow client.
-        include_summary: Keep analysis summary runs (tag ``evoexp.kind = summary``); off by default, so
-            the frame holds job runs only.
+        include_summary: Keep analysis summary runs and sweep parent runs (tag ``evoexp.kind`` ``summary`` or
+            ``sweep``); off by default, so the frame holds job runs only.
 
     Returns:
         The run frame (see the module docstring), sorted by start time; empty (run columns only) when
@@ -152,7 +152,7 @@ def load_runs(
         filter_string = f"tags.\"{schema.SWEEP_ID_TAG}\" = '{escaped}'"
     runs = _search(client, exp_id, filter_string)
     if not include_summary:
-        runs = [r for r in runs if r.data.tags.get(schema.KIND_TAG) != schema.SUMMARY_KIND]
+        runs = [r for r in runs if r.data.tags.get(schema.KIND_TAG) not in (schema.SUMMARY_KIND, schema.SWEEP_KIND)]
     return runs_frame(runs)
 
 

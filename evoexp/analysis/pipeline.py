@@ -1,4 +1,4 @@
-"""One-call analysis of a sweep: load runs, write tables and figures, attach them to a summary MLflow run.
+"""One-call analysis of a sweep: load runs, write tables and figures, attach them to the sweep's MLflow run.
 
 :func:`run_analysis` is what ``python -m evoexp.analysis`` calls; it is usable from Python as well.
 Tables and figures that the runs hold no data for are skipped (and listed in the result), so the same
@@ -279,16 +279,37 @@ def find_summary_run(client: MlflowClient, experiment: str, sweep_id: str | None
     return str(matches.iloc[-1]) if len(matches) else None
 
 
-def log_summary_run(
-    client: MlflowClient, experiment: str, sweep_id: str | None, files: Sequence[Path], *, n_runs: int
-) -> str:
-    """Log ``files`` to the sweep's summary run (created on first use) and return its id.
+def find_sweep_run(client: MlflowClient, experiment: str, sweep_ids: Sequence[str]) -> str | None:
+    """Return the id of the newest sweep parent run (tag ``evoexp.kind = sweep``) of one of ``sweep_ids``."""
+    runs = load_runs(experiment, client=client, include_summary=True)
+    kind, sweep = schema.tag(schema.KIND_TAG), schema.tag(schema.SWEEP_ID_TAG)
+    if runs.empty or kind not in runs.columns or sweep not in runs.columns:
+        return None
+    matches = runs.loc[(runs[kind] == schema.SWEEP_KIND) & runs[sweep].isin(list(sweep_ids)), schema.RUN_ID]
+    return str(matches.iloc[-1]) if len(matches) else None
 
-    The run is tagged ``evoexp.kind = summary`` (so :func:`load_runs` skips it) and ``evoexp.sweep_id``;
-    files go under the artifact folder ``analysis/``. A later analysis of the same sweep reuses the run and
-    overwrites files of the same name.
+
+def log_summary_run(
+    client: MlflowClient,
+    experiment: str,
+    sweep_id: str | None,
+    files: Sequence[Path],
+    *,
+    n_runs: int,
+    sweep_ids: Sequence[str] = (),
+) -> str:
+    """Log ``files`` to the parent run of the analysed sweep, or to a summary run; return the run's id.
+
+    The files go under the artifact folder ``analysis/`` of the sweep's parent run (tag ``evoexp.kind = sweep``):
+    that of ``sweep_id``, else the newest of those the analysed runs belong to (``sweep_ids``); the parent keeps its
+    status. Without a parent run, a summary run tagged ``evoexp.kind = summary`` (so :func:`load_runs` skips it) and
+    ``evoexp.sweep_id`` is created on first use. A later analysis of the same sweep reuses the run and overwrites
+    files of the same name.
     """
-    run_id = find_summary_run(client, experiment, sweep_id)
+    run_id = find_sweep_run(client, experiment, [sweep_id] if sweep_id is not None else sweep_ids)
+    parent = run_id is not None
+    if run_id is None:
+        run_id = find_summary_run(client, experiment, sweep_id)
     if run_id is None:
         tags = {schema.KIND_TAG: schema.SUMMARY_KIND}
         if sweep_id is not None:
@@ -298,7 +319,8 @@ def log_summary_run(
     client.log_metric(run_id, "analysis/n_runs", float(n_runs))
     for path in files:
         client.log_artifact(run_id, str(path), artifact_path=SUMMARY_ARTIFACT_DIR)
-    client.set_terminated(run_id)
+    if not parent:
+        client.set_terminated(run_id)
     return run_id
 
 
@@ -366,5 +388,9 @@ def run_analysis(
     for reason in result.skipped:
         log.info("skipped %s", reason)
     if log_summary:
-        result.summary_run_id = log_summary_run(client, experiment, sweep_id, result.files, n_runs=len(runs))
+        sweep = schema.tag(schema.SWEEP_ID_TAG)
+        sweep_ids = list(runs[sweep].dropna().unique()) if sweep in runs.columns else []
+        result.summary_run_id = log_summary_run(
+            client, experiment, sweep_id, result.files, n_runs=len(runs), sweep_ids=sweep_ids
+        )
     return result

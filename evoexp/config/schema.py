@@ -12,6 +12,7 @@ done by :mod:`evoexp.builders`.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 from dataclasses import dataclass, field
@@ -71,16 +72,17 @@ def _one_of(key: str, value: str, options: tuple[str, ...]) -> None:
         raise ValueError(f"{key} must be one of {', '.join(options)}; got {value!r}")
 
 
-def _split(key: str, split: list[float]) -> None:
+def _split(key: str, split: list[float], *, from_files: frozenset[str] = frozenset()) -> None:
     """Raise a ValueError naming ``key`` unless ``split`` is three fractions > 0 summing to 1.
 
     The validation split is where the objective and the best epoch are measured, the test split where the test
-    accuracy is: an empty one would be logged as a result (accuracy 0 or NaN) instead of failing.
+    accuracy is: an empty one would be logged as a result (accuracy 0 or NaN) instead of failing. Splits named in
+    ``from_files`` (``"validation"``, ``"test"``) come from their own files and may have fraction 0.
     """
     if len(split) != 3 or any(not math.isfinite(f) or f < 0 for f in split) or split[0] <= 0:
         raise ValueError(f"{key} must be three fractions >= 0 (train > 0), got {list(split)!r}")
     for name, fraction in zip(("validation", "test"), split[1:]):
-        if fraction == 0:
+        if fraction == 0 and name not in from_files:
             raise ValueError(f"{key} leaves the {name} split empty, got {list(split)!r}; every fraction must be > 0")
     if abs(sum(split) - 1.0) > 1e-6:
         raise ValueError(f"{key} must sum to 1, got {list(split)!r} (sum {sum(split):g})")
@@ -148,16 +150,23 @@ class SurrogateConfig:
         slope: Sharpness beta > 0.
         scale: Multiplier of the pseudo-derivative, > 0.
         params: Shape-specific parameters, e.g. ``{tail: 1.5}`` for ``q_pseudo``.
+        peer: A peer library's surrogate (``spikingjelly:PiecewiseQuadratic``, :mod:`evoexp.peers.names`); when set,
+            ``name``, ``slope``, ``scale`` and ``params`` become those of the equal evoexp shape.
+        peer_params: The peer function's own parameters, e.g. ``{alpha: 1.0}``.
     """
 
     name: str = "fast_sigmoid"
     slope: float = 25.0
     scale: float = 1.0
     params: dict[str, float] = field(default_factory=dict)
+    peer: str | None = None
+    peer_params: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from evoexp.surrogate import available_surrogates, get_surrogate
 
+        if self.peer is not None:
+            self._from_peer(self.peer)
         _one_of("surrogate.name", self.name, tuple(available_surrogates()))
         _positive("surrogate.slope", self.slope)
         _positive("surrogate.scale", self.scale)
@@ -175,6 +184,22 @@ class SurrogateConfig:
     def kwargs(self) -> dict[str, float]:
         """Keyword arguments of :func:`evoexp.surrogate.get_surrogate` (besides the name)."""
         return {"slope": self.slope, "scale": self.scale, **self.params}
+
+    def _from_peer(self, peer: str) -> None:
+        """Replace name, slope, scale and params by the evoexp shape equal to the peer function ``peer``."""
+        from evoexp.peers.names import get_peer
+
+        try:
+            entry = get_peer(peer)
+        except ValueError as exc:
+            raise ValueError(f"surrogate.peer: {exc}") from None
+        try:
+            shape = entry.evoexp(**self.peer_params)
+        except ValueError as exc:
+            raise ValueError(f"surrogate.peer_params: {exc}") from None
+        params = shape.params()
+        self.name, self.slope, self.scale = shape.name, params.pop("slope"), params.pop("scale")
+        self.params = params
 
 
 @dataclass
@@ -260,10 +285,14 @@ class _DatasetBase:
         _at_least("dataset.time_steps", self.time_steps, 1)
         if self.seed is not None:
             _at_least("dataset.seed", self.seed, 0)
-        _split("dataset.split", self.split)
+        _split("dataset.split", self.split, from_files=self.split_files())
         per_class = getattr(self, "samples_per_class", None)
         if isinstance(per_class, int) and per_class >= 1:
             _split_sizes("dataset.samples_per_class", per_class, self.split)
+
+    def split_files(self) -> frozenset[str]:
+        """The splits (``"validation"``, ``"test"``) read from their own files rather than cut by ``split``."""
+        return frozenset()
 
     def kwargs(self, *, seed: int) -> dict[str, Any]:
         """Keyword arguments of :func:`evoexp.data.get_dataset` (besides the name)."""
@@ -387,11 +416,17 @@ class ShdConfig(_DatasetBase):
     def __post_init__(self) -> None:
         from evoexp.data.shd import check_sources
 
-        super().__post_init__()
-        _positive("dataset.duration", self.duration)
+        # The files first: their messages say which file a zero split fraction needs.
         check_sources(
             self.path, test_path=self.test_path, val_path=self.val_path, split=self.split, prefix="dataset."
         )
+        super().__post_init__()
+        _positive("dataset.duration", self.duration)
+
+    def split_files(self) -> frozenset[str]:
+        """``"validation"`` with ``val_path``, ``"test"`` with ``test_path``."""
+        named = {"validation": self.val_path, "test": self.test_path}
+        return frozenset(split for split, path in named.items() if path is not None)
 
 
 @dataclass
@@ -511,7 +546,7 @@ class AlignmentCheckConfig:
     Attributes:
         sigmas: Noise scales of the smoothed loss (each > 0).
         n_directions: Random unit directions (>= 2).
-        n_quadrature: Gauss-Hermite nodes (>= 2).
+        n_quadrature: Gauss-Hermite nodes (>= 4; the quadrature error compares with half as many).
         per_layer: Also report each parameter tensor.
     """
 
@@ -526,7 +561,7 @@ class AlignmentCheckConfig:
         for sigma in self.sigmas:
             _positive("verifier.alignment.sigmas", sigma)
         _at_least("verifier.alignment.n_directions", self.n_directions, 2)
-        _at_least("verifier.alignment.n_quadrature", self.n_quadrature, 2)
+        _at_least("verifier.alignment.n_quadrature", self.n_quadrature, 4)
 
 
 @dataclass
@@ -634,7 +669,9 @@ class TrackingConfig:
         enabled: Log to MLflow at all.
         uri: Tracking URI; None uses ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<project root>/mlruns.db``.
         experiment: MLflow experiment name.
-        sweep_id: Tag grouping the runs of one sweep; None derives it from the sweep directory.
+        sweep_id: Names a sweep: its parent run and the ``evoexp.sweep_id`` tag of its jobs. None derives it from
+            the sweep's definition (experiment, overrides and swept values), so running the same sweep again
+            resumes it under the same parent run.
         resume: Skip a job whose config already has a FINISHED run (same config hash and code identity).
         reuse_ann: Train the ANN twin once per (dataset, sizes, trainer, early stopping, seed) and reuse it from
             the store (when it was trained by the same code).
@@ -642,6 +679,11 @@ class TrackingConfig:
             source digest, see :func:`evoexp.config.code_identity`) produced; off by default, so a fix re-runs.
         log_artifacts: Upload the job's output directory (config, results, report, log, figures) as artifacts.
         flush_every: Seconds a run buffers metrics before one batched upload (0: upload every epoch).
+        heartbeat_every: Seconds between heartbeats (tag ``evoexp.heartbeat``) of an open run; 0 sends none.
+        stale_after: Seconds without heartbeat after which a RUNNING run from another host counts as killed when
+            a sweep or run starts (0: never). Runs from this host are checked by their process id instead.
+        system_metrics: Log MLflow's system metrics (``system/cpu_utilization_percentage``, memory, disk, network)
+            every 10 s while a run is open; needs psutil.
     """
 
     enabled: bool = True
@@ -653,6 +695,9 @@ class TrackingConfig:
     reuse_across_code: bool = False
     log_artifacts: bool = True
     flush_every: float = 5.0
+    heartbeat_every: float = 60.0
+    stale_after: float = 900.0
+    system_metrics: bool = False
 
     def __post_init__(self) -> None:
         if not self.experiment.strip():
@@ -660,6 +705,15 @@ class TrackingConfig:
         if self.uri is not None:
             _tracking_uri("tracking.uri", self.uri)
         _non_negative("tracking.flush_every", self.flush_every)
+        _non_negative("tracking.heartbeat_every", self.heartbeat_every)
+        _non_negative("tracking.stale_after", self.stale_after)
+        if self.stale_after and self.heartbeat_every and self.stale_after < 3 * self.heartbeat_every:
+            raise ValueError(
+                f"tracking.stale_after must be 0 or at least 3 heartbeats (>= {3 * self.heartbeat_every:g} s), "
+                f"got {self.stale_after:g}"
+            )
+        if self.system_metrics and importlib.util.find_spec("psutil") is None:
+            raise ValueError("tracking.system_metrics=true needs psutil (pip install psutil)")
 
 
 @dataclass

@@ -19,10 +19,12 @@ never influence the output.
 
 Two implementations compute the same function:
 
-* :func:`lif_sequence_reference` — a plain loop of autograd ops (the specification, and the path used under
-  ``torch.func`` transforms such as ``vmap``/``grad``).
+* :func:`lif_sequence_reference` — a plain loop of autograd ops (the specification the fast path is tested
+  against; ``bptt="autograd"``).
 * the default fast path of :func:`lif_sequence` — one ``torch.autograd.Function`` node per layer whose forward loops
-  over time without building a graph and whose backward runs the adjoint recursion in reverse time. Writing
+  over time without building a graph and whose backward runs the adjoint recursion in reverse time. Training,
+  evaluation (no graph) and ``torch.func.vmap`` over parameter sets (the node's vmap rule folds them into the batch)
+  all run this one forward loop. Writing
   :math:`\lambda_m[t] = \partial L/\partial \mathrm{mem}[t]`, :math:`\lambda_s[t] = \partial L/\partial \mathrm{syn}[t]`
   and :math:`\bar s[t]` for the gradient arriving at the spikes,
 
@@ -41,9 +43,15 @@ Two implementations compute the same function:
 
 :func:`linear_lif_sequence` (what :class:`~evoexp.models.LIFLayer` runs) makes the input projection
 :math:`I = xW^\top + b` part of the same node. Owning the current, it stores the membrane in the current's memory
-(``I[t-1]`` is consumed when ``mem[t+1]`` is written), adds the bias inside the time loop, and the backward writes
+(``I[t-1]`` is consumed when ``mem[t+1]`` is written) and adds the bias inside the time loop. Inside
+:func:`backward_once` (a training step, which backpropagates each graph once) the backward writes
 :math:`\partial L/\partial I` over the membrane it has read, so a layer allocates no ``[B, T, H]`` buffer besides
-its spikes; the weight and bias gradients follow from :math:`\partial L/\partial I` as usual.
+its spikes; by default it writes a fresh buffer. The weight and bias gradients follow from
+:math:`\partial L/\partial I` as usual.
+
+A detached reset (``detach_reset``) means: the gradient of the loss with the reset term :math:`r[t]` held at its
+value in the forward pass. ``replay_reset`` evaluates the layer with a given constant :math:`r` (the verifier replays
+the unperturbed spikes), so central differences of that forward are the detached gradient exactly.
 
 All tensors are batch-first: ``[batch, time, features]``.
 """
@@ -52,6 +60,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -67,8 +77,8 @@ __all__ = [
     "LIFParameters",
     "ReadoutMode",
     "ResetMode",
+    "backward_once",
     "decay_from_time_constant",
-    "functorch_active",
     "leaky_integrate",
     "lif_sequence",
     "lif_sequence_reference",
@@ -154,11 +164,6 @@ class LIFParameters:
         return cls(alpha=alpha, beta=decay_from_time_constant(tau_mem, dt), **kwargs)
 
 
-def functorch_active(*tensors: Tensor | None) -> bool:
-    """Return True if any tensor is wrapped by a ``torch.func`` transform (vmap, grad, jvp, ...)."""
-    return any(t is not None and torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors)
-
-
 def _check_current(input_current: Tensor, recurrent_weight: Tensor | None) -> None:
     if input_current.dim() != 3:
         raise ValueError(f"input_current must have shape [batch, time, features], got {tuple(input_current.shape)}")
@@ -174,6 +179,17 @@ def _check_recurrent_weight(n: int, recurrent_weight: Tensor | None) -> None:
         raise ValueError(f"recurrent_weight must have shape ({n}, {n}), got {tuple(recurrent_weight.shape)}")
 
 
+def _check_replay(params: LIFParameters, replay_reset: Tensor | None, shape: tuple[int, ...]) -> None:
+    if replay_reset is None:
+        return
+    if not params.detach_reset:
+        raise ValueError(
+            "replay_reset needs params.detach_reset=True: a replayed reset is the detached reset held constant"
+        )
+    if tuple(replay_reset.shape) != tuple(shape):
+        raise ValueError(f"replay_reset must have the spikes' shape {tuple(shape)}, got {tuple(replay_reset.shape)}")
+
+
 def lif_sequence_reference(
     input_current: Tensor,
     params: LIFParameters,
@@ -181,11 +197,13 @@ def lif_sequence_reference(
     *,
     recurrent_weight: Tensor | None = None,
     smooth: bool = False,
+    replay_reset: Tensor | None = None,
 ) -> Tensor:
     """Run the LIF dynamics with plain autograd ops (one small graph per time step).
 
-    This is the executable specification of the module docstring's equations; it works under ``torch.func``
-    transforms. Slow for long sequences.
+    This is the executable specification of the module docstring's equations, against which the hand-written node
+    is tested; it works under every ``torch.func`` transform and is what ``bptt="autograd"`` runs. Slow for long
+    sequences.
 
     Args:
         input_current: Input current ``I`` of shape ``[batch, time, features]``.
@@ -193,26 +211,31 @@ def lif_sequence_reference(
         surrogate: Spike nonlinearity; ``surrogate.spike`` (or ``surrogate.smooth`` in smooth mode) is used.
         recurrent_weight: Optional ``V`` of shape ``[features, features]`` (``syn += s @ V.T``).
         smooth: Use the surrogate's primitive instead of the Heaviside step in the forward pass.
+        replay_reset: Optional constant reset term ``r`` (shape of the spikes) used instead of the layer's own
+            spikes; needs ``params.detach_reset`` (see :func:`lif_sequence`).
 
     Returns:
         Spikes of shape ``[batch, time, features]``.
 
     Raises:
-        ValueError: bad shapes or dtypes.
+        ValueError: bad shapes or dtypes, or ``replay_reset`` without a detached reset.
     """
     _check_current(input_current, recurrent_weight)
+    _check_replay(params, replay_reset, input_current.shape)
     fire = surrogate.smooth if smooth else surrogate.spike
     alpha, beta, theta = params.alpha, params.beta, params.threshold
     # Few fused ops per step: under torch.func.vmap every op pays a fixed batching overhead. In-place updates only
     # touch tensors created in the same step that no autograd node has saved.
     currents = input_current.unbind(1)
+    replays = replay_reset.detach().unbind(1) if replay_reset is not None else None
+    own_reset = (lambda s: s.detach()) if params.detach_reset else (lambda s: s)
     syn = torch.zeros_like(currents[0])
     mem = torch.zeros_like(syn)
     weight_t = recurrent_weight.T if recurrent_weight is not None else None
     spikes = []
     for t, current in enumerate(currents):
         spike = fire(mem - theta)
-        reset = spike.detach() if params.detach_reset else spike
+        reset = replays[t] if replays is not None else own_reset(spike)
         if params.reset == "subtract":
             mem_next = torch.add(syn, mem, alpha=beta).sub_(reset, alpha=theta)
         else:
@@ -234,22 +257,26 @@ def _is_time_major(x: Tensor) -> bool:
     return x.shape[0] > 1 and x.transpose(0, 1).is_contiguous()
 
 
+_HEAD = 2
+"""Membrane steps ``mem[0]``, ``mem[1]`` stored outside the current's memory (``mem[t]`` lives in ``I[t-2]``)."""
+
+
 @dataclass(frozen=True)
 class _Membrane:
     """Where the forward loop stored the membrane.
 
-    ``mem[t]`` is ``head[t]`` for ``t < offset``, else ``body[t - offset]`` (both indexed ``[time, batch, features]``).
+    ``mem[t]`` is ``head[t]`` for ``t < 2``, else ``body[t - 2]`` (both indexed ``[time, batch, features]``); the
+    body is the memory of the input current.
     """
 
-    head: Tensor | None
+    head: Tensor
     body: Tensor
-    offset: int
 
     def block(self, t0: int, t1: int) -> Tensor:
-        """``mem[t0:t1]``; the block must not straddle ``offset``."""
-        if t1 <= self.offset:
-            return self.head[t0:t1]  # type: ignore[index]
-        return self.body[t0 - self.offset : t1 - self.offset]
+        """``mem[t0:t1]``; the block must not straddle step 2."""
+        if t1 <= _HEAD:
+            return self.head[t0:t1]
+        return self.body[t0 - _HEAD : t1 - _HEAD]
 
 
 def _forward_loop(
@@ -259,101 +286,84 @@ def _forward_loop(
     surrogate: SurrogateGradient,
     smooth: bool,
     *,
-    in_place: bool = False,
     bias: Tensor | None = None,
+    replay: Tensor | None = None,
 ) -> tuple[Tensor, _Membrane, Tensor | None]:
-    """Graph-free forward loop.
+    """Graph-free forward loop: the one forward every path runs (training, evaluation, the verifier's differences).
 
     Returns spikes, the membrane ``mem[0..T-1]`` and, for a zero reset, the pre-reset values
     ``beta * mem[t] + syn[t]``. Spikes and pre-reset values are stored time-major (``[T, B, H]`` memory) so that
     every step writes contiguous memory; spikes are returned as a ``[B, T, H]`` view of that storage.
 
-    With ``in_place`` the input current is consumed: ``I[t-1]`` has been read when ``mem[t+1]`` is computed, so
-    ``mem[t]`` (``t >= 2``) overwrites ``current[:, t-2]`` and only ``mem[0]``, ``mem[1]`` need new memory. The
-    caller must own ``current`` (no one else may read it afterwards); it may then pass the ``bias`` that is still
-    to be added to it, which costs one op on cache-warm memory per step instead of a pass over all of it.
+    The input current is consumed: ``I[t-1]`` has been read when ``mem[t+1]`` is computed, so ``mem[t]`` (``t >= 2``)
+    overwrites ``current[:, t-2]`` and only ``mem[0]``, ``mem[1]`` need new memory. The caller must own ``current``
+    (no one else may read it afterwards); it may pass the ``bias`` that is still to be added to it, which costs one
+    op on cache-warm memory per step instead of a pass over all of it. ``replay`` is a constant reset term ``r``
+    (``[B, T, H]``) used instead of the spikes in the reset (the detached reset held at given values).
+    ``recurrent_weight`` is ``V`` (``[H, H]``) or one ``V`` per group of ``B / G`` consecutive batch rows
+    (``[G, H, H]``, the vmap rule's folded parameter sets).
     """
     batch, steps, n = current.shape
     spikes = current.new_empty(steps, batch, n)
     pre_reset = torch.empty_like(spikes) if params.reset == "zero" else None
     currents = current.unbind(1)
-    if in_place:
-        head = current.new_zeros(2, batch, n)
-        mem_views = [*head.unbind(0), *currents]  # mem[t] -> current[:, t-2]; mem[T] lands in an unused slot
-        membrane = _Membrane(head, current.transpose(0, 1), 2)
-    else:
-        body = current.new_empty(steps, batch, n)
-        body[0].zero_()
-        mem_views = [*body.unbind(0), current.new_empty(batch, n)]  # mem[T] is never read
-        membrane = _Membrane(None, body, 0)
+    head = current.new_zeros(_HEAD, batch, n)
+    mem_views = [*head.unbind(0), *currents]  # mem[t] -> current[:, t-2]; mem[T] lands in an unused slot
     spike_views = spikes.unbind(0)
+    resets = spike_views if replay is None else replay.unbind(1)
     use_syn_state = params.alpha != 0.0 or recurrent_weight is not None
     syn = current.new_zeros(batch, n)
-    weight_t = recurrent_weight.T if recurrent_weight is not None else None
+    weight_t = recurrent_weight.transpose(-1, -2) if recurrent_weight is not None else None
+    groups = recurrent_weight.shape[0] if recurrent_weight is not None and recurrent_weight.dim() == 3 else 0
     alpha, beta, theta = params.alpha, params.beta, params.threshold
     for t in range(steps):
-        mem, spike, mem_next = mem_views[t], spike_views[t], mem_views[t + 1]
+        mem, spike, mem_next, reset = mem_views[t], spike_views[t], mem_views[t + 1], resets[t]
         if bias is not None:  # I[t] is first read at step t (alpha != 0, recurrent) or t + 1
             currents[t].add_(bias)
         if smooth:
             spike.copy_(surrogate.primitive(mem - theta))
         else:
             torch.gt(mem, theta, out=spike)
-        if not use_syn_state:  # alpha == 0, feed-forward: syn[t] = I[t-1] (in place: the very slot of mem[t+1])
+        if not use_syn_state:  # alpha == 0, feed-forward: syn[t] = I[t-1] (the very slot of mem[t+1])
             syn = currents[t - 1] if t > 0 else syn
         if pre_reset is None:
             torch.add(syn, mem, alpha=beta, out=mem_next)
-            mem_next.sub_(spike, alpha=theta)
+            mem_next.sub_(reset, alpha=theta)
         else:
             torch.add(syn, mem, alpha=beta, out=pre_reset[t])
-            torch.addcmul(pre_reset[t], pre_reset[t], spike, value=-1.0, out=mem_next)
+            torch.addcmul(pre_reset[t], pre_reset[t], reset, value=-1.0, out=mem_next)
         if use_syn_state:
             torch.add(currents[t], syn, alpha=alpha, out=syn)
-            if weight_t is not None:
+            if groups:
+                syn.view(groups, -1, n).baddbmm_(spike.view(groups, -1, n), weight_t)  # type: ignore[arg-type]
+            elif weight_t is not None:
                 syn.addmm_(spike, weight_t)
-    return spikes.transpose(0, 1), membrane, pre_reset
+    return spikes.transpose(0, 1), _Membrane(head, current.transpose(0, 1)), pre_reset
 
 
-def _graph_retained() -> bool:
-    """True inside a backward pass that keeps the graph (``retain_graph=True``); True if PyTorch cannot tell."""
-    query = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", None)
-    return True if query is None else bool(query())
+_BACKWARD_ONCE: ContextVar[bool] = ContextVar("evoexp_backward_once", default=False)
+
+
+@contextmanager
+def backward_once() -> Iterator[None]:
+    """Declare that every graph built inside the context is backpropagated once (as a training step does).
+
+    A LIF node built inside then writes dL/dI over the membrane it saved for its backward pass, so a layer
+    allocates no ``[B, T, H]`` gradient buffer. Outside the context (the default) the backward writes a fresh
+    buffer and may run any number of times (``retain_graph=True``). The choice is made when the node is built (the
+    forward pass), so the backward call itself may lie outside the context. A second backward pass through a graph
+    built inside raises PyTorch's "modified by an inplace operation" error instead of returning wrong gradients.
+    """
+    token = _BACKWARD_ONCE.set(True)
+    try:
+        yield
+    finally:
+        _BACKWARD_ONCE.reset(token)
 
 
 def _recurrent_weight_grad(grad_current: Tensor, spikes: Tensor) -> Tensor:
     """dL/dV = sum_t lambda_s[t+1] s[t]^T: one GEMM over all (time, batch) rows, time-major like the spikes."""
     return _rows(grad_current, True).T @ _rows(spikes, True)
-
-
-class _LIFFunction(torch.autograd.Function):
-    """One autograd node for a whole LIF layer: graph-free forward loop, adjoint recursion backward."""
-
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: Any,
-        current: Tensor,
-        recurrent_weight: Tensor | None,
-        params: LIFParameters,
-        surrogate: SurrogateGradient,
-        smooth: bool,
-    ) -> Tensor:
-        spikes, membrane, pre_reset = _forward_loop(current, recurrent_weight, params, surrogate, smooth)
-        ctx.params, ctx.surrogate = params, surrogate
-        ctx.time_major = _is_time_major(current)
-        ctx.save_for_backward(spikes, membrane.body, pre_reset, recurrent_weight)
-        return spikes
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad_spikes: Tensor) -> tuple[Tensor | None, Tensor | None, None, None, None]:
-        spikes, body, pre_reset, recurrent_weight = ctx.saved_tensors
-        adjoint = _Adjoint(
-            ctx.params, ctx.surrogate, spikes, _Membrane(None, body, 0), pre_reset, grad_spikes, ctx.time_major
-        )
-        if recurrent_weight is None:
-            return adjoint.feed_forward(), None, None, None, None
-        grad_current = adjoint.recurrent(recurrent_weight)
-        return grad_current, _recurrent_weight_grad(grad_current, spikes), None, None, None
 
 
 def _rows(x: Tensor, time_major: bool) -> Tensor:
@@ -380,6 +390,13 @@ def _layer_current(x: Tensor, weight: Tensor) -> Tensor:
     return torch.bmm(x_tm, weight.T.expand(steps, *weight.T.shape))
 
 
+def _owned_current(x: Tensor, weight: Tensor | None) -> Tensor:
+    """The layer's input current ``[B, T, H]`` (without bias) in new memory: ``x`` itself, or ``x W^T``."""
+    if weight is None:
+        return x.clone()  # keeps a time-major layout
+    return _layer_current(x, weight).transpose(0, 1)
+
+
 def _linear_grads(grad_current: Tensor, x: Tensor, *, weight: bool, bias: bool) -> tuple[Tensor | None, Tensor | None]:
     r"""dL/dW = :math:`\sum_{b,t} \partial L/\partial I[b, t]\; x[b, t]^\top` and dL/db, without copying operands.
 
@@ -402,48 +419,69 @@ def _linear_grads(grad_current: Tensor, x: Tensor, *, weight: bool, bias: bool) 
     return grad_weight, grad_bias
 
 
-class _LinearLIFFunction(torch.autograd.Function):
-    """One autograd node for ``I = x W^T + b`` followed by a LIF layer.
+class _LIFNode(torch.autograd.Function):
+    """One autograd node for a LIF layer, optionally with its input projection ``I = x W^T + b`` (``weight``).
 
-    Owning the current lets the forward loop store the membrane in the current's memory and the backward write
-    dL/dI over the membrane (when the graph is not retained): a layer then allocates no ``[B, T, H]`` buffer besides
-    its spikes. The current is time-major for large layers (see :func:`_layer_current`); the weight and bias
-    gradients are GEMMs and a row sum over dL/dI.
+    Owning the current lets the forward loop store the membrane in the current's memory and, inside
+    :func:`backward_once`, the backward write dL/dI over the membrane: a layer then allocates no ``[B, T, H]`` buffer
+    besides its spikes. The current is time-major for large layers (see :func:`_layer_current`); the weight and bias
+    gradients are GEMMs and a row sum over dL/dI. The forward returns the membrane and pre-reset storage as
+    non-differentiable outputs (how ``setup_context`` saves intermediates, which ``torch.func.grad`` needs).
     """
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any,
         x: Tensor,
-        weight: Tensor,
+        weight: Tensor | None,
         bias: Tensor | None,
         recurrent_weight: Tensor | None,
+        replay: Tensor | None,
         params: LIFParameters,
         surrogate: SurrogateGradient,
         smooth: bool,
-    ) -> Tensor:
-        current = _layer_current(x, weight)
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        current = _owned_current(x, weight)
         spikes, membrane, pre_reset = _forward_loop(
-            current.transpose(0, 1), recurrent_weight, params, surrogate, smooth, in_place=True, bias=bias
+            current, recurrent_weight, params, surrogate, smooth, bias=bias, replay=replay
         )
+        return spikes, membrane.head, current, pre_reset
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Any, ...]) -> None:
+        x, weight, bias, recurrent_weight, replay, params, surrogate, _ = inputs
+        spikes, head, current, pre_reset = output
+        ctx.mark_non_differentiable(*(t for t in (head, current, pre_reset) if t is not None))
+        ctx.set_materialize_grads(False)  # no zero-filled [B, T, H] gradients for the storage outputs
         ctx.params, ctx.surrogate, ctx.has_bias = params, surrogate, bias is not None
-        ctx.time_major = _is_time_major(current.transpose(0, 1))  # the fresh gradient gets the same layout
-        ctx.save_for_backward(x, weight, spikes, membrane.head, current, pre_reset, recurrent_weight)
-        return spikes
+        ctx.time_major = _is_time_major(current)  # a fresh gradient gets the current's layout
+        ctx.overwrite = _BACKWARD_ONCE.get()
+        ctx.save_for_backward(
+            x if weight is not None else None, weight, spikes, head, current, pre_reset, recurrent_weight, replay
+        )
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad_spikes: Tensor) -> tuple[Tensor | None, ...]:
-        x, weight, spikes, head, current, pre_reset, recurrent_weight = ctx.saved_tensors
-        membrane = _Membrane(head, current, 2)
-        # overwrite the membrane with dL/dI only if no later backward pass needs it again
-        storage = None if _graph_retained() else current.transpose(0, 1)
-        adjoint = _Adjoint(ctx.params, ctx.surrogate, spikes, membrane, pre_reset, grad_spikes, ctx.time_major, storage)
+    def backward(ctx: Any, grad_spikes: Tensor | None, *_: Any) -> tuple[Tensor | None, ...]:
+        x, weight, spikes, head, current, pre_reset, recurrent_weight, replay = ctx.saved_tensors
+        if grad_spikes is None:  # the spikes reach the loss only through paths without a gradient
+            return (None,) * 8
+        adjoint = _Adjoint(
+            ctx.params,
+            ctx.surrogate,
+            spikes if replay is None else replay,
+            _Membrane(head, current.transpose(0, 1)),
+            pre_reset,
+            grad_spikes,
+            ctx.time_major,
+            current if ctx.overwrite else None,
+        )
         if recurrent_weight is None:
             grad_current, grad_recurrent = adjoint.feed_forward(), None
         else:
             grad_current = adjoint.recurrent(recurrent_weight)
             grad_recurrent = _recurrent_weight_grad(grad_current, spikes) if ctx.needs_input_grad[3] else None
+        if weight is None:  # the node's input is the current itself
+            return grad_current, None, None, grad_recurrent, None, None, None, None
         grad_x = None
         if ctx.needs_input_grad[0]:  # in the memory layout of dL/dI
             if ctx.time_major:
@@ -453,7 +491,72 @@ class _LinearLIFFunction(torch.autograd.Function):
         grad_weight, grad_bias = _linear_grads(
             grad_current, x, weight=ctx.needs_input_grad[1], bias=ctx.has_bias and ctx.needs_input_grad[2]
         )
-        return grad_x, grad_weight, grad_bias, grad_recurrent, None, None, None
+        return grad_x, grad_weight, grad_bias, grad_recurrent, None, None, None, None
+
+
+class _LIFForward(torch.autograd.Function):
+    """The same forward as :class:`_LIFNode` without a graph (evaluation, the verifier's perturbed losses).
+
+    Its ``vmap`` rule (the public ``torch.func`` extension point) folds the vmapped dimension into the batch and runs
+    the forward loop once on the folded batch, so ``torch.func.vmap`` over parameter sets evaluates exactly the
+    forward that training runs.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        x: Tensor,
+        weight: Tensor | None,
+        bias: Tensor | None,
+        recurrent_weight: Tensor | None,
+        replay: Tensor | None,
+        params: LIFParameters,
+        surrogate: SurrogateGradient,
+        smooth: bool,
+    ) -> Tensor:
+        current = _owned_current(x, weight)
+        return _forward_loop(current, recurrent_weight, params, surrogate, smooth, bias=bias, replay=replay)[0]
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        """Nothing to save: this node is only built without gradients."""
+
+    @staticmethod
+    def vmap(
+        info: Any,
+        in_dims: tuple[int | None, ...],
+        x: Tensor,
+        weight: Tensor | None,
+        bias: Tensor | None,
+        recurrent_weight: Tensor | None,
+        replay: Tensor | None,
+        params: LIFParameters,
+        surrogate: SurrogateGradient,
+        smooth: bool,
+    ) -> tuple[Tensor, int]:
+        """Fold the ``N`` vmapped parameter sets into the batch ``[N * B, T, H]`` (one ``V`` per ``B`` rows)."""
+        n = info.batch_size
+        x_dim, weight_dim, bias_dim, rec_dim, replay_dim = in_dims[:5]
+
+        def leading(t: Tensor, dim: int | None) -> Tensor:  # [N, ...]
+            return t.movedim(dim, 0) if dim is not None else t.expand(n, *t.shape)
+
+        if weight is None:
+            current = leading(x, x_dim)
+        else:  # [N|1, B, T, C] @ [N|1, 1, C, H] -> [N, B, T, H]
+            xs = x.movedim(x_dim, 0) if x_dim is not None else x.unsqueeze(0)
+            ws = weight.movedim(weight_dim, 0) if weight_dim is not None else weight.unsqueeze(0)
+            current = torch.matmul(xs, ws.transpose(-1, -2).unsqueeze(1)).expand(n, -1, -1, -1)
+        if bias is not None:
+            current = current + leading(bias, bias_dim).unsqueeze(1).unsqueeze(1)
+        batch, steps, width = current.shape[1:]
+        # time-major [T, N * B, H] memory, as large layers get it in training: every step reads contiguous rows
+        folded = current.permute(2, 0, 1, 3).reshape(steps, n * batch, width).transpose(0, 1)
+        if recurrent_weight is not None and (rec_dim is not None or recurrent_weight.dim() == 3):
+            recurrent_weight = leading(recurrent_weight, rec_dim).reshape(-1, width, width)
+        if replay is not None:
+            replay = leading(replay, replay_dim).reshape(n * batch, steps, width)
+        spikes = _LIFForward.apply(folded, None, None, recurrent_weight, replay, params, surrogate, smooth)
+        return spikes.unflatten(0, (n, batch)), 0
 
 
 class _Adjoint:
@@ -472,7 +575,7 @@ class _Adjoint:
         self,
         params: LIFParameters,
         surrogate: SurrogateGradient,
-        spikes: Tensor,
+        reset: Tensor,
         membrane: _Membrane,
         pre_reset: Tensor | None,
         grad_spikes: Tensor,
@@ -480,16 +583,16 @@ class _Adjoint:
         storage: Tensor | None = None,
     ) -> None:
         self.params, self.surrogate = params, surrogate
-        self.spikes = spikes.transpose(0, 1)  # time-major [T, B, H] (the saved view's storage)
+        self.reset = reset.transpose(0, 1)  # r[t], time-major [T, B, H]: the spikes or the replayed reset
         self.membrane, self.pre_reset = membrane, pre_reset
         self.grad_spikes = grad_spikes.transpose(0, 1)
-        batch, steps, n = spikes.shape  # the gradient gets the memory layout of the input current
+        batch, steps, n = reset.shape  # the gradient gets the memory layout of the input current
         if storage is not None:
             self.grad = storage
         elif time_major:
-            self.grad = spikes.new_empty(steps, batch, n).transpose(0, 1)
+            self.grad = reset.new_empty(steps, batch, n).transpose(0, 1)
         else:
-            self.grad = spikes.new_empty(batch, steps, n)
+            self.grad = reset.new_empty(batch, steps, n)
         self.steps = steps
         self.block = max(1, _BLOCK_ELEMENTS // max(1, batch * n))
 
@@ -500,17 +603,17 @@ class _Adjoint:
         :math:`\partial L/\partial \mathrm{mem}[t]` (None when it is the constant :math:`\beta`). Both are new
         tensors, computed before the caller writes anything for the block.
         """
-        p, offset = self.params, self.membrane.offset
+        p = self.params
         t1 = self.steps
         while t1 > stop:
-            t0 = max(stop, t1 - self.block, offset if t1 > offset else 0)
+            t0 = max(stop, t1 - self.block, _HEAD if t1 > _HEAD else 0)
             slope = self.surrogate.derivative(self.membrane.block(t0, t1) - p.threshold)
             coeff: Tensor | None = None
             if p.reset == "subtract":
                 if not p.detach_reset:
                     coeff = torch.mul(slope, -p.threshold).add_(p.beta)
             else:
-                coeff = torch.mul(self.spikes[t0:t1], -p.beta).add_(p.beta)  # beta * (1 - r[t])
+                coeff = torch.mul(self.reset[t0:t1], -p.beta).add_(p.beta)  # beta * (1 - r[t])
                 if not p.detach_reset:
                     coeff.addcmul_(slope, self.pre_reset[t0:t1], value=-1.0)  # type: ignore[index]
             yield t0, slope, coeff
@@ -523,7 +626,7 @@ class _Adjoint:
         """
         p = self.params
         if p.reset == "zero":
-            torch.addcmul(lam, self.spikes[t], lam, value=-1.0, out=out)
+            torch.addcmul(lam, self.reset[t], lam, value=-1.0, out=out)
             if p.alpha != 0.0:
                 out.add_(syn_next, alpha=p.alpha)
         elif p.alpha != 0.0:
@@ -577,6 +680,23 @@ class _Adjoint:
         return self.grad
 
 
+def _run_layer(
+    x: Tensor,
+    weight: Tensor | None,
+    bias: Tensor | None,
+    recurrent_weight: Tensor | None,
+    replay: Tensor | None,
+    params: LIFParameters,
+    surrogate: SurrogateGradient,
+    smooth: bool,
+) -> Tensor:
+    """The hand-written node when a gradient is needed, else the graph-free forward (same loop)."""
+    tensors = (x, weight, bias, recurrent_weight)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        return _LIFNode.apply(x, weight, bias, recurrent_weight, replay, params, surrogate, smooth)[0]
+    return _LIFForward.apply(x, weight, bias, recurrent_weight, replay, params, surrogate, smooth)
+
+
 def lif_sequence(
     input_current: Tensor,
     params: LIFParameters,
@@ -585,14 +705,20 @@ def lif_sequence(
     recurrent_weight: Tensor | None = None,
     smooth: bool = False,
     bptt: BPTTMode = "custom",
+    replay_reset: Tensor | None = None,
 ) -> Tensor:
     """Run a LIF layer over a whole sequence and return its spikes.
 
     With ``bptt="custom"`` (default) the layer is a single autograd node with the hand-written adjoint backward
-    (module docstring); inside ``torch.func`` transforms (vmap, grad, ...) it falls back to
-    :func:`lif_sequence_reference`, which computes the same function with ordinary autograd ops. Without any
-    gradient to track, only the graph-free forward loop runs. ``bptt="autograd"`` always uses the reference; use
-    it for higher-order derivatives (the custom node is once-differentiable).
+    (module docstring); without any gradient to track, only its graph-free forward loop runs. Under
+    ``torch.func``: ``vmap`` of the gradient-free forward folds the vmapped dimension into the batch (same loop),
+    ``grad``/``vjp`` use the hand-written backward; per-sample gradients (``vmap`` over ``grad``) and higher-order
+    derivatives need ``bptt="autograd"``, which always runs :func:`lif_sequence_reference`.
+
+    ``replay_reset`` evaluates the layer with the reset term :math:`r[t]` held at given values instead of its own
+    spikes. For a detached reset (``params.detach_reset``) the gradient training uses is, by definition, the
+    gradient of this function at :math:`r` = the unperturbed spikes, so finite differences of it check the detached
+    gradient exactly (:mod:`evoexp.verification.gradient`).
 
     Args:
         input_current: ``W x[t] + b`` for all steps, shape ``[batch, time, features]``, float32 or float64.
@@ -601,30 +727,32 @@ def lif_sequence(
         recurrent_weight: Optional recurrent weight ``V`` of shape ``[features, features]``.
         smooth: Smooth mode: forward uses ``surrogate.primitive``, backward ``surrogate.derivative``.
         bptt: ``"custom"`` or ``"autograd"``.
+        replay_reset: Constant reset term ``r`` of the spikes' shape (needs ``params.detach_reset``).
 
     Returns:
         Spikes (0/1 values, or primitive values in smooth mode) of shape ``[batch, time, features]``.
 
     Raises:
-        ValueError: bad shapes, dtypes or ``bptt``.
+        ValueError: bad shapes, dtypes or ``bptt``, or ``replay_reset`` without a detached reset.
     """
     if bptt not in _BPTT_MODES:
         raise ValueError(f"bptt must be one of {_BPTT_MODES}, got {bptt!r}")
     _check_current(input_current, recurrent_weight)
-    if bptt == "autograd" or functorch_active(input_current, recurrent_weight):
+    _check_replay(params, replay_reset, input_current.shape)
+    if bptt == "autograd":
         return lif_sequence_reference(
-            input_current, params, surrogate, recurrent_weight=recurrent_weight, smooth=smooth
+            input_current,
+            params,
+            surrogate,
+            recurrent_weight=recurrent_weight,
+            smooth=smooth,
+            replay_reset=replay_reset,
         )
-    current = input_current
+    dtype = input_current.dtype
     if recurrent_weight is not None:
-        recurrent_weight = recurrent_weight.to(current.dtype)
-    needs_grad = torch.is_grad_enabled() and (
-        current.requires_grad or (recurrent_weight is not None and recurrent_weight.requires_grad)
-    )
-    if not needs_grad:
-        with torch.no_grad():
-            return _forward_loop(current, recurrent_weight, params, surrogate, smooth)[0]
-    return _LIFFunction.apply(current, recurrent_weight, params, surrogate, smooth)
+        recurrent_weight = recurrent_weight.to(dtype)
+    replay = replay_reset.detach().to(dtype) if replay_reset is not None else None
+    return _run_layer(input_current, None, None, recurrent_weight, replay, params, surrogate, smooth)
 
 
 def linear_lif_sequence(
@@ -637,13 +765,14 @@ def linear_lif_sequence(
     recurrent_weight: Tensor | None = None,
     smooth: bool = False,
     bptt: BPTTMode = "custom",
+    replay_reset: Tensor | None = None,
 ) -> Tensor:
     """A whole LIF layer: ``lif_sequence(sequence_linear(x, weight, bias), ...)``, as one autograd node.
 
-    Same function and gradients as the composition (which is what ``bptt="autograd"`` and ``torch.func`` transforms
-    run), but with the custom BPTT the layer owns its input current: the membrane is stored in the current's memory
-    and dL/dI overwrites it in the backward pass (unless the graph is retained), so a layer allocates no
-    ``[B, T, H]`` buffer besides its spikes.
+    Same function and gradients as the composition (which is what ``bptt="autograd"`` runs), but with the custom
+    BPTT the layer owns its input current: the membrane is stored in the current's memory, and inside
+    :func:`backward_once` dL/dI overwrites it in the backward pass, so a layer allocates no ``[B, T, H]`` buffer
+    besides its spikes. ``torch.func`` support and ``replay_reset`` are as in :func:`lif_sequence`.
 
     Args:
         x: Layer input ``[batch, time, in_features]``.
@@ -654,12 +783,13 @@ def linear_lif_sequence(
         recurrent_weight: Optional recurrent weight ``V`` of shape ``[features, features]``.
         smooth: Smooth mode (forward uses ``surrogate.primitive``).
         bptt: ``"custom"`` or ``"autograd"``.
+        replay_reset: Constant reset term ``r`` of the spikes' shape (needs ``params.detach_reset``).
 
     Returns:
         Spikes of shape ``[batch, time, features]``.
 
     Raises:
-        ValueError: bad shapes, dtypes or ``bptt``.
+        ValueError: bad shapes, dtypes or ``bptt``, or ``replay_reset`` without a detached reset.
     """
     if bptt not in _BPTT_MODES:
         raise ValueError(f"bptt must be one of {_BPTT_MODES}, got {bptt!r}")
@@ -671,8 +801,8 @@ def linear_lif_sequence(
     if bias is not None and tuple(bias.shape) != (n,):
         raise ValueError(f"bias must have shape ({n},), got {tuple(bias.shape)}")
     _check_recurrent_weight(n, recurrent_weight)
-    tensors = (x, weight, bias, recurrent_weight)
-    if bptt == "autograd" or functorch_active(*tensors):
+    _check_replay(params, replay_reset, (x.shape[0], x.shape[1], n))
+    if bptt == "autograd":
         return lif_sequence(
             sequence_linear(x, weight, bias),
             params,
@@ -680,15 +810,12 @@ def linear_lif_sequence(
             recurrent_weight=recurrent_weight,
             smooth=smooth,
             bptt=bptt,
+            replay_reset=replay_reset,
         )
     if recurrent_weight is not None:
         recurrent_weight = recurrent_weight.to(weight.dtype)
-    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-    if not needs_grad:
-        with torch.no_grad():
-            current = _layer_current(x, weight).transpose(0, 1)
-            return _forward_loop(current, recurrent_weight, params, surrogate, smooth, in_place=True, bias=bias)[0]
-    return _LinearLIFFunction.apply(x, weight, bias, recurrent_weight, params, surrogate, smooth)
+    replay = replay_reset.detach().to(weight.dtype) if replay_reset is not None else None
+    return _run_layer(x, weight, bias, recurrent_weight, replay, params, surrogate, smooth)
 
 
 def sequence_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

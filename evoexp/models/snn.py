@@ -9,7 +9,7 @@ are stable (used in reports): ``hidden.<i>.weight``, ``hidden.<i>.bias``, ``hidd
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -22,7 +22,6 @@ from evoexp.functional.lif import (
     ReadoutMode,
     ResetMode,
     decay_from_time_constant,
-    functorch_active,
     leaky_integrate,
     linear_lif_sequence,
     readout_logits,
@@ -67,6 +66,10 @@ class LIFLayer(nn.Module):
 
     Attributes:
         smooth: Smooth mode (forward uses the surrogate's primitive); see :func:`smooth_mode`.
+        replay_reset: ``None`` (default: the reset uses the layer's own spikes), or a constant reset term
+            ``[batch, time, out_features]`` replayed instead; only for ``detach_reset`` layers. The gradient
+            verifier sets it on its private copy to the unperturbed spikes (see
+            :func:`~evoexp.functional.lif_sequence`).
     """
 
     def __init__(
@@ -88,6 +91,7 @@ class LIFLayer(nn.Module):
         self.surrogate = surrogate
         self.bptt: BPTTMode = bptt
         self.smooth = False
+        self.replay_reset: Tensor | None = None
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         _init_normal(self.weight, weight_scale, in_features, generator)
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
@@ -112,7 +116,34 @@ class LIFLayer(nn.Module):
             recurrent_weight=self.recurrent_weight,
             smooth=self.smooth,
             bptt=self.bptt,
+            replay_reset=self.replay_reset,
         )
+
+    def spike_probe(self) -> Callable[[Tensor], Tensor]:
+        r"""The spike function this layer's node actually computes, as an elementwise function of ``mem - threshold``.
+
+        ``probe(v)`` runs, for each entry of ``v``, a one-neuron, three-step current
+        :math:`I = (v + \theta, 0, 0)` through the layer's own node (:func:`~evoexp.functional.linear_lif_sequence`
+        with its constants, surrogate, ``bptt`` and a zero recurrent weight if it is recurrent; spiking mode). Then
+        :math:`\mathrm{mem}[2] - \theta = v` and the probe returns :math:`s[2] = H(v)`; its autograd gradient is
+        whatever the node's hand-written backward computes for :math:`\partial s[2]/\partial \mathrm{mem}[2]`,
+        which must be the surrogate's declared derivative :math:`g(v)`. This is what the suite's runtime surrogate
+        check compares (:mod:`evoexp.verification.surrogate_check`).
+        """
+        theta = self.params.threshold
+
+        def probe(v: Tensor) -> Tensor:
+            flat = v.reshape(-1)
+            zeros = torch.zeros_like(flat)
+            x = torch.stack([flat + theta, zeros, zeros], dim=1).unsqueeze(2)  # [N, 3, 1]
+            weight = torch.ones(1, 1, dtype=v.dtype, device=v.device)
+            recurrent = torch.zeros(1, 1, dtype=v.dtype, device=v.device) if self.recurrent else None
+            spikes = linear_lif_sequence(
+                x, weight, None, self.params, self.surrogate, recurrent_weight=recurrent, bptt=self.bptt
+            )
+            return spikes[:, 2, 0].reshape(v.shape)
+
+        return probe
 
     def extra_repr(self) -> str:
         p = self.params
@@ -195,12 +226,16 @@ class SNN(nn.Module):
         bias: Learn biases.
         weight_scale: Initial weights ``N(0, (weight_scale/sqrt(fan_in))^2)``.
         seed: Seed of the initialisation (None: global RNG).
-        bptt: ``"custom"`` (fast hand-written BPTT, once-differentiable; ``torch.func`` transforms use the reference
-            loop automatically) or ``"autograd"`` (reference loop, also for higher-order derivatives).
+        bptt: ``"custom"`` (fast hand-written BPTT, once-differentiable; works under ``torch.func.vmap`` without
+            gradients and under ``torch.func.grad``) or ``"autograd"`` (reference loop, also for higher-order
+            derivatives and per-sample gradients).
 
     Attributes:
         last_spikes: Hidden spikes ``[batch, time, H_l]`` per layer from the last forward call (still attached to
-            the graph, for rate regularisers); empty after a call under ``torch.func`` transforms.
+            the graph, for rate regularisers); not updated while ``record_spikes`` is off.
+        record_spikes: Whether a forward call records ``last_spikes`` (default True). Switch it off before calling
+            the model under ``torch.func`` transforms, whose tensors must not outlive the transform (the
+            verifiers' private copies do).
     """
 
     def __init__(
@@ -271,6 +306,7 @@ class SNN(nn.Module):
             generator=generator,
         )
         self.last_spikes: list[Tensor] = []
+        self.record_spikes = True
 
     @staticmethod
     def _decay(
@@ -327,7 +363,8 @@ class SNN(nn.Module):
         for layer in self.hidden:
             h = layer(h)
             spikes.append(h)
-        self.last_spikes = [] if functorch_active(h) else spikes
+        if self.record_spikes:
+            self.last_spikes = spikes
         return self.readout(h)
 
     def _layer_names(self) -> list[str]:

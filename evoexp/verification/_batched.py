@@ -10,25 +10,30 @@ data-dependent Python control flow) fall back to a sequential loop; the fallback
 Chunks are also kept cache-sized: a batched forward whose activations spill out of the CPU caches costs more per
 evaluation than a smaller one, while very small chunks pay ``vmap``'s fixed per-op overhead too often.
 
+Every path evaluates the forward that training runs: evoexp's LIF node has a ``vmap`` rule that folds the
+batched parameter sets into its batch, so batched, sequential and structure-aware evaluations all run its one
+forward loop (:mod:`evoexp.functional.lif`).
+
 For a plain evoexp SNN, single-coordinate perturbations (exact-mode finite differences) can be evaluated
-structure-aware by :class:`~evoexp.verification._snn_coordinates.SNNCoordinates` (:meth:`LossProblem.coordinates`).
+structure-aware by :class:`~evoexp.verification._snn_coordinates.SNNCoordinates` (:meth:`LossProblem.coordinates`),
+after a seeded sample of its perturbed losses has been cross-checked against the generic path.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from evoexp.models import smooth_mode
+from evoexp.functional import backward_once
 from evoexp.verification._snn_coordinates import SNNCoordinates
+from evoexp.verification.spiking import private_copy
 
-__all__ = ["DEFAULT_MEMORY_BUDGET", "LossFn", "LossProblem", "smooth_context"]
+__all__ = ["DEFAULT_MEMORY_BUDGET", "LossFn", "LossProblem"]
 
 LossFn = Callable[[Any, Any], Tensor]
 """A loss ``loss_fn(model_output, targets) -> scalar tensor``."""
@@ -39,11 +44,11 @@ DEFAULT_MEMORY_BUDGET = 512 * 2**20
 _MAX_FORWARDS_PER_CHUNK = 4096
 _MIN_FORWARDS_PER_CHUNK = 8
 _CACHE_BYTES = 16 * 2**20
-
-
-def smooth_context(model: nn.Module, smooth: bool) -> contextlib.AbstractContextManager[Any]:
-    """Return ``evoexp.models.smooth_mode(model)`` when ``smooth`` is set, else a no-op context."""
-    return smooth_mode(model) if smooth else contextlib.nullcontext()
+# Structure-aware guard: coordinates per tensor whose perturbed losses are compared with the generic path, at the
+# finite-difference steps and at a large step (where a structural error cannot hide under rounding).
+_GUARD_COORDINATES = 4
+_GUARD_STEP = 0.1
+_GUARD_RTOL = 1e-10
 
 
 def _cast(value: Any, dtype: torch.dtype) -> Any:
@@ -94,7 +99,8 @@ class LossProblem:
             raise ValueError(f"memory_budget must be > 0 bytes, got {memory_budget!r}")
         if chunk_size is not None and chunk_size <= 0:
             raise ValueError(f"chunk_size must be a positive number of forward evaluations, got {chunk_size!r}")
-        self.model = copy.deepcopy(model).to(dtype)
+        self.copy = private_copy(model, dtype=dtype)
+        self.model = self.copy.model
         trainable = {name: p for name, p in self.model.named_parameters() if p.requires_grad}
         if parameters is None:
             selected = list(trainable)
@@ -119,6 +125,7 @@ class LossProblem:
         self.n_evaluations = 0
         self.warnings: list[str] = []
         self._coordinates: SNNCoordinates | bool | None = False if structure_aware else None  # False: not built
+        self._guarded: dict[tuple[str, float], tuple[Any, ...]] = {}  # (tensor, eps) -> evaluator state checked
         self.structured_names: set[str] = set()
 
     @property
@@ -136,35 +143,45 @@ class LossProblem:
             self.n_evaluations += 1
             return float(self._loss({}))
 
-    def gradient(self) -> dict[str, Tensor]:
-        """Autograd gradient of the loss with respect to the studied parameters (detached copies).
+    def forward(self) -> Any:
+        """The model's output at the unperturbed parameters (no graph)."""
+        with torch.no_grad():
+            return self.model(*self.inputs)
 
-        The first call also measures the bytes autograd saves during the forward, used as the per-evaluation
-        activation estimate when sizing chunks.
+    def gradient(self) -> dict[str, Tensor]:
+        """Autograd gradient of the loss with respect to the studied parameters, as training computes it.
+
+        See :meth:`gradients`; the call also measures the bytes autograd saves during the forward, used as the
+        per-evaluation activation estimate when sizing chunks.
         """
         return self.gradients(1)[0]
 
     def gradients(self, repeats: int) -> list[dict[str, Tensor]]:
-        """``repeats`` autograd gradients from one forward pass (the backward runs ``repeats`` times).
+        """``repeats`` autograd gradients (detached copies), each from its own forward and backward pass.
 
-        Comparing them exposes a non-deterministic backward; see :meth:`gradient` for the memory measurement.
+        The first is computed as a training step computes it, inside :func:`evoexp.functional.backward_once` (evoexp
+        LIF nodes write their gradient over the memory they saved); the others with fresh gradient buffers.
+        Comparing them exposes a non-deterministic forward or backward, and any difference between the two ways
+        the backward stores its result.
         """
-        saved: dict[tuple[int, int], int] = {}
-
-        def pack(tensor: Tensor) -> Tensor:
-            if tensor.layout == torch.strided and tensor.device.type != "meta":
-                saved[(tensor.data_ptr(), tensor.numel())] = tensor.numel() * tensor.element_size()
-            return tensor
-
-        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            loss = self._loss({})
-        self.activation_bytes = max(self.activation_bytes, sum(saved.values()))
-        self.n_evaluations += 1
         results = []
         for r in range(repeats):
-            grads = torch.autograd.grad(
-                loss, list(self.params.values()), allow_unused=True, retain_graph=r < repeats - 1
-            )
+            saved: dict[tuple[int, int], int] = {}
+
+            def pack(tensor: Tensor, saved: dict[tuple[int, int], int] = saved) -> Tensor:
+                if tensor.layout == torch.strided and tensor.device.type != "meta":
+                    saved[(tensor.data_ptr(), tensor.numel())] = tensor.numel() * tensor.element_size()
+                return tensor
+
+            with (
+                backward_once() if r == 0 else nullcontext(),
+                torch.enable_grad(),
+                torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
+            ):
+                loss = self._loss({})
+            self.activation_bytes = max(self.activation_bytes, sum(saved.values()))
+            self.n_evaluations += 1
+            grads = torch.autograd.grad(loss, list(self.params.values()), allow_unused=True)
             results.append(
                 {
                     name: (torch.zeros_like(p) if g is None else g.detach().clone())
@@ -233,32 +250,66 @@ class LossProblem:
             except (RuntimeError, NotImplementedError):
                 return torch.stack([self._output_loss(o) for o in outputs])
 
-    def coordinates(self, name: str) -> SNNCoordinates | None:
+    def coordinates(self, name: str, *, eps: float) -> SNNCoordinates | None:
         """Structure-aware evaluator of single-coordinate perturbations of ``name``, or ``None`` (generic path).
 
-        Available for plain evoexp SNNs (see :mod:`evoexp.verification._snn_coordinates`); before first use its
-        unperturbed loss is checked against the model's own forward (one evaluation), and on a mismatch it is
-        disabled with a warning. Call inside the smooth-mode context the losses are wanted in.
+        Available for plain evoexp SNNs (see :mod:`evoexp.verification._snn_coordinates`). Before its first use for
+        a tensor (and again after any change of the model's state, see ``SNNCoordinates.state_key``) it must
+        reproduce the model's own forward: the unperturbed loss, and the losses at a seeded sample of coordinates
+        of ``name`` shifted by ``± eps`` and by a large step, against the generic path. On a mismatch it is disabled
+        for the rest of the problem, with a warning naming the tensor and coordinate. Call in the mode (smooth or
+        spiking, held resets) the losses are wanted in.
         """
-        evaluator = self._checked_coordinates()
-        return evaluator if evaluator is not None and evaluator.supports(name) else None
+        evaluator = self._structured()
+        if evaluator is None or not evaluator.supports(name):
+            return None
+        key = evaluator.state_key()
+        if self._guarded.get((name, eps)) == key:
+            return evaluator
+        mismatch = self._guard(evaluator, name, eps)
+        if mismatch is not None:
+            self._coordinates = None
+            self.warnings.append(
+                f"structure-aware SNN evaluation disagreed with the model's forward ({mismatch}); used the generic "
+                "batched path"
+            )
+            return None
+        self._guarded[(name, eps)] = key
+        return evaluator
 
-    def _checked_coordinates(self) -> SNNCoordinates | None:
-        """The structure-aware evaluator, built and checked against the model's forward on first use."""
+    def _structured(self) -> SNNCoordinates | None:
+        """The structure-aware evaluator, built on first use (``None`` when unavailable or disabled)."""
         if self._coordinates is False:
             self._coordinates = SNNCoordinates.build(
                 self.model, self.inputs, self.output_losses, memory_budget=self.memory_budget
             )
-        evaluator = self._coordinates
-        if not isinstance(evaluator, SNNCoordinates):
+        return self._coordinates if isinstance(self._coordinates, SNNCoordinates) else None
+
+    def _guard(self, evaluator: SNNCoordinates, name: str, eps: float) -> str | None:
+        """Compare the evaluator with the generic path; return a description of the first mismatch, if any."""
+        reference = self.loss()
+        value = float(evaluator.base_loss())
+        if not abs(value - reference) <= _GUARD_RTOL * max(1.0, abs(reference)):
+            return f"unperturbed loss {value!r} vs {reference!r}"
+        param = self.params[name]
+        base = param.detach().reshape(-1)
+        generator = torch.Generator().manual_seed(0)
+        sample = torch.randperm(base.numel(), generator=generator)[:_GUARD_COORDINATES].to(base.device)
+        steps = torch.tensor([eps, -eps, _GUARD_STEP, -_GUARD_STEP], dtype=base.dtype, device=base.device)
+        index = sample.repeat_interleave(steps.numel())
+        values = base[index]
+        delta = (values + steps.repeat(sample.numel())) - values
+        structured = evaluator.losses(name, index, delta)
+        perturbed = base.repeat(index.numel(), 1)
+        perturbed[torch.arange(index.numel(), device=base.device), index] += delta
+        generic = self.losses({name: perturbed.reshape(-1, *param.shape)})
+        self.n_evaluations += index.numel()  # the structured half (the generic half is counted by losses)
+        bad = ~((structured - generic).abs() <= _GUARD_RTOL * generic.abs().clamp(min=1.0))
+        if not bool(bad.any()):
             return None
-        if not evaluator.checked():
-            reference = self.loss()
-            if not evaluator.matches(reference):
-                self._coordinates = None
-                self.warnings.append(
-                    "structure-aware SNN evaluation disagreed with the model's forward at the unperturbed "
-                    f"parameters (loss {reference!r}); used the generic batched path"
-                )
-                return None
-        return evaluator
+        k = int(torch.nonzero(bad)[0])
+        where = tuple(int(i) for i in torch.unravel_index(index[k].cpu(), tuple(param.shape)))
+        return (
+            f"'{name}' index {where} shifted by {float(delta[k]):.3g}: loss {float(structured[k])!r} vs "
+            f"{float(generic[k])!r}"
+        )

@@ -19,11 +19,14 @@ form, so the *same* perturbed loss can be computed far more cheaply than by a fu
 
 Every value is a forward evaluation of the network's loss ``loss_fn(logits, targets)`` at the perturbed parameters
 (with :math:`\delta = \mathrm{fl}(w_i \pm \varepsilon) - w_i`, the step the generic path takes), computed with the
-model's own functional pieces (:func:`~evoexp.functional.lif.lif_sequence`, ``sequence_linear``,
-``leaky_integrate``, ``readout_logits``); it differs from a full forward only by floating-point rounding, so the
-central differences are true central differences of the loss. The path is used only for models whose type is
-exactly ``SNN`` (hidden ``LIFLayer``\ s, a ``LeakyReadout``, no hooks or patched ``forward``), and only after the
-unperturbed loss it computes matches the model's own forward.
+model's own functional pieces (:func:`~evoexp.functional.lif.lif_sequence` — the forward loop training runs, with
+each layer's ``bptt`` and held reset —, ``sequence_linear``, ``leaky_integrate``, ``readout_logits``); it differs
+from a full forward only by floating-point rounding, so the central differences are true central differences of the
+loss. A held (replayed) detached reset is a constant of the layer: a perturbation changes the layer's spikes but
+not its reset term, exactly as in the model's forward. The path is used only for models whose type is exactly
+``SNN`` (hidden ``LIFLayer``\ s, a ``LeakyReadout``, no hooks or patched ``forward``), and only after the caller
+(:meth:`~evoexp.verification._batched.LossProblem.coordinates`) has cross-checked a seeded sample of its perturbed
+losses against the generic path for the current :meth:`SNNCoordinates.state_key`.
 """
 
 from __future__ import annotations
@@ -38,7 +41,6 @@ __all__ = ["SNNCoordinates"]
 
 _MAX_PERTURBATIONS_PER_CHUNK = 1024
 _CACHE_BYTES = 64 * 2**20
-_BASE_RTOL = 1e-10
 
 
 def _plain(module: nn.Module, cls: type) -> bool:
@@ -72,7 +74,6 @@ class SNNCoordinates:
         self.memory_budget = memory_budget
         self._base: dict[str, Any] | None = None
         self._base_key: tuple[Any, ...] | None = None
-        self._checked_key: tuple[Any, ...] | None = None
 
     @classmethod
     def build(
@@ -101,9 +102,22 @@ class SNNCoordinates:
 
     # -- unperturbed state -------------------------------------------------------------------------------------
 
-    def _key(self) -> tuple[Any, ...]:
-        hidden = self.model.hidden
-        return tuple((m.smooth, m.surrogate) for m in hidden) + tuple(p.data_ptr() for p in self.model.parameters())
+    def state_key(self) -> tuple[Any, ...]:
+        """Everything the losses depend on besides the perturbation: a changed key invalidates cached states.
+
+        Covers each layer's constants (``params``, surrogate, smooth mode, ``bptt``, held reset), the readout's
+        ``beta`` and ``mode``, and the storage and version counter of every parameter and of the input, so that
+        in-place edits (``p.mul_(...)`` under ``no_grad``, ``load_state_dict``) are seen too; writes through
+        ``p.data`` bypass version counters.
+        """
+
+        def tensor_key(t: Tensor | None) -> tuple[Any, ...] | None:
+            return None if t is None else (t.data_ptr(), t._version, tuple(t.shape), t.dtype)
+
+        hidden = tuple((m.smooth, m.surrogate, m.params, m.bptt, tensor_key(m.replay_reset)) for m in self.model.hidden)
+        readout = (self.model.readout.beta, self.model.readout.mode)
+        params = tuple((name, tensor_key(p)) for name, p in self.model.named_parameters())
+        return (hidden, readout, params, tensor_key(self.x))
 
     def base(self) -> dict[str, Any]:
         """Unperturbed state, stored time-major (``[T, B, features]`` contiguous) for cheap column gathers.
@@ -111,7 +125,7 @@ class SNNCoordinates:
         Keys: ``inputs`` (input of every hidden layer and of the readout), ``currents`` (of every hidden layer),
         ``traces`` (readout traces) and ``logits`` (``[B, C]``).
         """
-        key = self._key()
+        key = self.state_key()
         if self._base is None or self._base_key != key:
             from evoexp.functional.lif import leaky_integrate, readout_logits, sequence_linear
 
@@ -120,7 +134,7 @@ class SNNCoordinates:
                 for layer in self.model.hidden:
                     current = sequence_linear(inputs[-1], layer.weight, layer.bias)
                     currents.append(current)
-                    inputs.append(self._lif(layer, current))
+                    inputs.append(self._lif(layer, current, layer.replay_reset))
                 readout = self.model.readout
                 traces = leaky_integrate(sequence_linear(inputs[-1], readout.weight, readout.bias), readout.beta)
                 logits = readout_logits(traces, readout.mode)
@@ -141,27 +155,34 @@ class SNNCoordinates:
         """Loss of the unperturbed network computed by this evaluator (compared with the model's forward)."""
         return self.batch_losses(self.base()["logits"].unsqueeze(0))[0]
 
-    def matches(self, reference: float) -> bool:
-        """Whether this evaluator's unperturbed loss equals ``reference`` (the model's forward) to rounding.
-
-        A match is remembered for the current smooth-mode/surrogate settings (:meth:`checked`).
-        """
-        value = float(self.base_loss())
-        ok = abs(value - reference) <= _BASE_RTOL * max(1.0, abs(reference))
-        self._checked_key = self._key() if ok else None
-        return ok
-
-    def checked(self) -> bool:
-        """Whether :meth:`matches` succeeded for the current settings."""
-        return self._checked_key is not None and self._checked_key == self._key()
-
     @staticmethod
-    def _lif(layer: nn.Module, current: Tensor) -> Tensor:
+    def _lif(layer: nn.Module, current: Tensor, replay: Tensor | None) -> Tensor:
+        """The layer's forward from its input current ``[B', T, H']`` (``replay``: its held reset, same shape)."""
         from evoexp.functional.lif import lif_sequence
 
         return lif_sequence(
-            current, layer.params, layer.surrogate, recurrent_weight=layer.recurrent_weight, smooth=layer.smooth
+            current,
+            layer.params,
+            layer.surrogate,
+            recurrent_weight=layer.recurrent_weight,
+            smooth=layer.smooth,
+            bptt=layer.bptt,
+            replay_reset=replay,
         )
+
+    @staticmethod
+    def _replay(layer: nn.Module, k: int, columns: Tensor | None = None) -> Tensor | None:
+        """The layer's held reset for ``k`` perturbations folded into the batch, or its ``columns``.
+
+        Folded rows are ``b * k + i`` (perturbation ``i`` of sample ``b``); ``columns`` picks one neuron per
+        perturbation (the feed-forward single-neuron path).
+        """
+        replay = layer.replay_reset
+        if replay is None:
+            return None
+        if columns is not None:
+            return replay.index_select(2, columns)
+        return replay.repeat_interleave(k, dim=0)
 
     # -- perturbed losses --------------------------------------------------------------------------------------
 
@@ -215,7 +236,7 @@ class SNNCoordinates:
             change = leaky_integrate(ones, readout.beta) * delta  # [1, T, K]
         column = base["traces"].index_select(2, cls).transpose(0, 1) + change  # [B, T, K]
         logits = base["logits"].unsqueeze(0).repeat(index.numel(), 1, 1)  # [K, B, C]
-        logits[torch.arange(index.numel()), :, cls] = readout_logits(column, readout.mode).T
+        logits[torch.arange(index.numel(), device=index.device), :, cls] = readout_logits(column, readout.mode).T
         return logits
 
     def _hidden_logits(self, layer: int, kind: str, index: Tensor, delta: Tensor) -> Tensor:
@@ -234,11 +255,12 @@ class SNNCoordinates:
             k = index.numel()
             steps, batch, width = current.shape
             perturbed = current.unsqueeze(2).repeat(1, 1, k, 1)  # [T, B, K, H]
-            perturbed[:, :, torch.arange(k), j] += shift
-            spikes = self._lif(module, perturbed.reshape(steps, batch * k, width).transpose(0, 1))
+            perturbed[:, :, torch.arange(k, device=index.device), j] += shift
+            folded = perturbed.reshape(steps, batch * k, width).transpose(0, 1)
+            spikes = self._lif(module, folded, self._replay(module, k))
             return self._forward_from(layer + 1, spikes, k)
         # neuron j alone, one LIF "feature" per perturbation; [B, T, K] views of time-major memory
-        spikes = self._lif(module, (current.index_select(2, j) + shift).transpose(0, 1))
+        spikes = self._lif(module, (current.index_select(2, j) + shift).transpose(0, 1), self._replay(module, 0, j))
         change = spikes - base["inputs"][layer + 1].index_select(2, j).transpose(0, 1)
         return self._propagate_column(layer + 1, change, j)
 
@@ -261,7 +283,7 @@ class SNNCoordinates:
         module = self.model.hidden[layer]
         weight = module.weight[:, j].T.contiguous().reshape(1, 1, k, -1)
         current = torch.addcmul(base["currents"][layer].unsqueeze(2), change.transpose(0, 1).unsqueeze(3), weight)
-        spikes = self._lif(module, current.reshape(steps, batch * k, -1).transpose(0, 1))
+        spikes = self._lif(module, current.reshape(steps, batch * k, -1).transpose(0, 1), self._replay(module, k))
         return self._forward_from(layer + 1, spikes, k)
 
     def _forward_from(self, layer: int, spikes: Tensor, k: int) -> Tensor:
@@ -274,5 +296,5 @@ class SNNCoordinates:
 
         h = spikes
         for module in list(self.model.hidden)[layer:]:
-            h = self._lif(module, sequence_linear(h, module.weight, module.bias))
+            h = self._lif(module, sequence_linear(h, module.weight, module.bias), self._replay(module, k))
         return self.model.readout(h).reshape(self.x.shape[0], k, -1).transpose(0, 1)

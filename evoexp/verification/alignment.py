@@ -14,11 +14,19 @@ a unit direction :math:`v` we use
           \bigl(L(w + \sigma z_i v) - L(w - \sigma z_i v)\bigr).
 
 For :math:`K` seeded random unit directions the vectors :math:`s_k = \langle \nabla_{\text{sur}} L, v_k\rangle`
-(autograd through the spiking network) and :math:`t_k = \tilde L_\sigma'(0)` along :math:`v_k` are compared:
-cosine similarity :math:`\langle s, t\rangle/\|s\|\|t\|` (for isotropic :math:`v` an estimate of the cosine between
-the two gradients), sign agreement (fraction of :math:`k` with equal signs) and norm ratio :math:`\|s\|/\|t\|`, with
-jackknife standard errors over directions. "Overall" directions span every parameter; per-layer directions are
-restricted to one parameter tensor.
+(autograd through the spiking network, as training computes it) and :math:`t_k = \tilde L_\sigma'(0)` along
+:math:`v_k` are compared: cosine similarity :math:`\langle s, t\rangle/\|s\|\|t\|` (for isotropic :math:`v` an
+estimate of the cosine between the two gradients), sign agreement and norm ratio :math:`\|s\|/\|t\|`, with jackknife
+standard errors over directions. "Overall" directions span every parameter; per-layer directions are restricted to
+one parameter tensor.
+
+Two sources of error are reported separately. The *standard error* (jackknife over directions) is the sampling
+error of using :math:`K` directions. The *quadrature error* compares :math:`t` computed with ``n_quadrature`` nodes
+and with ``n_quadrature // 2`` nodes (for a piecewise-constant spiking loss the quadrature converges slowly). The
+cosine is *inconclusive* when its sign cannot be told: :math:`|\cos| \le 2\,\mathrm{SE} + \text{quadrature
+error}` (or either is undefined); the summary then reports no number for it. Sign agreement counts only directions
+with :math:`t_k \ne 0` (along the others the smoothed loss is flat to rounding: neither agreement nor
+disagreement).
 """
 
 from __future__ import annotations
@@ -34,18 +42,13 @@ import torch
 from numpy.polynomial.hermite_e import hermegauss
 from torch import Tensor, nn
 
-from evoexp.models import is_snn
-from evoexp.verification._batched import (
-    DEFAULT_MEMORY_BUDGET,
-    LossFn,
-    LossProblem,
-    smooth_context,
-)
+from evoexp.verification._batched import DEFAULT_MEMORY_BUDGET, LossFn, LossProblem
 from evoexp.verification.results import Result
 
 __all__ = ["AlignmentResult", "AlignmentStats", "verify_gradient_alignment"]
 
 OVERALL = "overall"
+_SIGN_Z = 2.0  # standard errors a cosine must lie away from zero (beyond the quadrature error) to have a sign
 
 
 @dataclass
@@ -56,14 +59,22 @@ class AlignmentStats:
         scope: ``"overall"`` or a parameter name.
         sigma: Smoothing scale.
         n_directions: Directions :math:`K`.
-        cosine: :math:`\langle s, t\rangle / \|s\|\|t\|` (``nan`` if either vector is zero).
-        cosine_se: Jackknife standard error of ``cosine``.
-        sign_agreement: Fraction of directions where :math:`s_k` and :math:`t_k` have the same sign.
-        sign_agreement_se: :math:`\sqrt{p(1-p)/K}`.
+        cosine: Estimate :math:`\langle s, t\rangle / \|s\|\|t\|` (``nan`` if either vector is zero); read it only
+            when ``conclusive``.
+        cosine_se: Jackknife standard error of ``cosine`` over the directions.
+        cosine_quadrature_error: :math:`|\cos_n - \cos_{n/2}|`, the cosine's change between ``n_quadrature`` and
+            ``n_quadrature // 2`` Gauss--Hermite nodes.
+        conclusive: Whether the cosine's sign is known: :math:`|\cos| > 2\,\mathrm{SE} + \text{quadrature error}`.
+        smoothed_quadrature_error: :math:`\max_k |t_k^{(n)} - t_k^{(n/2)}| / \max_k |t_k^{(n)}|` (``nan`` if all
+            :math:`t_k = 0`).
+        n_informative: Directions with :math:`t_k \ne 0` (the only ones sign agreement counts).
+        sign_agreement: Fraction of informative directions where :math:`s_k` and :math:`t_k` have the same sign
+            (``nan`` if none is informative).
+        sign_agreement_se: :math:`\sqrt{p(1-p)/n_{\text{informative}}}`.
         norm_ratio: :math:`\|s\| / \|t\|` (``inf`` when the smoothed derivatives are all zero).
         norm_ratio_se: Jackknife standard error of ``norm_ratio``.
         surrogate: The directional surrogate derivatives :math:`s_k`.
-        smoothed: The directional derivatives of the smoothed loss :math:`t_k`.
+        smoothed: The directional derivatives of the smoothed loss :math:`t_k` (``n_quadrature`` nodes).
     """
 
     scope: str
@@ -71,12 +82,28 @@ class AlignmentStats:
     n_directions: int
     cosine: float
     cosine_se: float
+    cosine_quadrature_error: float
+    conclusive: bool
+    smoothed_quadrature_error: float
+    n_informative: int
     sign_agreement: float
     sign_agreement_se: float
     norm_ratio: float
     norm_ratio_se: float
     surrogate: list[float]
     smoothed: list[float]
+
+    @property
+    def reported_cosine(self) -> float:
+        """``cosine`` when ``conclusive``, else ``nan`` (what summaries and tables show)."""
+        return self.cosine if self.conclusive else math.nan
+
+    def describe_cosine(self) -> str:
+        """``"0.83 ± 0.05"`` or ``"inconclusive (0.12 ± 0.2)"``, with the quadrature error when it is not negligible."""
+        text = f"{self.cosine:.3g} ± {self.cosine_se:.2g}"
+        if self.cosine_quadrature_error > 0.1 * self.cosine_se:
+            text += f", quadrature error {self.cosine_quadrature_error:.2g}"
+        return text if self.conclusive else f"inconclusive ({text})"
 
 
 @dataclass
@@ -87,15 +114,17 @@ class AlignmentResult(Result):
         sigmas: Smoothing scales, in the given order.
         n_directions: Directions per scope.
         n_quadrature: Gauss--Hermite nodes.
+        n_quadrature_check: The coarser node count the quadrature error compares with (``n_quadrature // 2``).
         seed: Seed of the directions.
-        smooth_mode: Whether the evoexp SNN ran in smooth mode (``None`` for other models).
+        smooth_mode: Whether the spiking network ran in smooth mode (``None`` for other models).
         dtype: Dtype of the model copy.
         overall: One :class:`AlignmentStats` per sigma for directions over all parameters.
         per_layer: Parameter name -> one :class:`AlignmentStats` per sigma.
         n_evaluations: Loss evaluations.
         batched: Whether ``vmap`` batching was used.
         seconds: Wall time.
-        warnings: Non-float64 dtype, vmap fallback, ...
+        held_resets: Smooth mode: layers whose detached reset was held at its unperturbed value.
+        warnings: Non-float64 dtype, vmap fallback, inconclusive cosines, ...
     """
 
     check: ClassVar[str] = "alignment"
@@ -103,6 +132,7 @@ class AlignmentResult(Result):
     sigmas: list[float]
     n_directions: int
     n_quadrature: int
+    n_quadrature_check: int
     seed: int
     smooth_mode: bool | None
     dtype: str
@@ -111,6 +141,7 @@ class AlignmentResult(Result):
     n_evaluations: int
     batched: bool
     seconds: float
+    held_resets: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     def stats(self, scope: str = OVERALL, sigma: float | None = None) -> AlignmentStats:
@@ -124,25 +155,41 @@ class AlignmentResult(Result):
         raise ValueError(f"sigma={sigma!r} was not evaluated; sigmas: {self.sigmas}")
 
     def summary(self) -> dict[str, float]:
-        """``alignment/cosine`` etc. at the first sigma, plus ``alignment/<metric>/sigma=<s>`` for every sigma."""
+        """Overall metrics at the first sigma (``alignment/cosine`` ...) and at every sigma (``.../sigma=<s>``).
+
+        ``alignment/cosine`` is ``nan`` when the cosine is inconclusive; ``alignment/cosine_estimate`` is the raw
+        estimate, ``alignment/cosine_conclusive`` 1 or 0.
+        """
         out: dict[str, float] = {}
         for i, row in enumerate(self.overall):
-            for metric in ("cosine", "sign_agreement", "norm_ratio"):
-                value = float(getattr(row, metric))
+            values = {
+                "cosine": row.reported_cosine,
+                "cosine_estimate": row.cosine,
+                "cosine_se": row.cosine_se,
+                "cosine_quadrature_error": row.cosine_quadrature_error,
+                "cosine_conclusive": float(row.conclusive),
+                "sign_agreement": row.sign_agreement,
+                "norm_ratio": row.norm_ratio,
+            }
+            for metric, value in values.items():
                 if i == 0:
-                    out[f"alignment/{metric}"] = value
-                out[f"alignment/{metric}/sigma={row.sigma:g}"] = value
+                    out[f"alignment/{metric}"] = float(value)
+                out[f"alignment/{metric}/sigma={row.sigma:g}"] = float(value)
         return out
 
     def rows(self) -> list[dict[str, Any]]:
-        """Tidy rows: one per (scope, sigma)."""
+        """Tidy rows: one per (scope, sigma); ``cosine`` is ``nan`` when inconclusive (``cosine_estimate`` is not)."""
         all_stats = [*self.overall, *(s for rows in self.per_layer.values() for s in rows)]
         return [
             {
                 "scope": s.scope,
                 "sigma": s.sigma,
-                "cosine": s.cosine,
+                "cosine": s.reported_cosine,
+                "cosine_estimate": s.cosine,
                 "cosine_se": s.cosine_se,
+                "cosine_quadrature_error": s.cosine_quadrature_error,
+                "conclusive": s.conclusive,
+                "n_informative": s.n_informative,
                 "sign_agreement": s.sign_agreement,
                 "sign_agreement_se": s.sign_agreement_se,
                 "norm_ratio": s.norm_ratio,
@@ -174,22 +221,40 @@ def _jackknife_se(s: np.ndarray, t: np.ndarray, stat: Any) -> float:
     return float(math.sqrt((k - 1) / k * np.sum((values - values.mean()) ** 2)))
 
 
-def _stats(scope: str, sigma: float, s: np.ndarray, t: np.ndarray) -> AlignmentStats:
-    k = len(s)
-    agree = float(np.mean(np.sign(s) == np.sign(t)))
+def _stats(scope: str, sigma: float, s: np.ndarray, t: np.ndarray, t_coarse: np.ndarray) -> AlignmentStats:
+    """Statistics of one scope at one sigma; ``t_coarse`` is ``t`` computed with the coarser quadrature."""
+    cosine, cosine_se = _cosine(s, t), _jackknife_se(s, t, _cosine)
+    quadrature = abs(cosine - _cosine(s, t_coarse))
+    conclusive = bool(math.isfinite(cosine) and math.isfinite(cosine_se) and math.isfinite(quadrature))
+    conclusive = conclusive and abs(cosine) > _SIGN_Z * cosine_se + quadrature
+    scale = float(np.max(np.abs(t)))
+    informative = t != 0
+    n_informative = int(informative.sum())
+    agree = float(np.mean(np.sign(s[informative]) == np.sign(t[informative]))) if n_informative else math.nan
     return AlignmentStats(
         scope=scope,
         sigma=sigma,
-        n_directions=k,
-        cosine=_cosine(s, t),
-        cosine_se=_jackknife_se(s, t, _cosine),
+        n_directions=len(s),
+        cosine=cosine,
+        cosine_se=cosine_se,
+        cosine_quadrature_error=quadrature,
+        conclusive=conclusive,
+        smoothed_quadrature_error=float(np.max(np.abs(t - t_coarse))) / scale if scale > 0 else math.nan,
+        n_informative=n_informative,
         sign_agreement=agree,
-        sign_agreement_se=math.sqrt(agree * (1 - agree) / k),
+        sign_agreement_se=math.sqrt(agree * (1 - agree) / n_informative) if n_informative else math.nan,
         norm_ratio=_norm_ratio(s, t),
         norm_ratio_se=_jackknife_se(s, t, _norm_ratio),
         surrogate=s.tolist(),
         smoothed=t.tolist(),
     )
+
+
+def _positive_nodes(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positive probabilists' Gauss--Hermite nodes of an ``n``-point rule and their weights."""
+    nodes, weights = hermegauss(n)
+    positive = nodes > 0
+    return nodes[positive], weights[positive]
 
 
 def _smoothed_derivatives(
@@ -207,14 +272,15 @@ def _smoothed_derivatives(
     Returns:
         ``[K]`` array of :math:`\tilde L_\sigma'(0)`.
     """
-    k = next(iter(directions.values())).shape[0]
+    first = next(iter(directions.values()))
+    k, device = first.shape[0], first.device
     # Row layout: direction d, node j, sign s -> row (d * n_nodes + j) * 2 + s.
-    offsets = torch.as_tensor(np.stack([nodes, -nodes], axis=1).reshape(-1) * sigma, dtype=problem.dtype)
+    offsets = torch.as_tensor(np.stack([nodes, -nodes], axis=1).reshape(-1) * sigma, dtype=problem.dtype, device=device)
     n_rows = k * offsets.numel()
     numel = sum(problem.params[name].numel() for name in directions)
     values = []
     for rows in problem.chunks(n_rows, numel):
-        r = torch.arange(rows.start, rows.stop)
+        r = torch.arange(rows.start, rows.stop, device=device)
         d, o = r // offsets.numel(), offsets[r % offsets.numel()]
         overrides = {
             name: (problem.params[name].detach().reshape(1, -1) + o[:, None] * v[d]).reshape(
@@ -223,7 +289,7 @@ def _smoothed_derivatives(
             for name, v in directions.items()
         }
         values.append(problem.losses(overrides))
-    losses = torch.cat(values).reshape(k, len(nodes), 2).double().numpy()
+    losses = torch.cat(values).reshape(k, len(nodes), 2).double().cpu().numpy()
     return ((losses[:, :, 0] - losses[:, :, 1]) @ (weights * nodes)) / (sigma * math.sqrt(2 * math.pi))
 
 
@@ -246,9 +312,12 @@ def verify_gradient_alignment(
 ) -> AlignmentResult:
     r"""Compare directional surrogate derivatives with directional derivatives of the Gaussian-smoothed loss.
 
-    Runs on a private copy of ``model`` (cast to ``dtype``); the user's model is never modified. evoexp SNNs run in
-    spiking mode unless ``smooth=True`` (in smooth mode the surrogate gradient is the true gradient, so for small
-    :math:`\sigma` the cosine tends to 1: a sanity check of the estimator).
+    Runs on a private copy of ``model`` (cast to ``dtype``); the user's model is never modified. Spiking networks
+    (see :mod:`evoexp.verification.spiking`) run in spiking mode unless ``smooth=True`` (in smooth mode the surrogate
+    gradient is the true gradient, so for small :math:`\sigma` the cosine tends to 1: a sanity check of the
+    estimator; detached resets are then held at their unperturbed values, as in the finite-difference check, so that
+    the surrogate gradient is exactly the gradient of the smooth loss). In spiking mode a detached reset is part of
+    what the surrogate gradient approximates, so it is not held: the smoothed loss is the network's actual loss.
 
     Args:
         model: Any ``nn.Module``.
@@ -257,10 +326,11 @@ def verify_gradient_alignment(
         loss_fn: ``loss_fn(model_output, targets) -> scalar tensor``.
         sigmas: Smoothing scales :math:`\sigma > 0` (in parameter units, along unit directions).
         n_directions: Seeded random unit directions :math:`K \ge 2` per scope.
-        n_quadrature: Gauss--Hermite nodes (>= 2); ``2 * (n_quadrature // 2)`` forwards per direction and sigma.
+        n_quadrature: Gauss--Hermite nodes (>= 4); ``2 * (n_quadrature // 2)`` forwards per direction and sigma, plus
+            half as many for the quadrature error (``n_quadrature // 2`` nodes).
         seed: Seed of the directions (the same directions are used for every sigma).
         per_layer: Also evaluate directions restricted to each parameter tensor.
-        smooth: Run an evoexp SNN in smooth mode.
+        smooth: Run a spiking network in smooth mode.
         parameters: Parameter names to include (default: all trainable).
         dtype: Dtype of the copy.
         memory_budget: Bound in bytes on one batched evaluation.
@@ -270,18 +340,18 @@ def verify_gradient_alignment(
         An :class:`AlignmentResult`.
 
     Raises:
-        ValueError: Empty or non-positive ``sigmas``, ``n_directions < 2``, ``n_quadrature < 2``, ``smooth=True``
-            for a model that is not an evoexp SNN, or unknown ``parameters``.
+        ValueError: Empty or non-positive ``sigmas``, ``n_directions < 2``, ``n_quadrature < 4``, ``smooth=True``
+            for a model without a smooth mode, or unknown ``parameters``.
     """
     if not sigmas or not all(isinstance(s, (int, float)) and math.isfinite(s) and s > 0 for s in sigmas):
         raise ValueError(f"sigmas must be a non-empty sequence of finite numbers > 0, got {sigmas!r}")
     if n_directions < 2:
         raise ValueError(f"n_directions must be >= 2 (standard errors need two directions), got {n_directions!r}")
-    if n_quadrature < 2:
-        raise ValueError(f"n_quadrature must be >= 2, got {n_quadrature!r}")
-    snn = is_snn(model)
-    if smooth and not snn:
-        raise ValueError("smooth=True needs an evoexp SNN (evoexp.models.is_snn); this model has no smooth mode")
+    if n_quadrature < 4:
+        raise ValueError(
+            f"n_quadrature must be >= 4 (the quadrature error compares with n_quadrature // 2 nodes), "
+            f"got {n_quadrature!r}"
+        )
     start = time.perf_counter()
     problem = LossProblem(
         model,
@@ -293,45 +363,65 @@ def verify_gradient_alignment(
         memory_budget=memory_budget,
         chunk_size=chunk_size,
     )
+    snn = problem.copy.spiking
+    if smooth and not snn:
+        raise ValueError(
+            "smooth=True needs a spiking network with a smooth mode (evoexp.verification.spiking); "
+            f"{type(model).__name__} has none"
+        )
     warnings = [] if dtype == torch.float64 else [f"alignment computed in {dtype}, not torch.float64"]
-    nodes, weights = hermegauss(n_quadrature)
-    positive = nodes > 0
-    nodes, weights = nodes[positive], weights[positive]
+    n_check = n_quadrature // 2
+    rules = (_positive_nodes(n_quadrature), _positive_nodes(n_check))
 
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # on the CPU: the same directions on every device
     names = list(problem.params)
     overall_raw = {
         name: torch.randn((n_directions, problem.params[name].numel()), generator=generator, dtype=torch.float64)
         for name in names
     }
     norm = torch.sqrt(sum(v.pow(2).sum(dim=1) for v in overall_raw.values()))
-    scopes: dict[str, dict[str, Tensor]] = {OVERALL: {n: (v / norm[:, None]).to(dtype) for n, v in overall_raw.items()}}
+
+    def placed(name: str, v: Tensor) -> Tensor:
+        return v.to(device=problem.params[name].device, dtype=dtype)
+
+    scopes: dict[str, dict[str, Tensor]] = {OVERALL: {n: placed(n, v / norm[:, None]) for n, v in overall_raw.items()}}
     if per_layer:
         for name in names:
             v = torch.randn((n_directions, problem.params[name].numel()), generator=generator, dtype=torch.float64)
-            scopes[name] = {name: (v / v.norm(dim=1, keepdim=True)).to(dtype)}
+            scopes[name] = {name: placed(name, v / v.norm(dim=1, keepdim=True))}
 
-    with smooth_context(problem.model, smooth):
-        grad = problem.gradient()
-        results: dict[str, list[AlignmentStats]] = {scope: [] for scope in scopes}
-        for scope, directions in scopes.items():
-            surrogate = sum(v @ grad[name].reshape(-1) for name, v in directions.items())
-            s = torch.as_tensor(surrogate).double().numpy()
-            for sigma in sigmas:
-                t = _smoothed_derivatives(problem, directions, float(sigma), nodes, weights)
-                results[scope].append(_stats(scope, float(sigma), s, t))
+    problem.copy.set_smooth(smooth)
+    warnings.extend(problem.copy.notes)
+    grad = problem.gradient()
+    held = problem.copy.hold_resets(problem.forward) if smooth else []
+    results: dict[str, list[AlignmentStats]] = {scope: [] for scope in scopes}
+    for scope, directions in scopes.items():
+        surrogate = sum(v @ grad[name].reshape(-1) for name, v in directions.items())
+        s = torch.as_tensor(surrogate).double().cpu().numpy()
+        for sigma in sigmas:
+            t, t_coarse = (_smoothed_derivatives(problem, directions, float(sigma), *rule) for rule in rules)
+            results[scope].append(_stats(scope, float(sigma), s, t, t_coarse))
+    overall = results.pop(OVERALL)
+    unknown = [f"{row.scope} at sigma={row.sigma:g}" for row in overall if not row.conclusive]
+    if unknown:
+        warnings.append(
+            f"cosine inconclusive ({'; '.join(unknown)}): its sign is within 2 standard errors plus the quadrature "
+            "error of zero; use more directions (n_directions) or another sigma"
+        )
     warnings.extend(problem.warnings)
     return AlignmentResult(
         sigmas=[float(s) for s in sigmas],
         n_directions=n_directions,
         n_quadrature=n_quadrature,
+        n_quadrature_check=n_check,
         seed=seed,
         smooth_mode=smooth if snn else None,
         dtype=str(dtype),
-        overall=results.pop(OVERALL),
+        overall=overall,
         per_layer=results,
         n_evaluations=problem.n_evaluations,
         batched=problem.batched,
         seconds=time.perf_counter() - start,
+        held_resets=held,
         warnings=warnings,
     )

@@ -13,14 +13,21 @@ A coordinate passes when :math:`|n - a| \le \text{atol} + \text{rtol}\,|a|` (``t
 convention). The reported relative error is :math:`|n-a| / \max(|a|, |n|, \text{atol})`. Every evaluation runs on a
 private float64 copy of the model; perturbed losses are batched with ``torch.func.functional_call`` + ``vmap``.
 
-evoexp SNNs are checked in smooth mode (forward = surrogate primitive, so the surrogate gradient is the true
+Spiking networks (those a :mod:`~evoexp.verification.spiking` adapter claims: evoexp SNNs, snnTorch, SpikingJelly and
+Norse networks) are checked in smooth mode (forward = surrogate primitive, so the surrogate gradient is the true
 gradient). In spiking mode the finite difference of a step function is not a gradient: the same numbers are then
 reported as *surrogate bias* with ``passed = None``, never as a verdict.
+
+The check verifies the network as it is trained: the analytical gradient is the one a training step computes, and
+every finite-difference evaluation (batched, sequential or structure-aware) runs the training forward. What the
+training gradient deliberately ignores is held fixed: a detached reset (``detach_reset``; in a peer library's network,
+every ``detach()``) is replayed, in every perturbed forward, at its value in the unperturbed forward, so the central
+differences are the detached gradient exactly (``held_resets`` names those layers). The adapter's notes (e.g. a
+substituted spike function) are the result's warnings.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -30,13 +37,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from evoexp.models import is_snn
-from evoexp.verification._batched import (
-    DEFAULT_MEMORY_BUDGET,
-    LossFn,
-    LossProblem,
-    smooth_context,
-)
+from evoexp.verification._batched import DEFAULT_MEMORY_BUDGET, LossFn, LossProblem
 from evoexp.verification.alignment import AlignmentResult, verify_gradient_alignment
 from evoexp.verification.results import Result
 from evoexp.verification.surrogate_check import SurrogateVerificationResult, verify_surrogate_gradient
@@ -126,12 +127,13 @@ class GradientVerificationResult(Result):
         atol: Absolute tolerance.
         rtol: Relative tolerance.
         dtype: Dtype of the verification copy.
-        smooth_mode: ``True``/``False`` for evoexp SNNs, ``None`` for other models.
+        smooth_mode: ``True``/``False`` for spiking networks, ``None`` for other models.
         n_parameters: Scalar parameters studied.
         n_evaluations: Loss evaluations performed (forwards, including the one forward of the gradient passes).
         batched: Whether ``vmap`` batching was used (``False`` after a fallback to a sequential loop).
         structured_tensors: Tensors whose coordinates were evaluated by the structure-aware evoexp-SNN path
             (:mod:`evoexp.verification._snn_coordinates`; same central differences, cheaper forwards).
+        held_resets: Layers whose detached reset was held at its unperturbed value in the finite differences.
         determinism_max_diff: Max abs difference between two autograd gradients of the same loss.
         nondet_tol: Tolerance on ``determinism_max_diff``.
         exact_pass_tensors: Fast mode: tensors that failed and got an exact pass.
@@ -161,6 +163,7 @@ class GradientVerificationResult(Result):
     nondet_tol: float
     exact_pass_tensors: list[str] = field(default_factory=list)
     structured_tensors: list[str] = field(default_factory=list)
+    held_resets: list[str] = field(default_factory=list)
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     message: str = ""
@@ -210,6 +213,7 @@ def _error_stats(
     indices: Tensor | None,
 ) -> TensorGradientStats:
     """Statistics of 1-D ``numerical`` vs ``analytical``; ``indices`` maps entries to flat coordinates."""
+    numerical, analytical = numerical.detach().cpu(), analytical.detach().cpu()
     abs_err = (numerical - analytical).abs()
     rel_err = abs_err / torch.maximum(torch.maximum(analytical.abs(), numerical.abs()), torch.tensor(atol))
     allowed = atol + rtol * analytical.abs()
@@ -319,8 +323,8 @@ class GradientVerifier:
             atol: Absolute tolerance.
             rtol: Relative tolerance (to :math:`|a|`).
             nondet_tol: Allowed max difference between two backward passes.
-            smooth: Smooth mode for evoexp SNNs; ``None`` = smooth for evoexp SNNs. ``False`` on an evoexp SNN
-                reports the comparison as surrogate bias (``passed is None``).
+            smooth: Smooth mode for spiking networks; ``None`` = smooth for spiking networks. ``False`` on a
+                spiking network reports the comparison as surrogate bias (``passed is None``).
             n_directions: Fast mode: random unit directions per parameter tensor.
             seed: Seed of the fast-mode directions.
             parameters: Parameter names to check (default: all trainable).
@@ -329,8 +333,8 @@ class GradientVerifier:
             A :class:`GradientVerificationResult`.
 
         Raises:
-            ValueError: Bad ``mode``/``eps``/tolerances/``n_directions``, ``smooth=True`` on a model that is not an
-                evoexp SNN, unknown ``parameters``, or a non-scalar loss.
+            ValueError: Bad ``mode``/``eps``/tolerances/``n_directions``, ``smooth=True`` on a model without a
+                smooth mode, unknown ``parameters``, or a non-scalar loss.
         """
         if mode not in ("exact", "fast"):
             raise ValueError(f"mode must be 'exact' or 'fast', got {mode!r}")
@@ -341,57 +345,50 @@ class GradientVerifier:
             raise ValueError(f"nondet_tol must be >= 0, got {nondet_tol!r}")
         if n_directions < 1:
             raise ValueError(f"n_directions must be >= 1, got {n_directions!r}")
-        snn = is_snn(model)
-        if smooth and not snn:
-            raise ValueError("smooth=True needs an evoexp SNN (evoexp.models.is_snn); this model has no smooth mode")
-        smooth_mode = (True if smooth is None else smooth) if snn else None
-        comparison: Comparison = "surrogate_bias" if snn and not smooth_mode else "gradient"
-
         start = time.perf_counter()
         problem = self._problem(model, inputs, targets, loss_fn, parameters)
-        warnings: list[str] = []
-        reattached = _reattach_resets(problem.model) if smooth_mode else []
-        if reattached:
-            warnings.append(
-                f"detach_reset is set in {', '.join(reattached)}: a detached reset deliberately leaves the reset out "
-                "of the gradient, which no finite difference can represent, so the check ran on the full-gradient "
-                "twin (same code, reset attached); the detach itself is covered by evoexp's unit tests"
+        snn = problem.copy.spiking
+        if smooth and not snn:
+            raise ValueError(
+                "smooth=True needs a spiking network with a smooth mode (evoexp.verification.spiking); "
+                f"{type(model).__name__} has none"
             )
+        smooth_mode = (True if smooth is None else smooth) if snn else None
+        comparison: Comparison = "surrogate_bias" if snn and not smooth_mode else "gradient"
+        warnings: list[str] = []
         if self.dtype != torch.float64:
             warnings.append(
                 f"verification dtype is {self.dtype}, not torch.float64: finite differences are dominated by "
                 "rounding error and tolerances must be loosened"
             )
-        with smooth_context(problem.model, bool(smooth_mode)):
-            grad, grad_again = problem.gradients(2)
-            determinism = max(float((g - grad_again[n]).abs().max()) for n, g in grad.items())
-            if mode == "exact":
-                per_tensor = {
-                    name: self._exact_stats(
-                        problem, name, grad[name], eps=eps, atol=atol, rtol=rtol, comparison=comparison
-                    )
-                    for name in problem.params
-                }
-                exact_pass: list[str] = []
-                worst_candidates = [s.worst for s in per_tensor.values()]
-            else:
-                per_tensor = self._fast_stats(
-                    problem,
-                    grad,
-                    eps=eps,
-                    atol=atol,
-                    rtol=rtol,
-                    n_directions=n_directions,
-                    seed=seed,
-                    comparison=comparison,
-                )
-                exact_pass = [name for name, s in per_tensor.items() if s.passed is False]
-                worst_candidates = [
-                    self._exact_stats(
-                        problem, name, grad[name], eps=eps, atol=atol, rtol=rtol, comparison=comparison
-                    ).worst
-                    for name in exact_pass
-                ] or [s.worst for s in per_tensor.values()]
+        problem.copy.set_smooth(bool(smooth_mode))
+        warnings.extend(problem.copy.notes)
+        grad, grad_again = problem.gradients(2)
+        determinism = max(float((g - grad_again[n]).abs().max()) for n, g in grad.items())
+        held = problem.copy.hold_resets(problem.forward)
+        if mode == "exact":
+            per_tensor = {
+                name: self._exact_stats(problem, name, grad[name], eps=eps, atol=atol, rtol=rtol, comparison=comparison)
+                for name in problem.params
+            }
+            exact_pass: list[str] = []
+            worst_candidates = [s.worst for s in per_tensor.values()]
+        else:
+            per_tensor = self._fast_stats(
+                problem,
+                grad,
+                eps=eps,
+                atol=atol,
+                rtol=rtol,
+                n_directions=n_directions,
+                seed=seed,
+                comparison=comparison,
+            )
+            exact_pass = [name for name, s in per_tensor.items() if s.passed is False]
+            worst_candidates = [
+                self._exact_stats(problem, name, grad[name], eps=eps, atol=atol, rtol=rtol, comparison=comparison).worst
+                for name in exact_pass
+            ] or [s.worst for s in per_tensor.values()]
         if determinism > nondet_tol:
             warnings.append(
                 f"backward is non-deterministic: two gradients of the same loss differ by up to {determinism:.3g} "
@@ -420,6 +417,7 @@ class GradientVerifier:
             nondet_tol=nondet_tol,
             exact_pass_tensors=exact_pass,
             structured_tensors=[n for n in problem.params if n in problem.structured_names],
+            held_resets=held,
             seconds=time.perf_counter() - start,
             warnings=warnings,
         )
@@ -482,12 +480,13 @@ class GradientVerifier:
         comparison: Comparison,
     ) -> dict[str, TensorGradientStats]:
         """Directional central differences along seeded unit directions, one set per tensor, in one batch."""
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)  # on the CPU: the same directions on every device
         names = list(problem.params)
         directions = {}
         for name in names:
-            v = torch.randn((n_directions, problem.params[name].numel()), generator=generator, dtype=torch.float64)
-            directions[name] = (v / v.norm(dim=1, keepdim=True)).to(problem.dtype)
+            param = problem.params[name]
+            v = torch.randn((n_directions, param.numel()), generator=generator, dtype=torch.float64)
+            directions[name] = (v / v.norm(dim=1, keepdim=True)).to(device=param.device, dtype=problem.dtype)
         n_rows = 2 * n_directions * len(names)
         numerical: dict[str, Tensor] = {}
         # Row layout: tensor k, direction d, sign s -> row (k * n_directions + d) * 2 + s.
@@ -527,23 +526,23 @@ def central_differences(problem: LossProblem, name: str, *, eps: float) -> Tenso
     r"""Central differences over every coordinate of parameter ``name``, in memory-bounded ``vmap`` chunks.
 
     For a plain evoexp SNN the perturbed losses come from the structure-aware evaluator
-    (:meth:`LossProblem.coordinates`): the same losses at the same perturbed parameters, computed without
-    re-running the parts of the network a single coordinate cannot change.
+    (:meth:`LossProblem.coordinates`, cross-checked against the generic path first): the same losses at the same
+    perturbed parameters, computed without re-running the parts of the network a single coordinate cannot change.
 
     Returns:
         Flat tensor of :math:`(L(w+\varepsilon e_i) - L(w-\varepsilon e_i))/2\varepsilon` for every coordinate
         :math:`i` of the tensor (row-major).
     """
     base = problem.params[name].detach().reshape(-1)
-    numel = base.numel()
+    numel, device = base.numel(), base.device
     shape = problem.params[name].shape
-    out = torch.empty(numel, dtype=base.dtype)
-    evaluator = problem.coordinates(name)
+    out = torch.empty(numel, dtype=base.dtype, device=device)
+    evaluator = problem.coordinates(name, eps=eps)
     if evaluator is not None:
         problem.structured_names.add(name)
         coords_per_chunk = max(1, evaluator.perturbations_per_chunk(name) // 2)
         for start in range(0, numel, coords_per_chunk):
-            idx = torch.arange(start, min(numel, start + coords_per_chunk))
+            idx = torch.arange(start, min(numel, start + coords_per_chunk), device=device)
             c = idx.numel()
             values = base[idx]
             delta = torch.cat([(values + eps) - values, (values - eps) - values])
@@ -553,10 +552,10 @@ def central_differences(problem: LossProblem, name: str, *, eps: float) -> Tenso
         return out
     coords_per_chunk = max(1, problem.forwards_per_chunk(numel) // 2)
     for start in range(0, numel, coords_per_chunk):
-        idx = torch.arange(start, min(numel, start + coords_per_chunk))
+        idx = torch.arange(start, min(numel, start + coords_per_chunk), device=device)
         c = idx.numel()
         perturbed = base.repeat(2 * c, 1)
-        rows = torch.arange(c)
+        rows = torch.arange(c, device=device)
         perturbed[rows, idx] += eps
         perturbed[rows + c, idx] -= eps
         losses = problem.losses({name: perturbed.reshape(2 * c, *shape)})
@@ -567,7 +566,8 @@ def central_differences(problem: LossProblem, name: str, *, eps: float) -> Tenso
 def _message(result: GradientVerificationResult) -> str:
     """Human-readable verdict naming the failing tensors with numerical vs analytical values."""
     what = "every coordinate" if result.mode == "exact" else "random directions per tensor"
-    head = f"{result.mode} finite-difference check ({what}, eps={result.eps:g}, {result.n_parameters} parameters)"
+    held = f", detached reset held in {', '.join(result.held_resets)}" if result.held_resets else ""
+    head = f"{result.mode} finite-difference check ({what}, eps={result.eps:g}, {result.n_parameters} parameters{held})"
     if result.comparison == "surrogate_bias":
         return (
             f"{head} of a spiking SNN: surrogate bias (informational, finite differences of a step function are "
@@ -591,21 +591,3 @@ def _message(result: GradientVerificationResult) -> str:
     if not result.deterministic:
         lines.append(f"  backward is non-deterministic (max diff {result.determinism_max_diff:.3g})")
     return "\n".join(lines)
-
-
-def _reattach_resets(model: nn.Module) -> list[str]:
-    """Turn ``detach_reset`` off on every LIF parameter record of ``model`` (the verifier's private copy).
-
-    Returns:
-        The names of the submodules changed (the model's own record, if any, is changed but not named).
-    """
-    from evoexp.functional.lif import LIFParameters
-
-    changed = []
-    for name, module in model.named_modules():
-        params = getattr(module, "params", None)
-        if isinstance(params, LIFParameters) and params.detach_reset:
-            module.params = dataclasses.replace(params, detach_reset=False)
-            if name:
-                changed.append(name)
-    return changed

@@ -3,9 +3,9 @@
 :func:`generate_report` renders ``{check: Result}`` (as returned by
 :meth:`~evoexp.verification.suite.BackpropagationVerificationSuite.run_full_verification`) as: a title, an overall
 verdict, a summary table (check, verdict, key numbers), then one section per check that says what the check
-measures, the thresholds that produced its verdict and what they mean, and its numbers. Stability, convergence and
-benchmark results have dedicated layouts; any other :class:`~evoexp.verification.results.Result` (gradient,
-surrogate and alignment checks, or a user's own) is rendered generically from its dataclass fields.
+measures, the thresholds that produced its verdict and what they mean, and its numbers. Stability, alignment,
+convergence and benchmark results have dedicated layouts; any other :class:`~evoexp.verification.results.Result`
+(gradient and surrogate checks, or a user's own) is rendered generically from its dataclass fields.
 
 Every number is printed with :func:`format_number` (4 significant digits).
 """
@@ -17,6 +17,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from evoexp.verification.alignment import AlignmentResult, AlignmentStats
 from evoexp.verification.benchmark import BenchmarkResult, ModelBenchmark
 from evoexp.verification.convergence import ConvergenceResult
 from evoexp.verification.results import Result, SkippedResult
@@ -37,33 +38,38 @@ CHECK_TITLES: dict[str, str] = {
 
 CHECK_DESCRIPTIONS: dict[str, str] = {
     "gradient_verification": (
-        "Compares the gradient computed by backpropagation (autograd, including any hand-written backward such as "
-        "BPTT through LIF neurons) with central finite differences (L(w+εe) − L(w−εe))/2ε of the loss, "
-        "coordinate by coordinate (exact mode) or along random directions (fast mode), in float64. Spiking "
-        "networks are checked in smooth mode, where the forward uses the surrogate's smooth primitive, so the "
-        "surrogate gradient is the true gradient and must match to float64 precision. In spiking mode the finite "
-        "difference of a step function is not a gradient: the numbers are then reported as surrogate bias, "
-        "without a verdict."
+        "Compares the gradient a training step computes (autograd, including any hand-written backward such as "
+        "BPTT through LIF neurons) with central finite differences (L(w+εe) − L(w−εe))/2ε of the loss evaluated "
+        "by the training forward, coordinate by coordinate (exact mode) or along random directions (fast mode), in "
+        "float64. Spiking networks are checked in smooth mode, where the forward uses the surrogate's smooth "
+        "primitive, so the surrogate gradient is the true gradient and must match to float64 precision. A detached "
+        "reset is held at its unperturbed value in every perturbed forward, so the check verifies the detached "
+        "gradient training uses. In spiking mode the finite difference of a step function is not a gradient: the "
+        "numbers are then reported as surrogate bias, without a verdict."
     ),
     "surrogate_verification": (
         "Checks the spike function on a grid of membrane potentials x: (0) the gradient its backward actually "
-        "produces must equal the declared pseudo-derivative g(x) (implementation error); (a) g must be the "
-        "derivative of the declared smooth primitive (consistency); (b) distance of g to the finite difference "
-        "(H(x+h) − H(x−h))/2h of the Heaviside step (approximation error, L1/L2/max), plus the area of g and "
-        "the L1 distance of the primitive to the step."
+        "produces must equal the declared pseudo-derivative g(x) (implementation error; for an evoexp SNN the "
+        "backward probed is the LIF layer's own node, fed a one-neuron current whose membrane is x + θ); (a) g "
+        "must be the derivative of the declared smooth primitive (consistency); (b) distance of g to the finite "
+        "difference (H(x+h) − H(x−h))/2h of the Heaviside step (approximation error, L1/L2/max), plus the area "
+        "of g and the L1 distance of the primitive to the step."
     ),
     "gradient_alignment": (
         "How well the surrogate gradient of the spiking network points along the true gradient of the loss "
         "smoothed with Gaussian weight noise of scale σ, E_z[L(w + σzv)], estimated by Gauss–Hermite quadrature "
         "along K seeded random unit directions v. Cosine similarity near 1 and sign agreement near 1 mean the "
-        "surrogate gradient is a good descent direction for the smoothed loss; values near 0 mean it is not. "
-        "Informational (no verdict)."
+        "surrogate gradient is a good descent direction for the smoothed loss; values near 0 mean it is not. The "
+        "standard error (jackknife over directions) and the quadrature error (n vs n/2 nodes) are shown; a cosine "
+        "within 2 SE + quadrature error of zero is inconclusive (its sign is unknown). Sign agreement counts only "
+        "directions along which the smoothed loss changes. Informational (no verdict)."
     ),
     "gradient_stability": (
-        "Loss gradients on several training batches: the total norm ‖g‖ and each layer's norm ‖g_l‖ "
-        "(mean, std, min, max over batches), NaN/Inf entries, and the depth conditioning "
-        "max_l mean‖g_l‖ / min_l mean‖g_l‖, which grows when gradients vanish or explode with depth or a layer "
-        "receives no gradient at all (a dead layer gives infinity)."
+        "Loss gradients on several training batches: the total norm ‖g‖, each layer's norm ‖g_l‖ and its RMS "
+        "per element ‖g_l‖/√n_l (mean, std, min, max over batches), NaN/Inf entries, and the depth conditioning "
+        "max_l mean rms_l / min_l mean rms_l, which grows when gradients vanish or explode with depth or a layer "
+        "receives no gradient at all (a dead layer gives infinity). Per-element RMS makes layers of different "
+        "sizes comparable (a raw-norm ratio grows with the size ratio alone)."
     ),
     "weight_stability": (
         "A few optimiser steps on a copy of the model: the norm of every weight tensor after each step, the "
@@ -95,7 +101,7 @@ CHECK_DESCRIPTIONS: dict[str, str] = {
 _THRESHOLD_MEANINGS: dict[str, str] = {
     "max_grad_norm": "fail if any batch's total gradient norm exceeds it (exploding gradients)",
     "min_grad_norm": "fail if any batch's total gradient norm is below it (vanishing gradients)",
-    "max_depth_conditioning": "fail if the ratio of the largest to the smallest mean layer gradient norm exceeds it",
+    "max_depth_conditioning": "fail if the ratio of the largest to the smallest mean layer gradient RMS exceeds it",
     "max_relative_update": "fail if one step changes a weight matrix by more than this fraction of its norm",
     "max_norm_growth": "fail if a weight matrix's norm grows by more than this factor",
     "max_condition_number": "fail if a final weight matrix has a larger condition number σ_max/σ_min",
@@ -154,6 +160,10 @@ def _pm(mean: float, std: float) -> str:
 def _key_numbers(result: Result, limit: int = 3) -> str:
     if isinstance(result, SkippedResult):
         return result.reason
+    if isinstance(result, AlignmentResult):
+        s = result.stats()
+        agreement = _pm(s.sign_agreement, s.sign_agreement_se)
+        return f"cosine = {_cosine_cell(s)} at σ = {format_number(s.sigma)}, sign agreement = {agreement}"
     items = [(k, v) for k, v in result.summary().items() if not k.endswith(("/ok", "/passed", "_ok"))]
     return ", ".join(f"{k.split('/', 1)[-1]} = {format_number(v)}" for k, v in items[:limit])
 
@@ -182,18 +192,66 @@ def _render_gradient_stability(r: GradientStabilityResult) -> list[str]:
             ("total gradient norm: std", t.std),
             ("total gradient norm: min", t.min),
             ("total gradient norm: max", t.max),
-            ("depth conditioning", r.depth_conditioning),
+            ("depth conditioning (ratio of layer gradient RMS)", r.depth_conditioning),
             ("NaN gradient entries", r.nan_count),
             ("Inf gradient entries", r.inf_count),
             ("batches with non-finite gradients", r.nonfinite_batches),
             ("batches with non-finite loss", r.nonfinite_losses),
         ],
     )
-    lines += ["Per-layer gradient norm over batches:", ""]
+    lines += [f"Depth conditioning: {r.depth_conditioning_definition}.", ""]
+    lines += ["Per-layer gradient over batches (norm ‖g_l‖ and RMS per element ‖g_l‖/√n_l):", ""]
     lines += _table(
-        ["layer", "mean", "std", "min", "max"],
-        [(name, s.mean, s.std, s.min, s.max) for name, s in r.layer_norms.items()],
+        ["layer", "parameters", "norm mean", "norm std", "RMS mean", "RMS min", "RMS max"],
+        [
+            (
+                name,
+                r.layer_sizes[name],
+                s.mean,
+                s.std,
+                r.layer_rms[name].mean,
+                r.layer_rms[name].min,
+                r.layer_rms[name].max,
+            )
+            for name, s in r.layer_norms.items()
+        ],
     )
+    return lines
+
+
+def _cosine_cell(s: AlignmentStats) -> str:
+    text = f"{format_number(s.cosine)} ± {format_number(s.cosine_se)}"
+    return text if s.conclusive else f"inconclusive ({text})"
+
+
+def _render_alignment(r: AlignmentResult) -> list[str]:
+    mode = {True: "smooth mode", False: "spiking mode", None: "no spiking neurons"}[r.smooth_mode]
+    lines = [
+        f"Setup: {r.n_directions} seeded random unit directions (seed {r.seed}), Gauss–Hermite quadrature with "
+        f"{r.n_quadrature} nodes (quadrature error: vs {r.n_quadrature_check} nodes), {mode}, {r.dtype}; "
+        f"{r.n_evaluations} loss evaluations.",
+        "",
+        "**Numbers** (cosine ± jackknife SE; *inconclusive* when |cosine| ≤ 2 SE + quadrature error)",
+        "",
+    ]
+    rows = [*r.overall, *(s for stats in r.per_layer.values() for s in stats)]
+    lines += _table(
+        ["scope", "σ", "cosine", "quadrature error", "sign agreement", "informative directions", "norm ratio"],
+        [
+            (
+                s.scope,
+                s.sigma,
+                _cosine_cell(s),
+                s.cosine_quadrature_error,
+                _pm(s.sign_agreement, s.sign_agreement_se),
+                f"{s.n_informative}/{s.n_directions}",
+                _pm(s.norm_ratio, s.norm_ratio_se),
+            )
+            for s in rows
+        ],
+    )
+    if r.warnings:
+        lines += ["**Warnings**", "", *(f"- {w}" for w in r.warnings), ""]
     return lines
 
 
@@ -373,6 +431,7 @@ _RENDERERS: dict[type, Callable[[Any], list[str]]] = {
     WeightStabilityResult: _render_weight_stability,
     ConvergenceResult: _render_convergence,
     BenchmarkResult: _render_benchmark,
+    AlignmentResult: _render_alignment,
 }
 
 

@@ -4,23 +4,26 @@ Two checks, both on a deep copy of the user's model (the model passed in is neve
 its ``.grad`` fields or its train/eval mode):
 
 * :meth:`NumericalStabilityTester.check_gradient_stability` draws ``n_batches`` batches, computes the
-  loss gradient on each and reports the total gradient norm :math:`\|g\|_2` and the per-layer norms
-  :math:`\|g_l\|_2` (mean, std, min, max over batches), the number of NaN/Inf gradient entries and
-  the *depth conditioning* :math:`\kappa_{\text{depth}} = \max_l \overline{\|g_l\|} / \min_l
-  \overline{\|g_l\|}` (ratio of the largest to the smallest mean layer norm), which grows when
-  gradients vanish or explode with depth.
+  loss gradient on each and reports the total gradient norm :math:`\|g\|_2`, the per-layer norms
+  :math:`\|g_l\|_2` and the per-layer RMS per element :math:`\mathrm{rms}_l = \|g_l\|_2/\sqrt{n_l}`
+  (:math:`n_l` the layer's parameter count; mean, std, min, max over batches), the number of NaN/Inf
+  gradient entries and the *depth conditioning* :math:`\kappa_{\text{depth}} = \max_l
+  \overline{\mathrm{rms}_l} / \min_l \overline{\mathrm{rms}_l}` (ratio of the largest to the smallest
+  mean layer RMS), which grows when gradients vanish or explode with depth. The RMS makes layers of
+  different sizes comparable: a raw-norm ratio would grow with the ratio of the layers' sizes alone.
 * :meth:`NumericalStabilityTester.check_weight_stability` runs ``n_steps`` optimiser steps and
   reports per-tensor weight norms, relative update sizes :math:`\|\Delta W\|_2 / \|W\|_2`, the
   condition numbers :math:`\sigma_{\max}/\sigma_{\min}` of weight matrices (from
   :func:`torch.linalg.svdvals`) before and after, and NaN/Inf counts.
 
 A *layer* is a module that owns parameters directly; its name is the parameter name without the last
-component (``"hidden.0.weight"`` and ``"hidden.0.bias"`` belong to layer ``"hidden.0"``).
+component (``"hidden.0.weight"`` and ``"hidden.0.bias"`` belong to layer ``"hidden.0"``). Both checks run
+on a private copy (:func:`~evoexp.verification.spiking.private_copy`), spiking networks in spiking mode
+(what training runs).
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,8 +36,10 @@ from torch import Tensor, nn
 from evoexp.analysis.stats import describe
 from evoexp.training import batch_to, layer_name
 from evoexp.verification.results import Result
+from evoexp.verification.spiking import private_copy
 
 __all__ = [
+    "DEPTH_CONDITIONING",
     "GradientStabilityResult",
     "GradientStabilityThresholds",
     "LossFn",
@@ -45,6 +50,13 @@ __all__ = [
     "WeightStabilityThresholds",
     "WeightTensorStats",
 ]
+
+DEPTH_CONDITIONING = (
+    "max_l mean_b rms_l / min_l mean_b rms_l, where rms_l = ||g_l||_2 / sqrt(n_l) is the root mean square of "
+    "layer l's gradient entries on batch b (n_l: its parameter count) and layers are the modules that own "
+    "parameters, readout included"
+)
+"""Definition of the depth conditioning, as stated in results and reports."""
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 """A loss ``loss_fn(outputs, targets) -> scalar``; ``None`` means cross-entropy on logits."""
@@ -87,7 +99,8 @@ class GradientStabilityThresholds:
         max_grad_norm: Largest total gradient norm allowed on any batch (above: exploding).
         min_grad_norm: Smallest total gradient norm allowed on any batch (below: vanishing).
         max_depth_conditioning: Largest allowed ratio between the largest and the smallest mean
-            layer gradient norm (above: gradients vanish or explode with depth, or a layer is dead).
+            layer gradient RMS per element (above: gradients vanish or explode with depth, or a layer
+            is dead).
 
     """
 
@@ -103,21 +116,27 @@ class GradientStabilityResult(Result):
     Attributes:
         n_batches: Number of batches the gradient was computed on.
         total_norm: Statistics of the total gradient norm over the batches with finite gradients.
-        layer_norms: Per layer, statistics of that layer's gradient norm over the same batches.
-        depth_conditioning: ``max_l mean‖g_l‖ / min_l mean‖g_l‖`` (``inf`` if a layer's gradient is
-            zero, NaN if no batch had finite gradients).
+        layer_norms: Per layer, statistics of that layer's gradient norm ``‖g_l‖₂`` over the same
+            batches.
+        layer_rms: Per layer, statistics of its gradient RMS per element ``‖g_l‖₂ / sqrt(n_l)``.
+        layer_sizes: Per layer, its parameter count ``n_l``.
+        depth_conditioning: ``max_l mean rms_l / min_l mean rms_l`` (``inf`` if a layer's gradient is
+            zero, NaN if no batch had finite gradients); see ``depth_conditioning_definition``.
         nan_count: NaN gradient entries, summed over all batches and parameters.
         inf_count: Infinite gradient entries, summed over all batches and parameters.
         nonfinite_batches: Batches whose gradient had at least one NaN/Inf entry.
         nonfinite_losses: Batches whose loss was NaN/Inf.
         thresholds: The thresholds the verdict used.
         issues: Human-readable reasons for a failed verdict; the check passed when it is empty.
+        depth_conditioning_definition: :data:`DEPTH_CONDITIONING`, in words.
 
     """
 
     n_batches: int
     total_norm: NormStats
     layer_norms: dict[str, NormStats]
+    layer_rms: dict[str, NormStats]
+    layer_sizes: dict[str, int]
     depth_conditioning: float
     nan_count: int
     inf_count: int
@@ -125,6 +144,7 @@ class GradientStabilityResult(Result):
     nonfinite_losses: int
     thresholds: GradientStabilityThresholds
     issues: list[str] = field(default_factory=list)
+    depth_conditioning_definition: str = DEPTH_CONDITIONING
 
     check: ClassVar[str] = "gradient_stability"
 
@@ -134,7 +154,7 @@ class GradientStabilityResult(Result):
         return not self.issues
 
     def summary(self) -> dict[str, float]:
-        """Flat metrics under ``stability/…`` (per layer under ``stability/grad_norm/<layer>``)."""
+        """Flat metrics under ``stability/…`` (per layer: ``stability/grad_norm/<layer>``, ``.../grad_rms/<layer>``)."""
         out = {
             "stability/gradient_ok": float(self.passed),
             "stability/grad_norm_mean": self.total_norm.mean,
@@ -146,6 +166,7 @@ class GradientStabilityResult(Result):
         }
         for layer, stats in self.layer_norms.items():
             out[f"stability/grad_norm/{layer}"] = stats.mean
+            out[f"stability/grad_rms/{layer}"] = self.layer_rms[layer].mean
         return out
 
 
@@ -333,8 +354,9 @@ class NumericalStabilityTester:
             n_batches: Number of batches to draw.
             max_grad_norm: A batch whose total gradient norm exceeds this fails (exploding).
             min_grad_norm: A batch whose total gradient norm is below this fails (vanishing).
-            max_depth_conditioning: The verdict fails when
-                :math:`\max_l \overline{\|g_l\|}/\min_l \overline{\|g_l\|}` exceeds this.
+            max_depth_conditioning: The verdict fails when :math:`\max_l \overline{\mathrm{rms}_l}/
+                \min_l \overline{\mathrm{rms}_l}` (mean gradient RMS per element of each layer)
+                exceeds this.
 
         Returns:
             A :class:`GradientStabilityResult`.
@@ -356,9 +378,12 @@ class NumericalStabilityTester:
         thresholds = GradientStabilityThresholds(max_grad_norm, min_grad_norm, max_depth_conditioning)
         loss_fn = F.cross_entropy if loss_fn is None else loss_fn
 
-        work = copy.deepcopy(model).train()
+        work = private_copy(model).model.train()
         params = _trainable(work)
         layers = list(dict.fromkeys(layer_name(n) for n, _ in params))
+        sizes = dict.fromkeys(layers, 0)
+        for name, p in params:
+            sizes[layer_name(name)] += p.numel()
         totals: list[float] = []
         per_layer: dict[str, list[float]] = {layer: [] for layer in layers}
         nan_count = inf_count = nonfinite_batches = nonfinite_losses = seen = 0
@@ -388,9 +413,12 @@ class NumericalStabilityTester:
             raise ValueError("batches yielded no batch")
 
         layer_norms = {layer: NormStats.of(values) for layer, values in per_layer.items()}
+        layer_rms = {
+            layer: NormStats.of([v / math.sqrt(sizes[layer]) for v in values]) for layer, values in per_layer.items()
+        }
         depth_conditioning = float("nan")
         if totals:
-            means = [s.mean for s in layer_norms.values()]
+            means = [s.mean for s in layer_rms.values()]
             largest, smallest = max(means), min(means)
             depth_conditioning = largest / smallest if smallest > 0 else float("inf")
         total_norm = NormStats.of(totals)
@@ -407,11 +435,18 @@ class NumericalStabilityTester:
         if totals and total_norm.min < min_grad_norm:
             issues.append(f"vanishing: min gradient norm {total_norm.min:.4g} < {min_grad_norm:g}")
         if totals and not depth_conditioning <= max_depth_conditioning:
-            issues.append(f"depth conditioning {depth_conditioning:.4g} > {max_depth_conditioning:g}")
+            rms = {layer: s.mean for layer, s in layer_rms.items()}
+            low, high = min(rms, key=rms.__getitem__), max(rms, key=rms.__getitem__)
+            issues.append(
+                f"depth conditioning {depth_conditioning:.4g} > {max_depth_conditioning:g}: gradient RMS per element "
+                f"{rms[high]:.3g} in layer '{high}' vs {rms[low]:.3g} in layer '{low}'"
+            )
         return GradientStabilityResult(
             n_batches=seen,
             total_norm=total_norm,
             layer_norms=layer_norms,
+            layer_rms=layer_rms,
+            layer_sizes=sizes,
             depth_conditioning=depth_conditioning,
             nan_count=nan_count,
             inf_count=inf_count,
@@ -472,7 +507,7 @@ class NumericalStabilityTester:
         thresholds = WeightStabilityThresholds(max_relative_update, max_norm_growth, max_condition_number)
         loss_fn = F.cross_entropy if loss_fn is None else loss_fn
 
-        work = copy.deepcopy(model).train()
+        work = private_copy(model).model.train()
         params = _trainable(work)
         optimizer = optimizer_factory([p for _, p in params])
         initial = {name: p.detach().clone() for name, p in params}

@@ -25,6 +25,7 @@ from evoexp.verification.convergence import ConvergenceAnalyzer
 from evoexp.verification.gradient import GradientVerifier
 from evoexp.verification.report import generate_report
 from evoexp.verification.results import Result, SkippedResult
+from evoexp.verification.spiking import private_copy
 from evoexp.verification.stability import Batch, LossFn, NumericalStabilityTester, OptimizerFactory
 
 __all__ = ["CHECKS", "BackpropagationVerificationSuite", "ProgressCallback", "VerificationOptions"]
@@ -56,9 +57,11 @@ class VerificationOptions:
     Attributes:
         gradient_verification: Finite differences vs autograd
             (:meth:`~evoexp.verification.gradient.GradientVerifier.verify_finite_difference`).
-        surrogate_verification: The model's surrogate spike function vs its declared derivative
-            (:meth:`~evoexp.verification.gradient.GradientVerifier.verify_surrogate_gradient`);
-            needs ``model.surrogate``.
+        surrogate_verification: The spike function the model's neurons really compute (for evoexp SNNs: the
+            LIF node's backward, probed with a one-neuron current; for peer libraries: their own spike function) vs
+            its declared derivative
+            (:meth:`~evoexp.verification.gradient.GradientVerifier.verify_surrogate_gradient`); needs a spiking
+            network or ``model.surrogate``.
         gradient_alignment: Surrogate gradient vs the gradient of the Gaussian-smoothed spiking loss
             (:meth:`~evoexp.verification.gradient.GradientVerifier.verify_gradient_alignment`).
         gradient_stability: Gradient norms over batches
@@ -243,6 +246,39 @@ class BackpropagationVerificationSuite:
         return self.verifier.verify_gradient_alignment(model, inputs, targets, loss, **opts.alignment_kwargs)
 
     def _surrogate(self, model: nn.Module, opts: VerificationOptions) -> Result | str:
+        """The spike function the model's neurons really compute (their node's backward) vs the declared derivative.
+
+        Spiking networks are probed through their adapter (:meth:`~evoexp.verification.spiking.SpikingAdapter.
+        spike_probes`: for evoexp, a one-neuron current through the real LIF node; for snnTorch, SpikingJelly and
+        Norse, the library's own spike function against the equal evoexp shape or its documented derivative), with
+        the probe's kinks on the grid and its H(0) convention; with several distinct spike functions the first
+        failing one (else the first) is returned, naming the others in its warnings. Other models with a
+        ``surrogate`` attribute are checked through ``surrogate.spike``.
+        """
+        work = private_copy(model)
+        probes = work.adapter.spike_probes(work.model) if work.adapter is not None else []
+        if probes:
+            results = [
+                self.verifier.verify_surrogate_gradient(
+                    probe.spike_fn,
+                    probe.derivative,
+                    **{
+                        "primitive": probe.primitive,
+                        "slope": probe.slope,
+                        "name": probe.name,
+                        "kinks": probe.kinks,
+                        "heaviside_at_zero": probe.heaviside_at_zero,
+                        **opts.surrogate_kwargs,
+                    },
+                )
+                for probe in probes
+            ]
+            failed = [r for r in results if not r.passed]
+            chosen = (failed or results)[0]
+            if len(results) > 1:
+                verdicts = ", ".join(f"{r.name}: {'passed' if r.passed else 'FAILED'}" for r in results)
+                chosen.warnings.append(f"{len(results)} distinct spike functions probed ({verdicts})")
+            return chosen
         surrogate = getattr(model, "surrogate", None)
         if surrogate is None or not hasattr(surrogate, "spike") or not hasattr(surrogate, "derivative"):
             return "the model has no surrogate gradient (model.surrogate with spike/derivative)"
@@ -250,6 +286,7 @@ class BackpropagationVerificationSuite:
             "primitive": getattr(surrogate, "primitive", None),
             "slope": getattr(surrogate, "slope", None),
             "name": getattr(surrogate, "name", None),
+            "kinks": getattr(surrogate, "kinks", ()),
             **opts.surrogate_kwargs,
         }
         return self.verifier.verify_surrogate_gradient(surrogate.spike, surrogate.derivative, **kwargs)

@@ -1,0 +1,300 @@
+"""How the verifiers see a spiking network: the one place that decides "spiking, with a smooth mode?".
+
+Every verifier works on a private copy of the user's model, made by :func:`private_copy`. The copy asks the
+registered :class:`SpikingAdapter` objects, in order, whether one of them claims the model; the first that does
+knows how to run that library's neurons in smooth mode and how to hold their detached resets. A model no adapter
+claims is an ordinary network: the verifiers check its forward as it is (no smooth mode, nothing held).
+
+evoexp's own :class:`~evoexp.models.SNN` (any module containing a :class:`~evoexp.models.LIFLayer`) is handled by
+:class:`EvoexpAdapter`, registered first. snnTorch, SpikingJelly and Norse networks are handled by the adapters of
+:mod:`evoexp.peers.adapters`, registered here the first time a model holding one of those libraries' modules is
+copied (so neither they nor the libraries are imported otherwise). They swap, on the private copy, each neuron's
+spike function for one whose forward is a smooth primitive and whose backward its derivative, and replay every
+detached value as a constant. :func:`register_adapter` is the one registry: it adds another library's adapter, or
+replaces a registered one of the same name.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+from evoexp.models.snn import SNN, LIFLayer
+
+__all__ = [
+    "EvoexpAdapter",
+    "PrivateCopy",
+    "SpikeProbe",
+    "SpikingAdapter",
+    "adapters",
+    "private_copy",
+    "register_adapter",
+]
+
+
+@dataclass(frozen=True)
+class SpikeProbe:
+    """A spike function as a network's neurons really compute it, with the derivative they declare.
+
+    Attributes:
+        name: Label for reports (surrogate and the layers it stands for).
+        layers: Names of the layers that share this spike function (same surrogate and constants).
+        spike_fn: Elementwise function of ``mem - threshold`` whose forward and backward run through the layer's
+            real implementation (for evoexp: :meth:`~evoexp.models.LIFLayer.spike_probe`).
+        derivative: The declared pseudo-derivative :math:`g`.
+        primitive: The declared smooth primitive, when known.
+        slope: The surrogate's slope, when it has one.
+        kinks: Points where the declared derivative jumps or has a kink (put on the check's grid).
+        heaviside_at_zero: The spike function's forward at ``x = 0`` (0 for evoexp, snnTorch and Norse; 1 for
+            SpikingJelly).
+    """
+
+    name: str
+    layers: tuple[str, ...]
+    spike_fn: Callable[[Tensor], Tensor]
+    derivative: Callable[[Tensor], Tensor]
+    primitive: Callable[[Tensor], Tensor] | None
+    slope: float | None
+    kinks: tuple[float, ...] = ()
+    heaviside_at_zero: float = 0.0
+
+
+@runtime_checkable
+class SpikingAdapter(Protocol):
+    """What the verifiers need from one library's spiking networks; all methods act on the private copy.
+
+    Attributes:
+        name: Short label reported with results (e.g. ``"evoexp"``, ``"snntorch"``).
+    """
+
+    name: str
+
+    def claims(self, model: nn.Module) -> bool:
+        """Whether this adapter handles ``model`` (e.g. it contains one of the library's neurons)."""
+        ...
+
+    def prepare(self, model: nn.Module) -> None:
+        """Make the fresh copy safe for repeated, batched (``torch.func.vmap``) forwards: stop recording state."""
+        ...
+
+    def set_smooth(self, model: nn.Module, enabled: bool) -> None:
+        """Switch every neuron of ``model`` to smooth mode (forward = surrogate primitive) or back to spiking."""
+        ...
+
+    def hold_resets(self, model: nn.Module, forward: Callable[[], object]) -> list[str]:
+        """Run ``forward()`` once and make every *detached* reset replay, in all later forwards, the values it had.
+
+        A detached reset's gradient is the gradient with the reset term held at its forward value, so the
+        finite differences of the held network check exactly the gradient training uses.
+
+        Returns:
+            Names of the layers whose reset is now held (empty when no neuron detaches its reset).
+        """
+        ...
+
+    def spike_probes(self, model: nn.Module) -> list[SpikeProbe]:
+        """One :class:`SpikeProbe` per distinct spike function of ``model``'s neurons (the runtime surrogate check)."""
+        ...
+
+    def notes(self, model: nn.Module) -> list[str]:
+        """Caveats a result must state about how ``model``'s neurons ran in their current mode (e.g. a substitute)."""
+        ...
+
+
+class EvoexpAdapter:
+    """evoexp's :class:`~evoexp.models.LIFLayer` networks (smooth mode and ``replay_reset`` are built in)."""
+
+    name = "evoexp"
+
+    def claims(self, model: nn.Module) -> bool:
+        """True if ``model`` contains a :class:`~evoexp.models.LIFLayer`."""
+        return any(isinstance(m, LIFLayer) for m in model.modules())
+
+    def prepare(self, model: nn.Module) -> None:
+        """Stop every :class:`~evoexp.models.SNN` inside from recording ``last_spikes``."""
+        for module in model.modules():
+            if isinstance(module, SNN):
+                module.record_spikes = False
+
+    def set_smooth(self, model: nn.Module, enabled: bool) -> None:
+        """Set ``smooth`` on every LIF layer."""
+        for module in model.modules():
+            if isinstance(module, LIFLayer):
+                module.smooth = enabled
+
+    def hold_resets(self, model: nn.Module, forward: Callable[[], object]) -> list[str]:
+        """Record each ``detach_reset`` layer's spikes in one forward and set them as its ``replay_reset``.
+
+        Raises:
+            ValueError: A detached-reset layer ran other than once in the forward (its reset has no single value).
+        """
+        layers = {name: m for name, m in model.named_modules() if isinstance(m, LIFLayer) and m.params.detach_reset}
+        if not layers:
+            return []
+        seen: dict[str, list[Tensor]] = {name: [] for name in layers}
+        handles = [
+            layer.register_forward_hook(lambda _m, _a, out, name=name: seen[name].append(out.detach()))
+            for name, layer in layers.items()
+        ]
+        try:
+            with torch.no_grad():
+                forward()
+        finally:
+            for handle in handles:
+                handle.remove()
+        for name, layer in layers.items():
+            if len(seen[name]) != 1:
+                raise ValueError(
+                    f"LIF layer '{name}' ran {len(seen[name])} times in one forward: its detached reset has no single "
+                    "value to hold"
+                )
+            layer.replay_reset = seen[name][0]
+        return list(layers)
+
+    def spike_probes(self, model: nn.Module) -> list[SpikeProbe]:
+        """Probe each group of LIF layers that share surrogate, constants, ``bptt`` and recurrence through its node."""
+        groups: dict[tuple[object, ...], list[tuple[str, LIFLayer]]] = {}
+        for name, m in model.named_modules():
+            if isinstance(m, LIFLayer):
+                groups.setdefault((m.surrogate, m.params, m.bptt, m.recurrent), []).append((name, m))
+        probes = []
+        for members in groups.values():
+            names = tuple(name for name, _ in members)
+            layer = members[0][1]
+            shape = layer.surrogate
+            probes.append(
+                SpikeProbe(
+                    name=f"{shape.name} (LIF node of {', '.join(names)})",
+                    layers=names,
+                    spike_fn=layer.spike_probe(),
+                    derivative=shape.derivative,
+                    primitive=shape.primitive,
+                    slope=getattr(shape, "slope", None),
+                    kinks=shape.kinks,
+                )
+            )
+        return probes
+
+    def notes(self, model: nn.Module) -> list[str]:
+        """Nothing to state: smooth mode runs each layer's own surrogate primitive."""
+        return []
+
+
+_ADAPTERS: list[SpikingAdapter] = [EvoexpAdapter()]
+
+_PEER_PACKAGES = frozenset({"snntorch", "spikingjelly", "norse"})
+"""Top-level packages whose modules :mod:`evoexp.peers.adapters` handles."""
+
+
+def register_adapter(adapter: SpikingAdapter) -> None:
+    """Add ``adapter`` after the registered ones, or replace the registered adapter of the same ``name`` in its place.
+
+    The first adapter that claims a model handles it.
+
+    Raises:
+        TypeError: ``adapter`` lacks a method of :class:`SpikingAdapter`.
+    """
+    if not isinstance(adapter, SpikingAdapter):
+        raise TypeError(f"adapter must implement SpikingAdapter (name, claims, prepare, ...), got {adapter!r}")
+    for i, registered in enumerate(_ADAPTERS):
+        if registered.name == adapter.name:
+            _ADAPTERS[i] = adapter
+            return
+    _ADAPTERS.append(adapter)
+
+
+def _register_peer_adapters(model: nn.Module) -> None:
+    """Register the snnTorch/SpikingJelly/Norse adapters (unless one of that name is) if ``model`` uses a peer library.
+
+    Only the modules' class paths are read, so nothing is imported for a model without such modules.
+    """
+    if not any(type(m).__module__.partition(".")[0] in _PEER_PACKAGES for m in model.modules()):
+        return
+    from evoexp.peers.adapters import PEER_ADAPTERS
+
+    names = {a.name for a in _ADAPTERS}
+    _ADAPTERS.extend(a for a in PEER_ADAPTERS if a.name not in names)
+
+
+def adapters() -> tuple[SpikingAdapter, ...]:
+    """The registered adapters, in the order they are asked."""
+    return tuple(_ADAPTERS)
+
+
+@dataclass
+class PrivateCopy:
+    """A verifier's private copy of a model and the adapter (if any) that runs its neurons.
+
+    Attributes:
+        model: The copy; the user's model is never touched.
+        adapter: The adapter that claimed the model, or ``None`` for a model without spiking neurons.
+        unhandled: Names of further registered adapters that also claim the model (their neurons run unchanged).
+    """
+
+    model: nn.Module
+    adapter: SpikingAdapter | None
+    unhandled: tuple[str, ...] = ()
+
+    @property
+    def spiking(self) -> bool:
+        """Whether the model is a spiking network with a smooth mode."""
+        return self.adapter is not None
+
+    @property
+    def notes(self) -> list[str]:
+        """Caveats for the results of a check of the copy in its current mode (the adapter's, and unhandled neurons)."""
+        if self.adapter is None:
+            return []
+        notes = self.adapter.notes(self.model)
+        if self.unhandled:
+            notes.append(
+                f"the model also holds neurons of {', '.join(self.unhandled)}, but only one adapter runs a model "
+                f"({self.adapter.name} here): those neurons ran unchanged, without smooth mode or held resets"
+            )
+        return notes
+
+    def set_smooth(self, enabled: bool) -> None:
+        """Switch the copy's neurons to smooth mode (or spiking mode).
+
+        Raises:
+            ValueError: ``enabled`` for a model that no adapter claims.
+        """
+        if self.adapter is None:
+            if enabled:
+                raise ValueError(
+                    f"{type(self.model).__name__} has no smooth mode: no spiking-network adapter claims it "
+                    f"(registered: {', '.join(a.name for a in _ADAPTERS)})"
+                )
+            return
+        self.adapter.set_smooth(self.model, enabled)
+
+    def hold_resets(self, forward: Callable[[], object]) -> list[str]:
+        """Hold every detached reset at its value in ``forward()`` (run in the mode the later forwards use)."""
+        return [] if self.adapter is None else self.adapter.hold_resets(self.model, forward)
+
+
+def private_copy(model: nn.Module, *, dtype: torch.dtype | None = None) -> PrivateCopy:
+    """Deep-copy ``model`` (cast to ``dtype`` when given) and find the adapter that runs its neurons.
+
+    Args:
+        model: The user's model (never modified).
+        dtype: Floating dtype of the copy (``None``: keep the model's).
+
+    Returns:
+        A :class:`PrivateCopy`, already prepared by its adapter.
+    """
+    work = copy.deepcopy(model)
+    if dtype is not None:
+        work = work.to(dtype)
+    _register_peer_adapters(work)
+    claiming = [a for a in _ADAPTERS if a.claims(work)]
+    if not claiming:
+        return PrivateCopy(work, None)
+    adapter = claiming[0]
+    adapter.prepare(work)
+    return PrivateCopy(work, adapter, tuple(a.name for a in claiming[1:]))
