@@ -33,3 +33,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_engine.py
 	$(PY) benchmarks/bench_verifier.py
 	$(PY) benchmarks/bench_sweep.py
+	$(PY) benchmarks/bench_robustness.py
