@@ -381,6 +381,34 @@ def test_vmap_over_held_resets_and_nested_vmap(reset: str, monkeypatch: pytest.M
     torch.testing.assert_close(batched, looped, rtol=1e-12, atol=1e-12)
 
 
+def test_nested_vmap_batching_different_parameters_per_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Weights batched only by the outer vmap, biases only by the inner one: the per-row bias folds twice."""
+    model = small_snn(recurrent=True)
+    model.record_spikes = False
+    x, y = spikes_input(), torch.tensor([0, 1, 2])
+    g = torch.Generator().manual_seed(7)
+    params = {
+        n: p.detach() + 0.1 * torch.randn(((2,) if p.dim() == 2 else (3,)) + p.shape, generator=g, dtype=p.dtype)
+        for n, p in model.named_parameters()
+    }
+    outer = {n: 0 if p.dim() == 3 else None for n, p in params.items()}
+    inner = {n: None if p.dim() == 3 else 0 for n, p in params.items()}
+
+    def loss(p: dict[str, torch.Tensor]) -> torch.Tensor:
+        return F.cross_entropy(functional_call(model, p, (x,)), y)
+
+    monkeypatch.setattr(lif_module, "lif_sequence_reference", _must_not_run)
+    with torch.no_grad():
+        batched = vmap(vmap(loss, in_dims=(inner,)), in_dims=(outer,))(params)
+        looped = torch.stack(
+            [
+                torch.stack([loss({n: v[i] if v.dim() == 3 else v[j] for n, v in params.items()}) for j in range(3)])
+                for i in range(2)
+            ]
+        )
+    torch.testing.assert_close(batched, looped, rtol=1e-12, atol=1e-12)
+
+
 def test_torch_func_grad_runs_custom_backward(monkeypatch: pytest.MonkeyPatch) -> None:
     """torch.func.grad differentiates the hand-written node; its result equals the autograd reference's."""
     model, x, y = small_snn(recurrent=True), spikes_input(), torch.tensor([0, 1, 2])

@@ -499,7 +499,8 @@ class _LIFForward(torch.autograd.Function):
 
     Its ``vmap`` rule (the public ``torch.func`` extension point) folds the vmapped dimension into the batch and runs
     the forward loop once on the folded batch, so ``torch.func.vmap`` over parameter sets evaluates exactly the
-    forward that training runs.
+    forward that training runs. ``owned=True`` (set only by that rule, on the folded current it has just created,
+    with ``weight=None``) lets the loop consume ``x`` without copying it first.
     """
 
     @staticmethod
@@ -512,8 +513,9 @@ class _LIFForward(torch.autograd.Function):
         params: LIFParameters,
         surrogate: SurrogateGradient,
         smooth: bool,
+        owned: bool = False,
     ) -> Tensor:
-        current = _owned_current(x, weight)
+        current = x if owned else _owned_current(x, weight)
         return _forward_loop(current, recurrent_weight, params, surrogate, smooth, bias=bias, replay=replay)[0]
 
     @staticmethod
@@ -532,30 +534,39 @@ class _LIFForward(torch.autograd.Function):
         params: LIFParameters,
         surrogate: SurrogateGradient,
         smooth: bool,
+        owned: bool = False,
     ) -> tuple[Tensor, int]:
-        """Fold the ``N`` vmapped parameter sets into the batch ``[N * B, T, H]`` (one ``V`` per ``B`` rows)."""
+        """Fold the ``N`` vmapped parameter sets into the batch ``[N * B, T, H]`` (one ``V`` per ``B`` rows).
+
+        The folded current is new memory that the inner forward consumes (no second copy), and the bias is left to
+        its time loop, one op per step on cache-warm memory, as in training.
+        """
         n = info.batch_size
         x_dim, weight_dim, bias_dim, rec_dim, replay_dim = in_dims[:5]
 
         def leading(t: Tensor, dim: int | None) -> Tensor:  # [N, ...]
             return t.movedim(dim, 0) if dim is not None else t.expand(n, *t.shape)
 
-        if weight is None:
+        if weight is None:  # the caller's current, copied once into memory the inner forward may consume
             current = leading(x, x_dim)
-        else:  # [N|1, B, T, C] @ [N|1, 1, C, H] -> [N, B, T, H]
-            xs = x.movedim(x_dim, 0) if x_dim is not None else x.unsqueeze(0)
-            ws = weight.movedim(weight_dim, 0) if weight_dim is not None else weight.unsqueeze(0)
-            current = torch.matmul(xs, ws.transpose(-1, -2).unsqueeze(1)).expand(n, -1, -1, -1)
-        if bias is not None:
-            current = current + leading(bias, bias_dim).unsqueeze(1).unsqueeze(1)
-        batch, steps, width = current.shape[1:]
-        # time-major [T, N * B, H] memory, as large layers get it in training: every step reads contiguous rows
-        folded = current.permute(2, 0, 1, 3).reshape(steps, n * batch, width).transpose(0, 1)
+            batch, steps, width = current.shape[1:]
+            folded = current.clone(memory_format=torch.contiguous_format).view(n * batch, steps, width)
+        else:  # [N, B * T, C] @ [N, C, H] -> [N, B * T, H]: one GEMM per parameter set, nothing replicated
+            xs = leading(x, x_dim)
+            batch, steps, channels = xs.shape[1:]
+            ws = leading(weight, weight_dim)
+            folded = torch.bmm(xs.reshape(n, batch * steps, channels), ws.transpose(-1, -2))
+            folded = folded.view(n * batch, steps, ws.shape[1])
+            width = ws.shape[1]
+        rows_bias = bias  # a shared bias broadcasts over the folded rows; else one bias row per folded batch row
+        if bias is not None and (bias_dim is not None or bias.dim() == 2):
+            rows = leading(bias, bias_dim)  # [N, H], or [N, B, H] from an inner vmap rule's per-row bias
+            rows_bias = (rows.unsqueeze(1).expand(n, batch, width) if rows.dim() == 2 else rows).reshape(-1, width)
         if recurrent_weight is not None and (rec_dim is not None or recurrent_weight.dim() == 3):
             recurrent_weight = leading(recurrent_weight, rec_dim).reshape(-1, width, width)
         if replay is not None:
             replay = leading(replay, replay_dim).reshape(n * batch, steps, width)
-        spikes = _LIFForward.apply(folded, None, None, recurrent_weight, replay, params, surrogate, smooth)
+        spikes = _LIFForward.apply(folded, None, rows_bias, recurrent_weight, replay, params, surrogate, smooth, True)
         return spikes.unflatten(0, (n, batch)), 0
 
 
