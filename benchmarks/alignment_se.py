@@ -23,11 +23,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch.nn import functional as F
 
-from evoexp.app import build_snn
+from evoexp.builders import build_snn
 from evoexp.config import load_config
 from evoexp.config.store import register_configs
 from evoexp.data import get_dataset, make_loader
-from evoexp.surrogate import get_surrogate
 from evoexp.verification.alignment import verify_gradient_alignment
 
 CONF = Path(__file__).resolve().parents[1] / "evoexp" / "conf"
@@ -39,7 +38,7 @@ def job_inputs(experiment: str, surrogate: str, slope: float, seed: int) -> tupl
     config = load_config(compose(config_name="config", overrides=overrides))
     torch.manual_seed(config.seed)
     data = get_dataset(config.dataset.name, **config.dataset.kwargs(seed=config.seed))
-    snn = build_snn(config, data, get_surrogate(config.surrogate.name, **config.surrogate.kwargs()))
+    snn = build_snn(config, data)
     x, y = next(iter(make_loader(data.train, batch_size=config.trainer.batch_size, shuffle=True, seed=config.seed)))
     n = config.verifier.samples
     return snn, (x[:n], y[:n]), config

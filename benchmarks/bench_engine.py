@@ -14,7 +14,8 @@ evoexp's spikes lag snnTorch's by two steps (``I[t]`` enters ``syn[t+1]``, then 
 ``U[t] = beta U[t-1] + I[t] - S[t-1] theta``), so in that comparison evoexp gets the input with two zero steps
 appended and snnTorch's readout gets two zero spike frames prepended; both then compute the same function.
 
-Usage: ``python benchmarks/bench_engine.py [--quick] [--reps N] [--threads 1 2] [--thp]``. ``--thp`` re-runs the
+Usage: ``python benchmarks/bench_engine.py [--quick] [--reps N] [--threads 1 2] [--sizes small large] [--thp]``
+(``--quick``: a smoke run of seconds, size small at 1 thread). ``--thp`` re-runs the
 process with ``THP_MEM_ALLOC_ENABLE=1`` (PyTorch then backs tensors >= 2 MB with transparent huge pages); on this VM
 first-touch page faults of fresh ``[B, T, H]`` buffers are a large part of every contender's step.
 """
@@ -233,16 +234,20 @@ def run_size(name: str, reps: int, warmup: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="few repetitions (smoke run)")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run (seconds): 3 repetitions, size small, 1 thread by default"
+    )
     parser.add_argument("--reps", type=int, default=None, help="timed repetitions per contender")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--threads", type=int, nargs="+", default=None, help="default: 1 2 (--quick: 1)")
+    parser.add_argument("--sizes", nargs="+", default=None, choices=list(SIZES), help="default: all (--quick: small)")
     parser.add_argument("--thp", action="store_true", help="re-run with THP_MEM_ALLOC_ENABLE=1")
     args = parser.parse_args()
     if args.thp and os.environ.get("THP_MEM_ALLOC_ENABLE") != "1":  # must be set before torch is imported
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "THP_MEM_ALLOC_ENABLE": "1"})
     reps = args.reps or (3 if args.quick else 30)
     warmup = 1 if args.quick else 3
+    args.threads = args.threads or ([1] if args.quick else [1, 2])
+    args.sizes = args.sizes or (["small"] if args.quick else list(SIZES))
     print(
         f"torch {torch.__version__}, snntorch {getattr(snntorch, '__version__', 'not installed')}, "
         f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}, reps {reps}, warm-up {warmup}"
