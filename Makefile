@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.evoexp-installed
 
-.PHONY: run test test-all lint bench clean-store
+.PHONY: run test test-all lint bench bench-quick docs docs-serve clean-store
 
 # The peer libraries (the `peers` extra: snnTorch, SpikingJelly, Norse) install with --no-deps: their declared
 # torchvision/torchaudio pull CUDA builds and only their dataset code needs them.
@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q 'torch==2.13.*'
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev,bench,search]'
+	$(PY) -m pip install -q -c constraints.txt 'torch==2.13.*' -e '.[dev,bench,search,docs]'
 	$(PY) -m pip install -q --no-deps -c constraints.txt snntorch spikingjelly norse
 	$(PY) -m pip install -q -c constraints.txt 'torch==2.13.*' nir nirtorch h5py loguru tqdm
 	touch $(STAMP)
@@ -34,3 +34,15 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_verifier.py
 	$(PY) benchmarks/bench_sweep.py
 	$(PY) benchmarks/bench_robustness.py
+
+# Every script in benchmarks/ in its quick mode (seconds each; CI runs it so that a benchmark cannot rot).
+BENCHMARKS := $(sort $(wildcard benchmarks/*.py))
+bench-quick: $(STAMP)
+	set -e; for script in $(BENCHMARKS); do echo "== $$script --quick"; $(PY) $$script --quick; done
+
+# The documentation site (mkdocs.yml, docs/): built into site/, strict (a broken link or reference fails).
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict
+
+docs-serve: $(STAMP)
+	$(VENV)/bin/mkdocs serve

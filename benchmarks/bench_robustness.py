@@ -15,8 +15,9 @@ memory:
 (they must agree to 1e-9). Then both train with Adam on the preset's loader, one epoch each in turn (round-robin,
 so that machine drift cancels), and the median seconds per epoch, their ratio and the torch thread count are printed.
 
-Usage: ``python benchmarks/bench_robustness.py [--epochs N] [--threads 1]`` (default 5 timed epochs each after one
-warm-up epoch; about a minute at 1 thread on an idle core).
+Usage: ``python benchmarks/bench_robustness.py [--quick] [--epochs N] [--threads 1]`` (default 5 timed epochs each
+after one warm-up epoch; about a minute at 1 thread on an idle core; ``--quick``: 100 samples per class and 1 timed
+epoch each, seconds).
 """
 
 from __future__ import annotations
@@ -37,11 +38,13 @@ from evoexp.data import DatasetSplits, make_loader
 from evoexp.surrogate import SurrogateGradient
 
 
-def preset() -> Config:
-    """The validated config of ``experiment=robustness``."""
+def preset(*overrides: str) -> Config:
+    """The validated config of ``experiment=robustness`` (plus ``overrides``)."""
     register_configs()
     with initialize_config_module("evoexp.conf", version_base=None):
-        return load_config(compose(config_name="config", overrides=["experiment=robustness", "tracking=off"]))
+        return load_config(
+            compose(config_name="config", overrides=["experiment=robustness", "tracking=off", *overrides])
+        )
 
 
 class _LIFZeroReset(torch.autograd.Function):
@@ -138,11 +141,15 @@ def epoch_runner(model: nn.Module, loader: object, lr: float) -> Callable[[], fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=5, help="timed epochs per contender (after 1 warm-up)")
+    parser.add_argument("--epochs", type=int, default=None, help="timed epochs per contender (after 1 warm-up): 5")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run (seconds): 100 samples per class, 1 timed epoch each"
+    )
     args = parser.parse_args()
+    args.epochs = args.epochs or (1 if args.quick else 5)
     torch.set_num_threads(args.threads)
-    config = preset()
+    config = preset(*(["dataset.samples_per_class=100"] if args.quick else []))
     torch.manual_seed(config.seed)
     data = build_dataset(config)
     snn = build_snn(config, data)

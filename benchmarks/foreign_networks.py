@@ -6,11 +6,13 @@ tolerances) on the very networks and data of ``tests/test_peers_adapters.py`` --
 errors, the verdict and the neurons whose detached values were held. Every network is built after
 ``torch.manual_seed(0)`` with one thread, as the tests are (``tests/conftest.py``). Needs the ``peers`` extra.
 
-Usage: ``python benchmarks/foreign_networks.py``
+Usage: ``python benchmarks/foreign_networks.py [--quick]`` (seconds either way: ``--quick`` runs the same table, so that
+``make bench-quick`` calls every benchmark alike).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,9 @@ CASES: dict[str, Any] = {
 
 def main() -> None:
     """Print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the same table (it takes seconds)")
+    parser.parse_args()
     torch.set_num_threads(1)
     print("| network | max abs error | max rel error | verdict | held |")
     print("|---|---|---|---|---|")
