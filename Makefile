@@ -42,7 +42,7 @@ bench-quick: $(STAMP)
 
 # The documentation site (mkdocs.yml, docs/): built into site/, strict (a broken link or reference fails).
 docs: $(STAMP)
-	$(VENV)/bin/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 docs-serve: $(STAMP)
-	$(VENV)/bin/mkdocs serve
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve

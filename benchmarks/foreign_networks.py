@@ -1,4 +1,4 @@
-"""Finite-difference verdicts on snnTorch, SpikingJelly and Norse networks: the README's measured table.
+"""Finite-difference verdicts on snnTorch, SpikingJelly and Norse networks: the table of docs/guides/peers.md.
 
 Runs :meth:`evoexp.verification.gradient.GradientVerifier.verify_finite_difference` (exact mode, float64, gradcheck's
 tolerances) on the very networks and data of ``tests/test_peers_adapters.py`` -- correct ones and the same with a

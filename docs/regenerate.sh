@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Regenerate every figure and table that README.md shows (docs/results/<experiment>/), from the runs in the MLflow
-# store (default ./mlruns.db; pass --tracking-uri URI to use another). Run the experiments first, with the commands
-# of the README's Results section:
+# Regenerate every figure and table that README.md and docs/guides/results.md show (docs/results/<experiment>/), from
+# the runs in the MLflow store (default ./mlruns.db; pass --tracking-uri URI to use another). Run the experiments
+# first, with the commands of the Results page:
 #   ./multirun.sh --experiment robustness seed=0,1,2
 #   ./multirun.sh --experiment robustness dataset.step_frac=1.0 seed=0,1 tracking.experiment=robustness_step_frac_1
 #   ./multirun.sh --experiment robustness_slopes

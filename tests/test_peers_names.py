@@ -1,4 +1,4 @@
-"""Peer surrogate names: every mapped row equals the peer's actual backward; constructor, config form and README."""
+"""Peer surrogate names: every mapped row equals the peer's actual backward; constructor, config form and docs page."""
 
 from __future__ import annotations
 
@@ -180,7 +180,7 @@ def test_a_run_in_the_peer_form_records_the_shape_it_used(tmp_path: Path) -> Non
     assert run["params.surrogate.peer"] == "spikingjelly:PiecewiseQuadratic"
 
 
-def test_readme_tables_are_the_generated_ones() -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert evoexp_table_markdown() in readme
-    assert unmapped_table_markdown() in readme
+def test_docs_tables_are_the_generated_ones() -> None:
+    page = (ROOT / "docs" / "guides" / "peers.md").read_text(encoding="utf-8")
+    assert evoexp_table_markdown() in page
+    assert unmapped_table_markdown() in page

@@ -1,7 +1,7 @@
 r"""Pure functional leaky integrate-and-fire (LIF) dynamics with a hand-written BPTT backward.
 
-Discrete-time current-based LIF neuron (DESIGN §3), for input current :math:`I[t] = W x[t] + b` computed by the
-caller for all time steps at once (one GEMM):
+Discrete-time current-based LIF neuron (docs/design/models.md), for input current :math:`I[t] = W x[t] + b`
+computed by the caller for all time steps at once (one GEMM):
 
 .. math::
 

@@ -17,7 +17,7 @@ user's model) an adapter
 * **holds what training ignores**: :meth:`~NeuronAdapter.hold_resets` records every ``detach()`` of one unperturbed
   forward, and every later forward (batched with ``vmap`` or not) returns those values instead. snnTorch always
   detaches its reset, SpikingJelly with ``detach_reset=True``, Norse's recurrent cells too; the finite differences
-  then hold them fixed exactly as autograd does (DESIGN §5, first rule);
+  then hold them fixed exactly as autograd does (docs/design/verification.md, the first rule);
 * **probes** the library's own spike function against the derivative declared for it (the equal evoexp shape, else
   the library's documented formula, :mod:`evoexp.peers.documented`) for the suite's runtime surrogate check.
 """

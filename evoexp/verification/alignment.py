@@ -1,4 +1,4 @@
-r"""Alignment of surrogate gradients with the gradient of the Gaussian-smoothed spiking loss (DESIGN §5).
+r"""Alignment of surrogate gradients with the gradient of the Gaussian-smoothed spiking loss.
 
 For a spiking network the loss :math:`L(w)` is piecewise constant in the weights, so its true gradient is zero
 almost everywhere. What a surrogate gradient approximates is the gradient of a smoothed loss (Gygax & Zenke). Along
@@ -26,7 +26,7 @@ and with ``n_quadrature // 2`` nodes (for a piecewise-constant spiking loss the 
 cosine is *inconclusive* when its sign cannot be told: :math:`|\cos| \le 2\,\mathrm{SE} + \text{quadrature
 error}` (or either is undefined); the summary then reports no number for it. Sign agreement counts only directions
 with :math:`t_k \ne 0` (along the others the smoothed loss is flat to rounding: neither agreement nor
-disagreement).
+disagreement). What the check means, beside the other checks: docs/design/verification.md.
 """
 
 from __future__ import annotations

@@ -427,7 +427,7 @@ class GradientVerifier:
     def verify_surrogate_gradient(
         self, spike_fn: Callable[[Tensor], Tensor], surrogate_fn: Callable[[Tensor], Tensor], **kwargs: Any
     ) -> SurrogateVerificationResult:
-        """Check ``spike_fn``'s backward against ``surrogate_fn`` on a grid (DESIGN §5).
+        """Check ``spike_fn``'s backward against ``surrogate_fn`` on a grid (docs/design/verification.md).
 
         Keyword arguments are those of :func:`evoexp.verification.surrogate_check.verify_surrogate_gradient`.
         """
@@ -436,9 +436,10 @@ class GradientVerifier:
     def verify_gradient_alignment(
         self, model: nn.Module, inputs: Any, targets: Any, loss_fn: LossFn, **kwargs: Any
     ) -> AlignmentResult:
-        """Alignment of surrogate and Gaussian-smoothed gradients (DESIGN §5), on a copy in the verifier's dtype.
+        """Alignment of surrogate and Gaussian-smoothed gradients, on a copy in the verifier's dtype.
 
-        Keyword arguments are those of :func:`evoexp.verification.alignment.verify_gradient_alignment`.
+        Semantics: docs/design/verification.md. Keyword arguments are those of
+        :func:`evoexp.verification.alignment.verify_gradient_alignment`.
         """
         options = {"dtype": self.dtype, "memory_budget": self.memory_budget, "chunk_size": self.chunk_size, **kwargs}
         return verify_gradient_alignment(model, inputs, targets, loss_fn, **options)

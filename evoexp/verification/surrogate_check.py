@@ -1,4 +1,4 @@
-r"""Verification of surrogate spike functions on a grid of membrane offsets :math:`x` (DESIGN §5).
+r"""Verification of surrogate spike functions on a grid of membrane offsets :math:`x` (docs/design/verification.md).
 
 For a spike function ``spike_fn`` (Heaviside forward, surrogate backward) and its declared pseudo-derivative
 ``surrogate_fn`` = :math:`g`, the check runs on a grid over ``x_range`` in the requested dtype: an even linspace
