@@ -41,6 +41,8 @@ def _role(match: re.Match[str]) -> str:
 
 
 def _math_block(indent: str, lines: list[str]) -> list[str]:
+    if indent:  # inside a bullet: Markdown continues a list item after a blank line only at 4 spaces
+        indent = indent.ljust(4)
     body = [line.strip() for line in lines if line.strip()]
     if any("&" in line or line.endswith("\\\\") for line in body):
         body = ["\\begin{aligned}", *body, "\\end{aligned}"]
