@@ -7,9 +7,12 @@ fence marks the block.
 * A ```` ```bash ```` (``sh``, ``shell``) block runs only when marked ``<!-- run -->``; with ``set -euo pipefail``,
   so any failing command fails the example.
 * A ```` ```console ```` block runs only when marked ``<!-- run -->``: every ``$ command`` line (continued by a
-  trailing ``\\``) runs, and the lines up to the next ``$`` are its expected output (stdout and stderr).
+  trailing ``\\``) runs, and the lines up to the next ``$`` are its expected output (stdout and stderr); a command
+  shown without output must succeed.
 * A ```` ```text ```` block marked ``<!-- output -->`` is the expected stdout of the block that runs just before it.
-* ``<!-- run: slow -->`` (or ``<!-- slow -->`` before a Python block) puts the example in the slow tier.
+* ``<!-- run: slow -->`` (or ``<!-- slow -->``) runs the example in the slow tier.
+
+Any other language (``yaml``, ``text``, ...) never runs; marking one ``<!-- run -->`` is an error.
 
 Each example runs in a subprocess with a fresh temporary directory as its working directory (where ``.venv`` links to
 the running environment, so that ``.venv/bin/python`` works as on a checkout), one torch thread, and a time limit.
@@ -30,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 _FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*([\w+-]*)\s*$")
 _MARKER = re.compile(r"^\s*<!--\s*(.*?)\s*-->\s*$")
 _RUN_BY_DEFAULT = {"python": True, "bash": False, "sh": False, "shell": False, "console": False}
+_RUN_MARKERS = ("run", "run: slow", "slow")
 TIMEOUT_S = 300
 
 
@@ -107,10 +111,15 @@ def examples(path: Path) -> list[Example]:
             last.expected = code
             last = None
             continue
-        runs = _RUN_BY_DEFAULT.get(language, False)
+        if language not in _RUN_BY_DEFAULT:
+            if marker in _RUN_MARKERS:
+                raise ValueError(f"{path}:{line}: a {language or 'plain'} block cannot run")
+            last = None
+            continue
+        runs = _RUN_BY_DEFAULT[language]
         if marker.startswith("no-run"):
             runs = False
-        elif marker in ("run", "run: slow", "slow"):
+        elif marker in _RUN_MARKERS:
             runs = True
         if not runs:
             last = None
@@ -151,6 +160,8 @@ def run_example(example: Example, cwd: Path) -> None:
             )
             if expected.strip():
                 assert _lines(done.stdout + done.stderr) == _lines(expected), f"{where}: `{command}` printed otherwise"
+            else:
+                assert done.returncode == 0, f"{where}: `{command}` failed:\n{done.stdout}\n{done.stderr}"
         return
     if example.language == "python":
         script = cwd / "example.py"
@@ -243,7 +254,17 @@ def test_an_example_that_fails_or_prints_otherwise_fails(
         run_example(example, tmp_path)
 
 
-def test_a_console_transcript_that_differs_fails(tmp_path: Path) -> None:
-    example = Example(tmp_path / "page.md", 1, "console", "", commands=[("echo real", "shown")])
-    with pytest.raises(AssertionError, match="printed otherwise"):
+@pytest.mark.parametrize(
+    ("command", "shown", "message"), [("echo real", "shown", "printed otherwise"), ("exit 2", "", "failed")]
+)
+def test_a_console_transcript_that_differs_fails(tmp_path: Path, command: str, shown: str, message: str) -> None:
+    example = Example(tmp_path / "page.md", 1, "console", "", commands=[(command, shown)])
+    with pytest.raises(AssertionError, match=message):
         run_example(example, tmp_path)
+
+
+def test_a_block_that_cannot_run_but_claims_to_is_an_error(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("<!-- run -->\n```yaml\na: 1\n```\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="yaml block cannot run"):
+        examples(page)
