@@ -1,4 +1,4 @@
-"""Column names of the tidy run frame and the MLflow keys that ``evoexp.app`` writes.
+"""Column names of the tidy run frame and the MLflow keys that ``evoexp.job.task`` writes.
 
 One leaf module shared by the writer and its readers (:mod:`evoexp.analysis`, which imports it as ``schema``, and
 :mod:`evoexp.figures`), so that neither reader imports the other.

@@ -6,8 +6,8 @@ import dataclasses
 import math
 from pathlib import Path
 
-from evoexp.summary import check_verdicts, format_run_summary, job_verdict, run_note
-from evoexp.sweep import JobOutcome
+from evoexp.job.summary import check_verdicts, format_run_summary, job_verdict, run_note
+from evoexp.job.sweep import JobOutcome
 from evoexp.verification.results import Result, SkippedResult
 
 
@@ -85,7 +85,7 @@ def test_single_run_block_lists_checks_accuracy_report_run_and_url(tmp_path: Pat
 
 
 def test_the_validation_key_is_the_experiments_objective() -> None:
-    from evoexp.experiment import OBJECTIVE
-    from evoexp.summary import VAL_ACC
+    from evoexp.job.run import OBJECTIVE
+    from evoexp.job.summary import VAL_ACC
 
     assert VAL_ACC == OBJECTIVE

@@ -20,9 +20,9 @@ import pytest
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
-from evoexp.analysis import run_analysis
-from evoexp.progress import PROGRESS_LOG
-from evoexp.sweep import (
+from evoexp.job.analysis import run_analysis
+from evoexp.job.progress import PROGRESS_LOG
+from evoexp.job.sweep import (
     SUMMARY_FILE,
     EvoexpCallback,
     JobOutcome,
@@ -31,7 +31,7 @@ from evoexp.sweep import (
     summarize_sweep,
     write_outcome,
 )
-from evoexp.tracking import MlflowTracker, NullTracker, Tags
+from evoexp.job.tracking import MlflowTracker, NullTracker, Tags
 
 REPO = Path(__file__).resolve().parents[1]
 

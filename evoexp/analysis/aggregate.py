@@ -65,7 +65,7 @@ def group_columns(frame: pd.DataFrame, *, ignore: Sequence[str] = ()) -> list[st
     Params under :data:`schema.IGNORED_PARAM_PREFIXES` (Hydra/tracking bookkeeping) are ignored too.
 
     Args:
-        frame: A run frame from :func:`evoexp.analysis.load.load_runs`.
+        frame: A run frame from :func:`evoexp.job.analysis.load.load_runs`.
         ignore: Further columns to leave out.
     """
     skip = set(seed_columns(frame.columns)) | set(ignore)
@@ -163,7 +163,7 @@ def aggregate_history(history: pd.DataFrame, *, confidence: float = 0.95) -> pd.
     """Aggregate metric curves over runs: the statistics of :data:`STAT_COLUMNS` of each metric at each step.
 
     Args:
-        history: Long frame from :func:`evoexp.analysis.load.load_history` (columns ``key``, ``step``,
+        history: Long frame from :func:`evoexp.job.analysis.load.load_history` (columns ``key``, ``step``,
             ``value``, ...); pass the runs of one configuration to get the mean and interval over its seeds.
         confidence: Coverage of the bootstrap interval.
 

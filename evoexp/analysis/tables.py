@@ -404,7 +404,7 @@ def snn_vs_ann_table(runs: pd.DataFrame, *, confidence: float = 0.95, ignore: Se
     Rows are the configurations (the params that vary across ``runs``, seeds excluded).
 
     Args:
-        runs: A run frame from :func:`evoexp.analysis.load.load_runs`.
+        runs: A run frame from :func:`evoexp.job.analysis.load.load_runs`.
         confidence: Coverage of the bootstrap intervals.
         ignore: Params never used as row labels.
     """

@@ -16,14 +16,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from evoexp.job.tracking import RunLogger, Tags, Tracker
 from evoexp.keys import ANN_TEST_ACC, SNN_TEST_ACC
-from evoexp.tracking import RunLogger, Tags, Tracker
 from evoexp.verification.report import CHECK_TITLES
 from evoexp.verification.results import Result, SkippedResult
 
 if TYPE_CHECKING:
-    from evoexp.sweep import JobOutcome
-    from evoexp.tracking import FinishedRun
+    from evoexp.job.sweep import JobOutcome
+    from evoexp.job.tracking import FinishedRun
 
 __all__ = [
     "ANN_TEST_ACC",
@@ -41,7 +41,7 @@ __all__ = [
 TEST_ACC = SNN_TEST_ACC
 """Test accuracy of the SNN with its best-validation weights: the accuracy evoexp reports."""
 VAL_ACC = "snn/val/best_acc"
-"""Best SNN validation accuracy (:data:`evoexp.experiment.OBJECTIVE`, not imported: that module loads torch)."""
+"""Best SNN validation accuracy (:data:`evoexp.job.run.OBJECTIVE`, not imported: that module loads torch)."""
 VERDICTS = ("pass", "fail", "diverged")
 
 

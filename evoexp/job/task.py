@@ -1,10 +1,10 @@
-"""The Hydra job: composed config -> :func:`evoexp.experiment.run_experiment` -> outputs and one MLflow run.
+"""The Hydra job: composed config -> :func:`evoexp.job.run.run_experiment` -> outputs and one MLflow run.
 
 :func:`run_job` is the task function of ``python -m evoexp``; :func:`execute` is one job's run lifecycle: skip it
-when ``tracking.resume`` finds a FINISHED run of the same config and code (:func:`evoexp.sweep.resumable_run`), open
+when ``tracking.resume`` finds a FINISHED run of the same config and code (:func:`evoexp.job.sweep.resumable_run`), open
 one MLflow run (params = flattened config; tags = sweep id, job, config hash, code identity, git commit), run the
-experiment (the science is in :mod:`evoexp.experiment`; the ANN twin comes from :func:`evoexp.sweep.ann_baseline`),
-write the outputs (:mod:`evoexp.outputs`), log the summary metrics and artifacts, and return the objective.
+experiment (the science is in :mod:`evoexp.job.run`; the ANN twin comes from :func:`evoexp.job.sweep.ann_baseline`),
+write the outputs (:mod:`evoexp.job.outputs`), log the summary metrics and artifacts, and return the objective.
 
 A diverging SNN is a result (FINISHED, ``evoexp.outcome=diverged``); any other exception ends the run FAILED, and in
 a multirun the job then returns NaN so that the other jobs go on.
@@ -20,8 +20,8 @@ import torch
 from omegaconf import DictConfig
 
 import evoexp
-from evoexp.builders import build_dataset
-from evoexp.config import (
+from evoexp.job.build import build_dataset
+from evoexp.job.config import (
     CODE_IDENTITY_TAG,
     Config,
     ConfigValidationError,
@@ -32,12 +32,12 @@ from evoexp.config import (
     load_config,
     to_plain,
 )
-from evoexp.experiment import run_experiment
-from evoexp.outputs import REPORT_FILE, write_outputs
-from evoexp.progress import SweepPlan, axis_keys, run_name
-from evoexp.summary import summarize_run, summarize_skipped
-from evoexp.sweep import JobOutcome, ann_baseline, make_tracker, resumable_run, write_outcome
-from evoexp.tracking import Tags, git_commit
+from evoexp.job.outputs import REPORT_FILE, write_outputs
+from evoexp.job.progress import SweepPlan, axis_keys, run_name
+from evoexp.job.run import run_experiment
+from evoexp.job.summary import summarize_run, summarize_skipped
+from evoexp.job.sweep import JobOutcome, ann_baseline, make_tracker, resumable_run, write_outcome
+from evoexp.job.tracking import Tags, git_commit
 
 __all__ = ["JobContext", "execute", "run_job"]
 

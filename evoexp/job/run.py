@@ -6,7 +6,7 @@ the app's numbers from the app's code::
     outcome = run_experiment(load_config(cfg))
     outcome.metrics["snn/test/acc_best"]
 
-It builds everything with :mod:`evoexp.builders`, runs the enabled model checks on the initial network through
+It builds everything with :mod:`evoexp.job.build`, runs the enabled model checks on the initial network through
 :class:`~evoexp.verification.suite.BackpropagationVerificationSuite`, trains the SNN once with
 :func:`evoexp.training.train_model` (the pipeline behind
 :meth:`~evoexp.verification.convergence.ConvergenceAnalyzer.analyze_convergence` and
@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from evoexp.builders import (
+from evoexp.data import DatasetSplits
+from evoexp.job.build import (
     build_ann,
     build_dataset,
     build_loader,
@@ -37,10 +38,9 @@ from evoexp.builders import (
     verification_options,
     warmup_epochs,
 )
-from evoexp.config import Config
-from evoexp.data import DatasetSplits
+from evoexp.job.config import Config
+from evoexp.job.tracking import NullRun, RunLogger
 from evoexp.models import SNN
-from evoexp.tracking import NullRun, RunLogger
 from evoexp.training import TrainingRun, train_model
 from evoexp.verification.benchmark import BenchmarkResult, ModelBenchmark, SeedRun
 from evoexp.verification.convergence import analyze_training
@@ -167,7 +167,7 @@ def run_experiment(
     Args:
         config: The validated config.
         data: The config's dataset, when the caller built it already (e.g. to log it as an MLflow input);
-            default :func:`~evoexp.builders.build_dataset`.
+            default :func:`~evoexp.job.build.build_dataset`.
         run: Where per-epoch metrics go (default: nowhere).
         ann_baseline: Provides the ANN twin's run (default: train it here).
 

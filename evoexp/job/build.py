@@ -1,4 +1,4 @@
-"""Objects from a validated :class:`~evoexp.config.Config`: data, surrogate, models, optimiser, loaders, options.
+"""Objects from a validated :class:`~evoexp.job.config.Config`: data, surrogate, models, optimiser, loaders, options.
 
 Everything a run is made of is built here, from the typed config alone, so the Hydra app, the tests and a notebook
 that loads a config build exactly the same objects::
@@ -19,8 +19,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from evoexp.config import Config
 from evoexp.data import DatasetSplits, get_dataset, make_loader
+from evoexp.job.config import Config
 from evoexp.models import ANN, SNN
 from evoexp.surrogate import SurrogateGradient, get_surrogate
 

@@ -46,8 +46,8 @@ ANN_KEYS = (
     "verifier.convergence.patience",
     "verifier.convergence.min_delta",
 )
-"""Every config key the ANN twin's construction and training read (see :func:`evoexp.builders.build_ann` and
-:func:`evoexp.builders.training_options`), minus :data:`SNN_ONLY_KEYS`."""
+"""Every config key the ANN twin's construction and training read (see :func:`evoexp.job.build.build_ann` and
+:func:`evoexp.job.build.training_options`), minus :data:`SNN_ONLY_KEYS`."""
 SNN_ONLY_KEYS = ("trainer.rate_reg", "trainer.target_rate")
 CODE_IDENTITY_TAG = "evoexp.code_identity"
 """MLflow tag holding the :func:`code_identity` of the code that produced a run."""

@@ -1,6 +1,6 @@
 """One-call analysis of a sweep: load runs, write tables and figures, attach them to the sweep's MLflow run.
 
-:func:`run_analysis` is what ``python -m evoexp.analysis`` calls; it is usable from Python as well.
+:func:`run_analysis` is what ``python -m evoexp.job.analysis`` calls; it is usable from Python as well.
 Tables and figures that the runs hold no data for are skipped (and listed in the result), so the same
 command serves a single-configuration experiment and a surrogate × slope sweep.
 """
@@ -20,7 +20,6 @@ import pandas as pd
 
 from evoexp import keys as schema
 from evoexp.analysis.aggregate import aggregate, aggregate_history
-from evoexp.analysis.load import experiment_id, get_client, load_history, load_runs, metric_keys
 from evoexp.analysis.tables import (
     TABLE_FORMATS,
     Table,
@@ -28,6 +27,7 @@ from evoexp.analysis.tables import (
     snn_vs_ann_table,
     surrogate_slope_table,
 )
+from evoexp.job.analysis.load import experiment_id, get_client, load_history, load_runs, metric_keys
 from evoexp.labels import config_label
 
 if TYPE_CHECKING:

@@ -3,15 +3,15 @@
 * :class:`EvoexpCallback` (registered in ``conf/config.yaml`` under ``hydra.callbacks``) validates the config and
   creates the MLflow store and experiments ONCE before any job or worker starts, closes the ghost runs a SIGKILLed
   sweep left behind, and opens the sweep's parent run; it prints one line per finished job (count, result, time,
-  ETA; see :mod:`evoexp.progress`) and, after a single run, its verdicts (:mod:`evoexp.summary`). After a multirun
-  it summarises the jobs (finished / diverged / skipped / failed), closes the parent run, writes
+  ETA; see :mod:`evoexp.job.progress`) and, after a single run, its verdicts (:mod:`evoexp.job.summary`). After a
+  multirun it summarises the jobs (finished / diverged / skipped / failed), closes the parent run, writes
   ``sweep_summary.json`` into the sweep directory and makes the command exit with status 1 only when a job failed.
 * Each job writes :data:`OUTCOME_FILE` into its output directory (:func:`write_outcome`); the summary reads them
   back, so it works with every launcher (joblib, submitit local or SLURM) without shared state. A job directory
   without an outcome (worker killed) counts as failed.
 * :func:`reuse_baseline` trains the ANN twin once per key and reuses it from the store: a file lock per key makes
   parallel workers wait for the one that trains it; :func:`ann_baseline` adapts it to
-  :func:`evoexp.experiment.run_experiment`.
+  :func:`evoexp.job.run.run_experiment`.
 * :func:`resumable_run` finds the FINISHED run a job may be skipped for: same config hash and, unless
   ``tracking.reuse_across_code``, same code identity.
 """
@@ -35,10 +35,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 import evoexp
-from evoexp.config import CODE_IDENTITY_TAG, ConfigValidationError, TrackingConfig, code_identity, load_config
-from evoexp.progress import PROGRESS_LOG, ProgressBoard, SweepPlan, format_job_line, job_label
-from evoexp.summary import format_run_summary
-from evoexp.tracking import (
+from evoexp.job.config import CODE_IDENTITY_TAG, ConfigValidationError, TrackingConfig, code_identity, load_config
+from evoexp.job.progress import PROGRESS_LOG, ProgressBoard, SweepPlan, format_job_line, job_label
+from evoexp.job.summary import format_run_summary
+from evoexp.job.tracking import (
     FinishedRun,
     MlflowTracker,
     NullTracker,
@@ -51,7 +51,7 @@ from evoexp.tracking import (
 )
 
 if TYPE_CHECKING:
-    from evoexp.experiment import AnnBaseline
+    from evoexp.job.run import AnnBaseline
     from evoexp.training import TrainingRun
 
 __all__ = [
@@ -210,7 +210,7 @@ def summarize_sweep(sweep_dir: Path) -> SweepSummary:
 
 
 def make_tracker(tracking: Any, *, root: Path) -> Tracker:
-    """Build the tracker of a ``tracking`` config node (:class:`~evoexp.config.TrackingConfig` or DictConfig)."""
+    """Build the tracker of a ``tracking`` config node (:class:`~evoexp.job.config.TrackingConfig` or DictConfig)."""
     if not tracking.enabled:
         return NullTracker()
     uri = resolve_tracking_uri(tracking.uri, root=root)
@@ -292,7 +292,7 @@ class EvoexpCallback(Callback):
         """Multirun: prepare the store, close ghost runs, open the parent run, write the plan the jobs read.
 
         The store is created before any worker starts (avoids the schema race); the jobs read the
-        :class:`~evoexp.progress.SweepPlan` (sweep id, parent run, number of jobs, swept keys). Sweep values may
+        :class:`~evoexp.job.progress.SweepPlan` (sweep id, parent run, number of jobs, swept keys). Sweep values may
         differ from the base config's, so only the ``tracking`` group has to validate here; each job validates its
         own values.
         """
@@ -414,12 +414,12 @@ def reuse_baseline(
     trained and stored, and becomes the newest under ``key``).
 
     Args:
-        tracker: Where baselines are stored (a :class:`~evoexp.tracking.NullTracker` stores nothing).
-        key: Identity of the baseline's config (:func:`evoexp.config.ann_hash`).
+        tracker: Where baselines are stored (a :class:`~evoexp.job.tracking.NullTracker` stores nothing).
+        key: Identity of the baseline's config (:func:`evoexp.job.config.ann_hash`).
         train: Trains the baseline; returns ``(payload, summary_metrics)``; payload must be JSON-serialisable.
         root: Project root (for the lock file).
         enabled: False trains every time (no lookup, nothing stored).
-        code: Code identity of this process (:func:`evoexp.config.code_identity`); None skips the check.
+        code: Code identity of this process (:func:`evoexp.job.config.code_identity`); None skips the check.
         across_code: Reuse a baseline trained by other code (``tracking.reuse_across_code``).
 
     Returns:
@@ -449,8 +449,8 @@ def reuse_baseline(
 def resumable_run(tracker: Tracker, config_hash: str, *, across_code: bool = False) -> FinishedRun | None:
     """The newest FINISHED run of ``config_hash`` that a resumed job may be skipped for, or None.
 
-    A run of other code (tag :data:`~evoexp.config.CODE_IDENTITY_TAG` differs from
-    :func:`~evoexp.config.code_identity`) only counts with ``across_code`` (``tracking.reuse_across_code``).
+    A run of other code (tag :data:`~evoexp.job.config.CODE_IDENTITY_TAG` differs from
+    :func:`~evoexp.job.config.code_identity`) only counts with ``across_code`` (``tracking.reuse_across_code``).
     """
     previous = tracker.find_finished(config_hash)
     if previous is None or across_code or previous.tags.get(CODE_IDENTITY_TAG) == code_identity():
@@ -465,11 +465,11 @@ def resumable_run(tracker: Tracker, config_hash: str, *, across_code: bool = Fal
 
 
 def ann_baseline(tracker: Tracker, key: str, tracking: Any, run: RunLogger, *, root: Path) -> AnnBaseline:
-    """The ANN twin's provider for :func:`evoexp.experiment.run_experiment`, backed by :func:`reuse_baseline`.
+    """The ANN twin's provider for :func:`evoexp.job.run.run_experiment`, backed by :func:`reuse_baseline`.
 
     Args:
         tracker: Store of baselines.
-        key: The ANN's identity (:func:`evoexp.config.ann_hash`).
+        key: The ANN's identity (:func:`evoexp.job.config.ann_hash`).
         tracking: The ``tracking`` config (``reuse_ann``, ``reuse_across_code``).
         run: The job's run; tagged with the baseline's run id.
         root: Project root (lock files).
