@@ -24,9 +24,9 @@ from hydra import compose, initialize_config_dir
 from torch.nn import functional as F
 
 from evoexp.data import get_dataset, make_loader
+from evoexp.job.build import build_snn
 from evoexp.job.config import load_config
 from evoexp.job.config.store import register_configs
-from evoexp.job.build import build_snn
 from evoexp.surrogate import get_surrogate
 from evoexp.verification.alignment import verify_gradient_alignment
 
