@@ -31,8 +31,8 @@ from mlflow.entities import Run
 from omegaconf import DictConfig, OmegaConf
 
 from evoexp.job.config import register_configs
+from evoexp.job.outcome import JobOutcome, write_outcome
 from evoexp.job.progress import SweepPlan, plan_sweep
-from evoexp.job.sweep import JobOutcome, write_outcome
 
 optuna = pytest.importorskip("optuna", reason="the 'search' extra is not installed (make installs it)")
 

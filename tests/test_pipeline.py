@@ -26,9 +26,9 @@ from evoexp.job.build import (
 )
 from evoexp.job.config import load_config, register_configs
 from evoexp.job.run import run_experiment
+from evoexp.results import to_jsonable
 from evoexp.verification.benchmark import ComparativeBenchmark
 from evoexp.verification.convergence import ConvergenceAnalyzer
-from evoexp.verification.results import to_jsonable
 from evoexp.verification.suite import BackpropagationVerificationSuite
 
 REPO = Path(__file__).resolve().parents[1]

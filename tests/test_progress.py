@@ -13,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
+from evoexp.job.outcome import JobOutcome
 from evoexp.job.progress import (
     JobProgress,
     ProgressBoard,
@@ -24,7 +25,6 @@ from evoexp.job.progress import (
     plan_sweep,
     run_name,
 )
-from evoexp.job.sweep import JobOutcome
 
 
 def test_plan_counts_the_cartesian_product_of_the_basic_sweeper() -> None:

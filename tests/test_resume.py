@@ -18,7 +18,7 @@ import evoexp.job.sweep
 import evoexp.job.task
 from evoexp.job.config import load_config, register_configs
 from evoexp.job.config.identity import source_digest
-from evoexp.job.sweep import OUTCOME_FILE
+from evoexp.job.outcome import OUTCOME_FILE
 from evoexp.job.task import JobContext, execute
 
 CONF = Path(__file__).resolve().parents[1] / "evoexp" / "conf"
@@ -53,14 +53,21 @@ def _runs(root: Path, experiment: str) -> list:
 
 def test_source_digest_follows_the_code_not_the_analysis(tmp_path: Path) -> None:
     (tmp_path / "analysis").mkdir()
+    (tmp_path / "job" / "analysis").mkdir(parents=True)
     (tmp_path / "engine.py").write_text("x = 1\n")
+    (tmp_path / "job" / "tracking.py").write_text("z = 1\n")
     (tmp_path / "analysis" / "tables.py").write_text("y = 1\n")
+    (tmp_path / "job" / "analysis" / "load.py").write_text("w = 1\n")
     first = source_digest(tmp_path)
     (tmp_path / "analysis" / "tables.py").write_text("y = 2\n")
+    (tmp_path / "job" / "analysis" / "load.py").write_text("w = 2\n")
     (tmp_path / "README.md").write_text("docs\n")
     assert source_digest(tmp_path) == first
+    (tmp_path / "job" / "tracking.py").write_text("z = 2\n")
+    second = source_digest(tmp_path)
+    assert second != first
     (tmp_path / "engine.py").write_text("x = 2\n")
-    assert source_digest(tmp_path) != first
+    assert source_digest(tmp_path) != second
 
 
 def test_changed_code_reruns_and_reuse_across_code_serves_old_runs(

@@ -6,9 +6,9 @@ import dataclasses
 import math
 from pathlib import Path
 
+from evoexp.job.outcome import JobOutcome
 from evoexp.job.summary import check_verdicts, format_run_summary, job_verdict, run_note
-from evoexp.job.sweep import JobOutcome
-from evoexp.verification.results import Result, SkippedResult
+from evoexp.results import Result, SkippedResult
 
 
 @dataclasses.dataclass

@@ -21,16 +21,9 @@ from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
 from evoexp.job.analysis import run_analysis
+from evoexp.job.outcome import JobOutcome, write_outcome
 from evoexp.job.progress import PROGRESS_LOG
-from evoexp.job.sweep import (
-    SUMMARY_FILE,
-    EvoexpCallback,
-    JobOutcome,
-    read_outcomes,
-    reuse_baseline,
-    summarize_sweep,
-    write_outcome,
-)
+from evoexp.job.sweep import SUMMARY_FILE, EvoexpCallback, read_outcomes, reuse_baseline, summarize_sweep
 from evoexp.job.tracking import MlflowTracker, NullTracker, Tags
 
 REPO = Path(__file__).resolve().parents[1]

@@ -41,10 +41,12 @@ from evoexp.job.build import (
 from evoexp.job.config import Config
 from evoexp.job.tracking import NullRun, RunLogger
 from evoexp.models import SNN
+from evoexp.results import Result, to_jsonable
 from evoexp.training import TrainingRun, train_model
 from evoexp.verification.benchmark import BenchmarkResult, ModelBenchmark, SeedRun
 from evoexp.verification.convergence import analyze_training
-from evoexp.verification.results import Result, to_jsonable
+from evoexp.verification.gradient import GradientVerifier
+from evoexp.verification.suite import BackpropagationVerificationSuite
 
 __all__ = ["OBJECTIVE", "TEST_SELECTION", "AnnBaseline", "Outcome", "run_experiment"]
 
@@ -126,9 +128,6 @@ def _prefixed(prefix: str, metrics: Mapping[str, float]) -> dict[str, float]:
 
 def _model_checks(config: Config, snn: SNN, data: DatasetSplits) -> dict[str, Result]:
     """The suite on the initial network with the enabled model checks (``MODEL_CHECKS``); the others are skipped."""
-    from evoexp.verification.gradient import GradientVerifier
-    from evoexp.verification.suite import BackpropagationVerificationSuite
-
     suite = BackpropagationVerificationSuite(verifier=GradientVerifier(dtype=getattr(torch, config.verifier.dtype)))
     return suite.run_full_verification(
         snn,

@@ -14,16 +14,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from evoexp.job.tracking import RunLogger, Tags, Tracker
+from evoexp.job.outcome import JobOutcome
+from evoexp.job.tracking import FinishedRun, RunLogger, Tags, Tracker
 from evoexp.keys import ANN_TEST_ACC, SNN_TEST_ACC
+from evoexp.results import Result, SkippedResult
 from evoexp.verification.report import CHECK_TITLES
-from evoexp.verification.results import Result, SkippedResult
-
-if TYPE_CHECKING:
-    from evoexp.job.sweep import JobOutcome
-    from evoexp.job.tracking import FinishedRun
 
 __all__ = [
     "ANN_TEST_ACC",

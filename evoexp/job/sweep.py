@@ -6,7 +6,8 @@
   ETA; see :mod:`evoexp.job.progress`) and, after a single run, its verdicts (:mod:`evoexp.job.summary`). After a
   multirun it summarises the jobs (finished / diverged / skipped / failed), closes the parent run, writes
   ``sweep_summary.json`` into the sweep directory and makes the command exit with status 1 only when a job failed.
-* Each job writes :data:`OUTCOME_FILE` into its output directory (:func:`write_outcome`); the summary reads them
+* Each job writes :data:`~evoexp.job.outcome.OUTCOME_FILE` into its output directory
+  (:func:`~evoexp.job.outcome.write_outcome`); the summary reads them
   back, so it works with every launcher (joblib, submitit local or SLURM) without shared state. A job directory
   without an outcome (worker killed) counts as failed.
 * :func:`reuse_baseline` trains the ANN twin once per key and reuses it from the store: a file lock per key makes
@@ -24,9 +25,9 @@ import logging
 import sys
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 from filelock import FileLock
 from hydra.core.utils import JobReturn
@@ -36,7 +37,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 import evoexp
 from evoexp.job.config import CODE_IDENTITY_TAG, ConfigValidationError, TrackingConfig, code_identity, load_config
+from evoexp.job.outcome import OUTCOME_FILE, OUTCOMES, JobOutcome
 from evoexp.job.progress import PROGRESS_LOG, ProgressBoard, SweepPlan, format_job_line, job_label
+from evoexp.job.run import AnnBaseline
 from evoexp.job.summary import format_run_summary
 from evoexp.job.tracking import (
     FinishedRun,
@@ -49,17 +52,11 @@ from evoexp.job.tracking import (
     lock_path,
     resolve_tracking_uri,
 )
-
-if TYPE_CHECKING:
-    from evoexp.job.run import AnnBaseline
-    from evoexp.training import TrainingRun
+from evoexp.training import TrainingRun
 
 __all__ = [
-    "OUTCOMES",
-    "OUTCOME_FILE",
     "SUMMARY_FILE",
     "EvoexpCallback",
-    "JobOutcome",
     "SweepSummary",
     "ann_baseline",
     "make_tracker",
@@ -67,61 +64,11 @@ __all__ = [
     "resumable_run",
     "reuse_baseline",
     "summarize_sweep",
-    "write_outcome",
 ]
 
 log = logging.getLogger(__name__)
 
-OUTCOME_FILE = "evoexp_outcome.json"
 SUMMARY_FILE = "sweep_summary.json"
-OUTCOMES = ("finished", "diverged", "skipped", "failed")
-
-
-@dataclass
-class JobOutcome:
-    """What one job did, as recorded in its output directory.
-
-    Attributes:
-        outcome: One of :data:`OUTCOMES`.
-        job: Hydra job number (0 for single runs).
-        overrides: The job's command-line overrides.
-        config_hash: Identity of the job's config.
-        run_id: MLflow run id (the earlier run's id when skipped; None when untracked or failed before a run).
-        objective: Value returned to the sweeper (validation accuracy; NaN when there is none).
-        error: ``Type: message`` of the failure or divergence, else None.
-        output_dir: The job's output directory.
-        run_name: The MLflow run name.
-        verdict: ``pass`` / ``fail`` / ``diverged`` (tag ``evoexp.verdict``); None when the job failed.
-        checks: Verdict of each check (``PASS``, ``FAIL``, ``info``, ``skipped``).
-        test_acc: SNN test accuracy with best-validation weights (NaN when there is none).
-        report: Path of the job's ``report.md``.
-    """
-
-    outcome: str
-    job: int = 0
-    overrides: list[str] = field(default_factory=list)
-    config_hash: str | None = None
-    run_id: str | None = None
-    objective: float = float("nan")
-    error: str | None = None
-    output_dir: str | None = None
-    run_name: str | None = None
-    verdict: str | None = None
-    checks: dict[str, str] = field(default_factory=dict)
-    test_acc: float = float("nan")
-    report: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.outcome not in OUTCOMES:
-            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}; got {self.outcome!r}")
-
-
-def write_outcome(directory: Path, outcome: JobOutcome) -> Path:
-    """Write ``outcome`` as JSON to ``directory / OUTCOME_FILE`` and return the path."""
-    path = Path(directory) / OUTCOME_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(asdict(outcome), indent=2, allow_nan=True) + "\n", encoding="utf-8")
-    return path
 
 
 def read_outcomes(sweep_dir: Path) -> list[JobOutcome]:
@@ -474,8 +421,6 @@ def ann_baseline(tracker: Tracker, key: str, tracking: Any, run: RunLogger, *, r
         run: The job's run; tagged with the baseline's run id.
         root: Project root (lock files).
     """
-    from evoexp.training import TrainingRun
-
     def provide(train: Callable[[], TrainingRun]) -> tuple[TrainingRun, str | None]:
         def fresh() -> tuple[dict[str, Any], dict[str, float]]:
             trained = train()

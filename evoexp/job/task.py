@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import evoexp
@@ -32,11 +34,12 @@ from evoexp.job.config import (
     load_config,
     to_plain,
 )
+from evoexp.job.outcome import JobOutcome, write_outcome
 from evoexp.job.outputs import REPORT_FILE, write_outputs
 from evoexp.job.progress import SweepPlan, axis_keys, run_name
 from evoexp.job.run import run_experiment
 from evoexp.job.summary import summarize_run, summarize_skipped
-from evoexp.job.sweep import JobOutcome, ann_baseline, make_tracker, resumable_run, write_outcome
+from evoexp.job.sweep import ann_baseline, make_tracker, resumable_run
 from evoexp.job.tracking import Tags, git_commit
 
 __all__ = ["JobContext", "execute", "run_job"]
@@ -76,9 +79,6 @@ def run_job(cfg: DictConfig) -> float:
         Exception: Whatever failed, in a single run. In a multirun, failures (invalid values included) are
             recorded in the job's outcome file and NaN is returned, so the other jobs go on.
     """
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     output_dir, job = Path(hydra_cfg.runtime.output_dir), int(hydra_cfg.job.num) if multirun else 0

@@ -29,6 +29,7 @@ from evoexp.analysis.tables import (
 )
 from evoexp.job.analysis.load import experiment_id, get_client, load_history, load_runs, metric_keys
 from evoexp.labels import config_label
+from evoexp.surrogate import available_surrogates
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -194,7 +195,6 @@ def _slope_figures(
 
 def _gallery(runs: pd.DataFrame, out: Path, formats: Sequence[str]) -> list[Path]:
     from evoexp import figures
-    from evoexp.surrogate import available_surrogates
 
     name_col = schema.param(schema.SURROGATE_NAME_PARAM)
     slope_col = schema.param(schema.SURROGATE_SLOPE_PARAM)

@@ -21,7 +21,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
+
+import evoexp
 
 __all__ = [
     "ANN_KEYS",
@@ -51,8 +54,9 @@ ANN_KEYS = (
 SNN_ONLY_KEYS = ("trainer.rate_reg", "trainer.target_rate")
 CODE_IDENTITY_TAG = "evoexp.code_identity"
 """MLflow tag holding the :func:`code_identity` of the code that produced a run."""
-_EXCLUDED_SOURCE = ("analysis",)
-"""Subpackages left out of the source digest: they only read finished runs, never change a result."""
+_EXCLUDED_SOURCE = ("analysis", "job/analysis")
+"""Subpackages (paths relative to the package) left out of the source digest: they only read finished runs, never
+change a result."""
 
 
 def source_digest(package: Path) -> str:
@@ -63,7 +67,8 @@ def source_digest(package: Path) -> str:
     sha = hashlib.sha256()
     for path in sorted(package.rglob("*.py")):
         relative = path.relative_to(package)
-        if relative.parts[0] in _EXCLUDED_SOURCE:
+        folder = relative.parent.as_posix()
+        if any(folder == excluded or folder.startswith(f"{excluded}/") for excluded in _EXCLUDED_SOURCE):
             continue
         sha.update(relative.as_posix().encode("utf-8") + b"\0" + path.read_bytes() + b"\0")
     return sha.hexdigest()[:12]
@@ -77,10 +82,6 @@ def code_identity() -> str:
     checkout with local changes, a wheel and a release of the same version are told apart by what they would
     compute, while a change to documentation or to the analysis code does not invalidate a sweep.
     """
-    import torch
-
-    import evoexp
-
     package = Path(evoexp.__file__).resolve().parent
     return f"evoexp {evoexp.__version__} src {source_digest(package)} torch {torch.__version__}"
 

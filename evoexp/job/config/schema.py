@@ -21,6 +21,9 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from evoexp.data.shd import check_sources
+from evoexp.peers.names import get_peer
+from evoexp.surrogate import available_surrogates, get_surrogate
 from evoexp.verification.suite import CHECKS
 
 __all__ = [
@@ -163,8 +166,6 @@ class SurrogateConfig:
     peer_params: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from evoexp.surrogate import available_surrogates, get_surrogate
-
         if self.peer is not None:
             self._from_peer(self.peer)
         _one_of("surrogate.name", self.name, tuple(available_surrogates()))
@@ -187,8 +188,6 @@ class SurrogateConfig:
 
     def _from_peer(self, peer: str) -> None:
         """Replace name, slope, scale and params by the evoexp shape equal to the peer function ``peer``."""
-        from evoexp.peers.names import get_peer
-
         try:
             entry = get_peer(peer)
         except ValueError as exc:
@@ -414,8 +413,6 @@ class ShdConfig(_DatasetBase):
     split: list[float] = field(default_factory=lambda: [0.9, 0.1, 0.0])
 
     def __post_init__(self) -> None:
-        from evoexp.data.shd import check_sources
-
         # The files first: their messages say which file a zero split fraction needs.
         check_sources(
             self.path, test_path=self.test_path, val_path=self.val_path, split=self.split, prefix="dataset."
