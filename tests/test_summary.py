@@ -83,9 +83,3 @@ def test_single_run_block_lists_checks_accuracy_report_run_and_url(tmp_path: Pat
     failed = format_run_summary(JobOutcome("failed", error="RuntimeError: boom"))
     assert failed == "evoexp: run FAILED: RuntimeError: boom"
 
-
-def test_the_validation_key_is_the_experiments_objective() -> None:
-    from evoexp.job.run import OBJECTIVE
-    from evoexp.job.summary import VAL_ACC
-
-    assert VAL_ACC == OBJECTIVE

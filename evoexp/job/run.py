@@ -40,6 +40,7 @@ from evoexp.job.build import (
 )
 from evoexp.job.config import Config
 from evoexp.job.tracking import NullRun, RunLogger
+from evoexp.keys import ANN_TIME_PER_EPOCH, OBJECTIVE, SNN_EPOCHS_TO_CONVERGE, SNN_TIME_PER_EPOCH
 from evoexp.models import SNN
 from evoexp.results import Result, to_jsonable
 from evoexp.training import TrainingRun, train_model
@@ -48,9 +49,8 @@ from evoexp.verification.convergence import analyze_training
 from evoexp.verification.gradient import GradientVerifier
 from evoexp.verification.suite import BackpropagationVerificationSuite
 
-__all__ = ["OBJECTIVE", "TEST_SELECTION", "AnnBaseline", "Outcome", "run_experiment"]
+__all__ = ["TEST_SELECTION", "AnnBaseline", "Outcome", "run_experiment"]
 
-OBJECTIVE = "snn/val/best_acc"
 """The metric a job returns to Hydra's sweepers: the SNN's best validation accuracy."""
 
 TEST_SELECTION = (
@@ -192,12 +192,12 @@ def run_experiment(
     warmup = warmup_epochs(config)
     snn_seed = SeedRun.from_training(snn_run, seed=config.seed, warmup_epochs=warmup)
     metrics = outcome.metrics
-    metrics.update({**snn_run.summary(), OBJECTIVE: outcome.objective, "snn/time_per_epoch": snn_seed.time_per_epoch})
+    metrics.update({**snn_run.summary(), OBJECTIVE: outcome.objective, SNN_TIME_PER_EPOCH: snn_seed.time_per_epoch})
 
     if "convergence" in checks:
         result = analyze_training(snn_run, min_relative_reduction=config.verifier.convergence.min_relative_reduction)
         outcome.results["convergence"] = result
-        metrics["snn/epochs_to_converge"] = float("nan") if result.epochs_to_90 is None else result.epochs_to_90
+        metrics[SNN_EPOCHS_TO_CONVERGE] = float("nan") if result.epochs_to_90 is None else result.epochs_to_90
 
     if "benchmark" in checks:
 
@@ -208,7 +208,7 @@ def run_experiment(
         outcome.training["ann"] = ann_run
         run.log_metric_steps({epoch: _prefixed("ann", m) for epoch, m in ann_run.epoch_metrics().items()})
         ann_seed = SeedRun.from_training(ann_run, seed=config.seed, warmup_epochs=warmup)
-        metrics.update({**ann_run.summary(), "ann/time_per_epoch": ann_seed.time_per_epoch})
+        metrics.update({**ann_run.summary(), ANN_TIME_PER_EPOCH: ann_seed.time_per_epoch})
         outcome.results["benchmark"] = BenchmarkResult(
             snn=ModelBenchmark("snn", snn_run.n_params, [snn_seed]),
             ann=ModelBenchmark("ann", ann_run.n_params, [ann_seed]),

@@ -36,7 +36,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 import evoexp
-from evoexp.job.config import CODE_IDENTITY_TAG, ConfigValidationError, TrackingConfig, code_identity, load_config
+from evoexp.job.config import ConfigValidationError, TrackingConfig, code_identity, load_config
 from evoexp.job.outcome import OUTCOME_FILE, OUTCOMES, JobOutcome
 from evoexp.job.progress import PROGRESS_LOG, ProgressBoard, SweepPlan, format_job_line, job_label
 from evoexp.job.run import AnnBaseline
@@ -46,12 +46,12 @@ from evoexp.job.tracking import (
     MlflowTracker,
     NullTracker,
     RunLogger,
-    Tags,
     Tracker,
     git_commit,
     lock_path,
     resolve_tracking_uri,
 )
+from evoexp.keys import Tags
 from evoexp.training import TrainingRun
 
 __all__ = [
@@ -263,9 +263,9 @@ class EvoexpCallback(Callback):
             plan.sweep_id,
             run_name=plan.sweep_id,
             tags={
-                "evoexp.overrides": " ".join(overrides),
-                "evoexp.axes": " ".join(plan.axes),
-                "evoexp.jobs": "?" if plan.total is None else str(plan.total),
+                Tags.OVERRIDES: " ".join(overrides),
+                Tags.AXES: " ".join(plan.axes),
+                Tags.JOBS: "?" if plan.total is None else str(plan.total),
                 Tags.GIT_COMMIT: git_commit(_root(config)),
                 Tags.VERSION: evoexp.__version__,
                 Tags.NOTE: f"**Sweep {plan.sweep_id}** over {axes}: {plan.total or 'an unknown number of'} jobs, "
@@ -396,17 +396,17 @@ def reuse_baseline(
 def resumable_run(tracker: Tracker, config_hash: str, *, across_code: bool = False) -> FinishedRun | None:
     """The newest FINISHED run of ``config_hash`` that a resumed job may be skipped for, or None.
 
-    A run of other code (tag :data:`~evoexp.job.config.CODE_IDENTITY_TAG` differs from
+    A run of other code (tag :attr:`~evoexp.keys.Tags.CODE_IDENTITY` differs from
     :func:`~evoexp.job.config.code_identity`) only counts with ``across_code`` (``tracking.reuse_across_code``).
     """
     previous = tracker.find_finished(config_hash)
-    if previous is None or across_code or previous.tags.get(CODE_IDENTITY_TAG) == code_identity():
+    if previous is None or across_code or previous.tags.get(Tags.CODE_IDENTITY) == code_identity():
         return previous
     log.info(
         "config %s has FINISHED run %s of other code (%s); running it again (tracking.reuse_across_code reuses it)",
         config_hash,
         previous.run_id,
-        previous.tags.get(CODE_IDENTITY_TAG),
+        previous.tags.get(Tags.CODE_IDENTITY),
     )
     return None
 

@@ -24,7 +24,6 @@ from omegaconf import DictConfig
 import evoexp
 from evoexp.job.build import build_dataset
 from evoexp.job.config import (
-    CODE_IDENTITY_TAG,
     Config,
     ConfigValidationError,
     ann_hash,
@@ -40,7 +39,8 @@ from evoexp.job.progress import SweepPlan, axis_keys, run_name
 from evoexp.job.run import run_experiment
 from evoexp.job.summary import summarize_run, summarize_skipped
 from evoexp.job.sweep import ann_baseline, make_tracker, resumable_run
-from evoexp.job.tracking import Tags, git_commit
+from evoexp.job.tracking import git_commit
+from evoexp.keys import Tags
 
 __all__ = ["JobContext", "execute", "run_job"]
 
@@ -110,13 +110,13 @@ def _run_tags(context: JobContext, digest: str, key: str, code: str) -> dict[str
         Tags.JOB: str(context.job),
         Tags.CONFIG_HASH: digest,
         Tags.ANN_HASH: key,
-        CODE_IDENTITY_TAG: code,
+        Tags.CODE_IDENTITY: code,
         Tags.GIT_COMMIT: git_commit(context.root),
         Tags.VERSION: evoexp.__version__,
         Tags.TORCH_VERSION: torch.__version__,
         Tags.KIND: "job",
         Tags.OUTPUT_DIR: str(context.output_dir),
-        "evoexp.overrides": " ".join(context.overrides),
+        Tags.OVERRIDES: " ".join(context.overrides),
     }
     if context.sweep_id:
         tags[Tags.SWEEP_ID] = context.sweep_id

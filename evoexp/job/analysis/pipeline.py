@@ -316,7 +316,7 @@ def log_summary_run(
             tags[schema.SWEEP_ID_TAG] = sweep_id
         name = f"summary-{sweep_id}" if sweep_id is not None else "summary"
         run_id = client.create_run(experiment_id(client, experiment), run_name=name, tags=tags).info.run_id
-    client.log_metric(run_id, "analysis/n_runs", float(n_runs))
+    client.log_metric(run_id, schema.ANALYSIS_N_RUNS, float(n_runs))
     for path in files:
         client.log_artifact(run_id, str(path), artifact_path=SUMMARY_ARTIFACT_DIR)
     if not parent:

@@ -12,7 +12,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from evoexp.job.config.errors import ConfigValidationError, is_config_error, one_line, report_config_errors
-from evoexp.job.config.identity import CODE_IDENTITY_TAG, ann_hash, code_identity, config_hash, flatten, to_plain
+from evoexp.job.config.identity import ann_hash, code_identity, config_hash, flatten, to_plain
 from evoexp.job.config.schema import (
     DATASET_SCHEMAS,
     AlignmentCheckConfig,
@@ -34,7 +34,6 @@ from evoexp.job.config.schema import (
 from evoexp.job.config.store import register_configs
 
 __all__ = [
-    "CODE_IDENTITY_TAG",
     "DATASET_SCHEMAS",
     "AlignmentCheckConfig",
     "Config",

@@ -4,7 +4,7 @@ A job's identity has two parts. Its **config hash** is the hash of its resolved 
 change its results (:data:`NON_RESULT_KEYS`: where it is logged, how many threads it uses). Its **code identity**
 (:func:`code_identity`) names the code that computes it: the evoexp version, a digest of the package's source and
 the torch version. Re-running a sweep skips a job only when a FINISHED run has the same config hash AND the same code
-identity (tag :data:`CODE_IDENTITY_TAG`); after a fix to the engine every job runs again, unless
+identity (tag ``Tags.CODE_IDENTITY`` of :mod:`evoexp.keys`); after a fix to the engine every job runs again, unless
 ``tracking.reuse_across_code=true`` says that runs of other code may be served.
 
 The ANN twin's identity keeps only what the ANN's training depends on (:data:`ANN_KEYS`: data, sizes, activation,
@@ -28,7 +28,6 @@ import evoexp
 
 __all__ = [
     "ANN_KEYS",
-    "CODE_IDENTITY_TAG",
     "NON_RESULT_KEYS",
     "SNN_ONLY_KEYS",
     "ann_hash",
@@ -52,8 +51,6 @@ ANN_KEYS = (
 """Every config key the ANN twin's construction and training read (see :func:`evoexp.job.build.build_ann` and
 :func:`evoexp.job.build.training_options`), minus :data:`SNN_ONLY_KEYS`."""
 SNN_ONLY_KEYS = ("trainer.rate_reg", "trainer.target_rate")
-CODE_IDENTITY_TAG = "evoexp.code_identity"
-"""MLflow tag holding the :func:`code_identity` of the code that produced a run."""
 _EXCLUDED_SOURCE = ("analysis", "job/analysis")
 """Subpackages (paths relative to the package) left out of the source digest: they only read finished runs, never
 change a result."""
