@@ -30,15 +30,18 @@ RUN_COLUMNS = (RUN_ID, RUN_NAME, EXPERIMENT_ID, STATUS, START_TIME, END_TIME, DU
 SWEEP_ID_TAG = "evoexp.sweep_id"
 KIND_TAG = "evoexp.kind"
 OUTCOME_TAG = "evoexp.outcome"
+VERDICT_TAG = "evoexp.verdict"
 SUMMARY_KIND = "summary"
 SWEEP_KIND = "sweep"
 DIVERGED_OUTCOME = "diverged"
+PASS_VERDICT = "pass"
 
 # Params.
 SEED_PARAM = "seed"
 SURROGATE_NAME_PARAM = "surrogate.name"
 SURROGATE_SLOPE_PARAM = "surrogate.slope"
 SURROGATE_SCALE_PARAM = "surrogate.scale"
+N_CLASSES_PARAM = "dataset.n_classes"
 IGNORED_PARAM_PREFIXES = ("hydra.", "tracking.")
 
 # Summary metrics (test metrics: weights of the best-validation epoch restored; "_last" keys: final epoch).
@@ -61,6 +64,10 @@ SURROGATE_L1_ERROR = "surrogate/l1_error"
 GRADIENT_MAX_ABS_ERROR = "gradient/max_abs_error"
 STABILITY_GRADIENT_OK = "stability/gradient_ok"
 STABILITY_WEIGHT_OK = "stability/weight_ok"
+# Verdicts of the checks (1.0 passed, 0.0 failed; absent when the check did not run).
+GRADIENT_PASSED = "gradient/passed"
+SURROGATE_PASSED = "surrogate/passed"
+CONVERGENCE_OK = "convergence/ok"
 
 # Per-epoch metrics (step = epoch).
 SNN_TRAIN_LOSS = "snn/train/loss"
@@ -78,6 +85,7 @@ GRAD_NORM_LAYER_PREFIX = "snn/grad_norm/"
 ACC_GAP = DERIVED_PREFIX + "acc_gap"
 TIME_RATIO = DERIVED_PREFIX + "time_ratio"
 DIVERGED = DERIVED_PREFIX + "diverged"
+VERDICT_PASSED = DERIVED_PREFIX + "verdict_pass"
 
 # Long frame of metric histories.
 HISTORY_KEY = "key"
