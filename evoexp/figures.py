@@ -879,6 +879,27 @@ def plot_run_curves(ax: Axes, curves: Mapping[str, Mapping[int, float]], *, ylab
     return ax
 
 
+def run_figures(
+    surrogate: SurrogateGradient, val_acc: Mapping[str, Mapping[int, float]], *, title: str
+) -> dict[str, Figure]:
+    """One run's figures: its surrogate's pseudo-derivative and its validation accuracy (%) per epoch.
+
+    Args:
+        surrogate: The run's surrogate.
+        val_acc: ``{model: {epoch: accuracy as a fraction}}``, e.g. ``{"SNN": {...}, "ANN": {...}}``.
+        title: The run's configuration in words (e.g. ``fast sigmoid, β = 25, seed 0``), the title of both figures.
+
+    Returns:
+        ``{"surrogate": figure, "training_curves": figure}``.
+    """
+    surrogate_fig, ax = new_figure()
+    plot_surrogate(ax, [surrogate], title=title)
+    curves_fig, ax = new_figure()
+    plot_run_curves(ax, val_acc, ylabel="Validation accuracy (%)", scale=100.0)
+    ax.set_title(title)
+    return {"surrogate": surrogate_fig, "training_curves": curves_fig}
+
+
 def save_run_figures(
     directory: str | Path,
     surrogate: SurrogateGradient,
@@ -886,25 +907,9 @@ def save_run_figures(
     *,
     title: str,
 ) -> list[Path]:
-    """Save one run's figures as PNG: its surrogate (``surrogate.png``) and validation accuracy (``training_curves``).
-
-    Args:
-        directory: Output folder (created).
-        surrogate: The run's surrogate.
-        val_acc: ``{model: {epoch: accuracy as a fraction}}``, e.g. ``{"SNN": {...}, "ANN": {...}}``.
-        title: The run's configuration in words (e.g. ``fast sigmoid, β = 25, seed 0``), the title of both figures.
-
-    Returns:
-        The written paths.
-    """
-    out = Path(directory)
-    fig, ax = new_figure()
-    plot_surrogate(ax, [surrogate], title=title)
-    paths = save_figure(fig, out / "surrogate", formats=("png",))
-    fig, ax = new_figure()
-    plot_run_curves(ax, val_acc, ylabel="Validation accuracy (%)", scale=100.0)
-    ax.set_title(title)
-    return paths + save_figure(fig, out / "training_curves", formats=("png",))
+    """Save :func:`run_figures` as ``<directory>/surrogate.png`` and ``<directory>/training_curves.png``."""
+    figures = run_figures(surrogate, val_acc, title=title)
+    return [p for name, fig in figures.items() for p in save_figure(fig, Path(directory) / name, formats=("png",))]
 
 
 def save_figure(

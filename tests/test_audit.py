@@ -46,7 +46,7 @@ def _noisy(value: float) -> float:
 
 
 def test_written_files_do_not_carry_float_noise(report: audit.AuditReport, tmp_path: Path) -> None:
-    """The same audit with every number perturbed in its 12th digit (another CPU, thread count) writes the same bytes."""
+    """The audit with every number perturbed in its 12th digit (another CPU, thread count) writes the same bytes."""
     noisy = dataclasses.replace(
         report,
         records=[

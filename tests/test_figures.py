@@ -248,3 +248,31 @@ def test_accuracy_on_its_whole_range_or_zoomed_and_one_legend_for_both():
         figures.POINT_LABEL,
     ]  # the union of both panels' entries, each once
     assert all(ax.get_legend() is None for ax in axes)
+
+
+def test_run_figures_are_titled_with_the_configuration_and_show_percent():
+    val_acc = {"SNN": {0: 0.5, 1: 0.75}, "ANN": {0: 0.5, 1: 0.9}}
+    made = figures.run_figures(get_surrogate("atan", slope=5.0), val_acc, title="atan, β = 5, seed 0")
+    assert [fig.axes[0].get_title() for fig in made.values()] == ["atan, β = 5, seed 0"] * 2
+    curves = made["training_curves"].axes[0]
+    assert curves.get_ylabel() == "Validation accuracy (%)"
+    assert list(curves.lines[0].get_ydata()) == [50.0, 75.0]
+
+
+def test_one_seed_draws_no_band_and_its_legend_claims_none():
+    runs = _slope_runs()
+    one = runs[runs["params.seed"] == 0]
+    _, ax = figures.new_figure()
+    figures.plot_accuracy_vs_slope(ax, aggregate(one, by=[NAME, SLOPE], metrics=[ACC]), points=one, chance=0.25)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert figures.BAND_LABEL not in legend
+    assert legend[-2:] == ["chance level (25%)", figures.POINT_LABEL]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "10", "100"]  # the tested slopes, plain numbers
+
+
+def test_labels_for_layers_and_flags():
+    from evoexp.labels import layer_label, value_label
+
+    assert layer_label("hidden.0") == "hidden layer 1"
+    assert layer_label("readout") == "readout"
+    assert value_label("params.debug.diverge", True) == "diverge = true"
