@@ -119,7 +119,7 @@ _SERIES_LABELS = {
 
 def apply_style() -> None:
     """Set the house style in matplotlib's global ``rcParams`` (done by :func:`new_figure`)."""
-    mpl.rcParams.update(STYLE)
+    mpl.style.use(STYLE)
 
 
 def figure_size(width: Width = "single", *, aspect: float = 0.75) -> tuple[float, float]:
@@ -331,7 +331,7 @@ def _plain_log_y(ax: Axes) -> None:
     ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
 
 
-def series_style(index: int) -> dict[str, str]:
+def series_style(index: int) -> dict[str, Any]:
     """Colour, line style and marker of the ``index``-th series (colour varies fastest)."""
     if index < 0:
         raise ValueError(f"index must be >= 0, got {index!r}")
@@ -350,7 +350,7 @@ def plot_mean_ci(
     high: Sequence[float] | np.ndarray,
     *,
     label: str | None = None,
-    style: Mapping[str, str] | None = None,
+    style: Mapping[str, Any] | None = None,
     markers: bool = True,
 ) -> Axes:
     """Draw a mean line and a shaded confidence band (the band is omitted where the bounds are NaN).
@@ -556,7 +556,8 @@ def plot_accuracy_vs_slope(
     points: pd.DataFrame | None = None,
     full_range: bool = True,
     chance: float | None = None,
-    **kwargs: str,
+    surrogate_col: str = schema.param(schema.SURROGATE_NAME_PARAM),
+    slope_col: str = schema.param(schema.SURROGATE_SLOPE_PARAM),
 ) -> Axes:
     """Plot SNN test accuracy (%) against the slope per surrogate shape; see :func:`plot_metric_vs_slope`.
 
@@ -573,7 +574,8 @@ def plot_accuracy_vs_slope(
         points=points,
         ylim=ylim,
         reference=chance_reference(chance),
-        **kwargs,
+        surrogate_col=surrogate_col,
+        slope_col=slope_col,
     )
 
 
@@ -586,14 +588,23 @@ def plot_alignment_vs_slope(
     *,
     metric: str = schema.metric(schema.ALIGNMENT_COSINE),
     points: pd.DataFrame | None = None,
-    **kwargs: str,
+    surrogate_col: str = schema.param(schema.SURROGATE_NAME_PARAM),
+    slope_col: str = schema.param(schema.SURROGATE_SLOPE_PARAM),
 ) -> Axes:
     """Plot gradient alignment (cosine) against the slope per surrogate shape; see :func:`plot_metric_vs_slope`.
 
     The alignment is the cosine between the surrogate gradient and the gradient of the Gaussian-smoothed loss
     (``alignment/cosine``; 1: same direction, 0: orthogonal).
     """
-    return plot_metric_vs_slope(ax, stats, metric=metric, ylabel=ALIGNMENT_LABEL, points=points, **kwargs)
+    return plot_metric_vs_slope(
+        ax,
+        stats,
+        metric=metric,
+        ylabel=ALIGNMENT_LABEL,
+        points=points,
+        surrogate_col=surrogate_col,
+        slope_col=slope_col,
+    )
 
 
 def plot_accuracy_vs_scale(

@@ -99,7 +99,7 @@ def value_label(column: str, value: object) -> str:
         return f"{param_name(column)} = {str(bool(value)).lower()}"
     if key in _VALUE_WORDS and str(value) in _VALUE_WORDS[key]:
         return _VALUE_WORDS[key][str(value)]
-    text = _number(value) if isinstance(value, (int, float, np.integer, np.floating)) else str(value)
+    text = _number(float(value)) if isinstance(value, (int, float, np.integer, np.floating)) else str(value)
     return f"{param_name(column)} = {text}"
 
 
