@@ -167,6 +167,18 @@ def test_slope_figures_with_an_all_nan_panel() -> None:
         check_layout(fig)
 
 
+def test_seven_facets_make_three_rows_of_readable_panels() -> None:
+    tau = "params.model.tau_mem"
+    runs = pd.concat(
+        [sweep_runs(DEFAULT_SHAPES, (1.0, 10.0, 100.0), 2).assign(**{tau: value}) for value in range(5, 40, 5)]
+    )
+    fig = plots.accuracy_vs_slope_figure(runs, facet_by=[tau])
+    panels = [ax for ax in fig.get_axes() if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == [f"τ_mem = {value}" for value in range(5, 40, 5)]
+    assert len({round(ax.get_position().y0, 3) for ax in panels}) == 3  # rows of three, the figure grows taller
+    check_layout(fig)
+
+
 def test_default_sweep_accuracy_figure_marks_chance_and_keeps_one_legend() -> None:
     fig = plots.accuracy_vs_slope_figure(_default())
     assert [ax.get_title() for ax in fig.get_axes()] == ["Whole range", "Zoomed in"]

@@ -6,7 +6,9 @@ Typical use::
     runs = load_runs("robustness", tracking_uri="sqlite:///mlruns.db")
     print(surrogate_slope_table(runs).to_markdown())
 
-or, for everything at once, ``python -m evoexp.analysis --experiment robustness --out results``.
+or, for everything at once, ``python -m evoexp.analysis --experiment robustness --out results``. The figures are
+built by :mod:`evoexp.analysis.plots` (records -> aggregates -> a laid-out figure) from the plot functions of
+:mod:`evoexp.figures`; docs/guides/figures.md describes each one.
 
 Public names load lazily, so that ``evoexp.analysis.stats`` (used by the verifiers) does not pull in pandas,
 scipy and MLflow.
@@ -39,6 +41,8 @@ _EXPORTS: dict[str, str] = {
     "format_interval": "evoexp.analysis.tables",
     "snn_vs_ann_table": "evoexp.analysis.tables",
     "surrogate_slope_table": "evoexp.analysis.tables",
+    "verdict_summary": "evoexp.analysis.tables",
+    "verdicts_table": "evoexp.analysis.tables",
     "with_derived": "evoexp.analysis.tables",
 }
 
