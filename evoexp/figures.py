@@ -6,7 +6,7 @@ the house style at one- or two-column width, :func:`panel_grid` one whose height
 and :func:`save_figure` writes it as PDF (vector, TrueType fonts) and PNG. Colours come from the Okabe–Ito palette,
 which stays distinguishable under the common colour-vision deficiencies; beyond eight series the line style changes
 too. Data frames are those of :mod:`evoexp.analysis` (aggregated stats with ``mean``, ``ci_low``, ``ci_high``
-columns). Bands are the 95 % percentile-bootstrap interval of the mean over seeds (:mod:`evoexp.analysis.stats`),
+columns). Bands are the 95 % percentile-bootstrap interval of the mean over seeds (:mod:`evoexp.stats`),
 which stays inside the metric's range; sweep figures also draw every seed as a point, and the legend says so.
 Accuracies are drawn in percent.
 
@@ -15,8 +15,8 @@ panels calls :func:`shared_legend`, which moves every legend into one legend bel
 fit the figure's width, and makes the figure taller by the legend's height, so that no legend covers data and the
 axes keep their size whatever the number of series. :func:`figure_title` does the same for a (wrapped) title.
 An axes without data says so in its middle. Legends and titles are words (:mod:`evoexp.labels`: ``atan, β = 5``),
-not config keys. The module leaves the backend alone (notebooks keep theirs); the ``evoexp.analysis`` command line
-selects the non-interactive Agg backend.
+not config keys. The module leaves the backend alone (notebooks keep theirs); the ``evoexp.job.analysis`` command
+line selects the non-interactive Agg backend.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 r"""The figures of a sweep, built from its records: run frame (and metric histories) -> seed aggregates -> Figure.
 
-The builders here are pure: no MLflow, no files. :mod:`evoexp.analysis.pipeline` loads the records, calls them and
+The builders here are pure: no MLflow, no files. :mod:`evoexp.job.analysis.pipeline` loads the records, calls them and
 saves what they return; tests and notebooks call them on any frame of the same columns. Each builder lays out its
 figure for any number of series and panels (:func:`evoexp.figures.panel_grid`, one shared legend below the axes)
 and raises :class:`NoData` with a one-line reason when the records hold nothing to draw, so that a sweep of diverged
@@ -33,6 +33,7 @@ from evoexp import figures
 from evoexp import keys as schema
 from evoexp.analysis.aggregate import aggregate
 from evoexp.labels import config_label
+from evoexp.surrogate import available_surrogates
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -235,8 +236,6 @@ def surrogate_gallery_figure(runs: pd.DataFrame) -> Figure:
     Raises:
         NoData: If no run used a registered evoexp shape (e.g. a sweep of peer-library surrogates).
     """
-    from evoexp.surrogate import available_surrogates
-
     _check_columns(runs, [NAME_COL])
     names = sorted(set(runs[NAME_COL].dropna().astype(str)) & set(available_surrogates()))
     if not names:

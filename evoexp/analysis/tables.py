@@ -2,7 +2,7 @@
 
 Each table aggregates the runs of every configuration over seeds (:func:`evoexp.analysis.aggregate.aggregate`)
 and shows ``mean [low, high]``: the mean over seeds and the 95 % percentile-bootstrap confidence interval of the
-mean (:mod:`evoexp.analysis.stats`, the interval of every figure too), rounded where the interval's larger distance
+mean (:mod:`evoexp.stats`, the interval of every figure too), rounded where the interval's larger distance
 from the mean has its first significant digit (its second when that digit is 1). A check's verdict shows as
 ``passed/runs`` over the seeds. The best value of each column is set in bold. :class:`Table` renders to CSV (every
 statistic), Markdown (caption above the table) and LaTeX (booktabs); :meth:`Table.fit` keeps the leading columns that
@@ -25,7 +25,7 @@ import pandas as pd
 
 from evoexp import keys as schema
 from evoexp.analysis.aggregate import STAT_COLUMNS, aggregate, group_columns, varying_columns
-from evoexp.analysis.stats import INTERVAL_DESCRIPTION
+from evoexp.stats import INTERVAL_DESCRIPTION
 
 Better = Literal["higher", "lower"]
 CellKind = Literal["interval", "fraction", "value"]
@@ -357,7 +357,7 @@ def with_derived(runs: pd.DataFrame) -> pd.DataFrame:
     if outcome in out.columns:
         flag = (out[outcome] == schema.DIVERGED_OUTCOME).astype("float64")
         out[schema.DIVERGED] = flag.where(out[outcome].notna())
-    verdict = schema.tag(schema.VERDICT_TAG)
+    verdict = schema.tag(schema.Tags.VERDICT)
     if verdict in out.columns:
         passed = (out[verdict] == schema.PASS_VERDICT).astype("float64")
         out[schema.VERDICT_PASSED] = passed.where(out[verdict].notna())
@@ -448,7 +448,7 @@ def snn_vs_ann_table(runs: pd.DataFrame, *, confidence: float = 0.95, ignore: Se
     Rows are the configurations (the params that vary across ``runs``, seeds excluded).
 
     Args:
-        runs: A run frame from :func:`evoexp.analysis.load.load_runs`.
+        runs: A run frame from :func:`evoexp.job.analysis.load.load_runs`.
         confidence: Coverage of the bootstrap intervals.
         ignore: Params never used as row labels.
     """
@@ -579,7 +579,7 @@ def verdicts_table(runs: pd.DataFrame, *, confidence: float = 0.95, ignore: Sequ
     :func:`snn_vs_ann_table`.
 
     Args:
-        runs: A run frame from :func:`evoexp.analysis.load.load_runs`.
+        runs: A run frame from :func:`evoexp.job.analysis.load.load_runs`.
         confidence: Coverage of the bootstrap intervals (the table shows counts only).
         ignore: Params never used as row labels.
 
@@ -608,7 +608,7 @@ def verdict_summary(runs: pd.DataFrame) -> str | None:
     has a verdict tag.
     """
     data = with_derived(runs)
-    tag = schema.tag(schema.VERDICT_TAG)
+    tag = schema.tag(schema.Tags.VERDICT)
     if tag not in data.columns or data[tag].isna().all():
         return None
     counts = data[tag].value_counts()

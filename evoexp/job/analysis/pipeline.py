@@ -1,6 +1,6 @@
 """One-call analysis of a sweep: load runs, write tables and figures, attach them to the sweep's MLflow run.
 
-:func:`run_analysis` is what ``python -m evoexp.analysis`` calls; it is usable from Python as well.
+:func:`run_analysis` is what ``python -m evoexp.job.analysis`` calls; it is usable from Python as well.
 Tables and figures that the runs hold no data for are skipped, each with a one-line reason (listed in the result and
 logged), so the same command serves a single-configuration experiment, a surrogate × slope sweep, a sweep without
 some check and a sweep whose jobs all diverged. The files are written to a hidden staging folder next to the output
@@ -24,7 +24,6 @@ import pandas as pd
 from evoexp import figures
 from evoexp import keys as schema
 from evoexp.analysis.aggregate import aggregate_history
-from evoexp.analysis.load import experiment_id, get_client, load_history, load_runs, metric_keys
 from evoexp.analysis.plots import (
     CURVE_KEYS,
     FIGURE_STEMS,
@@ -48,6 +47,7 @@ from evoexp.analysis.tables import (
     surrogate_slope_table,
     verdicts_table,
 )
+from evoexp.job.analysis.load import experiment_id, get_client, load_history, load_runs, metric_keys
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -280,7 +280,7 @@ def log_summary_run(
             tags[schema.SWEEP_ID_TAG] = sweep_id
         name = f"summary-{sweep_id}" if sweep_id is not None else "summary"
         run_id = client.create_run(experiment_id(client, experiment), run_name=name, tags=tags).info.run_id
-    client.log_metric(run_id, "analysis/n_runs", float(n_runs))
+    client.log_metric(run_id, schema.ANALYSIS_N_RUNS, float(n_runs))
     for path in files:
         client.log_artifact(run_id, str(path), artifact_path=SUMMARY_ARTIFACT_DIR)
     if not parent:
