@@ -6,6 +6,10 @@ documents (:mod:`evoexp.peers.documented`), at the library's default parameter a
 float32; each library's forward is checked against its documented value at the threshold. Writes ``audit.json`` (a
 list of records: ``library``, ``version``, ``function``, ``params``, ``dtype``, ``passed``, ``findings``, ...) and
 ``audit.md`` (one row per function) to ``DIR`` and prints a summary. Takes seconds.
+
+The files are stable: numbers rounded to :data:`SIGNIFICANT_DIGITS` significant digits, keys sorted, no timings, so
+that running the audit again on the same code and libraries rewrites them byte for byte (a committed copy changes
+only when a result does).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import dataclasses
 import importlib
 import importlib.metadata
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,11 +33,13 @@ from evoexp.peers.names import LIBRARIES, get_peer
 from evoexp.results import Result, to_jsonable
 from evoexp.verification.surrogate_check import SurrogateFinding, verify_surrogate_gradient
 
-__all__ = ["AuditRecord", "AuditReport", "main", "run_audit"]
+__all__ = ["SIGNIFICANT_DIGITS", "AuditRecord", "AuditReport", "main", "run_audit", "write_audit"]
 
 _IMPORTS = {"snntorch": "snntorch.surrogate", "spikingjelly": "spikingjelly.activation_based.surrogate",
             "norse": "norse.torch.functional.threshold"}
 _DTYPES = (torch.float64, torch.float32)
+SIGNIFICANT_DIGITS = 6
+"""Significant digits of the numbers in ``audit.json`` (errors and factors agree to far fewer between platforms)."""
 
 
 @dataclass
@@ -284,6 +291,27 @@ def _print_summary(report: AuditReport, out: Path) -> None:
     print(f"wrote {out / 'audit.json'} and {out / 'audit.md'}")
 
 
+def _rounded(value: Any) -> Any:
+    """``value`` (JSON-safe) with every finite float rounded to :data:`SIGNIFICANT_DIGITS` significant digits."""
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def write_audit(report: AuditReport, out: Path) -> list[Path]:
+    """Write ``audit.json`` (records, rounded, keys sorted) and ``audit.md`` to ``out`` (created); return the paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    records = _rounded(to_jsonable([r.to_dict() for r in report.records]))
+    paths = [out / "audit.json", out / "audit.md"]
+    paths[0].write_text(json.dumps(records, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
+    paths[1].write_text(report.markdown(), encoding="utf-8")
+    return paths
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point; returns the exit status (2 when no peer library is installed)."""
     parser = argparse.ArgumentParser(prog="python -m evoexp.audit", description=__doc__.splitlines()[0])
@@ -298,11 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not report.libraries:
         print(f"no peer library is installed ({', '.join(report.missing)}): pip install evoexp[peers]")
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    records = [r.to_dict() for r in report.records]
-    (args.out / "audit.json").write_text(json.dumps(to_jsonable(records), indent=2, allow_nan=False) + "\n",
-                                         encoding="utf-8")
-    (args.out / "audit.md").write_text(report.markdown(), encoding="utf-8")
+    write_audit(report, args.out)
     _print_summary(report, args.out)
     return 0
 

@@ -74,12 +74,14 @@ OUTCOME_TAG = Tags.OUTCOME
 SUMMARY_KIND = "summary"
 SWEEP_KIND = "sweep"
 DIVERGED_OUTCOME = "diverged"
+PASS_VERDICT = "pass"
 
 # Params.
 SEED_PARAM = "seed"
 SURROGATE_NAME_PARAM = "surrogate.name"
 SURROGATE_SLOPE_PARAM = "surrogate.slope"
 SURROGATE_SCALE_PARAM = "surrogate.scale"
+N_CLASSES_PARAM = "dataset.n_classes"
 IGNORED_PARAM_PREFIXES = ("hydra.", "tracking.")
 
 # Summary metrics (test metrics: weights of the best-validation epoch restored; "_last" keys: final epoch).
@@ -104,6 +106,10 @@ SURROGATE_L1_ERROR = "surrogate/l1_error"
 GRADIENT_MAX_ABS_ERROR = "gradient/max_abs_error"
 STABILITY_GRADIENT_OK = "stability/gradient_ok"
 STABILITY_WEIGHT_OK = "stability/weight_ok"
+# Verdicts of the checks (1.0 passed, 0.0 failed; absent when the check did not run).
+GRADIENT_PASSED = "gradient/passed"
+SURROGATE_PASSED = "surrogate/passed"
+CONVERGENCE_OK = "convergence/ok"
 
 # Per-epoch metrics (step = epoch).
 SNN_TRAIN_LOSS = "snn/train/loss"
@@ -163,6 +169,7 @@ def is_declared_param(key: str) -> bool:
 ACC_GAP = DERIVED_PREFIX + "acc_gap"
 TIME_RATIO = DERIVED_PREFIX + "time_ratio"
 DIVERGED = DERIVED_PREFIX + "diverged"
+VERDICT_PASSED = DERIVED_PREFIX + "verdict_pass"
 
 # Long frame of metric histories.
 HISTORY_KEY = "key"

@@ -18,7 +18,7 @@ import numpy as np
 
 from evoexp import keys as schema
 
-__all__ = ["config_label", "param_name", "surrogate_label", "value_label"]
+__all__ = ["config_label", "layer_label", "param_name", "surrogate_label", "value_label"]
 
 SURROGATE_NAMES: dict[str, str] = {
     "fast_sigmoid": "fast sigmoid",
@@ -62,6 +62,14 @@ def surrogate_label(name: str) -> str:
     return SURROGATE_NAMES.get(name, name.replace("_", " "))
 
 
+def layer_label(layer: str) -> str:
+    """The words for a layer of a model (``hidden.0`` → ``hidden layer 1``, ``readout`` → ``readout``)."""
+    name, _, index = layer.rpartition(".")
+    if name and index.isdigit():
+        return f"{name.replace('_', ' ')} layer {int(index) + 1}"
+    return layer.replace("_", " ")
+
+
 def param_name(column: str) -> str:
     """The words for a parameter (``params.surrogate.slope`` → ``β``)."""
     key = _key(column)
@@ -84,12 +92,14 @@ def value_label(column: str, value: object) -> str:
         return f"{param_name(column)} n/a"
     if key == schema.SURROGATE_NAME_PARAM:
         return surrogate_label(str(value))
-    if key in _BOOLEAN_WORDS and isinstance(value, (bool, np.bool_)):
-        yes, no = _BOOLEAN_WORDS[key]
-        return yes if value else no
+    if isinstance(value, (bool, np.bool_)):
+        if key in _BOOLEAN_WORDS:
+            yes, no = _BOOLEAN_WORDS[key]
+            return yes if value else no
+        return f"{param_name(column)} = {str(bool(value)).lower()}"
     if key in _VALUE_WORDS and str(value) in _VALUE_WORDS[key]:
         return _VALUE_WORDS[key][str(value)]
-    text = _number(value) if isinstance(value, (int, float, np.integer, np.floating)) else str(value)
+    text = _number(float(value)) if isinstance(value, (int, float, np.integer, np.floating)) else str(value)
     return f"{param_name(column)} = {text}"
 
 

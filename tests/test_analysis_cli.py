@@ -15,7 +15,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from evoexp.job.analysis import load_history, load_runs, run_analysis
+from evoexp.job.analysis import load_history, load_runs, pipeline, run_analysis
 from evoexp.job.analysis.__main__ import main
 
 EXPERIMENT = "cli-test"
@@ -34,6 +34,9 @@ def _log_run(
     sweep: str,
     outcome: str,
     scale: float = 1.0,
+    checks: bool = True,
+    diverge_param: bool | None = None,
+    history_epochs: int = EPOCHS,
 ) -> str:
     run = client.create_run(exp_id, run_name=f"{name}-{slope}-{seed}")
     run_id = run.info.run_id
@@ -47,17 +50,22 @@ def _log_run(
         "model.recurrent": "False",
         "trainer.epochs": str(EPOCHS),
         "hydra.job.num": str(seed + 10 * slope),  # per-job bookkeeping: must not split configurations
+        "dataset.n_classes": "4",
     }
+    if diverge_param is not None:
+        params["debug.diverge"] = str(diverge_param)
     tags = {"evoexp.sweep_id": sweep, "evoexp.job": str(seed), "evoexp.outcome": outcome}
+    if outcome != "failed":
+        tags["evoexp.verdict"] = "pass" if outcome == "finished" else "diverged"
     base = 0.5 + 0.1 * math.log10(slope) + (0.05 if name == "atan" else 0.0) + 0.01 * seed - 0.1 * math.log10(scale)
     metrics: list[Metric] = []
-    for epoch in range(EPOCHS):
+    for epoch in range(history_epochs):
         for key, value in {
             "snn/train/loss": 2.0 - 0.3 * epoch,
             "snn/val/acc": base - 0.1 * (EPOCHS - 1 - epoch),
             "ann/train/loss": 1.5 - 0.3 * epoch,
             "ann/val/acc": 0.8 + 0.01 * epoch,
-            **{f"snn/grad_norm/{layer}": (i + 1) * (1.0 + epoch) for i, layer in enumerate(LAYERS)},
+            **{f"snn/grad_norm/{layer}": (i + 1) * (1.0 + epoch) for i, layer in enumerate(LAYERS) if epoch},
         }.items():
             metrics.append(Metric(key, value, 0, epoch))
     if outcome == "finished":
@@ -76,6 +84,8 @@ def _log_run(
             "stability/gradient_ok": 1.0,
             "stability/weight_ok": 1.0,
         }
+        if not checks:  # a sweep run without the alignment and stability checks
+            summary = {k: v for k, v in summary.items() if not k.startswith(("alignment/", "stability/"))}
         metrics += [Metric(k, v, 0, 0) for k, v in summary.items()]
     client.log_batch(
         run_id,
@@ -139,7 +149,7 @@ def test_load_history_long_frame(store):
 
 def test_run_analysis_tables_and_figures(store, tmp_path):
     result = run_analysis(EXPERIMENT, sweep_id=SWEEP, tracking_uri=store, out_dir=tmp_path, log_summary=False)
-    assert set(result.tables) == {"snn_vs_ann", "surrogate_slope", "best_slope"}
+    assert set(result.tables) == {"snn_vs_ann", "verdicts", "surrogate_slope", "best_slope"}
     table = result.tables["surrogate_slope"]
     assert list(table.rows.columns) == ["params.surrogate.name", "params.surrogate.slope"]
     assert table.row_n() == [3, 2, 2, 2]  # the FAILED run is left out; the diverged (FINISHED) one counts
@@ -148,8 +158,10 @@ def test_run_analysis_tables_and_figures(store, tmp_path):
     best = result.tables["best_slope"]
     assert list(best.rows["params.surrogate.slope"]) == [10.0, 10.0]
     names = {p.name for p in result.files}
-    for stem in ("snn_vs_ann", "surrogate_slope", "best_slope"):
+    for stem in ("snn_vs_ann", "verdicts", "surrogate_slope", "best_slope"):
         assert {f"{stem}.csv", f"{stem}.md", f"{stem}.tex"} <= names
+    header, body = result.tables["verdicts"].cells()
+    assert body[0][header.index("Verdict pass (runs)")] == "2/3"  # atan, β = 1: two passed, one diverged
     for stem in (
         "accuracy_vs_slope",
         "alignment_vs_slope",
@@ -184,8 +196,9 @@ def test_cli_end_to_end_and_summary_run(store, tmp_path, capsys):
     argv = ["--experiment", EXPERIMENT, "--sweep-id", SWEEP, "--tracking-uri", store, "--out", str(out)]
     assert main([*argv, "--formats", "md", "csv"]) == 0  # figures: see test_run_analysis_tables_and_figures
     printed = capsys.readouterr().out
-    assert "| Surrogate | Slope β | n | SNN acc (%) [95% CI] | ANN acc (%) [95% CI] |" in printed
-    assert "9 run(s)" in printed
+    assert "| Surrogate | Slope β | n | Verdict pass (runs) | SNN acc (%) [95% CI] | ANN acc (%) [95% CI] |" in printed
+    assert "verdicts of 9 run(s): 8 pass, 0 fail, 1 diverged" in printed
+    assert "9 run(s); wrote" in printed
     table_lines = [line for line in printed.splitlines() if line.startswith("|")]
     assert table_lines and max(map(len, table_lines)) <= 120  # fits a terminal; the files hold every column
     assert "more columns in snn_vs_ann.csv/.md" in printed
@@ -207,6 +220,88 @@ def test_cli_end_to_end_and_summary_run(store, tmp_path, capsys):
     assert main([*argv, "--formats", "md"]) == 0
     everything = load_runs(EXPERIMENT, client=client, include_summary=True)
     assert (everything["tags.evoexp.kind"] == "summary").sum() == 1
+
+
+@pytest.fixture(scope="module")
+def diverge_store(store: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The README's diverge example: every config with debug.diverge false and true, no alignment or stability checks.
+
+    Experiment ``diverge`` holds both halves; experiment ``all-diverged`` only the diverged jobs, which log the
+    epoch-0 evaluation and nothing after it (no test accuracy, no gradient norms). Same database as ``store``.
+    """
+    root = tmp_path_factory.mktemp("artifacts-diverge")
+    client = MlflowClient(tracking_uri=store)
+    for experiment, flags in (("diverge", (False, True)), ("all-diverged", (True,))):
+        exp_id = client.create_experiment(experiment, artifact_location=(root / experiment).as_uri())
+        for name in ("atan", "fast_sigmoid"):
+            for slope in (1.0, 10.0):
+                for diverge in flags:
+                    _log_run(
+                        client,
+                        exp_id,
+                        name=name,
+                        slope=slope,
+                        seed=0,
+                        sweep=experiment,
+                        outcome="diverged" if diverge else "finished",
+                        checks=False,
+                        diverge_param=diverge,
+                        history_epochs=1 if diverge else EPOCHS,
+                    )
+    return store
+
+
+def test_diverge_sweep_without_checks_skips_what_it_lacks(diverge_store, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["--experiment", "diverge", "--tracking-uri", diverge_store, "--out", str(out), "--no-summary-run"]
+    assert main([*argv, "--formats", "md", "png"]) == 0
+    captured = capsys.readouterr()
+    assert "verdicts of 8 run(s): 4 pass, 0 fail, 4 diverged" in captured.out
+    names = {p.name for p in out.iterdir()}
+    # the per-layer gradient norms come from a configuration that did not diverge (the best finite accuracy)
+    assert {"accuracy_vs_slope.png", "training_curves.png", "grad_norm_per_layer.png", "verdicts.md"} <= names
+    assert "alignment_vs_slope.png" not in names  # no alignment check ran
+    assert "skipped figure alignment_vs_slope: no gradient alignment values" in captured.out
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
+
+
+def test_sweep_of_only_diverged_jobs_degrades_gracefully(diverge_store, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["--experiment", EXPERIMENT, "--tracking-uri", diverge_store, "--out", str(out), "--no-summary-run"]
+    assert main([*argv, "--formats", "md", "png"]) == 0
+    (out / "notes.txt").write_text("mine", encoding="utf-8")
+    capsys.readouterr()
+    argv = ["--experiment", "all-diverged", "--tracking-uri", diverge_store, "--out", str(out), "--no-summary-run"]
+    assert main([*argv, "--formats", "md", "csv", "png"]) == 0
+    captured = capsys.readouterr()
+    assert "verdicts of 4 run(s): 0 pass, 0 fail, 4 diverged" in captured.out
+    skipped = [line for line in captured.out.splitlines() if line.startswith("skipped ")]
+    for stem in ("accuracy_vs_slope", "alignment_vs_slope", "training_curves", "grad_norm_per_layer"):
+        assert any(line.startswith(f"skipped figure {stem}: ") for line in skipped), stem
+    assert any("every run diverged or failed" in line for line in skipped)
+    names = {p.name for p in out.iterdir()}
+    assert {"verdicts.md", "snn_vs_ann.csv", "surrogate_gallery.png", "notes.txt"} <= names
+    # figures of the earlier analysis that this one skipped are gone; files that are not the analysis's stay
+    assert not {"accuracy_vs_slope.png", "training_curves.png", "grad_norm_per_layer.png"} & names
+
+
+def test_a_failing_analysis_leaves_no_half_written_folder(store, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(pipeline, "surrogate_gallery_figure", broken)  # after the tables and the slope figures
+    out = tmp_path / "out"
+    kwargs = {"sweep_id": SWEEP, "tracking_uri": store, "out_dir": out, "log_summary": False, "formats": ["md", "png"]}
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_analysis(EXPERIMENT, **kwargs)
+    assert list(tmp_path.iterdir()) == []  # neither the output folder nor a staging folder
+    out.mkdir()
+    (out / "snn_vs_ann.md").write_text("earlier", encoding="utf-8")
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_analysis(EXPERIMENT, **kwargs)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert [p.name for p in out.iterdir()] == ["snn_vs_ann.md"]  # the earlier analysis, untouched
+    assert (out / "snn_vs_ann.md").read_text(encoding="utf-8") == "earlier"
 
 
 def test_cli_reports_bad_input(store, tmp_path, capsys):
@@ -241,10 +336,12 @@ def test_cli_on_tiny_real_sweep(tmp_path, capsys):
     out = tmp_path / "analysis"
     argv = ["--experiment", "tiny", "--sweep-id", "tiny-1", "--tracking-uri", store, "--out", str(out)]
     assert main([*argv, "--formats", "md", "csv", "png"]) == 0
-    assert "| Slope β | n | SNN acc (%) [95% CI] | SNN acc last (%) [95% CI] |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| Slope β | n | Verdict pass (runs) | SNN acc (%) [95% CI] |" in printed
+    assert "verdicts of 4 run(s): " in printed
     table = pd.read_csv(out / "surrogate_slope.csv")
     assert list(table["surrogate.slope"]) == [1.0, 10.0]
     assert list(table["snn/test/acc_best_n"]) == [2, 2]
-    assert table["snn/test/acc_best_mean"].between(0.0, 1.0).all()
+    assert table["snn/test/acc_best_pct_mean"].between(0.0, 100.0).all()
     for stem in ("accuracy_vs_slope", "training_curves", "grad_norm_per_layer", "surrogate_gallery"):
         assert (out / f"{stem}.png").stat().st_size > 0

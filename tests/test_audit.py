@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -33,6 +34,48 @@ def test_audit_runs_end_to_end(tmp_path: Path) -> None:
     table = (tmp_path / "audit.md").read_text(encoding="utf-8")
     assert "| function | documented (source) | float64 | float32 |" in table
     assert "functions" in done.stdout and "wrote" in done.stdout
+    # a second run on the same code rewrites both files byte for byte
+    again = tmp_path / "again"
+    assert audit.main(["--out", str(again)]) == 0
+    for name in ("audit.json", "audit.md"):
+        assert (again / name).read_bytes() == (tmp_path / name).read_bytes(), name
+
+
+def _noisy(value: float) -> float:
+    return value * (1.0 + 3e-12) if isinstance(value, float) and math.isfinite(value) else value
+
+
+def test_written_files_do_not_carry_float_noise(report: audit.AuditReport, tmp_path: Path) -> None:
+    """The audit with every number perturbed in its 12th digit (another CPU, thread count) writes the same bytes."""
+    noisy = dataclasses.replace(
+        report,
+        records=[
+            dataclasses.replace(
+                r,
+                implementation_max_abs_error=_noisy(r.implementation_max_abs_error),
+                fitted_factor=_noisy(r.fitted_factor),
+                findings=[
+                    dataclasses.replace(
+                        f,
+                        where=[_noisy(w) for w in f.where],
+                        max_error=_noisy(f.max_error),
+                        factor=None if f.factor is None else _noisy(f.factor),
+                    )
+                    for f in r.findings
+                ],
+            )
+            for r in report.records
+        ],
+    )
+    assert noisy.records != report.records
+    first = audit.write_audit(report, tmp_path / "a")
+    second = audit.write_audit(noisy, tmp_path / "b")
+    for a, b in zip(first, second):
+        assert a.read_bytes() == b.read_bytes(), a.name
+    records = json.loads(first[0].read_text(encoding="utf-8"))
+    assert list(records[0]) == sorted(records[0])  # keys sorted
+    factors = [r["fitted_factor"] for r in records if isinstance(r["fitted_factor"], float)]
+    assert factors and all(float(f"{v:.6g}") == v for v in factors)  # six significant digits
 
 
 @pytest.fixture(scope="module")

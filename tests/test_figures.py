@@ -37,7 +37,7 @@ def _slope_stats() -> pd.DataFrame:
 
 
 def _curves() -> pd.DataFrame:
-    keys = ("snn/val/acc", "ann/val/acc", "snn/grad_norm/hidden.0.weight", "snn/grad_norm/readout.weight")
+    keys = ("snn/val/acc", "ann/val/acc", "snn/grad_norm/hidden.0", "snn/grad_norm/readout")
     rows = [
         {"run_id": f"r{seed}", "key": key, "step": step, "value": 0.1 * (k + 1) + 0.01 * step + 0.001 * seed}
         for seed in range(3)
@@ -118,7 +118,7 @@ def test_accuracy_vs_scale_legend_in_words():
 def test_alignment_vs_slope_axes():
     _, ax = figures.new_figure()
     figures.plot_alignment_vs_slope(ax, _slope_stats())
-    assert ax.get_ylabel() == "Gradient alignment (cosine)"
+    assert ax.get_ylabel().startswith("Gradient alignment (cosine)")
     assert ax.get_xscale() == "log"
     assert ax.lines[1].get_ydata() == pytest.approx([0.9, 0.8, 0.7], abs=1e-12)
 
@@ -180,9 +180,9 @@ def test_grad_norm_per_layer_axes():
     _, ax = figures.new_figure()
     figures.plot_grad_norm_per_layer(ax, _curves())
     assert ax.get_yscale() == "log"
-    assert ax.get_ylabel() == "Gradient norm"
+    assert ax.get_ylabel().startswith("Gradient L2 norm of the layer")  # which norm, of what
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["hidden.0.weight", "readout.weight", figures.BAND_LABEL]
+    assert legend == ["hidden layer 1", "readout", figures.BAND_LABEL]
     with pytest.raises(ValueError, match="prefix"):
         figures.plot_grad_norm_per_layer(ax, _curves(), prefix="ann/grad_norm/")
 
@@ -223,9 +223,11 @@ def test_training_curves_error_mode_and_shared_legend():
     assert axes[1].lines[0].get_ydata() == pytest.approx([100 * (1 - 0.101 - 0.01 * s) for s in range(5)], abs=1e-9)
     band = axes[1].collections[0].get_paths()[0].vertices[:, 1]
     assert band.min() > 0
-    figures.shared_legend(fig, axes[0])
+    height = fig.get_figheight()
+    figures.shared_legend(fig)
     assert all(ax.get_legend() is None for ax in axes)
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["SNN val", "ANN val", figures.BAND_LABEL]
+    assert fig.get_figheight() > height  # the figure grows by the legend; the axes keep their size
 
 
 def test_accuracy_on_its_whole_range_or_zoomed_and_one_legend_for_both():
@@ -235,8 +237,42 @@ def test_accuracy_on_its_whole_range_or_zoomed_and_one_legend_for_both():
     assert axes[0].get_ylim() == (0.0, 100.0)
     low, high = axes[1].get_ylim()
     assert 45 < low < 50 and 72 < high < 80  # the data's range: 50 to 72%
-    figures.shared_legend(fig, axes[0], points=True, ncols=3)
+    figures.shared_legend(fig, ncols=3)
     legend = fig.legends[0]
     assert legend.get_title().get_text() == "Surrogate"
-    assert [t.get_text() for t in legend.get_texts()][-2:] == [figures.BAND_LABEL, figures.POINT_LABEL]
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "atan",
+        "fast sigmoid",
+        "sigmoid",
+        figures.BAND_LABEL,
+        figures.POINT_LABEL,
+    ]  # the union of both panels' entries, each once
     assert all(ax.get_legend() is None for ax in axes)
+
+
+def test_run_figures_are_titled_with_the_configuration_and_show_percent():
+    val_acc = {"SNN": {0: 0.5, 1: 0.75}, "ANN": {0: 0.5, 1: 0.9}}
+    made = figures.run_figures(get_surrogate("atan", slope=5.0), val_acc, title="atan, β = 5, seed 0")
+    assert [fig.axes[0].get_title() for fig in made.values()] == ["atan, β = 5, seed 0"] * 2
+    curves = made["training_curves"].axes[0]
+    assert curves.get_ylabel() == "Validation accuracy (%)"
+    assert list(curves.lines[0].get_ydata()) == [50.0, 75.0]
+
+
+def test_one_seed_draws_no_band_and_its_legend_claims_none():
+    runs = _slope_runs()
+    one = runs[runs["params.seed"] == 0]
+    _, ax = figures.new_figure()
+    figures.plot_accuracy_vs_slope(ax, aggregate(one, by=[NAME, SLOPE], metrics=[ACC]), points=one, chance=0.25)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert figures.BAND_LABEL not in legend
+    assert legend[-2:] == ["chance level (25%)", figures.POINT_LABEL]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "10", "100"]  # the tested slopes, plain numbers
+
+
+def test_labels_for_layers_and_flags():
+    from evoexp.labels import layer_label, value_label
+
+    assert layer_label("hidden.0") == "hidden layer 1"
+    assert layer_label("readout") == "readout"
+    assert value_label("params.debug.diverge", True) == "diverge = true"

@@ -13,6 +13,8 @@ from evoexp.analysis.tables import (
     latex_escape,
     snn_vs_ann_table,
     surrogate_slope_table,
+    verdict_summary,
+    verdicts_table,
     with_derived,
 )
 
@@ -90,7 +92,7 @@ SNN_VS_ANN_MD = """\
 
 SNN_VS_ANN_TEX = r"""\begin{table}[t]
   \centering
-  \caption{SNN vs ANN on the same split, optimiser and epochs; test accuracy with the weights of the best validation epoch restored (last: after the final epoch). Cells: mean [95\% percentile-bootstrap confidence interval of the mean over seeds]; n: runs per row; best value per column in bold.}
+  \caption{SNN vs ANN on the same split, optimiser and epochs; test accuracy with the weights of the best validation epoch restored (last: after the final epoch). Accuracy in \% (SNN$-$ANN gap in percentage points). Cells: mean [95\% percentile-bootstrap confidence interval of the mean over seeds]; (runs) cells: k/n, the k of n runs that passed the check (or diverged); n: runs per row; best value per column in bold.}
   \label{tab:snn_vs_ann}
   \begin{tabular}{llrrrr}
     \toprule
@@ -112,17 +114,23 @@ def test_snn_vs_ann_markdown_and_latex():
     assert table.to_latex() == SNN_VS_ANN_TEX
 
 
-def test_snn_vs_ann_csv_holds_raw_numbers():
+def test_snn_vs_ann_csv_holds_every_statistic_in_the_tables_units():
     frame = pd.read_csv(pd.io.common.StringIO(snn_vs_ann_table(_runs()).to_csv()))
     assert list(frame.columns[:2]) == ["surrogate.name", "surrogate.slope"]
-    assert frame.loc[1, "snn/test/acc_best_mean"] == pytest.approx(0.6, abs=1e-12)
+    assert frame.loc[1, "snn/test/acc_best_pct_mean"] == pytest.approx(60.0, abs=1e-9)  # percent, as the name says
+    assert frame.loc[1, "snn/test/acc_best_pct_std"] == pytest.approx(10.0, abs=1e-9)
     assert frame.loc[1, "snn/test/acc_best_n"] == 3
     assert frame.loc[0, "snn/test/acc_best_n"] == 1
-    assert math.isnan(frame.loc[0, "snn/test/acc_best_ci_low"])
-    assert (frame.loc[1, "snn/test/acc_best_ci_low"], frame.loc[1, "snn/test/acc_best_ci_high"]) == pytest.approx(
-        (0.5, 0.7), abs=1e-12
-    )
-    assert frame.loc[1, "acc_gap_mean"] == pytest.approx(-0.2, abs=1e-12)
+    assert math.isnan(frame.loc[0, "snn/test/acc_best_pct_ci_low"])
+    bounds = (frame.loc[1, "snn/test/acc_best_pct_ci_low"], frame.loc[1, "snn/test/acc_best_pct_ci_high"])
+    assert bounds == pytest.approx((50.0, 70.0), abs=1e-9)
+    assert frame.loc[1, "acc_gap_pp_mean"] == pytest.approx(-20.0, abs=1e-9)  # percentage points
+    assert not [c for c in frame.columns if c.startswith("snn/test/acc_best_mean")]
+
+
+def test_a_scaled_column_must_name_its_unit():
+    with pytest.raises(ValueError, match="unit"):
+        Column(SNN, "SNN acc (%)", "higher", 100.0)
 
 
 def test_single_configuration_has_no_row_labels_and_no_bold():
@@ -209,3 +217,44 @@ def test_value_columns_show_the_plain_value():
     )
     header, body = table.cells()
     assert header == ["n", "SNN params"] and body == [["6", "3840"]]
+
+
+def _judged_runs() -> pd.DataFrame:
+    return _runs().assign(
+        **{
+            "tags.evoexp.verdict": ["pass", "pass", "fail", "pass", "pass", "diverged"],
+            "metrics.gradient/passed": [1.0, 1.0, 1.0, 1.0, 1.0, np.nan],
+        }
+    )
+
+
+def test_verdicts_table_counts_passes_per_check_over_seeds():
+    header, body = verdicts_table(_judged_runs()).cells()
+    assert header == [
+        "Surrogate",
+        "Slope β",
+        "n",
+        "Verdict pass (runs)",
+        "Gradient check (FD) (runs)",
+        "Gradient stable (runs)",
+        "Diverged (runs)",
+    ]  # checks no run ran (surrogate, weights, convergence) have no column
+    assert body == [
+        ["atan", "10", "2", "1/2", "1/1", "1/1", "1/2"],
+        ["fast_sigmoid", "1", "3", "2/3", "3/3", "2/3", "0/3"],
+        ["fast_sigmoid", "10", "1", "1/1", "1/1", "1/1", "0/1"],
+    ]
+
+
+def test_main_tables_carry_the_verdict_per_configuration():
+    for build in (snn_vs_ann_table, surrogate_slope_table):
+        header, body = build(_judged_runs()).cells()
+        column = header.index("Verdict pass (runs)")
+        assert [row[column] for row in body] == ["1/2", "2/3", "1/1"]
+
+
+def test_verdict_summary_line():
+    assert verdict_summary(_judged_runs()) == (
+        "verdicts of 6 run(s): 4 pass, 1 fail, 1 diverged; failed: Gradient stable 1/5"
+    )
+    assert verdict_summary(_runs()) is None

@@ -1,4 +1,4 @@
-"""Analysis of sweeps: tidy run frame → seed aggregates → paper tables.
+"""Analysis of sweeps: tidy run frame → seed aggregates → paper tables and figures.
 
 Typical use (the run frame comes from the MLflow store, :mod:`evoexp.job.analysis`)::
 
@@ -7,7 +7,9 @@ Typical use (the run frame comes from the MLflow store, :mod:`evoexp.job.analysi
     runs = load_runs("robustness", tracking_uri="sqlite:///mlruns.db")
     print(surrogate_slope_table(runs).to_markdown())
 
-or, for everything at once, ``python -m evoexp.job.analysis --experiment robustness --out results``.
+or, for everything at once, ``python -m evoexp.job.analysis --experiment robustness --out results``. The figures are
+built by :mod:`evoexp.analysis.plots` (records -> aggregates -> a laid-out figure) from the plot functions of
+:mod:`evoexp.figures`; docs/guides/figures.md describes each one.
 
 Nothing here imports MLflow, Hydra or the job wing; public names load lazily, so that importing the package does not
 pull in pandas and scipy.
@@ -35,6 +37,8 @@ _EXPORTS: dict[str, str] = {
     "format_interval": "evoexp.analysis.tables",
     "snn_vs_ann_table": "evoexp.analysis.tables",
     "surrogate_slope_table": "evoexp.analysis.tables",
+    "verdict_summary": "evoexp.analysis.tables",
+    "verdicts_table": "evoexp.analysis.tables",
     "with_derived": "evoexp.analysis.tables",
 }
 

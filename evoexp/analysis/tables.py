@@ -1,11 +1,15 @@
-"""Paper tables from a run frame: SNN vs ANN, surrogate × slope, and the best slope per surrogate.
+"""Paper tables from a run frame: SNN vs ANN, surrogate × slope, the best slope per surrogate, and the verdicts.
 
 Each table aggregates the runs of every configuration over seeds (:func:`evoexp.analysis.aggregate.aggregate`)
 and shows ``mean [low, high]``: the mean over seeds and the 95 % percentile-bootstrap confidence interval of the
 mean (:mod:`evoexp.stats`, the interval of every figure too), rounded where the interval's larger distance
-from the mean has its first significant digit (its second when that digit is 1). The best value of each column is
-set in bold. :class:`Table` renders to CSV (raw numbers), Markdown (caption above the table) and LaTeX (booktabs);
-:meth:`Table.fit` keeps the leading columns that fit a terminal.
+from the mean has its first significant digit (its second when that digit is 1). A check's verdict shows as
+``passed/runs`` over the seeds. The best value of each column is set in bold. :class:`Table` renders to CSV (every
+statistic), Markdown (caption above the table) and LaTeX (booktabs); :meth:`Table.fit` keeps the leading columns that
+fit a terminal.
+
+Units: accuracies are in percent everywhere (the SNN−ANN gap in percentage points), in the CSV file too, whose
+columns say so (``snn/test/acc_best_pct_mean``); MLflow holds the same metrics as fractions.
 """
 
 from __future__ import annotations
@@ -76,6 +80,8 @@ class Column:
             significant digits.
         kind: ``"interval"`` shows ``mean [low, high]``; ``"fraction"`` shows a 0/1 verdict as ``passes/n``;
             ``"value"`` shows the mean alone, for quantities that do not vary over seeds (parameter counts).
+        unit: Name of the unit of scaled values (``pct``, ``pp``) in the CSV columns, which hold the scaled values
+            too (``<key>_<unit>_mean``); required when ``scale`` is not 1.
     """
 
     key: str
@@ -84,12 +90,20 @@ class Column:
     scale: float = 1.0
     decimals: int | None = None
     kind: CellKind = "interval"
+    unit: str = ""
 
     def __post_init__(self) -> None:
         if self.better not in (None, "higher", "lower"):
             raise ValueError(f"better must be 'higher', 'lower' or None, got {self.better!r}")
         if self.kind not in ("interval", "fraction", "value"):
             raise ValueError(f"kind must be 'interval', 'fraction' or 'value', got {self.kind!r}")
+        if self.scale != 1.0 and not self.unit:
+            raise ValueError(f"unit: column {self.key!r} is scaled by {self.scale:g}; name its unit (e.g. 'pct')")
+
+    def csv_name(self, stat: str) -> str:
+        """CSV column of statistic ``stat``: ``<key>_<stat>``, with the unit of scaled values (``_pct_mean``)."""
+        key = schema.strip_prefix(self.key)
+        return f"{key}_{self.unit}_{stat}" if self.unit and stat != "n" else f"{key}_{stat}"
 
     def header(self, confidence: float) -> str:
         """Header text: the label and what a cell holds (``[95% CI]``, ``(runs)`` or nothing for a plain value)."""
@@ -233,10 +247,13 @@ class Table:
         return header, body
 
     def to_frame(self) -> pd.DataFrame:
-        """Raw numbers: row keys (param names without prefix), then ``<metric>_<stat>`` per column."""
+        """Every statistic: row keys (param names without prefix), then :meth:`Column.csv_name` per statistic.
+
+        Values are in the table's units: a column shown in percent holds percent (its name says ``_pct``).
+        """
         frame = self.rows.rename(columns=schema.strip_prefix).reset_index(drop=True)
         stats = {
-            f"{schema.strip_prefix(c.key)}_{s}": self.stats[(c.key, s)].to_numpy()
+            c.csv_name(s): self.stats[(c.key, s)].to_numpy() * (1.0 if s == "n" else c.scale)
             for c in self.columns
             for s in STAT_COLUMNS
         }
@@ -319,10 +336,12 @@ class Table:
 
 
 def with_derived(runs: pd.DataFrame) -> pd.DataFrame:
-    """Add per-run derived columns: SNN−ANN test-accuracy gap, SNN/ANN time ratio, diverged flag.
+    """Add per-run derived columns: SNN−ANN test-accuracy gap, SNN/ANN time ratio, diverged flag, verdict pass.
 
     Each column is added only when its inputs are present. ``derived.diverged`` is 1.0 for runs whose
-    ``evoexp.outcome`` tag is ``diverged``, 0.0 for other outcomes and NaN where the tag is missing.
+    ``evoexp.outcome`` tag is ``diverged``, 0.0 for other outcomes and NaN where the tag is missing;
+    ``derived.verdict_pass`` is 1.0 for runs whose ``evoexp.verdict`` tag is ``pass`` (every check with a verdict
+    passed and training did not diverge), 0.0 for ``fail`` and ``diverged``, NaN where the tag is missing.
 
     Args:
         runs: A run frame; it is not modified.
@@ -338,6 +357,10 @@ def with_derived(runs: pd.DataFrame) -> pd.DataFrame:
     if outcome in out.columns:
         flag = (out[outcome] == schema.DIVERGED_OUTCOME).astype("float64")
         out[schema.DIVERGED] = flag.where(out[outcome].notna())
+    verdict = schema.tag(schema.Tags.VERDICT)
+    if verdict in out.columns:
+        passed = (out[verdict] == schema.PASS_VERDICT).astype("float64")
+        out[schema.VERDICT_PASSED] = passed.where(out[verdict].notna())
     return out
 
 
@@ -391,11 +414,32 @@ def build_table(
     return Table(name, caption, row_frame, labels, present, stats, confidence)
 
 
+UNITS = "Accuracy in % (SNN−ANN gap in percentage points)."
+
+
 def _caption(text: str, confidence: float) -> str:
     return (
-        f"{text} Cells: mean [{confidence:.0%} {INTERVAL_DESCRIPTION}]; "
-        "n: runs per row; best value per column in bold."
+        f"{text} {UNITS} Cells: mean [{confidence:.0%} {INTERVAL_DESCRIPTION}]; (runs) cells: k/n, the k of n runs "
+        "that passed the check (or diverged); n: runs per row; best value per column in bold."
     )
+
+
+def _verdict_column() -> Column:
+    return Column(schema.VERDICT_PASSED, "Verdict pass", "higher", kind="fraction")
+
+
+def verdict_columns() -> list[Column]:
+    """The verdict of the run and of every check, as ``passed/runs`` columns (diverged runs: ``diverged/runs``)."""
+    m = schema.metric
+    return [
+        _verdict_column(),
+        Column(m(schema.GRADIENT_PASSED), "Gradient check (FD)", "higher", kind="fraction"),
+        Column(m(schema.SURROGATE_PASSED), "Surrogate check", "higher", kind="fraction"),
+        Column(m(schema.STABILITY_GRADIENT_OK), "Gradient stable", "higher", kind="fraction"),
+        Column(m(schema.STABILITY_WEIGHT_OK), "Weights stable", "higher", kind="fraction"),
+        Column(m(schema.CONVERGENCE_OK), "Converged", "higher", kind="fraction"),
+        Column(schema.DIVERGED, "Diverged", "lower", kind="fraction"),
+    ]
 
 
 def snn_vs_ann_table(runs: pd.DataFrame, *, confidence: float = 0.95, ignore: Sequence[str] = ()) -> Table:
@@ -410,10 +454,11 @@ def snn_vs_ann_table(runs: pd.DataFrame, *, confidence: float = 0.95, ignore: Se
     """
     m = schema.metric
     columns = [
-        Column(m(schema.SNN_TEST_ACC), "SNN acc (%)", "higher", 100.0, 1),
-        Column(m(schema.SNN_TEST_ACC_LAST), "SNN acc last (%)", "higher", 100.0, 1),
-        Column(m(schema.ANN_TEST_ACC), "ANN acc (%)", "higher", 100.0, 1),
-        Column(schema.ACC_GAP, "SNN−ANN (pp)", "higher", 100.0, 1),
+        _verdict_column(),
+        Column(m(schema.SNN_TEST_ACC), "SNN acc (%)", "higher", 100.0, 1, unit="pct"),
+        Column(m(schema.SNN_TEST_ACC_LAST), "SNN acc last (%)", "higher", 100.0, 1, unit="pct"),
+        Column(m(schema.ANN_TEST_ACC), "ANN acc (%)", "higher", 100.0, 1, unit="pct"),
+        Column(schema.ACC_GAP, "SNN−ANN (pp)", "higher", 100.0, 1, unit="pp"),
         Column(m(schema.SNN_TIME_PER_EPOCH), "SNN s/epoch", "lower"),
         Column(m(schema.ANN_TIME_PER_EPOCH), "ANN s/epoch", "lower"),
         Column(schema.TIME_RATIO, "Time SNN/ANN", "lower", decimals=2),
@@ -442,10 +487,12 @@ def snn_vs_ann_table(runs: pd.DataFrame, *, confidence: float = 0.95, ignore: Se
 def _surrogate_columns() -> list[Column]:
     m = schema.metric
     return [
-        Column(m(schema.SNN_TEST_ACC), "SNN acc (%)", "higher", 100.0, 1),
-        Column(m(schema.SNN_TEST_ACC_LAST), "SNN acc last (%)", "higher", 100.0, 1),
+        Column(m(schema.SNN_TEST_ACC), "SNN acc (%)", "higher", 100.0, 1, unit="pct"),
+        Column(m(schema.SNN_TEST_ACC_LAST), "SNN acc last (%)", "higher", 100.0, 1, unit="pct"),
         Column(m(schema.SNN_BEST_EPOCH), "Best epoch", decimals=0),
+        _verdict_column(),
         Column(schema.DIVERGED, "Diverged", "lower", kind="fraction"),
+        Column(m(schema.GRADIENT_PASSED), "Gradient check (FD)", "higher", kind="fraction"),
         Column(m(schema.STABILITY_GRADIENT_OK), "Gradient stable", "higher", kind="fraction"),
         Column(m(schema.ALIGNMENT_COSINE), "Alignment cos", "higher", decimals=3),
         Column(m(schema.ALIGNMENT_SIGN), "Sign agreement", "higher", decimals=3),
@@ -521,3 +568,55 @@ def best_slope_table(
     stats = full.stats.iloc[best][[(c.key, s) for c in keep for s in STAT_COLUMNS]].reset_index(drop=True)
     caption = _caption(f"Best slope per surrogate shape (highest mean {schema.strip_prefix(metric)}).", confidence)
     return replace(full, name="best_slope", caption=caption, rows=rows, row_labels=labels, columns=keep, stats=stats)
+
+
+def verdicts_table(runs: pd.DataFrame, *, confidence: float = 0.95, ignore: Sequence[str] = ()) -> Table:
+    """Table 4: the verdict per configuration, ``passed/runs`` over seeds for the run and for every check.
+
+    Columns: the run's verdict (``evoexp.verdict = pass``: every check with a verdict passed and training did not
+    diverge), then each check that ran in some run (finite-difference gradient check, surrogate check, gradient and
+    weight stability, convergence), then the diverged runs. Rows are the configurations, as in
+    :func:`snn_vs_ann_table`.
+
+    Args:
+        runs: A run frame from :func:`evoexp.job.analysis.load.load_runs`.
+        confidence: Coverage of the bootstrap intervals (the table shows counts only).
+        ignore: Params never used as row labels.
+
+    Raises:
+        ValueError: If no run holds a verdict.
+    """
+    data = with_derived(runs)
+    caption = (
+        "Verdicts per configuration: runs whose check passed / runs that ran it, over seeds. Verdict pass: every "
+        "check with a verdict passed and training did not diverge. n: runs per row; best value per column in bold."
+    )
+    return build_table(
+        data,
+        name="verdicts",
+        caption=caption,
+        rows=row_columns(data, ignore=ignore),
+        columns=verdict_columns(),
+        confidence=confidence,
+    )
+
+
+def verdict_summary(runs: pd.DataFrame) -> str | None:
+    """One line: the runs' verdicts (``pass``/``fail``/``diverged`` counts) and the checks that failed in how many runs.
+
+    Example: ``verdicts of 105 runs: 61 pass, 44 fail, 0 diverged; failed: Gradient stable 44/105``. None when no run
+    has a verdict tag.
+    """
+    data = with_derived(runs)
+    tag = schema.tag(schema.Tags.VERDICT)
+    if tag not in data.columns or data[tag].isna().all():
+        return None
+    counts = data[tag].value_counts()
+    words = ["pass", "fail", schema.DIVERGED_OUTCOME, *sorted(set(counts.index) - {"pass", "fail", "diverged"})]
+    line = f"verdicts of {len(data)} run(s): " + ", ".join(f"{int(counts.get(w, 0))} {w}" for w in words)
+    failed = [
+        f"{c.label} {int((data[c.key] == 0).sum())}/{int(data[c.key].notna().sum())}"
+        for c in verdict_columns()[1:-1]
+        if c.key in data.columns and (data[c.key] == 0).any()
+    ]
+    return line + (f"; failed: {', '.join(failed)}" if failed else "")

@@ -19,6 +19,8 @@ import evoexp
 from evoexp.job.build import build_surrogate
 from evoexp.job.config import Config, to_plain
 from evoexp.job.run import Outcome
+from evoexp.keys import SURROGATE_NAME_PARAM, SURROGATE_SLOPE_PARAM
+from evoexp.labels import config_label
 from evoexp.verification.report import generate_report
 
 __all__ = ["CONFIG_FILE", "REPORT_FILE", "RESULTS_FILE", "report_facts", "write_outputs"]
@@ -92,17 +94,13 @@ def _val_acc(epochs: Mapping[int, Mapping[str, float]]) -> dict[int, float]:
 
 
 def _save_figures(directory: Path, config: Config, outcome: Outcome) -> None:
-    """Save the surrogate shape and the SNN/ANN validation-accuracy curves as PNG files."""
+    """Save the surrogate shape and the SNN/ANN validation-accuracy curves (%) as PNG files, titled with the run."""
     import matplotlib
 
     matplotlib.use("Agg")
     from evoexp import figures
 
-    figures.apply_style()
-    fig, ax = figures.new_figure()
-    figures.plot_surrogate(ax, [build_surrogate(config)])
-    figures.save_figure(fig, directory / "surrogate", formats=("png",))
     curves = {name.upper(): _val_acc(run.epoch_metrics()) for name, run in outcome.training.items()}
-    fig, ax = figures.new_figure()
-    figures.plot_run_curves(ax, curves, ylabel="Validation accuracy")
-    figures.save_figure(fig, directory / "training_curves", formats=("png",))
+    shape = {SURROGATE_NAME_PARAM: config.surrogate.name, SURROGATE_SLOPE_PARAM: config.surrogate.slope}
+    title = f"{config_label(shape)}, seed {config.seed}"
+    figures.save_run_figures(directory, build_surrogate(config), curves, title=title)

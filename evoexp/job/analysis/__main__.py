@@ -4,8 +4,9 @@ Example::
 
     python -m evoexp.job.analysis --experiment robustness --sweep-id 2024-05-01_12-00-00 --out results/robustness
 
-prints the SNN-vs-ANN table (the columns that fit 120 characters) and writes tables (CSV, Markdown, LaTeX) and
-figures (PDF, PNG) to ``--out``, then attaches them to the sweep's summary MLflow run.
+prints the SNN-vs-ANN table (the columns that fit 120 characters; accuracy in %) and the runs' verdicts, writes
+tables (CSV, Markdown, LaTeX) and figures (PDF, PNG) to ``--out`` (a table or figure without data is skipped with a
+one-line reason), then attaches them to the sweep's summary MLflow run.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from evoexp import keys as schema
+from evoexp.analysis.tables import verdict_summary
 from evoexp.job.analysis.pipeline import ALL_FORMATS, run_analysis
 from evoexp.job.tracking import resolve_tracking_uri
 
@@ -83,6 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if table is not None:
         shown = table.fit(TERMINAL_WIDTH)
         print(f"{shown.caption}\n\n{shown.to_markdown()}")
+    verdicts = verdict_summary(result.runs)
+    if verdicts is not None:
+        print(verdicts)
+    for reason in result.skipped:
+        print(f"skipped {reason}")
     print(f"{len(result.runs)} run(s); wrote {len(result.files)} files to {out}")
     if result.summary_run_id is not None:
         print(f"summary MLflow run: {result.summary_run_id}")

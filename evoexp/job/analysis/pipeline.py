@@ -1,54 +1,71 @@
 """One-call analysis of a sweep: load runs, write tables and figures, attach them to the sweep's MLflow run.
 
 :func:`run_analysis` is what ``python -m evoexp.job.analysis`` calls; it is usable from Python as well.
-Tables and figures that the runs hold no data for are skipped (and listed in the result), so the same
-command serves a single-configuration experiment and a surrogate × slope sweep.
+Tables and figures that the runs hold no data for are skipped, each with a one-line reason (listed in the result and
+logged), so the same command serves a single-configuration experiment, a surrogate × slope sweep, a sweep without
+some check and a sweep whose jobs all diverged. The files are written to a hidden staging folder next to the output
+folder and moved into it only when everything is written, so a failure leaves no half-written folder behind.
 """
 
 from __future__ import annotations
 
 import logging
-import math
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
+from evoexp import figures
 from evoexp import keys as schema
-from evoexp.analysis.aggregate import aggregate, aggregate_history
+from evoexp.analysis.aggregate import aggregate_history
+from evoexp.analysis.plots import (
+    CURVE_KEYS,
+    FIGURE_STEMS,
+    SCALE_COL,
+    SLOPE_COL,
+    NoData,
+    Selection,
+    accuracy_vs_scale_figure,
+    accuracy_vs_slope_figure,
+    alignment_vs_slope_figure,
+    grad_norm_figure,
+    select_configuration,
+    surrogate_gallery_figure,
+    training_curves_figure,
+)
 from evoexp.analysis.tables import (
     TABLE_FORMATS,
     Table,
     best_slope_table,
     snn_vs_ann_table,
     surrogate_slope_table,
+    verdicts_table,
 )
 from evoexp.job.analysis.load import experiment_id, get_client, load_history, load_runs, metric_keys
-from evoexp.labels import config_label
-from evoexp.surrogate import available_surrogates
 
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
     from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
 
 ALL_FORMATS = (*TABLE_FORMATS, "pdf", "png")
 SUMMARY_ARTIFACT_DIR = "analysis"
-CURVE_KEYS = (
-    schema.SNN_TRAIN_ACC,
-    schema.SNN_VAL_ACC,
-    schema.ANN_TRAIN_ACC,
-    schema.ANN_VAL_ACC,
-    schema.SNN_TRAIN_LOSS,
-    schema.SNN_VAL_LOSS,
-    schema.ANN_TRAIN_LOSS,
-    schema.ANN_VAL_LOSS,
-)
+TABLE_BUILDERS: dict[str, Callable[..., Table]] = {
+    "snn_vs_ann": snn_vs_ann_table,
+    "verdicts": verdicts_table,
+    "surrogate_slope": surrogate_slope_table,
+    "best_slope": best_slope_table,
+}
+OUTPUT_STEMS = (*TABLE_BUILDERS, *FIGURE_STEMS)
+"""File stems the analysis writes; files of these stems that a new analysis did not write are removed from the
+output folder, so that a skipped figure does not leave an earlier sweep's figure behind."""
 
 
 @dataclass
@@ -57,9 +74,9 @@ class AnalysisResult:
 
     Attributes:
         runs: The job runs (one row per run).
-        tables: Tables by name (``snn_vs_ann``, ``surrogate_slope``, ``best_slope``) that had data.
-        files: Every written file.
-        skipped: Human-readable reasons for tables and figures that were not made.
+        tables: Tables by name (``snn_vs_ann``, ``verdicts``, ``surrogate_slope``, ``best_slope``) that had data.
+        files: Every written file (in the output folder).
+        skipped: One line per table or figure that was not made, with the reason.
         summary_run_id: The MLflow summary run the files were logged to, if any.
     """
 
@@ -81,187 +98,134 @@ def _check_formats(formats: Sequence[str]) -> None:
         raise ValueError(f"formats: unknown format(s) {unknown}; choose from {list(ALL_FORMATS)}")
 
 
-def _label(rows: pd.DataFrame, i: int) -> str:
-    return config_label({c: rows[c].iloc[i] for c in rows.columns})
-
-
 def _make_tables(runs: pd.DataFrame, result: AnalysisResult, confidence: float, ignore: Sequence[str]) -> None:
-    builders = {
-        "snn_vs_ann": snn_vs_ann_table,
-        "surrogate_slope": surrogate_slope_table,
-        "best_slope": best_slope_table,
-    }
-    for name, build in builders.items():
+    for name, build in TABLE_BUILDERS.items():
         try:
             result.tables[name] = build(runs, confidence=confidence, ignore=ignore)
         except ValueError as err:
             result.skipped.append(f"table {name}: {err}")
 
 
-def _facet_figure(
-    runs: pd.DataFrame,
-    stem: str,
-    metric: str,
-    by: Sequence[str],
-    facet_by: Sequence[str],
-    plots: Sequence[Callable[[Axes, pd.DataFrame], object]],
-    out: Path,
-    formats: Sequence[str],
-    confidence: float,
-) -> list[Path]:
-    """One panel per value combination of ``facet_by`` (titled in words), each drawn by ``plots[0](ax, stats)``.
-
-    Without facets the two callables of ``plots`` draw two panels side by side, titled "Whole range" and "Zoomed in"
-    (the whole accuracy range, then the data's), under one shared legend.
-    """
-    from evoexp import figures
-
-    stats = aggregate(runs, by=[*facet_by, *by], metrics=[metric], confidence=confidence)
-    if not facet_by and len(plots) > 1:
-        fig, axes = figures.new_figure(1, len(plots), width="double", aspect=0.38, squeeze=False)
-        for ax, plot, title in zip(axes.flat, plots, ("Whole range", "Zoomed in")):
-            plot(ax, stats)
-            ax.set_title(title)
-        figures.shared_legend(fig, axes.flat[0], points=True, ncols=4)
-        return figures.save_figure(fig, out / stem, formats=formats)
-    plot = plots[0]
-    facets = list(stats.groupby(list(facet_by), dropna=False, sort=True)) if facet_by else [((), stats)]
-    ncols = min(3, len(facets))
-    nrows = math.ceil(len(facets) / ncols)
-    width = "single" if ncols == 1 else "double"
-    fig, axes = figures.new_figure(nrows, ncols, width=width, aspect=0.75 * nrows / ncols, squeeze=False)
-    for ax, (key, facet) in zip(axes.flat, facets):
-        plot(ax, facet)
-        if facet_by:
-            ax.set_title(config_label(dict(zip(facet_by, key if isinstance(key, tuple) else (key,)))))
-    for ax in list(axes.flat)[len(facets) :]:
-        ax.set_visible(False)
-    return figures.save_figure(fig, out / stem, formats=formats)
-
-
 def _varies(runs: pd.DataFrame, column: str) -> bool:
     return column in runs.columns and runs[column].nunique(dropna=False) > 1
 
 
-def _slope_figures(
-    runs: pd.DataFrame, table: Table, out: Path, formats: Sequence[str], confidence: float
-) -> tuple[list[Path], list[str]]:
-    """Accuracy and alignment vs slope (when the slope varies) and accuracy vs scale (when the scale varies)."""
-    from evoexp import figures
+FigureJobs = list[tuple[str, Callable[[], "Figure"]]]
 
-    name_col = schema.param(schema.SURROGATE_NAME_PARAM)
-    slope_col = schema.param(schema.SURROGATE_SLOPE_PARAM)
-    scale_col = schema.param(schema.SURROGATE_SCALE_PARAM)
-    acc = schema.metric(schema.SNN_TEST_ACC)
-    panels: dict[str, tuple[str, list[str], list[str], list[Callable[[Axes, pd.DataFrame], object]]]] = {}
-    if _varies(runs, slope_col):
-        extras = [c for c in table.rows.columns if c not in (name_col, slope_col)]
-        panels["accuracy_vs_slope"] = (
-            acc,
-            [name_col, slope_col],
-            extras,
-            [
-                partial(figures.plot_accuracy_vs_slope, points=runs),
-                partial(figures.plot_accuracy_vs_slope, points=runs, full_range=False),
-            ],
-        )
-        panels["alignment_vs_slope"] = (
-            schema.metric(schema.ALIGNMENT_COSINE),
-            [name_col, slope_col],
-            extras,
-            [partial(figures.plot_alignment_vs_slope, points=runs)],
-        )
-    if _varies(runs, scale_col):
-        series = [name_col, *([slope_col] if _varies(runs, slope_col) else [])]
-        extras = [c for c in table.rows.columns if c not in (name_col, slope_col, scale_col)]
-        panels["accuracy_vs_scale"] = (
-            acc,
-            [*series, scale_col],
-            extras,
-            [
-                partial(figures.plot_accuracy_vs_scale, series=series, points=runs),
-                partial(figures.plot_accuracy_vs_scale, series=series, points=runs, full_range=False),
-            ],
-        )
-    files: list[Path] = []
+
+def _slope_figures(runs: pd.DataFrame, table: Table | None, confidence: float) -> tuple[FigureJobs, list[str]]:
+    """Accuracy and alignment vs slope (when the slope varies) and accuracy vs scale (when the scale varies).
+
+    Params that vary besides the surrogate's (the surrogate table's other row keys) make one panel each.
+    """
+    if table is None:
+        reason = "no surrogate × slope table (see its reason)"
+        return [], [f"figure {stem}: {reason}" for stem in ("accuracy_vs_slope", "alignment_vs_slope")]
+    jobs: FigureJobs = []
     skipped: list[str] = []
-    for stem, (metric, by, facet_by, plots) in panels.items():
-        if metric not in runs.columns or runs[metric].notna().sum() == 0:
-            skipped.append(f"figure {stem}: no {schema.strip_prefix(metric)} values")
-            continue
-        files += _facet_figure(runs, stem, metric, by, facet_by, plots, out, formats, confidence)
-    return files, skipped
-
-
-def _gallery(runs: pd.DataFrame, out: Path, formats: Sequence[str]) -> list[Path]:
-    from evoexp import figures
-
     name_col = schema.param(schema.SURROGATE_NAME_PARAM)
-    slope_col = schema.param(schema.SURROGATE_SLOPE_PARAM)
-    registered = set(available_surrogates())
-    names = sorted(set(runs[name_col].dropna().astype(str)) & registered) if name_col in runs.columns else []
-    slopes: Sequence[float] = (2.0, 5.0, 20.0)
-    if slope_col in runs.columns and pd.api.types.is_numeric_dtype(runs[slope_col]):
-        found = np.unique(runs[slope_col].dropna().to_numpy(dtype=np.float64))
-        if found.size:
-            slopes = sorted({float(found[0]), float(found[found.size // 2]), float(found[-1])})
-    fig = figures.surrogate_gallery(names or None, slopes)
-    return figures.save_figure(fig, out / "surrogate_gallery", formats=formats)
+    if _varies(runs, SLOPE_COL):
+        facets = [c for c in table.rows.columns if c not in (name_col, SLOPE_COL)]
+        jobs += [
+            (stem, partial(build, runs, facet_by=facets, confidence=confidence))
+            for stem, build in (
+                ("accuracy_vs_slope", accuracy_vs_slope_figure),
+                ("alignment_vs_slope", alignment_vs_slope_figure),
+            )
+        ]
+    else:
+        skipped.append("figures accuracy_vs_slope, alignment_vs_slope: the surrogate slope does not vary")
+    if _varies(runs, SCALE_COL):
+        series = [name_col, *([SLOPE_COL] if _varies(runs, SLOPE_COL) else [])]
+        facets = [c for c in table.rows.columns if c not in (name_col, SLOPE_COL, SCALE_COL)]
+        build = partial(accuracy_vs_scale_figure, runs, series=series, facet_by=facets, confidence=confidence)
+        jobs.append(("accuracy_vs_scale", build))
+    return jobs, skipped
 
 
-def _curve_figures(
-    runs: pd.DataFrame, table: Table, client: MlflowClient, out: Path, formats: Sequence[str], confidence: float
-) -> tuple[list[Path], list[str]]:
-    """Training curves and per-layer gradient norms of the configuration with the best SNN test accuracy."""
-    from evoexp import figures
-
-    acc = schema.metric(schema.SNN_TEST_ACC)
-    means = table.stats[(acc, "mean")] if (acc, "mean") in table.stats.columns else pd.Series(dtype=float)
-    best = int(means.to_numpy().argmax()) if means.notna().any() else 0
-    selected = runs
-    for column in table.rows.columns:
-        value = table.rows[column].iloc[best]
-        selected = selected[selected[column].isna()] if pd.isna(value) else selected[selected[column] == value]
-    layer_keys = metric_keys(runs, prefix=schema.GRAD_NORM_LAYER_PREFIX)
-    history = load_history(selected, [*CURVE_KEYS, *layer_keys], client=client)
+def _curves(selection: Selection, client: MlflowClient, confidence: float) -> pd.DataFrame:
+    layers = metric_keys(selection.runs.dropna(axis=1, how="all"), prefix=schema.GRAD_NORM_LAYER_PREFIX)
+    history = load_history(selection.runs, [*CURVE_KEYS, *layers], client=client)
     if history.empty:
-        return [], ["figures training_curves, grad_norm_per_layer: no metric history"]
-    curves = aggregate_history(history, confidence=confidence)
-    title = _label(table.rows, best) if len(table.rows.columns) else ""
-    files: list[Path] = []
-    skipped: list[str] = []
-    # Same series order in both panels, so a series keeps its colour across them.
-    accuracy = (schema.SNN_VAL_ACC, schema.ANN_VAL_ACC, schema.SNN_TRAIN_ACC, schema.ANN_TRAIN_ACC)
-    panels = [
-        (accuracy, "Accuracy (%)", 100.0, False),
-        (accuracy, "Error (%), log scale", 100.0, True),
-        ((schema.SNN_VAL_LOSS, schema.ANN_VAL_LOSS, schema.SNN_TRAIN_LOSS, schema.ANN_TRAIN_LOSS), "Loss", 1.0, False),
+        raise NoData("no metric history in the runs of the selected configuration")
+    return aggregate_history(history, confidence=confidence)
+
+
+def _curve_figures(runs: pd.DataFrame, table: Table | None, client: MlflowClient, confidence: float) -> FigureJobs:
+    """Training curves and per-layer gradient norms of the configuration with the best mean SNN test accuracy."""
+    stems = ("training_curves", "grad_norm_per_layer")
+    if table is None:
+        return [(stem, partial(_raise, "no table of configurations")) for stem in stems]
+    acc = schema.metric(schema.SNN_TEST_ACC)
+    means = table.stats[(acc, "mean")] if (acc, "mean") in table.stats.columns else pd.Series(float("nan"))
+    try:
+        selection = select_configuration(runs, table.rows, means)
+        curves = _curves(selection, client, confidence)
+    except NoData as err:
+        return [(stem, partial(_raise, str(err))) for stem in stems]
+    return [
+        ("training_curves", partial(training_curves_figure, curves, title=selection.title("Training curves"))),
+        ("grad_norm_per_layer", partial(grad_norm_figure, curves, title=selection.title("Gradient norm per layer"))),
     ]
-    present = set(curves[schema.HISTORY_KEY])
-    panels = [p for p in panels if present.intersection(p[0])]
-    if panels:
-        double = len(panels) > 1
-        fig, axes = figures.new_figure(
-            1, len(panels), width="double" if double else "single", aspect=0.32 if double else 0.75, squeeze=False
-        )
-        for ax, (keys, ylabel, scale, error) in zip(axes.flat, panels):
-            figures.plot_training_curves(ax, curves, keys=keys, ylabel=ylabel, scale=scale, error=error)
-        if double:
-            figures.shared_legend(fig, axes.flat[0])
-        if title:
-            fig.suptitle(title)
-        files += figures.save_figure(fig, out / "training_curves", formats=formats)
-    else:
-        skipped.append("figure training_curves: no per-epoch accuracy or loss")
-    if layer_keys:
-        fig, ax = figures.new_figure()
-        figures.plot_grad_norm_per_layer(ax, curves)
-        if title:
-            ax.set_title(title)
-        files += figures.save_figure(fig, out / "grad_norm_per_layer", formats=formats)
-    else:
-        skipped.append("figure grad_norm_per_layer: no snn/grad_norm/<layer> metrics")
-    return files, skipped
+
+
+def _raise(reason: str) -> Figure:
+    raise NoData(reason)
+
+
+def _write_figures(jobs: FigureJobs, out: Path, formats: Sequence[str], result: AnalysisResult) -> None:
+    for stem, build in jobs:
+        try:
+            fig = build()
+        except ValueError as err:
+            result.skipped.append(f"figure {stem}: {err}")
+            continue
+        result.files += figures.save_figure(fig, out / stem, formats=formats)
+
+
+def _publish(staging: Path, out: Path, written: Sequence[Path]) -> list[Path]:
+    """Move the files written to ``staging`` into ``out`` (renaming ``staging`` when ``out`` does not exist yet).
+
+    Files of :data:`OUTPUT_STEMS` that ``out`` held from an earlier analysis and this one did not write are removed.
+    """
+    names = [p.name for p in written]
+    if not out.exists():
+        staging.rename(out)
+        return [out / name for name in names]
+    for old in out.iterdir():
+        ours = old.stem in OUTPUT_STEMS and old.suffix.lstrip(".") in ALL_FORMATS
+        if ours and old.is_file() and old.name not in names:
+            old.unlink()
+    for name in names:
+        os.replace(staging / name, out / name)
+    shutil.rmtree(staging)
+    return [out / name for name in names]
+
+
+def _analyse(
+    runs: pd.DataFrame,
+    out: Path,
+    client: MlflowClient,
+    *,
+    formats: Sequence[str],
+    confidence: float,
+    ignore: Sequence[str],
+) -> AnalysisResult:
+    """Write the tables and figures of ``runs`` into ``out`` (an empty folder)."""
+    result = AnalysisResult(runs=runs)
+    _make_tables(runs, result, confidence, ignore)
+    table_formats = [f for f in formats if f in TABLE_FORMATS]
+    figure_formats = [f for f in formats if f not in TABLE_FORMATS]
+    if table_formats:
+        for table in result.tables.values():
+            result.files += table.write(out, formats=table_formats)
+    if figure_formats:
+        jobs, skipped = _slope_figures(runs, result.tables.get("surrogate_slope"), confidence)
+        result.skipped += skipped
+        jobs.append(("surrogate_gallery", partial(surrogate_gallery_figure, runs)))
+        jobs += _curve_figures(runs, result.main_table, client, confidence)
+        _write_figures(jobs, out, figure_formats, result)
+    return result
 
 
 def find_summary_run(client: MlflowClient, experiment: str, sweep_id: str | None) -> str | None:
@@ -340,7 +304,8 @@ def run_analysis(
 
     Args:
         experiment: MLflow experiment name.
-        out_dir: Folder for tables and figures (created).
+        out_dir: Folder for tables and figures (created; written files replace those of the same name, and files
+            of an earlier analysis that this one skipped are removed).
         sweep_id: Analyse only runs tagged with this sweep id.
         tracking_uri: MLflow tracking URI (ignored when ``client`` is given).
         client: An existing MLflow client.
@@ -368,25 +333,14 @@ def run_analysis(
         where = f"sweep {sweep_id!r} of " if sweep_id is not None else ""
         raise ValueError(f"experiment: no finished job runs in {where}experiment {experiment!r}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    result = AnalysisResult(runs=runs)
-    _make_tables(runs, result, confidence, ignore)
-    table_formats = [f for f in formats if f in TABLE_FORMATS]
-    figure_formats = [f for f in formats if f not in TABLE_FORMATS]
-    for table in result.tables.values():
-        result.files += table.write(out, formats=table_formats)
-    if figure_formats:
-        if "surrogate_slope" in result.tables:
-            files, skipped = _slope_figures(runs, result.tables["surrogate_slope"], out, figure_formats, confidence)
-            result.files += files
-            result.skipped += skipped
-        result.files += _gallery(runs, out, figure_formats)
-        if result.main_table is not None:
-            files, skipped = _curve_figures(runs, result.main_table, client, out, figure_formats, confidence)
-            result.files += files
-            result.skipped += skipped
-    for reason in result.skipped:
-        log.info("skipped %s", reason)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", suffix=".partial", dir=out.parent))
+    try:
+        result = _analyse(runs, staging, client, formats=formats, confidence=confidence, ignore=ignore)
+        result.files = _publish(staging, out, result.files)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     if log_summary:
         sweep = schema.tag(schema.SWEEP_ID_TAG)
         sweep_ids = list(runs[sweep].dropna().unique()) if sweep in runs.columns else []
