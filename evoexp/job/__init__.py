@@ -9,7 +9,8 @@ The science below (functional, surrogate, models, data, verification, training, 
 * :mod:`evoexp.job.run` -- one job without Hydra: train, verify, compare with the ANN.
 * :mod:`evoexp.job.tracking` -- the MLflow store and the run lifecycle.
 * :mod:`evoexp.job.sweep` -- sweep-level code: resumable runs, ANN-baseline reuse, the Hydra callback.
-* :mod:`evoexp.job.summary` -- the outcome record and the verdict summary.
+* :mod:`evoexp.job.outcome` -- the outcome record a job leaves for its sweep.
+* :mod:`evoexp.job.summary` -- verdicts and the run/sweep summaries.
 * :mod:`evoexp.job.progress` -- run naming and sweep progress.
 * :mod:`evoexp.job.outputs` -- files written into a job's output directory.
 * :mod:`evoexp.job.analysis` -- analysis of an experiment in the store (``python -m evoexp.job.analysis``).
