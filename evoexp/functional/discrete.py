@@ -24,8 +24,9 @@ reset to :math:`v_{reset}`). *Before the leak* means the next step's leak :math:
 (the threshold is subtracted before the leak, so it decays); *after the leak* (snnTorch's delayed reset, evoexp's
 LIF layer) subtracts the undecayed threshold one step later. The recorded membrane is :math:`v[t]` when the reset
 is applied in the same step and :math:`\hat v[t]` (above threshold at a spike) when it is applied in the next.
-A non-spiking population (no threshold) outputs :math:`u[t]`. In smooth mode :math:`H` is the surrogate's
-primitive; the backward always uses the surrogate's derivative.
+A non-spiking population (no threshold) outputs :math:`u[t]` and reads its input in the same step whatever the
+delays (in every library evoexp compares, the non-spiking leaky integrator is a readout without delay). In smooth
+mode :math:`H` is the surrogate's primitive; the backward always uses the surrogate's derivative.
 
 The loop is plain autograd (one small graph per step), so it works under ``torch.func`` transforms; the verifiers'
 held resets are supported through ``replay_reset`` exactly as in :func:`evoexp.functional.lif_sequence`.
@@ -70,8 +71,9 @@ class StepConventions:
         reset_detached: The reset term is a constant in the backward pass.
         spike_at_threshold: ``True``: a membrane exactly at threshold spikes (``>=``, :math:`H(0) = 1`); ``False``:
             it does not (``>``).
-        input_delay: Steps (0 or 1) between the feed-forward current and the synaptic current.
-        current_delay: Steps (0 or 1) between the synaptic current and the membrane.
+        input_delay: Steps (0 or 1) between the feed-forward current and the synaptic current (spiking
+            populations only).
+        current_delay: Steps (0 or 1) between the synaptic current and the membrane (spiking populations only).
     """
 
     reset_timing: ResetTiming = "same_step"
@@ -99,7 +101,7 @@ class StepConventions:
 
     @property
     def delay(self) -> int:
-        """Steps from a feed-forward input to the membrane (``input_delay + current_delay``)."""
+        """Steps from a feed-forward input to the membrane of a spiking population (``input_delay + current_delay``)."""
         return self.input_delay + self.current_delay
 
 
@@ -236,15 +238,17 @@ def neuron_sequence(
     zeros = torch.zeros_like(steps[0])
     syn, v, spike, r_prev, x_prev = zeros, zeros, zeros, zeros, zeros
     outputs, membranes = [], []
+    input_delay = conventions.input_delay if theta is not None else 0
+    current_delay = conventions.current_delay if theta is not None else 0
     for t, x in enumerate(steps):
-        d = x_prev if conventions.input_delay else x
+        d = x_prev if input_delay else x
         x_prev = x
         if recurrent_weight is not None:
             d = d + F.linear(spike, recurrent_weight.to(dtype))
         if recurrent_bias is not None:
             d = d + recurrent_bias.to(dtype)
         syn_new = alpha * syn + k_in * d
-        current = syn if conventions.current_delay else syn_new
+        current = syn if current_delay else syn_new
         syn = syn_new
         u = beta * v + k_mem * current + leak
         if theta is None:

@@ -105,7 +105,7 @@ class NeuronPopulation(SpikingLayer):
 
     def _native_readout(self) -> float | None:
         """The decay when this non-spiking population is evoexp's leaky readout, else ``None``."""
-        if self.threshold is not None or self.conventions.delay != 0 or not self._unit_input():
+        if self.threshold is not None or not self._unit_input():
             return None
         if not bool(torch.all(self.alpha == 0)):
             return None
