@@ -18,7 +18,8 @@ Per step :math:`t` (all tensors ``[batch, neurons]``, constants per neuron, see 
     s[t] &= H(\hat v[t] - \theta) \qquad (H(0) = 0 \text{ for } >,\; 1 \text{ for } \ge) \\
     v[t] &= R(\hat v[t], r[t]) \;\text{(before)} \quad\text{or}\quad v[t] = \hat v[t] \;\text{(after)}
 
-with all states zero before step 0, :math:`r[t] = s[t]` (``s[t].detach()`` for a detached reset) and the reset
+with all states zero before step 0 (and :math:`r[-1] = 0` unless ``initial_reset``), :math:`r[t] = s[t]`
+(``s[t].detach()`` for a detached reset) and the reset
 :math:`R(v, r) = v - (\theta - v_{reset})\, r` (``"subtract"``) or :math:`v (1 - r) + v_{reset}\, r` (``"zero"``:
 reset to :math:`v_{reset}`). *Before the leak* means the next step's leak :math:`\beta` acts on the reset membrane
 (the threshold is subtracted before the leak, so it decays); *after the leak* (snnTorch's delayed reset, evoexp's
@@ -60,7 +61,7 @@ ResetLeak = Literal["before", "after"]
 
 @dataclass(frozen=True)
 class StepConventions:
-    """How one time step of a neuron population is computed: the choices on which SNN libraries differ.
+    r"""How one time step of a neuron population is computed: the choices on which SNN libraries differ.
 
     Args:
         reset_timing: ``"same_step"``: the membrane recorded at a spike step is already reset; ``"next_step"``
@@ -74,6 +75,9 @@ class StepConventions:
         input_delay: Steps (0 or 1) between the feed-forward current and the synaptic current (spiking
             populations only).
         current_delay: Steps (0 or 1) between the synaptic current and the membrane (spiking populations only).
+        initial_reset: The state before step 0 (membrane 0) counts as a step of its own, with the reset term
+            :math:`r[-1] = H(0 - \theta)` (snnTorch computes step 0's reset from the initial membrane). Zero in
+            spiking mode; in smooth mode it is the primitive's value below threshold.
     """
 
     reset_timing: ResetTiming = "same_step"
@@ -82,13 +86,14 @@ class StepConventions:
     spike_at_threshold: bool = False
     input_delay: int = 0
     current_delay: int = 0
+    initial_reset: bool = False
 
     def __post_init__(self) -> None:
         if self.reset_timing not in ("same_step", "next_step"):
             raise ValueError(f"reset_timing must be 'same_step' or 'next_step', got {self.reset_timing!r}")
         if self.reset_leak not in ("before", "after"):
             raise ValueError(f"reset_leak must be 'before' or 'after', got {self.reset_leak!r}")
-        for name in ("reset_detached", "spike_at_threshold"):
+        for name in ("reset_detached", "spike_at_threshold", "initial_reset"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
         for name in ("input_delay", "current_delay"):
@@ -238,6 +243,11 @@ def neuron_sequence(
     zeros = torch.zeros_like(steps[0])
     syn, v, spike, r_prev, x_prev = zeros, zeros, zeros, zeros, zeros
     outputs, membranes = [], []
+    if theta is not None and conventions.initial_reset:
+        r_prev = fire(zeros - theta)  # type: ignore[operator]
+        r_prev = r_prev.detach() if conventions.reset_detached else r_prev
+        if conventions.reset_leak == "before":
+            v = reset(v, r_prev)
     input_delay = conventions.input_delay if theta is not None else 0
     current_delay = conventions.current_delay if theta is not None else 0
     for t, x in enumerate(steps):
