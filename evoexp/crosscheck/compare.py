@@ -407,5 +407,6 @@ def crosscheck(
             runs.append(_measure(participant, x, targets))
         emulations = [_emulate(spec, run, x, targets) for run in runs[1:]]
     pairs = [_pair(a, b) for a, b in itertools.combinations(runs, 2)]
-    return CrosscheckResult(name, net.settings.describe(), [r.participant.name for r in runs], skipped, pairs,
-                            emulations, steps, batch, time.perf_counter() - start)
+    compared = [r.participant.name for r in runs] if runs else [EvoexpLibrary.name]
+    return CrosscheckResult(name, net.settings.describe(), compared, skipped, pairs, emulations, steps, batch,
+                            time.perf_counter() - start)
