@@ -345,6 +345,7 @@ def crosscheck(
     label: str | None = None,
     from_nir_kwargs: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
+    threads: int | None = 1,
 ) -> CrosscheckResult:
     """Compare one network across evoexp and the installed peer libraries (module docstring).
 
@@ -359,13 +360,28 @@ def crosscheck(
         label: Name of the network in the report.
         from_nir_kwargs: Settings for reading a file (``dt``, ``reset``, ``surrogate``, ...).
         progress: Called with a short message before each library.
+        threads: torch intra-op threads while the comparison runs (restored afterwards; ``None``: leave them). Its
+            tensors are tiny: on a busy machine every extra thread waits for a core (one thread was measured up to
+            20x faster than two on a shared 2-core machine, benchmarks/bench_crosscheck.py).
 
     Raises:
         ValueError: an unknown library or cause, or ``steps``/``batch`` < 1.
         evoexp.nir.NIRError: the file cannot be read.
     """
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _crosscheck(network, libraries, frozenset(align), steps, batch, seed, label, from_nir_kwargs,
+                           progress)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _crosscheck(network: NIRNetwork | str | os.PathLike[str], libraries: Sequence[str] | None,
+                aligned: frozenset[str], steps: int, batch: int, seed: int, label: str | None,
+                from_nir_kwargs: dict[str, Any] | None, progress: Callable[[str], None] | None) -> CrosscheckResult:
     start = time.perf_counter()
-    aligned = frozenset(align)
     unknown = sorted(aligned - set(CATALOGUE))
     if unknown:
         raise ValueError(f"align: unknown cause(s) {', '.join(unknown)}; causes: {', '.join(CATALOGUE)}")

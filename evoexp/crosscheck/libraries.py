@@ -6,7 +6,7 @@ Every library builds the :class:`~evoexp.crosscheck.spec.NetworkSpec` with its o
 equal to the evoexp surrogate, :mod:`evoexp.peers.names`). Everything else is the library's own default: that is
 what a user of the library runs. A setting in ``align`` makes the peer match evoexp where the library can
 (``input_scaling``/``readout``: the missing factor is applied to the current in front of the neuron;
-``reset_detached``: SpingJelly's ``detach_reset``). Recurrent connections are a ``Linear`` on the previous step's
+``reset_detached``: SpikingJelly's ``detach_reset``). Recurrent connections are a ``Linear`` on the previous step's
 spikes added to the current, the same wiring in every library.
 
 Each builder also states its :class:`~evoexp.crosscheck.catalogue.LibraryModel` -- the conventions and effective
