@@ -4,7 +4,7 @@ Usage::
 
     python -m evoexp.crosscheck [--nir FILE] [--out DIR] [--network feedforward|recurrent|all]
                                 [--libraries snntorch,spikingjelly,norse] [--align CAUSE ...]
-                                [--steps N] [--batch N] [--seed N] [KEY=VALUE ...]
+                                [--steps N] [--batch N] [--seed N] [--formats png,pdf] [KEY=VALUE ...]
 
 Without ``--nir`` the reference networks (:mod:`evoexp.crosscheck.references`) are compared. ``KEY=VALUE`` overrides
 set what NIR does not carry: ``dt=``, ``reset=subtract|zero``, ``surrogate=<name>``, ``surrogate.<param>=``,
@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=50, help="time steps of the input (default 50)")
     parser.add_argument("--batch", type=int, default=4, help="samples (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the input and targets (default 0)")
+    parser.add_argument("--formats", default="png,pdf", help="figure formats, comma-separated (default png,pdf)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=f"settings: {', '.join(_KEYS)}, "
                                                                           "surrogate.<param>")
     return parser
@@ -112,6 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "python -m evoexp.crosscheck " + shlex.join(sys.argv[1:] if argv is None else list(argv))
     try:
         libraries = None if args.libraries is None else [s.strip() for s in args.libraries.split(",") if s.strip()]
+        formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+        unknown = sorted(set(formats) - {"png", "pdf", "svg"})
+        if unknown or not formats:
+            raise ValueError(f"--formats: unsupported {', '.join(unknown) or 'empty list'}; choose from png, pdf, svg")
         results = []
         if args.nir:
             settings = parse_overrides(args.overrides)
@@ -130,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     for result in results:
         print("\n".join(_summary(result)))
-    written = write_report(results, args.out, command=command)
+    written = write_report(results, args.out, command=command, formats=formats)
     print(f"wrote {', '.join(str(p) for p in written)}")
     return 0 if all(r.passed for r in results) else 1
 

@@ -164,8 +164,8 @@ def plot_agreement_matrix(result: CrosscheckResult, ax: Axes, *, metric: Metric 
 
 
 def write_report(results: Sequence[CrosscheckResult], out: str | os.PathLike[str], *,
-                 command: str | None = None) -> list[Path]:
-    """Write ``agreement.csv``, ``agreement.md`` and ``agreement_<network>.png``/``.pdf`` into folder ``out``.
+                 command: str | None = None, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """Write ``agreement.csv``, ``agreement.md`` and ``agreement_<network>.<format>`` into folder ``out``.
 
     The files are written to a temporary folder next to ``out`` and moved into ``out`` only when all succeeded.
 
@@ -185,7 +185,7 @@ def write_report(results: Sequence[CrosscheckResult], out: str | os.PathLike[str
             for ax, metric in zip(axes, ("forward", "smooth", "spiking")):
                 plot_agreement_matrix(result, ax, metric=metric)  # type: ignore[arg-type]
             fig.suptitle(f"{Path(result.network).stem}: agreement between libraries")
-            save_figure(fig, staging / f"agreement_{Path(result.network).stem}")
+            save_figure(fig, staging / f"agreement_{Path(result.network).stem}", formats=formats)
         target.mkdir(exist_ok=True)
         written = []
         for file in sorted(staging.iterdir()):
