@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -28,7 +29,6 @@ from evoexp.crosscheck.libraries import (  # noqa: E402
 )
 from evoexp.crosscheck.report import CSV_COLUMNS, plot_agreement_matrix, write_report  # noqa: E402
 from evoexp.crosscheck.spec import NetworkSpec, network_spec  # noqa: E402
-from evoexp.figures import new_figure  # noqa: E402
 from evoexp.nir import from_nir  # noqa: E402
 
 
@@ -221,7 +221,7 @@ def test_bad_input_is_one_line_and_leaves_nothing(tmp_path: Path, capsys: pytest
 
 def test_report_and_matrix_plot(tmp_path: Path) -> None:
     result = crosscheck(from_nir(_graph(), **REFERENCE_SETTINGS), steps=10, batch=2, label="small")
-    _fig, ax = new_figure()
+    _fig, ax = plt.subplots()
     assert plot_agreement_matrix(result, ax, metric="forward") is ax
     written = write_report([result], tmp_path / "report")
     assert {p.name for p in written} == {"agreement.csv", "agreement.md", "agreement_small.png",

@@ -37,7 +37,7 @@ from evoexp.crosscheck.catalogue import CATALOGUE, GRADIENT, MEMBRANE, SPIKES, a
 from evoexp.crosscheck.libraries import LIBRARIES, EngineChain, EvoexpLibrary, Library, Participant
 from evoexp.crosscheck.spec import NetworkSpec, Unmappable, network_spec
 from evoexp.nir.network import NIRNetwork, from_nir
-from evoexp.verification.results import Result
+from evoexp.results import Result
 from evoexp.verification.spiking import private_copy
 
 __all__ = [

@@ -21,7 +21,7 @@ import importlib
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -107,6 +107,7 @@ class _Chain(nn.Module):
         """The trainable tensors under the spec's canonical names."""
         out: dict[str, Tensor] = {}
         for layer, fc, rec in zip(self.spec.layers, self.fcs, self.recs):
+            assert isinstance(fc, nn.Linear)
             out[f"{layer.weight_node}.weight"] = fc.weight
             if fc.bias is not None:
                 out[f"{layer.weight_node}.bias"] = fc.bias
@@ -201,6 +202,7 @@ class EngineChain(_Chain):
         h = x.to(self.readout_fc.weight.dtype)
         records = []
         for population, fc, rec in zip(self.populations, self.fcs, self.recs):
+            assert isinstance(population, NeuronPopulation) and isinstance(fc, nn.Linear)
             recurrent = rec if isinstance(rec, nn.Linear) else None
             h, membrane = population.run(h, fc.weight, fc.bias, None if recurrent is None else recurrent.weight,
                                          None if recurrent is None else recurrent.bias)
@@ -284,8 +286,8 @@ class SnnTorchLibrary(Library):
         return LibraryModel(self.name, conventions, layers, r.beta, _scale(align, "readout", r.k, 1.0), spec.reset)
 
     def build(self, spec: NetworkSpec, align: frozenset[str]) -> nn.Module:
-        import snntorch as snn
-        from snntorch import surrogate
+        import snntorch as snn  # type: ignore[import-untyped]
+        from snntorch import surrogate  # type: ignore[import-untyped]
 
         model = self.model(spec, align)
         key, params = peer_function(spec.surrogate, "snntorch")
@@ -347,7 +349,7 @@ class SpikingJellyLibrary(Library):
                             spec.reset)
 
     def build(self, spec: NetworkSpec, align: frozenset[str]) -> nn.Module:
-        from spikingjelly.activation_based import neuron, surrogate
+        from spikingjelly.activation_based import neuron, surrogate  # type: ignore[import-untyped]
 
         model = self.model(spec, align)
         key, params = peer_function(spec.surrogate, "spikingjelly")
@@ -363,7 +365,7 @@ class SpikingJellyLibrary(Library):
 
 def _spikingjelly_step(neuron: nn.Module, current: Tensor, state: Any) -> tuple[Tensor, Tensor, Any]:
     spike = neuron(current)
-    return spike, neuron.v, None
+    return spike, cast(Tensor, neuron.v), None
 
 
 def _spikingjelly_readout(readout: nn.Module, currents: Tensor) -> Tensor:
@@ -371,8 +373,9 @@ def _spikingjelly_readout(readout: nn.Module, currents: Tensor) -> Tensor:
 
 
 def _spikingjelly_reset(module: nn.Module) -> None:
-    if callable(getattr(module, "reset", None)):
-        module.reset()
+    reset = getattr(module, "reset", None)
+    if callable(reset):
+        reset()
 
 
 class NorseLibrary(Library):
@@ -397,8 +400,8 @@ class NorseLibrary(Library):
                             spec.reset)
 
     def build(self, spec: NetworkSpec, align: frozenset[str]) -> nn.Module:
-        import norse.torch as norse
-        from norse.torch.functional.reset import reset_subtract, reset_value
+        import norse.torch as norse  # type: ignore[import-untyped]
+        from norse.torch.functional.reset import reset_subtract, reset_value  # type: ignore[import-untyped]
 
         model = self.model(spec, align)
         key, params = peer_function(spec.surrogate, "norse")

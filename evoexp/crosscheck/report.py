@@ -16,16 +16,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from evoexp.crosscheck.catalogue import CATALOGUE
 from evoexp.crosscheck.compare import FORWARD_TOL, SMOOTH_TOL, CrosscheckResult, PairAgreement
-from evoexp.figures import new_figure, save_figure
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
-__all__ = ["CSV_COLUMNS", "Metric", "agreement_csv", "agreement_markdown", "plot_agreement_matrix", "write_report"]
+__all__ = ["CSV_COLUMNS", "Metric", "agreement_csv", "agreement_figure", "agreement_markdown", "plot_agreement_matrix",
+           "write_report"]
 
 Metric = Literal["forward", "smooth", "spiking"]
 CSV_COLUMNS: tuple[str, ...] = (
@@ -156,11 +158,20 @@ def plot_agreement_matrix(result: CrosscheckResult, ax: Axes, *, metric: Metric 
         for j in range(n):
             ax.text(j, i, labels[i][j] if i != j else "·", ha="center", va="center", fontsize=6,
                     color="white" if i != j else "black")
-    ax.set_xticks(range(n), libs, rotation=30, ha="right")
-    ax.set_yticks(range(n), libs)
+    ax.set_xticks(range(n), libs, rotation=30, ha="right", fontsize=7)
+    ax.set_yticks(range(n), libs, fontsize=7)
     ax.set_title({"forward": "forward", "smooth": "smooth-mode gradient",
-                  "spiking": "spiking-mode gradient"}[metric])
+                  "spiking": "spiking-mode gradient"}[metric], fontsize=8)
     return ax
+
+
+def agreement_figure(result: CrosscheckResult) -> Figure:
+    """A figure with the forward, smooth-gradient and spiking-gradient matrices of ``result`` side by side."""
+    fig, axes = plt.subplots(1, 3, figsize=(7.2, 2.7), layout="constrained")
+    for ax, metric in zip(axes, ("forward", "smooth", "spiking")):
+        plot_agreement_matrix(result, ax, metric=metric)  # type: ignore[arg-type]
+    fig.suptitle(f"{Path(result.network).stem}: agreement between libraries", fontsize=9)
+    return fig
 
 
 def write_report(results: Sequence[CrosscheckResult], out: str | os.PathLike[str], *,
@@ -181,11 +192,12 @@ def write_report(results: Sequence[CrosscheckResult], out: str | os.PathLike[str
         for result in results:
             if len(result.libraries) < 2:
                 continue
-            fig, axes = new_figure(1, 3, width="double", aspect=0.36)
-            for ax, metric in zip(axes, ("forward", "smooth", "spiking")):
-                plot_agreement_matrix(result, ax, metric=metric)  # type: ignore[arg-type]
-            fig.suptitle(f"{Path(result.network).stem}: agreement between libraries")
-            save_figure(fig, staging / f"agreement_{Path(result.network).stem}", formats=formats)
+            fig = agreement_figure(result)
+            try:
+                for fmt in formats:
+                    fig.savefig(staging / f"agreement_{Path(result.network).stem}.{fmt}", dpi=200)
+            finally:
+                plt.close(fig)
         target.mkdir(exist_ok=True)
         written = []
         for file in sorted(staging.iterdir()):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import nir
+import nir  # type: ignore[import-untyped]
 import torch
 from torch import Tensor
 
@@ -148,9 +148,8 @@ def layer_model(name: str, constants: NeuronConstants) -> LayerModel:
 def _weights(net: NIRNetwork, node: str | None) -> tuple[Tensor | None, Tensor | None]:
     if node is None:
         return None, None
-    module = net.module_of(node)
-    bias = None if module.bias is None else module.bias.detach().clone().double()
-    return module.weight.detach().clone().double(), bias
+    weight, bias = net.weights_of(node)
+    return weight.detach().clone().double(), None if bias is None else bias.detach().clone().double()
 
 
 def network_spec(net: NIRNetwork) -> NetworkSpec:

@@ -231,7 +231,7 @@ def neuron_sequence(
     theta = constants.threshold.to(dtype=dtype, device=drive.device) if constants.threshold is not None else None
     fire = _fire(surrogate, smooth, conventions.spike_at_threshold)
     zero_reset = constants.reset == "zero"
-    jump = None if theta is None else theta - v_reset
+    jump = v_reset if theta is None else theta - v_reset  # the subtracted amount (unused without a threshold)
 
     def reset(v: Tensor, r: Tensor) -> Tensor:
         if zero_reset:

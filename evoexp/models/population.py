@@ -49,6 +49,14 @@ class NeuronPopulation(SpikingLayer):
         native: ``True`` when the population runs evoexp's own LIF node or leaky readout (module docstring).
     """
 
+    alpha: Tensor
+    beta: Tensor
+    k_in: Tensor
+    k_mem: Tensor
+    leak: Tensor
+    v_reset: Tensor
+    threshold: Tensor | None
+
     def __init__(self, constants: NeuronConstants, conventions: StepConventions,
                  surrogate: SurrogateGradient) -> None:
         super().__init__()
@@ -57,7 +65,6 @@ class NeuronPopulation(SpikingLayer):
         self.reset_mode = constants.reset
         for name in ("alpha", "beta", "k_in", "k_mem", "leak", "v_reset"):
             self.register_buffer(name, getattr(constants, name).detach().clone().to(torch.float64))
-        self.threshold: Tensor | None
         self.register_buffer("threshold", None if constants.threshold is None
                              else constants.threshold.detach().clone().to(torch.float64))
         self.native = self._native_parameters() is not None or self._native_readout() is not None

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import nir
+import nir  # type: ignore[import-untyped]
 import numpy as np
 import torch
 

@@ -21,7 +21,7 @@ import os
 import tempfile
 from pathlib import Path
 
-import nir
+import nir  # type: ignore[import-untyped]
 import numpy as np
 from torch import Tensor, nn
 
@@ -29,7 +29,7 @@ from evoexp.functional.discrete import EVOEXP_LIF
 from evoexp.models.snn import SNN, LeakyReadout, LIFLayer
 from evoexp.nir import metadata
 from evoexp.nir.errors import NIRError
-from evoexp.nir.network import NIRNetwork, _Weights
+from evoexp.nir.network import NIRNetwork
 
 __all__ = ["to_nir"]
 
@@ -98,11 +98,7 @@ def _network_graph(model: NIRNetwork, dt: float) -> nir.NIRGraph:
         raise NIRError(f"to_nir: dt={dt!r} differs from the dt={s.dt!r} the network was imported with")
     nodes: dict[str, nir.NIRNode] = {}
     for name, node in model.plan.graph.nodes.items():
-        module = model.module_of(name) if name in model.keys else None
-        if isinstance(module, _Weights):
-            nodes[name] = _weights(module.weight, module.bias)
-        else:
-            nodes[name] = node
+        nodes[name] = _weights(*model.weights_of(name)) if isinstance(node, (nir.Affine, nir.Linear)) else node
     meta = {metadata.DT: float(dt), metadata.RESET: s.reset, metadata.SURROGATE: metadata.surrogate_to(s.surrogate),
             metadata.CONVENTIONS: metadata.conventions_name(s.conventions), metadata.DECAY: s.decay,
             metadata.DETACH_RESET: bool(s.conventions.reset_detached)}

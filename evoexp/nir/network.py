@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import nir
+import nir  # type: ignore[import-untyped]
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -81,6 +81,9 @@ class NodeRecord:
 class _Weights(nn.Module):
     """An Affine (weight and bias) or Linear (weight) node."""
 
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+
     def __init__(self, weight: np.ndarray, bias: np.ndarray | None) -> None:
         super().__init__()
         self.weight = nn.Parameter(_tensor(weight))
@@ -92,6 +95,8 @@ class _Weights(nn.Module):
 
 class _Scale(nn.Module):
     """A Scale node: ``x * scale`` (the scale is a buffer, not trained)."""
+
+    scale: Tensor
 
     def __init__(self, scale: np.ndarray) -> None:
         super().__init__()
@@ -190,11 +195,26 @@ class NIRNetwork(nn.Module):
         """The module of NIR node ``name``."""
         return self.nodes[self.keys[name]]
 
+    def weights_of(self, name: str) -> tuple[nn.Parameter, nn.Parameter | None]:
+        """``(weight, bias)`` of the Affine/Linear node ``name`` (bias ``None`` for Linear).
+
+        Raises:
+            TypeError: ``name`` is not an Affine/Linear node.
+        """
+        module = self.module_of(name)
+        if not isinstance(module, _Weights):
+            raise TypeError(f"NIR node '{name}' is not an Affine/Linear node")
+        return module.weight, module.bias
+
     @property
     def populations(self) -> dict[str, NeuronPopulation]:
         """Neuron node name -> its population, in the order they run."""
-        return {step.name: self.module_of(step.name) for step in self.plan.steps
-                if isinstance(self.module_of(step.name), NeuronPopulation)}  # type: ignore[misc]
+        out = {}
+        for step in self.plan.steps:
+            module = self.module_of(step.name)
+            if isinstance(module, NeuronPopulation):
+                out[step.name] = module
+        return out
 
     @property
     def surrogate(self) -> SurrogateGradient:
@@ -251,13 +271,14 @@ class NIRNetwork(nn.Module):
 
     def _population(self, fused: str | None, recurrent: str | None, module: NeuronPopulation, x: Tensor,
                     record: bool) -> tuple[Tensor, Tensor | None]:
-        weight = bias = rec_weight = rec_bias = None
+        weight: Tensor | None = None
+        bias: Tensor | None = None
+        rec_weight: Tensor | None = None
+        rec_bias: Tensor | None = None
         if fused is not None:
-            fused_module = self.module_of(fused)
-            weight, bias = fused_module.weight, fused_module.bias
+            weight, bias = self.weights_of(fused)
         if recurrent is not None:
-            rec_module = self.module_of(recurrent)
-            rec_weight, rec_bias = rec_module.weight, rec_module.bias
+            rec_weight, rec_bias = self.weights_of(recurrent)
         if record:
             return module.run(x, weight, bias, rec_weight, rec_bias)
         return module(x, weight, bias, rec_weight, rec_bias), None

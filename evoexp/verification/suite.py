@@ -4,7 +4,7 @@
 order (:data:`CHECKS`): ``gradient_verification``, ``surrogate_verification``, ``gradient_alignment``,
 ``gradient_stability``, ``weight_stability``, ``convergence``, ``benchmark``. A check that is disabled, or that
 cannot run on the given inputs (no surrogate on the model, no ANN twin), is present as a
-:class:`~evoexp.verification.results.SkippedResult` with the reason, so a report always shows all of them.
+:class:`~evoexp.results.SkippedResult` with the reason, so a report always shows all of them.
 :meth:`BackpropagationVerificationSuite.generate_report` renders the dict as Markdown.
 """
 
@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from evoexp.results import Result, SkippedResult
 from evoexp.verification.benchmark import BenchmarkLoaders, ComparativeBenchmark
 from evoexp.verification.convergence import ConvergenceAnalyzer
 from evoexp.verification.gradient import GradientVerifier
 from evoexp.verification.report import generate_report
-from evoexp.verification.results import Result, SkippedResult
 from evoexp.verification.spiking import private_copy
 from evoexp.verification.stability import Batch, LossFn, NumericalStabilityTester, OptimizerFactory
 
