@@ -99,6 +99,7 @@ def parse_overrides(items: Sequence[str], base: dict[str, Any] | None = None) ->
 def _summary(result: CrosscheckResult) -> list[str]:
     lines = [f"{result.network}: {', '.join(result.libraries)} ({result.seconds:.1f} s)"]
     lines += [f"  skipped {lib}: {reason}" for lib, reason in result.skipped.items()]
+    lines += [f"  non-finite gradients in {lib}: {', '.join(modes)}" for lib, modes in result.nonfinite.items()]
     for p in result.pairs:
         first = "same" if p.forward.first_divergence is None else f"step {p.forward.first_divergence}"
         lines.append(f"  {p.library_a:>12} / {p.library_b:<12} forward {first:>8}  smooth {p.smooth.max_rel:.1e}  "

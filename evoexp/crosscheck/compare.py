@@ -36,6 +36,7 @@ from torch.nn import functional as F
 from evoexp.crosscheck.catalogue import CATALOGUE, GRADIENT, MEMBRANE, SPIKES, attribute, explains
 from evoexp.crosscheck.libraries import LIBRARIES, EngineChain, EvoexpLibrary, Library, Participant
 from evoexp.crosscheck.spec import NetworkSpec, Unmappable, network_spec
+from evoexp.keys import CROSSCHECK_PASSED, CROSSCHECK_SECONDS, crosscheck_pair_metric
 from evoexp.nir.network import NIRNetwork, from_nir
 from evoexp.results import Result
 from evoexp.verification.spiking import private_copy
@@ -179,6 +180,8 @@ class CrosscheckResult(Result):
         skipped: Library -> why it was not compared (not installed, or the network cannot be mapped into it).
         pairs: One entry per library pair.
         emulations: evoexp's emulation of each peer.
+        nonfinite: Library -> the gradients (``"smooth float64"``, ``"spiking float64"``, ``"spiking float32"``)
+            in which it produced NaN or infinity (a library's numerics, not a convention: never attributed).
         steps: Time steps of the input.
         batch: Samples.
         seconds: Wall time.
@@ -192,6 +195,7 @@ class CrosscheckResult(Result):
     skipped: dict[str, str]
     pairs: list[PairAgreement]
     emulations: list[EmulationCheck]
+    nonfinite: dict[str, list[str]]
     steps: int
     batch: int
     seconds: float = 0.0
@@ -202,14 +206,16 @@ class CrosscheckResult(Result):
         return not any(p.unexplained for p in self.pairs) and all(e.reproduced for e in self.emulations)
 
     def summary(self) -> dict[str, float]:
-        """``crosscheck/<a>_<b>/smooth_grad_max_rel`` etc. per pair."""
-        out: dict[str, float] = {"crosscheck/seconds": self.seconds}
+        """Seconds, verdict, and per pair the first divergent step (-1: none) and the gradient differences.
+
+        Names: ``evoexp.keys.CROSSCHECK_SECONDS``, ``CROSSCHECK_PASSED``, ``crosscheck_pair_metric``.
+        """
+        out: dict[str, float] = {CROSSCHECK_SECONDS: self.seconds, CROSSCHECK_PASSED: float(bool(self.passed))}
         for p in self.pairs:
-            key = f"crosscheck/{p.library_a}_{p.library_b}"
-            out[f"{key}/smooth_grad_max_rel"] = p.smooth.max_rel
-            out[f"{key}/spiking_grad_max_rel"] = p.spiking64.max_rel
-            out[f"{key}/first_divergence"] = -1.0 if p.forward.first_divergence is None \
-                else float(p.forward.first_divergence)
+            first = -1.0 if p.forward.first_divergence is None else float(p.forward.first_divergence)
+            values = {"first_divergence": first, "smooth_grad_max_rel": p.smooth.max_rel,
+                      "spiking_grad_max_rel": p.spiking64.max_rel}
+            out.update({crosscheck_pair_metric(p.library_a, p.library_b, k): v for k, v in values.items()})
         return out
 
 
@@ -424,5 +430,11 @@ def _crosscheck(network: NIRNetwork | str | os.PathLike[str], libraries: Sequenc
         emulations = [_emulate(spec, run, x, targets) for run in runs[1:]]
     pairs = [_pair(a, b) for a, b in itertools.combinations(runs, 2)]
     compared = [r.participant.name for r in runs] if runs else [EvoexpLibrary.name]
-    return CrosscheckResult(name, net.settings.describe(), compared, skipped, pairs, emulations, steps, batch,
-                            time.perf_counter() - start)
+    nonfinite = {r.participant.name: bad for r in runs if (bad := _nonfinite(r))}
+    return CrosscheckResult(name, net.settings.describe(), compared, skipped, pairs, emulations, nonfinite, steps,
+                            batch, time.perf_counter() - start)
+
+
+def _nonfinite(run: _Run) -> list[str]:
+    modes = {"smooth float64": run.smooth, "spiking float64": run.spiking64, "spiking float32": run.spiking32}
+    return [mode for mode, grads in modes.items() if not all(bool(torch.isfinite(g).all()) for g in grads.values())]

@@ -99,6 +99,10 @@ def agreement_markdown(results: Sequence[CrosscheckResult], *, command: str | No
                   f"{result.steps} steps. Compared: {', '.join(result.libraries)} ({result.seconds:.1f} s).", ""]
         if result.skipped:
             lines += ["Skipped:", ""] + [f"- {lib}: {reason}" for lib, reason in result.skipped.items()] + [""]
+        if result.nonfinite:
+            lines += ["Non-finite gradients (the library's numerics, not a convention; its comparisons there are "
+                      "NaN):", ""]
+            lines += [f"- {lib}: {', '.join(modes)}" for lib, modes in result.nonfinite.items()] + [""]
         for metric, title in (("forward", "Forward: first divergent step"),
                               ("smooth", "Smooth-mode gradient, max relative difference (float64)"),
                               ("spiking", "Spiking-mode gradient as each library trains, max relative difference "
