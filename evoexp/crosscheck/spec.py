@@ -44,7 +44,8 @@ class LayerSpec:
         recurrent: ``V`` ``[neurons, neurons]`` or ``None``.
         recurrent_bias: Bias of the recurrent node or ``None``.
         reference: NIR's reference (Euler) constants of the node.
-        current_based: Whether the node has a synaptic current (CubaLIF).
+        current_based: Whether the node has a synaptic current (a CubaLIF with a decay above 0; a CubaLIF with
+            ``tau_syn = dt`` is a current-free LIF under Euler's step).
     """
 
     population: str
@@ -187,8 +188,9 @@ def network_spec(net: NIRNetwork) -> NetworkSpec:
                 raise Unmappable(f"node '{step.name}' is non-spiking but not the readout")
             recurrent, recurrent_bias = _weights(net, step.recurrent)
             constants = node_constants(step.name, node, dt=s.dt, reset=s.reset, decay="euler")
+            model = layer_model(step.name, constants)
             layers.append(LayerSpec(step.name, step.fused, step.recurrent, weight, bias, recurrent,  # type: ignore[arg-type]
-                                    recurrent_bias, layer_model(step.name, constants), isinstance(node, nir.CubaLIF)))
+                                    recurrent_bias, model, model.alpha > 0))
         previous = step.name
     if not layers:
         raise Unmappable("the graph has no spiking layer")
