@@ -7,29 +7,29 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+import nir
 import numpy as np
 import pytest
 import torch
 
-nir = pytest.importorskip("nir", reason="nir is not installed (pip install evoexp[peers])")
 pytest.importorskip("snntorch", reason="snntorch is not installed (pip install evoexp[peers])")
 pytest.importorskip("spikingjelly.activation_based.neuron", reason="spikingjelly is not installed")
 pytest.importorskip("norse.torch", reason="norse is not installed")
 
-from evoexp.crosscheck import CATALOGUE, REFERENCE_SETTINGS, crosscheck, reference_graph  # noqa: E402
-from evoexp.crosscheck.__main__ import main  # noqa: E402
-from evoexp.crosscheck.catalogue import LibraryModel  # noqa: E402
-from evoexp.crosscheck.compare import SMOOTH_TOL, PairAgreement, compare_pair, inputs  # noqa: E402
-from evoexp.crosscheck.libraries import (  # noqa: E402
+from evoexp.crosscheck import CATALOGUE, REFERENCE_SETTINGS, crosscheck, reference_graph
+from evoexp.crosscheck.__main__ import main
+from evoexp.crosscheck.catalogue import LibraryModel
+from evoexp.crosscheck.compare import SMOOTH_TOL, PairAgreement, compare_pair, inputs
+from evoexp.crosscheck.libraries import (
     EngineChain,
     NorseLibrary,
     Participant,
     SnnTorchLibrary,
     SpikingJellyLibrary,
 )
-from evoexp.crosscheck.report import CSV_COLUMNS, plot_agreement_matrix, write_report  # noqa: E402
-from evoexp.crosscheck.spec import NetworkSpec, network_spec  # noqa: E402
-from evoexp.nir import from_nir  # noqa: E402
+from evoexp.crosscheck.report import CSV_COLUMNS, plot_agreement_matrix, write_report
+from evoexp.crosscheck.spec import NetworkSpec, network_spec
+from evoexp.nir import from_nir
 
 
 @pytest.mark.parametrize("name", ["feedforward", "recurrent"])

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nir
 import numpy as np
 import pytest
 import torch
 
-nir = pytest.importorskip("nir", reason="nir is not installed (pip install evoexp[peers])")
-
-from evoexp.functional.discrete import NIR_REFERENCE, NeuronConstants, neuron_sequence  # noqa: E402
-from evoexp.models import SNN, NeuronPopulation  # noqa: E402
-from evoexp.nir import NIRError, NIRNetwork, from_nir, to_nir  # noqa: E402
-from evoexp.surrogate import get_surrogate  # noqa: E402
-from evoexp.verification.gradient import GradientVerifier  # noqa: E402
+from evoexp.functional.discrete import NIR_REFERENCE, NeuronConstants, neuron_sequence
+from evoexp.models import SNN, NeuronPopulation
+from evoexp.nir import NIRError, NIRNetwork, from_nir, to_nir
+from evoexp.surrogate import get_surrogate
+from evoexp.verification.gradient import GradientVerifier
 
 DT = 1e-3
 SURROGATE = get_surrogate("fast_sigmoid", slope=10.0)

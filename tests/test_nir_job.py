@@ -6,16 +6,15 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import nir
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-nir = pytest.importorskip("nir", reason="nir is not installed (pip install evoexp[peers])")
-
-from evoexp.job.config import ConfigValidationError, load_config, register_configs  # noqa: E402
-from evoexp.job.config.schema import Config  # noqa: E402
-from tests.test_app import client, evoexp, runs, undeclared_keys  # noqa: E402
+from evoexp.job.config import ConfigValidationError, load_config, register_configs
+from evoexp.job.config.schema import Config
+from tests.test_app import client, evoexp, runs, undeclared_keys
 
 CONF = Path(__file__).resolve().parents[1] / "evoexp" / "conf"
 

@@ -7,7 +7,7 @@
 * :mod:`evoexp.nir.discretise` -- the documented mapping of NIR's continuous-time nodes to discrete constants;
 * :mod:`evoexp.nir.graph` -- reading, flattening and checking graphs; :class:`NIRError` for every failure.
 
-User guide: docs/guides/nir.md. Needs the ``nir`` package (``pip install evoexp[peers]``).
+User guide: docs/guides/nir.md.
 """
 
 from __future__ import annotations
