@@ -129,7 +129,30 @@ ANALYSIS_N_RUNS = "analysis/n_runs"
 CONFIG_METRIC_PREFIX = "config/"
 """Numeric config values are mirrored as metrics ``config/<key>`` (MLflow's charts plot metrics, not params)."""
 
-CHECKS = ("gradient", "surrogate", "stability", "convergence", "benchmark", "alignment")
+NIR_ARTIFACT_PATH = "nir"
+"""Artifact folder of a job's NIR graph file (``model=nir``)."""
+CROSSCHECK_ARTIFACT_PATH = "crosscheck"
+"""Artifact folder (and job output folder) of ``agreement.csv``, ``agreement.md`` and the matrix figures."""
+
+CROSSCHECK_SECONDS = "crosscheck/seconds"
+CROSSCHECK_PASSED = "crosscheck/passed"
+"""1 when every difference between libraries is attributed and every library's stated model is reproduced."""
+CROSSCHECK_PAIR_METRICS = ("first_divergence", "smooth_grad_max_rel", "spiking_grad_max_rel")
+"""Per library pair ``<a>_<b>`` of ``experiment=crosscheck``: :func:`crosscheck_pair_metric` names them."""
+
+
+def crosscheck_pair_metric(library_a: str, library_b: str, name: str) -> str:
+    """``crosscheck/<a>_<b>/<name>`` for one of :data:`CROSSCHECK_PAIR_METRICS`.
+
+    Raises:
+        ValueError: ``name`` is not one of them.
+    """
+    if name not in CROSSCHECK_PAIR_METRICS:
+        raise ValueError(f"unknown crosscheck pair metric {name!r}; known: {', '.join(CROSSCHECK_PAIR_METRICS)}")
+    return f"crosscheck/{library_a}_{library_b}/{name}"
+
+
+CHECKS = ("gradient", "surrogate", "stability", "convergence", "benchmark", "alignment", "crosscheck")
 """Prefixes of the checks' summary metrics (``<check>/<metric>``, each result's ``summary()``)."""
 
 METRIC_PATTERNS: tuple[str, ...] = (
@@ -140,6 +163,7 @@ METRIC_PATTERNS: tuple[str, ...] = (
     r"(snn|ann)/grad_norm/[\w.]+",  # per layer
     r"stability/grad_(norm|rms)/[\w.]+",  # per layer
     rf"({'|'.join(CHECKS)})/[a-z0-9_]+",  # a check's summary
+    rf"crosscheck/[a-z]+_[a-z]+/({'|'.join(CROSSCHECK_PAIR_METRICS)})",  # per library pair
     re.escape(CONFIG_METRIC_PREFIX) + r"[\w.]+",
     r"system/[\w.]+",  # MLflow's system metrics (tracking.system_metrics)
     re.escape(ANALYSIS_N_RUNS),

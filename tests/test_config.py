@@ -47,8 +47,10 @@ CONF = Path(__file__).resolve().parents[1] / "evoexp" / "conf"
 GROUPS = ("surrogate", "model", "dataset", "trainer", "verifier", "tracking")
 # A small dataset for instantiating models/optimizers of every option quickly.
 SMALL = ["dataset=synthetic", "dataset.samples_per_class=8", "dataset.time_steps=5"]
-# Dataset options that read the user's files: composed and built on generated files in tests/test_shd.py.
+# Options that read the user's files: composed and built on generated files in tests/test_shd.py (datasets) and
+# tests/test_nir_job.py (model=nir).
 FILE_DATASETS = ("shd", "ssc")
+FILE_MODELS = ("nir",)
 
 
 @pytest.fixture(autouse=True)
@@ -89,7 +91,7 @@ def test_surrogate_option_composes_and_builds_its_shape(name: str) -> None:
 @pytest.mark.parametrize("group", [g for g in GROUPS if g != "surrogate"])
 def test_every_group_option_composes_and_instantiates(group: str, small_data: DatasetSplits) -> None:
     for option in options(group):
-        if group == "dataset" and option in FILE_DATASETS:
+        if (group, option) in [("dataset", d) for d in FILE_DATASETS] + [("model", m) for m in FILE_MODELS]:
             continue
         overrides = [f"{group}={option}"] + ([] if group == "dataset" else SMALL)
         config = load_config(composed(*overrides))

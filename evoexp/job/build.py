@@ -15,13 +15,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal
 
+import nir  # type: ignore[import-untyped]
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 from evoexp.data import DatasetSplits, get_dataset, make_loader
-from evoexp.job.config import Config
+from evoexp.job.config import Config, ConfigValidationError
 from evoexp.models import ANN, SNN
+from evoexp.nir import NIRNetwork, from_nir
+from evoexp.nir.graph import flatten, plan, read_graph
 from evoexp.surrogate import SurrogateGradient, get_surrogate
 from evoexp.verification.suite import VerificationOptions
 
@@ -30,6 +34,7 @@ __all__ = [
     "build_ann",
     "build_dataset",
     "build_loader",
+    "build_nir",
     "build_optimizer",
     "build_snn",
     "build_surrogate",
@@ -61,9 +66,37 @@ def build_surrogate(config: Config) -> SurrogateGradient:
     return get_surrogate(config.surrogate.name, **config.surrogate.kwargs())
 
 
-def build_snn(config: Config, data: DatasetSplits) -> SNN:
-    """The configured SNN for ``data`` (initialised from ``config.seed``)."""
+def build_nir(config: Config, data: DatasetSplits | None = None) -> NIRNetwork:
+    """The NIR graph ``model.path`` with ``model.dt``, ``model.reset``, the surrogate group and ``model.readout``.
+
+    Raises:
+        ConfigValidationError: no ``model.path``, or the graph's input/output sizes do not fit ``data`` (one line
+            naming the key).
+    """
     model = config.model
+    if model.path is None:
+        raise ConfigValidationError("model.path is not set (use model=nir model.path=...)")
+    net = from_nir(model.path, dt=model.dt, reset=model.reset, surrogate=build_surrogate(config),  # type: ignore[arg-type]
+                   detach_reset=model.detach_reset, readout=model.readout)  # type: ignore[arg-type]
+    if data is not None:
+        outputs = net.plan.graph.nodes[net.plan.output].output_type["output"]
+        sizes = {"inputs": (net.input_shape, (data.n_inputs,)), "outputs": (tuple(int(d) for d in outputs),
+                                                                            (data.n_classes,))}
+        for what, (graph, dataset) in sizes.items():
+            if graph != dataset:
+                raise ConfigValidationError(f"model.path: the graph has {what} {list(graph)}, dataset "
+                                            f"{config.dataset.name} has {list(dataset)}")
+    return net
+
+
+def build_snn(config: Config, data: DatasetSplits) -> SNN | NIRNetwork:
+    """The configured spiking network for ``data``.
+
+    The NIR graph of ``model.path`` (:func:`build_nir`), else evoexp's SNN (initialised from ``config.seed``).
+    """
+    model = config.model
+    if model.path is not None:
+        return build_nir(config, data)
     return SNN(
         data.n_inputs,
         list(model.hidden_sizes),
@@ -72,7 +105,7 @@ def build_snn(config: Config, data: DatasetSplits) -> SNN:
         tau_mem=model.tau_mem,
         tau_syn=model.tau_syn,
         alpha=0.0 if model.tau_syn is None else None,
-        dt=model.dt,
+        dt=model.dt,  # type: ignore[arg-type]
         threshold=model.threshold,
         reset=model.reset,  # type: ignore[arg-type]
         detach_reset=model.detach_reset,
@@ -88,7 +121,7 @@ def build_snn(config: Config, data: DatasetSplits) -> SNN:
 def build_ann(config: Config, data: DatasetSplits, seed: int | None = None) -> ANN:
     """The SNN's ANN twin for ``data`` (as :func:`evoexp.models.ann_twin`), fed the static features.
 
-    Same hidden sizes as the SNN, activation ``model.ann_activation``.
+    Same hidden sizes as the SNN (a NIR graph's: its spiking nodes'), activation ``model.ann_activation``.
 
     Args:
         config: The validated config.
@@ -96,7 +129,17 @@ def build_ann(config: Config, data: DatasetSplits, seed: int | None = None) -> A
         seed: Seed of the initialisation (``config.seed`` if None); the global torch RNG is seeded with it.
     """
     torch.manual_seed(config.seed if seed is None else seed)
-    return ANN(data.n_features, list(config.model.hidden_sizes), data.n_classes, activation=config.model.ann_activation)
+    path = config.model.path
+    sizes = list(config.model.hidden_sizes) if path is None else _graph_hidden_sizes(path)
+    return ANN(data.n_features, sizes, data.n_classes, activation=config.model.ann_activation)
+
+
+def _graph_hidden_sizes(path: str) -> list[int]:
+    """Sizes of the spiking nodes of the NIR graph at ``path``, in the order they run."""
+    graph_plan = plan(flatten(read_graph(path)))
+    nodes = graph_plan.graph.nodes
+    return [int(np.size(nodes[s.name].v_threshold)) for s in graph_plan.steps
+            if isinstance(nodes[s.name], (nir.LIF, nir.CubaLIF, nir.IF))]
 
 
 def build_optimizer(config: Config, parameters: Iterable[nn.Parameter]) -> torch.optim.Optimizer:

@@ -41,7 +41,6 @@ from evoexp.job.build import (
 from evoexp.job.config import Config
 from evoexp.job.tracking import NullRun, RunLogger
 from evoexp.keys import ANN_TIME_PER_EPOCH, OBJECTIVE, SNN_EPOCHS_TO_CONVERGE, SNN_TIME_PER_EPOCH
-from evoexp.models import SNN
 from evoexp.results import Result, to_jsonable
 from evoexp.training import TrainingRun, train_model
 from evoexp.verification.benchmark import BenchmarkResult, ModelBenchmark, SeedRun
@@ -126,7 +125,7 @@ def _prefixed(prefix: str, metrics: Mapping[str, float]) -> dict[str, float]:
     return {f"{prefix}/{key}": value for key, value in metrics.items()}
 
 
-def _model_checks(config: Config, snn: SNN, data: DatasetSplits) -> dict[str, Result]:
+def _model_checks(config: Config, snn: torch.nn.Module, data: DatasetSplits) -> dict[str, Result]:
     """The suite on the initial network with the enabled model checks (``MODEL_CHECKS``); the others are skipped."""
     suite = BackpropagationVerificationSuite(verifier=GradientVerifier(dtype=getattr(torch, config.verifier.dtype)))
     return suite.run_full_verification(

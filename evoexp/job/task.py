@@ -22,7 +22,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import evoexp
-from evoexp.job.build import build_dataset
+from evoexp.job.build import build_dataset, build_nir
 from evoexp.job.config import (
     Config,
     ConfigValidationError,
@@ -33,6 +33,7 @@ from evoexp.job.config import (
     load_config,
     to_plain,
 )
+from evoexp.job.crosscheck import run_crosscheck
 from evoexp.job.outcome import JobOutcome, write_outcome
 from evoexp.job.outputs import REPORT_FILE, write_outputs
 from evoexp.job.progress import SweepPlan, axis_keys, run_name
@@ -40,7 +41,7 @@ from evoexp.job.run import run_experiment
 from evoexp.job.summary import summarize_run, summarize_skipped
 from evoexp.job.sweep import ann_baseline, make_tracker, resumable_run
 from evoexp.job.tracking import git_commit
-from evoexp.keys import Tags
+from evoexp.keys import CROSSCHECK_ARTIFACT_PATH, NIR_ARTIFACT_PATH, Tags
 
 __all__ = ["JobContext", "execute", "run_job"]
 
@@ -146,6 +147,8 @@ def execute(cfg: DictConfig, config: Config, context: JobContext) -> float:
     record.run_name = run_name(cfg, context.overrides, context.axes)
     try:
         data = build_dataset(config)  # a dataset that cannot be built fails before a run exists
+        if config.model.path is not None:
+            build_nir(config, data)  # so does a graph that does not fit the data
         with tracker.start_run(
             run_name=record.run_name,
             tags=_run_tags(context, digest, key, code),
@@ -155,8 +158,14 @@ def execute(cfg: DictConfig, config: Config, context: JobContext) -> float:
         ) as run:
             record.run_id = run.run_id
             run.log_dataset(data, source=config.dataset.kwargs(seed=config.seed))
-            baseline = ann_baseline(tracker, key, config.tracking, run, root=context.root)
-            outcome = run_experiment(config, data=data, run=run, ann_baseline=baseline)
+            if config.model.path is not None:
+                run.log_artifact(Path(config.model.path), artifact_path=NIR_ARTIFACT_PATH)
+            if config.crosscheck.enabled:
+                outcome = run_crosscheck(config, data=data, output_dir=context.output_dir)
+                run.log_artifacts(context.output_dir / CROSSCHECK_ARTIFACT_PATH, artifact_path=CROSSCHECK_ARTIFACT_PATH)
+            else:
+                baseline = ann_baseline(tracker, key, config.tracking, run, root=context.root)
+                outcome = run_experiment(config, data=data, run=run, ann_baseline=baseline)
             write_outputs(context.output_dir, cfg, config, outcome, config_hash=digest, code_identity=code)
             run.log_metrics(outcome.metrics)
             if outcome.diverged is not None:

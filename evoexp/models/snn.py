@@ -27,6 +27,7 @@ from evoexp.functional.lif import (
     readout_logits,
     sequence_linear,
 )
+from evoexp.models.layer import SpikingLayer
 from evoexp.surrogate import SurrogateGradient, get_surrogate
 
 __all__ = ["SNN", "LIFLayer", "LeakyReadout", "is_snn", "smooth_mode"]
@@ -48,7 +49,7 @@ def _resolve_surrogate(surrogate: SurrogateGradient | str) -> SurrogateGradient:
     return surrogate
 
 
-class LIFLayer(nn.Module):
+class LIFLayer(SpikingLayer):
     """A LIF layer: ``I = x W^T + b`` for all steps (one GEMM), then :func:`~evoexp.functional.lif_sequence`.
 
     Runs as :func:`~evoexp.functional.linear_lif_sequence` (one autograd node that owns the current).
@@ -90,8 +91,6 @@ class LIFLayer(nn.Module):
         self.params = params
         self.surrogate = surrogate
         self.bptt: BPTTMode = bptt
-        self.smooth = False
-        self.replay_reset: Tensor | None = None
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         _init_normal(self.weight, weight_scale, in_features, generator)
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
@@ -104,6 +103,15 @@ class LIFLayer(nn.Module):
     def recurrent(self) -> bool:
         """Whether the layer has a recurrent weight."""
         return self.recurrent_weight is not None
+
+    @property
+    def detach_reset(self) -> bool:
+        """``params.detach_reset``."""
+        return self.params.detach_reset
+
+    def probe_key(self) -> tuple[object, ...]:
+        """Surrogate, constants, ``bptt`` and recurrence: what the probed node depends on."""
+        return (self.surrogate, self.params, self.bptt, self.recurrent)
 
     def forward(self, x: Tensor) -> Tensor:
         """Map input ``[batch, time, in_features]`` to spikes ``[batch, time, out_features]``."""
@@ -392,21 +400,21 @@ class SNN(nn.Module):
 
 
 def is_snn(model: nn.Module) -> bool:
-    """Return True if ``model`` contains at least one :class:`LIFLayer`."""
-    return any(isinstance(m, LIFLayer) for m in model.modules())
+    """Return True if ``model`` contains an evoexp spiking layer (a :class:`~evoexp.models.layer.SpikingLayer`)."""
+    return any(isinstance(m, SpikingLayer) for m in model.modules())
 
 
 @contextmanager
 def smooth_mode(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]:
-    """Temporarily switch every :class:`LIFLayer` inside ``model`` to smooth mode (or out of it).
+    """Temporarily switch every evoexp spiking layer inside ``model`` to smooth mode (or out of it).
 
     In smooth mode the forward uses the surrogate's primitive, so the surrogate gradient is the exact gradient of a
     differentiable network. Previous settings are restored on exit, also after an exception.
 
     Raises:
-        ValueError: ``model`` contains no LIF layer.
+        ValueError: ``model`` contains no spiking layer.
     """
-    layers = [m for m in model.modules() if isinstance(m, LIFLayer)]
+    layers = [m for m in model.modules() if isinstance(m, SpikingLayer)]
     if not layers:
         raise ValueError(f"model contains no LIF layers: {type(model).__name__}")
     previous = [layer.smooth for layer in layers]

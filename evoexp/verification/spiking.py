@@ -5,7 +5,8 @@ registered :class:`SpikingAdapter` objects, in order, whether one of them claims
 knows how to run that library's neurons in smooth mode and how to hold their detached resets. A model no adapter
 claims is an ordinary network: the verifiers check its forward as it is (no smooth mode, nothing held).
 
-evoexp's own :class:`~evoexp.models.SNN` (any module containing a :class:`~evoexp.models.LIFLayer`) is handled by
+evoexp's own networks (any module containing a :class:`~evoexp.models.layer.SpikingLayer`: an
+:class:`~evoexp.models.SNN`'s :class:`~evoexp.models.LIFLayer`, an imported NIR graph's populations) are handled by
 :class:`EvoexpAdapter`, registered first. Other libraries' adapters are plug-ins: an installed distribution declares
 them in the entry-point group :data:`ADAPTER_ENTRY_POINTS` under the name of the top-level package whose modules they
 handle, and they are loaded and registered the first time a model holding such a module is copied (so neither they
@@ -28,7 +29,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-from evoexp.models.snn import SNN, LIFLayer
+from evoexp.models.layer import SpikingLayer
+from evoexp.models.snn import SNN
 
 __all__ = [
     "ADAPTER_ENTRY_POINTS",
@@ -112,13 +114,13 @@ class SpikingAdapter(Protocol):
 
 
 class EvoexpAdapter:
-    """evoexp's :class:`~evoexp.models.LIFLayer` networks (smooth mode and ``replay_reset`` are built in)."""
+    """evoexp's networks of :class:`~evoexp.models.layer.SpikingLayer` (smooth mode and ``replay_reset`` built in)."""
 
     name = "evoexp"
 
     def claims(self, model: nn.Module) -> bool:
-        """True if ``model`` contains a :class:`~evoexp.models.LIFLayer`."""
-        return any(isinstance(m, LIFLayer) for m in model.modules())
+        """True if ``model`` contains a :class:`~evoexp.models.layer.SpikingLayer`."""
+        return any(isinstance(m, SpikingLayer) for m in model.modules())
 
     def prepare(self, model: nn.Module) -> None:
         """Stop every :class:`~evoexp.models.SNN` inside from recording ``last_spikes``."""
@@ -127,9 +129,9 @@ class EvoexpAdapter:
                 module.record_spikes = False
 
     def set_smooth(self, model: nn.Module, enabled: bool) -> None:
-        """Set ``smooth`` on every LIF layer."""
+        """Set ``smooth`` on every spiking layer."""
         for module in model.modules():
-            if isinstance(module, LIFLayer):
+            if isinstance(module, SpikingLayer):
                 module.smooth = enabled
 
     def hold_resets(self, model: nn.Module, forward: Callable[[], object]) -> list[str]:
@@ -138,7 +140,7 @@ class EvoexpAdapter:
         Raises:
             ValueError: A detached-reset layer ran other than once in the forward (its reset has no single value).
         """
-        layers = {name: m for name, m in model.named_modules() if isinstance(m, LIFLayer) and m.params.detach_reset}
+        layers = {name: m for name, m in model.named_modules() if isinstance(m, SpikingLayer) and m.detach_reset}
         if not layers:
             return []
         seen: dict[str, list[Tensor]] = {name: [] for name in layers}
@@ -155,18 +157,18 @@ class EvoexpAdapter:
         for name, layer in layers.items():
             if len(seen[name]) != 1:
                 raise ValueError(
-                    f"LIF layer '{name}' ran {len(seen[name])} times in one forward: its detached reset has no single "
-                    "value to hold"
+                    f"LIF layer '{name}' ran {len(seen[name])} times in one forward: its detached reset has no "
+                    "single value to hold"
                 )
             layer.replay_reset = seen[name][0]
         return list(layers)
 
     def spike_probes(self, model: nn.Module) -> list[SpikeProbe]:
-        """Probe each group of LIF layers that share surrogate, constants, ``bptt`` and recurrence through its node."""
-        groups: dict[tuple[object, ...], list[tuple[str, LIFLayer]]] = {}
+        """Probe each group of spiking layers with equal :meth:`~evoexp.models.layer.SpikingLayer.probe_key` once."""
+        groups: dict[object, list[tuple[str, SpikingLayer]]] = {}
         for name, m in model.named_modules():
-            if isinstance(m, LIFLayer):
-                groups.setdefault((m.surrogate, m.params, m.bptt, m.recurrent), []).append((name, m))
+            if isinstance(m, SpikingLayer):
+                groups.setdefault(m.probe_key(), []).append((name, m))
         probes = []
         for members in groups.values():
             names = tuple(name for name, _ in members)
@@ -181,6 +183,7 @@ class EvoexpAdapter:
                     primitive=shape.primitive,
                     slope=getattr(shape, "slope", None),
                     kinks=shape.kinks,
+                    heaviside_at_zero=layer.heaviside_at_zero,
                 )
             )
         return probes

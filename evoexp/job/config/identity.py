@@ -45,6 +45,7 @@ ANN_KEYS = (
     "trainer",
     "model.hidden_sizes",
     "model.ann_activation",
+    "model.path",  # a NIR graph's hidden sizes are the ANN twin's
     "verifier.convergence.patience",
     "verifier.convergence.min_delta",
 )

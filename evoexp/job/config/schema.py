@@ -21,7 +21,11 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from evoexp.crosscheck.catalogue import CATALOGUE
+from evoexp.crosscheck.libraries import LIBRARIES
 from evoexp.data.shd import check_sources
+from evoexp.nir.errors import NIRError
+from evoexp.nir.network import from_nir
 from evoexp.peers.names import get_peer
 from evoexp.surrogate import available_surrogates, get_surrogate
 from evoexp.verification.suite import CHECKS
@@ -31,6 +35,7 @@ __all__ = [
     "AlignmentCheckConfig",
     "Config",
     "ConvergenceCheckConfig",
+    "CrosscheckConfig",
     "DebugConfig",
     "DigitsConfig",
     "GradientCheckConfig",
@@ -206,6 +211,9 @@ class ModelConfig:
     """Spiking network (``conf/model/``); the ANN twin has the same hidden sizes and ``ann_activation``.
 
     Time constants are in the unit of ``dt`` (ms in the presets); ``tau_syn: null`` gives the current-free LIF.
+    With ``path`` (``model=nir``) the network is that NIR graph (:func:`evoexp.nir.from_nir`) run at step ``dt``
+    with ``reset``, ``detach_reset``, the surrogate group's shape and the ``readout`` reduction; the other
+    network keys do not apply, and the ANN twin gets the graph's hidden sizes.
 
     Attributes:
         name: Label of the preset (``snn``, ``recurrent``, ``deep``).
@@ -213,15 +221,16 @@ class ModelConfig:
         recurrent: Add recurrent weights to the hidden layers.
         tau_mem: Membrane time constant (> 0).
         tau_syn: Synaptic time constant (> 0), or None for no synaptic current.
-        dt: Simulation step (> 0).
+        dt: Simulation step (> 0; required with ``model=nir``, whose preset leaves it null).
         threshold: Firing threshold (> 0).
-        reset: ``subtract`` or ``zero``.
+        reset: ``subtract`` or ``zero`` (required with ``model=nir``, whose preset leaves it null).
         detach_reset: Cut the reset out of the backward pass.
         readout: ``max``, ``mean`` or ``last`` over the readout's membrane trace.
         readout_beta: Decay of the leaky readout per step, in [0, 1]; None uses the hidden membrane decay.
         bias: Learn a bias in every layer (hidden and readout).
         weight_scale: Initial weights are ``N(0, (weight_scale / sqrt(fan_in))^2)``; finite and > 0.
         ann_activation: Activation of the ANN twin.
+        path: A NIR file (``model=nir``), checked when the config is loaded; None for evoexp's own SNN.
     """
 
     name: str = "snn"
@@ -229,17 +238,20 @@ class ModelConfig:
     recurrent: bool = False
     tau_mem: float = 20.0
     tau_syn: float | None = 10.0
-    dt: float = 2.0
+    dt: float | None = 2.0
     threshold: float = 1.0
-    reset: str = "subtract"
+    reset: str | None = "subtract"
     detach_reset: bool = False
     readout: str = "max"
     readout_beta: float | None = None
     bias: bool = True
     weight_scale: float = 1.0
     ann_activation: str = "relu"
+    path: str | None = None
 
     def __post_init__(self) -> None:
+        if self.name == "nir":
+            self._check_nir()
         if not self.hidden_sizes:
             raise ValueError("model.hidden_sizes must list at least one layer size, got []")
         for size in self.hidden_sizes:
@@ -248,6 +260,7 @@ class ModelConfig:
         _positive("model.tau_syn", self.tau_syn, allow_none=True)
         _positive("model.dt", self.dt)
         _positive("model.threshold", self.threshold)
+        assert self.dt is not None
         taus = (("model.tau_mem", self.tau_mem), ("model.tau_syn", self.tau_syn))
         short = [(k, t) for k, t in taus if t is not None and self.dt > t]
         if short:
@@ -256,12 +269,26 @@ class ModelConfig:
                 f"model.dt={self.dt:g} is larger than {' and '.join(f'{k}={t:g}' for k, t in short)}: each step keeps "
                 f"only {kept} of the state, so the neuron forgets within one step"
             )
-        _one_of("model.reset", self.reset, ("subtract", "zero"))
+        _one_of("model.reset", self.reset, ("subtract", "zero"))  # type: ignore[arg-type]
         _one_of("model.readout", self.readout, ("max", "mean", "last"))
         if self.readout_beta is not None and not 0 <= self.readout_beta <= 1:
             raise ValueError(f"model.readout_beta must be in [0, 1] or null, got {self.readout_beta!r}")
         _positive("model.weight_scale", self.weight_scale)
         _one_of("model.ann_activation", self.ann_activation, ("relu", "tanh", "sigmoid", "gelu", "softplus"))
+
+    def _check_nir(self) -> None:
+        """``model=nir``: path, dt and reset given, and the graph runs with them (one line naming the key)."""
+        for key, value, why in (("path", self.path, "the NIR file"), ("dt", self.dt, "NIR carries no time step"),
+                                ("reset", self.reset, "NIR leaves the reset mechanism open: subtract or zero")):
+            if value is None:
+                raise ValueError(f"model.{key} is required with model=nir ({why}); give model.{key}=...")
+        _positive("model.dt", self.dt)
+        _one_of("model.reset", self.reset, ("subtract", "zero"))  # type: ignore[arg-type]
+        try:
+            from_nir(self.path, dt=self.dt, reset=self.reset, surrogate="fast_sigmoid",  # type: ignore[arg-type]
+                     detach_reset=self.detach_reset)
+        except NIRError as exc:
+            raise ValueError(f"model.path: {exc}") from None
 
 
 @dataclass
@@ -732,6 +759,33 @@ class DebugConfig:
 
 
 @dataclass
+class CrosscheckConfig:
+    """The cross-library comparison of the model's network (``experiment=crosscheck``; :mod:`evoexp.crosscheck`).
+
+    Attributes:
+        enabled: Run the comparison instead of checks and training.
+        libraries: Peer libraries to compare with evoexp (installed ones; the others are reported as skipped).
+        align: Causes to align in the peers where the library has a setting for them.
+        steps: Time steps of the seeded input (>= 1).
+        batch: Samples (>= 1).
+    """
+
+    enabled: bool = False
+    libraries: list[str] = field(default_factory=lambda: [cls.name for cls in LIBRARIES])
+    align: list[str] = field(default_factory=list)
+    steps: int = 50
+    batch: int = 4
+
+    def __post_init__(self) -> None:
+        for library in self.libraries:
+            _one_of("crosscheck.libraries", library, tuple(cls.name for cls in LIBRARIES))
+        for cause in self.align:
+            _one_of("crosscheck.align", cause, tuple(CATALOGUE))
+        _at_least("crosscheck.steps", self.steps, 1)
+        _at_least("crosscheck.batch", self.batch, 1)
+
+
+@dataclass
 class Config:
     """The composed configuration of one job (``conf/config.yaml``).
 
@@ -745,6 +799,7 @@ class Config:
         trainer: Optimiser and loop.
         verifier: Enabled checks and their settings.
         tracking: MLflow settings.
+        crosscheck: The cross-library comparison (``experiment=crosscheck``).
         debug: Fault injection.
     """
 
@@ -757,6 +812,7 @@ class Config:
     trainer: TrainerConfig = MISSING
     verifier: VerifierConfig = MISSING
     tracking: TrackingConfig = MISSING
+    crosscheck: CrosscheckConfig = field(default_factory=CrosscheckConfig)
     debug: DebugConfig = field(default_factory=DebugConfig)
 
     def __post_init__(self) -> None:
