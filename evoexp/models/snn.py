@@ -129,6 +129,12 @@ class LIFLayer(nn.Module):
         whatever the node's hand-written backward computes for :math:`\partial s[2]/\partial \mathrm{mem}[2]`,
         which must be the surrogate's declared derivative :math:`g(v)`. This is what the suite's runtime surrogate
         check compares (:mod:`evoexp.verification.surrogate_check`).
+
+        The probe is defined for finite ``v``. At :math:`v = \pm\infty` the membrane has diverged and the node's
+        state is not defined: a reset to zero computes :math:`p - p\,r[1]` with :math:`p = \beta\,\mathrm{mem}[1] +
+        \mathrm{syn}[1] = \pm\infty` and :math:`r[1] = 0`, which is NaN (in the autograd reference too). The check
+        therefore asks the node at finite extremes only (``SpikeProbe.extremes``); training reports a diverged
+        network separately.
         """
         theta = self.params.threshold
 

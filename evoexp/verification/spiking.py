@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from evoexp.models.snn import SNN, LIFLayer
+from evoexp.verification.surrogate_check import DEFAULT_EXTREMES, FINITE_EXTREMES
 
 __all__ = [
     "EvoexpAdapter",
@@ -39,7 +40,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class SpikeProbe:
-    """A spike function as a network's neurons really compute it, with the derivative they declare.
+    r"""A spike function as a network's neurons really compute it, with the derivative they declare.
 
     Attributes:
         name: Label for reports (surrogate and the layers it stands for).
@@ -52,6 +53,12 @@ class SpikeProbe:
         kinks: Points where the declared derivative jumps or has a kink (put on the check's grid).
         heaviside_at_zero: The spike function's forward at ``x = 0`` (0 for evoexp, snnTorch and Norse; 1 for
             SpikingJelly).
+        extremes: Inputs beyond the grid at which the backward must stay finite and keep its sign. A library's own
+            spike function is asked at :data:`~evoexp.verification.surrogate_check.DEFAULT_EXTREMES`
+            (:math:`\pm\infty` included). A probe that runs a whole neuron (evoexp's LIF node) is asked at the
+            finite ones only: its ``x`` is a membrane, and a membrane at :math:`\pm\infty` is a diverged network,
+            whose state the neuron's update does not define (a reset to zero computes
+            :math:`p - p\,r` with :math:`p = \pm\infty`, :math:`r = 0`: NaN); training reports divergence.
     """
 
     name: str
@@ -62,6 +69,7 @@ class SpikeProbe:
     slope: float | None
     kinks: tuple[float, ...] = ()
     heaviside_at_zero: float = 0.0
+    extremes: tuple[float, ...] = DEFAULT_EXTREMES
 
 
 @runtime_checkable
@@ -157,7 +165,10 @@ class EvoexpAdapter:
         return list(layers)
 
     def spike_probes(self, model: nn.Module) -> list[SpikeProbe]:
-        """Probe each group of LIF layers that share surrogate, constants, ``bptt`` and recurrence through its node."""
+        """Probe each group of LIF layers that share surrogate, constants, ``bptt`` and recurrence through its node.
+
+        The node is asked at finite membranes only (:attr:`SpikeProbe.extremes`), in both reset modes.
+        """
         groups: dict[tuple[object, ...], list[tuple[str, LIFLayer]]] = {}
         for name, m in model.named_modules():
             if isinstance(m, LIFLayer):
@@ -176,6 +187,7 @@ class EvoexpAdapter:
                     primitive=shape.primitive,
                     slope=getattr(shape, "slope", None),
                     kinks=shape.kinks,
+                    extremes=FINITE_EXTREMES,
                 )
             )
         return probes

@@ -53,6 +53,7 @@ from evoexp.verification.results import Result
 
 __all__ = [
     "DEFAULT_EXTREMES",
+    "FINITE_EXTREMES",
     "SurrogateFinding",
     "SurrogateVerificationResult",
     "describe_spike_fn",
@@ -69,6 +70,10 @@ FindingKind = Literal[
 
 DEFAULT_EXTREMES: tuple[float, ...] = (-math.inf, -1e30, -1e4, 1e4, 1e30, math.inf)
 """Inputs outside every realistic grid at which the backward must stay finite and keep its sign."""
+
+FINITE_EXTREMES: tuple[float, ...] = tuple(e for e in DEFAULT_EXTREMES if math.isfinite(e))
+"""The finite :data:`DEFAULT_EXTREMES`: where a probe of a whole neuron is asked (a membrane at ±inf is a diverged
+network, not an input of its spike function; see :class:`~evoexp.verification.spiking.SpikeProbe`)."""
 
 _DEFAULT_TOLERANCES = {torch.float64: (1e-10, 1e-8), torch.float32: (1e-6, 1e-5)}
 # A difference within 16 float32 roundings (~2e-6 relative) is a precision-level difference, in any dtype.
