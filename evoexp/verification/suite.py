@@ -253,8 +253,7 @@ class BackpropagationVerificationSuite:
         Norse, the library's own spike function against the equal evoexp shape or its documented derivative), with
         the probe's kinks on the grid, its H(0) convention and its extremes (finite membranes for a whole neuron);
         with several distinct spike functions the first failing one (else the first) is returned, naming the others
-        in its warnings. Other models with a
-        ``surrogate`` attribute are checked through ``surrogate.spike``.
+        in its warnings. Other models with a ``surrogate`` attribute are checked through ``surrogate.spike``.
         """
         work = private_copy(model)
         probes = work.adapter.spike_probes(work.model) if work.adapter is not None else []
