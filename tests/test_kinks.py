@@ -112,4 +112,3 @@ def test_max_readout_tie_in_fast_mode() -> None:
     result = GradientVerifier().verify_finite_difference(snn, x, y, F.cross_entropy, mode="fast", n_directions=3)
     assert result.passed is True, result.message
     assert result.per_tensor["readout.weight"].n_nondifferentiable == 3
-

@@ -396,7 +396,7 @@ class SyntheticConfig(_DatasetBase):
 class ShdConfig(_DatasetBase):
     """Spiking Heidelberg Digits (Cramer et al. 2020) from local HDF5 files (:mod:`evoexp.data.shd`).
 
-    The files are checked (existence, HDF5 layout, fit with ``split``) here, before any run starts.
+    The files are checked (existence, HDF5 layout, every value, fit with ``split``) here, before any run starts.
 
     Attributes:
         path: The file whose samples ``split`` divides, e.g. ``shd_train.h5`` (required; nothing is downloaded).
@@ -414,11 +414,17 @@ class ShdConfig(_DatasetBase):
     split: list[float] = field(default_factory=lambda: [0.9, 0.1, 0.0])
 
     def __post_init__(self) -> None:
-        from evoexp.data.shd import check_sources
+        from evoexp.data.shd import N_CLASSES, check_sources
 
-        # The files first: their messages say which file a zero split fraction needs.
+        # The files first: their messages say which file a zero split fraction needs. Every value of every file is
+        # validated here, before any run or output directory exists.
         check_sources(
-            self.path, test_path=self.test_path, val_path=self.val_path, split=self.split, prefix="dataset."
+            self.path,
+            test_path=self.test_path,
+            val_path=self.val_path,
+            split=self.split,
+            prefix="dataset.",
+            n_classes=N_CLASSES.get(self.name),
         )
         super().__post_init__()
         _positive("dataset.duration", self.duration)

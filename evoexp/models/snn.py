@@ -151,6 +151,17 @@ class LIFLayer(nn.Module):
 
         return probe
 
+    def probe_offset(self, v: Tensor) -> Tensor:
+        r"""The membrane offset :math:`\mathrm{mem}[2] - \theta` that :meth:`spike_probe` feeds its node for ``v``.
+
+        The probe's current is :math:`v + \theta` and the node subtracts :math:`\theta` again, so the offset is
+        :math:`(v + \theta) - \theta` in ``v``'s dtype: ``v`` up to one rounding. At a jump of the surrogate's
+        derivative (the edges of a box) that rounding decides the side, so the derivative the node must produce is
+        the declared one at this offset.
+        """
+        theta = self.params.threshold
+        return (v + theta) - theta
+
     def extra_repr(self) -> str:
         p = self.params
         return (

@@ -290,7 +290,11 @@ class _Compared:
         found = torch.nonzero(r.status == NONDIFFERENTIABLE).flatten()[:_MAX_EXAMPLES].tolist()
         return [
             NondifferentiablePoint(
-                self.name, *self.where(k), float(self.analytical[k]), float(r.left[k]), float(r.right[k]),
+                self.name,
+                *self.where(k),
+                float(self.analytical[k]),
+                float(r.left[k]),
+                float(r.right[k]),
                 float(r.finest[k]),
             )
             for k in found
@@ -311,8 +315,14 @@ class _Compared:
         k = int(torch.argmax(ratio))
         index, direction = self.where(k)
         worst = CoordinateError(
-            self.name, index, direction, float(numerical[k]), float(analytical[k]), float(abs_err[k]),
-            float(rel_err[k]), float(r.step[k]),
+            self.name,
+            index,
+            direction,
+            float(numerical[k]),
+            float(analytical[k]),
+            float(abs_err[k]),
+            float(rel_err[k]),
+            float(r.step[k]),
         )
         n_failed = int((r.status == WRONG).sum())
         return TensorGradientStats(
@@ -445,9 +455,21 @@ class GradientVerifier:
             per_tensor, exact_pass, worst, compared = _fast_outcome(problem, grad, compared, settings)
         warnings += _determinism_warnings(determinism, nondet_tol) + problem.warnings
         result = _assemble(
-            per_tensor, compared, mode=mode, comparison=comparison, settings=settings, worst=worst,
-            exact_pass=exact_pass, problem=problem, smooth_mode=smooth_mode, held=held, determinism=determinism,
-            nondet_tol=nondet_tol, dtype=self.dtype, seconds=time.perf_counter() - start, warnings=warnings,
+            per_tensor,
+            compared,
+            mode=mode,
+            comparison=comparison,
+            settings=settings,
+            worst=worst,
+            exact_pass=exact_pass,
+            problem=problem,
+            smooth_mode=smooth_mode,
+            held=held,
+            determinism=determinism,
+            nondet_tol=nondet_tol,
+            dtype=self.dtype,
+            seconds=time.perf_counter() - start,
+            warnings=warnings,
         )
         result.message = _message(result)
         return result
@@ -697,9 +719,7 @@ def direction_losses(problem: LossProblem, name: str, directions: Tensor, steps:
     return torch.cat(out)
 
 
-def coordinate_losses(
-    problem: LossProblem, name: str, index: Tensor, steps: Tensor, *, guard_eps: float
-) -> Tensor:
+def coordinate_losses(problem: LossProblem, name: str, index: Tensor, steps: Tensor, *, guard_eps: float) -> Tensor:
     r"""Losses at :math:`w + \text{steps}[k]\,e_{\text{index}[k]}` (flat coordinates of parameter ``name``).
 
     Uses the structure-aware evaluator when :meth:`LossProblem.coordinates` grants it for ``(name, guard_eps)``

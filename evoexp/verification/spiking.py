@@ -167,7 +167,10 @@ class EvoexpAdapter:
     def spike_probes(self, model: nn.Module) -> list[SpikeProbe]:
         """Probe each group of LIF layers that share surrogate, constants, ``bptt`` and recurrence through its node.
 
-        The node is asked at finite membranes only (:attr:`SpikeProbe.extremes`), in both reset modes.
+        The node is asked at finite membranes only (:attr:`SpikeProbe.extremes`), in both reset modes, and its
+        backward is compared with the declared derivative at the offset it really reaches
+        (:meth:`~evoexp.models.LIFLayer.probe_offset`: the grid point up to one rounding, which decides the side of a
+        box edge).
         """
         groups: dict[tuple[object, ...], list[tuple[str, LIFLayer]]] = {}
         for name, m in model.named_modules():
@@ -183,7 +186,7 @@ class EvoexpAdapter:
                     name=f"{shape.name} (LIF node of {', '.join(names)})",
                     layers=names,
                     spike_fn=layer.spike_probe(),
-                    derivative=shape.derivative,
+                    derivative=_node_derivative(layer),
                     primitive=shape.primitive,
                     slope=getattr(shape, "slope", None),
                     kinks=shape.kinks,
@@ -195,6 +198,16 @@ class EvoexpAdapter:
     def notes(self, model: nn.Module) -> list[str]:
         """Nothing to state: smooth mode runs each layer's own surrogate primitive."""
         return []
+
+
+def _node_derivative(layer: LIFLayer) -> Callable[[Tensor], Tensor]:
+    """The declared derivative at the membrane offsets the layer's probe really reaches (``LIFLayer.probe_offset``)."""
+    derivative = layer.surrogate.derivative
+
+    def at_offset(x: Tensor) -> Tensor:
+        return derivative(layer.probe_offset(x))
+
+    return at_offset
 
 
 _ADAPTERS: list[SpikingAdapter] = [EvoexpAdapter()]
