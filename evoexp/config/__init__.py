@@ -30,6 +30,7 @@ from evoexp.config.schema import (
     TrackingConfig,
     TrainerConfig,
     VerifierConfig,
+    unwritable_location,
 )
 from evoexp.config.store import register_configs
 
@@ -62,6 +63,7 @@ __all__ = [
     "register_configs",
     "report_config_errors",
     "to_plain",
+    "unwritable_location",
 ]
 
 

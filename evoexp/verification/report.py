@@ -473,7 +473,7 @@ def generate_report(results: Mapping[str, Result], *, title: str = "Backpropagat
     keys = [k for k in CHECK_TITLES if k in results] + [k for k in results if k not in CHECK_TITLES]
     verdicts = [_verdict(results[k]) for k in keys]
     failed = [k for k, v in zip(keys, verdicts) if v == "FAIL"]
-    overall = "FAIL" if failed else "PASS"
+    overall = "FAIL" if failed else ("PASS" if "PASS" in verdicts else "nothing checked (no check gave a verdict)")
     counts = ", ".join(
         f"{verdicts.count(v)} {word}"
         for v, word in (("PASS", "passed"), ("FAIL", "failed"), ("info", "informational"), ("skipped", "skipped"))
