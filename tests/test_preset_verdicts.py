@@ -170,3 +170,10 @@ def test_every_surrogate_shape_passes_the_node_probe_in_both_reset_modes() -> No
         if not result["surrogate_verification"].passed:
             failed.append(f"{name} slope {slope} reset {reset}: {result['surrogate_verification'].message}")
     assert not failed, failed
+
+
+def test_readme_peer_surrogate_example_passes() -> None:
+    """The README's ``surrogate.peer=spikingjelly:PiecewiseQuadratic`` run: a triangle derivative, readout kinks."""
+    pytest.importorskip("spikingjelly")
+    overrides = ["surrogate.peer=spikingjelly:PiecewiseQuadratic", "+surrogate.peer_params.alpha=1.0"]
+    _assert_no_failure(_model_checks(*overrides, "verifier.samples=8"), "spikingjelly:PiecewiseQuadratic")
