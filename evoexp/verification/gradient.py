@@ -43,6 +43,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from evoexp.keys import GRADIENT_NONDIFFERENTIABLE, GRADIENT_REFINED
 from evoexp.verification._batched import DEFAULT_MEMORY_BUDGET, LossFn, LossProblem
 from evoexp.verification._kinks import NONDIFFERENTIABLE, REFINED, WRONG, Resolution, resolve
 from evoexp.verification.alignment import AlignmentResult, verify_gradient_alignment
@@ -253,8 +254,8 @@ class GradientVerificationResult(Result):
         }
         if self.passed is not None:
             out["gradient/passed"] = float(self.passed)
-            out["gradient/nondifferentiable"] = float(self.n_nondifferentiable)
-            out["gradient/refined"] = float(self.n_refined)
+            out[GRADIENT_NONDIFFERENTIABLE] = float(self.n_nondifferentiable)
+            out[GRADIENT_REFINED] = float(self.n_refined)
         return out
 
 
