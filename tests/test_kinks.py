@@ -69,7 +69,7 @@ def test_a_smooth_point_with_large_curvature_is_never_a_kink() -> None:
         assert _status(loss, wrong) == WRONG
 
 
-def _tied_snn() -> tuple[SNN, Tensor, Tensor]:
+def _tied_snn(batch: int = 2) -> tuple[SNN, Tensor, Tensor]:
     """An SNN whose max-over-time readout is tied across every time step, and a batch.
 
     With ``readout_beta = 0`` and a zero readout weight the traces are the constant bias, so each class's maximum is
@@ -81,7 +81,7 @@ def _tied_snn() -> tuple[SNN, Tensor, Tensor]:
         snn.readout.weight.zero_()
         snn.readout.bias.copy_(torch.tensor([0.3, -0.2, 0.1]))
     gen = torch.Generator().manual_seed(4)
-    return snn, (torch.rand(2, 12, 5, generator=gen) < 0.4).float(), torch.tensor([0, 2])
+    return snn, (torch.rand(batch, 12, 5, generator=gen) < 0.4).float(), torch.arange(batch) % 3
 
 
 def test_max_readout_tie_is_recognised_as_a_kink() -> None:
@@ -107,11 +107,16 @@ def test_max_readout_tie_is_recognised_as_a_kink() -> None:
     assert bool(((numerical - analytical).abs() > ATOL + RTOL * analytical.abs()).all())
 
 
-def test_max_readout_tie_in_fast_mode() -> None:
-    snn, x, y = _tied_snn()
-    result = GradientVerifier().verify_finite_difference(snn, x, y, F.cross_entropy, mode="fast", n_directions=3)
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_ties_of_several_samples_at_once_are_recognised(mode: str) -> None:
+    """Six samples tie at the same point, with opposite signs in the loss: autograd's sum of one-sided choices lies
+    outside the loss's one-sided differences, so the gradient is checked beside the kink, on both sides."""
+    snn, x, y = _tied_snn(batch=6)
+    result = GradientVerifier().verify_finite_difference(snn, x, y, F.cross_entropy, mode=mode, n_directions=4)
     assert result.passed is True, result.message
-    assert result.per_tensor["readout.weight"].n_nondifferentiable == 3
+    readout = result.per_tensor["readout.weight"]
+    assert readout.n_failed == 0 and readout.n_nondifferentiable >= (10 if mode == "exact" else 4)
+    assert not result.exact_pass_tensors
 
 
 @pytest.mark.slow
@@ -133,3 +138,23 @@ def test_readme_python_api_snippet_passes_for_every_initialisation() -> None:
         if not result.passed:
             failed.append((seed, result.message))
     assert not failed, failed
+
+
+@pytest.mark.parametrize("batch", [2, 6])
+def test_a_wrong_readout_gradient_at_the_tie_still_fails(batch: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The readout's leaky integration with its gradient 10 % too large (the forward unchanged) fails at the tie."""
+    import evoexp.functional.lif as lif
+
+    real = lif.leaky_integrate
+
+    def leaky_integrate(z: Tensor, beta: float) -> Tensor:
+        out = real(z, beta)
+        return 1.1 * out - 0.1 * out.detach()
+
+    snn, x, y = _tied_snn(batch)
+    assert GradientVerifier().verify_finite_difference(snn, x, y, F.cross_entropy).passed is True
+    monkeypatch.setattr(lif, "leaky_integrate", leaky_integrate)
+    monkeypatch.setattr("evoexp.models.snn.leaky_integrate", leaky_integrate)
+    result = GradientVerifier().verify_finite_difference(snn, x, y, F.cross_entropy)
+    assert result.passed is False
+    assert set(result.failing_tensors) == {"readout.weight", "readout.bias"}, result.message

@@ -20,8 +20,12 @@ loss over :math:`h`, stays below half the tolerance). An entry is
 * ``nondifferentiable`` (cause 2) when, at every step tried, the central difference agrees or the one-sided
   differences disagree with each other (by more than the tolerance plus rounding) with :math:`a` equal to one of
   them or between them, the latter at least once;
+* ``nondifferentiable`` too when the one-sided differences disagree at the finest step but several pieces kink at
+  the same point (e.g. the ``max`` readouts of several samples tie at once, with opposite signs in the loss):
+  autograd's value is then a sum of one-sided choices that need not lie between the loss's one-sided differences,
+  so the gradient is checked just beside the kink, on both sides, where the loss is smooth (:func:`_both_sides`);
 * ``wrong`` (cause 3) otherwise. At a smooth point the one-sided differences agree with each other as the step
-  shrinks, so a wrong gradient cannot pass as a kink.
+  shrinks, so a wrong gradient cannot pass as a kink; beside a kink a wrong gradient is as wrong as anywhere.
 
 An entry whose central difference has settled (it moved by less than a quarter of the tolerance from one step to the
 next) while disagreeing is decided at once: a smaller step would not change it. A wrong gradient at a smooth point
@@ -95,6 +99,7 @@ def resolve(
     atol: float,
     rtol: float,
     refine: bool = True,
+    analytical_at: Losses | None = None,
 ) -> Resolution:
     r"""Classify each entry of ``numerical`` (central differences at ``eps``) against ``analytical``.
 
@@ -106,6 +111,9 @@ def resolve(
         atol: Absolute tolerance (an entry agrees when :math:`|n - a| \le \text{atol} + \text{rtol}|a|`).
         rtol: Relative tolerance.
         refine: Re-evaluate the disagreeing entries; ``False`` only compares at ``eps`` (all disagreements wrong).
+        analytical_at: ``analytical_at(entries, steps)``: the analytical value of each entry at the shifted point
+            :math:`w + \text{steps}[k]\,e_{\text{entries}[k]}` (for the check on both sides of a kink); None skips
+            that check.
 
     Returns:
         The :class:`Resolution` of every entry (the disagreeing ones re-evaluated at finer steps).
@@ -121,17 +129,47 @@ def resolve(
         right=nan.clone(),
         finest=nan.clone(),
     )
-    pending = torch.nonzero(~agrees).flatten()
-    if pending.numel() == 0 or not refine:
+    disagreeing = torch.nonzero(~agrees).flatten()
+    if disagreeing.numel() == 0 or not refine:
         return resolution
-    base = losses(pending[:1], torch.zeros(1, dtype=numerical.dtype, device=numerical.device))
-    state = _Pending(pending, numerical[pending])
+    base = losses(disagreeing[:1], torch.zeros(1, dtype=numerical.dtype, device=numerical.device))
+    record = _refine(losses, analytical, allowed, base, resolution, _Pending(disagreeing, numerical[disagreeing]), eps)
+    undecided = disagreeing[resolution.status[disagreeing] == WRONG]
+    kinks = undecided[record.kink_like[undecided]]
+    resolution.status[kinks] = NONDIFFERENTIABLE
+    split = undecided[~record.kink_like[undecided] & record.split[undecided]]
+    if analytical_at is not None and split.numel():
+        both_sides = _both_sides(losses, analytical_at, split, resolution.finest[split], atol=atol, rtol=rtol)
+        resolution.status[split[both_sides]] = NONDIFFERENTIABLE
+    return resolution
+
+
+@dataclass
+class _Record:
+    """Per entry (full length): what its refinement showed."""
+
+    kink_like: Tensor  # every usable step agreed or showed a kink signature, at least one kink
+    split: Tensor  # the one-sided differences disagreed with each other at the finest usable step
+
+
+def _refine(
+    losses: Losses,
+    analytical: Tensor,
+    allowed: Tensor,
+    base: Tensor,
+    resolution: Resolution,
+    state: _Pending,
+    eps: float,
+) -> _Record:
+    r"""Re-evaluate the entries of ``state`` at :math:`\varepsilon/4^k`; mark the refined ones in ``resolution``."""
+    flags = torch.zeros_like(resolution.status, dtype=torch.bool)
+    record = _Record(kink_like=flags.clone(), split=flags.clone())
     step = eps
     for _ in range(_MAX_REFINEMENTS):
         step /= _STEP_RATIO
         pending = state.entries
         a, tol = analytical[pending], allowed[pending]
-        shifts = torch.full((pending.numel(),), step, dtype=numerical.dtype, device=numerical.device)
+        shifts = torch.full((pending.numel(),), step, dtype=analytical.dtype, device=analytical.device)
         values = losses(torch.cat([pending, pending]), torch.cat([shifts, -shifts])).reshape(2, -1)
         rounding = _rounding(torch.cat([values, base.expand(1, pending.numel())]), shifts)
         usable = rounding <= 0.5 * tol  # finer steps only round worse: an unusable entry is finished
@@ -142,6 +180,7 @@ def resolve(
         kink = usable & _kink(left, right, a, tol, rounding)
         seen = pending[usable]
         resolution.left[seen], resolution.right[seen], resolution.finest[seen] = left[usable], right[usable], step
+        record.split[seen] = ((right - left).abs() > tol + 2 * rounding)[usable]
         confirmed = agree & state.agreed
         refined = pending[confirmed]
         resolution.status[refined], resolution.numerical[refined] = REFINED, central[confirmed]
@@ -149,13 +188,34 @@ def resolve(
         # A central difference that no longer moves and still disagrees will not agree at a smaller step either.
         settled = usable & ~agree & ((central - state.central).abs() <= _SETTLED * tol)
         state.update(usable, agree, kink, central)
-        finished = ~usable | settled
-        resolution.status[pending[finished & state.kink_like]] = NONDIFFERENTIABLE
-        state.keep(~finished & ~confirmed)
+        record.kink_like[pending] = state.kink_like
+        state.keep(usable & ~settled & ~confirmed)
         if state.entries.numel() == 0:
-            return resolution
-    resolution.status[state.entries[state.kink_like]] = NONDIFFERENTIABLE
-    return resolution
+            break
+    return record
+
+
+def _both_sides(
+    losses: Losses, analytical_at: Losses, entries: Tensor, steps: Tensor, *, atol: float, rtol: float
+) -> Tensor:
+    r"""Whether the gradient is right just beside the kink, on both sides (several kinks at one point).
+
+    When several pieces of the loss kink at the same point (e.g. the ``max`` readouts of several samples tie at
+    once), autograd's value is a sum of one-sided choices that need not lie between the loss's one-sided
+    differences. The gradient is then checked where the loss is smooth: at :math:`w \pm 2h` (``h`` the entry's
+    finest step) the analytical value must agree with the central difference of step :math:`h/2`, whose stencil
+    stays clear of the kink.
+    """
+    ok = torch.ones(entries.numel(), dtype=torch.bool, device=entries.device)
+    for sign in (1.0, -1.0):
+        centre = sign * 2 * steps
+        a = analytical_at(entries, centre)
+        values = losses(torch.cat([entries, entries]), torch.cat([centre + steps / 2, centre - steps / 2]))
+        values = values.reshape(2, -1)
+        central = (values[0] - values[1]) / steps
+        rounding = _rounding(values, steps / 2)
+        ok &= (central - a).abs() <= atol + rtol * a.abs() + rounding
+    return ok
 
 
 class _Pending:

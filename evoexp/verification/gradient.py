@@ -286,9 +286,13 @@ class _Compared:
         return tuple(int(i) for i in torch.unravel_index(self.indices[k], self.shape)), None
 
     def kinks(self) -> list[NondifferentiablePoint]:
-        """The non-differentiable points among the entries (at most :data:`_MAX_EXAMPLES`)."""
+        """The non-differentiable points among the entries that have one-sided differences (at most five).
+
+        Directions relabelled after an exact pass over their tensor have none: their coordinates are listed instead.
+        """
         r = self.resolution
-        found = torch.nonzero(r.status == NONDIFFERENTIABLE).flatten()[:_MAX_EXAMPLES].tolist()
+        shown = (r.status == NONDIFFERENTIABLE) & torch.isfinite(r.left) & torch.isfinite(r.right)
+        found = torch.nonzero(shown).flatten()[:_MAX_EXAMPLES].tolist()
         return [
             NondifferentiablePoint(
                 self.name,
@@ -546,12 +550,23 @@ def _determinism_warnings(determinism: float, nondet_tol: float) -> list[str]:
     ]
 
 
+Shifted = Callable[[Tensor, Tensor], Tensor]
+"""``f(entries, steps)``: a value at the parameters shifted by ``steps[k]`` along entry ``entries[k]``."""
+
+
 def _resolved(
-    losses: Callable[[Tensor, Tensor], Tensor], analytical: Tensor, numerical: Tensor, settings: _Settings
+    losses: Shifted, analytical_at: Shifted, analytical: Tensor, numerical: Tensor, settings: _Settings
 ) -> Resolution:
     """Resolve disagreeing values (with a verdict only: surrogate bias is the comparison at ``eps``)."""
     return resolve(
-        losses, analytical, numerical, eps=settings.eps, atol=settings.atol, rtol=settings.rtol, refine=settings.verdict
+        losses,
+        analytical,
+        numerical,
+        eps=settings.eps,
+        atol=settings.atol,
+        rtol=settings.rtol,
+        refine=settings.verdict,
+        analytical_at=analytical_at,
     )
 
 
@@ -563,7 +578,16 @@ def _compare_coordinates(problem: LossProblem, name: str, analytical: Tensor, se
     def losses(index: Tensor, steps: Tensor) -> Tensor:
         return coordinate_losses(problem, name, index, steps, guard_eps=settings.eps)
 
-    resolution = _resolved(losses, flat, numerical, settings)
+    def analytical_at(index: Tensor, steps: Tensor) -> Tensor:
+        base = problem.params[name].detach()
+        values = []
+        for i, step in zip(index.tolist(), steps.tolist()):
+            shifted = base.clone()
+            shifted.view(-1)[i] += step
+            values.append(problem.gradient_at(name, shifted).reshape(-1)[i])
+        return torch.stack(values)
+
+    resolution = _resolved(losses, analytical_at, flat, numerical, settings)
     return _Compared(name, tuple(analytical.shape), flat.cpu(), _on_cpu(resolution), torch.arange(flat.numel()))
 
 
@@ -580,7 +604,15 @@ def _compare_directions(
         def losses(rows: Tensor, steps: Tensor, name: str = name, v: Tensor = v) -> Tensor:
             return direction_losses(problem, name, v[rows], steps)
 
-        resolution = _resolved(losses, analytical, numerical[name], settings)
+        def analytical_at(rows: Tensor, steps: Tensor, name: str = name, v: Tensor = v) -> Tensor:
+            base = problem.params[name].detach()
+            values = []
+            for r, step in zip(rows.tolist(), steps.tolist()):
+                shifted = base + step * v[r].reshape(base.shape)
+                values.append(problem.gradient_at(name, shifted).reshape(-1) @ v[r])
+            return torch.stack(values)
+
+        resolution = _resolved(losses, analytical_at, analytical, numerical[name], settings)
         compared.append(_Compared(name, tuple(problem.params[name].shape), analytical.cpu(), _on_cpu(resolution), None))
     return compared
 
