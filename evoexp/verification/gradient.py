@@ -15,8 +15,9 @@ convention). The reported relative error is :math:`|n-a| / \max(|a|, |n|, \text{
 (:mod:`evoexp.verification._kinks`): it passes when a smaller step agrees (the loss bends on a scale below
 :math:`\varepsilon`), and it is a *non-differentiable point* -- counted and explained, not an error -- when the
 one-sided differences disagree with each other and the analytical value is one of them or lies between them (a kink of
-the loss, e.g. a near-tie of two time steps in a ``max``-over-time readout). At a smooth point the one-sided
-differences agree, so a wrong gradient stays an error. Every evaluation runs on a
+the loss, e.g. a near-tie of two time steps in a ``max``-over-time readout), or when they disagree and the gradient
+agrees with the finite differences just beside the kink on both sides (several samples tie at once). At a smooth
+point the one-sided differences agree, so a wrong gradient stays an error. Every evaluation runs on a
 private float64 copy of the model; perturbed losses are batched with ``torch.func.functional_call`` + ``vmap``.
 
 Spiking networks (those a :mod:`~evoexp.verification.spiking` adapter claims: evoexp SNNs, snnTorch, SpikingJelly and

@@ -51,8 +51,10 @@ CHECK_DESCRIPTIONS: dict[str, str] = {
         "between them, the loss has a kink at w — e.g. two time steps of a max-over-time readout (nearly) tie, which "
         "saturating compact-support surrogates make common — and autograd returns the derivative of one piece: such "
         "a value is a non-differentiable point (counted as n_nondifferentiable, listed with its one-sided "
-        "differences), not an error. At a smooth point the one-sided differences agree, so a wrong gradient is never "
-        "taken for a kink. In spiking mode the finite difference of a step function is not a gradient: the "
+        "differences), not an error; when several samples tie at the same point, autograd's sum of one-sided choices "
+        "may lie outside them, and the gradient is then checked just beside the kink on both sides, where the loss is "
+        "smooth. At a smooth point the one-sided differences agree, so a wrong gradient is never taken for a kink. In "
+        "spiking mode the finite difference of a step function is not a gradient: the "
         "numbers are then reported as surrogate bias, without a verdict."
     ),
     "surrogate_verification": (
