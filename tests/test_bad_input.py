@@ -8,6 +8,7 @@ short. ``verifier.checks=[]`` is the one value that runs: its verdict says ``not
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -34,8 +35,6 @@ _MISSING_DRIVER = "postgresql://user@localhost/db"  # SQLAlchemy's default Postg
 
 
 def _psycopg_missing() -> bool:
-    import importlib.util
-
     return importlib.util.find_spec("psycopg") is None
 
 
