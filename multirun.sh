@@ -29,8 +29,14 @@ case "${1:-}" in
   --experiment) experiment="${2:?--experiment needs a preset name}"; shift 2 ;;
 esac
 
+# The local parallel launcher unless the overrides choose another (a key given twice is an error).
+launcher=(hydra/launcher=parallel)
+for arg in "$@"; do
+  case "$arg" in hydra/launcher=*) launcher=() ;; esac
+done
+
 status=0
-"$PYTHON" -m evoexp --multirun "experiment=$experiment" hydra/launcher=parallel "$@" || status=$?
+"$PYTHON" -m evoexp --multirun "experiment=$experiment" ${launcher[@]+"${launcher[@]}"} "$@" || status=$?
 
 # The analysis reads the experiment the jobs logged to (the preset's, unless overridden) from the same store.
 analysis_args=(--experiment "$experiment")

@@ -104,6 +104,8 @@ ALIGNMENT_COSINE = "alignment/cosine"
 ALIGNMENT_SIGN = "alignment/sign_agreement"
 SURROGATE_L1_ERROR = "surrogate/l1_error"
 GRADIENT_MAX_ABS_ERROR = "gradient/max_abs_error"
+GRADIENT_NONDIFFERENTIABLE = "gradient/nondifferentiable"  # values at kinks of the loss (not errors)
+GRADIENT_REFINED = "gradient/refined"  # values that agreed only at a smaller finite-difference step
 STABILITY_GRADIENT_OK = "stability/gradient_ok"
 STABILITY_WEIGHT_OK = "stability/weight_ok"
 # Verdicts of the checks (1.0 passed, 0.0 failed; absent when the check did not run).

@@ -187,7 +187,6 @@ def test_launcher_presets_compose(launcher: str) -> None:
         ("surrogate=q_pseudo", None),
         ("dataset.samples_per_class=6", None),
         ("tracking.uri=http://127.0.0.1:5000", None),
-        ("tracking.uri=postgresql+psycopg2://u@h/db", None),
     ],
 )
 def test_value_errors_name_the_key(override: str, key: str | None) -> None:

@@ -338,3 +338,124 @@ def test_app_trains_and_verifies_on_a_generated_shd_file(tmp_path: Path, shd_fil
     assert results["results"]["gradient_verification"]["passed"] is True
     assert 0.0 <= results["objective"] <= 1.0
     assert results["results"]["benchmark"]["ann"]["n_params"] == 8 * 700 * 16 + 16 + 16 * 20 + 20
+
+
+# ---------------------------------------------------------------- bad data inside files (issue 20 §4)
+
+
+def _damaged(path: Path) -> Path:
+    """A valid file whose labels are stored in gzip chunks of 2 samples, the chunk of samples 2-3 overwritten."""
+    v = _valid()
+    times, units, labels = v["times"] * 2, v["units"] * 2, v["labels"] * 2
+    write_file(path, times, units, labels)
+    with h5py.File(path, "a") as f:
+        del f["labels"]
+        f.create_dataset("labels", data=np.asarray(labels, dtype=np.uint16), chunks=(2,), compression="gzip")
+        info = f["labels"].id.get_chunk_info(1)
+    with path.open("r+b") as handle:
+        handle.seek(info.byte_offset)
+        handle.write(b"\xff" * info.size)
+    return path
+
+
+def _bad_content(tmp_path: Path, kind: str) -> Path:
+    """A file whose layout is right and whose values are not (or that cannot be read past its headers)."""
+    path = tmp_path / f"{kind}.h5"
+    if kind == "damaged":
+        return _damaged(path)
+    if kind == "no_samples":
+        return write_file(path, [], [], [])
+    if kind == "float_labels":
+        v = _valid()
+        write_file(path, v["times"], v["units"], v["labels"])
+        with h5py.File(path, "a") as f:
+            del f["labels"]
+            f.create_dataset("labels", data=np.asarray(v["labels"], dtype=np.float32))
+        return path
+    return _malformed(tmp_path, kind)
+
+
+@pytest.mark.usefixtures("hydra_conf")
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("sample_lengths", "sample 2 has 3 spike times but 2 units"),
+        ("unit_range", r"sample 2 has unit 700 outside \[0, 700\)"),
+        ("negative_time", r"sample 1 has spike time -0\.3\d* \(must be finite seconds >= 0\)"),
+        ("nan_time", "sample 2 has spike time nan"),
+        ("label_range", r"sample 1 has label 20 outside \[0, 20\)"),
+        ("int_times", "spikes/times must hold one array of float seconds per sample"),
+        ("float_labels", "labels must be integers, got float32"),
+        ("damaged", r"labels of sample 2 cannot be read \(.*\): the file is damaged"),
+        ("no_samples", "holds no samples"),
+    ],
+)
+def test_bad_values_fail_at_composition_naming_key_file_and_sample(
+    tmp_path: Path, shd_files: tuple[Path, Path], kind: str, message: str
+) -> None:
+    bad = _bad_content(tmp_path, kind)
+    for key, overrides in (
+        ("dataset.path", [f"dataset.path={bad}", f"dataset.test_path={shd_files[1]}"]),
+        ("dataset.test_path", [f"dataset.path={shd_files[0]}", f"dataset.test_path={bad}"]),
+    ):
+        cfg = compose(config_name="config", overrides=["dataset=shd", *overrides])
+        with pytest.raises(ConfigValidationError, match=message) as info:
+            load_config(cfg)
+        text = str(info.value)
+        assert text.startswith(f"{key}: {bad}: ") and "\n" not in text, text
+
+
+@pytest.mark.usefixtures("hydra_conf")
+def test_one_sample_per_class_leaves_the_validation_split_empty(tmp_path: Path, shd_files: tuple[Path, Path]) -> None:
+    single = random_file(tmp_path / "one_per_class.h5", per_class=1)
+    sources = [f"dataset.path={single}", f"dataset.test_path={shd_files[1]}"]
+    cfg = compose(config_name="config", overrides=["dataset=shd", *sources])
+    with pytest.raises(ConfigValidationError) as info:
+        load_config(cfg)
+    assert str(info.value).startswith(f"dataset.path: {single}: dataset.split=[0.9, 0.1, 0.0] leaves the validation")
+    assert "smallest class has 1 sample" in str(info.value)
+    # the validation set from its own file: nothing is carved out of the single-sample classes
+    overrides = [f"dataset.val_path={shd_files[0]}", "dataset.split=[1.0,0.0,0.0]"]
+    cfg = compose(config_name="config", overrides=["dataset=shd", *sources, *overrides])
+    assert load_config(cfg).dataset.path == str(single)
+
+
+def test_a_file_is_validated_once_per_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from evoexp.data import shd
+
+    path = random_file(tmp_path / "f.h5", per_class=2)
+    reads: list[Path] = []
+    real = shd.read_events
+    monkeypatch.setattr(shd, "read_events", lambda p, **kw: reads.append(p) or real(p, **kw))
+    for _ in range(2):
+        assert len(shd.check_contents(path, n_classes=20)) == 40
+    assert len(reads) == 1
+    write_file(path, [[0.1]], [[1]], [0])  # rewritten: validated again
+    assert len(shd.check_contents(path, n_classes=20)) == 1 and len(reads) == 2
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_named_pipe_fails_at_once(tmp_path: Path) -> None:
+    pipe = tmp_path / "shd_train.h5"
+    os.mkfifo(pipe)
+    with pytest.raises(ValueError, match=rf"^dataset\.path: {pipe}: is a named pipe, not a regular file"):
+        check_layout(pipe, key="dataset.path")
+
+
+def test_app_bad_file_or_named_pipe_fails_in_one_line_and_leaves_nothing(
+    tmp_path: Path, shd_files: tuple[Path, Path]
+) -> None:
+    """The real CLI, in a fresh directory: one line, exit 1, no outputs/ and no store (a pipe does not hang it)."""
+    bad = _malformed(tmp_path, "label_range")
+    cases = [(bad, f"evoexp: error: dataset.path: {bad}: sample 1 has label 20 outside [0, 20)")]
+    if hasattr(os, "mkfifo"):
+        pipe = tmp_path / "pipe.h5"
+        os.mkfifo(pipe)
+        text = "is a named pipe, not a regular file; give the HDF5 file itself"
+        cases.append((pipe, f"evoexp: error: dataset.path: {pipe}: {text}"))
+    for source, expected in cases:
+        cwd = tmp_path / f"run_{source.stem}"
+        cwd.mkdir()
+        done = _evoexp(cwd, "dataset=shd", f"dataset.path={source}", f"dataset.test_path={shd_files[1]}")
+        assert done.returncode == 1 and done.stderr.strip() == expected, done.stderr[-2000:]
+        assert sorted(p.name for p in cwd.iterdir()) == [], list(cwd.iterdir())

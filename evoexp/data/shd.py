@@ -26,6 +26,7 @@ generalisation to known speakers only.
 from __future__ import annotations
 
 import logging
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,7 @@ __all__ = [
     "SPIKE_KEYS",
     "SpikeEvents",
     "bin_events",
+    "check_contents",
     "check_layout",
     "check_sources",
     "load_spiking_audio",
@@ -108,6 +110,9 @@ def _open(path: str | Path, key: str) -> h5py.File:
         raise ValueError(f"{key}: {file}: no such file")
     if file.is_dir():
         raise ValueError(f"{key}: {file}: is a directory; give the HDF5 file itself (e.g. shd_train.h5)")
+    kind = _special_kind(file.stat().st_mode)
+    if kind is not None:  # opening a named pipe would wait for a writer forever
+        raise ValueError(f"{key}: {file}: is a {kind}, not a regular file; give the HDF5 file itself")
     try:
         with file.open("rb") as handle:
             compressed = handle.read(2) == _GZIP_MAGIC
@@ -117,6 +122,19 @@ def _open(path: str | Path, key: str) -> h5py.File:
     except OSError as exc:  # unreadable, or not HDF5 (h5py reports "file signature not found")
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ValueError(f"{key}: {file}: not a readable HDF5 file ({reason})") from None
+
+
+def _special_kind(mode: int) -> str | None:
+    """What a non-regular file is (``"named pipe"``, ``"socket"``, ...), or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    kinds = (
+        (stat.S_ISFIFO, "named pipe"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    )
+    return next((name for test, name in kinds if test(mode)), "special file")
 
 
 def _check_datasets(handle: h5py.File, file: str, key: str) -> int:
@@ -162,6 +180,77 @@ def _first_bad(lengths: np.ndarray, flat_index: int) -> int:
     return int(np.searchsorted(np.cumsum(lengths), flat_index, side="right"))
 
 
+def _read(ds: h5py.Dataset, name: str, file: str, key: str) -> np.ndarray:
+    """All entries of ``ds``; a damaged file gives one line naming the first sample that cannot be read."""
+    try:
+        return ds[...]
+    except (OSError, RuntimeError) as exc:  # h5py reports a corrupt chunk or heap as an OSError
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        sample = _first_unreadable(ds)
+        raise ValueError(
+            f"{key}: {file}: {name} of sample {sample} cannot be read ({reason}): the file is damaged; fetch it again"
+        ) from None
+
+
+def _first_unreadable(ds: h5py.Dataset) -> int:
+    """The first entry of ``ds`` that h5py cannot read (chunk by chunk, then entry by entry in the bad chunk)."""
+    block = ds.chunks[0] if ds.chunks else 1024
+    for start in range(0, ds.shape[0], block):
+        try:
+            ds[start : start + block]
+        except (OSError, RuntimeError):
+            for n in range(start, min(start + block, ds.shape[0])):
+                try:
+                    ds[n]
+                except (OSError, RuntimeError):
+                    return n
+            return start
+    return 0
+
+
+def _check_dtypes(times_ds: h5py.Dataset, units_ds: h5py.Dataset, labels_ds: h5py.Dataset, file: str, key: str) -> None:
+    """One array of float times and of integer units per sample, integer labels."""
+    import h5py
+
+    for name, ds, kinds, what in (
+        ("spikes/times", times_ds, "f", "float seconds"),
+        ("spikes/units", units_ds, "iu", "integer channels"),
+    ):
+        base = h5py.check_vlen_dtype(ds.dtype)
+        if base is None or base.kind not in kinds:
+            raise ValueError(f"{key}: {file}: {name} must hold one array of {what} per sample, got {ds.dtype}")
+    if labels_ds.dtype.kind not in "iu":
+        raise ValueError(f"{key}: {file}: labels must be integers, got {labels_ds.dtype}")
+
+
+def _check_values(events: SpikeEvents, *, n_classes: int, key: str) -> None:
+    """Vectorised checks of every spike and label; one line naming the first bad sample."""
+    file = events.path
+    if not len(events):
+        raise ValueError(f"{key}: {file}: holds no samples")
+    lengths = np.fromiter((len(t) for t in events.times), dtype=np.int64, count=len(events))
+    unit_lengths = np.fromiter((len(u) for u in events.units), dtype=np.int64, count=len(events))
+    mismatch = np.flatnonzero(lengths != unit_lengths)
+    if mismatch.size:
+        n = int(mismatch[0])
+        raise ValueError(f"{key}: {file}: sample {n} has {lengths[n]} spike times but {unit_lengths[n]} units")
+    all_t = np.concatenate(events.times)
+    all_u = np.concatenate(events.units)
+    bad_t = np.flatnonzero(~np.isfinite(all_t) | (all_t < 0))
+    if bad_t.size:
+        n = _first_bad(lengths, int(bad_t[0]))
+        raise ValueError(f"{key}: {file}: sample {n} has spike time {all_t[bad_t[0]]:g} (must be finite seconds >= 0)")
+    bad_u = np.flatnonzero((all_u < 0) | (all_u >= N_CHANNELS))
+    if bad_u.size:
+        n = _first_bad(lengths, int(bad_u[0]))
+        raise ValueError(f"{key}: {file}: sample {n} has unit {int(all_u[bad_u[0]])} outside [0, {N_CHANNELS})")
+    labels = events.labels
+    bad_l = np.flatnonzero((labels < 0) | (labels >= n_classes))
+    if bad_l.size:
+        n = int(bad_l[0])
+        raise ValueError(f"{key}: {file}: sample {n} has label {int(labels[n])} outside [0, {n_classes})")
+
+
 def read_events(path: str | Path, *, n_classes: int, key: str = "path") -> SpikeEvents:
     """Read and validate every spike and label of an SHD/SSC file.
 
@@ -175,48 +264,68 @@ def read_events(path: str | Path, *, n_classes: int, key: str = "path") -> Spike
 
     Raises:
         ValueError: One line naming ``key``, the path and (for bad values) the first bad sample: the layout errors of
-            :func:`check_layout`, non-float times, non-integer units or labels, a sample whose times and units differ
-            in length, a time that is negative or not finite, a unit outside ``[0, 700)``, a label outside
-            ``[0, n_classes)``.
+            :func:`check_layout`, a named pipe or other non-regular file, non-float times, non-integer units or
+            labels, a damaged (unreadable) data chunk, no samples, a sample whose times and units differ in length,
+            a time that is negative or not finite, a unit outside ``[0, 700)``, a label outside ``[0, n_classes)``.
     """
-    import h5py
-
     check_int(n_classes, name="n_classes", minimum=2)
     file = str(Path(path).expanduser())
     with _open(path, key) as handle:
         _check_datasets(handle, file, key)
         times_ds, units_ds, labels_ds = (handle[name] for name in SPIKE_KEYS)
-        for name, ds, kinds, what in (
-            ("spikes/times", times_ds, "f", "float seconds"),
-            ("spikes/units", units_ds, "iu", "integer channels"),
-        ):
-            base = h5py.check_vlen_dtype(ds.dtype)
-            if base is None or base.kind not in kinds:
-                raise ValueError(f"{key}: {file}: {name} must hold one array of {what} per sample, got {ds.dtype}")
-        if labels_ds.dtype.kind not in "iu":
-            raise ValueError(f"{key}: {file}: labels must be integers, got {labels_ds.dtype}")
-        times = [np.asarray(t, dtype=np.float64) for t in times_ds[...]]
-        units = [np.asarray(u, dtype=np.int64) for u in units_ds[...]]
-        labels = np.asarray(labels_ds[...], dtype=np.int64)
-    lengths = np.array([len(t) for t in times], dtype=np.int64)
-    for n, (t, u) in enumerate(zip(times, units)):
-        if len(t) != len(u):
-            raise ValueError(f"{key}: {file}: sample {n} has {len(t)} spike times but {len(u)} units")
-    all_t = np.concatenate(times) if times else np.zeros(0)
-    all_u = np.concatenate(units) if units else np.zeros(0, dtype=np.int64)
-    bad_t = np.flatnonzero(~np.isfinite(all_t) | (all_t < 0))
-    if bad_t.size:
-        n = _first_bad(lengths, int(bad_t[0]))
-        raise ValueError(f"{key}: {file}: sample {n} has spike time {all_t[bad_t[0]]:g} (must be finite seconds >= 0)")
-    bad_u = np.flatnonzero((all_u < 0) | (all_u >= N_CHANNELS))
-    if bad_u.size:
-        n = _first_bad(lengths, int(bad_u[0]))
-        raise ValueError(f"{key}: {file}: sample {n} has unit {int(all_u[bad_u[0]])} outside [0, {N_CHANNELS})")
-    bad_l = np.flatnonzero((labels < 0) | (labels >= n_classes))
-    if bad_l.size:
-        n = int(bad_l[0])
-        raise ValueError(f"{key}: {file}: sample {n} has label {int(labels[n])} outside [0, {n_classes})")
-    return SpikeEvents(times, units, labels, file)
+        _check_dtypes(times_ds, units_ds, labels_ds, file, key)
+        raw = {name: _read(ds, name, file, key) for name, ds in zip(SPIKE_KEYS, (times_ds, units_ds, labels_ds))}
+    times = [np.asarray(t, dtype=np.float64) for t in raw["spikes/times"]]
+    units = [np.asarray(u, dtype=np.int64) for u in raw["spikes/units"]]
+    events = SpikeEvents(times, units, np.asarray(raw["labels"], dtype=np.int64), file)
+    _check_values(events, n_classes=n_classes, key=key)
+    return events
+
+
+_CHECKED: dict[tuple[str, int, int, int], np.ndarray] = {}
+"""Labels of the files :func:`check_contents` validated, by (path, size, mtime, classes): a config validated twice in
+one process (the callback, then the job) reads each file once."""
+
+
+def check_contents(path: str | Path, *, n_classes: int, key: str = "path") -> np.ndarray:
+    """Validate every value of an SHD/SSC file (see :func:`read_events`) and return its labels.
+
+    Raises:
+        ValueError: One line naming ``key``, the path and the first bad sample (the errors of :func:`read_events`).
+    """
+    file = Path(path).expanduser()
+    identity = None
+    if file.is_file():
+        info = file.stat()
+        identity = (str(file.resolve()), info.st_size, info.st_mtime_ns, n_classes)
+        if identity in _CHECKED:
+            return _CHECKED[identity]
+    labels = read_events(file, n_classes=n_classes, key=key).labels
+    if identity is not None:
+        _CHECKED[identity] = labels
+    return labels
+
+
+def _check_split_sizes(labels: np.ndarray, fractions: tuple[float, float, float], *, prefix: str, file: str) -> None:
+    """Mirror :func:`~evoexp.data.stratified_split` on ``labels``: every split ``path`` gives must get a sample."""
+    counts = np.bincount(labels)
+    counts = counts[counts > 0]
+    _, val, test = fractions
+    sizes = {
+        "validation": int(sum(round(n * val) for n in counts)),
+        "test": int(sum(round(n * test) for n in counts)),
+    }
+    sizes = {"training": len(labels) - sizes["validation"] - sizes["test"], **sizes}
+    given = {"training": 1.0, "validation": val, "test": test}
+    empty = [part for part, size in sizes.items() if given[part] > 0 and size < 1]
+    if empty:
+        smallest = int(counts.min())
+        raise ValueError(
+            f"{prefix}path: {file}: {prefix}split={[float(f) for f in fractions]} leaves the {' and '.join(empty)} "
+            f"split{'s' if len(empty) > 1 else ''} empty (the split is per class, rounded, and the smallest class has "
+            f"{smallest} sample{'s' if smallest != 1 else ''}); give more samples per class, a larger fraction, or "
+            "the split's own file"
+        )
 
 
 def bin_events(events: SpikeEvents, *, time_steps: int, duration: float) -> tuple[Tensor, int]:
@@ -257,6 +366,7 @@ def check_sources(
     val_path: str | Path | None,
     split: Sequence[float],
     prefix: str = "",
+    n_classes: int | None = None,
 ) -> None:
     """Check where the splits come from: the files exist in the SHD layout and ``split`` fits them.
 
@@ -266,10 +376,13 @@ def check_sources(
         val_path: The validation file, or None to take the validation split from ``path``.
         split: Train/val/test fractions of ``path``'s samples.
         prefix: Prepended to parameter names in messages (``"dataset."`` for config keys).
+        n_classes: When given, every value of every file is validated too (:func:`check_contents`), and each split
+            ``path`` gives must get at least one sample.
 
     Raises:
-        ValueError: One line naming the parameter: ``path`` missing, a file that fails :func:`check_layout`, a
-            fraction > 0 for a split a file gives, or no validation or no test samples at all.
+        ValueError: One line naming the parameter: ``path`` missing, a file that fails :func:`check_layout` (or
+            :func:`check_contents`), a fraction > 0 for a split a file gives, no validation or no test samples at
+            all, or a split of ``path`` that its per-class counts leave empty.
     """
     fractions = check_split(split)
     if path is None:
@@ -296,6 +409,13 @@ def check_sources(
             raise ValueError(
                 f"{prefix}split leaves no {part} samples: set {prefix}{example} or a {part} fraction in {prefix}split"
             )
+    if n_classes is None:
+        return
+    labels = check_contents(path, n_classes=n_classes, key=f"{prefix}path")
+    _check_split_sizes(labels, fractions, prefix=prefix, file=str(Path(path).expanduser()))
+    for name, source in (("val_path", val_path), ("test_path", test_path)):
+        if source is not None:
+            check_contents(source, n_classes=n_classes, key=f"{prefix}{name}")
 
 
 def _example(fractions: tuple[float, float, float], part: str) -> str:

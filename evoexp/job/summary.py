@@ -1,8 +1,8 @@
 """What a finished job reports: its verdicts, as an MLflow note and verdict tag and as the end-of-run terminal block.
 
 * :func:`check_verdicts` turns the typed results into one verdict per check (``PASS``, ``FAIL``, ``info``,
-  ``skipped``) and :func:`job_verdict` into the run's verdict (``pass`` / ``fail`` / ``diverged``), the tag
-  ``evoexp.verdict`` to filter on.
+  ``skipped``) and :func:`job_verdict` into the run's verdict (``pass`` / ``fail`` / ``diverged`` / ``nothing
+  checked``), the tag ``evoexp.verdict`` to filter on.
 * :func:`summarize_run` records them in the job's outcome and on its MLflow run: the verdict tag and a Markdown
   ``mlflow.note.content`` (verdicts, test accuracy, a link to the ANN baseline run), shown on the run's page.
 * :func:`format_run_summary` is what a single run prints when it ends: the verdict table, test accuracy, the
@@ -35,7 +35,7 @@ __all__ = [
 
 TEST_ACC = SNN_TEST_ACC
 """Test accuracy of the SNN with its best-validation weights: the accuracy evoexp reports."""
-VERDICTS = ("pass", "fail", "diverged")
+VERDICTS = ("pass", "fail", "diverged", "nothing checked")
 
 
 def check_verdicts(results: Mapping[str, Result]) -> dict[str, str]:
@@ -50,10 +50,16 @@ def check_verdicts(results: Mapping[str, Result]) -> dict[str, str]:
 
 
 def job_verdict(checks: Mapping[str, str], *, diverged: bool) -> str:
-    """The run's verdict: ``diverged`` if training diverged, else ``fail`` if a check failed, else ``pass``."""
+    """The run's verdict: ``diverged`` if training diverged, else ``fail`` if a check failed, else ``pass``.
+
+    A run in which no check gave a verdict (``verifier.checks=[]``, or only informational checks) is ``nothing
+    checked``, never ``pass``.
+    """
     if diverged:
         return "diverged"
-    return "fail" if "FAIL" in checks.values() else "pass"
+    if "FAIL" in checks.values():
+        return "fail"
+    return "pass" if "PASS" in checks.values() else "nothing checked"
 
 
 def _percent(value: float) -> str:
@@ -160,6 +166,8 @@ def format_run_summary(outcome: JobOutcome, *, store: str | None = None, url: st
         head = f"evoexp: skipped: this config already has FINISHED run {outcome.run_id} (verdict {outcome.verdict})"
     else:
         head = f"evoexp: verdict {outcome.verdict}" + (f" ({outcome.error})" if outcome.verdict == "diverged" else "")
+        if outcome.verdict == "nothing checked":
+            head += " (no enabled check gives a verdict: see verifier.checks)"
     lines = [head]
     width = max((len(CHECK_TITLES.get(c, c)) for c in outcome.checks), default=0)
     lines += [f"  {CHECK_TITLES.get(c, c):<{width}}  {v}" for c, v in outcome.checks.items()]

@@ -36,12 +36,19 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 import evoexp
-from evoexp.job.config import ConfigValidationError, TrackingConfig, code_identity, load_config
+from evoexp.job.config import (
+    ConfigValidationError,
+    TrackingConfig,
+    code_identity,
+    load_config,
+    unwritable_location,
+)
 from evoexp.job.outcome import OUTCOME_FILE, OUTCOMES, JobOutcome
-from evoexp.job.progress import PROGRESS_LOG, ProgressBoard, SweepPlan, format_job_line, job_label
+from evoexp.job.progress import PROGRESS_LOG, ProgressBoard, SweepPlan, format_job_line, job_label, split_override
 from evoexp.job.run import AnnBaseline
 from evoexp.job.summary import format_run_summary
 from evoexp.job.tracking import (
+    LOCK_DIR,
     FinishedRun,
     MlflowTracker,
     NullTracker,
@@ -201,6 +208,74 @@ def _multirun(config: DictConfig) -> bool:
     return OmegaConf.select(config, "hydra.mode") == RunMode.MULTIRUN
 
 
+def _repeated_key(config: DictConfig) -> str | None:
+    """The message for a key given twice on the command line (the last would silently win), else None.
+
+    ``experiment=smoke experiment=robustness`` composes the last preset only; options of a config group combine in
+    a preset file's ``defaults`` list, values of one key in one sweep list (``seed=0,1``).
+    """
+    given: dict[str, list[str]] = {}
+    for override in (str(o) for o in config.hydra.overrides.task):
+        given.setdefault(split_override(override)[0], []).append(override)
+    repeated = next((key for key, values in given.items() if len(values) > 1), None)
+    if repeated is None:
+        return None
+    groups = OmegaConf.select(config, "hydra.runtime.choices", default={}) or {}
+    hint = (
+        f"choose one {repeated} (combine presets in a preset file's defaults list)"
+        if repeated in groups
+        else f"give it once (sweep several values as {repeated}=a,b)"
+    )
+    times = len(given[repeated])
+    return f"{' '.join(given[repeated])}: {repeated} is given {times} times and only the last counts; {hint}"
+
+
+def _unwritable(config: DictConfig, tracking: TrackingConfig | None, directory_key: str) -> str | None:
+    """The message when the job's output directory, the store or the launch directory cannot be written, else None.
+
+    Checked before Hydra creates anything, so a read-only launch directory or store fails in one line.
+    """
+    directory = Path(str(OmegaConf.select(config, directory_key)))
+    reason = unwritable_location(directory)
+    if reason is not None:
+        return f"{directory_key}={directory}: cannot create the output directory ({reason})"
+    if tracking is None or not tracking.enabled:
+        return None
+    root = _root(config)
+    reason = unwritable_location(root / LOCK_DIR)
+    if reason is not None:
+        return (
+            f"the launch directory {root} cannot be written ({reason}): the store's lock files go to {LOCK_DIR} "
+            "there; launch from a writable directory or set tracking=off"
+        )
+    store = resolve_tracking_uri(tracking.uri, root=root)
+    if store.startswith("sqlite:///"):
+        reason = unwritable_location(Path(store.removeprefix("sqlite:///")))
+        if reason is not None:
+            key = "tracking.uri" if tracking.uri else "tracking.uri (default: mlruns.db in the launch directory)"
+            return f"{key}: the store {store} cannot be written ({reason})"
+    return None
+
+
+def _empty_sweep(plan: SweepPlan, overrides: list[str], sweeper_params: Mapping[str, Any]) -> str | None:
+    """The message for a basic sweep without a single job (e.g. ``seed=range(0,0)``), else None."""
+    if plan.total != 0:
+        return None
+    texts = [f"{k}={v}" for k, v in sweeper_params.items()] + overrides
+    empty = [text for text in texts if split_override(text)[0] in plan.axes and _sweep_size(text) == 0]
+    return f"{', '.join(empty) or 'the sweep'}: no values to sweep over, so the sweep has no jobs"
+
+
+def _sweep_size(override: str) -> int | None:
+    """Number of values a sweep override lists (None when it cannot be counted)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    (parsed,) = OverridesParser.create().parse_overrides([override])
+    if not parsed.is_discrete_sweep():
+        return None
+    return len(list(parsed.sweep_string_iterator()))
+
+
 def _say(line: str) -> None:
     """Print one line of progress to the terminal (stdout), now: workers' output must not wait in a buffer."""
     print(line, flush=True)
@@ -226,11 +301,21 @@ class EvoexpCallback(Callback):
         raise SystemExit(1)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Single run: fail fast on bad values (one-line error, no run created), prepare the store, reap ghosts."""
+        """Single run: fail fast on bad values (one-line error, no run created), prepare the store, reap ghosts.
+
+        Before anything is created: a key given twice, bad values, and an output directory, store or launch
+        directory that cannot be written each stop the command with one line.
+        """
+        message = _repeated_key(config)
+        if message is not None:
+            self._exit(message)
         try:
             typed = load_config(_job_config(config))
         except ConfigValidationError as exc:
             self._exit(str(exc))
+        message = _unwritable(config, typed.tracking, "hydra.run.dir")
+        if message is not None:
+            self._exit(message)
         tracker = make_tracker(typed.tracking, root=_root(config))
         tracker.prepare()
         tracker.reap_ghosts()
@@ -241,19 +326,28 @@ class EvoexpCallback(Callback):
         The store is created before any worker starts (avoids the schema race); the jobs read the
         :class:`~evoexp.job.progress.SweepPlan` (sweep id, parent run, number of jobs, swept keys). Sweep values may
         differ from the base config's, so only the ``tracking`` group has to validate here; each job validates its
-        own values.
+        own values. A key given twice, a sweep without jobs and an unwritable sweep directory, store or launch
+        directory stop the command with one line before anything is opened.
         """
         tracking = _typed_tracking(config)
         sweeper = config.hydra.sweeper
         overrides = [str(o) for o in config.hydra.overrides.task]
+        sweeper_params = OmegaConf.to_container(sweeper.params) if sweeper.get("params") else {}
         plan = SweepPlan.create(
             overrides,
-            sweeper_params=OmegaConf.to_container(sweeper.params) if sweeper.get("params") else {},
+            sweeper_params=sweeper_params,  # type: ignore[arg-type]
             basic_sweeper=str(sweeper.get("_target_", "")).endswith(".BasicSweeper"),
             n_trials=sweeper.get("n_trials"),
             experiment=tracking.experiment if tracking is not None else "",
             sweep_id=tracking.sweep_id if tracking is not None else None,
         )
+        for message in (
+            _repeated_key(config),
+            _empty_sweep(plan, overrides, sweeper_params),  # type: ignore[arg-type]
+            _unwritable(config, tracking, "hydra.sweep.dir"),
+        ):
+            if message is not None:
+                self._exit(message)
         sweep_dir = Path(str(config.hydra.sweep.dir))
         tracker = make_tracker(tracking, root=_root(config)) if tracking is not None else NullTracker()
         tracker.prepare()

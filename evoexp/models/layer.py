@@ -46,6 +46,14 @@ class SpikingLayer(nn.Module):
         """The spike forward at ``membrane - threshold = 0`` (0 for ``>``, 1 for ``>=``)."""
         return 0.0
 
+    def probe_offset(self, v: Tensor) -> Tensor:
+        """The membrane offset ``mem - threshold`` that :meth:`spike_probe` really feeds its node for ``v``.
+
+        ``v`` itself unless the layer's probe adds and subtracts a threshold (then ``v`` up to one rounding, which
+        decides the side of a jump in the surrogate's derivative).
+        """
+        return v
+
     @abstractmethod
     def probe_key(self) -> Hashable:
         """Layers with equal keys compute the same spike function (one probe checks them all)."""

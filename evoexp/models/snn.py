@@ -137,6 +137,12 @@ class LIFLayer(SpikingLayer):
         whatever the node's hand-written backward computes for :math:`\partial s[2]/\partial \mathrm{mem}[2]`,
         which must be the surrogate's declared derivative :math:`g(v)`. This is what the suite's runtime surrogate
         check compares (:mod:`evoexp.verification.surrogate_check`).
+
+        The probe is defined for finite ``v``. At :math:`v = \pm\infty` the membrane has diverged and the node's
+        state is not defined: a reset to zero computes :math:`p - p\,r[1]` with :math:`p = \beta\,\mathrm{mem}[1] +
+        \mathrm{syn}[1] = \pm\infty` and :math:`r[1] = 0`, which is NaN (in the autograd reference too). The check
+        therefore asks the node at finite extremes only (``SpikeProbe.extremes``); training reports a diverged
+        network separately.
         """
         theta = self.params.threshold
 
@@ -152,6 +158,17 @@ class LIFLayer(SpikingLayer):
             return spikes[:, 2, 0].reshape(v.shape)
 
         return probe
+
+    def probe_offset(self, v: Tensor) -> Tensor:
+        r"""The membrane offset :math:`\mathrm{mem}[2] - \theta` that :meth:`spike_probe` feeds its node for ``v``.
+
+        The probe's current is :math:`v + \theta` and the node subtracts :math:`\theta` again, so the offset is
+        :math:`(v + \theta) - \theta` in ``v``'s dtype: ``v`` up to one rounding. At a jump of the surrogate's
+        derivative (the edges of a box) that rounding decides the side, so the derivative the node must produce is
+        the declared one at this offset.
+        """
+        theta = self.params.threshold
+        return (v + theta) - theta
 
     def extra_repr(self) -> str:
         p = self.params

@@ -190,6 +190,19 @@ class LossProblem:
             )
         return results
 
+    def gradient_at(self, name: str, value: Tensor) -> Tensor:
+        """Autograd gradient of the loss with respect to parameter ``name`` when it holds ``value``.
+
+        The other parameters keep their values; one forward and backward pass of the training forward, through
+        ``functional_call`` (the model itself is not touched).
+        """
+        shifted = value.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            loss = self._loss({name: shifted})
+        self.n_evaluations += 1
+        (grad,) = torch.autograd.grad(loss, shifted, allow_unused=True)
+        return torch.zeros_like(shifted) if grad is None else grad.detach()
+
     def forwards_per_chunk(self, perturbed_numel: int) -> int:
         """Number of forward evaluations per batched call for overrides of ``perturbed_numel`` elements each."""
         if self.chunk_size is not None:

@@ -8,7 +8,7 @@ a unit direction :math:`v` we use
           \tilde L_\sigma'(0) = \frac{1}{\sigma}\,\mathbb{E}_z[z\,L(w + \sigma z v)]
 
 (Stein's identity), evaluated by Gauss--Hermite quadrature with the probabilists' nodes :math:`z_i`, weights
-:math:`\omega_i` (``numpy.polynomial.hermite_e.hermegauss``): symmetric node pairs give
+:math:`\omega_i` (``scipy.special.roots_hermitenorm``): symmetric node pairs give
 
 .. math:: \tilde L_\sigma'(0) \approx \frac{1}{\sigma\sqrt{2\pi}} \sum_{z_i > 0} \omega_i z_i
           \bigl(L(w + \sigma z_i v) - L(w - \sigma z_i v)\bigr).
@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from numpy.polynomial.hermite_e import hermegauss
+from scipy.special import roots_hermitenorm
 from torch import Tensor, nn
 
 from evoexp.results import Result
@@ -251,8 +251,11 @@ def _stats(scope: str, sigma: float, s: np.ndarray, t: np.ndarray, t_coarse: np.
 
 
 def _positive_nodes(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positive probabilists' Gauss--Hermite nodes of an ``n``-point rule and their weights."""
-    nodes, weights = hermegauss(n)
+    """Positive probabilists' Gauss--Hermite nodes of an ``n``-point rule and their weights.
+
+    SciPy's rule stays finite for every ``n`` (NumPy's ``hermegauss`` overflows to NaN weights from 372 nodes).
+    """
+    nodes, weights = roots_hermitenorm(n)
     positive = nodes > 0
     return nodes[positive], weights[positive]
 

@@ -10,7 +10,14 @@ compares, for a few seeded random unit directions :math:`v` per parameter tensor
 fails gets an exact pass that names its worst coordinate.
 
 A coordinate passes when :math:`|n - a| \le \text{atol} + \text{rtol}\,|a|` (``torch.allclose``/``gradcheck``
-convention). The reported relative error is :math:`|n-a| / \max(|a|, |n|, \text{atol})`. Every evaluation runs on a
+convention). The reported relative error is :math:`|n-a| / \max(|a|, |n|, \text{atol})`. A value that disagrees at
+:math:`\varepsilon` is re-evaluated at smaller steps and with one-sided differences
+(:mod:`evoexp.verification._kinks`): it passes when a smaller step agrees (the loss bends on a scale below
+:math:`\varepsilon`), and it is a *non-differentiable point* -- counted and explained, not an error -- when the
+one-sided differences disagree with each other and the analytical value is one of them or lies between them (a kink of
+the loss, e.g. a near-tie of two time steps in a ``max``-over-time readout), or when they disagree and the gradient
+agrees with the finite differences just beside the kink on both sides (several samples tie at once). At a smooth
+point the one-sided differences agree, so a wrong gradient stays an error. Every evaluation runs on a
 private float64 copy of the model; perturbed losses are batched with ``torch.func.functional_call`` + ``vmap``.
 
 Spiking networks (those a :mod:`~evoexp.verification.spiking` adapter claims: evoexp SNNs, snnTorch, SpikingJelly and
@@ -37,8 +44,10 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from evoexp.keys import GRADIENT_NONDIFFERENTIABLE, GRADIENT_REFINED
 from evoexp.results import Result
 from evoexp.verification._batched import DEFAULT_MEMORY_BUDGET, LossFn, LossProblem
+from evoexp.verification._kinks import NONDIFFERENTIABLE, REFINED, WRONG, Resolution, resolve
 from evoexp.verification.alignment import AlignmentResult, verify_gradient_alignment
 from evoexp.verification.surrogate_check import SurrogateVerificationResult, verify_surrogate_gradient
 
@@ -46,11 +55,14 @@ __all__ = [
     "CoordinateError",
     "GradientVerificationResult",
     "GradientVerifier",
+    "NondifferentiablePoint",
     "TensorGradientStats",
 ]
 
 Mode = Literal["exact", "fast"]
 Comparison = Literal["gradient", "surrogate_bias"]
+
+_MAX_EXAMPLES = 5
 
 
 @dataclass
@@ -61,10 +73,11 @@ class CoordinateError:
         tensor: Parameter name, e.g. ``"hidden.0.weight"``.
         index: Coordinate inside the tensor (exact), or ``None`` for a direction.
         direction: Index of the random direction (fast), or ``None`` for a coordinate.
-        numerical: Central-difference value.
+        numerical: Central-difference value (at a smaller step when that step agreed; see ``step``).
         analytical: Autograd value.
         abs_error: :math:`|n - a|`.
         rel_error: :math:`|n - a| / \max(|a|, |n|, \text{atol})`.
+        step: Step of ``numerical`` (``eps``, or the smaller step that resolved the value).
     """
 
     tensor: str
@@ -74,6 +87,7 @@ class CoordinateError:
     analytical: float
     abs_error: float
     rel_error: float
+    step: float = math.nan
 
     def describe(self) -> str:
         """One-line description: where, numerical vs analytical, errors."""
@@ -85,6 +99,37 @@ class CoordinateError:
 
 
 @dataclass
+class NondifferentiablePoint:
+    """A compared value where the loss has a kink: the one-sided differences disagree, autograd gave one of them.
+
+    Attributes:
+        tensor: Parameter name.
+        index: Coordinate inside the tensor (exact), or ``None`` for a direction.
+        direction: Index of the random direction (fast), or ``None`` for a coordinate.
+        analytical: Autograd value.
+        left: :math:`(L(w) - L(w - h e))/h`.
+        right: :math:`(L(w + h e) - L(w))/h`.
+        step: The step :math:`h` of the one-sided differences (the smallest one tried).
+    """
+
+    tensor: str
+    index: tuple[int, ...] | None
+    direction: int | None
+    analytical: float
+    left: float
+    right: float
+    step: float
+
+    def describe(self) -> str:
+        """One line: where, the two one-sided differences and the analytical value."""
+        where = f"index {self.index}" if self.index is not None else f"direction {self.direction}"
+        return (
+            f"'{self.tensor}' {where}: one-sided differences {self.left:.10g} (left) and {self.right:.10g} (right) "
+            f"at step {self.step:.3g}, analytical {self.analytical:.10g}"
+        )
+
+
+@dataclass
 class TensorGradientStats:
     """Error statistics of one parameter tensor.
 
@@ -92,12 +137,16 @@ class TensorGradientStats:
         name: Parameter name.
         shape: Tensor shape.
         n_checked: Coordinates (exact) or directions (fast) compared.
-        n_failed: How many violate ``abs_error <= atol + rtol * |analytical|``.
-        max_abs_error: Largest :math:`|n-a|`.
-        mean_abs_error: Mean :math:`|n-a|`.
-        max_rel_error: Largest relative error.
+        n_failed: How many are wrong: they violate ``abs_error <= atol + rtol * |analytical|`` at ``eps`` and at
+            every smaller step, and are no non-differentiable point.
+        max_abs_error: Largest :math:`|n-a|` over the differentiable values (``n`` at the step that decided them;
+            0 when every value is a non-differentiable point).
+        mean_abs_error: Mean :math:`|n-a|` over the differentiable values.
+        max_rel_error: Largest relative error over the differentiable values.
         worst: The compared value that violates the tolerance most (largest ``abs / (atol + rtol|a|)``).
         passed: ``n_failed == 0`` (``None`` for surrogate bias).
+        n_refined: Values that disagreed at ``eps`` and agreed at two consecutive smaller steps.
+        n_nondifferentiable: Values at a non-differentiable point of the loss (not errors, not in the statistics).
     """
 
     name: str
@@ -109,6 +158,8 @@ class TensorGradientStats:
     max_rel_error: float
     worst: CoordinateError
     passed: bool | None
+    n_refined: int = 0
+    n_nondifferentiable: int = 0
 
 
 @dataclass
@@ -118,9 +169,9 @@ class GradientVerificationResult(Result):
     Attributes:
         mode: ``"exact"`` (every coordinate) or ``"fast"`` (random directions).
         comparison: ``"gradient"`` (a verdict) or ``"surrogate_bias"`` (spiking SNN: informational).
-        max_abs_error: Over all compared values.
-        mean_abs_error: Over all compared values.
-        max_rel_error: Over all compared values.
+        max_abs_error: Over all differentiable compared values.
+        mean_abs_error: Over all differentiable compared values.
+        max_rel_error: Over all differentiable compared values.
         worst: Overall worst value; in fast mode, the worst coordinate of the exact pass over failing tensors.
         per_tensor: Statistics per parameter tensor.
         eps: Finite-difference step.
@@ -137,6 +188,9 @@ class GradientVerificationResult(Result):
         determinism_max_diff: Max abs difference between two autograd gradients of the same loss.
         nondet_tol: Tolerance on ``determinism_max_diff``.
         exact_pass_tensors: Fast mode: tensors that failed and got an exact pass.
+        n_refined: Values that disagreed at ``eps`` and agreed at smaller steps (the loss bends below ``eps``).
+        n_nondifferentiable: Values at non-differentiable points of the loss (kinks): not errors.
+        nondifferentiable: Up to five of them, with their one-sided differences.
         seconds: Wall time.
         warnings: Non-float64 dtype, vmap fallback, non-determinism, ...
         message: Human-readable verdict naming failing tensors with numerical vs analytical values.
@@ -164,6 +218,9 @@ class GradientVerificationResult(Result):
     exact_pass_tensors: list[str] = field(default_factory=list)
     structured_tensors: list[str] = field(default_factory=list)
     held_resets: list[str] = field(default_factory=list)
+    n_refined: int = 0
+    n_nondifferentiable: int = 0
+    nondifferentiable: list[NondifferentiablePoint] = field(default_factory=list)
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     message: str = ""
@@ -198,52 +255,100 @@ class GradientVerificationResult(Result):
         }
         if self.passed is not None:
             out["gradient/passed"] = float(self.passed)
+            out[GRADIENT_NONDIFFERENTIABLE] = float(self.n_nondifferentiable)
+            out[GRADIENT_REFINED] = float(self.n_refined)
         return out
 
 
-def _error_stats(
-    name: str,
-    shape: tuple[int, ...],
-    numerical: Tensor,
-    analytical: Tensor,
-    *,
-    atol: float,
-    rtol: float,
-    verdict: bool,
-    indices: Tensor | None,
-) -> TensorGradientStats:
-    """Statistics of 1-D ``numerical`` vs ``analytical``; ``indices`` maps entries to flat coordinates."""
-    numerical, analytical = numerical.detach().cpu(), analytical.detach().cpu()
-    abs_err = (numerical - analytical).abs()
-    rel_err = abs_err / torch.maximum(torch.maximum(analytical.abs(), numerical.abs()), torch.tensor(atol))
-    allowed = atol + rtol * analytical.abs()
-    ratio = abs_err / allowed
-    # NaN compares false: count it as a failure and make it the worst entry.
-    failed = ~(abs_err <= allowed)
-    ratio = torch.where(torch.isnan(ratio), torch.full_like(ratio, math.inf), ratio)
-    k = int(torch.argmax(ratio))
-    index = None if indices is None else tuple(int(i) for i in torch.unravel_index(indices[k], shape))
-    worst = CoordinateError(
-        tensor=name,
-        index=index,
-        direction=k if indices is None else None,
-        numerical=float(numerical[k]),
-        analytical=float(analytical[k]),
-        abs_error=float(abs_err[k]),
-        rel_error=float(rel_err[k]),
-    )
-    n_failed = int(failed.sum())
-    return TensorGradientStats(
-        name=name,
-        shape=shape,
-        n_checked=int(numerical.numel()),
-        n_failed=n_failed,
-        max_abs_error=float(abs_err.max()),
-        mean_abs_error=float(abs_err.mean()),
-        max_rel_error=float(rel_err.max()),
-        worst=worst,
-        passed=(n_failed == 0) if verdict else None,
-    )
+@dataclass(frozen=True)
+class _Settings:
+    """The comparison's step and tolerances, and whether it gives a verdict."""
+
+    eps: float
+    atol: float
+    rtol: float
+    verdict: bool
+
+
+@dataclass
+class _Compared:
+    """One tensor's compared values: flat ``numerical``/``analytical`` and how each was resolved."""
+
+    name: str
+    shape: tuple[int, ...]
+    analytical: Tensor
+    resolution: Resolution
+    indices: Tensor | None  # flat coordinates (exact mode) or None (directions)
+
+    def where(self, k: int) -> tuple[tuple[int, ...] | None, int | None]:
+        """``(index, direction)`` of entry ``k``."""
+        if self.indices is None:
+            return None, k
+        return tuple(int(i) for i in torch.unravel_index(self.indices[k], self.shape)), None
+
+    def kinks(self) -> list[NondifferentiablePoint]:
+        """The non-differentiable points among the entries that have one-sided differences (at most five).
+
+        Directions relabelled after an exact pass over their tensor have none: their coordinates are listed instead.
+        """
+        r = self.resolution
+        shown = (r.status == NONDIFFERENTIABLE) & torch.isfinite(r.left) & torch.isfinite(r.right)
+        found = torch.nonzero(shown).flatten()[:_MAX_EXAMPLES].tolist()
+        return [
+            NondifferentiablePoint(
+                self.name,
+                *self.where(k),
+                float(self.analytical[k]),
+                float(r.left[k]),
+                float(r.right[k]),
+                float(r.finest[k]),
+            )
+            for k in found
+        ]
+
+    def stats(self, settings: _Settings) -> TensorGradientStats:
+        """Error statistics over the differentiable entries; the non-differentiable ones are counted apart."""
+        r, analytical = self.resolution, self.analytical
+        numerical = r.numerical
+        abs_err = (numerical - analytical).abs()
+        rel_err = abs_err / torch.maximum(torch.maximum(analytical.abs(), numerical.abs()), torch.tensor(settings.atol))
+        ratio = abs_err / (settings.atol + settings.rtol * analytical.abs())
+        # NaN compares false: count it as a failure and make it the worst entry; kinks are never the worst.
+        ratio = torch.where(torch.isnan(ratio), torch.full_like(ratio, math.inf), ratio)
+        kink = r.status == NONDIFFERENTIABLE
+        smooth = ~kink
+        ratio = torch.where(smooth, ratio, torch.full_like(ratio, -math.inf))
+        k = int(torch.argmax(ratio))
+        index, direction = self.where(k)
+        worst = CoordinateError(
+            self.name,
+            index,
+            direction,
+            float(numerical[k]),
+            float(analytical[k]),
+            float(abs_err[k]),
+            float(rel_err[k]),
+            float(r.step[k]),
+        )
+        n_failed = int((r.status == WRONG).sum())
+        return TensorGradientStats(
+            name=self.name,
+            shape=self.shape,
+            n_checked=int(numerical.numel()),
+            n_failed=n_failed,
+            max_abs_error=_largest(abs_err[smooth]),
+            mean_abs_error=float(abs_err[smooth].mean()) if bool(smooth.any()) else 0.0,
+            max_rel_error=_largest(rel_err[smooth]),
+            worst=worst,
+            passed=(n_failed == 0) if settings.verdict else None,
+            n_refined=int((r.status == REFINED).sum()),
+            n_nondifferentiable=int(kink.sum()),
+        )
+
+
+def _largest(values: Tensor) -> float:
+    """Largest value (NaN propagates); 0 when there is none (every value was a non-differentiable point)."""
+    return float(values.max()) if values.numel() else 0.0
 
 
 class GradientVerifier:
@@ -311,7 +416,9 @@ class GradientVerifier:
         r"""Compare central differences of ``loss_fn(model(inputs), targets)`` with its autograd gradient.
 
         Defaults of ``eps``/``atol``/``rtol``/``nondet_tol`` are ``torch.autograd.gradcheck``'s, so verdicts are
-        comparable. The model is deep-copied (and cast to the verifier's dtype); it is never modified.
+        comparable. The model is deep-copied (and cast to the verifier's dtype); it is never modified. Values that
+        disagree at ``eps`` are resolved at smaller steps and with one-sided differences (module docstring): a
+        non-differentiable point of the loss is counted, not failed.
 
         Args:
             model: Any ``nn.Module``; ``inputs`` is passed positionally (a tuple is unpacked).
@@ -336,88 +443,37 @@ class GradientVerifier:
             ValueError: Bad ``mode``/``eps``/tolerances/``n_directions``, ``smooth=True`` on a model without a
                 smooth mode, unknown ``parameters``, or a non-scalar loss.
         """
-        if mode not in ("exact", "fast"):
-            raise ValueError(f"mode must be 'exact' or 'fast', got {mode!r}")
-        for name, value in (("eps", eps), ("atol", atol), ("rtol", rtol)):
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-        if not nondet_tol >= 0:
-            raise ValueError(f"nondet_tol must be >= 0, got {nondet_tol!r}")
-        if n_directions < 1:
-            raise ValueError(f"n_directions must be >= 1, got {n_directions!r}")
+        _check_arguments(mode, eps, atol, rtol, nondet_tol, n_directions)
         start = time.perf_counter()
         problem = self._problem(model, inputs, targets, loss_fn, parameters)
-        snn = problem.copy.spiking
-        if smooth and not snn:
-            raise ValueError(
-                "smooth=True needs a spiking network with a smooth mode (evoexp.verification.spiking); "
-                f"{type(model).__name__} has none"
-            )
-        smooth_mode = (True if smooth is None else smooth) if snn else None
-        comparison: Comparison = "surrogate_bias" if snn and not smooth_mode else "gradient"
-        warnings: list[str] = []
-        if self.dtype != torch.float64:
-            warnings.append(
-                f"verification dtype is {self.dtype}, not torch.float64: finite differences are dominated by "
-                "rounding error and tolerances must be loosened"
-            )
+        smooth_mode, comparison = _mode(problem, smooth, model)
+        warnings = _dtype_warnings(self.dtype)
         problem.copy.set_smooth(bool(smooth_mode))
-        warnings.extend(problem.copy.notes)
-        grad, grad_again = problem.gradients(2)
-        determinism = max(float((g - grad_again[n]).abs().max()) for n, g in grad.items())
+        warnings += problem.copy.notes
+        grad, determinism = _analytical(problem)
         held = problem.copy.hold_resets(problem.forward)
+        settings = _Settings(eps, atol, rtol, verdict=comparison == "gradient")
         if mode == "exact":
-            per_tensor = {
-                name: self._exact_stats(problem, name, grad[name], eps=eps, atol=atol, rtol=rtol, comparison=comparison)
-                for name in problem.params
-            }
-            exact_pass: list[str] = []
-            worst_candidates = [s.worst for s in per_tensor.values()]
+            compared = [_compare_coordinates(problem, name, grad[name], settings) for name in problem.params]
+            per_tensor, exact_pass, worst = _exact_outcome(compared, settings)
         else:
-            per_tensor = self._fast_stats(
-                problem,
-                grad,
-                eps=eps,
-                atol=atol,
-                rtol=rtol,
-                n_directions=n_directions,
-                seed=seed,
-                comparison=comparison,
-            )
-            exact_pass = [name for name, s in per_tensor.items() if s.passed is False]
-            worst_candidates = [
-                self._exact_stats(problem, name, grad[name], eps=eps, atol=atol, rtol=rtol, comparison=comparison).worst
-                for name in exact_pass
-            ] or [s.worst for s in per_tensor.values()]
-        if determinism > nondet_tol:
-            warnings.append(
-                f"backward is non-deterministic: two gradients of the same loss differ by up to {determinism:.3g} "
-                f"(nondet_tol={nondet_tol:g})"
-            )
-        warnings.extend(problem.warnings)
-        worst = max(worst_candidates, key=lambda c: c.abs_error / (atol + rtol * abs(c.analytical)))
-        n_total = sum(s.n_checked for s in per_tensor.values())
-        result = GradientVerificationResult(
+            compared = _compare_directions(problem, grad, settings, n_directions=n_directions, seed=seed)
+            per_tensor, exact_pass, worst, compared = _fast_outcome(problem, grad, compared, settings)
+        warnings += _determinism_warnings(determinism, nondet_tol) + problem.warnings
+        result = _assemble(
+            per_tensor,
+            compared,
             mode=mode,
             comparison=comparison,
-            max_abs_error=max(s.max_abs_error for s in per_tensor.values()),
-            mean_abs_error=sum(s.mean_abs_error * s.n_checked for s in per_tensor.values()) / n_total,
-            max_rel_error=max(s.max_rel_error for s in per_tensor.values()),
+            settings=settings,
             worst=worst,
-            per_tensor=per_tensor,
-            eps=eps,
-            atol=atol,
-            rtol=rtol,
-            dtype=str(self.dtype),
+            exact_pass=exact_pass,
+            problem=problem,
             smooth_mode=smooth_mode,
-            n_parameters=problem.n_parameters,
-            n_evaluations=problem.n_evaluations,
-            batched=problem.batched,
-            determinism_max_diff=determinism,
+            held=held,
+            determinism=determinism,
             nondet_tol=nondet_tol,
-            exact_pass_tensors=exact_pass,
-            structured_tensors=[n for n in problem.params if n in problem.structured_names],
-            held_resets=held,
+            dtype=self.dtype,
             seconds=time.perf_counter() - start,
             warnings=warnings,
         )
@@ -444,83 +500,287 @@ class GradientVerifier:
         options = {"dtype": self.dtype, "memory_budget": self.memory_budget, "chunk_size": self.chunk_size, **kwargs}
         return verify_gradient_alignment(model, inputs, targets, loss_fn, **options)
 
-    @staticmethod
-    def _exact_stats(
-        problem: LossProblem,
-        name: str,
-        analytical: Tensor,
-        *,
-        eps: float,
-        atol: float,
-        rtol: float,
-        comparison: Comparison,
-    ) -> TensorGradientStats:
-        """Central differences over every coordinate of parameter ``name``, batched and chunked."""
-        numerical = central_differences(problem, name, eps=eps)
-        return _error_stats(
-            name,
-            tuple(analytical.shape),
-            numerical,
-            analytical.reshape(-1),
-            atol=atol,
-            rtol=rtol,
-            verdict=comparison == "gradient",
-            indices=torch.arange(analytical.numel()),
-        )
 
-    @staticmethod
-    def _fast_stats(
-        problem: LossProblem,
-        grad: dict[str, Tensor],
-        *,
-        eps: float,
-        atol: float,
-        rtol: float,
-        n_directions: int,
-        seed: int,
-        comparison: Comparison,
-    ) -> dict[str, TensorGradientStats]:
-        """Directional central differences along seeded unit directions, one set per tensor, in one batch."""
-        generator = torch.Generator().manual_seed(seed)  # on the CPU: the same directions on every device
-        names = list(problem.params)
-        directions = {}
-        for name in names:
-            param = problem.params[name]
-            v = torch.randn((n_directions, param.numel()), generator=generator, dtype=torch.float64)
-            directions[name] = (v / v.norm(dim=1, keepdim=True)).to(device=param.device, dtype=problem.dtype)
-        n_rows = 2 * n_directions * len(names)
-        numerical: dict[str, Tensor] = {}
-        # Row layout: tensor k, direction d, sign s -> row (k * n_directions + d) * 2 + s.
-        losses = []
-        total_numel = problem.n_parameters
-        for rows in problem.chunks(n_rows, total_numel):
-            overrides = {}
-            for k, name in enumerate(names):
-                base = problem.params[name].detach().reshape(1, -1)
-                block = base.repeat(rows.stop - rows.start, 1)
-                for r in range(rows.start, rows.stop):
-                    owner, rest = divmod(r, 2 * n_directions)
-                    if owner == k:
-                        d, s = divmod(rest, 2)
-                        block[r - rows.start] += (eps if s == 0 else -eps) * directions[name][d]
-                overrides[name] = block.reshape(-1, *problem.params[name].shape)
-            losses.append(problem.losses(overrides))
-        values = torch.cat(losses).reshape(len(names), n_directions, 2)
+# ---- the steps of verify_finite_difference ---------------------------------------------------------------------
+
+
+def _check_arguments(mode: str, eps: float, atol: float, rtol: float, nondet_tol: float, n_directions: int) -> None:
+    if mode not in ("exact", "fast"):
+        raise ValueError(f"mode must be 'exact' or 'fast', got {mode!r}")
+    for name, value in (("eps", eps), ("atol", atol), ("rtol", rtol)):
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    if not nondet_tol >= 0:
+        raise ValueError(f"nondet_tol must be >= 0, got {nondet_tol!r}")
+    if n_directions < 1:
+        raise ValueError(f"n_directions must be >= 1, got {n_directions!r}")
+
+
+def _mode(problem: LossProblem, smooth: bool | None, model: nn.Module) -> tuple[bool | None, Comparison]:
+    """Smooth mode (``None`` for a model without spiking neurons) and what the comparison means."""
+    snn = problem.copy.spiking
+    if smooth and not snn:
+        raise ValueError(
+            "smooth=True needs a spiking network with a smooth mode (evoexp.verification.spiking); "
+            f"{type(model).__name__} has none"
+        )
+    smooth_mode = (True if smooth is None else smooth) if snn else None
+    return smooth_mode, "surrogate_bias" if snn and not smooth_mode else "gradient"
+
+
+def _dtype_warnings(dtype: torch.dtype) -> list[str]:
+    if dtype == torch.float64:
+        return []
+    return [
+        f"verification dtype is {dtype}, not torch.float64: finite differences are dominated by rounding error and "
+        "tolerances must be loosened"
+    ]
+
+
+def _analytical(problem: LossProblem) -> tuple[dict[str, Tensor], float]:
+    """The training gradient, and how far a second backward pass of the same loss lands from it."""
+    grad, grad_again = problem.gradients(2)
+    return grad, max(float((g - grad_again[n]).abs().max()) for n, g in grad.items())
+
+
+def _determinism_warnings(determinism: float, nondet_tol: float) -> list[str]:
+    if determinism <= nondet_tol:
+        return []
+    return [
+        f"backward is non-deterministic: two gradients of the same loss differ by up to {determinism:.3g} "
+        f"(nondet_tol={nondet_tol:g})"
+    ]
+
+
+Shifted = Callable[[Tensor, Tensor], Tensor]
+"""``f(entries, steps)``: a value at the parameters shifted by ``steps[k]`` along entry ``entries[k]``."""
+
+
+def _resolved(
+    losses: Shifted, analytical_at: Shifted, analytical: Tensor, numerical: Tensor, settings: _Settings
+) -> Resolution:
+    """Resolve disagreeing values (with a verdict only: surrogate bias is the comparison at ``eps``)."""
+    return resolve(
+        losses,
+        analytical,
+        numerical,
+        eps=settings.eps,
+        atol=settings.atol,
+        rtol=settings.rtol,
+        refine=settings.verdict,
+        analytical_at=analytical_at,
+    )
+
+
+def _compare_coordinates(problem: LossProblem, name: str, analytical: Tensor, settings: _Settings) -> _Compared:
+    """Central differences over every coordinate of ``name`` vs autograd, disagreements resolved."""
+    flat = analytical.reshape(-1).detach()
+    numerical = central_differences(problem, name, eps=settings.eps)
+
+    def losses(index: Tensor, steps: Tensor) -> Tensor:
+        return coordinate_losses(problem, name, index, steps, guard_eps=settings.eps)
+
+    def analytical_at(index: Tensor, steps: Tensor) -> Tensor:
+        base = problem.params[name].detach()
+        values = []
+        for i, step in zip(index.tolist(), steps.tolist()):
+            shifted = base.clone()
+            shifted.view(-1)[i] += step
+            values.append(problem.gradient_at(name, shifted).reshape(-1)[i])
+        return torch.stack(values)
+
+    resolution = _resolved(losses, analytical_at, flat, numerical, settings)
+    return _Compared(name, tuple(analytical.shape), flat.cpu(), _on_cpu(resolution), torch.arange(flat.numel()))
+
+
+def _compare_directions(
+    problem: LossProblem, grad: dict[str, Tensor], settings: _Settings, *, n_directions: int, seed: int
+) -> list[_Compared]:
+    """Directional central differences along seeded unit directions, one set per tensor, in one batch."""
+    directions = _directions(problem, n_directions, seed)
+    numerical = _directional_differences(problem, directions, settings.eps)
+    compared = []
+    for name, v in directions.items():
+        analytical = v @ grad[name].reshape(-1)
+
+        def losses(rows: Tensor, steps: Tensor, name: str = name, v: Tensor = v) -> Tensor:
+            return direction_losses(problem, name, v[rows], steps)
+
+        def analytical_at(rows: Tensor, steps: Tensor, name: str = name, v: Tensor = v) -> Tensor:
+            base = problem.params[name].detach()
+            values = []
+            for r, step in zip(rows.tolist(), steps.tolist()):
+                shifted = base + step * v[r].reshape(base.shape)
+                values.append(problem.gradient_at(name, shifted).reshape(-1) @ v[r])
+            return torch.stack(values)
+
+        resolution = _resolved(losses, analytical_at, analytical, numerical[name], settings)
+        compared.append(_Compared(name, tuple(problem.params[name].shape), analytical.cpu(), _on_cpu(resolution), None))
+    return compared
+
+
+def _exact_outcome(
+    compared: list[_Compared], settings: _Settings
+) -> tuple[dict[str, TensorGradientStats], list[str], CoordinateError]:
+    per_tensor = {c.name: c.stats(settings) for c in compared}
+    return per_tensor, [], _worst([s.worst for s in per_tensor.values()], settings)
+
+
+def _fast_outcome(
+    problem: LossProblem, grad: dict[str, Tensor], compared: list[_Compared], settings: _Settings
+) -> tuple[dict[str, TensorGradientStats], list[str], CoordinateError, list[_Compared]]:
+    """Direction statistics; a tensor with a wrong direction gets an exact pass that names its worst coordinate.
+
+    When the exact pass finds every coordinate of the tensor right or at a non-differentiable point, its wrong
+    directions crossed kinks (a directional derivative is the sum of the coordinates'): they become non-differentiable
+    values and the tensor passes.
+    """
+    per_tensor = {c.name: c.stats(settings) for c in compared}
+    exact_pass = [name for name, s in per_tensor.items() if s.passed is False]
+    exact = [_compare_coordinates(problem, name, grad[name], settings) for name in exact_pass]
+    for coordinates in exact:
+        if coordinates.stats(settings).n_failed == 0:
+            direction = next(c for c in compared if c.name == coordinates.name)
+            status = direction.resolution.status
+            status[status == WRONG] = NONDIFFERENTIABLE
+            per_tensor[coordinates.name] = direction.stats(settings)
+    candidates = [c.stats(settings).worst for c in exact] or [s.worst for s in per_tensor.values()]
+    return per_tensor, exact_pass, _worst(candidates, settings), compared + exact
+
+
+def _worst(candidates: list[CoordinateError], settings: _Settings) -> CoordinateError:
+    return max(candidates, key=lambda c: c.abs_error / (settings.atol + settings.rtol * abs(c.analytical)))
+
+
+def _assemble(
+    per_tensor: dict[str, TensorGradientStats],
+    compared: list[_Compared],
+    *,
+    mode: Mode,
+    comparison: Comparison,
+    settings: _Settings,
+    worst: CoordinateError,
+    exact_pass: list[str],
+    problem: LossProblem,
+    smooth_mode: bool | None,
+    held: list[str],
+    determinism: float,
+    nondet_tol: float,
+    dtype: torch.dtype,
+    seconds: float,
+    warnings: list[str],
+) -> GradientVerificationResult:
+    """The result dataclass from the per-tensor statistics (the direction statistics in fast mode)."""
+    stats = list(per_tensor.values())
+    n_total = sum(s.n_checked for s in stats)
+    kinks = [p for c in compared for p in c.kinks()]
+    return GradientVerificationResult(
+        mode=mode,
+        comparison=comparison,
+        max_abs_error=max(s.max_abs_error for s in stats),
+        mean_abs_error=sum(s.mean_abs_error * s.n_checked for s in stats) / n_total,
+        max_rel_error=max(s.max_rel_error for s in stats),
+        worst=worst,
+        per_tensor=per_tensor,
+        eps=settings.eps,
+        atol=settings.atol,
+        rtol=settings.rtol,
+        dtype=str(dtype),
+        smooth_mode=smooth_mode,
+        n_parameters=problem.n_parameters,
+        n_evaluations=problem.n_evaluations,
+        batched=problem.batched,
+        determinism_max_diff=determinism,
+        nondet_tol=nondet_tol,
+        exact_pass_tensors=exact_pass,
+        structured_tensors=[n for n in problem.params if n in problem.structured_names],
+        held_resets=held,
+        n_refined=sum(s.n_refined for s in stats),
+        n_nondifferentiable=sum(s.n_nondifferentiable for s in stats),
+        nondifferentiable=kinks[:_MAX_EXAMPLES],
+        seconds=seconds,
+        warnings=warnings,
+    )
+
+
+def _on_cpu(resolution: Resolution) -> Resolution:
+    return Resolution(*(t.detach().cpu() for t in vars(resolution).values()))
+
+
+# ---- loss evaluations -----------------------------------------------------------------------------------------
+
+
+def _directions(problem: LossProblem, n_directions: int, seed: int) -> dict[str, Tensor]:
+    """Seeded unit directions ``[n_directions, numel]`` per tensor (drawn on the CPU: the same on every device)."""
+    generator = torch.Generator().manual_seed(seed)
+    directions = {}
+    for name, param in problem.params.items():
+        v = torch.randn((n_directions, param.numel()), generator=generator, dtype=torch.float64)
+        directions[name] = (v / v.norm(dim=1, keepdim=True)).to(device=param.device, dtype=problem.dtype)
+    return directions
+
+
+def _directional_differences(problem: LossProblem, directions: dict[str, Tensor], eps: float) -> dict[str, Tensor]:
+    """Central differences along every direction of every tensor, all tensors' perturbations in one batch."""
+    names = list(directions)
+    n_directions = next(iter(directions.values())).shape[0]
+    n_rows = 2 * n_directions * len(names)
+    losses = []
+    # Row layout: tensor k, direction d, sign s -> row (k * n_directions + d) * 2 + s.
+    for rows in problem.chunks(n_rows, problem.n_parameters):
+        overrides = {}
         for k, name in enumerate(names):
-            numerical[name] = (values[k, :, 0] - values[k, :, 1]) / (2 * eps)
-        return {
-            name: _error_stats(
-                name,
-                tuple(problem.params[name].shape),
-                numerical[name],
-                directions[name] @ grad[name].reshape(-1),
-                atol=atol,
-                rtol=rtol,
-                verdict=comparison == "gradient",
-                indices=None,
-            )
-            for name in names
-        }
+            base = problem.params[name].detach().reshape(1, -1)
+            block = base.repeat(rows.stop - rows.start, 1)
+            for r in range(rows.start, rows.stop):
+                owner, rest = divmod(r, 2 * n_directions)
+                if owner == k:
+                    d, s = divmod(rest, 2)
+                    block[r - rows.start] += (eps if s == 0 else -eps) * directions[name][d]
+            overrides[name] = block.reshape(-1, *problem.params[name].shape)
+        losses.append(problem.losses(overrides))
+    values = torch.cat(losses).reshape(len(names), n_directions, 2)
+    return {name: (values[k, :, 0] - values[k, :, 1]) / (2 * eps) for k, name in enumerate(names)}
+
+
+def direction_losses(problem: LossProblem, name: str, directions: Tensor, steps: Tensor) -> Tensor:
+    r"""Losses at :math:`w + \text{steps}[k]\,v_k` (parameter ``name`` only), for directions ``[K, numel]``."""
+    base = problem.params[name].detach().reshape(1, -1)
+    shape = problem.params[name].shape
+    out = []
+    for rows in problem.chunks(steps.numel(), base.numel()):
+        shifted = base + steps[rows, None].to(base) * directions[rows]
+        out.append(problem.losses({name: shifted.reshape(-1, *shape)}))
+    return torch.cat(out)
+
+
+def coordinate_losses(problem: LossProblem, name: str, index: Tensor, steps: Tensor, *, guard_eps: float) -> Tensor:
+    r"""Losses at :math:`w + \text{steps}[k]\,e_{\text{index}[k]}` (flat coordinates of parameter ``name``).
+
+    Uses the structure-aware evaluator when :meth:`LossProblem.coordinates` grants it for ``(name, guard_eps)``
+    (the step it was cross-checked at), else the generic batched path; a step of 0 gives the unperturbed loss on
+    the same path.
+    """
+    base = problem.params[name].detach().reshape(-1)
+    index = index.to(base.device)
+    values = base[index]
+    delta = (values + steps.to(base)) - values
+    evaluator = problem.coordinates(name, eps=guard_eps)
+    if evaluator is not None:
+        per_chunk = max(1, evaluator.perturbations_per_chunk(name))
+        out = []
+        for start in range(0, index.numel(), per_chunk):
+            part = slice(start, start + per_chunk)
+            out.append(evaluator.losses(name, index[part], delta[part]))
+            problem.n_evaluations += out[-1].numel()
+        return torch.cat(out)
+    shape = problem.params[name].shape
+    out = []
+    for rows in problem.chunks(index.numel(), base.numel()):
+        perturbed = base.repeat(rows.stop - rows.start, 1)
+        perturbed[torch.arange(rows.stop - rows.start, device=base.device), index[rows]] += delta[rows]
+        out.append(problem.losses({name: perturbed.reshape(-1, *shape)}))
+    return torch.cat(out)
 
 
 def central_differences(problem: LossProblem, name: str, *, eps: float) -> Tensor:
@@ -577,7 +837,7 @@ def _message(result: GradientVerificationResult) -> str:
     if result.passed:
         return (
             f"{head} passed: max abs error {result.max_abs_error:.3g}, max rel error {result.max_rel_error:.3g} "
-            f"(atol={result.atol:g}, rtol={result.rtol:g})"
+            f"(atol={result.atol:g}, rtol={result.rtol:g}){_resolved_note(result)}"
         )
     lines = [f"{head} FAILED (atol={result.atol:g}, rtol={result.rtol:g}):"]
     for name in result.failing_tensors:
@@ -591,4 +851,21 @@ def _message(result: GradientVerificationResult) -> str:
         lines.append(f"  exact pass over failing tensor(s): worst coordinate {result.worst.describe()}")
     if not result.deterministic:
         lines.append(f"  backward is non-deterministic (max diff {result.determinism_max_diff:.3g})")
+    note = _resolved_note(result)
+    if note:
+        lines.append(f"  {note.removeprefix('; ')}")
     return "\n".join(lines)
+
+
+def _resolved_note(result: GradientVerificationResult) -> str:
+    """What the smaller steps and one-sided differences resolved (empty when nothing needed them)."""
+    parts = []
+    if result.n_refined:
+        parts.append(f"{result.n_refined} value(s) agreed only at a smaller step (the loss bends below eps)")
+    if result.n_nondifferentiable:
+        example = f", e.g. {result.nondifferentiable[0].describe()}" if result.nondifferentiable else ""
+        parts.append(
+            f"{result.n_nondifferentiable} non-differentiable point(s) of the loss (one-sided differences disagree, "
+            f"the analytical value is one of them or between them: a kink, not an error{example})"
+        )
+    return "; " + "; ".join(parts) if parts else ""

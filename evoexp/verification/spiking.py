@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from evoexp.models.layer import SpikingLayer
 from evoexp.models.snn import SNN
+from evoexp.verification.surrogate_check import DEFAULT_EXTREMES, FINITE_EXTREMES
 
 __all__ = [
     "ADAPTER_ENTRY_POINTS",
@@ -46,7 +47,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class SpikeProbe:
-    """A spike function as a network's neurons really compute it, with the derivative they declare.
+    r"""A spike function as a network's neurons really compute it, with the derivative they declare.
 
     Attributes:
         name: Label for reports (surrogate and the layers it stands for).
@@ -59,6 +60,12 @@ class SpikeProbe:
         kinks: Points where the declared derivative jumps or has a kink (put on the check's grid).
         heaviside_at_zero: The spike function's forward at ``x = 0`` (0 for evoexp, snnTorch and Norse; 1 for
             SpikingJelly).
+        extremes: Inputs beyond the grid at which the backward must stay finite and keep its sign. A library's own
+            spike function is asked at :data:`~evoexp.verification.surrogate_check.DEFAULT_EXTREMES`
+            (:math:`\pm\infty` included). A probe that runs a whole neuron (evoexp's LIF node) is asked at the
+            finite ones only: its ``x`` is a membrane, and a membrane at :math:`\pm\infty` is a diverged network,
+            whose state the neuron's update does not define (a reset to zero computes
+            :math:`p - p\,r` with :math:`p = \pm\infty`, :math:`r = 0`: NaN); training reports divergence.
     """
 
     name: str
@@ -69,6 +76,7 @@ class SpikeProbe:
     slope: float | None
     kinks: tuple[float, ...] = ()
     heaviside_at_zero: float = 0.0
+    extremes: tuple[float, ...] = DEFAULT_EXTREMES
 
 
 @runtime_checkable
@@ -164,7 +172,13 @@ class EvoexpAdapter:
         return list(layers)
 
     def spike_probes(self, model: nn.Module) -> list[SpikeProbe]:
-        """Probe each group of spiking layers with equal :meth:`~evoexp.models.layer.SpikingLayer.probe_key` once."""
+        """Probe each group of spiking layers with equal :meth:`~evoexp.models.layer.SpikingLayer.probe_key` once.
+
+        The node is asked at finite membranes only (:attr:`SpikeProbe.extremes`), in both reset modes, and its
+        backward is compared with the declared derivative at the offset it really reaches
+        (:meth:`~evoexp.models.layer.SpikingLayer.probe_offset`: the grid point up to one rounding, which decides
+        the side of a box edge).
+        """
         groups: dict[object, list[tuple[str, SpikingLayer]]] = {}
         for name, m in model.named_modules():
             if isinstance(m, SpikingLayer):
@@ -179,11 +193,12 @@ class EvoexpAdapter:
                     name=f"{shape.name} (LIF node of {', '.join(names)})",
                     layers=names,
                     spike_fn=layer.spike_probe(),
-                    derivative=shape.derivative,
+                    derivative=_node_derivative(layer),
                     primitive=shape.primitive,
                     slope=getattr(shape, "slope", None),
                     kinks=shape.kinks,
                     heaviside_at_zero=layer.heaviside_at_zero,
+                    extremes=FINITE_EXTREMES,
                 )
             )
         return probes
@@ -191,6 +206,16 @@ class EvoexpAdapter:
     def notes(self, model: nn.Module) -> list[str]:
         """Nothing to state: smooth mode runs each layer's own surrogate primitive."""
         return []
+
+
+def _node_derivative(layer: SpikingLayer) -> Callable[[Tensor], Tensor]:
+    """The declared derivative at the membrane offsets the layer's probe really reaches (``probe_offset``)."""
+    derivative = layer.surrogate.derivative
+
+    def at_offset(x: Tensor) -> Tensor:
+        return derivative(layer.probe_offset(x))
+
+    return at_offset
 
 
 _ADAPTERS: list[SpikingAdapter] = [EvoexpAdapter()]

@@ -325,6 +325,132 @@ def _condition_number(weight: Tensor) -> float:
     return largest / smallest if smallest > 0.0 else float("inf")
 
 
+def _gradient_thresholds(
+    n_batches: int, max_grad_norm: float, min_grad_norm: float, max_depth_conditioning: float
+) -> GradientStabilityThresholds:
+    """Validated thresholds of :meth:`NumericalStabilityTester.check_gradient_stability`."""
+    _check_count("n_batches", n_batches)
+    for name, value in (
+        ("max_grad_norm", max_grad_norm),
+        ("min_grad_norm", min_grad_norm),
+        ("max_depth_conditioning", max_depth_conditioning),
+    ):
+        _check_positive(name, value)
+    if min_grad_norm >= max_grad_norm:
+        raise ValueError(f"min_grad_norm ({min_grad_norm}) must be below max_grad_norm ({max_grad_norm})")
+    return GradientStabilityThresholds(max_grad_norm, min_grad_norm, max_depth_conditioning)
+
+
+def _batch_gradients(
+    work: nn.Module, params: list[tuple[str, nn.Parameter]], batch: Batch, loss_fn: LossFn
+) -> tuple[bool, list[Tensor]]:
+    """Whether the loss of ``batch`` is finite, and its gradient for every parameter (zeros where unused)."""
+    inputs, targets = batch_to(batch, params[0][1])
+    loss = loss_fn(work(inputs), targets)
+    grads = torch.autograd.grad(loss, [p for _, p in params], allow_unused=True)
+    return bool(torch.isfinite(loss)), [
+        torch.zeros_like(p) if g is None else g.detach() for (_, p), g in zip(params, grads)
+    ]
+
+
+@dataclass
+class _GradientTally:
+    """Gradient norms and non-finite counts gathered batch by batch, per layer."""
+
+    params: list[tuple[str, nn.Parameter]]
+    sizes: dict[str, int]
+    per_layer: dict[str, list[float]]
+    totals: list[float] = field(default_factory=list)
+    nan_count: int = 0
+    inf_count: int = 0
+    nonfinite_batches: int = 0
+    nonfinite_losses: int = 0
+    seen: int = 0
+
+    @classmethod
+    def of(cls, params: list[tuple[str, nn.Parameter]]) -> _GradientTally:
+        """An empty tally over ``params``, grouped into layers (:func:`~evoexp.training.layer_name`)."""
+        sizes: dict[str, int] = {}
+        for name, p in params:
+            sizes[layer_name(name)] = sizes.get(layer_name(name), 0) + p.numel()
+        return cls(params, sizes, {layer: [] for layer in sizes})
+
+    def add(self, finite_loss: bool, grads: list[Tensor]) -> None:
+        """Count one batch; a batch with a NaN/Inf gradient entry is counted, not measured."""
+        self.seen += 1
+        self.nonfinite_losses += not finite_loss
+        batch_nan = sum(int(torch.isnan(g).sum()) for g in grads)
+        batch_inf = sum(int(torch.isinf(g).sum()) for g in grads)
+        self.nan_count, self.inf_count = self.nan_count + batch_nan, self.inf_count + batch_inf
+        if batch_nan or batch_inf:
+            self.nonfinite_batches += 1
+            return
+        squares: dict[str, float] = dict.fromkeys(self.sizes, 0.0)
+        for (name, _), g in zip(self.params, grads):
+            squares[layer_name(name)] += float(g.double().pow(2).sum())
+        for layer, square in squares.items():
+            self.per_layer[layer].append(math.sqrt(square))
+        self.totals.append(math.sqrt(sum(squares.values())))
+
+    def result(self, thresholds: GradientStabilityThresholds) -> GradientStabilityResult:
+        """Norm statistics, depth conditioning and the issues the thresholds find."""
+        layer_norms = {layer: NormStats.of(values) for layer, values in self.per_layer.items()}
+        layer_rms = {
+            layer: NormStats.of([v / math.sqrt(self.sizes[layer]) for v in values])
+            for layer, values in self.per_layer.items()
+        }
+        depth_conditioning = float("nan")
+        if self.totals:
+            means = [s.mean for s in layer_rms.values()]
+            largest, smallest = max(means), min(means)
+            depth_conditioning = largest / smallest if smallest > 0 else float("inf")
+        total_norm = NormStats.of(self.totals)
+        return GradientStabilityResult(
+            n_batches=self.seen,
+            total_norm=total_norm,
+            layer_norms=layer_norms,
+            layer_rms=layer_rms,
+            layer_sizes=self.sizes,
+            depth_conditioning=depth_conditioning,
+            nan_count=self.nan_count,
+            inf_count=self.inf_count,
+            nonfinite_batches=self.nonfinite_batches,
+            nonfinite_losses=self.nonfinite_losses,
+            thresholds=thresholds,
+            issues=self._issues(thresholds, total_norm, layer_rms, depth_conditioning),
+        )
+
+    def _issues(
+        self,
+        thresholds: GradientStabilityThresholds,
+        total_norm: NormStats,
+        layer_rms: dict[str, NormStats],
+        depth_conditioning: float,
+    ) -> list[str]:
+        issues: list[str] = []
+        if self.nan_count or self.inf_count:
+            issues.append(
+                f"{self.nan_count} NaN and {self.inf_count} Inf gradient entries in {self.nonfinite_batches} of "
+                f"{self.seen} batches"
+            )
+        if self.nonfinite_losses:
+            issues.append(f"loss was NaN/Inf on {self.nonfinite_losses} of {self.seen} batches")
+        if not self.totals:
+            return issues
+        if total_norm.max > thresholds.max_grad_norm:
+            issues.append(f"exploding: max gradient norm {total_norm.max:.4g} > {thresholds.max_grad_norm:g}")
+        if total_norm.min < thresholds.min_grad_norm:
+            issues.append(f"vanishing: min gradient norm {total_norm.min:.4g} < {thresholds.min_grad_norm:g}")
+        if not depth_conditioning <= thresholds.max_depth_conditioning:
+            rms = {layer: s.mean for layer, s in layer_rms.items()}
+            low, high = min(rms, key=rms.__getitem__), max(rms, key=rms.__getitem__)
+            issues.append(
+                f"depth conditioning {depth_conditioning:.4g} > {thresholds.max_depth_conditioning:g}: gradient RMS "
+                f"per element {rms[high]:.3g} in layer '{high}' vs {rms[low]:.3g} in layer '{low}'"
+            )
+        return issues
+
+
 class NumericalStabilityTester:
     """Gradient and weight stability checks for any ``nn.Module`` trained with a loss.
 
@@ -366,95 +492,15 @@ class NumericalStabilityTester:
                 the model has no trainable parameters or ``batches`` yields nothing.
 
         """
-        _check_count("n_batches", n_batches)
-        for name, value in (
-            ("max_grad_norm", max_grad_norm),
-            ("min_grad_norm", min_grad_norm),
-            ("max_depth_conditioning", max_depth_conditioning),
-        ):
-            _check_positive(name, value)
-        if min_grad_norm >= max_grad_norm:
-            raise ValueError(f"min_grad_norm ({min_grad_norm}) must be below max_grad_norm ({max_grad_norm})")
-        thresholds = GradientStabilityThresholds(max_grad_norm, min_grad_norm, max_depth_conditioning)
+        thresholds = _gradient_thresholds(n_batches, max_grad_norm, min_grad_norm, max_depth_conditioning)
         loss_fn = F.cross_entropy if loss_fn is None else loss_fn
-
         work = private_copy(model).model.train()
-        params = _trainable(work)
-        layers = list(dict.fromkeys(layer_name(n) for n, _ in params))
-        sizes = dict.fromkeys(layers, 0)
-        for name, p in params:
-            sizes[layer_name(name)] += p.numel()
-        totals: list[float] = []
-        per_layer: dict[str, list[float]] = {layer: [] for layer in layers}
-        nan_count = inf_count = nonfinite_batches = nonfinite_losses = seen = 0
-
+        tally = _GradientTally.of(_trainable(work))
         for batch in _cycle_batches(batches, n_batches):
-            seen += 1
-            inputs, targets = batch_to(batch, params[0][1])
-            loss = loss_fn(work(inputs), targets)
-            if not bool(torch.isfinite(loss)):
-                nonfinite_losses += 1
-            grads = torch.autograd.grad(loss, [p for _, p in params], allow_unused=True)
-            grads = [torch.zeros_like(p) if g is None else g.detach() for (_, p), g in zip(params, grads)]
-            batch_nan = sum(int(torch.isnan(g).sum()) for g in grads)
-            batch_inf = sum(int(torch.isinf(g).sum()) for g in grads)
-            nan_count += batch_nan
-            inf_count += batch_inf
-            if batch_nan or batch_inf:
-                nonfinite_batches += 1
-                continue
-            squares: dict[str, float] = dict.fromkeys(layers, 0.0)
-            for (name, _), g in zip(params, grads):
-                squares[layer_name(name)] += float(g.double().pow(2).sum())
-            for layer in layers:
-                per_layer[layer].append(math.sqrt(squares[layer]))
-            totals.append(math.sqrt(sum(squares.values())))
-        if seen == 0:
+            tally.add(*_batch_gradients(work, tally.params, batch, loss_fn))
+        if tally.seen == 0:
             raise ValueError("batches yielded no batch")
-
-        layer_norms = {layer: NormStats.of(values) for layer, values in per_layer.items()}
-        layer_rms = {
-            layer: NormStats.of([v / math.sqrt(sizes[layer]) for v in values]) for layer, values in per_layer.items()
-        }
-        depth_conditioning = float("nan")
-        if totals:
-            means = [s.mean for s in layer_rms.values()]
-            largest, smallest = max(means), min(means)
-            depth_conditioning = largest / smallest if smallest > 0 else float("inf")
-        total_norm = NormStats.of(totals)
-
-        issues: list[str] = []
-        if nan_count or inf_count:
-            issues.append(
-                f"{nan_count} NaN and {inf_count} Inf gradient entries in {nonfinite_batches} of {seen} batches"
-            )
-        if nonfinite_losses:
-            issues.append(f"loss was NaN/Inf on {nonfinite_losses} of {seen} batches")
-        if totals and total_norm.max > max_grad_norm:
-            issues.append(f"exploding: max gradient norm {total_norm.max:.4g} > {max_grad_norm:g}")
-        if totals and total_norm.min < min_grad_norm:
-            issues.append(f"vanishing: min gradient norm {total_norm.min:.4g} < {min_grad_norm:g}")
-        if totals and not depth_conditioning <= max_depth_conditioning:
-            rms = {layer: s.mean for layer, s in layer_rms.items()}
-            low, high = min(rms, key=rms.__getitem__), max(rms, key=rms.__getitem__)
-            issues.append(
-                f"depth conditioning {depth_conditioning:.4g} > {max_depth_conditioning:g}: gradient RMS per element "
-                f"{rms[high]:.3g} in layer '{high}' vs {rms[low]:.3g} in layer '{low}'"
-            )
-        return GradientStabilityResult(
-            n_batches=seen,
-            total_norm=total_norm,
-            layer_norms=layer_norms,
-            layer_rms=layer_rms,
-            layer_sizes=sizes,
-            depth_conditioning=depth_conditioning,
-            nan_count=nan_count,
-            inf_count=inf_count,
-            nonfinite_batches=nonfinite_batches,
-            nonfinite_losses=nonfinite_losses,
-            thresholds=thresholds,
-            issues=issues,
-        )
+        return tally.result(thresholds)
 
     def check_weight_stability(
         self,

@@ -251,9 +251,9 @@ class BackpropagationVerificationSuite:
         Spiking networks are probed through their adapter (:meth:`~evoexp.verification.spiking.SpikingAdapter.
         spike_probes`: for evoexp, a one-neuron current through the real LIF node; for snnTorch, SpikingJelly and
         Norse, the library's own spike function against the equal evoexp shape or its documented derivative), with
-        the probe's kinks on the grid and its H(0) convention; with several distinct spike functions the first
-        failing one (else the first) is returned, naming the others in its warnings. Other models with a
-        ``surrogate`` attribute are checked through ``surrogate.spike``.
+        the probe's kinks on the grid, its H(0) convention and its extremes (finite membranes for a whole neuron);
+        with several distinct spike functions the first failing one (else the first) is returned, naming the others
+        in its warnings. Other models with a ``surrogate`` attribute are checked through ``surrogate.spike``.
         """
         work = private_copy(model)
         probes = work.adapter.spike_probes(work.model) if work.adapter is not None else []
@@ -268,6 +268,7 @@ class BackpropagationVerificationSuite:
                         "name": probe.name,
                         "kinks": probe.kinks,
                         "heaviside_at_zero": probe.heaviside_at_zero,
+                        "extremes": probe.extremes,
                         **opts.surrogate_kwargs,
                     },
                 )

@@ -54,6 +54,7 @@ from evoexp.surrogate import available_surrogates, get_surrogate
 
 __all__ = [
     "DEFAULT_EXTREMES",
+    "FINITE_EXTREMES",
     "SurrogateFinding",
     "SurrogateVerificationResult",
     "describe_spike_fn",
@@ -70,6 +71,10 @@ FindingKind = Literal[
 
 DEFAULT_EXTREMES: tuple[float, ...] = (-math.inf, -1e30, -1e4, 1e4, 1e30, math.inf)
 """Inputs outside every realistic grid at which the backward must stay finite and keep its sign."""
+
+FINITE_EXTREMES: tuple[float, ...] = tuple(e for e in DEFAULT_EXTREMES if math.isfinite(e))
+"""The finite :data:`DEFAULT_EXTREMES`: where a probe of a whole neuron is asked (a membrane at ±inf is a diverged
+network, not an input of its spike function; see :class:`~evoexp.verification.spiking.SpikeProbe`)."""
 
 _DEFAULT_TOLERANCES = {torch.float64: (1e-10, 1e-8), torch.float32: (1e-6, 1e-5)}
 # A difference within 16 float32 roundings (~2e-6 relative) is a precision-level difference, in any dtype.
@@ -386,84 +391,182 @@ def verify_surrogate_gradient(
     Raises:
         ValueError: Bad grid, steps, tolerances, dtype or slopes, or a spike function that is not elementwise.
     """
-    low, high = (float(v) for v in x_range)
-    if not (math.isfinite(low) and math.isfinite(high) and low < high):
-        raise ValueError(f"x_range must be finite (low, high) with low < high, got {x_range!r}")
-    if not (isinstance(n_points, int) and n_points >= 4):
-        raise ValueError(f"n_points must be an integer >= 4, got {n_points!r}")
-    if dtype not in _DEFAULT_TOLERANCES:
-        raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype!r}")
-    if not 0.0 <= heaviside_at_zero <= 1.0:
-        raise ValueError(f"heaviside_at_zero must be in [0, 1], got {heaviside_at_zero!r}")
-    h = _positive("h", h)
-    consistency_h = _positive("consistency_h", consistency_h)
-    default_atol, default_rtol = _DEFAULT_TOLERANCES[dtype]
-    atol = default_atol if atol is None else _positive("atol", atol)
-    rtol = default_rtol if rtol is None else _positive("rtol", rtol)
-    consistency_tol = _positive("consistency_tol", consistency_tol)
-    slope_value = None if slope is None else _number(slope)
-    if slope_factory is not None:
-        centre = slope_value if slope_value is not None else 1.0
-        slopes = list(slopes) if slopes is not None else [centre / 2, centre, 2 * centre]
-        if len(set(slopes)) < 2 or not all(_number(s) > 0 for s in slopes):
-            raise ValueError(f"slopes must hold at least two different numbers > 0, got {slopes!r}")
-    label = name or describe_spike_fn(spike_fn)
-    grid = _Grid.build(low, high, n_points, kinks, dtype)
-    check = _Check(grid, dtype, atol, rtol, heaviside_at_zero)
+    settings = _Settings.validated(
+        x_range=x_range,
+        n_points=n_points,
+        h=h,
+        consistency_h=consistency_h,
+        atol=atol,
+        rtol=rtol,
+        consistency_tol=consistency_tol,
+        slope=slope,
+        dtype=dtype,
+        heaviside_at_zero=heaviside_at_zero,
+        slopes=slopes if slope_factory is not None else None,
+        with_factory=slope_factory is not None,
+    )
+    grid = _Grid.build(settings.low, settings.high, n_points, kinks, dtype)
+    check = _Check(grid, dtype, settings.atol, settings.rtol, heaviside_at_zero)
+    measured = _measure(check, settings, spike_fn, surrogate_fn, primitive, extremes, slope_factory)
+    return _result(check, settings, measured, name or describe_spike_fn(spike_fn), extremes)
 
+
+@dataclass(frozen=True)
+class _Settings:
+    """The validated arguments of :func:`verify_surrogate_gradient`."""
+
+    low: float
+    high: float
+    n_points: int
+    h: float
+    consistency_h: float
+    atol: float
+    rtol: float
+    consistency_tol: float
+    slope: float | None
+    dtype: torch.dtype
+    heaviside_at_zero: float
+    slopes: list[float]
+
+    @classmethod
+    def validated(
+        cls,
+        *,
+        x_range: tuple[float, float],
+        n_points: int,
+        h: float,
+        consistency_h: float,
+        atol: float | None,
+        rtol: float | None,
+        consistency_tol: float,
+        slope: float | Tensor | None,
+        dtype: torch.dtype,
+        heaviside_at_zero: float,
+        slopes: Sequence[float] | None,
+        with_factory: bool,
+    ) -> _Settings:
+        """Check every argument (``ValueError`` naming it) and fill in the dtype's default tolerances."""
+        low, high = (float(v) for v in x_range)
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise ValueError(f"x_range must be finite (low, high) with low < high, got {x_range!r}")
+        if not (isinstance(n_points, int) and n_points >= 4):
+            raise ValueError(f"n_points must be an integer >= 4, got {n_points!r}")
+        if dtype not in _DEFAULT_TOLERANCES:
+            raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype!r}")
+        if not 0.0 <= heaviside_at_zero <= 1.0:
+            raise ValueError(f"heaviside_at_zero must be in [0, 1], got {heaviside_at_zero!r}")
+        default_atol, default_rtol = _DEFAULT_TOLERANCES[dtype]
+        steps = (_positive("h", h), _positive("consistency_h", consistency_h))
+        tolerances = (
+            default_atol if atol is None else _positive("atol", atol),
+            default_rtol if rtol is None else _positive("rtol", rtol),
+            _positive("consistency_tol", consistency_tol),
+        )
+        slope_value = None if slope is None else _number(slope)
+        factory_slopes: list[float] = []
+        if with_factory:
+            centre = slope_value if slope_value is not None else 1.0
+            chosen = list(slopes) if slopes is not None else [centre / 2, centre, 2 * centre]
+            if len(set(chosen)) < 2 or not all(_number(s) > 0 for s in chosen):
+                raise ValueError(f"slopes must hold at least two different numbers > 0, got {chosen!r}")
+            factory_slopes = [_number(s) for s in chosen]
+        return cls(
+            low=low,
+            high=high,
+            n_points=n_points,
+            h=steps[0],
+            consistency_h=steps[1],
+            atol=tolerances[0],
+            rtol=tolerances[1],
+            consistency_tol=tolerances[2],
+            slope=slope_value,
+            dtype=dtype,
+            heaviside_at_zero=float(heaviside_at_zero),
+            slopes=factory_slopes,
+        )
+
+
+@dataclass
+class _Measured:
+    """What the comparisons of :func:`verify_surrogate_gradient` measured (besides the check's own records)."""
+
+    g: Tensor | None
+    peak: float
+    consistency: float = math.nan
+    consistency_ok: bool | None = None
+    primitive_step_l1: float = math.nan
+    approx: tuple[float, float, float] = (math.nan, math.nan, math.nan)
+
+
+def _measure(
+    check: _Check,
+    settings: _Settings,
+    spike_fn: SpikeFn,
+    surrogate_fn: SpikeFn,
+    primitive: SpikeFn | None,
+    extremes: Sequence[float],
+    slope_factory: Callable[[float], SpikeFn] | None,
+) -> _Measured:
+    """Run the comparisons (0), (a), (b), the extremes and the slope dependence; the findings go to ``check``."""
     g = check.declared(surrogate_fn)
     finite_g = g[torch.isfinite(g)] if g is not None else torch.empty(0)
-    peak = float(finite_g.max()) if finite_g.numel() else math.nan
+    measured = _Measured(g, float(finite_g.max()) if finite_g.numel() else math.nan)
     scale = max(1.0, float(finite_g.abs().max())) if finite_g.numel() else 1.0
-    check.atol = atol * scale
+    check.atol = settings.atol * scale
     autograd, forward = check.backward(spike_fn)
     if autograd is not None and g is not None:
         check.implementation(autograd, g)
     if forward is not None:
         check.forward(forward)
-    consistency, consistency_ok, primitive_step_l1 = math.nan, None, math.nan
     if primitive is not None and g is not None:
-        consistency, consistency_ok, primitive_step_l1 = check.consistency(primitive, g, consistency_h,
-                                                                           consistency_tol * scale)
-    approx = check.approximation(spike_fn, g, h) if g is not None else (math.nan,) * 3
+        measured.consistency, measured.consistency_ok, measured.primitive_step_l1 = check.consistency(
+            primitive, g, settings.consistency_h, settings.consistency_tol * scale
+        )
+    if g is not None:
+        measured.approx = check.approximation(spike_fn, g, settings.h)
     check.extremes(spike_fn, surrogate_fn, extremes)
-    if slope_factory is not None and slopes is not None:
-        check.slope_dependence(slope_factory, [_number(s) for s in slopes])
+    if slope_factory is not None:
+        check.slope_dependence(slope_factory, settings.slopes)
+    spacing = (settings.high - settings.low) / (settings.n_points - 1)
+    if spacing > settings.h / 4:
+        check.warnings.append(f"grid spacing {spacing:.3g} is coarse relative to h={settings.h:g}")
+    return measured
 
-    spacing = (high - low) / (n_points - 1)
-    if spacing > h / 4:
-        check.warnings.append(f"grid spacing {spacing:.3g} is coarse relative to h={h:g}")
-    x = grid.x
+
+def _result(
+    check: _Check, settings: _Settings, measured: _Measured, label: str, extremes: Sequence[float]
+) -> SurrogateVerificationResult:
+    x, g = check.grid.x, measured.g
     return SurrogateVerificationResult(
         name=label,
-        slope=slope_value,
-        x_range=(low, high),
-        n_points=n_points,
-        h=h,
-        consistency_h=consistency_h,
+        slope=settings.slope,
+        x_range=(settings.low, settings.high),
+        n_points=settings.n_points,
+        h=settings.h,
+        consistency_h=settings.consistency_h,
         atol=check.atol,
-        rtol=rtol,
-        consistency_tol=consistency_tol,
+        rtol=settings.rtol,
+        consistency_tol=settings.consistency_tol,
         implementation_max_abs_error=check.max_abs,
         implementation_max_rel_error=check.max_rel,
         implementation_worst_x=float(x[check.worst]),
         implementation_ok=check.implementation_ok,
         forward_is_step=check.forward_is_step,
-        consistency_max_abs_error=consistency,
-        consistency_ok=consistency_ok,
-        approx_l1=approx[0],
-        approx_l2=approx[1],
-        approx_max=approx[2],
+        consistency_max_abs_error=measured.consistency,
+        consistency_ok=measured.consistency_ok,
+        approx_l1=measured.approx[0],
+        approx_l2=measured.approx[1],
+        approx_max=measured.approx[2],
         area=float(torch.trapezoid(g.nan_to_num(), x)) if g is not None else math.nan,
-        peak=peak,
-        primitive_step_l1=primitive_step_l1,
+        peak=measured.peak,
+        primitive_step_l1=measured.primitive_step_l1,
         warnings=check.warnings,
-        dtype=str(dtype),
-        heaviside_at_zero=float(heaviside_at_zero),
+        dtype=str(settings.dtype),
+        heaviside_at_zero=settings.heaviside_at_zero,
         grid_points=int(x.numel()),
-        kinks=grid.kinks,
+        kinks=check.grid.kinks,
         extremes=[float(e) for e in extremes],
-        slopes=[_number(s) for s in slopes] if slope_factory is not None and slopes is not None else [],
+        slopes=settings.slopes,
         fitted_factor=check.factor,
         findings=check.findings,
     )

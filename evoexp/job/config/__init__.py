@@ -31,6 +31,7 @@ from evoexp.job.config.schema import (
     TrackingConfig,
     TrainerConfig,
     VerifierConfig,
+    unwritable_location,
 )
 from evoexp.job.config.store import register_configs
 
@@ -63,6 +64,7 @@ __all__ = [
     "register_configs",
     "report_config_errors",
     "to_plain",
+    "unwritable_location",
 ]
 
 

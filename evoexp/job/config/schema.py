@@ -15,6 +15,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from omegaconf import MISSING
 
 from evoexp.crosscheck.catalogue import CATALOGUE
 from evoexp.crosscheck.libraries import LIBRARIES
-from evoexp.data.shd import check_sources
+from evoexp.data.shd import N_CHANNELS, N_CLASSES, check_layout, check_sources
 from evoexp.nir.errors import NIRError
 from evoexp.nir.network import from_nir
 from evoexp.peers.names import get_peer
@@ -50,6 +52,7 @@ __all__ = [
     "TrackingConfig",
     "TrainerConfig",
     "VerifierConfig",
+    "unwritable_location",
 ]
 
 
@@ -118,6 +121,44 @@ def _split_sizes(key: str, per_class: int, split: list[float]) -> None:
     )
 
 
+_MAX_SEED = 2**64 - 1
+"""Largest seed: torch's generators take an unsigned 64-bit seed."""
+
+_FLOAT32_MAX = 3.4028234663852886e38
+_FLOAT64_EPS = 2.220446049250313e-16
+
+
+def _seed(key: str, value: int) -> None:
+    """Raise a ValueError naming ``key`` unless ``value`` is an int in ``[0, 2**64 - 1]``."""
+    _at_least(key, value, 0)
+    if value > _MAX_SEED:
+        raise ValueError(f"{key} must be an int in [0, 2**64 - 1] (torch's generators take 64 bits), got {value!r}")
+
+
+def _memory_bytes() -> int | None:
+    """Physical memory of this machine in bytes (None where the platform does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _bytes(n: float) -> str:
+    """``n`` bytes in binary units, e.g. ``74.5 TiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} PiB"
+
+
+def _fits_in_memory(what: str, needed: float) -> None:
+    """Raise a ValueError when ``needed`` bytes exceed this machine's memory; ``what`` names the keys and the shape."""
+    available = _memory_bytes()
+    if available is not None and needed > available:
+        raise ValueError(f"{what} need {_bytes(needed)}, more than this machine's {_bytes(available)} of memory")
+
+
 _MAX_SLOPE = 1e6
 """Largest accepted ``surrogate.slope`` and ``surrogate.scale``: beyond it the pseudo-derivative is narrower than
 float32's resolution of the membrane near threshold (about 1e-7), and from about 1.8e19 its square overflows."""
@@ -135,8 +176,35 @@ def _warn_once(message: str) -> None:
         logging.getLogger("evoexp.job.config").warning(message)
 
 
+def unwritable_location(path: Path) -> str | None:
+    """Why nothing can be created at ``path`` (a file, or a directory to create files in), or None when it can.
+
+    For a path that does not exist yet, its nearest existing ancestor is probed. The probe creates and removes a
+    temporary file there, so read-only file systems, immutable directories and ACLs are seen too (``os.access``
+    says yes to root).
+    """
+    target = Path(path).expanduser().absolute()
+    while not target.exists() and target != target.parent:
+        target = target.parent
+    if target.is_file():
+        if not os.access(target, os.W_OK):
+            return f"{target} is not writable"
+        target = target.parent
+    try:
+        descriptor, probe = tempfile.mkstemp(prefix=".evoexp-write-probe-", dir=target)
+    except OSError as exc:
+        return f"{target}: {exc.strerror or exc}"
+    os.close(descriptor)
+    os.unlink(probe)
+    return None
+
+
 def _tracking_uri(key: str, uri: str) -> None:
-    """Raise a ValueError naming ``key`` for a URI MLflow cannot store to, or a SQLite file in a missing directory."""
+    """Raise a ValueError naming ``key`` for a URI MLflow cannot store to.
+
+    That is: an unknown scheme; a SQLite file in a missing directory, that is a directory, or that cannot be written;
+    a database URL whose driver is not installed.
+    """
     scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
     if scheme and scheme not in _TRACKING_SCHEMES and not scheme.startswith("databricks"):
         raise ValueError(
@@ -144,9 +212,29 @@ def _tracking_uri(key: str, uri: str) -> None:
             "(e.g. sqlite:///path/to/mlruns.db or http://127.0.0.1:5000), a local path, or null"
         )
     if uri.startswith("sqlite:///"):
-        directory = Path(uri.removeprefix("sqlite:///")).parent
+        file = Path(uri.removeprefix("sqlite:///"))
+        directory = file.parent
         if not directory.is_dir():
             raise ValueError(f"{key}={uri!r}: the directory {directory} of the SQLite file does not exist")
+        if file.is_dir():  # SQLite cannot open it and MLflow retries for minutes
+            raise ValueError(f"{key}={uri!r}: {file} is a directory, not a SQLite file (e.g. {file}/mlruns.db)")
+        unwritable = unwritable_location(file if file.exists() else directory)
+        if unwritable is not None:
+            raise ValueError(f"{key}={uri!r}: the store cannot be written ({unwritable})")
+    elif scheme in ("postgresql", "mysql", "mssql"):
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        try:
+            make_url(uri).get_dialect().import_dbapi()
+        except (ArgumentError, NoSuchModuleError) as exc:
+            raise ValueError(f"{key}={uri!r} is not a database URL SQLAlchemy knows ({exc})") from None
+        except ImportError as exc:
+            driver = exc.name or str(exc)
+            raise ValueError(
+                f"{key}={uri!r} needs the database driver {driver!r}, which is not installed: install it, or name an "
+                f"installed driver in the URL ({scheme}+<driver>://...)"
+            ) from None
 
 
 @dataclass
@@ -274,6 +362,11 @@ class ModelConfig:
         if self.readout_beta is not None and not 0 <= self.readout_beta <= 1:
             raise ValueError(f"model.readout_beta must be in [0, 1] or null, got {self.readout_beta!r}")
         _positive("model.weight_scale", self.weight_scale)
+        if self.weight_scale > _FLOAT32_MAX:
+            raise ValueError(
+                f"model.weight_scale={self.weight_scale:g} is beyond float32 (max {_FLOAT32_MAX:.3g}): the initial "
+                "weights would be infinite"
+            )
         _one_of("model.ann_activation", self.ann_activation, ("relu", "tanh", "sigmoid", "gelu", "softplus"))
 
     def _check_nir(self) -> None:
@@ -310,11 +403,25 @@ class _DatasetBase:
     def __post_init__(self) -> None:
         _at_least("dataset.time_steps", self.time_steps, 1)
         if self.seed is not None:
-            _at_least("dataset.seed", self.seed, 0)
+            _seed("dataset.seed", self.seed)
         _split("dataset.split", self.split, from_files=self.split_files())
         per_class = getattr(self, "samples_per_class", None)
         if isinstance(per_class, int) and per_class >= 1:
             _split_sizes("dataset.samples_per_class", per_class, self.split)
+        # The spike tensor [samples, time_steps, channels] of float32 counts, built whole before training.
+        sizes = {"digits": ("1797 samples", 1797, "64 channels", 64)}
+        samples_text, samples, channels_text, channels = sizes.get(self.name, (None, None, None, None))
+        n_classes, n_channels = getattr(self, "n_classes", None), getattr(self, "n_channels", None)
+        if isinstance(per_class, int) and isinstance(n_classes, int):
+            samples_text = f"dataset.samples_per_class={per_class} × dataset.n_classes={n_classes}"
+            samples = per_class * n_classes
+        if isinstance(n_channels, int):
+            channels_text, channels = f"dataset.n_channels={n_channels}", n_channels
+        if samples and channels:
+            _fits_in_memory(
+                f"{samples_text} × dataset.time_steps={self.time_steps} × {channels_text} float32 spikes",
+                4.0 * samples * self.time_steps * channels,
+            )
 
     def split_files(self) -> frozenset[str]:
         """The splits (``"validation"``, ``"test"``) read from their own files rather than cut by ``split``."""
@@ -422,7 +529,7 @@ class SyntheticConfig(_DatasetBase):
 class ShdConfig(_DatasetBase):
     """Spiking Heidelberg Digits (Cramer et al. 2020) from local HDF5 files (:mod:`evoexp.data.shd`).
 
-    The files are checked (existence, HDF5 layout, fit with ``split``) here, before any run starts.
+    The files are checked (existence, HDF5 layout, every value, fit with ``split``) here, before any run starts.
 
     Attributes:
         path: The file whose samples ``split`` divides, e.g. ``shd_train.h5`` (required; nothing is downloaded).
@@ -440,12 +547,25 @@ class ShdConfig(_DatasetBase):
     split: list[float] = field(default_factory=lambda: [0.9, 0.1, 0.0])
 
     def __post_init__(self) -> None:
-        # The files first: their messages say which file a zero split fraction needs.
+        # The files first: their messages say which file a zero split fraction needs. Every value of every file is
+        # validated here, before any run or output directory exists.
         check_sources(
-            self.path, test_path=self.test_path, val_path=self.val_path, split=self.split, prefix="dataset."
+            self.path,
+            test_path=self.test_path,
+            val_path=self.val_path,
+            split=self.split,
+            prefix="dataset.",
+            n_classes=N_CLASSES.get(self.name),
         )
         super().__post_init__()
         _positive("dataset.duration", self.duration)
+        files = [f for f in (self.path, self.val_path, self.test_path) if f is not None]
+        samples = sum(check_layout(f) for f in files)
+        _fits_in_memory(
+            f"{samples} samples (dataset.path and the split files) × dataset.time_steps={self.time_steps} × "
+            f"{N_CHANNELS} channels float32 spikes",
+            4.0 * samples * self.time_steps * N_CHANNELS,
+        )
 
     def split_files(self) -> frozenset[str]:
         """``"validation"`` with ``val_path``, ``"test"`` with ``test_path``."""
@@ -539,6 +659,15 @@ class GradientCheckConfig:
         _positive("verifier.gradient.eps", self.eps)
         _positive("verifier.gradient.atol", self.atol)
         _positive("verifier.gradient.rtol", self.rtol)
+        # (L(w+eps) - L(w-eps)) / 2 eps rounds by about float64's eps / eps for a loss of order 1: beyond atol, even
+        # an exact gradient would fail.
+        smallest = _FLOAT64_EPS / self.atol
+        if self.eps < smallest:
+            raise ValueError(
+                f"verifier.gradient.eps={self.eps:g} is below what float64 resolves: the central difference rounds by "
+                f"about {_FLOAT64_EPS:.2g}/eps = {_FLOAT64_EPS / self.eps:.2g}, more than "
+                f"verifier.gradient.atol={self.atol:g}; use eps >= {smallest:.2g}"
+            )
         _at_least("verifier.gradient.n_directions", self.n_directions, 1)
 
 
@@ -557,10 +686,18 @@ class SurrogateCheckConfig:
     h: float = 0.05
 
     def __post_init__(self) -> None:
-        if len(self.x_range) != 2 or not self.x_range[0] < self.x_range[1]:
-            raise ValueError(f"verifier.surrogate.x_range must be [low, high] with low < high, got {self.x_range!r}")
+        if (
+            len(self.x_range) != 2
+            or not all(math.isfinite(v) for v in self.x_range)
+            or not self.x_range[0] < self.x_range[1]
+        ):
+            raise ValueError(
+                f"verifier.surrogate.x_range must be [low, high], finite, with low < high, got {self.x_range!r}"
+            )
         _at_least("verifier.surrogate.n_points", self.n_points, 3)
         _positive("verifier.surrogate.h", self.h)
+        # about 16 float64 arrays of the grid's size (grid, derivative, backward, forward, differences, ...)
+        _fits_in_memory(f"verifier.surrogate.n_points={self.n_points} (16 float64 grids)", 16 * 8.0 * self.n_points)
 
 
 @dataclass
@@ -624,6 +761,11 @@ class StabilityCheckConfig:
             "max_condition_number",
         ):
             _positive(f"verifier.stability.{key}", getattr(self, key))
+        if self.min_grad_norm >= self.max_grad_norm:
+            raise ValueError(
+                f"verifier.stability.min_grad_norm={self.min_grad_norm:g} must be below "
+                f"verifier.stability.max_grad_norm={self.max_grad_norm:g}: no gradient norm could pass"
+            )
 
 
 @dataclass
@@ -816,5 +958,5 @@ class Config:
     debug: DebugConfig = field(default_factory=DebugConfig)
 
     def __post_init__(self) -> None:
-        _at_least("seed", self.seed, 0)
+        _seed("seed", self.seed)
         _at_least("threads", self.threads, 1)
