@@ -1,5 +1,6 @@
 """Loader and command line against a small MLflow store populated here (params/metrics/tags as a job writes them)."""
 
+import json
 import math
 import os
 import subprocess
@@ -17,6 +18,7 @@ from mlflow.entities import Metric, Param, RunTag
 
 from evoexp.job.analysis import load_history, load_runs, pipeline, run_analysis
 from evoexp.job.analysis.__main__ import main
+from evoexp.keys import Tags
 
 EXPERIMENT = "cli-test"
 SWEEP = "sweep-a"
@@ -189,6 +191,40 @@ def test_scale_sweep_gets_an_accuracy_vs_scale_figure_and_no_slope_figure(store,
     names = {p.name for p in result.files}
     assert "accuracy_vs_scale.png" in names
     assert not names & {"accuracy_vs_slope.png", "alignment_vs_slope.png"}  # the slope does not vary
+
+
+def test_provenance_names_the_code_of_the_runs_and_flags_pooled_identities(store, tmp_path):
+    client = MlflowClient(tracking_uri=store)
+    exp_id = client.create_experiment("cli-provenance")
+    codes = ("evoexp 0.1.0 src aaaaaaaaaaaa torch 2.13.0", "evoexp 0.1.0 src bbbbbbbbbbbb torch 2.13.0")
+    for seed, code in enumerate(codes):
+        run_id = _log_run(client, exp_id, name="atan", slope=1.0, seed=seed, sweep="p", outcome="finished")
+        client.set_tag(run_id, Tags.CODE_IDENTITY, code)
+        client.set_tag(run_id, Tags.GIT_COMMIT, "abc123")
+    client.create_run(
+        exp_id, run_name="p", tags={Tags.KIND: "sweep", Tags.SWEEP_ID: "p", Tags.OVERRIDES: "experiment=x seed=0,1"}
+    )
+    command = "python -m evoexp.job.analysis --experiment cli-provenance"
+    result = run_analysis(
+        "cli-provenance", client=client, out_dir=tmp_path, formats=["md"], log_summary=False, command=command
+    )
+    assert {"provenance.json", "runs.csv"} <= {p.name for p in result.files}
+    record = json.loads((tmp_path / "provenance.json").read_text(encoding="utf-8"))
+    assert record["code_identities"] == {codes[0]: 1, codes[1]: 1}
+    assert record["pooled"] is True
+    assert record["git_commits"] == {"abc123": 2}
+    assert record["sweeps"] == {"p": "python -m evoexp --multirun experiment=x seed=0,1"}
+    assert record["analysis_command"] == command
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert list(runs["params.seed"]) == [0, 1]
+    assert list(runs["params.surrogate.name"]) == ["atan", "atan"]  # named even though it does not vary
+    assert list(runs["tags.evoexp.code_identity"]) == list(codes)
+    assert list(runs["metrics.snn/test/acc_best"]) == list(
+        result.runs.sort_values("params.seed")["metrics.snn/test/acc_best"]
+    )
+    line = (tmp_path / "snn_vs_ann.md").read_text(encoding="utf-8").splitlines()[-1]
+    assert line.startswith("Provenance: 2 run(s) computed by ")
+    assert "POOLED" in line and codes[0] in line and codes[1] in line and command in line
 
 
 def test_cli_end_to_end_and_summary_run(store, tmp_path, capsys):

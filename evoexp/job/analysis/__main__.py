@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -77,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             confidence=args.confidence,
             ignore=[schema.param(k) for k in args.ignore_param],
             log_summary=not args.no_summary_run,
+            command="python -m evoexp.job.analysis " + shlex.join(sys.argv[1:] if argv is None else argv),
         )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -48,6 +48,8 @@ from evoexp.analysis.tables import (
     verdicts_table,
 )
 from evoexp.job.analysis.load import experiment_id, get_client, load_history, load_runs, metric_keys
+from evoexp.job.analysis.provenance import write_provenance
+from evoexp.keys import Tags
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -210,8 +212,10 @@ def _analyse(
     formats: Sequence[str],
     confidence: float,
     ignore: Sequence[str],
+    experiment: str,
+    command: str | None,
 ) -> AnalysisResult:
-    """Write the tables and figures of ``runs`` into ``out`` (an empty folder)."""
+    """Write the tables and figures of ``runs`` into ``out`` (an empty folder), with their provenance."""
     result = AnalysisResult(runs=runs)
     _make_tables(runs, result, confidence, ignore)
     table_formats = [f for f in formats if f in TABLE_FORMATS]
@@ -219,6 +223,17 @@ def _analyse(
     if table_formats:
         for table in result.tables.values():
             result.files += table.write(out, formats=table_formats)
+    sweep = schema.tag(schema.SWEEP_ID_TAG)
+    sweep_ids = list(runs[sweep].dropna().unique()) if sweep in runs.columns else []
+    result.files += write_provenance(
+        runs,
+        out,
+        experiment=experiment,
+        sweeps=sweep_commands(client, experiment, sweep_ids),
+        analysis_command=command,
+        ignore=ignore,
+        tables=result.files,
+    )
     if figure_formats:
         jobs, skipped = _slope_figures(runs, result.tables.get("surrogate_slope"), confidence)
         result.skipped += skipped
@@ -251,6 +266,16 @@ def find_sweep_run(client: MlflowClient, experiment: str, sweep_ids: Sequence[st
         return None
     matches = runs.loc[(runs[kind] == schema.SWEEP_KIND) & runs[sweep].isin(list(sweep_ids)), schema.RUN_ID]
     return str(matches.iloc[-1]) if len(matches) else None
+
+
+def sweep_commands(client: MlflowClient, experiment: str, sweep_ids: Sequence[str]) -> dict[str, str]:
+    """Sweep id -> the command that launched it (its parent run's overrides), for the sweeps among ``sweep_ids``."""
+    runs = load_runs(experiment, client=client, include_summary=True)
+    kind, sweep, overrides = (schema.tag(k) for k in (schema.KIND_TAG, schema.SWEEP_ID_TAG, Tags.OVERRIDES))
+    if runs.empty or not {kind, sweep, overrides} <= set(runs.columns):
+        return {}
+    parents = runs[(runs[kind] == schema.SWEEP_KIND) & runs[sweep].isin(list(sweep_ids))]
+    return {str(s): f"python -m evoexp --multirun {o}" for s, o in zip(parents[sweep], parents[overrides], strict=True)}
 
 
 def log_summary_run(
@@ -299,6 +324,7 @@ def run_analysis(
     confidence: float = 0.95,
     ignore: Sequence[str] = (),
     log_summary: bool = True,
+    command: str | None = None,
 ) -> AnalysisResult:
     """Load the runs of an experiment (or sweep), write tables and figures, log them to a summary run.
 
@@ -313,6 +339,8 @@ def run_analysis(
         confidence: Coverage of the bootstrap confidence intervals.
         ignore: Param columns (``params.<key>``) never used to tell configurations apart.
         log_summary: Attach the written files to the sweep's summary MLflow run.
+        command: The command line of this analysis, recorded in ``provenance.json`` (see
+            :mod:`evoexp.job.analysis.provenance`, which also writes the per-run ``runs.csv``).
 
     Returns:
         The :class:`AnalysisResult`.
@@ -336,7 +364,16 @@ def run_analysis(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", suffix=".partial", dir=out.parent))
     try:
-        result = _analyse(runs, staging, client, formats=formats, confidence=confidence, ignore=ignore)
+        result = _analyse(
+            runs,
+            staging,
+            client,
+            formats=formats,
+            confidence=confidence,
+            ignore=ignore,
+            experiment=experiment,
+            command=command,
+        )
         result.files = _publish(staging, out, result.files)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
