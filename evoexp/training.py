@@ -746,7 +746,7 @@ class TrainingRun(Result):
         try:
             history = [
                 EpochRecord(
-                    **{
+                    **{  # type: ignore[arg-type]  # from to_dict; a wrong field raises TypeError, reported below
                         k: {layer: _number(x) for layer, x in v.items()} if k == "grad_norms" else _number(v)
                         for k, v in record.items()
                     }

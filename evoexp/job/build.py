@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal
 
-import nir  # type: ignore[import-untyped]
+import nir
 import numpy as np
 import torch
 from torch import nn

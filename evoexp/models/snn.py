@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -340,12 +340,12 @@ class SNN(nn.Module):
     @property
     def surrogate(self) -> SurrogateGradient:
         """The surrogate shared by all hidden layers (settable with an object or a registered name)."""
-        return self.hidden[0].surrogate
+        return cast(LIFLayer, self.hidden[0]).surrogate
 
     @surrogate.setter
     def surrogate(self, value: SurrogateGradient | str) -> None:
         shape = _resolve_surrogate(value)
-        for layer in self.hidden:
+        for layer in cast("list[LIFLayer]", list(self.hidden)):
             layer.surrogate = shape
 
     @property
@@ -355,7 +355,7 @@ class SNN(nn.Module):
 
     @smooth.setter
     def smooth(self, value: bool) -> None:
-        for layer in self.hidden:
+        for layer in cast("list[LIFLayer]", list(self.hidden)):
             layer.smooth = bool(value)
 
     def forward(self, x: Tensor) -> Tensor:

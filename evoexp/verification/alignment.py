@@ -379,7 +379,8 @@ def verify_gradient_alignment(
         name: torch.randn((n_directions, problem.params[name].numel()), generator=generator, dtype=torch.float64)
         for name in names
     }
-    norm = torch.sqrt(sum(v.pow(2).sum(dim=1) for v in overall_raw.values()))
+    squares = (v.pow(2).sum(dim=1) for v in overall_raw.values())
+    norm = torch.sqrt(sum(squares, torch.zeros(n_directions, dtype=torch.float64)))
 
     def placed(name: str, v: Tensor) -> Tensor:
         return v.to(device=problem.params[name].device, dtype=dtype)

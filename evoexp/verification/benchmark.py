@@ -48,7 +48,7 @@ RunCallback = Callable[[str, int, int, Mapping[str, float]], None]
 """Called for epoch 0 and after each epoch as ``on_epoch(model_name, seed, epoch, metrics)``, metrics as in
 :meth:`evoexp.training.EpochRecord.metrics`; ``model_name`` is ``"snn"`` or ``"ann"``."""
 
-_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+_OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
     "sgd": torch.optim.SGD,

@@ -395,7 +395,7 @@ class NumericalStabilityTester:
             if not bool(torch.isfinite(loss)):
                 nonfinite_losses += 1
             grads = torch.autograd.grad(loss, [p for _, p in params], allow_unused=True)
-            grads = [torch.zeros_like(p) if g is None else g.detach() for (_, p), g in zip(params, grads)]
+            grads = tuple(torch.zeros_like(p) if g is None else g.detach() for (_, p), g in zip(params, grads))
             batch_nan = sum(int(torch.isnan(g).sum()) for g in grads)
             batch_inf = sum(int(torch.isinf(g).sum()) for g in grads)
             nan_count += batch_nan
