@@ -21,7 +21,6 @@ from evoexp.functional.lif import (
     LIFParameters,
     ReadoutMode,
     ResetMode,
-    decay_from_time_constant,
     leaky_integrate,
     linear_lif_sequence,
     readout_logits,
@@ -280,8 +279,16 @@ class SNN(nn.Module):
             raise ValueError(f"bptt must be 'custom' or 'autograd', got {bptt!r}")
         if not (math.isfinite(weight_scale) and weight_scale > 0):
             raise ValueError(f"weight_scale must be a finite number > 0, got {weight_scale!r}")
-        alpha = self._decay("alpha", alpha, "tau_syn", tau_syn, _DEFAULT_TAU_SYN, dt)
-        beta = self._decay("beta", beta, "tau_mem", tau_mem, _DEFAULT_TAU_MEM, dt)
+        for name, given, tau_name, tau in (("alpha", alpha, "tau_syn", tau_syn), ("beta", beta, "tau_mem", tau_mem)):
+            if given is not None and tau is not None:
+                raise ValueError(f"give either {name} or {tau_name}, not both ({name}={given!r}, {tau_name}={tau!r})")
+        decays = LIFParameters.from_time_constants(
+            tau_syn=_DEFAULT_TAU_SYN if tau_syn is None else tau_syn,
+            tau_mem=_DEFAULT_TAU_MEM if tau_mem is None else tau_mem,
+            dt=dt,
+        )
+        alpha = decays.alpha if alpha is None else alpha
+        beta = decays.beta if beta is None else beta
         params = LIFParameters(alpha=alpha, beta=beta, threshold=threshold, reset=reset, detach_reset=detach_reset)
         shape = _resolve_surrogate(surrogate)
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
@@ -315,16 +322,6 @@ class SNN(nn.Module):
         )
         self.last_spikes: list[Tensor] = []
         self.record_spikes = True
-
-    @staticmethod
-    def _decay(
-        name: str, value: float | None, tau_name: str, tau: float | None, default_tau: float, dt: float
-    ) -> float:
-        if value is not None and tau is not None:
-            raise ValueError(f"give either {name} or {tau_name}, not both ({name}={value!r}, {tau_name}={tau!r})")
-        if value is not None:
-            return value
-        return decay_from_time_constant(default_tau if tau is None else tau, dt)
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle/deepcopy state without the recorded spikes (graph tensors cannot be deep-copied)."""
