@@ -88,6 +88,6 @@ class SkippedResult(Result):
     reason: str
 
     @property
-    def check(self) -> str:  # type: ignore[override]
+    def check(self) -> str:  # type: ignore[override]  # the name of the check it stands for, per instance
         """The skipped check's name."""
         return self.name

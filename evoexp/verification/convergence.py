@@ -364,8 +364,8 @@ def analyze_training(run: TrainingRun, *, min_relative_reduction: float = 0.1) -
     if any(r.train_eval_loss is None for r in records):
         raise ValueError("the run's epochs have no evaluated training loss (train it with evoexp.training.train_model)")
     curves: dict[str, list[float]] = {
-        "train_loss": [float(r.train_eval_loss) for r in records],  # type: ignore[arg-type]
-        "train_acc": [float(r.train_eval_acc) for r in records],  # type: ignore[arg-type]
+        "train_loss": [float(r.train_eval_loss) for r in records],  # type: ignore[arg-type]  # None rejected above
+        "train_acc": [float(r.train_eval_acc) for r in records],  # type: ignore[arg-type]  # set with the loss
         "val_loss": [math.nan if r.val_loss is None else r.val_loss for r in records],
         "val_acc": [math.nan if r.val_acc is None else r.val_acc for r in records],
         "grad_norm": [r.grad_norm for r in records],
