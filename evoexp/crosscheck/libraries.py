@@ -218,7 +218,7 @@ def _full(n: int, value: float) -> Tensor:
 def _constants(layer: LayerModel, n: int, reset: str) -> NeuronConstants:
     return NeuronConstants(alpha=_full(n, layer.alpha), beta=_full(n, layer.beta), k_in=_full(n, layer.k_in),
                            k_mem=_full(n, layer.k_mem), leak=_full(n, layer.leak), threshold=_full(n, layer.threshold),
-                           v_reset=_full(n, layer.v_reset), reset=reset)  # type: ignore[arg-type]
+                           v_reset=_full(n, layer.v_reset), reset=reset)  # type: ignore[arg-type]  # a ResetMode name
 
 
 class Library(ABC):

@@ -28,7 +28,7 @@ def _network(config: Config, data: DatasetSplits) -> NIRNetwork:
         return build_nir(config, data)
     snn = build_snn(config, data)
     assert isinstance(snn, SNN)
-    return from_nir(to_nir(snn, dt=config.model.dt), readout=config.model.readout)  # type: ignore[arg-type]
+    return from_nir(to_nir(snn, dt=config.model.dt), readout=config.model.readout)  # type: ignore[arg-type]  # checked at config load
 
 
 def run_crosscheck(config: Config, *, data: DatasetSplits, output_dir: Path) -> Outcome:
