@@ -886,7 +886,8 @@ def train_model(
     run.stop_epoch = None if stopper is None else stopper.stop_epoch
     tested = run.diverged is None and test_loader is not None
     if tested:
-        run.test_last = evaluate(model, test_loader, loss_fn=loss_fn)  # type: ignore[arg-type]  # not None: `tested`
+        # Why the type ignore below: test_loader is not None when `tested`
+        run.test_last = evaluate(model, test_loader, loss_fn=loss_fn)  # type: ignore[arg-type]
     if best.epoch is not None:
         run.best_epoch = best.epoch
         if tested and best.epoch == len(run.history):
@@ -894,5 +895,6 @@ def train_model(
         else:
             best.restore(model)
             if tested:
-                run.test_best = evaluate(model, test_loader, loss_fn=loss_fn)  # type: ignore[arg-type]  # not None: `tested`
+                # Why the type ignore below: test_loader is not None when `tested`
+                run.test_best = evaluate(model, test_loader, loss_fn=loss_fn)  # type: ignore[arg-type]
     return run

@@ -223,7 +223,8 @@ def run_forward(network: nn.Module, x: Tensor) -> tuple[list[tuple[Tensor, Tenso
     """``(records, output)`` of a participant network without gradients."""
     with torch.no_grad():
         output = network(x)
-    return [(s.detach(), m.detach()) for s, m in network.records()], output.detach()  # type: ignore[operator]  # a participant method
+    # Why the type ignore below: records() is a method of the participant (Module attributes read as Tensor | Module)
+    return [(s.detach(), m.detach()) for s, m in network.records()], output.detach()  # type: ignore[operator]
 
 
 def _rel(a: Tensor, b: Tensor) -> Tensor:

@@ -76,7 +76,8 @@ def build_nir(config: Config, data: DatasetSplits | None = None) -> NIRNetwork:
     model = config.model
     if model.path is None:
         raise ConfigValidationError("model.path is not set (use model=nir model.path=...)")
-    net = from_nir(model.path, dt=model.dt, reset=model.reset, surrogate=build_surrogate(config),  # type: ignore[arg-type]  # str from OmegaConf, validated at load
+    # Why the type ignore below: OmegaConf types these loosely (str); each is validated when the config loads
+    net = from_nir(model.path, dt=model.dt, reset=model.reset, surrogate=build_surrogate(config),  # type: ignore[arg-type]
                    detach_reset=model.detach_reset, readout=model.readout)  # type: ignore[arg-type]  # as above
     if data is not None:
         outputs = net.plan.graph.nodes[net.plan.output].output_type["output"]

@@ -28,7 +28,8 @@ def _network(config: Config, data: DatasetSplits) -> NIRNetwork:
         return build_nir(config, data)
     snn = build_snn(config, data)
     assert isinstance(snn, SNN)
-    return from_nir(to_nir(snn, dt=config.model.dt), readout=config.model.readout)  # type: ignore[arg-type]  # checked at config load
+    # Why the type ignore below: OmegaConf types dt and readout loosely; both are checked when the config loads
+    return from_nir(to_nir(snn, dt=config.model.dt), readout=config.model.readout)  # type: ignore[arg-type]
 
 
 def run_crosscheck(config: Config, *, data: DatasetSplits, output_dir: Path) -> Outcome:

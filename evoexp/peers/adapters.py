@@ -486,7 +486,8 @@ class SnnTorchAdapter(NeuronAdapter):
 
     def reset(self, module: nn.Module) -> None:
         """Empty every hidden state (snnTorch registers exactly its hidden states as non-persistent buffers)."""
-        like: Tensor = getattr(module, "threshold")  # noqa: B009 - a buffer or parameter of every snnTorch neuron: the copy's dtype and device
+        # a buffer or parameter of every snnTorch neuron: the copy's dtype and device
+        like: Tensor = getattr(module, "threshold")  # noqa: B009 - a foreign module's attribute
         for name in module._non_persistent_buffers_set:
             setattr(module, name, torch.zeros(0, dtype=like.dtype, device=like.device))
 

@@ -285,7 +285,8 @@ class ModelConfig:
         _positive("model.dt", self.dt)
         _one_of("model.reset", self.reset, ("subtract", "zero"))  # type: ignore[arg-type]  # None checked above
         try:
-            from_nir(self.path, dt=self.dt, reset=self.reset, surrogate="fast_sigmoid",  # type: ignore[arg-type]  # checked above
+            # Why the type ignore below: OmegaConf types dt and reset loosely; both were checked just above
+            from_nir(self.path, dt=self.dt, reset=self.reset, surrogate="fast_sigmoid",  # type: ignore[arg-type]
                      detach_reset=self.detach_reset)
         except NIRError as exc:
             raise ValueError(f"model.path: {exc}") from None
