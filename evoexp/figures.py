@@ -408,6 +408,47 @@ def _log_axis(ax: Axes, values: np.ndarray) -> None:
     ax.xaxis.set_major_formatter(FuncFormatter(_plain_number))
 
 
+def _metric_rows(stats: pd.DataFrame, metric: str, keys: list[str]) -> pd.DataFrame:
+    """The rows of ``stats`` for ``metric``; ``ValueError`` on missing columns, no rows or duplicate ``keys``."""
+    missing = [c for c in (*keys, "metric", "mean", "ci_low", "ci_high") if c not in stats.columns]
+    if missing:
+        raise ValueError(f"stats: missing columns {missing}")
+    data = stats[stats["metric"] == metric]
+    if data.empty:
+        raise ValueError(f"metric: no rows for {metric!r} in stats")
+    if data.duplicated(keys).any():
+        raise ValueError(f"stats: several rows per {keys}; filter the other params or aggregate them")
+    return data
+
+
+def _scatter_runs(
+    ax: Axes,
+    points: pd.DataFrame,
+    values: dict[str, Any],
+    *,
+    metric: str,
+    x: str,
+    scale: float,
+    jitter: float,
+    color: Any,
+) -> bool:
+    """Draw the runs of one series (rows of ``points`` matching ``values``) as points; whether any was drawn."""
+    mask = np.ones(len(points), dtype=bool)
+    for column, value in values.items():
+        mask &= (points[column] == value).to_numpy()
+    runs = points[mask & points[metric].notna().to_numpy()]
+    ax.scatter(
+        runs[x].to_numpy(dtype=np.float64) * jitter,
+        runs[metric].to_numpy(dtype=np.float64) * scale,
+        s=6,
+        color=color,
+        alpha=POINT_ALPHA,
+        linewidths=0,
+        zorder=3,
+    )
+    return len(runs) > 0
+
+
 def plot_metric_vs(
     ax: Axes,
     stats: pd.DataFrame,
@@ -449,15 +490,7 @@ def plot_metric_vs(
         ValueError: If columns are missing, ``metric`` has no rows, or a ``(series, x)`` combination has several
             rows (aggregate over the other params first).
     """
-    keys = [*series, x]
-    missing = [c for c in (*keys, "metric", "mean", "ci_low", "ci_high") if c not in stats.columns]
-    if missing:
-        raise ValueError(f"stats: missing columns {missing}")
-    data = stats[stats["metric"] == metric]
-    if data.empty:
-        raise ValueError(f"metric: no rows for {metric!r} in stats")
-    if data.duplicated(keys).any():
-        raise ValueError(f"stats: several rows per {keys}; filter the other params or aggregate them")
+    data = _metric_rows(stats, metric, [*series, x])
     groups = list(data.groupby(list(series), sort=True)) if series else [((), data)]
     drew_points = False
     for i, (key, rows) in enumerate(groups):
@@ -475,22 +508,11 @@ def plot_metric_vs(
             style=style,
         )
         if points is not None:
-            mask = np.ones(len(points), dtype=bool)
-            for column, value in values.items():
-                mask &= (points[column] == value).to_numpy()
-            runs = points[mask & points[metric].notna().to_numpy()]
-            jitter = 1.0 + 0.04 * (i - (len(groups) - 1) / 2) / max(1, len(groups))
-            at = runs[x].to_numpy(dtype=np.float64)
-            ax.scatter(
-                at * jitter if log_x else at,
-                runs[metric].to_numpy(dtype=np.float64) * scale,
-                s=6,
-                color=style["color"],
-                alpha=POINT_ALPHA,
-                linewidths=0,
-                zorder=3,
+            jitter = 1.0 + 0.04 * (i - (len(groups) - 1) / 2) / max(1, len(groups)) if log_x else 1.0
+            drawn = _scatter_runs(
+                ax, points, values, metric=metric, x=x, scale=scale, jitter=jitter, color=style["color"]
             )
-            drew_points = drew_points or len(runs) > 0
+            drew_points = drew_points or drawn
     if reference is not None:
         ax.axhline(reference[0], color="0.3", linestyle=":", linewidth=1.0, label=reference[1], zorder=1)
     if log_x:

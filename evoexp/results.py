@@ -15,7 +15,7 @@ import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -51,7 +51,7 @@ class Result:
     verdict). ``check`` names the result in reports and metric keys.
     """
 
-    check: str = "result"
+    check: ClassVar[str] = "result"
 
     @property
     def passed(self) -> bool | None:
@@ -88,6 +88,6 @@ class SkippedResult(Result):
     reason: str
 
     @property
-    def check(self) -> str:  # type: ignore[override]
+    def check(self) -> str:  # type: ignore[override]  # the name of the check it stands for, per instance
         """The skipped check's name."""
         return self.name

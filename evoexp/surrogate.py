@@ -224,6 +224,7 @@ def register_surrogate(cls: _S) -> _S:
     """
     if not (isinstance(cls, type) and issubclass(cls, SurrogateGradient)):
         raise TypeError(f"register_surrogate expects a SurrogateGradient subclass, got {cls!r}")
+    # Why the type ignore below: __dataclass_params__ is set by @dataclass, which is_dataclass has just confirmed
     if not dataclasses.is_dataclass(cls) or not cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
         raise TypeError(f"{cls.__name__} must be decorated with @dataclass(frozen=True, repr=False)")
     if not cls.name:

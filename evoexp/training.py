@@ -746,7 +746,7 @@ class TrainingRun(Result):
         try:
             history = [
                 EpochRecord(
-                    **{
+                    **{  # type: ignore[arg-type]  # from to_dict; a wrong field raises TypeError, reported below
                         k: {layer: _number(x) for layer, x in v.items()} if k == "grad_norms" else _number(v)
                         for k, v in record.items()
                     }
@@ -886,6 +886,7 @@ def train_model(
     run.stop_epoch = None if stopper is None else stopper.stop_epoch
     tested = run.diverged is None and test_loader is not None
     if tested:
+        # Why the type ignore below: test_loader is not None when `tested`
         run.test_last = evaluate(model, test_loader, loss_fn=loss_fn)  # type: ignore[arg-type]
     if best.epoch is not None:
         run.best_epoch = best.epoch
@@ -894,5 +895,6 @@ def train_model(
         else:
             best.restore(model)
             if tested:
+                # Why the type ignore below: test_loader is not None when `tested`
                 run.test_best = evaluate(model, test_loader, loss_fn=loss_fn)  # type: ignore[arg-type]
     return run

@@ -6,13 +6,11 @@ import dataclasses
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ValidationError
 
@@ -35,7 +33,6 @@ from evoexp.job.config import (
     flatten,
     load_config,
     one_line,
-    register_configs,
     report_config_errors,
 )
 from evoexp.job.config.identity import ANN_KEYS, SNN_ONLY_KEYS
@@ -53,21 +50,8 @@ FILE_DATASETS = ("shd", "ssc")
 FILE_MODELS = ("nir",)
 
 
-@pytest.fixture(autouse=True)
-def _hydra() -> Iterator[None]:
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        yield
-    GlobalHydra.instance().clear()
-
-
 def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
-
-
-def composed(*overrides: str) -> DictConfig:
-    return compose(config_name="config", overrides=list(overrides))
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +64,8 @@ def test_one_surrogate_option_per_registered_shape() -> None:
 
 
 @pytest.mark.parametrize("name", available_surrogates())
-def test_surrogate_option_composes_and_builds_its_shape(name: str) -> None:
-    config = load_config(composed(f"surrogate={name}"))
+def test_surrogate_option_composes_and_builds_its_shape(compose_config: Callable[..., DictConfig], name: str) -> None:
+    config = load_config(compose_config(f"surrogate={name}"))
     shape = get_surrogate(config.surrogate.name, **config.surrogate.kwargs())
     assert isinstance(shape, SurrogateGradient)
     assert shape.name == name
@@ -89,12 +73,14 @@ def test_surrogate_option_composes_and_builds_its_shape(name: str) -> None:
 
 
 @pytest.mark.parametrize("group", [g for g in GROUPS if g != "surrogate"])
-def test_every_group_option_composes_and_instantiates(group: str, small_data: DatasetSplits) -> None:
+def test_every_group_option_composes_and_instantiates(
+    compose_config: Callable[..., DictConfig], group: str, small_data: DatasetSplits,
+) -> None:
     for option in options(group):
         if (group, option) in [("dataset", d) for d in FILE_DATASETS] + [("model", m) for m in FILE_MODELS]:
             continue
         overrides = [f"{group}={option}"] + ([] if group == "dataset" else SMALL)
-        config = load_config(composed(*overrides))
+        config = load_config(compose_config(*overrides))
         assert isinstance(config, Config)
         snn, ann = build_snn(config, small_data), build_ann(config, small_data)
         assert snn(small_data.train.spikes[:2]).shape == (2, small_data.n_classes)
@@ -107,22 +93,22 @@ def test_every_group_option_composes_and_instantiates(group: str, small_data: Da
 
 
 @pytest.mark.parametrize("option", [o for o in options("dataset") if o not in FILE_DATASETS])
-def test_dataset_option_builds_small_version(option: str) -> None:
+def test_dataset_option_builds_small_version(compose_config: Callable[..., DictConfig], option: str) -> None:
     small = {"randman": ["dataset.samples_per_class=6", "dataset.time_steps=10"], "digits": [], "synthetic": []}
-    config = load_config(composed(f"dataset={option}", *small[option]))
+    config = load_config(compose_config(f"dataset={option}", *small[option]))
     assert config.dataset.name == option
     data = get_dataset(config.dataset.name, **config.dataset.kwargs(seed=config.seed))
     assert data.time_steps == config.dataset.time_steps
 
 
 @pytest.mark.parametrize("option", options("experiment"))
-def test_every_experiment_preset_composes(option: str) -> None:
-    config = load_config(composed(f"experiment={option}"))
+def test_every_experiment_preset_composes(compose_config: Callable[..., DictConfig], option: str) -> None:
+    config = load_config(compose_config(f"experiment={option}"))
     assert isinstance(config, Config)
 
 
-def test_robustness_preset_is_the_zenke_vogels_setting() -> None:
-    config = load_config(composed("experiment=robustness"))
+def test_robustness_preset_is_the_zenke_vogels_setting(compose_config: Callable[..., DictConfig]) -> None:
+    config = load_config(compose_config("experiment=robustness"))
     d, m, t = config.dataset, config.model, config.trainer
     assert (d.name, d.n_classes, d.n_channels, d.manifold_dim, d.alpha) == ("randman", 10, 20, 1, 1.0)
     assert (d.samples_per_class, d.time_steps, d.spikes_per_unit, d.split) == (1000, 100, 1, [0.8, 0.1, 0.1])
@@ -137,19 +123,21 @@ def test_robustness_preset_is_the_zenke_vogels_setting() -> None:
     ("preset", "swept", "detach_reset"),
     [("robustness_slopes", "surrogate.slope", True), ("robustness_scales", "surrogate.scale", False)],
 )
-def test_robustness_sweep_presets(preset: str, swept: str, detach_reset: bool) -> None:
-    cfg = compose(config_name="config", overrides=[f"experiment={preset}"], return_hydra_config=True)
+def test_robustness_sweep_presets(
+    compose_config: Callable[..., DictConfig], preset: str, swept: str, detach_reset: bool,
+) -> None:
+    cfg = compose_config(f"experiment={preset}", hydra=True)
     params = cfg.hydra.sweeper.params
     values = [float(v) for v in str(params[swept]).split(",")]
     assert len(values) == 4 and len(str(params.seed).split(",")) == 2
     assert len(params.surrogate.split(",")) >= (4 if swept == "surrogate.slope" else 1)
-    config = load_config(composed(f"experiment={preset}"))
+    config = load_config(compose_config(f"experiment={preset}"))
     assert config.dataset.step_frac == 0.5 and config.model.detach_reset is detach_reset
     assert config.tracking.experiment == preset and config.trainer.epochs >= 100
 
 
-def test_surrogate_sweep_preset_grid() -> None:
-    cfg = compose(config_name="config", overrides=["experiment=surrogate_sweep"], return_hydra_config=True)
+def test_surrogate_sweep_preset_grid(compose_config: Callable[..., DictConfig]) -> None:
+    cfg = compose_config("experiment=surrogate_sweep", hydra=True)
     params = cfg.hydra.sweeper.params
     assert len(params.surrogate.split(",")) >= 5
     assert len(str(params["surrogate.slope"]).split(",")) == 7
@@ -157,8 +145,8 @@ def test_surrogate_sweep_preset_grid() -> None:
 
 
 @pytest.mark.parametrize("launcher", ["parallel", "slurm", "local_cluster"])
-def test_launcher_presets_compose(launcher: str) -> None:
-    cfg = compose(config_name="config", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
+def test_launcher_presets_compose(compose_config: Callable[..., DictConfig], launcher: str) -> None:
+    cfg = compose_config(f"hydra/launcher={launcher}", hydra=True)
     assert "Launcher" in cfg.hydra.launcher._target_
 
 
@@ -189,8 +177,8 @@ def test_launcher_presets_compose(launcher: str) -> None:
         ("tracking.uri=http://127.0.0.1:5000", None),
     ],
 )
-def test_value_errors_name_the_key(override: str, key: str | None) -> None:
-    cfg = composed(override)
+def test_value_errors_name_the_key(compose_config: Callable[..., DictConfig], override: str, key: str | None) -> None:
+    cfg = compose_config(override)
     if key is None:  # a valid option, for contrast
         load_config(cfg)
         return
@@ -199,14 +187,16 @@ def test_value_errors_name_the_key(override: str, key: str | None) -> None:
     assert not Path("/nonexistent").exists()  # the SQLite check creates nothing
 
 
-def test_momentum_is_checked_for_sgd_too() -> None:
-    assert load_config(composed("trainer=sgd")).trainer.momentum == 0.9
+def test_momentum_is_checked_for_sgd_too(compose_config: Callable[..., DictConfig]) -> None:
+    assert load_config(compose_config("trainer=sgd")).trainer.momentum == 0.9
     with pytest.raises(ConfigValidationError, match=r"trainer\.momentum must be < 1"):
-        load_config(composed("trainer=sgd", "trainer.momentum=5"))
+        load_config(compose_config("trainer=sgd", "trainer.momentum=5"))
 
 
-def test_dt_far_above_the_time_constants_warns_once(caplog: pytest.LogCaptureFixture) -> None:
-    cfg = composed("model.dt=100")
+def test_dt_far_above_the_time_constants_warns_once(
+    compose_config: Callable[..., DictConfig], caplog: pytest.LogCaptureFixture,
+) -> None:
+    cfg = compose_config("model.dt=100")
     with caplog.at_level(logging.WARNING, logger="evoexp.job.config"):
         config = load_config(cfg)  # legal: it runs, with one warning line
         load_config(cfg)
@@ -217,23 +207,27 @@ def test_dt_far_above_the_time_constants_warns_once(caplog: pytest.LogCaptureFix
     assert config.model.dt == 100
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="evoexp.job.config"):
-        load_config(composed("model.dt=1"))
+        load_config(compose_config("model.dt=1"))
     assert not caplog.records
 
 
-def _config_error() -> None:
-    composed("trainer.lr=abc")
+@pytest.fixture
+def config_error(compose_config: Callable[..., DictConfig]) -> Callable[[], None]:
+    def compose_a_bad_value() -> None:
+        compose_config("trainer.lr=abc")
+
+    return compose_a_bad_value
 
 
 def test_report_config_errors_prints_one_line_and_restores_the_environment(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    config_error: Callable[[], None], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
     seen: list[str | None] = []
 
     def main() -> int:
         seen.append(os.environ.get("HYDRA_FULL_ERROR"))  # Hydra raises instead of printing while it is set
-        _config_error()
+        config_error()
         return 0
 
     with pytest.raises(SystemExit) as info:
@@ -251,14 +245,16 @@ def test_report_config_errors_prints_one_line_and_restores_the_environment(
         report_config_errors(crash)
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")  # the user asks for the full trace of everything
     with pytest.raises(Exception, match=r"trainer\.lr"):
-        report_config_errors(_config_error)
+        report_config_errors(config_error)
     assert os.environ["HYDRA_FULL_ERROR"] == "1"
 
 
-def test_preset_clash_names_both_sides(capsys: pytest.CaptureFixture[str]) -> None:
+def test_preset_clash_names_both_sides(
+    compose_config: Callable[..., DictConfig], capsys: pytest.CaptureFixture[str],
+) -> None:
     with pytest.raises(SystemExit):
         report_config_errors(
-            lambda: composed("experiment=smoke", "dataset=digits"), argv=["experiment=smoke", "dataset=digits"]
+            lambda: compose_config("experiment=smoke", "dataset=digits"), argv=["experiment=smoke", "dataset=digits"]
         )
     (line,) = capsys.readouterr().err.splitlines()
     assert line == (
@@ -267,32 +263,32 @@ def test_preset_clash_names_both_sides(capsys: pytest.CaptureFixture[str]) -> No
     )
 
 
-def test_shape_specific_params_are_validated() -> None:
+def test_shape_specific_params_are_validated(compose_config: Callable[..., DictConfig]) -> None:
     with pytest.raises(ConfigValidationError, match=r"surrogate\.params"):
-        load_config(composed("surrogate=q_pseudo", "surrogate.params.tail=0.5"))
+        load_config(compose_config("surrogate=q_pseudo", "surrogate.params.tail=0.5"))
     with pytest.raises(ConfigValidationError, match=r"surrogate\.params"):
-        load_config(composed("surrogate=atan", "+surrogate.params.tail=2"))
+        load_config(compose_config("surrogate=atan", "+surrogate.params.tail=2"))
 
 
-def test_type_errors_and_unknown_keys_fail_at_composition() -> None:
+def test_type_errors_and_unknown_keys_fail_at_composition(compose_config: Callable[..., DictConfig]) -> None:
     with pytest.raises(Exception, match=r"trainer\.lr") as info:
-        composed("trainer.lr=abc")
+        compose_config("trainer.lr=abc")
     assert isinstance(info.value.__cause__, ValidationError)
     assert "trainer.lr" in one_line(info.value)
     assert "\n" not in one_line(info.value)
     with pytest.raises(Exception, match=r"trainer\.nope") as info:
-        composed("trainer.nope=1")
+        compose_config("trainer.nope=1")
     assert isinstance(info.value.__cause__, ConfigAttributeError)
     assert "\n" not in one_line(info.value)
     with pytest.raises(Exception, match="nope"):
-        load_config(composed("+trainer.nope=1"))
+        load_config(compose_config("+trainer.nope=1"))
     with pytest.raises(Exception, match="encoding"):
-        composed("dataset=randman", "dataset.encoding=rate")  # a digits-only key
+        compose_config("dataset=randman", "dataset.encoding=rate")  # a digits-only key
 
 
-def test_unknown_option_lists_the_options_on_one_line() -> None:
+def test_unknown_option_lists_the_options_on_one_line(compose_config: Callable[..., DictConfig]) -> None:
     with pytest.raises(Exception, match="surrogate/nope") as info:
-        composed("surrogate=nope")
+        compose_config("surrogate=nope")
     line = one_line(info.value)
     assert "\n" not in line
     assert "Available options in 'surrogate': " in line
@@ -300,17 +296,19 @@ def test_unknown_option_lists_the_options_on_one_line() -> None:
         assert name in line
 
 
-def test_config_hash_ignores_tracking_and_threads_only() -> None:
-    base = config_hash(composed())
-    assert config_hash(composed("tracking=off", "tracking.experiment=other", "threads=4")) == base
-    assert config_hash(composed("surrogate.slope=3")) != base
-    assert config_hash(composed("seed=1")) != base
+def test_config_hash_ignores_tracking_and_threads_only(compose_config: Callable[..., DictConfig]) -> None:
+    base = config_hash(compose_config())
+    assert config_hash(compose_config("tracking=off", "tracking.experiment=other", "threads=4")) == base
+    assert config_hash(compose_config("surrogate.slope=3")) != base
+    assert config_hash(compose_config("seed=1")) != base
 
 
-def test_ann_hash_depends_on_data_sizes_trainer_early_stopping_seed_not_surrogate() -> None:
-    base = ann_hash(composed())
+def test_ann_hash_depends_on_data_sizes_trainer_early_stopping_seed_not_surrogate(
+    compose_config: Callable[..., DictConfig],
+) -> None:
+    base = ann_hash(compose_config())
     same = ("surrogate=atan", "surrogate.slope=3", "trainer.rate_reg=0.1", "model.tau_mem=5", "threads=2")
-    assert ann_hash(composed(*same)) == base
+    assert ann_hash(compose_config(*same)) == base
     for override in (
         "seed=1",
         "model.hidden_sizes=[32]",
@@ -321,7 +319,7 @@ def test_ann_hash_depends_on_data_sizes_trainer_early_stopping_seed_not_surrogat
         "verifier.convergence.patience=3",
         "verifier.convergence.min_delta=0.01",
     ):
-        assert ann_hash(composed(override)) != base, override
+        assert ann_hash(compose_config(override)) != base, override
 
 
 class _Recorder:
@@ -339,9 +337,11 @@ class _Recorder:
         return value
 
 
-def test_ann_key_covers_every_setting_the_ann_route_reads(small_data: DatasetSplits) -> None:
+def test_ann_key_covers_every_setting_the_ann_route_reads(
+    compose_config: Callable[..., DictConfig], small_data: DatasetSplits,
+) -> None:
     """Guard of ANN_KEYS: building and training the ANN twin reads no config key outside the ANN identity."""
-    config = load_config(composed(*SMALL))
+    config = load_config(compose_config(*SMALL))
     seen: set[str] = set()
     proxy = _Recorder(config, seen)
     ann = build_ann(proxy, small_data)  # type: ignore[arg-type]
@@ -359,8 +359,8 @@ def test_ann_key_covers_every_setting_the_ann_route_reads(small_data: DatasetSpl
     assert {"trainer.rate_reg", "trainer.target_rate"} <= seen  # the SNN-only keys really are SNN-only
 
 
-def test_flatten_uses_dotted_keys_and_keeps_lists() -> None:
-    flat = flatten(OmegaConf.to_container(composed(), resolve=True))  # type: ignore[arg-type]
+def test_flatten_uses_dotted_keys_and_keeps_lists(compose_config: Callable[..., DictConfig]) -> None:
+    flat = flatten(OmegaConf.to_container(compose_config(), resolve=True))  # type: ignore[arg-type]
     assert flat["surrogate.name"] == "fast_sigmoid"
     assert flat["model.hidden_sizes"] == [128]
     assert flat["seed"] == 0

@@ -15,13 +15,11 @@ import sqlite3
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import ConfigCompositionException
@@ -30,7 +28,6 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from omegaconf import DictConfig, OmegaConf
 
-from evoexp.job.config import register_configs
 from evoexp.job.outcome import JobOutcome, write_outcome
 from evoexp.job.progress import SweepPlan, plan_sweep
 from evoexp.keys import OBJECTIVE
@@ -41,7 +38,6 @@ from hydra_plugins.evoexp_optuna._search import RESULTS_FILE, trial_result  # no
 from hydra_plugins.evoexp_optuna._space import SearchSpace, SearchSpaceError, parse_entry, parse_space  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "evoexp" / "conf"
 PRESET = "hparams_search=surrogate_optuna"
 # The smoke setting at a smaller step, with a validation split large and noisy enough for one-epoch trials to differ.
 SMOKE = ["experiment=smoke", "dataset.noise=0.4", "dataset.split=[0.4,0.5,0.1]", "trainer.epochs=1", "trainer.lr=0.005"]
@@ -355,18 +351,10 @@ def test_a_stored_study_of_the_other_direction_is_refused(
 # --- the preset ----------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def hydra_conf() -> Iterator[None]:
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        yield
-    GlobalHydra.instance().clear()
-
-
-@pytest.mark.usefixtures("hydra_conf")
-def test_the_preset_searches_slope_and_scale_with_the_evoexp_sweeper_seeded_by_seed() -> None:
-    cfg = compose(config_name="config", overrides=[PRESET, "seed=3"], return_hydra_config=True)
+def test_the_preset_searches_slope_and_scale_with_the_evoexp_sweeper_seeded_by_seed(
+    compose_config: Callable[..., DictConfig],
+) -> None:
+    cfg = compose_config(PRESET, "seed=3", hydra=True)
     assert cfg.hydra.mode.name == "MULTIRUN"  # -m is optional
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_ == "hydra_plugins.evoexp_optuna.sweeper.EvoexpOptunaSweeper"
@@ -403,11 +391,12 @@ def test_the_sweep_plan_counts_the_searchs_trials_and_names_its_dimensions() -> 
     ]  # a plain command-line value fixes the key, as in the sweeper
 
 
-@pytest.mark.usefixtures("hydra_conf")
 @pytest.mark.parametrize(("override", "key"), [("direction=max", "direction"), ("sampler=grid", "sampler")])
-def test_an_unknown_direction_or_sampler_fails_at_composition_naming_the_key(override: str, key: str) -> None:
+def test_an_unknown_direction_or_sampler_fails_at_composition_naming_the_key(
+    compose_config: Callable[..., DictConfig], override: str, key: str,
+) -> None:
     with pytest.raises(ConfigCompositionException) as caught:
-        compose(config_name="config", overrides=[PRESET, f"hydra.sweeper.{override}"], return_hydra_config=True)
+        compose_config(PRESET, f"hydra.sweeper.{override}", hydra=True)
     assert f"hydra.sweeper.{key}" in str(caught.value.__cause__ or caught.value)
 
 

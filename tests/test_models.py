@@ -453,6 +453,18 @@ def test_decays_from_time_constants_and_defaults() -> None:
     assert SNN(2, [3], 2, alpha=0.0).params.alpha == 0.0
 
 
+@pytest.mark.parametrize(("tau_syn", "tau_mem", "dt"), [(4.0, 8.0, 0.5), (5.0, 10.0, 1.0), (3e-3, 7e-3, 1e-3)])
+def test_decays_are_those_of_lif_parameters_from_time_constants(tau_syn: float, tau_mem: float, dt: float) -> None:
+    expected = LIFParameters.from_time_constants(tau_syn=tau_syn, tau_mem=tau_mem, dt=dt)
+    model = SNN(2, [3], 2, tau_syn=tau_syn, tau_mem=tau_mem, dt=dt)
+    assert (model.params.alpha, model.params.beta) == (expected.alpha, expected.beta)  # bit-identical
+    assert (expected.alpha, expected.beta) == (math.exp(-dt / tau_syn), math.exp(-dt / tau_mem))
+    mixed = SNN(2, [3], 2, alpha=0.25, tau_mem=tau_mem, dt=dt)
+    assert (mixed.params.alpha, mixed.params.beta) == (0.25, expected.beta)
+    with pytest.raises(ValueError, match=r"^give either beta or tau_mem, not both"):
+        SNN(2, [3], 2, beta=0.5, tau_mem=tau_mem)
+
+
 def test_seeded_init_is_reproducible() -> None:
     a, b = SNN(4, [6], 3, seed=7), SNN(4, [6], 3, seed=7)
     c = SNN(4, [6], 3, seed=8)

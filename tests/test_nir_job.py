@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import nir
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
 
-from evoexp.job.config import ConfigValidationError, load_config, register_configs
+from evoexp.job.config import ConfigValidationError, load_config
 from evoexp.job.config.schema import Config
 from tests.test_app import client, evoexp, runs, undeclared_keys
-
-CONF = Path(__file__).resolve().parents[1] / "evoexp" / "conf"
 
 
 def _graph(path: Path, n_in: int = 8, n_out: int = 2) -> Path:
@@ -36,38 +33,28 @@ def _graph(path: Path, n_in: int = 8, n_out: int = 2) -> Path:
     return path
 
 
-@pytest.fixture
-def _hydra() -> Iterator[None]:
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        yield
-    GlobalHydra.instance().clear()
-
-
-@pytest.mark.usefixtures("_hydra")
 @pytest.mark.parametrize(("drop", "message"), [
     ("path", "model.path is required with model=nir (the NIR file)"),
     ("dt", "model.dt is required with model=nir (NIR carries no time step)"),
     ("reset", "model.reset is required with model=nir (NIR leaves the reset mechanism open"),
 ])
-def test_model_nir_names_each_missing_key(tmp_path: Path, drop: str, message: str) -> None:
+def test_model_nir_names_each_missing_key(
+    compose_config: Callable[..., DictConfig], tmp_path: Path, drop: str, message: str,
+) -> None:
     given = {"path": str(_graph(tmp_path / "g.nir")), "dt": "1e-3", "reset": "subtract"}
     del given[drop]
     with pytest.raises(ConfigValidationError, match="^" + re.escape(message)):
-        load_config(compose(config_name="config", overrides=["model=nir", *(f"model.{k}={v}" for k, v in
-                                                                              given.items())]))
+        load_config(compose_config("model=nir", *(f"model.{k}={v}" for k, v in given.items())))
 
 
-@pytest.mark.usefixtures("_hydra")
-def test_model_nir_checks_the_graph_when_the_config_loads(tmp_path: Path) -> None:
+def test_model_nir_checks_the_graph_when_the_config_loads(
+    compose_config: Callable[..., DictConfig], tmp_path: Path,
+) -> None:
     path = _graph(tmp_path / "g.nir")
-    config = load_config(compose(config_name="config", overrides=["model=nir", f"model.path={path}", "model.dt=1e-3",
-                                                                  "model.reset=zero"]))
+    config = load_config(compose_config("model=nir", f"model.path={path}", "model.dt=1e-3", "model.reset=zero"))
     assert isinstance(config, Config) and config.model.path == str(path)
     with pytest.raises(ConfigValidationError, match=r"^model.path: NIR node 'lif': tau=0.005 < dt=0.01"):
-        load_config(compose(config_name="config", overrides=["model=nir", f"model.path={path}", "model.dt=1e-2",
-                                                             "model.reset=zero"]))
+        load_config(compose_config("model=nir", f"model.path={path}", "model.dt=1e-2", "model.reset=zero"))
 
 
 @pytest.mark.slow  # a tracked job in a subprocess: 10 s on an idle machine, 30 s on a busy one

@@ -8,17 +8,16 @@ import math
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
 
 from evoexp.job.analysis.load import load_runs
-from evoexp.job.config import ConfigValidationError, load_config, register_configs
+from evoexp.job.config import ConfigValidationError, load_config
 from evoexp.peers.names import (
     available_peer_surrogates,
     evoexp_table_markdown,
@@ -124,26 +123,14 @@ def test_every_peer_function_exists_in_its_library() -> None:
         assert hasattr(module, attribute), name
 
 
-@pytest.fixture
-def _hydra() -> Iterator[None]:
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "evoexp" / "conf"), version_base="1.3"):
-        yield
-    GlobalHydra.instance().clear()
-
-
-@pytest.mark.usefixtures("_hydra")
-def test_config_peer_form_builds_the_equal_shape() -> None:
-    cfg = compose(config_name="config",
-                  overrides=["surrogate.peer=spikingjelly:PiecewiseQuadratic", "+surrogate.peer_params.alpha=2.0"])
+def test_config_peer_form_builds_the_equal_shape(compose_config: Callable[..., DictConfig]) -> None:
+    cfg = compose_config("surrogate.peer=spikingjelly:PiecewiseQuadratic", "+surrogate.peer_params.alpha=2.0")
     surrogate = load_config(cfg).surrogate
     assert (surrogate.name, surrogate.slope, surrogate.scale) == ("triangular", 2.0, 1.0)
     assert get_surrogate(surrogate.name, **surrogate.kwargs()) == get_surrogate(
         "spikingjelly:PiecewiseQuadratic", alpha=2.0)
 
 
-@pytest.mark.usefixtures("_hydra")
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
@@ -153,9 +140,11 @@ def test_config_peer_form_builds_the_equal_shape() -> None:
         (["surrogate.peer=snntorch:triangular"], r"^surrogate\.peer_params: snntorch:triangular has no equal"),
     ],
 )
-def test_config_peer_form_is_validated_at_composition(overrides: list[str], match: str) -> None:
+def test_config_peer_form_is_validated_at_composition(
+    compose_config: Callable[..., DictConfig], overrides: list[str], match: str,
+) -> None:
     with pytest.raises(ConfigValidationError, match=match) as info:
-        load_config(compose(config_name="config", overrides=overrides))
+        load_config(compose_config(*overrides))
     assert "\n" not in str(info.value)
 
 

@@ -6,14 +6,13 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
 
 from evoexp.job.build import (
     build_ann,
@@ -24,7 +23,7 @@ from evoexp.job.build import (
     verification_options,
     warmup_epochs,
 )
-from evoexp.job.config import load_config, register_configs
+from evoexp.job.config import load_config
 from evoexp.job.run import run_experiment
 from evoexp.results import to_jsonable
 from evoexp.verification.benchmark import ComparativeBenchmark
@@ -32,7 +31,6 @@ from evoexp.verification.convergence import ConvergenceAnalyzer
 from evoexp.verification.suite import BackpropagationVerificationSuite
 
 REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "evoexp" / "conf"
 # Early stopping, clipping and the rate regulariser on, so that every training option takes both routes.
 OVERRIDES = [
     "experiment=smoke",
@@ -54,12 +52,8 @@ def _timeless(value: Any) -> Any:
 
 
 @pytest.fixture
-def config() -> Iterator[Any]:
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        yield load_config(compose(config_name="config", overrides=OVERRIDES))
-    GlobalHydra.instance().clear()
+def config(compose_config: Callable[..., DictConfig]) -> Any:
+    return load_config(compose_config(*OVERRIDES))
 
 
 def _app_results(root: Path) -> dict[str, Any]:

@@ -4,38 +4,30 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from mlflow import MlflowClient
 from omegaconf import DictConfig
 
 import evoexp.job.sweep
 import evoexp.job.task
-from evoexp.job.config import load_config, register_configs
+from evoexp.job.config import load_config
 from evoexp.job.config.identity import source_digest
 from evoexp.job.outcome import OUTCOME_FILE
 from evoexp.job.task import JobContext, execute
 
-CONF = Path(__file__).resolve().parents[1] / "evoexp" / "conf"
-
 
 @pytest.fixture
-def compose_job(tmp_path: Path) -> Iterator[object]:
-    register_configs()
-    GlobalHydra.instance().clear()
+def compose_job(tmp_path: Path, compose_config: Callable[..., DictConfig]) -> Iterator[object]:
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
 
     def make(*overrides: str) -> DictConfig:
-        return compose(config_name="config", overrides=["experiment=smoke", f"tracking.uri={uri}", *overrides])
+        return compose_config("experiment=smoke", f"tracking.uri={uri}", *overrides)
 
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        yield make
-    GlobalHydra.instance().clear()
+    yield make
     torch.set_num_threads(1)  # execute() sets the job's thread count
 
 

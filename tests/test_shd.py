@@ -8,23 +8,21 @@ import math
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
 
 from evoexp.data import available_datasets, get_dataset, make_shd, make_ssc
 from evoexp.data.shd import N_CHANNELS, bin_events, check_layout, read_events
 from evoexp.job.build import build_snn
-from evoexp.job.config import ConfigValidationError, load_config, register_configs
+from evoexp.job.config import ConfigValidationError, load_config
 
 REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "evoexp" / "conf"
 
 
 def write_file(
@@ -235,19 +233,11 @@ def test_sources_must_fit_the_split(shd_files: tuple[Path, Path], kwargs: dict, 
 # ---------------------------------------------------------------- configs: dataset=shd / ssc, model=shd
 
 
-@pytest.fixture
-def hydra_conf() -> Iterator[None]:
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        yield
-    GlobalHydra.instance().clear()
-
-
-@pytest.mark.usefixtures("hydra_conf")
-def test_dataset_and_model_presets_build_the_700_256_20_network(shd_files: tuple[Path, Path]) -> None:
+def test_dataset_and_model_presets_build_the_700_256_20_network(
+    compose_config: Callable[..., DictConfig], shd_files: tuple[Path, Path],
+) -> None:
     overrides = ["dataset=shd", "model=shd", f"dataset.path={shd_files[0]}", f"dataset.test_path={shd_files[1]}"]
-    config = load_config(compose(config_name="config", overrides=[*overrides, "dataset.time_steps=6"]))
+    config = load_config(compose_config(*overrides, "dataset.time_steps=6"))
     d, m = config.dataset, config.model
     assert (d.name, d.duration, d.split, d.val_path) == ("shd", 1.4, [0.9, 0.1, 0.0], None)
     data = get_dataset(d.name, **d.kwargs(seed=config.seed))
@@ -261,17 +251,15 @@ def test_dataset_and_model_presets_build_the_700_256_20_network(shd_files: tuple
     assert math.exp(-m.dt / m.tau_mem) == pytest.approx(math.exp(-1 / 10))
 
 
-@pytest.mark.usefixtures("hydra_conf")
-def test_ssc_preset_takes_three_files(tmp_path: Path) -> None:
+def test_ssc_preset_takes_three_files(compose_config: Callable[..., DictConfig], tmp_path: Path) -> None:
     files = [random_file(tmp_path / f"ssc_{p}.h5", n_classes=35, per_class=1, seed=i) for i, p in enumerate("tvs")]
     keys = ("path", "val_path", "test_path")
     overrides = ["dataset=ssc", *(f"dataset.{k}={f}" for k, f in zip(keys, files)), "dataset.time_steps=4"]
-    config = load_config(compose(config_name="config", overrides=overrides))
+    config = load_config(compose_config(*overrides))
     data = get_dataset(config.dataset.name, **config.dataset.kwargs(seed=0))
     assert (data.n_classes, len(data.train), len(data.val), len(data.test)) == (35, 35, 35, 35)
 
 
-@pytest.mark.usefixtures("hydra_conf")
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -285,9 +273,11 @@ def test_ssc_preset_takes_three_files(tmp_path: Path) -> None:
         (["dataset.path={train}", "dataset.test_path={test}", "dataset.duration=0"], r"dataset\.duration must be"),
     ],
 )
-def test_config_errors_name_the_key(shd_files: tuple[Path, Path], overrides: list[str], message: str) -> None:
+def test_config_errors_name_the_key(
+    compose_config: Callable[..., DictConfig], shd_files: tuple[Path, Path], overrides: list[str], message: str,
+) -> None:
     names = {"train": shd_files[0], "test": shd_files[1], "missing": shd_files[0].parent / "nowhere.h5"}
-    cfg = compose(config_name="config", overrides=["dataset=shd", *(o.format(**names) for o in overrides)])
+    cfg = compose_config("dataset=shd", *(o.format(**names) for o in overrides))
     with pytest.raises(ConfigValidationError, match=message):
         load_config(cfg)
 
@@ -375,7 +365,6 @@ def _bad_content(tmp_path: Path, kind: str) -> Path:
     return _malformed(tmp_path, kind)
 
 
-@pytest.mark.usefixtures("hydra_conf")
 @pytest.mark.parametrize(
     ("kind", "message"),
     [
@@ -391,32 +380,33 @@ def _bad_content(tmp_path: Path, kind: str) -> Path:
     ],
 )
 def test_bad_values_fail_at_composition_naming_key_file_and_sample(
-    tmp_path: Path, shd_files: tuple[Path, Path], kind: str, message: str
+    compose_config: Callable[..., DictConfig], tmp_path: Path, shd_files: tuple[Path, Path], kind: str, message: str
 ) -> None:
     bad = _bad_content(tmp_path, kind)
     for key, overrides in (
         ("dataset.path", [f"dataset.path={bad}", f"dataset.test_path={shd_files[1]}"]),
         ("dataset.test_path", [f"dataset.path={shd_files[0]}", f"dataset.test_path={bad}"]),
     ):
-        cfg = compose(config_name="config", overrides=["dataset=shd", *overrides])
+        cfg = compose_config("dataset=shd", *overrides)
         with pytest.raises(ConfigValidationError, match=message) as info:
             load_config(cfg)
         text = str(info.value)
         assert text.startswith(f"{key}: {bad}: ") and "\n" not in text, text
 
 
-@pytest.mark.usefixtures("hydra_conf")
-def test_one_sample_per_class_leaves_the_validation_split_empty(tmp_path: Path, shd_files: tuple[Path, Path]) -> None:
+def test_one_sample_per_class_leaves_the_validation_split_empty(
+    compose_config: Callable[..., DictConfig], tmp_path: Path, shd_files: tuple[Path, Path]
+) -> None:
     single = random_file(tmp_path / "one_per_class.h5", per_class=1)
     sources = [f"dataset.path={single}", f"dataset.test_path={shd_files[1]}"]
-    cfg = compose(config_name="config", overrides=["dataset=shd", *sources])
+    cfg = compose_config("dataset=shd", *sources)
     with pytest.raises(ConfigValidationError) as info:
         load_config(cfg)
     assert str(info.value).startswith(f"dataset.path: {single}: dataset.split=[0.9, 0.1, 0.0] leaves the validation")
     assert "smallest class has 1 sample" in str(info.value)
     # the validation set from its own file: nothing is carved out of the single-sample classes
     overrides = [f"dataset.val_path={shd_files[0]}", "dataset.split=[1.0,0.0,0.0]"]
-    cfg = compose(config_name="config", overrides=["dataset=shd", *sources, *overrides])
+    cfg = compose_config("dataset=shd", *sources, *overrides)
     assert load_config(cfg).dataset.path == str(single)
 
 

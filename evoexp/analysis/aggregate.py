@@ -37,7 +37,7 @@ def summarize(values: Iterable[float], *, confidence: float = 0.95) -> dict[str,
     return _summaries([sample], confidence=confidence)[0]
 
 
-def _summaries(samples: Sequence[Sequence[float]], *, confidence: float) -> list[dict[str, float]]:
+def _summaries(samples: Sequence[Iterable[float]], *, confidence: float) -> list[dict[str, float]]:
     """:func:`summarize` of many samples, their intervals computed in one batched bootstrap."""
     check_confidence(confidence)
     low, high = mean_intervals(samples, confidence=confidence)

@@ -223,6 +223,7 @@ def run_forward(network: nn.Module, x: Tensor) -> tuple[list[tuple[Tensor, Tenso
     """``(records, output)`` of a participant network without gradients."""
     with torch.no_grad():
         output = network(x)
+    # Why the type ignore below: records() is a method of the participant (Module attributes read as Tensor | Module)
     return [(s.detach(), m.detach()) for s, m in network.records()], output.detach()  # type: ignore[operator]
 
 
@@ -274,7 +275,7 @@ def gradients(network: nn.Module, x: Tensor, targets: Tensor, *, smooth: bool,
     """
     copy = private_copy(network, dtype=dtype)
     copy.set_smooth(smooth)
-    params = copy.model.parameters_by_name()  # type: ignore[operator]
+    params = copy.model.parameters_by_name()  # type: ignore[operator]  # a participant method
     loss = _loss(copy.model(x.to(dtype)), targets)
     grads = torch.autograd.grad(loss, list(params.values()))
     return {name: g.detach().double() for name, g in zip(params, grads)}

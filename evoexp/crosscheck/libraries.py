@@ -218,7 +218,7 @@ def _full(n: int, value: float) -> Tensor:
 def _constants(layer: LayerModel, n: int, reset: str) -> NeuronConstants:
     return NeuronConstants(alpha=_full(n, layer.alpha), beta=_full(n, layer.beta), k_in=_full(n, layer.k_in),
                            k_mem=_full(n, layer.k_mem), leak=_full(n, layer.leak), threshold=_full(n, layer.threshold),
-                           v_reset=_full(n, layer.v_reset), reset=reset)  # type: ignore[arg-type]
+                           v_reset=_full(n, layer.v_reset), reset=reset)  # type: ignore[arg-type]  # a ResetMode name
 
 
 class Library(ABC):
@@ -286,8 +286,8 @@ class SnnTorchLibrary(Library):
         return LibraryModel(self.name, conventions, layers, r.beta, _scale(align, "readout", r.k, 1.0), spec.reset)
 
     def build(self, spec: NetworkSpec, align: frozenset[str]) -> nn.Module:
-        import snntorch as snn  # type: ignore[import-untyped]
-        from snntorch import surrogate  # type: ignore[import-untyped]
+        import snntorch as snn
+        from snntorch import surrogate
 
         model = self.model(spec, align)
         key, params = peer_function(spec.surrogate, "snntorch")
@@ -349,7 +349,7 @@ class SpikingJellyLibrary(Library):
                             spec.reset)
 
     def build(self, spec: NetworkSpec, align: frozenset[str]) -> nn.Module:
-        from spikingjelly.activation_based import neuron, surrogate  # type: ignore[import-untyped]
+        from spikingjelly.activation_based import neuron, surrogate
 
         model = self.model(spec, align)
         key, params = peer_function(spec.surrogate, "spikingjelly")
@@ -400,8 +400,8 @@ class NorseLibrary(Library):
                             spec.reset)
 
     def build(self, spec: NetworkSpec, align: frozenset[str]) -> nn.Module:
-        import norse.torch as norse  # type: ignore[import-untyped]
-        from norse.torch.functional.reset import reset_subtract, reset_value  # type: ignore[import-untyped]
+        import norse.torch as norse
+        from norse.torch.functional.reset import reset_subtract, reset_value
 
         model = self.model(spec, align)
         key, params = peer_function(spec.surrogate, "norse")

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-import nir  # type: ignore[import-untyped]
+import nir
 import numpy as np
 
 from evoexp.surrogate import get_surrogate

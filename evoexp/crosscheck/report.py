@@ -173,7 +173,7 @@ def agreement_figure(result: CrosscheckResult) -> Figure:
     """A figure with the forward, smooth-gradient and spiking-gradient matrices of ``result`` side by side."""
     fig, axes = plt.subplots(1, 3, figsize=(7.2, 2.7), layout="constrained")
     for ax, metric in zip(axes, ("forward", "smooth", "spiking")):
-        plot_agreement_matrix(result, ax, metric=metric)  # type: ignore[arg-type]
+        plot_agreement_matrix(result, ax, metric=metric)  # type: ignore[arg-type]  # one of the Metric names
     fig.suptitle(f"{Path(result.network).stem}: agreement between libraries", fontsize=9)
     return fig
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import nir  # type: ignore[import-untyped]
+import nir
 import torch
 from torch import Tensor
 

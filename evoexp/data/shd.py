@@ -464,7 +464,7 @@ def load_spiking_audio(
     check_seed(seed)
     check_sources(path, test_path=test_path, val_path=val_path, split=split)
     n_classes = N_CLASSES[name]
-    events = read_events(path, n_classes=n_classes)  # type: ignore[arg-type]  (None rejected by check_sources)
+    events = read_events(path, n_classes=n_classes)  # type: ignore[arg-type]  # None is rejected by check_sources
     split_seed = int(np.random.SeedSequence(int(seed)).generate_state(1)[0])
     train_idx, val_idx, test_idx = stratified_split(torch.from_numpy(events.labels), split, seed=split_seed)
     parts = {

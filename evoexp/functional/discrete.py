@@ -35,6 +35,7 @@ held resets are supported through ``replay_reset`` exactly as in :func:`evoexp.f
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Literal
 
@@ -162,7 +163,7 @@ class NeuronConstants:
         return self.threshold is not None
 
 
-def _fire(surrogate: SurrogateGradient, smooth: bool, at_threshold: bool) -> object:
+def _fire(surrogate: SurrogateGradient, smooth: bool, at_threshold: bool) -> Callable[[Tensor], Tensor]:
     if smooth:
         return surrogate.smooth
     if not at_threshold:
@@ -172,6 +173,34 @@ def _fire(surrogate: SurrogateGradient, smooth: bool, at_threshold: bool) -> obj
         return surrogate.spike(x) + (x == 0).to(x.dtype)
 
     return spike_at_threshold
+
+
+def _check_sequence(
+    drive: Tensor,
+    constants: NeuronConstants,
+    conventions: StepConventions,
+    recurrent_weight: Tensor | None,
+    recurrent_bias: Tensor | None,
+    replay_reset: Tensor | None,
+) -> None:
+    """Raise ``ValueError`` naming the first input of :func:`neuron_sequence` that does not fit the population."""
+    if drive.dim() != 3 or drive.shape[1] == 0 or drive.shape[2] != constants.size:
+        raise ValueError(
+            f"drive must have shape [batch, time>0, {constants.size}], got {tuple(drive.shape)}"
+        )
+    if not drive.is_floating_point():
+        raise ValueError(f"drive must be a floating-point tensor, got {drive.dtype}")
+    n = constants.size
+    if recurrent_weight is not None and tuple(recurrent_weight.shape) != (n, n):
+        raise ValueError(f"recurrent_weight must have shape ({n}, {n}), got {tuple(recurrent_weight.shape)}")
+    if (recurrent_weight is not None or recurrent_bias is not None) and not constants.spiking:
+        raise ValueError("a non-spiking population has no spikes to feed back (recurrent weight given)")
+    if replay_reset is not None:
+        if not conventions.reset_detached:
+            raise ValueError("replay_reset needs a detached reset (conventions.reset_detached=True)")
+        if replay_reset.shape != drive.shape:
+            raise ValueError(f"replay_reset must have the drive's shape {tuple(drive.shape)}, got "
+                             f"{tuple(replay_reset.shape)}")
 
 
 def neuron_sequence(
@@ -206,23 +235,7 @@ def neuron_sequence(
         ValueError: bad shapes or dtypes, a recurrent weight on a non-spiking population, or ``replay_reset``
             without a detached reset.
     """
-    if drive.dim() != 3 or drive.shape[1] == 0 or drive.shape[2] != constants.size:
-        raise ValueError(
-            f"drive must have shape [batch, time>0, {constants.size}], got {tuple(drive.shape)}"
-        )
-    if not drive.is_floating_point():
-        raise ValueError(f"drive must be a floating-point tensor, got {drive.dtype}")
-    n = constants.size
-    if recurrent_weight is not None and tuple(recurrent_weight.shape) != (n, n):
-        raise ValueError(f"recurrent_weight must have shape ({n}, {n}), got {tuple(recurrent_weight.shape)}")
-    if (recurrent_weight is not None or recurrent_bias is not None) and not constants.spiking:
-        raise ValueError("a non-spiking population has no spikes to feed back (recurrent weight given)")
-    if replay_reset is not None:
-        if not conventions.reset_detached:
-            raise ValueError("replay_reset needs a detached reset (conventions.reset_detached=True)")
-        if replay_reset.shape != drive.shape:
-            raise ValueError(f"replay_reset must have the drive's shape {tuple(drive.shape)}, got "
-                             f"{tuple(replay_reset.shape)}")
+    _check_sequence(drive, constants, conventions, recurrent_weight, recurrent_bias, replay_reset)
     dtype = drive.dtype
     alpha, beta, k_in, k_mem, leak, v_reset = (
         getattr(constants, name).to(dtype=dtype, device=drive.device)
@@ -244,7 +257,7 @@ def neuron_sequence(
     syn, v, spike, r_prev, x_prev = zeros, zeros, zeros, zeros, zeros
     outputs, membranes = [], []
     if theta is not None and conventions.initial_reset:
-        r_prev = fire(zeros - theta)  # type: ignore[operator]
+        r_prev = fire(zeros - theta)
         r_prev = r_prev.detach() if conventions.reset_detached else r_prev
         if conventions.reset_leak == "before":
             v = reset(v, r_prev)
@@ -267,7 +280,7 @@ def neuron_sequence(
             membranes.append(u)
             continue
         v_hat = reset(u, r_prev) if conventions.reset_leak == "after" else u
-        spike = fire(v_hat - theta)  # type: ignore[operator]
+        spike = fire(v_hat - theta)
         own = spike.detach() if conventions.reset_detached else spike
         r = replays[t] if replays is not None else own
         v_post = reset(v_hat, r)

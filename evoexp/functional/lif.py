@@ -430,7 +430,7 @@ class _LIFNode(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         x: Tensor,
         weight: Tensor | None,
         bias: Tensor | None,
@@ -504,7 +504,7 @@ class _LIFForward(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         x: Tensor,
         weight: Tensor | None,
         bias: Tensor | None,

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal
 
-import nir  # type: ignore[import-untyped]
+import nir
 import numpy as np
 import torch
 from torch import nn
@@ -76,8 +76,9 @@ def build_nir(config: Config, data: DatasetSplits | None = None) -> NIRNetwork:
     model = config.model
     if model.path is None:
         raise ConfigValidationError("model.path is not set (use model=nir model.path=...)")
+    # Why the type ignore below: OmegaConf types these loosely (str); each is validated when the config loads
     net = from_nir(model.path, dt=model.dt, reset=model.reset, surrogate=build_surrogate(config),  # type: ignore[arg-type]
-                   detach_reset=model.detach_reset, readout=model.readout)  # type: ignore[arg-type]
+                   detach_reset=model.detach_reset, readout=model.readout)  # type: ignore[arg-type]  # as above
     if data is not None:
         outputs = net.plan.graph.nodes[net.plan.output].output_type["output"]
         sizes = {"inputs": (net.input_shape, (data.n_inputs,)), "outputs": (tuple(int(d) for d in outputs),
@@ -105,12 +106,12 @@ def build_snn(config: Config, data: DatasetSplits) -> SNN | NIRNetwork:
         tau_mem=model.tau_mem,
         tau_syn=model.tau_syn,
         alpha=0.0 if model.tau_syn is None else None,
-        dt=model.dt,  # type: ignore[arg-type]
+        dt=model.dt,  # type: ignore[arg-type]  # None only with model=nir, which is not built here
         threshold=model.threshold,
-        reset=model.reset,  # type: ignore[arg-type]
+        reset=model.reset,  # type: ignore[arg-type]  # a str in OmegaConf; one of the modes, checked at load
         detach_reset=model.detach_reset,
         recurrent=model.recurrent,
-        readout=model.readout,  # type: ignore[arg-type]
+        readout=model.readout,  # type: ignore[arg-type]  # a str in OmegaConf; one of the modes, checked at load
         readout_beta=model.readout_beta,
         bias=model.bias,
         weight_scale=model.weight_scale,

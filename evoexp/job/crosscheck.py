@@ -28,6 +28,7 @@ def _network(config: Config, data: DatasetSplits) -> NIRNetwork:
         return build_nir(config, data)
     snn = build_snn(config, data)
     assert isinstance(snn, SNN)
+    # Why the type ignore below: OmegaConf types dt and readout loosely; both are checked when the config loads
     return from_nir(to_nir(snn, dt=config.model.dt), readout=config.model.readout)  # type: ignore[arg-type]
 
 

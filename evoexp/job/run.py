@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from evoexp.data import DatasetSplits
+from evoexp.data.dataset import View
 from evoexp.job.build import (
     build_ann,
     build_dataset,
@@ -141,10 +142,15 @@ def _train(
     config: Config, model: torch.nn.Module, data: DatasetSplits, *, label: str, run: RunLogger, **extra: Any
 ) -> TrainingRun:
     """Train ``model`` with :func:`~evoexp.training.train_model` on the config's loaders, logging every epoch."""
-    view = "spikes" if label == "snn" else "features"
+    view: View = "spikes" if label == "snn" else "features"
+    train = build_loader(config, data, "train", view=view)
+    val = build_loader(config, data, "val", view=view)
+    test = build_loader(config, data, "test", view=view)
     return train_model(
         model,
-        *(build_loader(config, data, split, view=view) for split in ("train", "val", "test")),  # type: ignore[arg-type]
+        train,
+        val,
+        test,
         optimizer=build_optimizer(config, [p for p in model.parameters() if p.requires_grad]),
         on_epoch=lambda epoch, metrics: run.log_metrics(_prefixed(label, metrics), step=epoch),
         label=label,
@@ -218,6 +224,6 @@ def run_experiment(
             lr=config.trainer.lr,
             eval_split="val",
         )
-    for result in outcome.results.values():
-        metrics.update(result.summary())
+    for checked in outcome.results.values():
+        metrics.update(checked.summary())
     return outcome

@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from filelock import FileLock
 from hydra.core.utils import JobReturn
@@ -332,10 +332,12 @@ class EvoexpCallback(Callback):
         tracking = _typed_tracking(config)
         sweeper = config.hydra.sweeper
         overrides = [str(o) for o in config.hydra.overrides.task]
-        sweeper_params = OmegaConf.to_container(sweeper.params) if sweeper.get("params") else {}
+        sweeper_params = (
+            cast("dict[str, Any]", OmegaConf.to_container(sweeper.params)) if sweeper.get("params") else {}
+        )
         plan = SweepPlan.create(
             overrides,
-            sweeper_params=sweeper_params,  # type: ignore[arg-type]
+            sweeper_params=sweeper_params,
             basic_sweeper=str(sweeper.get("_target_", "")).endswith(".BasicSweeper"),
             n_trials=sweeper.get("n_trials"),
             experiment=tracking.experiment if tracking is not None else "",
@@ -343,7 +345,7 @@ class EvoexpCallback(Callback):
         )
         for message in (
             _repeated_key(config),
-            _empty_sweep(plan, overrides, sweeper_params),  # type: ignore[arg-type]
+            _empty_sweep(plan, overrides, sweeper_params),
             _unwritable(config, tracking, "hydra.sweep.dir"),
         ):
             if message is not None:
@@ -483,8 +485,8 @@ def reuse_baseline(
         payload, metrics = train()
         if code is not None:
             payload = {**payload, "code_identity": code}
-        run_id = tracker.save_baseline(key, payload, metrics=metrics)
-        return payload, run_id, False
+        stored_id = tracker.save_baseline(key, payload, metrics=metrics)
+        return payload, stored_id, False
 
 
 def resumable_run(tracker: Tracker, config_hash: str, *, across_code: bool = False) -> FinishedRun | None:

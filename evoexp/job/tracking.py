@@ -371,9 +371,12 @@ class _Split(Protocol):
 class _Splits(Protocol):
     """Train/validation/test splits (:class:`evoexp.data.DatasetSplits`)."""
 
-    train: _Split
-    val: _Split
-    test: _Split
+    @property
+    def train(self) -> _Split: ...
+    @property
+    def val(self) -> _Split: ...
+    @property
+    def test(self) -> _Split: ...
 
 
 DATASET_CONTEXTS = {"train": "training", "val": "validation", "test": "test"}
@@ -390,8 +393,8 @@ def dataset_inputs(splits: _Splits, *, source: Mapping[str, Any]) -> list[Any]:
     Returns:
         One :class:`mlflow.entities.DatasetInput` per non-empty split, tagged ``mlflow.data.context``.
     """
-    import mlflow.data
     from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.numpy_dataset import from_numpy
     from mlflow.entities import Dataset, DatasetInput, InputTag
 
     inputs = []
@@ -401,7 +404,7 @@ def dataset_inputs(splits: _Splits, *, source: Mapping[str, Any]) -> list[Any]:
             continue
         tags = {"generator": f"evoexp.data.get_dataset({data.name!r})", "subset": split}
         tags.update({key: param_value(value) for key, value in source.items()})
-        dataset = mlflow.data.from_numpy(
+        dataset = from_numpy(
             {"spikes": data.spikes.numpy(), "features": data.features.numpy()},
             targets=data.labels.numpy(),
             source=CodeDatasetSource(tags),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +21,6 @@ from evoexp.functional.lif import (
     LIFParameters,
     ReadoutMode,
     ResetMode,
-    decay_from_time_constant,
     leaky_integrate,
     linear_lif_sequence,
     readout_logits,
@@ -297,8 +296,16 @@ class SNN(nn.Module):
             raise ValueError(f"bptt must be 'custom' or 'autograd', got {bptt!r}")
         if not (math.isfinite(weight_scale) and weight_scale > 0):
             raise ValueError(f"weight_scale must be a finite number > 0, got {weight_scale!r}")
-        alpha = self._decay("alpha", alpha, "tau_syn", tau_syn, _DEFAULT_TAU_SYN, dt)
-        beta = self._decay("beta", beta, "tau_mem", tau_mem, _DEFAULT_TAU_MEM, dt)
+        for name, given, tau_name, tau in (("alpha", alpha, "tau_syn", tau_syn), ("beta", beta, "tau_mem", tau_mem)):
+            if given is not None and tau is not None:
+                raise ValueError(f"give either {name} or {tau_name}, not both ({name}={given!r}, {tau_name}={tau!r})")
+        decays = LIFParameters.from_time_constants(
+            tau_syn=_DEFAULT_TAU_SYN if tau_syn is None else tau_syn,
+            tau_mem=_DEFAULT_TAU_MEM if tau_mem is None else tau_mem,
+            dt=dt,
+        )
+        alpha = decays.alpha if alpha is None else alpha
+        beta = decays.beta if beta is None else beta
         params = LIFParameters(alpha=alpha, beta=beta, threshold=threshold, reset=reset, detach_reset=detach_reset)
         shape = _resolve_surrogate(surrogate)
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
@@ -333,16 +340,6 @@ class SNN(nn.Module):
         self.last_spikes: list[Tensor] = []
         self.record_spikes = True
 
-    @staticmethod
-    def _decay(
-        name: str, value: float | None, tau_name: str, tau: float | None, default_tau: float, dt: float
-    ) -> float:
-        if value is not None and tau is not None:
-            raise ValueError(f"give either {name} or {tau_name}, not both ({name}={value!r}, {tau_name}={tau!r})")
-        if value is not None:
-            return value
-        return decay_from_time_constant(default_tau if tau is None else tau, dt)
-
     def __getstate__(self) -> dict[str, Any]:
         """Pickle/deepcopy state without the recorded spikes (graph tensors cannot be deep-copied)."""
         state = super().__getstate__()
@@ -357,12 +354,12 @@ class SNN(nn.Module):
     @property
     def surrogate(self) -> SurrogateGradient:
         """The surrogate shared by all hidden layers (settable with an object or a registered name)."""
-        return self.hidden[0].surrogate
+        return cast(LIFLayer, self.hidden[0]).surrogate
 
     @surrogate.setter
     def surrogate(self, value: SurrogateGradient | str) -> None:
         shape = _resolve_surrogate(value)
-        for layer in self.hidden:
+        for layer in cast("list[LIFLayer]", list(self.hidden)):
             layer.surrogate = shape
 
     @property
@@ -372,7 +369,7 @@ class SNN(nn.Module):
 
     @smooth.setter
     def smooth(self, value: bool) -> None:
-        for layer in self.hidden:
+        for layer in cast("list[LIFLayer]", list(self.hidden)):
             layer.smooth = bool(value)
 
     def forward(self, x: Tensor) -> Tensor:

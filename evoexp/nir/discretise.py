@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import nir  # type: ignore[import-untyped]
+import nir
 import numpy as np
 import torch
 

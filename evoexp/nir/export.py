@@ -21,7 +21,7 @@ import os
 import tempfile
 from pathlib import Path
 
-import nir  # type: ignore[import-untyped]
+import nir
 import numpy as np
 from torch import Tensor, nn
 

@@ -15,8 +15,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py  # type: ignore[import-untyped]
-import nir  # type: ignore[import-untyped]
+import h5py
+import nir
 
 from evoexp.nir.discretise import NEURON_TYPES
 from evoexp.nir.errors import NIRError

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import nir  # type: ignore[import-untyped]
+import nir
 import numpy as np
 import torch
 from torch import Tensor, nn

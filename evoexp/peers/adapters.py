@@ -486,7 +486,8 @@ class SnnTorchAdapter(NeuronAdapter):
 
     def reset(self, module: nn.Module) -> None:
         """Empty every hidden state (snnTorch registers exactly its hidden states as non-persistent buffers)."""
-        like = module.threshold  # a buffer or parameter of every snnTorch neuron: the copy's dtype and device
+        # a buffer or parameter of every snnTorch neuron: the copy's dtype and device
+        like: Tensor = getattr(module, "threshold")  # noqa: B009 - a foreign module's attribute
         for name in module._non_persistent_buffers_set:
             setattr(module, name, torch.zeros(0, dtype=like.dtype, device=like.device))
 
@@ -533,7 +534,7 @@ class SpikingJellyAdapter(NeuronAdapter):
     def reset(self, module: nn.Module) -> None:
         """``module.reset()`` (SpikingJelly's memory reset)."""
         if callable(getattr(module, "reset", None)):
-            module.reset()
+            getattr(module, "reset")()  # noqa: B009 - a foreign module: checked callable above
 
     def caveats(self) -> list[str]:
         """SpikingJelly's fused kernels are not what is differenced."""
@@ -575,7 +576,8 @@ class NorseAdapter(NeuronAdapter):
 
     def spike_fn(self, module: nn.Module) -> Any:
         """``threshold(x, p.method, p.alpha)``."""
-        return _NorseThreshold(module.p.method, float(module.p.alpha))
+        p: Any = getattr(module, "p")  # noqa: B009 - Norse's parameter tuple (checked by owns)
+        return _NorseThreshold(p.method, float(p.alpha))
 
     def install(self, module: nn.Module, spike_fn: Any) -> None:
         """Nothing: Norse calls ``threshold`` by name (see :meth:`forward_context`)."""
@@ -609,12 +611,12 @@ class NorseAdapter(NeuronAdapter):
         patched = [m for name, m in list(sys.modules.items())
                    if name.startswith("norse.torch.functional") and getattr(m, "threshold", None) is original]
         for module in patched:
-            module.threshold = smooth_threshold
+            setattr(module, "threshold", smooth_threshold)  # noqa: B010 - a Norse module, patched while the block runs
         try:
             yield
         finally:
             for module in patched:
-                module.threshold = original
+                setattr(module, "threshold", original)  # noqa: B010 - restores Norse's own function
 
     @functools.cached_property
     def _smooth_of(self) -> Callable[[str, float], nn.Module]:

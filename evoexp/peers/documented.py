@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -30,7 +30,13 @@ from evoexp.peers.names import get_peer
 __all__ = ["DOCUMENTED", "FORWARD_CONVENTIONS", "DocumentedSurrogate", "documented_for"]
 
 P = Mapping[str, Any]
-Formula = Callable[[Tensor, P], Tensor]
+
+
+class Formula(Protocol):
+    """A documented formula as torch code: ``(x, p) -> value`` with the surrogate's parameters ``p``."""
+
+    def __call__(self, x: Tensor, p: P) -> Tensor: ...
+
 
 
 @dataclass(frozen=True)
@@ -119,7 +125,8 @@ def _fourier(x: Tensor, p: P) -> Tensor:
 
 def _fourier_primitive(x: Tensor, p: P) -> Tensor:
     w = 2 * math.pi / p["T_period"]
-    return 0.5 + (2 / math.pi) * sum(torch.sin((2 * i - 1) * w * x) / (2 * i - 1) for i in range(1, int(p["n"])))
+    terms = (torch.sin((2 * i - 1) * w * x) / (2 * i - 1) for i in range(1, int(p["n"])))
+    return 0.5 + (2 / math.pi) * sum(terms, torch.zeros_like(x))
 
 
 _SNN = "snntorch/surrogate.py"

@@ -32,7 +32,7 @@ losses against the generic path for the current :meth:`SNNCoordinates.state_key`
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard, TypeVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -46,7 +46,10 @@ _MAX_PERTURBATIONS_PER_CHUNK = 1024
 _CACHE_BYTES = 64 * 2**20
 
 
-def _plain(module: nn.Module, cls: type) -> bool:
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def _plain(module: nn.Module, cls: type[_M]) -> TypeGuard[_M]:
     """True if ``module`` is exactly ``cls`` with no hooks and no instance-level ``forward`` override."""
     return (
         type(module) is cls
@@ -69,7 +72,7 @@ class SNNCoordinates:
     """
 
     def __init__(
-        self, model: nn.Module, x: Tensor, batch_losses: Callable[[Tensor], Tensor], *, memory_budget: int
+        self, model: SNN, x: Tensor, batch_losses: Callable[[Tensor], Tensor], *, memory_budget: int
     ) -> None:
         self.model = model
         self.x = x
@@ -85,12 +88,23 @@ class SNNCoordinates:
         """Return an evaluator for a plain evoexp SNN with one tensor input, else ``None``."""
         if len(inputs) != 1 or not isinstance(inputs[0], Tensor) or not _plain(model, SNN):
             return None
-        if not _plain(model.readout, LeakyReadout) or not all(_plain(m, LIFLayer) for m in model.hidden):
+        readout, hidden = model.readout, list(model.hidden)
+        if not _plain(readout, LeakyReadout) or not all(_plain(m, LIFLayer) for m in hidden):
             return None
         x = inputs[0]
         if x.dim() != 3 or x.shape[2] != model.input_size:
             return None
-        return cls(model, x.to(model.readout.weight.dtype), batch_losses, memory_budget=memory_budget)
+        return cls(model, x.to(readout.weight.dtype), batch_losses, memory_budget=memory_budget)
+
+    @property
+    def hidden(self) -> list[LIFLayer]:
+        """The model's hidden layers (checked plain ``LIFLayer`` modules by :meth:`build`)."""
+        return cast("list[LIFLayer]", list(self.model.hidden))
+
+    @property
+    def readout(self) -> LeakyReadout:
+        """The model's readout (checked a plain ``LeakyReadout`` by :meth:`build`)."""
+        return self.model.readout
 
     def supports(self, name: str) -> bool:
         """Whether coordinates of parameter ``name`` are handled here (all but recurrent weights)."""
@@ -113,8 +127,8 @@ class SNNCoordinates:
         def tensor_key(t: Tensor | None) -> tuple[Any, ...] | None:
             return None if t is None else (t.data_ptr(), t._version, tuple(t.shape), t.dtype)
 
-        hidden = tuple((m.smooth, m.surrogate, m.params, m.bptt, tensor_key(m.replay_reset)) for m in self.model.hidden)
-        readout = (self.model.readout.beta, self.model.readout.mode)
+        hidden = tuple((m.smooth, m.surrogate, m.params, m.bptt, tensor_key(m.replay_reset)) for m in self.hidden)
+        readout = (self.readout.beta, self.readout.mode)
         params = tuple((name, tensor_key(p)) for name, p in self.model.named_parameters())
         return (hidden, readout, params, tensor_key(self.x))
 
@@ -128,11 +142,11 @@ class SNNCoordinates:
         if self._base is None or self._base_key != key:
             with torch.no_grad():
                 inputs, currents = [self.x], []
-                for layer in self.model.hidden:
+                for layer in self.hidden:
                     current = sequence_linear(inputs[-1], layer.weight, layer.bias)
                     currents.append(current)
                     inputs.append(self._lif(layer, current, layer.replay_reset))
-                readout = self.model.readout
+                readout = self.readout
                 traces = leaky_integrate(sequence_linear(inputs[-1], readout.weight, readout.bias), readout.beta)
                 logits = readout_logits(traces, readout.mode)
 
@@ -153,7 +167,7 @@ class SNNCoordinates:
         return self.batch_losses(self.base()["logits"].unsqueeze(0))[0]
 
     @staticmethod
-    def _lif(layer: nn.Module, current: Tensor, replay: Tensor | None) -> Tensor:
+    def _lif(layer: LIFLayer, current: Tensor, replay: Tensor | None) -> Tensor:
         """The layer's forward from its input current ``[B', T, H']`` (``replay``: its held reset, same shape)."""
         return lif_sequence(
             current,
@@ -166,7 +180,7 @@ class SNNCoordinates:
         )
 
     @staticmethod
-    def _replay(layer: nn.Module, k: int, columns: Tensor | None = None) -> Tensor | None:
+    def _replay(layer: LIFLayer, k: int, columns: Tensor | None = None) -> Tensor | None:
         """The layer's held reset for ``k`` perturbations folded into the batch, or its ``columns``.
 
         Folded rows are ``b * k + i`` (perturbation ``i`` of sample ``b``); ``columns`` picks one neuron per
@@ -184,11 +198,11 @@ class SNNCoordinates:
     def per_perturbation_bytes(self, name: str) -> int:
         """Rough bytes of temporaries per perturbation of parameter ``name`` (for chunking)."""
         batch, steps, _ = self.x.shape
-        hidden = self.model.hidden
+        hidden = self.hidden
         layer = len(hidden) if name.startswith("readout") else int(name.split(".")[1])
         start = layer if layer < len(hidden) and hidden[layer].recurrent else layer + 1
-        widths = sum(m.out_features for m in list(hidden)[start:])
-        classes = self.model.readout.weight.shape[0]
+        widths = sum(m.out_features for m in hidden[start:])
+        classes = self.readout.weight.shape[0]
         return self.x.element_size() * batch * steps * (6 + 5 * widths + 3 * classes)
 
     def perturbations_per_chunk(self, name: str) -> int:
@@ -217,7 +231,7 @@ class SNNCoordinates:
     def _readout_logits(self, kind: str, index: Tensor, delta: Tensor) -> Tensor:
         """Logits ``[K, B, C]`` for readout weight/bias perturbations: one class's traces change."""
         base = self.base()
-        readout = self.model.readout
+        readout = self.readout
         steps = base["traces"].shape[0]
         if kind == "weight":
             cls, j = index // readout.weight.shape[1], index % readout.weight.shape[1]
@@ -235,7 +249,7 @@ class SNNCoordinates:
     def _hidden_logits(self, layer: int, kind: str, index: Tensor, delta: Tensor) -> Tensor:
         """Logits ``[K, B, C]`` for input-weight/bias perturbations of hidden layer ``layer``."""
         base = self.base()
-        module = self.model.hidden[layer]
+        module = self.hidden[layer]
         fan_in = module.weight.shape[1]
         j = index // fan_in if kind == "weight" else index
         current = base["currents"][layer]  # [T, B, H]
@@ -264,14 +278,14 @@ class SNNCoordinates:
         """
         base = self.base()
         batch, steps, k = change.shape
-        if layer == len(self.model.hidden):
-            readout = self.model.readout
+        if layer == len(self.hidden):
+            readout = self.readout
             weight = readout.weight[:, j].T.contiguous().reshape(1, 1, k, -1)
             integrated = leaky_integrate(change, readout.beta).transpose(0, 1).unsqueeze(3)  # [T, B, K, 1]
             traces = torch.addcmul(base["traces"].unsqueeze(2), integrated, weight)  # [T, B, K, C], one pass
             logits = readout_logits(traces.reshape(steps, batch, -1).transpose(0, 1), readout.mode)  # [B, K * C]
             return logits.reshape(batch, k, -1).transpose(0, 1)
-        module = self.model.hidden[layer]
+        module = self.hidden[layer]
         weight = module.weight[:, j].T.contiguous().reshape(1, 1, k, -1)
         current = torch.addcmul(base["currents"][layer].unsqueeze(2), change.transpose(0, 1).unsqueeze(3), weight)
         spikes = self._lif(module, current.reshape(steps, batch * k, -1).transpose(0, 1), self._replay(module, k))
@@ -284,6 +298,6 @@ class SNNCoordinates:
             Logits ``[K, B, C]``.
         """
         h = spikes
-        for module in list(self.model.hidden)[layer:]:
+        for module in self.hidden[layer:]:
             h = self._lif(module, sequence_linear(h, module.weight, module.bias), self._replay(module, k))
-        return self.model.readout(h).reshape(self.x.shape[0], k, -1).transpose(0, 1)
+        return self.readout(h).reshape(self.x.shape[0], k, -1).transpose(0, 1)

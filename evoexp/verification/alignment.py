@@ -98,13 +98,6 @@ class AlignmentStats:
         """``cosine`` when ``conclusive``, else ``nan`` (what summaries and tables show)."""
         return self.cosine if self.conclusive else math.nan
 
-    def describe_cosine(self) -> str:
-        """``"0.83 ± 0.05"`` or ``"inconclusive (0.12 ± 0.2)"``, with the quadrature error when it is not negligible."""
-        text = f"{self.cosine:.3g} ± {self.cosine_se:.2g}"
-        if self.cosine_quadrature_error > 0.1 * self.cosine_se:
-            text += f", quadrature error {self.cosine_quadrature_error:.2g}"
-        return text if self.conclusive else f"inconclusive ({text})"
-
 
 @dataclass
 class AlignmentResult(Result):
@@ -296,6 +289,76 @@ def _smoothed_derivatives(
     return ((losses[:, :, 0] - losses[:, :, 1]) @ (weights * nodes)) / (sigma * math.sqrt(2 * math.pi))
 
 
+def _check_settings(sigmas: Sequence[float], n_directions: int, n_quadrature: int) -> None:
+    """Raise ``ValueError`` naming the first invalid setting of :func:`verify_gradient_alignment`."""
+    if not sigmas or not all(isinstance(s, (int, float)) and math.isfinite(s) and s > 0 for s in sigmas):
+        raise ValueError(f"sigmas must be a non-empty sequence of finite numbers > 0, got {sigmas!r}")
+    if n_directions < 2:
+        raise ValueError(f"n_directions must be >= 2 (standard errors need two directions), got {n_directions!r}")
+    if n_quadrature < 4:
+        raise ValueError(
+            f"n_quadrature must be >= 4 (the quadrature error compares with n_quadrature // 2 nodes), "
+            f"got {n_quadrature!r}"
+        )
+
+
+def _directions(
+    problem: LossProblem, *, n_directions: int, seed: int, per_layer: bool, dtype: torch.dtype
+) -> dict[str, dict[str, Tensor]]:
+    """Seeded unit directions per scope: ``OVERALL`` over all parameters, then (``per_layer``) one per tensor.
+
+    Drawn in float64 on the CPU (the same directions on every device), in this order, then placed on each
+    parameter's device in ``dtype``.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    names = list(problem.params)
+    overall_raw = {
+        name: torch.randn((n_directions, problem.params[name].numel()), generator=generator, dtype=torch.float64)
+        for name in names
+    }
+    squares = (v.pow(2).sum(dim=1) for v in overall_raw.values())
+    norm = torch.sqrt(sum(squares, torch.zeros(n_directions, dtype=torch.float64)))
+
+    def placed(name: str, v: Tensor) -> Tensor:
+        return v.to(device=problem.params[name].device, dtype=dtype)
+
+    scopes: dict[str, dict[str, Tensor]] = {OVERALL: {n: placed(n, v / norm[:, None]) for n, v in overall_raw.items()}}
+    if per_layer:
+        for name in names:
+            v = torch.randn((n_directions, problem.params[name].numel()), generator=generator, dtype=torch.float64)
+            scopes[name] = {name: placed(name, v / v.norm(dim=1, keepdim=True))}
+    return scopes
+
+
+def _scope_stats(
+    problem: LossProblem,
+    scope: str,
+    directions: dict[str, Tensor],
+    grad: dict[str, Tensor],
+    sigmas: Sequence[float],
+    rules: tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+) -> list[AlignmentStats]:
+    """One scope's statistics at every sigma: surrogate vs smoothed directional derivatives (fine and coarse rule)."""
+    surrogate = sum(v @ grad[name].reshape(-1) for name, v in directions.items())
+    s = torch.as_tensor(surrogate).double().cpu().numpy()
+    rows = []
+    for sigma in sigmas:
+        t, t_coarse = (_smoothed_derivatives(problem, directions, float(sigma), *rule) for rule in rules)
+        rows.append(_stats(scope, float(sigma), s, t, t_coarse))
+    return rows
+
+
+def _inconclusive(overall: Sequence[AlignmentStats]) -> list[str]:
+    """The warning naming the overall rows whose cosine sign is not resolved (none when all are conclusive)."""
+    unknown = [f"{row.scope} at sigma={row.sigma:g}" for row in overall if not row.conclusive]
+    if not unknown:
+        return []
+    return [
+        f"cosine inconclusive ({'; '.join(unknown)}): its sign is within 2 standard errors plus the quadrature "
+        "error of zero; use more directions (n_directions) or another sigma"
+    ]
+
+
 def verify_gradient_alignment(
     model: nn.Module,
     inputs: Any,
@@ -346,15 +409,7 @@ def verify_gradient_alignment(
         ValueError: Empty or non-positive ``sigmas``, ``n_directions < 2``, ``n_quadrature < 4``, ``smooth=True``
             for a model without a smooth mode, or unknown ``parameters``.
     """
-    if not sigmas or not all(isinstance(s, (int, float)) and math.isfinite(s) and s > 0 for s in sigmas):
-        raise ValueError(f"sigmas must be a non-empty sequence of finite numbers > 0, got {sigmas!r}")
-    if n_directions < 2:
-        raise ValueError(f"n_directions must be >= 2 (standard errors need two directions), got {n_directions!r}")
-    if n_quadrature < 4:
-        raise ValueError(
-            f"n_quadrature must be >= 4 (the quadrature error compares with n_quadrature // 2 nodes), "
-            f"got {n_quadrature!r}"
-        )
+    _check_settings(sigmas, n_directions, n_quadrature)
     start = time.perf_counter()
     problem = LossProblem(
         model,
@@ -376,41 +431,14 @@ def verify_gradient_alignment(
     n_check = n_quadrature // 2
     rules = (_positive_nodes(n_quadrature), _positive_nodes(n_check))
 
-    generator = torch.Generator().manual_seed(seed)  # on the CPU: the same directions on every device
-    names = list(problem.params)
-    overall_raw = {
-        name: torch.randn((n_directions, problem.params[name].numel()), generator=generator, dtype=torch.float64)
-        for name in names
-    }
-    norm = torch.sqrt(sum(v.pow(2).sum(dim=1) for v in overall_raw.values()))
-
-    def placed(name: str, v: Tensor) -> Tensor:
-        return v.to(device=problem.params[name].device, dtype=dtype)
-
-    scopes: dict[str, dict[str, Tensor]] = {OVERALL: {n: placed(n, v / norm[:, None]) for n, v in overall_raw.items()}}
-    if per_layer:
-        for name in names:
-            v = torch.randn((n_directions, problem.params[name].numel()), generator=generator, dtype=torch.float64)
-            scopes[name] = {name: placed(name, v / v.norm(dim=1, keepdim=True))}
-
+    scopes = _directions(problem, n_directions=n_directions, seed=seed, per_layer=per_layer, dtype=dtype)
     problem.copy.set_smooth(smooth)
     warnings.extend(problem.copy.notes)
     grad = problem.gradient()
     held = problem.copy.hold_resets(problem.forward) if smooth else []
-    results: dict[str, list[AlignmentStats]] = {scope: [] for scope in scopes}
-    for scope, directions in scopes.items():
-        surrogate = sum(v @ grad[name].reshape(-1) for name, v in directions.items())
-        s = torch.as_tensor(surrogate).double().cpu().numpy()
-        for sigma in sigmas:
-            t, t_coarse = (_smoothed_derivatives(problem, directions, float(sigma), *rule) for rule in rules)
-            results[scope].append(_stats(scope, float(sigma), s, t, t_coarse))
+    results = {scope: _scope_stats(problem, scope, dirs, grad, sigmas, rules) for scope, dirs in scopes.items()}
     overall = results.pop(OVERALL)
-    unknown = [f"{row.scope} at sigma={row.sigma:g}" for row in overall if not row.conclusive]
-    if unknown:
-        warnings.append(
-            f"cosine inconclusive ({'; '.join(unknown)}): its sign is within 2 standard errors plus the quadrature "
-            "error of zero; use more directions (n_directions) or another sigma"
-        )
+    warnings.extend(_inconclusive(overall))
     warnings.extend(problem.warnings)
     return AlignmentResult(
         sigmas=[float(s) for s in sigmas],

@@ -48,7 +48,7 @@ RunCallback = Callable[[str, int, int, Mapping[str, float]], None]
 """Called for epoch 0 and after each epoch as ``on_epoch(model_name, seed, epoch, metrics)``, metrics as in
 :meth:`evoexp.training.EpochRecord.metrics`; ``model_name`` is ``"snn"`` or ``"ann"``."""
 
-_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+_OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
     "sgd": torch.optim.SGD,
@@ -359,31 +359,9 @@ class ComparativeBenchmark:
             ValueError: If ``seeds`` is empty or repeats a seed, several seeds come with a ready model, an epoch
                 count, ``lr``, ``batch_size``, ``eval_split`` or ``optimizer`` is invalid.
         """
-        seeds = [int(s) for s in seeds]
-        if not seeds or len(set(seeds)) != len(seeds):
-            raise ValueError(f"seeds must be non-empty and distinct, got {seeds!r}")
-        for name, spec in (("snn", snn), ("ann", ann)):
-            if isinstance(spec, nn.Module) and len(seeds) > 1:
-                raise ValueError(
-                    f"{name}: a ready model can only be benchmarked for one seed; "
-                    "pass a factory seed -> model to re-initialise it per seed"
-                )
-        if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
-            raise ValueError(f"warmup_epochs must be a non-negative integer, got {warmup_epochs!r}")
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= warmup_epochs:
-            raise ValueError(f"epochs must be an integer > warmup_epochs ({warmup_epochs}), got {epochs!r}")
-        if eval_split not in ("val", "test"):
-            raise ValueError(f"eval_split must be 'val' or 'test', got {eval_split!r}")
-        if isinstance(optimizer, str):
-            if optimizer not in _OPTIMIZERS:
-                raise ValueError(f"unknown optimizer {optimizer!r}; available: {', '.join(sorted(_OPTIMIZERS))}")
-            if not (isinstance(lr, (int, float)) and lr > 0):
-                raise ValueError(f"lr must be a positive number, got {lr!r}")
-            optimizer_cls = _OPTIMIZERS[optimizer]
-            make_optimizer: OptimizerFactory = lambda params: optimizer_cls(params, lr=lr)  # noqa: E731
-            optimizer_name, lr_used = optimizer, float(lr)
-        else:
-            make_optimizer, optimizer_name, lr_used = optimizer, "", float("nan")
+        seeds = _checked_seeds(snn, ann, seeds)
+        _check_schedule(epochs=epochs, warmup_epochs=warmup_epochs, eval_split=eval_split)
+        make_optimizer, optimizer_name, lr_used = _optimizer_factory(optimizer, lr)
 
         split_used = "loaders" if isinstance(data, BenchmarkLoaders) else eval_split
         runs: dict[str, list[SeedRun]] = {"snn": [], "ann": []}
@@ -431,6 +409,46 @@ class ComparativeBenchmark:
             lr=lr_used,
             eval_split=split_used,
         )
+
+
+def _checked_seeds(snn: ModelSpec, ann: ModelSpec, seeds: Sequence[int]) -> list[int]:
+    """The seeds as ints; raise ``ValueError`` if they are empty or repeat, or several come with a ready model."""
+    checked = [int(s) for s in seeds]
+    if not checked or len(set(checked)) != len(checked):
+        raise ValueError(f"seeds must be non-empty and distinct, got {checked!r}")
+    for name, spec in (("snn", snn), ("ann", ann)):
+        if isinstance(spec, nn.Module) and len(checked) > 1:
+            raise ValueError(
+                f"{name}: a ready model can only be benchmarked for one seed; "
+                "pass a factory seed -> model to re-initialise it per seed"
+            )
+    return checked
+
+
+def _check_schedule(*, epochs: int, warmup_epochs: int, eval_split: str) -> None:
+    """Raise ``ValueError`` naming the first invalid epoch count or evaluation split."""
+    if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
+        raise ValueError(f"warmup_epochs must be a non-negative integer, got {warmup_epochs!r}")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= warmup_epochs:
+        raise ValueError(f"epochs must be an integer > warmup_epochs ({warmup_epochs}), got {epochs!r}")
+    if eval_split not in ("val", "test"):
+        raise ValueError(f"eval_split must be 'val' or 'test', got {eval_split!r}")
+
+
+def _optimizer_factory(optimizer: str | OptimizerFactory, lr: float) -> tuple[OptimizerFactory, str, float]:
+    """``(factory, name, lr)`` of a named optimiser; a given factory has no name or lr yet (``""``, nan).
+
+    Raises:
+        ValueError: Unknown optimiser name or a non-positive ``lr`` for a named one.
+    """
+    if not isinstance(optimizer, str):
+        return optimizer, "", float("nan")
+    if optimizer not in _OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; available: {', '.join(sorted(_OPTIMIZERS))}")
+    if not (isinstance(lr, (int, float)) and lr > 0):
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    optimizer_cls = _OPTIMIZERS[optimizer]
+    return (lambda params: optimizer_cls(params, lr=lr)), optimizer, float(lr)
 
 
 def _bind(on_epoch: RunCallback, name: str, seed: int) -> Callable[[int, Mapping[str, float]], None]:

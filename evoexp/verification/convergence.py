@@ -224,6 +224,30 @@ def _nan_list(values: Sequence[float] | None, n: int, name: str) -> list[float]:
     return [float(v) for v in values[:n]]
 
 
+def _replay_stopping(
+    train_loss: Sequence[float], monitor_values: Sequence[float], stopper: EarlyStopping
+) -> tuple[int, bool]:
+    """``(epochs a live run would have run, diverged)``: stop at early stopping or at the first NaN/Inf loss."""
+    for i in range(len(train_loss)):
+        if not math.isfinite(train_loss[i]) or not math.isfinite(monitor_values[i]):
+            return i + 1, True
+        if stopper.step(i + 1, monitor_values[i]):
+            return i + 1, False
+    return len(train_loss), False
+
+
+def _issues(*, diverged: bool, epochs: int, rate: float, reduction: float, required: float) -> list[str]:
+    """Why a loss history fails the convergence verdict (empty when it passes)."""
+    issues: list[str] = []
+    if diverged:
+        issues.append(f"loss became NaN/Inf at epoch {epochs}")
+    if not rate > 0:
+        issues.append(f"convergence rate {rate:.4g} is not positive")
+    if not reduction >= required:
+        issues.append(f"loss fell by {reduction:.4g} of its initial value, less than {required:g}")
+    return issues
+
+
 def analyze_loss_history(
     train_loss: Sequence[float],
     val_loss: Sequence[float] | None = None,
@@ -277,14 +301,7 @@ def analyze_loss_history(
     stopper = EarlyStopping(patience=patience, min_delta=min_delta)
     monitor_values = _nan_list(val_loss, n_given, "val_loss") if val_loss is not None else list(train_loss)
 
-    n, diverged = n_given, False
-    for i in range(n_given):
-        if not math.isfinite(train_loss[i]) or not math.isfinite(monitor_values[i]):
-            n, diverged = i + 1, True
-            break
-        if stopper.step(i + 1, monitor_values[i]):
-            n = i + 1
-            break
+    n, diverged = _replay_stopping(train_loss, monitor_values, stopper)
 
     train = [float(v) for v in train_loss[:n]]
     initial_train = float("nan") if initial_train_loss is None else float(initial_train_loss)
@@ -296,13 +313,7 @@ def analyze_loss_history(
     reference = curve[0]
     reduction = (reference - min(finite)) / reference if finite and reference > 0 else float("nan")
 
-    issues: list[str] = []
-    if diverged:
-        issues.append(f"loss became NaN/Inf at epoch {n}")
-    if not rate > 0:
-        issues.append(f"convergence rate {rate:.4g} is not positive")
-    if not reduction >= min_relative_reduction:
-        issues.append(f"loss fell by {reduction:.4g} of its initial value, less than {min_relative_reduction:g}")
+    issues = _issues(diverged=diverged, epochs=n, rate=rate, reduction=reduction, required=min_relative_reduction)
     return ConvergenceResult(
         epochs=list(range(1, n + 1)),
         train_loss=train,
@@ -353,8 +364,8 @@ def analyze_training(run: TrainingRun, *, min_relative_reduction: float = 0.1) -
     if any(r.train_eval_loss is None for r in records):
         raise ValueError("the run's epochs have no evaluated training loss (train it with evoexp.training.train_model)")
     curves: dict[str, list[float]] = {
-        "train_loss": [float(r.train_eval_loss) for r in records],  # type: ignore[arg-type]
-        "train_acc": [float(r.train_eval_acc) for r in records],  # type: ignore[arg-type]
+        "train_loss": [float(r.train_eval_loss) for r in records],  # type: ignore[arg-type]  # None rejected above
+        "train_acc": [float(r.train_eval_acc) for r in records],  # type: ignore[arg-type]  # set with the loss
         "val_loss": [math.nan if r.val_loss is None else r.val_loss for r in records],
         "val_acc": [math.nan if r.val_acc is None else r.val_acc for r in records],
         "grad_norm": [r.grad_norm for r in records],

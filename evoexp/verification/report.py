@@ -411,7 +411,7 @@ def _records_table(rows: Sequence[tuple[str, Any]], key: str) -> list[str]:
 
 
 def _render_generic(r: Result) -> list[str]:
-    scalars = _scalar_fields(r) if dataclasses.is_dataclass(r) else {}
+    scalars: dict[str, Any] = _scalar_fields(r) if dataclasses.is_dataclass(r) else {}
     thresholds = {k: scalars.pop(k) for k in _THRESHOLD_FIELDS if k in scalars}
     message = getattr(r, "message", "")
     lines: list[str] = []
@@ -419,6 +419,7 @@ def _render_generic(r: Result) -> list[str]:
         lines += [f"> {message}", ""]
     lines += _thresholds(thresholds)
     lines += ["**Numbers**", "", *_table(["field", "value"], list(scalars.items()))]
+    f: dataclasses.Field[Any]
     for f in dataclasses.fields(r) if dataclasses.is_dataclass(r) else ():
         value = getattr(r, f.name)
         if isinstance(value, dict) and value:

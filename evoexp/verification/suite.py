@@ -119,7 +119,8 @@ class VerificationOptions:
         unknown = sorted(set(checks) - set(CHECKS))
         if unknown:
             raise ValueError(f"unknown checks {unknown}; available: {', '.join(CHECKS)}")
-        return cls(**{name: name in checks for name in CHECKS}, **options)
+        enabled: dict[str, Any] = {name: name in checks for name in CHECKS}
+        return cls(**enabled, **options)
 
     def enabled(self, check: str) -> bool:
         """Whether ``check`` is switched on."""
@@ -197,7 +198,8 @@ class BackpropagationVerificationSuite:
         unknown = sorted(set(checks) - set(CHECKS))
         if unknown:
             raise ValueError(f"unknown checks {unknown}; available: {', '.join(CHECKS)}")
-        opts = dataclasses.replace(options or VerificationOptions(), **checks)
+        flags: dict[str, Any] = dict(checks)
+        opts = dataclasses.replace(options or VerificationOptions(), **flags)
         loss = F.cross_entropy if loss_fn is None else loss_fn
         make_optimizer = optimizer_factory or _default_optimizer
 

@@ -19,7 +19,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -92,7 +92,7 @@ def to_plain(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
         plain = json.loads(json.dumps(cfg))
     if not isinstance(plain, dict):
         raise TypeError(f"cfg must be a mapping, got {type(plain).__name__}")
-    return plain
+    return cast("dict[str, Any]", plain)  # a config's keys are strings
 
 
 def flatten(tree: Mapping[str, Any], *, prefix: str = "") -> dict[str, Any]:

@@ -357,7 +357,7 @@ class ModelConfig:
                 f"model.dt={self.dt:g} is larger than {' and '.join(f'{k}={t:g}' for k, t in short)}: each step keeps "
                 f"only {kept} of the state, so the neuron forgets within one step"
             )
-        _one_of("model.reset", self.reset, ("subtract", "zero"))  # type: ignore[arg-type]
+        _one_of("model.reset", self.reset, ("subtract", "zero"))  # type: ignore[arg-type]  # None is rejected there
         _one_of("model.readout", self.readout, ("max", "mean", "last"))
         if self.readout_beta is not None and not 0 <= self.readout_beta <= 1:
             raise ValueError(f"model.readout_beta must be in [0, 1] or null, got {self.readout_beta!r}")
@@ -376,8 +376,9 @@ class ModelConfig:
             if value is None:
                 raise ValueError(f"model.{key} is required with model=nir ({why}); give model.{key}=...")
         _positive("model.dt", self.dt)
-        _one_of("model.reset", self.reset, ("subtract", "zero"))  # type: ignore[arg-type]
+        _one_of("model.reset", self.reset, ("subtract", "zero"))  # type: ignore[arg-type]  # None checked above
         try:
+            # Why the type ignore below: OmegaConf types dt and reset loosely; both were checked just above
             from_nir(self.path, dt=self.dt, reset=self.reset, surrogate="fast_sigmoid",  # type: ignore[arg-type]
                      detach_reset=self.detach_reset)
         except NIRError as exc:
