@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import multiprocessing
@@ -17,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from hydra.types import RunMode
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
@@ -99,6 +101,28 @@ def test_multirun_end_exits_nonzero_only_when_a_job_failed(tmp_path: Path, capsy
         callback.on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "bad")}}}))
     assert info.value.code == 1
     assert capsys.readouterr().err.startswith("evoexp: error: 1 of 2 jobs failed")
+
+
+def test_job_line_names_the_shape_the_job_resolved_not_the_composed_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = tmp_path / "0"
+    write_outcome(job, JobOutcome("finished", test_acc=0.5, label="gaussian β=0.707107 seed 0 alpha=0.5"))
+    config = OmegaConf.create(
+        {
+            "surrogate": {"name": "fast_sigmoid", "slope": 25.0},  # the composed default a peer surrogate replaces
+            "seed": 0,
+            "hydra": {
+                "mode": RunMode.MULTIRUN,
+                "runtime": {"output_dir": str(job)},
+                "sweep": {"dir": str(tmp_path)},
+                "job": {"num": 0},
+                "overrides": {"task": ["+surrogate.peer_params.alpha=0.5"]},
+            },
+        }
+    )
+    EvoexpCallback().on_job_end(config, job_return=None)  # type: ignore[arg-type]
+    assert capsys.readouterr().out.startswith("[1/?] gaussian β=0.707107 seed 0 alpha=0.5 · test 50.0%")
 
 
 def test_reuse_baseline_trains_once_per_key(tmp_path: Path) -> None:
@@ -237,6 +261,15 @@ def test_sweep_prints_one_line_per_job_and_is_one_parent_run_with_nested_jobs(tm
         "sweep/jobs_reused": 4.0  # the whole sweep's state, not "finished 0, skipped 4"
     }
     assert "4 jobs — finished 2, diverged 2, failed 0 (4 reused from earlier runs)." in resumed.data.tags[Tags.NOTE]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("spikingjelly") is None, reason="needs the peers extra")
+def test_a_peer_parameter_sweep_labels_each_job_with_the_shape_it_resolved(tmp_path: Path) -> None:
+    args = ("surrogate.peer=spikingjelly:Erf", "+surrogate.peer_params.alpha=0.5,2", "trainer.epochs=1")
+    done = evoexp(tmp_path, "-m", "experiment=smoke", *args, "verifier.checks=[]", "tracking=off")
+    assert done.returncode == 0, done.stderr[-3000:]
+    labels = sorted(rest.split(" · ")[0] for _, _, rest in job_lines(done.stdout))
+    assert labels == ["gaussian β=0.707107 seed 0 alpha=0.5", "gaussian β=2.82843 seed 0 alpha=2"]  # not fast_sigmoid
 
 
 def test_single_run_ends_with_its_verdicts_report_run_id_and_ui_url(tmp_path: Path) -> None:
