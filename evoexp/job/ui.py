@@ -65,13 +65,13 @@ VIEW_COLUMNS = (
     _column("metrics", ANN_TEST_ACC),
 )
 """The view's columns, in this order, after the run's name and start time (which MLflow always shows first)."""
-_WIDTHS = (90, 110, 130, 170, 100, 330, 150)
+_WIDTHS = (120, 110, 130, 170, 100, 330, 150)
 """Widths of :data:`VIEW_COLUMNS` in pixels: each header readable in full."""
 
 EXPERIMENT_DESCRIPTION = (
-    "evoexp runs: one run per sweep, its jobs and the ANN baselines it trained nested under it. "
-    f"**Views → {VIEW_NAME}** lists every job with its verdict, test accuracy, surrogate shape and β "
-    f"(`{CONFIG_METRIC_PREFIX}{SURROGATE_SLOPE_PARAM}` sorts β as a number).\n"
+    f"**Views → {VIEW_NAME}**: each job's verdict, test accuracy, surrogate shape and β "
+    f"(`{CONFIG_METRIC_PREFIX}{SURROGATE_SLOPE_PARAM}` sorts β as a number). "
+    "Each sweep is one run, with its jobs and the ANN baselines it trained nested under it.\n"
 )
 """The experiment's description (tag ``mlflow.note.content``), set when the experiment has none."""
 
