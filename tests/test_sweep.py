@@ -27,6 +27,7 @@ from evoexp.job.outcome import JobOutcome, write_outcome
 from evoexp.job.progress import PROGRESS_LOG
 from evoexp.job.sweep import SUMMARY_FILE, EvoexpCallback, read_outcomes, reuse_baseline, summarize_sweep
 from evoexp.job.tracking import MlflowTracker, NullTracker
+from evoexp.job.ui import EXPERIMENT_DESCRIPTION
 from evoexp.keys import Tags
 
 REPO = Path(__file__).resolve().parents[1]
@@ -246,7 +247,7 @@ def test_sweep_prints_one_line_per_job_and_is_one_parent_run_with_nested_jobs(tm
     envelope = json.loads(experiment.tags["mlflow.sharedViewState.evoexp-jobs"])  # the UI's saved view of the jobs
     columns = json.loads(envelope["state"])["selectedColumns"]
     assert all(re.sub(r"^metrics\.`(.*)`$", r"\1", c) in jobs[0].data.metrics for c in columns if "metrics" in c)
-    assert experiment.tags[Tags.NOTE].startswith("evoexp runs:")  # the experiment's description
+    assert experiment.tags[Tags.NOTE] == EXPERIMENT_DESCRIPTION  # names the view on MLflow's home page
 
     again = evoexp(tmp_path, *args)  # the same sweep again: resumed under the same parent run
     assert again.returncode == 0, again.stderr[-3000:]
