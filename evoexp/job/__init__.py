@@ -11,6 +11,7 @@ The science below (functional, surrogate, models, data, verification, training, 
 * :mod:`evoexp.job.sweep` -- sweep-level code: resumable runs, ANN-baseline reuse, the Hydra callback.
 * :mod:`evoexp.job.summary` -- the outcome record and the verdict summary.
 * :mod:`evoexp.job.progress` -- run naming and sweep progress.
+* :mod:`evoexp.job.ui` -- how an experiment looks in the MLflow UI: its saved jobs view and its description.
 * :mod:`evoexp.job.outputs` -- files written into a job's output directory.
 * :mod:`evoexp.job.analysis` -- analysis of an experiment in the store (``python -m evoexp.job.analysis``).
 """

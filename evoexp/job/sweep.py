@@ -1,11 +1,13 @@
 """Sweep machinery: the Hydra callback, per-job outcome records, the end-of-sweep summary and ANN-baseline reuse.
 
 * :class:`EvoexpCallback` (registered in ``conf/config.yaml`` under ``hydra.callbacks``) validates the config and
-  creates the MLflow store and experiments ONCE before any job or worker starts, closes the ghost runs a SIGKILLed
-  sweep left behind, and opens the sweep's parent run; it prints one line per finished job (count, result, time,
-  ETA; see :mod:`evoexp.job.progress`) and, after a single run, its verdicts (:mod:`evoexp.job.summary`). After a
-  multirun it summarises the jobs (finished / diverged / skipped / failed), closes the parent run, writes
-  ``sweep_summary.json`` into the sweep directory and makes the command exit with status 1 only when a job failed.
+  creates the MLflow store and experiment ONCE before any job or worker starts (with its saved jobs view,
+  :mod:`evoexp.job.ui`), closes the ghost runs a SIGKILLed sweep left behind, and opens the sweep's parent run; it
+  prints what each job checks, one line per finished job (count, result, time, ETA; see :mod:`evoexp.job.progress`)
+  and, after a single run, its verdicts (:mod:`evoexp.job.summary`). After a multirun it summarises the whole
+  sweep's state (finished / diverged / failed, jobs reused from earlier runs, verdicts per check), closes the parent
+  run, writes ``sweep_summary.json`` into the sweep directory and makes the command exit with status 1 only when a
+  job failed.
 * Each job writes :data:`~evoexp.job.outcome.OUTCOME_FILE` into its output directory
   (:func:`~evoexp.job.outcome.write_outcome`); the summary reads them
   back, so it works with every launcher (joblib, submitit local or SLURM) without shared state. A job directory
@@ -25,7 +27,7 @@ import logging
 import sys
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -114,7 +116,7 @@ class SweepSummary:
     sweep_dir: str
     counts: dict[str, int]
     jobs: list[JobOutcome]
-    tally: SweepTally = field(default_factory=SweepTally)
+    tally: SweepTally
 
     @property
     def failed(self) -> int:
