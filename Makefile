@@ -6,15 +6,15 @@ STAMP := $(VENV)/.evoexp-installed
 
 .PHONY: run test test-all lint bench bench-quick docs docs-serve clean-store
 
-# The peer libraries (the `peers` extra: snnTorch, SpikingJelly, Norse) install with --no-deps: their declared
-# torchvision/torchaudio pull CUDA builds and only their dataset code needs them.
+# The peer libraries: snnTorch and what SpikingJelly and Norse import come with the `peers` extra; SpikingJelly and
+# Norse themselves install last and with --no-deps (their declared torchvision/torchaudio do not import beside the CPU
+# torch, and only their dataset code uses them), so that no pip step reports their unmet declarations.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q 'torch==2.13.*'
-	$(PY) -m pip install -q -c constraints.txt 'torch==2.13.*' -e '.[dev,bench,search,docs]'
-	$(PY) -m pip install -q --no-deps -c constraints.txt snntorch spikingjelly norse
-	$(PY) -m pip install -q -c constraints.txt 'torch==2.13.*' nir nirtorch h5py loguru tqdm
+	$(PY) -m pip install -q -c constraints.txt 'torch==2.13.*' -e '.[dev,bench,search,docs,peers]'
+	$(PY) -m pip install -q --no-deps -c constraints.txt spikingjelly norse
 	touch $(STAMP)
 
 run: $(STAMP)

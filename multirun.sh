@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The canonical evoexp sweep: surrogate shape x slope x seed, local parallel workers, then the analysis.
 #
-#   ./multirun.sh                 default size: 5 shapes x 7 slopes x 3 seeds = 105 jobs (~10 min on 2 cores)
+#   ./multirun.sh                 default size: 5 shapes x 7 slopes x 3 seeds = 105 jobs (its time: README, make run)
 #   ./multirun.sh --full          paper size (Zenke & Vogels 2021 setting, 8 shapes, 200 epochs; hours)
 #   ./multirun.sh --experiment NAME        another sweep preset, evoexp/conf/experiment/NAME.yaml (its grid in
 #                                          hydra.sweeper.params, its tracking.experiment = NAME for the analysis)

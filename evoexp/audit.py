@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import torch
 
 from evoexp.peers.documented import DOCUMENTED, FORWARD_CONVENTIONS, DocumentedSurrogate
-from evoexp.peers.names import LIBRARIES, get_peer
+from evoexp.peers.names import INSTALL, LIBRARIES, get_peer
 from evoexp.results import Result, to_jsonable
 from evoexp.verification.surrogate_check import SurrogateFinding, verify_surrogate_gradient
 
@@ -287,7 +287,7 @@ def _print_summary(report: AuditReport, out: Path) -> None:
         print(f"  {label}: {finding.kind}: {finding.message} ({_params(record.params)}, "
               f"{record.dtype.removeprefix('torch.')})")
     if report.missing:
-        print(f"  not installed (pip install evoexp[peers]): {', '.join(report.missing)}")
+        print(f"  not installed ({INSTALL}): {', '.join(report.missing)}")
     print(f"wrote {out / 'audit.json'} and {out / 'audit.md'}")
 
 
@@ -324,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--n-points must be >= 4, got {args.n_points}")
     report = run_audit(args.libraries, n_points=args.n_points)
     if not report.libraries:
-        print(f"no peer library is installed ({', '.join(report.missing)}): pip install evoexp[peers]")
+        print(f"no peer library is installed ({', '.join(report.missing)}): {INSTALL}")
         return 2
     write_audit(report, args.out)
     _print_summary(report, args.out)

@@ -52,6 +52,8 @@ class Tags:
     ERROR = "evoexp.error"
     OUTPUT_DIR = "evoexp.output_dir"
     VERDICT = "evoexp.verdict"
+    CHECKS = "evoexp.checks"
+    """Verdict of each check of a job, failures first: ``FAIL: gradient_stability · PASS: convergence, …``."""
     HOST = "evoexp.host"
     PID = "evoexp.pid"
     PID_START = "evoexp.pid_start"
@@ -60,6 +62,7 @@ class Tags:
     RUN_NAME = "mlflow.runName"
     PARENT_RUN = "mlflow.parentRunId"
     NOTE = "mlflow.note.content"
+    """The Markdown description of a run (its page) or of an experiment (the home page and the experiment's page)."""
     USER = "mlflow.user"
     SOURCE_NAME = "mlflow.source.name"
     SOURCE_TYPE = "mlflow.source.type"
@@ -67,12 +70,18 @@ class Tags:
     DATASET_CONTEXT = "mlflow.data.context"
 
 
+SAVED_VIEW_TAG_PREFIX = "mlflow.sharedViewState."
+"""Experiment tags ``<prefix><key>``: the saved runs-table views of the MLflow UI (its *Views* menu)."""
+
 # Tags, as the readers name them.
 SWEEP_ID_TAG = Tags.SWEEP_ID
 KIND_TAG = Tags.KIND
 OUTCOME_TAG = Tags.OUTCOME
 SUMMARY_KIND = "summary"
 SWEEP_KIND = "sweep"
+JOB_KIND = "job"
+BASELINE_KIND = "ann_baseline"
+"""``evoexp.kind`` of an ANN twin's baseline run (in the jobs' experiment, nested under the sweep that trained it)."""
 DIVERGED_OUTCOME = "diverged"
 PASS_VERDICT = "pass"
 
@@ -112,6 +121,20 @@ STABILITY_WEIGHT_OK = "stability/weight_ok"
 GRADIENT_PASSED = "gradient/passed"
 SURROGATE_PASSED = "surrogate/passed"
 CONVERGENCE_OK = "convergence/ok"
+
+# Headline metrics of a job run: no prefix, so MLflow's charts show them in their first section ("Model metrics").
+HEADLINE_TEST_ACC = "test_acc"
+"""SNN test accuracy with the best-validation weights, ``snn/test/acc_best`` (a fraction, as in all of MLflow)."""
+HEADLINE_CHECKS_FAILED = "checks_failed"
+"""Number of checks of the job that failed (0: verdict pass, unless the SNN diverged)."""
+
+# Metrics of a sweep's parent run: the whole sweep's state (a resumed sweep counts the runs it reused).
+SWEEP_JOBS_PREFIX = "sweep/jobs_"
+"""``sweep/jobs_<finished|diverged|failed|reused>``: jobs per outcome; ``reused``: skipped for an earlier run."""
+SWEEP_VERDICT_PREFIX = "sweep/verdict_"
+"""``sweep/verdict_<verdict>``: jobs per verdict."""
+SWEEP_CHECK_PREFIX = "sweep/check/"
+"""``sweep/check/<check>/<pass|fail>``: jobs whose check passed or failed."""
 
 # Per-epoch metrics (step = epoch).
 SNN_TRAIN_LOSS = "snn/train/loss"
@@ -169,6 +192,10 @@ METRIC_PATTERNS: tuple[str, ...] = (
     re.escape(CONFIG_METRIC_PREFIX) + r"[\w.]+",
     r"system/[\w.]+",  # MLflow's system metrics (tracking.system_metrics)
     re.escape(ANALYSIS_N_RUNS),
+    rf"{HEADLINE_TEST_ACC}|{HEADLINE_CHECKS_FAILED}",
+    re.escape(SWEEP_JOBS_PREFIX) + r"(finished|diverged|failed|reused)",
+    re.escape(SWEEP_VERDICT_PREFIX) + r"[a-z_]+",
+    re.escape(SWEEP_CHECK_PREFIX) + r"[a-z_]+/(pass|fail)",
 )
 """Every metric name a run may log (full matches); the constants above are instances."""
 

@@ -13,6 +13,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 
 from evoexp import keys
+from evoexp.job.summary import parse_checks
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,11 +31,13 @@ def client(root: Path) -> MlflowClient:
     return MlflowClient(f"sqlite:///{root / 'mlruns.db'}")
 
 
-def runs(root: Path, experiment: str = "evoexp") -> list:
+def runs(root: Path, experiment: str = "evoexp", *, kind: str | None = None) -> list:
+    """The runs of ``experiment`` in the store of ``root`` (those of ``evoexp.kind`` ``kind`` if given)."""
     if not (root / "mlruns.db").exists():
         return []
     found = client(root).get_experiment_by_name(experiment)
-    return [] if found is None else client(root).search_runs([found.experiment_id], max_results=1000)
+    found_runs = [] if found is None else client(root).search_runs([found.experiment_id], max_results=1000)
+    return [r for r in found_runs if kind is None or r.data.tags[keys.Tags.KIND] == kind]
 
 
 def undeclared_keys(run: Run) -> list[str]:
@@ -67,7 +70,7 @@ def test_single_run_writes_results_report_and_one_mlflow_run_then_resume_skips_i
     assert report.startswith("# evoexp run: superspike (slope 5), seed 0")
     assert "Gradient verification" in report
 
-    (run,) = runs(tmp_path)
+    (run,) = runs(tmp_path, kind=keys.JOB_KIND)
     assert run.info.status == "FINISHED"
     tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
     assert tags["evoexp.outcome"] == "finished"
@@ -103,13 +106,16 @@ def test_single_run_writes_results_report_and_one_mlflow_run_then_resume_skips_i
     assert results["code_identity"].startswith("evoexp ")
     artifacts = {a.path for a in client(tmp_path).list_artifacts(run.info.run_id)}
     assert {"results.json", "report.md", "config_resolved.yaml", ".hydra", "__main__.log"} <= artifacts
-    assert len(runs(tmp_path, "evoexp-ann-baselines")) == 1
-    for logged in (run, *runs(tmp_path, "evoexp-ann-baselines")):  # one vocabulary: every key is declared
+    (baseline,) = runs(tmp_path, kind=keys.BASELINE_KIND)  # in the job's experiment, left out of the analysis
+    assert run.data.metrics[keys.HEADLINE_TEST_ACC] == metrics[keys.SNN_TEST_ACC]
+    checks = json.loads((job / "evoexp_outcome.json").read_text())["checks"]
+    assert parse_checks(run.data.tags[keys.Tags.CHECKS]) == checks and checks["gradient_verification"] == "PASS"
+    for logged in (run, baseline):  # one vocabulary: every key is declared
         assert undeclared_keys(logged) == [], logged.info.run_name
 
     again = evoexp(tmp_path, "experiment=smoke", "surrogate=superspike", "surrogate.slope=5")
     assert again.returncode == 0, again.stderr[-3000:]
-    assert len(runs(tmp_path)) == 1  # resumed: nothing re-run
+    assert len(runs(tmp_path, kind=keys.JOB_KIND)) == 1  # resumed: nothing re-run
     outcome = json.loads((job_dirs(tmp_path)[-1] / "evoexp_outcome.json").read_text())
     assert (outcome["outcome"], outcome["run_id"]) == ("skipped", run.info.run_id)
 

@@ -157,5 +157,5 @@ def test_library_option_and_missing_libraries(tmp_path: Path, monkeypatch: pytes
     assert {r["library"] for r in json.loads((tmp_path / "audit.json").read_text(encoding="utf-8"))} == {"norse"}
     monkeypatch.setitem(audit._IMPORTS, "norse", "evoexp_no_such_module")
     assert audit.main(["--out", str(tmp_path / "none"), "--library", "norse"]) == 2
-    assert "pip install evoexp[peers]" in capsys.readouterr().out
+    assert "pip install 'evoexp[peers]' && pip install --no-deps spikingjelly" in capsys.readouterr().out
     assert not (tmp_path / "none").exists()

@@ -18,6 +18,7 @@ from evoexp.job.config import load_config
 from evoexp.job.config.identity import source_digest
 from evoexp.job.outcome import OUTCOME_FILE
 from evoexp.job.task import JobContext, execute
+from evoexp.keys import BASELINE_KIND, JOB_KIND, Tags
 
 
 @pytest.fixture
@@ -37,10 +38,12 @@ def _job(cfg: DictConfig, root: Path, name: str) -> tuple[float, dict]:
     return objective, json.loads((out / OUTCOME_FILE).read_text())
 
 
-def _runs(root: Path, experiment: str) -> list:
+def _runs(root: Path, kind: str) -> list:
+    """The runs of ``evoexp.kind`` ``kind`` (jobs, ANN baselines) in the experiment ``evoexp`` of ``root``'s store."""
     client = MlflowClient(f"sqlite:///{root / 'mlruns.db'}")
-    found = client.get_experiment_by_name(experiment)
-    return [] if found is None else client.search_runs([found.experiment_id])
+    found = client.get_experiment_by_name("evoexp")
+    runs = [] if found is None else client.search_runs([found.experiment_id])
+    return [r for r in runs if r.data.tags[Tags.KIND] == kind]
 
 
 def test_source_digest_follows_the_code_not_the_analysis(tmp_path: Path) -> None:
@@ -78,9 +81,9 @@ def test_changed_code_reruns_and_reuse_across_code_serves_old_runs(
     monkeypatch.setattr(evoexp.job.task, "code_identity", lambda: "code B")
     _, fixed = _job(make(), tmp_path, "b")
     assert fixed["outcome"] == "finished" and fixed["run_id"] != first["run_id"]
-    assert len(_runs(tmp_path, "evoexp")) == 2
-    assert len(_runs(tmp_path, "evoexp-ann-baselines")) == 2
-    tags = {r.info.run_id: r.data.tags["evoexp.code_identity"] for r in _runs(tmp_path, "evoexp")}
+    assert len(_runs(tmp_path, JOB_KIND)) == 2
+    assert len(_runs(tmp_path, BASELINE_KIND)) == 2
+    tags = {r.info.run_id: r.data.tags["evoexp.code_identity"] for r in _runs(tmp_path, JOB_KIND)}
     assert tags == {first["run_id"]: "code A", fixed["run_id"]: "code B"}
 
     # An explicit override serves runs of other code.
@@ -90,7 +93,7 @@ def test_changed_code_reruns_and_reuse_across_code_serves_old_runs(
     assert (reused["outcome"], reused["run_id"]) == ("skipped", fixed["run_id"])
     _, rerun = _job(make("tracking.reuse_across_code=true", "tracking.resume=false"), tmp_path, "c-rerun")
     assert rerun["outcome"] == "finished"
-    assert len(_runs(tmp_path, "evoexp-ann-baselines")) == 2  # the ANN of code B was reused
+    assert len(_runs(tmp_path, BASELINE_KIND)) == 2  # the ANN of code B was reused
 
 
 def test_reused_ann_of_another_thread_count_has_no_time_ratio(tmp_path: Path, compose_job: object) -> None:
@@ -98,7 +101,7 @@ def test_reused_ann_of_another_thread_count_has_no_time_ratio(tmp_path: Path, co
     _job(make(), tmp_path, "one-thread")
     _, second = _job(make("threads=2", "tracking.resume=false"), tmp_path, "two-threads")
     assert second["outcome"] == "finished"
-    assert len(_runs(tmp_path, "evoexp-ann-baselines")) == 1  # threads do not change the ANN's identity...
+    assert len(_runs(tmp_path, BASELINE_KIND)) == 1  # threads do not change the ANN's identity...
     results = json.loads((tmp_path / "outputs" / "two-threads" / "results.json").read_text())
     benchmark = results["results"]["benchmark"]
     assert (benchmark["snn"]["torch_threads"], benchmark["ann"]["torch_threads"]) == (2, 1)  # ...but are recorded

@@ -4,10 +4,25 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+from evoexp import keys
 from evoexp.job.outcome import JobOutcome
-from evoexp.job.summary import check_verdicts, format_run_summary, job_verdict, run_note
+from evoexp.job.summary import (
+    SweepTally,
+    check_verdicts,
+    format_checks,
+    format_run_summary,
+    job_verdict,
+    parse_checks,
+    run_note,
+    summarize_run,
+    summarize_skipped,
+)
+from evoexp.job.tracking import FinishedRun, NullTracker, RunLogger
+from evoexp.keys import Tags
 from evoexp.results import Result, SkippedResult
 
 
@@ -83,3 +98,46 @@ def test_single_run_block_lists_checks_accuracy_report_run_and_url(tmp_path: Pat
     failed = format_run_summary(JobOutcome("failed", error="RuntimeError: boom"))
     assert failed == "evoexp: run FAILED: RuntimeError: boom"
 
+
+
+def test_checks_tag_lists_failures_first_and_reads_back() -> None:
+    checks = {"gradient_verification": "PASS", "gradient_stability": "FAIL", "benchmark": "info", "convergence": "PASS"}
+    text = format_checks(checks)
+    assert text == "FAIL: gradient_stability · PASS: gradient_verification, convergence · info: benchmark"
+    assert parse_checks(text) == checks
+    assert format_checks({}) == "none" and parse_checks("none") == {} and parse_checks("garbled") == {}
+
+
+class Recorder(RunLogger):
+    """A run that keeps what is logged to it."""
+
+    def __init__(self) -> None:
+        self.metrics: dict[str, float] = {}
+        self.logged_tags: dict[str, str] = {}
+
+    def log_metrics(self, metrics: Mapping[str, float], *, step: int | None = None) -> None:
+        self.metrics.update(metrics)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self.logged_tags.update({k: str(v) for k, v in tags.items()})
+
+
+def test_a_job_run_carries_headline_metrics_and_its_checks(tmp_path: Path) -> None:
+    run, outcome = Recorder(), JobOutcome("finished")
+    results = {"gradient_verification": Verdict(True), "convergence": Verdict(False, "convergence")}
+    summarize_run(
+        run, NullTracker(), outcome, results, {keys.SNN_TEST_ACC: 0.875}, diverged=None, report=tmp_path / "r.md"
+    )
+    assert run.metrics == {keys.HEADLINE_TEST_ACC: 0.875, keys.HEADLINE_CHECKS_FAILED: 1.0}
+    assert run.logged_tags[Tags.VERDICT] == "fail"
+    assert parse_checks(run.logged_tags[Tags.CHECKS]) == {"gradient_verification": "PASS", "convergence": "FAIL"}
+
+    # A resumed sweep skips the job and counts it as the run it reuses: finished, with that run's verdicts.
+    skipped = JobOutcome("skipped")
+    summarize_skipped(skipped, FinishedRun("r1", dict(run.metrics), run.logged_tags))
+    tally = SweepTally.count([skipped, JobOutcome("failed")])
+    assert (tally.jobs, tally.reused) == ({"finished": 1, "diverged": 0, "failed": 1}, 1)
+    assert tally.verdicts == {"fail": 1}
+    assert tally.checks == {"gradient_verification": {"PASS": 1}, "convergence": {"FAIL": 1}}
+    assert tally.metrics()["sweep/check/convergence/fail"] == 1.0
+    assert all(keys.is_declared_metric(name) for name in tally.metrics())

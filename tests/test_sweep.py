@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import multiprocessing
@@ -17,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from hydra.types import RunMode
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
@@ -25,19 +27,22 @@ from evoexp.job.outcome import JobOutcome, write_outcome
 from evoexp.job.progress import PROGRESS_LOG
 from evoexp.job.sweep import SUMMARY_FILE, EvoexpCallback, read_outcomes, reuse_baseline, summarize_sweep
 from evoexp.job.tracking import MlflowTracker, NullTracker
+from evoexp.job.ui import EXPERIMENT_DESCRIPTION
 from evoexp.keys import Tags
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def fake_job(sweep: Path, number: int, outcome: str | None) -> None:
+def fake_job(
+    sweep: Path, number: int, outcome: str | None, *, verdict: str | None = None, checks: dict[str, str] | None = None
+) -> None:
     job = sweep / str(number)
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra" / "overrides.yaml").write_text(f"- seed={number}\n")
     if outcome is not None:
-        write_outcome(
-            job, JobOutcome(outcome, job=number, overrides=[f"seed={number}"], error="e" * (outcome != "finished"))
-        )
+        record = JobOutcome(outcome, job=number, overrides=[f"seed={number}"], error="e" * (outcome != "finished"))
+        record.verdict, record.checks = verdict, checks or {}
+        write_outcome(job, record)
 
 
 def test_summary_counts_outcomes_and_treats_missing_records_as_failed(tmp_path: Path) -> None:
@@ -48,9 +53,31 @@ def test_summary_counts_outcomes_and_treats_missing_records_as_failed(tmp_path: 
     missing = [job for job in summary.jobs if job.error == "no outcome recorded"]
     assert [job.overrides for job in missing] == [["seed=5"]]
     text = summary.format()
-    assert text.splitlines()[0] == "sweep summary (6 jobs): finished 2, diverged 1, skipped 1, failed 2"
-    assert len(text.splitlines()) == 4  # one line per failed or diverged job
+    assert text.splitlines()[0] == (
+        "sweep summary (6 jobs): finished 3, diverged 1, failed 2 (1 reused from earlier runs)"
+    )
+    assert len(text.splitlines()) == 5  # the verdicts, then one line per failed or diverged job
     assert json.loads((tmp_path / SUMMARY_FILE).read_text())["counts"] == summary.counts
+
+
+def test_summary_counts_verdicts_per_check_next_to_outcomes(tmp_path: Path) -> None:
+    stable, unstable = {"gradient_stability": "PASS"}, {"gradient_stability": "FAIL"}
+    fake_job(tmp_path, 0, "finished", verdict="pass", checks={"gradient_verification": "PASS", **stable})
+    fake_job(tmp_path, 1, "finished", verdict="fail", checks={"gradient_verification": "PASS", **unstable})
+    fake_job(tmp_path, 2, "skipped", verdict="fail", checks={"gradient_verification": "PASS", **unstable})
+    fake_job(tmp_path, 3, "skipped", verdict="diverged", checks={"gradient_verification": "PASS", **stable})
+    summary = summarize_sweep(tmp_path)
+    lines = summary.format().splitlines()
+    assert lines[0] == "sweep summary (4 jobs): finished 3, diverged 1, failed 0 (2 reused from earlier runs)"
+    assert lines[1] == "verdicts: pass 1, fail 2, diverged 1"
+    assert [line.split() for line in lines[2:]] == [
+        ["check", "PASS", "FAIL"],
+        ["gradient_verification", "4", "0"],
+        ["gradient_stability", "2", "2"],
+    ]
+    saved = json.loads((tmp_path / SUMMARY_FILE).read_text())
+    assert (saved["state"], saved["reused"]) == ({"finished": 3, "diverged": 1, "failed": 0}, 2)
+    assert saved["checks"]["gradient_stability"] == {"PASS": 2, "FAIL": 2}
 
 
 def test_outcome_roundtrip_and_validation(tmp_path: Path) -> None:
@@ -75,6 +102,28 @@ def test_multirun_end_exits_nonzero_only_when_a_job_failed(tmp_path: Path, capsy
         callback.on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "bad")}}}))
     assert info.value.code == 1
     assert capsys.readouterr().err.startswith("evoexp: error: 1 of 2 jobs failed")
+
+
+def test_job_line_names_the_shape_the_job_resolved_not_the_composed_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = tmp_path / "0"
+    write_outcome(job, JobOutcome("finished", test_acc=0.5, label="gaussian β=0.707107 seed 0 alpha=0.5"))
+    config = OmegaConf.create(
+        {
+            "surrogate": {"name": "fast_sigmoid", "slope": 25.0},  # the composed default a peer surrogate replaces
+            "seed": 0,
+            "hydra": {
+                "mode": RunMode.MULTIRUN,
+                "runtime": {"output_dir": str(job)},
+                "sweep": {"dir": str(tmp_path)},
+                "job": {"num": 0},
+                "overrides": {"task": ["+surrogate.peer_params.alpha=0.5"]},
+            },
+        }
+    )
+    EvoexpCallback().on_job_end(config, job_return=None)  # type: ignore[arg-type]
+    assert capsys.readouterr().out.startswith("[1/?] gaussian β=0.707107 seed 0 alpha=0.5 · test 50.0%")
 
 
 def test_reuse_baseline_trains_once_per_key(tmp_path: Path) -> None:
@@ -155,6 +204,9 @@ def test_sweep_prints_one_line_per_job_and_is_one_parent_run_with_nested_jobs(tm
     args = ("-m", "experiment=smoke", "seed=0,1", "debug.diverge=false,true", "tracking.experiment=nest")
     done = evoexp(tmp_path, *args)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines()[1] == (  # the header says what each job checks
+        "  checks per job: gradient_verification, surrogate_verification, gradient_stability, convergence, benchmark"
+    )
     lines = job_lines(done.stdout)
     assert [(count, total) for count, total, _ in lines] == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert sum("DIVERGED" in rest for _, _, rest in lines) == 2
@@ -170,10 +222,15 @@ def test_sweep_prints_one_line_per_job_and_is_one_parent_run_with_nested_jobs(tm
     runs = store_runs(uri, "nest")
     (parent,) = [r for r in runs if r.data.tags[Tags.KIND] == "sweep"]
     jobs = [r for r in runs if r.data.tags[Tags.KIND] == "job"]
+    baselines = [r for r in runs if r.data.tags[Tags.KIND] == "ann_baseline"]
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics["sweep/jobs_diverged"] == 2.0
     assert "diverged 2" in parent.data.tags[Tags.NOTE]
-    assert {r.data.tags[Tags.PARENT_RUN] for r in jobs} == {parent.info.run_id}
+    state = {k: v for k, v in parent.data.metrics.items() if k.startswith("sweep/jobs_")}
+    verdicts = sum(v for k, v in parent.data.metrics.items() if k.startswith("sweep/verdict_"))
+    assert (sum(state.values()), verdicts) == (4.0, 4.0)
+    assert len(baselines) == 2  # one ANN twin per seed, in the sweep's experiment, nested under its run
+    assert {r.data.tags[Tags.PARENT_RUN] for r in jobs + baselines} == {parent.info.run_id}
     assert len({r.info.run_name for r in jobs}) == 4  # debug.diverge is swept, so it is in the names
     assert sorted(r.data.tags[Tags.VERDICT] for r in jobs)[:2] == ["diverged", "diverged"]
     assert all(r.data.tags[Tags.NOTE].startswith("**Verdict: ") for r in jobs)
@@ -186,19 +243,41 @@ def test_sweep_prints_one_line_per_job_and_is_one_parent_run_with_nested_jobs(tm
     artifacts = {a.path for a in MlflowClient(uri).list_artifacts(parent.info.run_id, "analysis")}
     assert "analysis/snn_vs_ann.md" in artifacts
 
+    experiment = MlflowClient(uri).get_experiment(parent.info.experiment_id)
+    envelope = json.loads(experiment.tags["mlflow.sharedViewState.evoexp-jobs"])  # the UI's saved view of the jobs
+    columns = json.loads(envelope["state"])["selectedColumns"]
+    assert all(re.sub(r"^metrics\.`(.*)`$", r"\1", c) in jobs[0].data.metrics for c in columns if "metrics" in c)
+    assert experiment.tags[Tags.NOTE] == EXPERIMENT_DESCRIPTION  # names the view on MLflow's home page
+
     again = evoexp(tmp_path, *args)  # the same sweep again: resumed under the same parent run
     assert again.returncode == 0, again.stderr[-3000:]
     assert all("skipped (finished run" in rest for _, _, rest in job_lines(again.stdout))
+    assert "sweep summary (4 jobs): finished 2, diverged 2, failed 0 (4 reused from earlier runs)" in again.stdout
     rerun = store_runs(uri, "nest")
-    assert [r.info.run_id for r in rerun if r.data.tags[Tags.KIND] == "sweep"] == [parent.info.run_id]
+    (resumed,) = [r for r in rerun if r.data.tags[Tags.KIND] == "sweep"]
+    assert resumed.info.run_id == parent.info.run_id
     assert len(rerun) == len(runs)
+    sweep_metrics = {k: v for k, v in resumed.data.metrics.items() if k.startswith("sweep/")}
+    assert sweep_metrics == {k: v for k, v in parent.data.metrics.items() if k.startswith("sweep/")} | {
+        "sweep/jobs_reused": 4.0  # the whole sweep's state, not "finished 0, skipped 4"
+    }
+    assert "4 jobs — finished 2, diverged 2, failed 0 (4 reused from earlier runs)." in resumed.data.tags[Tags.NOTE]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("spikingjelly") is None, reason="needs the peers extra")
+def test_a_peer_parameter_sweep_labels_each_job_with_the_shape_it_resolved(tmp_path: Path) -> None:
+    args = ("surrogate.peer=spikingjelly:Erf", "+surrogate.peer_params.alpha=0.5,2", "trainer.epochs=1")
+    done = evoexp(tmp_path, "-m", "experiment=smoke", *args, "verifier.checks=[]", "tracking=off")
+    assert done.returncode == 0, done.stderr[-3000:]
+    labels = sorted(rest.split(" · ")[0] for _, _, rest in job_lines(done.stdout))
+    assert labels == ["gaussian β=0.707107 seed 0 alpha=0.5", "gaussian β=2.82843 seed 0 alpha=2"]  # not fast_sigmoid
 
 
 def test_single_run_ends_with_its_verdicts_report_run_id_and_ui_url(tmp_path: Path) -> None:
     done = evoexp(tmp_path, "experiment=smoke", "tracking.experiment=single")
     assert done.returncode == 0, done.stderr[-3000:]
     tail = done.stdout[done.stdout.index("evoexp: verdict ") :].splitlines()
-    (run,) = store_runs(f"sqlite:///{tmp_path / 'mlruns.db'}", "single")
+    (run,) = job_runs(f"sqlite:///{tmp_path / 'mlruns.db'}", "single")
     assert tail[0] == f"evoexp: verdict {run.data.tags[Tags.VERDICT]}"
     assert sum(line.strip().endswith(("PASS", "FAIL", "info", "skipped")) for line in tail) == 7  # one per check
     assert any(line.strip().startswith("test accuracy ") for line in tail)
@@ -272,14 +351,14 @@ def test_parallel_sweep_on_a_brand_new_store_files_every_run(tmp_path: Path) -> 
     assert done.returncode == 0, done.stderr[-3000:]
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     runs = store_runs(uri, "par")
-    assert len(runs) == 9  # 8 jobs and the sweep's run
+    assert len(runs) == 11  # 8 jobs, the sweep's run and 2 ANN baselines
     jobs = [r for r in runs if r.data.tags[Tags.KIND] == "job"]
     assert len(jobs) == 8
     assert all(r.info.status == "FINISHED" and r.data.tags["evoexp.outcome"] == "finished" for r in runs)
     assert {r.data.params["surrogate.name"] for r in jobs} == {"fast_sigmoid", "superspike", "atan", "sigmoid"}
     assert len({r.data.tags["evoexp.sweep_id"] for r in runs}) == 1
     assert store_runs(uri, "Default") == []
-    assert len(store_runs(uri, "par-ann-baselines")) == 2  # one ANN per seed, reused by 4 surrogates each
+    assert sum(r.data.tags[Tags.KIND] == "ann_baseline" for r in runs) == 2  # one ANN per seed, reused 4 times
     assert sweep_summary(tmp_path)["counts"] == {"finished": 8, "diverged": 0, "skipped": 0, "failed": 0}
     lines = job_lines(done.stdout)  # printed by the workers as their jobs finish
     assert sorted(count for count, _, _ in lines) == list(range(1, 9))
@@ -307,6 +386,7 @@ def test_failure_and_divergence_are_isolated_and_resume_redoes_only_failures(tmp
     again = evoexp(tmp_path, *args)
     assert again.returncode == 1
     assert sweep_summary(tmp_path)["counts"] == {"finished": 0, "diverged": 0, "skipped": 2, "failed": 2}
+    assert sweep_summary(tmp_path)["state"] == {"finished": 1, "diverged": 1, "failed": 2}
     assert len(job_runs(uri, "evoexp")) == 6  # the two failures were redone, nothing else
 
 

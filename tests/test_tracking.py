@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import importlib.util
 import json
 import math
@@ -21,13 +22,13 @@ from mlflow import MlflowClient
 from evoexp.data import get_dataset
 from evoexp.job.config import TrackingConfig
 from evoexp.job.tracking import (
-    ANN_BASELINE_SUFFIX,
     JobTerminated,
     MlflowTracker,
     NullTracker,
     Owner,
     Tags,
     ghost_reason,
+    iso_time,
     param_value,
     resolve_tracking_uri,
     terminate_on_sigterm,
@@ -60,15 +61,15 @@ def test_uri_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert resolve_tracking_uri("sqlite:///x.db", root=tmp_path) == "sqlite:///x.db"
 
 
-def test_prepare_creates_both_experiments_with_local_artifacts(tmp_path: Path) -> None:
+def test_prepare_creates_one_experiment_with_local_artifacts(tmp_path: Path) -> None:
     tracker = make_tracker(tmp_path)
     tracker.prepare()
     tracker.prepare()  # idempotent
     client = MlflowClient(tracker.uri)
-    for name in ("exp", "exp" + ANN_BASELINE_SUFFIX):
-        experiment = client.get_experiment_by_name(name)
-        assert experiment is not None
-        assert experiment.artifact_location == (tmp_path / "mlartifacts" / name).as_uri()
+    experiment = client.get_experiment_by_name("exp")
+    assert experiment is not None
+    assert experiment.artifact_location == (tmp_path / "mlartifacts" / "exp").as_uri()
+    assert {e.name for e in client.search_experiments()} == {"exp", "Default"}  # no experiment of ANN baselines
 
 
 def test_run_finishes_with_params_metrics_and_default_outcome(tmp_path: Path) -> None:
@@ -155,18 +156,22 @@ def test_diverged_outcome_is_kept_and_finished_run_is_found(tmp_path: Path) -> N
     assert tracker.find_finished("h2") is None  # FAILED runs are redone
 
 
-def test_baseline_roundtrip_in_its_own_experiment(tmp_path: Path) -> None:
+def test_baseline_roundtrip_nested_under_the_sweep_in_the_jobs_experiment(tmp_path: Path) -> None:
     tracker = make_tracker(tmp_path)
+    with tracker.start_run(run_name="job", tags={Tags.KIND: "job", Tags.ANN_HASH: "k"}, params={}):
+        pass  # a job run carries its twin's key too, and is never taken for the baseline
     assert tracker.find_baseline("k") is None
+    sweep = tracker.open_sweep_run("s", run_name="s", tags={})
     payload = {"n_params": 3, "history": [{"epoch": 1, "val_acc": 0.5}], "test": {"ann/test/acc": math.nan}}
-    run_id = tracker.save_baseline("k", payload, metrics={"ann/test/acc": 0.75, "bad": math.inf})
+    run_id = tracker.save_baseline("k", payload, metrics={"ann/test/acc": 0.75, "bad": math.inf}, parent_run_id=sweep)
     found = tracker.find_baseline("k")
     assert found is not None
     assert found[0] == run_id
     assert found[1]["history"] == payload["history"]
     assert math.isnan(found[1]["test"]["ann/test/acc"])
     run = MlflowClient(tracker.uri).get_run(run_id)
-    assert run.info.experiment_id == tracker.experiment_id(baseline=True) != tracker.experiment_id()
+    assert run.info.experiment_id == tracker.experiment_id()
+    assert (run.data.tags[Tags.KIND], run.data.tags[Tags.PARENT_RUN]) == ("ann_baseline", sweep)
     assert run.data.metrics == {"ann/test/acc": 0.75}
 
 
@@ -327,23 +332,34 @@ def test_ghost_reason_needs_proof_that_the_owner_is_gone() -> None:
     assert "no longer exists" in str(ghost_reason(recycled, 0, now=now, stale_after=600))
 
     remote = {Tags.HOST: "elsewhere", Tags.PID: "123", Tags.HEARTBEAT_EVERY: "60"}
-    assert ghost_reason({**remote, Tags.HEARTBEAT: str(now - 300)}, 0, now=now, stale_after=600) is None
-    reason = ghost_reason({**remote, Tags.HEARTBEAT: str(now - 700)}, 0, now=now, stale_after=600)
+    now = float(int(now))  # heartbeats are stamped to the second
+    assert ghost_reason({**remote, Tags.HEARTBEAT: iso_time(now - 300)}, 0, now=now, stale_after=600) is None
+    reason = ghost_reason({**remote, Tags.HEARTBEAT: iso_time(now - 700)}, 0, now=now, stale_after=600)
     assert reason == "no heartbeat for 700 s from process 123 on elsewhere"
+    older = ghost_reason({**remote, Tags.HEARTBEAT: str(now - 700)}, 0, now=now, stale_after=600)  # epoch seconds
+    assert older == reason  # as runs of earlier versions stamped their heartbeat
     assert ghost_reason({**remote, Tags.HEARTBEAT: str(now - 700)}, 0, now=now, stale_after=0) is None
     no_beats = {**remote, Tags.HEARTBEAT_EVERY: "0"}
     assert ghost_reason(no_beats, int((now - 10_000) * 1000), now=now, stale_after=600) is None
     assert ghost_reason({}, 0, now=now, stale_after=600) is None  # no owner recorded: never a provable ghost
 
 
-def test_open_runs_send_heartbeats(shared: Path, request: pytest.FixtureRequest) -> None:
+def test_open_runs_send_heartbeats_as_readable_utc_times(shared: Path, request: pytest.FixtureRequest) -> None:
     tracker = shared_tracker(shared, request, heartbeat_every=0.2)
     client = MlflowClient(tracker.uri)
-    with tracker.start_run(run_name="r", tags={}, params={}) as run:
-        first = float(client.get_run(run.run_id).data.tags[Tags.HEARTBEAT])
+
+    def heartbeat(run_id: str) -> float:
+        stamp = client.get_run(run_id).data.tags[Tags.HEARTBEAT]  # e.g. 2026-12-05T16:50:18Z
+        return datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S%z").timestamp()
+
+    with tracker.start_run(run_name="r", tags={Tags.KIND: "job"}, params={}) as run:
+        first = heartbeat(run.run_id)
+        assert abs(first - time.time()) < 5
         time.sleep(1.5)
-        beat = float(client.get_run(run.run_id).data.tags[Tags.HEARTBEAT])
+        beat = heartbeat(run.run_id)
     assert beat >= first + 1
+    tags = list(client.get_run(run.run_id).data.tags)
+    assert tags.index(Tags.KIND) < tags.index(Tags.HOST)  # the run's own tags before the owner's bookkeeping
     assert not [t for t in threading.enumerate() if t.name.startswith("evoexp-heartbeat")]  # stopped with the run
 
 
@@ -400,5 +416,6 @@ def test_sigkilled_run_is_reaped_as_killed_and_live_runs_are_not(tmp_path: Path)
     assert ghost.info.status == "KILLED"
     assert ghost.data.tags[Tags.OUTCOME] == "killed"
     assert ghost.data.tags[Tags.ERROR].startswith("ghost run closed on resume: owner process")
-    assert ghost.info.end_time == int(float(ghost.data.tags[Tags.HEARTBEAT]) * 1000)  # ends at its last sign of life
+    last = datetime.datetime.strptime(ghost.data.tags[Tags.HEARTBEAT], "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    assert ghost.info.end_time == int(last * 1000)  # ends at its last sign of life
     assert tracker.reap_ghosts() == []

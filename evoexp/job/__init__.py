@@ -12,6 +12,7 @@ The science below (functional, surrogate, models, data, verification, training, 
 * :mod:`evoexp.job.outcome` -- the outcome record a job leaves for its sweep.
 * :mod:`evoexp.job.summary` -- verdicts and the run/sweep summaries.
 * :mod:`evoexp.job.progress` -- run naming and sweep progress.
+* :mod:`evoexp.job.ui` -- how an experiment looks in the MLflow UI: its saved jobs view and its description.
 * :mod:`evoexp.job.outputs` -- files written into a job's output directory.
 * :mod:`evoexp.job.analysis` -- analysis of an experiment in the store (``python -m evoexp.job.analysis``).
 """

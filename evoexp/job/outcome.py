@@ -34,6 +34,8 @@ class JobOutcome:
         checks: Verdict of each check (``PASS``, ``FAIL``, ``info``, ``skipped``).
         test_acc: SNN test accuracy with best-validation weights (NaN when there is none).
         report: Path of the job's ``report.md``.
+        label: The job's label in the sweep's progress lines (:func:`evoexp.job.progress.job_label` of its resolved
+            config: a peer surrogate shows as the evoexp shape it resolves to); None when the config did not load.
     """
 
     outcome: str
@@ -49,6 +51,7 @@ class JobOutcome:
     checks: dict[str, str] = field(default_factory=dict)
     test_acc: float = float("nan")
     report: str | None = None
+    label: str | None = None
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:

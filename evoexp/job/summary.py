@@ -3,31 +3,51 @@
 * :func:`check_verdicts` turns the typed results into one verdict per check (``PASS``, ``FAIL``, ``info``,
   ``skipped``) and :func:`job_verdict` into the run's verdict (``pass`` / ``fail`` / ``diverged`` / ``nothing
   checked``), the tag ``evoexp.verdict`` to filter on.
-* :func:`summarize_run` records them in the job's outcome and on its MLflow run: the verdict tag and a Markdown
-  ``mlflow.note.content`` (verdicts, test accuracy, a link to the ANN baseline run), shown on the run's page.
+* :func:`summarize_run` records them in the job's outcome and on its MLflow run: the verdict tag, the checks' verdicts
+  (tag ``evoexp.checks``, :func:`format_checks`), the headline metrics ``test_acc`` and ``checks_failed``, and a
+  Markdown ``mlflow.note.content`` (verdicts, test accuracy, a link to the ANN baseline run), shown on the run's page.
 * :func:`format_run_summary` is what a single run prints when it ends: the verdict table, test accuracy, the
   report's path, the MLflow run id and the UI URL.
+* :class:`SweepTally` counts a sweep's jobs by outcome, verdict and check verdict, for the summary a sweep prints
+  and its parent run's note and metrics. A job skipped on resume counts as what its earlier run was.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from evoexp.job.outcome import JobOutcome
 from evoexp.job.tracking import FinishedRun, RunLogger, Tracker
-from evoexp.keys import ANN_TEST_ACC, OBJECTIVE, SNN_TEST_ACC, Tags
+from evoexp.keys import (
+    ANN_TEST_ACC,
+    HEADLINE_CHECKS_FAILED,
+    HEADLINE_TEST_ACC,
+    OBJECTIVE,
+    SNN_TEST_ACC,
+    SWEEP_CHECK_PREFIX,
+    SWEEP_JOBS_PREFIX,
+    SWEEP_VERDICT_PREFIX,
+    Tags,
+)
 from evoexp.results import Result, SkippedResult
 from evoexp.verification.report import CHECK_TITLES
 
 __all__ = [
     "ANN_TEST_ACC",
+    "CHECK_VERDICTS",
     "TEST_ACC",
     "VERDICTS",
+    "SweepTally",
     "check_verdicts",
+    "format_checks",
     "format_run_summary",
     "job_verdict",
+    "jobs_text",
+    "parse_checks",
     "run_note",
     "summarize_run",
     "summarize_skipped",
@@ -36,6 +56,8 @@ __all__ = [
 TEST_ACC = SNN_TEST_ACC
 """Test accuracy of the SNN with its best-validation weights: the accuracy evoexp reports."""
 VERDICTS = ("pass", "fail", "diverged", "nothing checked")
+CHECK_VERDICTS = ("FAIL", "PASS", "info", "skipped")
+"""The verdicts of one check, in the order :func:`format_checks` lists them (failures first)."""
 
 
 def check_verdicts(results: Mapping[str, Result]) -> dict[str, str]:
@@ -47,6 +69,26 @@ def check_verdicts(results: Mapping[str, Result]) -> dict[str, str]:
         else:
             verdicts[name] = {True: "PASS", False: "FAIL", None: "info"}[result.passed]
     return verdicts
+
+
+def format_checks(checks: Mapping[str, str]) -> str:
+    """The checks' verdicts in one line, failures first: ``FAIL: gradient_stability · PASS: convergence, benchmark``.
+
+    The value of tag ``evoexp.checks``: a column of the runs table that shows at a glance which checks failed;
+    :func:`parse_checks` reads it back (a resumed sweep counts the verdicts of the runs it reuses).
+    """
+    groups = {verdict: [name for name, v in checks.items() if v == verdict] for verdict in CHECK_VERDICTS}
+    return " · ".join(f"{verdict}: {', '.join(names)}" for verdict, names in groups.items() if names) or "none"
+
+
+def parse_checks(text: str) -> dict[str, str]:
+    """The checks' verdicts written by :func:`format_checks` (empty for ``none`` or an unreadable value)."""
+    checks = {}
+    for group in text.split(" · "):
+        verdict, _, names = group.partition(": ")
+        if verdict in CHECK_VERDICTS:
+            checks.update({name: verdict for name in names.split(", ") if name})
+    return checks
 
 
 def job_verdict(checks: Mapping[str, str], *, diverged: bool) -> str:
@@ -134,17 +176,20 @@ def summarize_run(
     note = run_note(
         outcome,
         val_acc=float(metrics.get(OBJECTIVE, math.nan)),
-        ann_link=None if ann_run is None else tracker.run_link(ann_run, baseline=True),
+        ann_link=None if ann_run is None else tracker.run_link(ann_run),
         ann_test_acc=float(metrics.get(ANN_TEST_ACC, math.nan)),
     )
-    run.set_tags({Tags.VERDICT: outcome.verdict, Tags.NOTE: note})
+    failed = sum(verdict == "FAIL" for verdict in outcome.checks.values())
+    run.log_metrics({HEADLINE_TEST_ACC: outcome.test_acc, HEADLINE_CHECKS_FAILED: float(failed)})
+    run.set_tags({Tags.VERDICT: outcome.verdict, Tags.CHECKS: format_checks(outcome.checks), Tags.NOTE: note})
 
 
 def summarize_skipped(outcome: JobOutcome, previous: FinishedRun) -> None:
-    """Fill a skipped job's outcome from the FINISHED run it reuses (run id, name, verdict, test accuracy)."""
+    """Fill a skipped job's outcome from the FINISHED run it reuses (run id, name, verdicts, test accuracy)."""
     outcome.run_id = previous.run_id
     outcome.run_name = previous.tags.get(Tags.RUN_NAME)
     outcome.verdict = previous.tags.get(Tags.VERDICT)
+    outcome.checks = parse_checks(previous.tags.get(Tags.CHECKS, ""))
     outcome.test_acc = float(previous.metrics.get(TEST_ACC, math.nan))
     outcome.objective = float(previous.metrics.get(OBJECTIVE, math.nan))
 
@@ -181,3 +226,107 @@ def format_run_summary(outcome: JobOutcome, *, store: str | None = None, url: st
         served = store is not None and url.startswith(store.rstrip("/"))
         lines.append(f"  UI      {url}" + ("" if served else f"  (start it: mlflow ui --backend-store-uri {store})"))
     return "\n".join(lines)
+
+
+def jobs_text(n: int | None) -> str:
+    """``1 job``, ``105 jobs``, ``an unknown number of jobs``."""
+    if n is None:
+        return "an unknown number of jobs"
+    return f"{n} job" + ("" if n == 1 else "s")
+
+
+def _state(job: JobOutcome) -> str:
+    """What ``job`` counts as in its sweep: a skipped job as its earlier run (``finished`` or ``diverged``)."""
+    if job.outcome == "skipped":
+        return "diverged" if job.verdict == "diverged" else "finished"
+    return job.outcome
+
+
+@dataclass
+class SweepTally:
+    """A sweep's jobs counted by outcome, verdict and check verdict: the whole sweep's state.
+
+    A job that a resumed sweep skipped (its config has a FINISHED run) counts as what that run was, finished or
+    diverged, with its verdicts; ``reused`` says how many such jobs there were.
+
+    Attributes:
+        jobs: Jobs per state: ``finished``, ``diverged``, ``failed``.
+        reused: Jobs skipped for an earlier run (counted in ``jobs`` as that run).
+        verdicts: Jobs per verdict (``pass``, ``fail``, ``diverged``; failed jobs have none).
+        checks: Per check, jobs per check verdict (``PASS``, ``FAIL``, ``info``, ``skipped``), checks in order of
+            first appearance; a check that every job skipped (not enabled in the sweep) is left out.
+    """
+
+    jobs: dict[str, int] = field(default_factory=dict)
+    reused: int = 0
+    verdicts: Counter[str] = field(default_factory=Counter)
+    checks: dict[str, Counter[str]] = field(default_factory=dict)
+
+    @classmethod
+    def count(cls, outcomes: Iterable[JobOutcome]) -> SweepTally:
+        """Tally the outcomes of a sweep's jobs."""
+        outcomes = list(outcomes)
+        states = Counter(_state(job) for job in outcomes)
+        tally = cls({state: states.get(state, 0) for state in ("finished", "diverged", "failed")})
+        tally.reused = sum(job.outcome == "skipped" for job in outcomes)
+        tally.verdicts = Counter(job.verdict for job in outcomes if job.verdict is not None)
+        for job in outcomes:
+            for check, verdict in job.checks.items():
+                tally.checks.setdefault(check, Counter())[verdict] += 1
+        tally.checks = {check: counts for check, counts in tally.checks.items() if set(counts) != {"skipped"}}
+        return tally
+
+    @property
+    def total(self) -> int:
+        """Number of jobs."""
+        return sum(self.jobs.values())
+
+    def headline(self) -> str:
+        """``finished 105, diverged 0, failed 0 (100 reused from earlier runs)``."""
+        text = ", ".join(f"{state} {n}" for state, n in self.jobs.items())
+        return text + (f" ({self.reused} reused from earlier runs)" if self.reused else "")
+
+    def verdict_line(self) -> str:
+        """``pass 61, fail 44`` (``none`` when no job has a verdict)."""
+        ordered = [v for v in VERDICTS if v in self.verdicts] + sorted(set(self.verdicts) - set(VERDICTS))
+        return ", ".join(f"{v} {self.verdicts[v]}" for v in ordered) or "none"
+
+    def _columns(self) -> list[str]:
+        """The check verdicts that occur, ``PASS`` and ``FAIL`` always."""
+        seen = {verdict for counts in self.checks.values() for verdict in counts}
+        return [v for v in ("PASS", "FAIL", "info", "skipped") if v in ("PASS", "FAIL") or v in seen]
+
+    def check_lines(self) -> list[str]:
+        """One aligned line per check: its name and the number of jobs per check verdict."""
+        if not self.checks:
+            return []
+        columns = self._columns()
+        width = max(len(check) for check in self.checks)
+        lines = [f"  {'check':<{width}}  " + "  ".join(f"{c:>7}" for c in columns)]
+        lines += [
+            f"  {check:<{width}}  " + "  ".join(f"{counts[c]:>7}" for c in columns)
+            for check, counts in self.checks.items()
+        ]
+        return lines
+
+    def markdown(self) -> list[str]:
+        """The verdict counts and the per-check table, as Markdown lines (for the sweep run's note)."""
+        lines = [f"Verdicts: {self.verdict_line()}."]
+        if self.checks:
+            columns = self._columns()
+            lines += ["", "| check | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+            lines += [
+                f"| {CHECK_TITLES.get(check, check)} | " + " | ".join(str(counts[c]) for c in columns) + " |"
+                for check, counts in self.checks.items()
+            ]
+        return lines
+
+    def metrics(self) -> dict[str, float]:
+        """The counts as the sweep run's metrics (``sweep/jobs_*``, ``sweep/verdict_*``, ``sweep/check/*``)."""
+        metrics = {f"{SWEEP_JOBS_PREFIX}{state}": float(n) for state, n in self.jobs.items()}
+        metrics[f"{SWEEP_JOBS_PREFIX}reused"] = float(self.reused)
+        metrics.update({f"{SWEEP_VERDICT_PREFIX}{v.replace(' ', '_')}": float(n) for v, n in self.verdicts.items()})
+        for check, counts in self.checks.items():
+            for verdict in ("PASS", "FAIL"):
+                metrics[f"{SWEEP_CHECK_PREFIX}{check}/{verdict.lower()}"] = float(counts[verdict])
+        return metrics

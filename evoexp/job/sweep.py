@@ -1,11 +1,13 @@
 """Sweep machinery: the Hydra callback, per-job outcome records, the end-of-sweep summary and ANN-baseline reuse.
 
 * :class:`EvoexpCallback` (registered in ``conf/config.yaml`` under ``hydra.callbacks``) validates the config and
-  creates the MLflow store and experiments ONCE before any job or worker starts, closes the ghost runs a SIGKILLed
-  sweep left behind, and opens the sweep's parent run; it prints one line per finished job (count, result, time,
-  ETA; see :mod:`evoexp.job.progress`) and, after a single run, its verdicts (:mod:`evoexp.job.summary`). After a
-  multirun it summarises the jobs (finished / diverged / skipped / failed), closes the parent run, writes
-  ``sweep_summary.json`` into the sweep directory and makes the command exit with status 1 only when a job failed.
+  creates the MLflow store and experiment ONCE before any job or worker starts (with its saved jobs view,
+  :mod:`evoexp.job.ui`), closes the ghost runs a SIGKILLed sweep left behind, and opens the sweep's parent run; it
+  prints what each job checks, one line per finished job (count, result, time, ETA; see :mod:`evoexp.job.progress`)
+  and, after a single run, its verdicts (:mod:`evoexp.job.summary`). After a multirun it summarises the whole
+  sweep's state (finished / diverged / failed, jobs reused from earlier runs, verdicts per check), closes the parent
+  run, writes ``sweep_summary.json`` into the sweep directory and makes the command exit with status 1 only when a
+  job failed.
 * Each job writes :data:`~evoexp.job.outcome.OUTCOME_FILE` into its output directory
   (:func:`~evoexp.job.outcome.write_outcome`); the summary reads them
   back, so it works with every launcher (joblib, submitit local or SLURM) without shared state. A job directory
@@ -46,7 +48,7 @@ from evoexp.job.config import (
 from evoexp.job.outcome import OUTCOME_FILE, OUTCOMES, JobOutcome
 from evoexp.job.progress import PROGRESS_LOG, ProgressBoard, SweepPlan, format_job_line, job_label, split_override
 from evoexp.job.run import AnnBaseline
-from evoexp.job.summary import format_run_summary
+from evoexp.job.summary import SweepTally, format_run_summary, jobs_text
 from evoexp.job.tracking import (
     LOCK_DIR,
     FinishedRun,
@@ -58,6 +60,7 @@ from evoexp.job.tracking import (
     lock_path,
     resolve_tracking_uri,
 )
+from evoexp.job.ui import publish, view_url
 from evoexp.keys import Tags
 from evoexp.training import TrainingRun
 
@@ -107,17 +110,20 @@ def _job_overrides(hydra_dir: Path) -> list[str]:
 
 @dataclass
 class SweepSummary:
-    """Counts of a sweep's job outcomes.
+    """A sweep's jobs: what each did in this command and the state of the whole sweep.
 
     Attributes:
         sweep_dir: The sweep directory.
-        counts: Jobs per outcome (every key of :data:`OUTCOMES` present).
+        counts: Jobs per outcome in this command (every key of :data:`OUTCOMES` present; ``skipped``: reused).
         jobs: The outcomes, by job number.
+        tally: The whole sweep's state: jobs per outcome (a skipped job counts as its earlier run), verdicts and
+            check verdicts (:class:`~evoexp.job.summary.SweepTally`).
     """
 
     sweep_dir: str
     counts: dict[str, int]
     jobs: list[JobOutcome]
+    tally: SweepTally
 
     @property
     def failed(self) -> int:
@@ -125,23 +131,24 @@ class SweepSummary:
         return self.counts["failed"]
 
     def format(self) -> str:
-        """Human-readable summary: one line of counts, then one line per failed or diverged job."""
-        total = sum(self.counts.values())
-        lines = [f"sweep summary ({total} jobs): " + ", ".join(f"{k} {self.counts[k]}" for k in OUTCOMES)]
+        """Human-readable summary: the sweep's state, its verdicts per check, then each failed or diverged job."""
+        lines = [
+            f"sweep summary ({jobs_text(self.tally.total)}): {self.tally.headline()}",
+            f"verdicts: {self.tally.verdict_line()}",
+            *self.tally.check_lines(),
+        ]
         for job in self.jobs:
             if job.outcome in ("failed", "diverged"):
                 lines.append(f"  job {job.job} {job.outcome}: {' '.join(job.overrides)} -- {job.error}")
         return "\n".join(lines)
 
     def note(self, plan: SweepPlan) -> str:
-        """Markdown note of the sweep's parent run: job outcomes, verdicts, and the failed or diverged jobs."""
-        verdicts = Counter(job.verdict for job in self.jobs if job.verdict is not None)
+        """Markdown note of the sweep's parent run: the sweep's state, verdicts per check, failed or diverged jobs."""
         lines = [
-            f"**Sweep {plan.sweep_id}** over {' × '.join(plan.axes) or 'no swept keys'}: {len(self.jobs)} jobs — "
-            + ", ".join(f"{name} {self.counts[name]}" for name in OUTCOMES)
-            + ".",
+            f"**Sweep {plan.sweep_id}** over {' × '.join(plan.axes) or 'no swept keys'}: "
+            f"{jobs_text(self.tally.total)} — {self.tally.headline()}.",
             "",
-            "Verdicts: " + (", ".join(f"{v} {n}" for v, n in sorted(verdicts.items())) or "none") + ".",
+            *self.tally.markdown(),
         ]
         troubled = [job for job in self.jobs if job.outcome in ("failed", "diverged")]
         if troubled:
@@ -157,8 +164,17 @@ def summarize_sweep(sweep_dir: Path) -> SweepSummary:
     """Summarise the job outcomes under ``sweep_dir`` and write them to ``sweep_dir / SUMMARY_FILE``."""
     jobs = read_outcomes(sweep_dir)
     counter = Counter(job.outcome for job in jobs)
-    summary = SweepSummary(str(sweep_dir), {name: counter.get(name, 0) for name in OUTCOMES}, jobs)
-    payload = {"sweep_dir": summary.sweep_dir, "counts": summary.counts, "jobs": [asdict(j) for j in jobs]}
+    tally = SweepTally.count(jobs)
+    summary = SweepSummary(str(sweep_dir), {name: counter.get(name, 0) for name in OUTCOMES}, jobs, tally)
+    payload = {
+        "sweep_dir": summary.sweep_dir,
+        "counts": summary.counts,
+        "state": tally.jobs,
+        "reused": tally.reused,
+        "verdicts": dict(tally.verdicts),
+        "checks": {check: dict(counts) for check, counts in tally.checks.items()},
+        "jobs": [asdict(j) for j in jobs],
+    }
     (Path(sweep_dir) / SUMMARY_FILE).write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
     return summary
 
@@ -319,6 +335,7 @@ class EvoexpCallback(Callback):
         tracker = make_tracker(typed.tracking, root=_root(config))
         tracker.prepare()
         tracker.reap_ghosts()
+        publish(tracker)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Multirun: prepare the store, close ghost runs, open the parent run, write the plan the jobs read.
@@ -354,6 +371,7 @@ class EvoexpCallback(Callback):
         tracker = make_tracker(tracking, root=_root(config)) if tracking is not None else NullTracker()
         tracker.prepare()
         tracker.reap_ghosts()
+        publish(tracker)
         axes = " × ".join(plan.axes) or "no swept keys"
         plan.parent_run_id = tracker.open_sweep_run(
             plan.sweep_id,
@@ -364,15 +382,16 @@ class EvoexpCallback(Callback):
                 Tags.JOBS: "?" if plan.total is None else str(plan.total),
                 Tags.GIT_COMMIT: git_commit(_root(config)),
                 Tags.VERSION: evoexp.__version__,
-                Tags.NOTE: f"**Sweep {plan.sweep_id}** over {axes}: {plan.total or 'an unknown number of'} jobs, "
-                "running.\n",
+                Tags.NOTE: f"**Sweep {plan.sweep_id}** over {axes}: {jobs_text(plan.total)}, running.\n",
             },
         )
         plan.save(sweep_dir)
         if plan.parent_run_id is not None:
             _SWEEP_HEARTBEATS[str(sweep_dir)] = tracker.keep_alive(plan.parent_run_id)
-        where = "" if plan.parent_run_id is None else f" · MLflow {tracker.ui_url()}"
-        _say(f"evoexp sweep {plan.sweep_id}: {plan.total or '?'} jobs over {axes}{where}")
+        url = tracker.ui_url()
+        where = "" if plan.parent_run_id is None or url is None else f" · MLflow {view_url(url)}"
+        _say(f"evoexp sweep {plan.sweep_id}: {jobs_text(plan.total)} over {axes}{where}")
+        _say(f"  checks per job: {_checked(config, plan.axes)}")
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Multirun job: mark it running on the sweep's progress board."""
@@ -394,9 +413,8 @@ class EvoexpCallback(Callback):
         plan = SweepPlan.load(sweep_dir) or SweepPlan("?")
         board = ProgressBoard(sweep_dir, plan.total)
         progress, seconds = board.job_finished(int(config.hydra.job.num), ran=outcome.outcome != "skipped")
-        line = format_job_line(
-            progress, job_label(config, config.hydra.overrides.task, plan.axes), outcome, seconds=seconds
-        )
+        label = outcome.label or job_label(config, config.hydra.overrides.task, plan.axes)
+        line = format_job_line(progress, label, outcome, seconds=seconds)
         board.append_log(sweep_dir / PROGRESS_LOG, line)
         _say(line)
 
@@ -415,16 +433,24 @@ class EvoexpCallback(Callback):
             tracker.close_sweep_run(
                 plan.parent_run_id,
                 status="FAILED" if summary.failed else "FINISHED",
-                metrics={f"sweep/jobs_{name}": float(count) for name, count in summary.counts.items()},
+                metrics=summary.tally.metrics(),
                 tags={Tags.NOTE: summary.note(plan), Tags.OUTCOME: "failed" if summary.failed else "finished"},
             )
-            text += f"\nMLflow: sweep run {plan.parent_run_id} · {tracker.ui_url()}"
+            text += f"\nMLflow: sweep run {plan.parent_run_id} · jobs: {view_url(str(tracker.ui_url()))}"
         _say(text)
         if summary.failed:
             self._exit(
                 f"{summary.failed} of {sum(summary.counts.values())} jobs failed "
                 f"(see {Path(summary.sweep_dir) / SUMMARY_FILE})"
             )
+
+
+def _checked(config: DictConfig, axes: list[str]) -> str:
+    """What a sweep's jobs check: the names of ``verifier.checks`` (or that it differs per job, when swept)."""
+    if any(axis == "verifier" or axis.startswith("verifier.checks") for axis in axes):
+        return "per job (the verifier is swept)"
+    checks = OmegaConf.select(config, "verifier.checks", default=None)
+    return ", ".join(str(check) for check in checks) if checks else "none"
 
 
 def _read_outcome(output_dir: Path, job_return: JobReturn) -> JobOutcome:
@@ -448,6 +474,7 @@ def reuse_baseline(
     enabled: bool = True,
     code: str | None = None,
     across_code: bool = False,
+    parent_run_id: str | None = None,
 ) -> tuple[Mapping[str, Any], str | None, bool]:
     """Return the ANN baseline stored under ``key``, training and storing it first if there is none.
 
@@ -464,6 +491,7 @@ def reuse_baseline(
         enabled: False trains every time (no lookup, nothing stored).
         code: Code identity of this process (:func:`evoexp.job.config.code_identity`); None skips the check.
         across_code: Reuse a baseline trained by other code (``tracking.reuse_across_code``).
+        parent_run_id: The run a newly trained baseline is nested under (the sweep's run), if any.
 
     Returns:
         ``(payload, run_id, reused)``: the baseline, its run id (None if not stored), whether it was loaded.
@@ -485,7 +513,7 @@ def reuse_baseline(
         payload, metrics = train()
         if code is not None:
             payload = {**payload, "code_identity": code}
-        stored_id = tracker.save_baseline(key, payload, metrics=metrics)
+        stored_id = tracker.save_baseline(key, payload, metrics=metrics, parent_run_id=parent_run_id)
         return payload, stored_id, False
 
 
@@ -507,7 +535,9 @@ def resumable_run(tracker: Tracker, config_hash: str, *, across_code: bool = Fal
     return None
 
 
-def ann_baseline(tracker: Tracker, key: str, tracking: Any, run: RunLogger, *, root: Path) -> AnnBaseline:
+def ann_baseline(
+    tracker: Tracker, key: str, tracking: Any, run: RunLogger, *, root: Path, parent_run_id: str | None = None
+) -> AnnBaseline:
     """The ANN twin's provider for :func:`evoexp.job.run.run_experiment`, backed by :func:`reuse_baseline`.
 
     Args:
@@ -516,6 +546,7 @@ def ann_baseline(tracker: Tracker, key: str, tracking: Any, run: RunLogger, *, r
         tracking: The ``tracking`` config (``reuse_ann``, ``reuse_across_code``).
         run: The job's run; tagged with the baseline's run id.
         root: Project root (lock files).
+        parent_run_id: The sweep's run, which a baseline trained here is nested under.
     """
     def provide(train: Callable[[], TrainingRun]) -> tuple[TrainingRun, str | None]:
         def fresh() -> tuple[dict[str, Any], dict[str, float]]:
@@ -530,6 +561,7 @@ def ann_baseline(tracker: Tracker, key: str, tracking: Any, run: RunLogger, *, r
             enabled=tracking.reuse_ann,
             code=code_identity(),
             across_code=tracking.reuse_across_code,
+            parent_run_id=parent_run_id,
         )
         log.info("ANN twin %s (key %s)", "reused" if reused else "trained", key)
         if run_id is not None:

@@ -36,7 +36,7 @@ from evoexp.job.config import (
 from evoexp.job.crosscheck import run_crosscheck
 from evoexp.job.outcome import JobOutcome, write_outcome
 from evoexp.job.outputs import REPORT_FILE, write_outputs
-from evoexp.job.progress import SweepPlan, axis_keys, run_name
+from evoexp.job.progress import SweepPlan, axis_keys, job_label, run_name
 from evoexp.job.run import run_experiment
 from evoexp.job.summary import summarize_run, summarize_skipped
 from evoexp.job.sweep import ann_baseline, make_tracker, resumable_run
@@ -135,6 +135,7 @@ def execute(cfg: DictConfig, config: Config, context: JobContext) -> float:
         overrides=list(context.overrides),
         config_hash=digest,
         output_dir=str(context.output_dir),
+        label=job_label(cfg, context.overrides, context.axes),
     )
     resume = config.tracking.resume
     previous = resumable_run(tracker, digest, across_code=config.tracking.reuse_across_code) if resume else None
@@ -164,7 +165,9 @@ def execute(cfg: DictConfig, config: Config, context: JobContext) -> float:
                 outcome = run_crosscheck(config, data=data, output_dir=context.output_dir)
                 run.log_artifacts(context.output_dir / CROSSCHECK_ARTIFACT_PATH, artifact_path=CROSSCHECK_ARTIFACT_PATH)
             else:
-                baseline = ann_baseline(tracker, key, config.tracking, run, root=context.root)
+                baseline = ann_baseline(
+                    tracker, key, config.tracking, run, root=context.root, parent_run_id=context.parent_run_id
+                )
                 outcome = run_experiment(config, data=data, run=run, ann_baseline=baseline)
             write_outputs(context.output_dir, cfg, config, outcome, config_hash=digest, code_identity=code)
             run.log_metrics(outcome.metrics)

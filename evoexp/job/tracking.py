@@ -16,10 +16,11 @@ Parallel safety (measured with mlflow 3.17 and hydra-core 1.3.8):
   pre-emption) leaves runs RUNNING; :meth:`MlflowTracker.start_run` therefore always ends the run itself:
   FINISHED, FAILED (with ``evoexp.error``) or KILLED (SIGTERM/SIGINT, via :func:`terminate_on_sigterm`).
 * SIGKILL (OOM killer, node loss) ends nothing, so every run records its owner (host, process id and the
-  process's start time) and a heartbeat tag; :meth:`MlflowTracker.reap_ghosts` closes a RUNNING run as KILLED once
-  its owner is provably gone (see :func:`ghost_reason`).
+  process's start time) and a heartbeat tag (an ISO 8601 UTC time); :meth:`MlflowTracker.reap_ghosts` closes a
+  RUNNING run as KILLED once its owner is provably gone (see :func:`ghost_reason`).
 
-MLflow's own fields are filled as its UI expects: ``mlflow.parentRunId`` nests a sweep's jobs under the sweep's run,
+MLflow's own fields are filled as its UI expects: ``mlflow.parentRunId`` nests a sweep's jobs (and the ANN baselines
+it trains, tagged ``evoexp.kind = ann_baseline`` in the same experiment) under the sweep's run,
 ``mlflow.source.*`` and ``mlflow.user`` describe where a run came from, ``mlflow.note.content`` holds a Markdown
 summary, and datasets are logged as run inputs (:meth:`TrackedRun.log_dataset`) for the Dataset column. Params of
 equal value print identically (``10`` for both ``10`` and ``10.0``; MLflow compares params as strings).
@@ -30,6 +31,7 @@ limits (100 params/tags, 1000 metrics per call).
 
 from __future__ import annotations
 
+import calendar
 import getpass
 import hashlib
 import json
@@ -53,10 +55,9 @@ from urllib.parse import quote
 
 from filelock import FileLock
 
-from evoexp.keys import CONFIG_METRIC_PREFIX, Tags
+from evoexp.keys import BASELINE_KIND, CONFIG_METRIC_PREFIX, Tags
 
 __all__ = [
-    "ANN_BASELINE_SUFFIX",
     "DEFAULT_ARTIFACT_DIR",
     "DEFAULT_STORE",
     "LOCK_DIR",
@@ -71,6 +72,7 @@ __all__ = [
     "Tracker",
     "ghost_reason",
     "git_commit",
+    "iso_time",
     "lock_path",
     "metric_key",
     "mirror_metrics",
@@ -85,7 +87,6 @@ log = logging.getLogger(__name__)
 DEFAULT_STORE = "mlruns.db"
 DEFAULT_ARTIFACT_DIR = "mlartifacts"
 LOCK_DIR = ".evoexp/locks"
-ANN_BASELINE_SUFFIX = "-ann-baselines"
 _INVALID_KEY_CHARS = re.compile(r"[^\w\-./: ]")
 _MAX_PARAMS_TAGS = 100
 _MAX_METRICS = 1000
@@ -237,6 +238,19 @@ class Owner:
         return state[0] != "Z" and (self.started is None or state[1] == self.started)
 
 
+def iso_time(seconds: float) -> str:
+    """``seconds`` since the epoch as an ISO 8601 UTC time to the second: ``2026-12-05T16:50:18Z``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def _epoch_seconds(stamp: str) -> float:
+    """Seconds since the epoch of an :func:`iso_time` stamp (or of a number of seconds, as older runs wrote it)."""
+    try:
+        return float(stamp)
+    except ValueError:
+        return float(calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")))
+
+
 def ghost_reason(tags: Mapping[str, str], start_time_ms: int, *, now: float, stale_after: float) -> str | None:
     """Why a RUNNING run is a ghost (its owner is provably gone), or None when it may still be running.
 
@@ -259,7 +273,8 @@ def ghost_reason(tags: Mapping[str, str], start_time_ms: int, *, now: float, sta
     every = float(tags.get(Tags.HEARTBEAT_EVERY) or 0)
     if owner is None or stale_after <= 0 or every <= 0:
         return None
-    last = float(tags.get(Tags.HEARTBEAT) or start_time_ms / 1000)
+    stamp = tags.get(Tags.HEARTBEAT)
+    last = _epoch_seconds(stamp) if stamp else start_time_ms / 1000
     silent = now - last
     if silent > max(stale_after, 3 * every):
         return f"no heartbeat for {silent:.0f} s from process {owner.pid} on {owner.host}"
@@ -267,7 +282,7 @@ def ghost_reason(tags: Mapping[str, str], start_time_ms: int, *, now: float, sta
 
 
 class _Heartbeat:
-    """Background thread that stamps ``evoexp.heartbeat`` (seconds since the epoch) on a run every ``every`` s."""
+    """Background thread that stamps ``evoexp.heartbeat`` (:func:`iso_time`) on a run every ``every`` s."""
 
     def __init__(self, client: Any, run_id: str, every: float) -> None:
         self._client, self._run_id, self._every = client, run_id, every
@@ -278,7 +293,7 @@ class _Heartbeat:
     def _beat(self) -> None:
         while not self._stop.wait(self._every):
             try:
-                self._client.set_tag(self._run_id, Tags.HEARTBEAT, f"{time.time():.0f}")
+                self._client.set_tag(self._run_id, Tags.HEARTBEAT, iso_time(time.time()))
             except Exception as exc:  # a missed beat is retried at the next one; the job must not fail for it
                 log.debug("heartbeat of run %s failed: %s", self._run_id, exc)
 
@@ -598,7 +613,6 @@ class Tracker:
         run_name: str,
         tags: Mapping[str, Any],
         params: Mapping[str, Any],
-        baseline: bool = False,
         parent_run_id: str | None = None,
         mirror: Sequence[str] = (),
     ) -> Iterator[RunLogger]:
@@ -609,9 +623,19 @@ class Tracker:
         """Return ``(run_id, payload)`` of the finished ANN baseline stored under ``key`` (None here)."""
         return None
 
-    def save_baseline(self, key: str, payload: Mapping[str, Any], *, metrics: Mapping[str, float]) -> str | None:
+    def save_baseline(
+        self,
+        key: str,
+        payload: Mapping[str, Any],
+        *,
+        metrics: Mapping[str, float],
+        parent_run_id: str | None = None,
+    ) -> str | None:
         """Store an ANN baseline under ``key`` and return its run id (None here: nothing is stored)."""
         return None
+
+    def set_experiment_tags(self, tags: Mapping[str, str], *, only_missing: bool = False) -> None:
+        """Set tags of the experiment (``only_missing``: those it does not have yet); no-op here."""
 
     def open_sweep_run(self, sweep_id: str, *, run_name: str, tags: Mapping[str, Any]) -> str | None:
         """Open the parent run of sweep ``sweep_id`` and return its id (None here: nothing is tracked)."""
@@ -626,7 +650,7 @@ class Tracker:
         """Close the RUNNING runs whose owner is provably gone; return their ids (none here)."""
         return []
 
-    def run_link(self, run_id: str, *, baseline: bool = False) -> str | None:
+    def run_link(self, run_id: str) -> str | None:
         """Link to a run inside the MLflow UI (relative, for notes), or None when nothing is tracked."""
         return None
 
@@ -644,11 +668,12 @@ class NullTracker(Tracker):
 
 
 class MlflowTracker(Tracker):
-    """MLflow backend: one experiment (plus one for ANN baselines) in the store at ``uri``.
+    """MLflow backend: one experiment in the store at ``uri``.
 
     Args:
         uri: Tracking URI (see :func:`resolve_tracking_uri`).
-        experiment: Experiment name of the job runs; ANN baselines go to ``<experiment>-ann-baselines``.
+        experiment: Experiment name of the runs: sweeps, their jobs, and the ANN baselines (tag ``evoexp.kind =
+            ann_baseline``; the analysis leaves them out).
         root: Project root: lock files go to ``<root>/.evoexp/locks``, local artifacts to ``<root>/mlartifacts``.
         flush_every: Seconds a run buffers metrics before sending them (see :class:`TrackedRun`).
         heartbeat_every: Seconds between heartbeats of an open run (0: none; its owner's process id still tells
@@ -686,7 +711,7 @@ class MlflowTracker(Tracker):
         self.experiment = experiment
         self.root = Path(root).resolve()
         self._client: Any = None
-        self._experiment_ids: dict[str, str] = {}
+        self._experiment_id: str | None = None
 
     @property
     def client(self) -> Any:
@@ -711,36 +736,35 @@ class MlflowTracker(Tracker):
         return (self.root / DEFAULT_ARTIFACT_DIR / name).as_uri()
 
     def prepare(self) -> None:
-        """Create the store (schema) and both experiments once; safe to call from many processes at once."""
+        """Create the store (schema) and the experiment once; safe to call from many processes at once."""
         from mlflow import MlflowClient
 
         with self._lock():
             client = MlflowClient(tracking_uri=self.uri)
-            for name in (self.experiment, self.experiment + ANN_BASELINE_SUFFIX):
-                experiment = client.get_experiment_by_name(name)
-                if experiment is None:
-                    experiment_id = client.create_experiment(name, artifact_location=self._artifact_location(name))
-                elif experiment.lifecycle_stage != "active":
-                    raise ValueError(
-                        f"tracking.experiment {name!r} is deleted in {self.uri}; restore it in MLflow or choose "
-                        "another name"
-                    )
-                else:
-                    experiment_id = experiment.experiment_id
-                self._experiment_ids[name] = experiment_id
+            name = self.experiment
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                self._experiment_id = client.create_experiment(name, artifact_location=self._artifact_location(name))
+            elif experiment.lifecycle_stage != "active":
+                raise ValueError(
+                    f"tracking.experiment {name!r} is deleted in {self.uri}; restore it in MLflow or choose "
+                    "another name"
+                )
+            else:
+                self._experiment_id = experiment.experiment_id
             self._client = client
 
-    def experiment_id(self, *, baseline: bool = False) -> str:
-        """Id of the job experiment (or of the ANN-baseline experiment)."""
-        if self._client is None:
+    def experiment_id(self) -> str:
+        """Id of the experiment."""
+        if self._experiment_id is None:
             self.prepare()
-        return self._experiment_ids[self.experiment + (ANN_BASELINE_SUFFIX if baseline else "")]
+        return str(self._experiment_id)
 
-    def _search_finished(self, tag: str, value: str, *, baseline: bool) -> Any | None:
-        """Return the newest FINISHED run whose ``tag`` equals ``value``, or None."""
+    def _search_finished(self, filter_string: str) -> Any | None:
+        """Return the newest FINISHED run matching ``filter_string``, or None."""
         runs = self.client.search_runs(
-            [self.experiment_id(baseline=baseline)],
-            filter_string=f"tags.`{tag}` = '{value}' and attributes.status = 'FINISHED'",
+            [self.experiment_id()],
+            filter_string=f"{filter_string} and attributes.status = 'FINISHED'",
             order_by=["attributes.start_time DESC"],
             max_results=1,
         )
@@ -748,7 +772,7 @@ class MlflowTracker(Tracker):
 
     def find_finished(self, config_hash: str) -> FinishedRun | None:
         """Return the newest FINISHED job run with tag ``evoexp.config_hash == config_hash``, or None."""
-        run = self._search_finished(Tags.CONFIG_HASH, config_hash, baseline=False)
+        run = self._search_finished(f"tags.`{Tags.CONFIG_HASH}` = '{config_hash}'")
         if run is None:
             return None
         return FinishedRun(run.info.run_id, dict(run.data.metrics), dict(run.data.tags))
@@ -757,7 +781,7 @@ class MlflowTracker(Tracker):
         """Tags of a new run naming its owner (this process), its first heartbeat and where it comes from."""
         return {
             **Owner.current().tags(),
-            Tags.HEARTBEAT: f"{time.time():.0f}",
+            Tags.HEARTBEAT: iso_time(time.time()),
             Tags.HEARTBEAT_EVERY: f"{self.heartbeat_every:g}",
             Tags.USER: getpass.getuser(),
             Tags.SOURCE_NAME: "evoexp",
@@ -765,8 +789,12 @@ class MlflowTracker(Tracker):
         }
 
     def _create_run(self, experiment_id: str, run_name: str, tags: Mapping[str, Any]) -> str:
-        """Create a RUNNING run with the owner tags (and ``mlflow.source.git.commit`` from ``evoexp.git_commit``)."""
-        texts = {**self._owner_tags(), **{key: str(value) for key, value in tags.items()}}
+        """Create a RUNNING run with the owner tags (and ``mlflow.source.git.commit`` from ``evoexp.git_commit``).
+
+        The run's own ``tags`` come first and the owner's bookkeeping last: the run page lists tags in this order.
+        """
+        texts = {key: str(value) for key, value in tags.items()}
+        texts |= {key: value for key, value in self._owner_tags().items() if key not in texts}
         commit = texts.get(Tags.GIT_COMMIT, "unknown").removesuffix("-dirty")
         if commit != "unknown":
             texts[Tags.SOURCE_GIT_COMMIT] = commit
@@ -802,7 +830,6 @@ class MlflowTracker(Tracker):
         run_name: str,
         tags: Mapping[str, Any],
         params: Mapping[str, Any],
-        baseline: bool = False,
         parent_run_id: str | None = None,
         mirror: Sequence[str] = (),
     ) -> Iterator[RunLogger]:
@@ -816,7 +843,7 @@ class MlflowTracker(Tracker):
         it FAILED with ``evoexp.error``; SIGTERM/SIGINT end it KILLED. Exceptions propagate.
         """
         tags = dict(tags) if parent_run_id is None else {**tags, Tags.PARENT_RUN: parent_run_id}
-        run_id = self._create_run(self.experiment_id(baseline=baseline), run_name, tags)
+        run_id = self._create_run(self.experiment_id(), run_name, tags)
         tracked = TrackedRun(self.client, run_id, flush_every=self.flush_every)
         try:
             with terminate_on_sigterm(), self._monitored(run_id):
@@ -835,7 +862,7 @@ class MlflowTracker(Tracker):
 
     def find_baseline(self, key: str) -> tuple[str, dict[str, Any]] | None:
         """Return ``(run_id, payload)`` of the FINISHED ANN baseline with tag ``evoexp.ann_hash == key``."""
-        run = self._search_finished(Tags.ANN_HASH, key, baseline=True)
+        run = self._search_finished(f"tags.`{Tags.KIND}` = '{BASELINE_KIND}' and tags.`{Tags.ANN_HASH}` = '{key}'")
         if run is None:
             return None
         with tempfile.TemporaryDirectory() as tmp:
@@ -843,10 +870,23 @@ class MlflowTracker(Tracker):
             payload = json.loads(Path(path).read_text(encoding="utf-8"))
         return run.info.run_id, payload
 
-    def save_baseline(self, key: str, payload: Mapping[str, Any], *, metrics: Mapping[str, float]) -> str | None:
-        """Store ``payload`` (JSON) as an ANN-baseline run tagged ``evoexp.ann_hash == key``; return its id."""
-        tags = {Tags.ANN_HASH: key, Tags.KIND: "ann_baseline"}
-        with self.start_run(run_name=f"ann-{key}", tags=tags, params={}, baseline=True) as run:
+    def save_baseline(
+        self,
+        key: str,
+        payload: Mapping[str, Any],
+        *,
+        metrics: Mapping[str, float],
+        parent_run_id: str | None = None,
+    ) -> str | None:
+        """Store ``payload`` (JSON) as an ANN-baseline run tagged ``evoexp.ann_hash == key``; return its id.
+
+        The run is tagged ``evoexp.kind = ann_baseline`` and nested under ``parent_run_id`` (the sweep that trains
+        it), so that the experiment's runs table shows one row per sweep.
+        """
+        tags = {Tags.KIND: BASELINE_KIND, Tags.ANN_HASH: key}
+        with self.start_run(
+            run_name=f"ann-baseline-{key}", tags=tags, params={}, parent_run_id=parent_run_id
+        ) as run:
             search = quote(f"tags.`{Tags.ANN_RUN}` = '{run.run_id}'")
             users = f"#/experiments/{self.experiment_id()}/runs?workflowType=machine_learning&searchFilter={search}"
             run.set_tags({Tags.NOTE: f"ANN twin baseline `{key}`, shared by [the SNN runs that used it]({users}).\n"})
@@ -911,21 +951,21 @@ class MlflowTracker(Tracker):
         """
         now = time.time()
         reaped = []
-        for baseline in (False, True):
-            for run in self._search(self.experiment_id(baseline=baseline), "attributes.status = 'RUNNING'"):
-                tags = dict(run.data.tags)
-                reason = ghost_reason(tags, run.info.start_time, now=now, stale_after=self.stale_after)
-                if reason is None:
-                    continue
-                last_seen = float(tags.get(Tags.HEARTBEAT) or run.info.start_time / 1000)
-                self.client.log_batch(
-                    run.info.run_id,
-                    tags=[_tag(Tags.OUTCOME, "killed"), _tag(Tags.ERROR, f"ghost run closed on resume: {reason}")],
-                    synchronous=True,
-                )
-                self.client.set_terminated(run.info.run_id, "KILLED", end_time=int(last_seen * 1000))
-                log.warning("closed ghost run %s as KILLED: %s", run.info.run_id, reason)
-                reaped.append(str(run.info.run_id))
+        for run in self._search(self.experiment_id(), "attributes.status = 'RUNNING'"):
+            tags = dict(run.data.tags)
+            reason = ghost_reason(tags, run.info.start_time, now=now, stale_after=self.stale_after)
+            if reason is None:
+                continue
+            stamp = tags.get(Tags.HEARTBEAT)
+            last_seen = _epoch_seconds(stamp) if stamp else run.info.start_time / 1000
+            self.client.log_batch(
+                run.info.run_id,
+                tags=[_tag(Tags.OUTCOME, "killed"), _tag(Tags.ERROR, f"ghost run closed on resume: {reason}")],
+                synchronous=True,
+            )
+            self.client.set_terminated(run.info.run_id, "KILLED", end_time=int(last_seen * 1000))
+            log.warning("closed ghost run %s as KILLED: %s", run.info.run_id, reason)
+            reaped.append(str(run.info.run_id))
         return reaped
 
     def keep_alive(self, run_id: str) -> Callable[[], None]:
@@ -934,9 +974,17 @@ class MlflowTracker(Tracker):
             return lambda: None
         return _Heartbeat(self.client, run_id, self.heartbeat_every).stop
 
-    def run_link(self, run_id: str, *, baseline: bool = False) -> str:
+    def set_experiment_tags(self, tags: Mapping[str, str], *, only_missing: bool = False) -> None:
+        """Set tags of the experiment (e.g. its description and saved views); ``only_missing``: keep existing ones."""
+        experiment_id = self.experiment_id()
+        existing = self.client.get_experiment(experiment_id).tags if only_missing else {}
+        for key, value in tags.items():
+            if key not in existing:
+                self.client.set_experiment_tag(experiment_id, key, value)
+
+    def run_link(self, run_id: str) -> str:
         """Link to ``run_id`` inside the MLflow UI, relative to the UI's address (for Markdown notes)."""
-        return f"#/experiments/{self.experiment_id(baseline=baseline)}/runs/{run_id}"
+        return f"#/experiments/{self.experiment_id()}/runs/{run_id}"
 
     def ui_url(self, run_id: str | None = None) -> str:
         """Absolute URL of the experiment's training runs (or of ``run_id``) in the MLflow UI (see :func:`ui_url`)."""

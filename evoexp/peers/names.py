@@ -28,6 +28,7 @@ from torch import Tensor
 from evoexp.surrogate import SurrogateGradient, available_surrogates, get_surrogate
 
 __all__ = [
+    "INSTALL",
     "LIBRARIES",
     "PeerSurrogate",
     "available_peer_surrogates",
@@ -40,6 +41,10 @@ __all__ = [
 LIBRARIES: Mapping[str, str] = MappingProxyType({"snntorch": "snnTorch 1.0", "spikingjelly": "SpikingJelly 2.0",
                                                  "norse": "Norse 1.1"})
 """Library key -> the name and version the mapping was checked against."""
+
+INSTALL = "pip install 'evoexp[peers]' && pip install --no-deps spikingjelly==2.0.0 norse==1.1.0"
+"""How to install the peer libraries: SpikingJelly and Norse without their declared torchvision and torchaudio,
+which do not import beside a CPU-only torch (see the ``peers`` extra in ``pyproject.toml``)."""
 
 Params = dict[str, float]
 
@@ -109,7 +114,7 @@ class PeerSurrogate:
         """The peer's own spike function at ``params`` (imports the peer library).
 
         Raises:
-            ImportError: The peer library is not installed (``pip install evoexp[peers]``).
+            ImportError: The peer library is not installed (see :data:`INSTALL`).
         """
         values = self.params(**params)
         if self.library == "snntorch":

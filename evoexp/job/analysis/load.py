@@ -135,7 +135,8 @@ def load_runs(
         tracking_uri: MLflow tracking URI (ignored when ``client`` is given).
         client: An existing MLflow client.
         include_summary: Keep analysis summary runs and sweep parent runs (tag ``evoexp.kind`` ``summary`` or
-            ``sweep``); off by default, so the frame holds job runs only.
+            ``sweep``); off by default, so the frame holds job runs only. The ANN twins' baseline runs (``evoexp.kind
+            = ann_baseline``, in the same experiment) are always left out: each job run carries its twin's metrics.
 
     Returns:
         The run frame (see the module docstring), sorted by start time; empty (run columns only) when
@@ -150,9 +151,8 @@ def load_runs(
     if sweep_id is not None:
         escaped = sweep_id.replace("'", "\\'")
         filter_string = f"tags.\"{schema.SWEEP_ID_TAG}\" = '{escaped}'"
-    runs = _search(client, exp_id, filter_string)
-    if not include_summary:
-        runs = [r for r in runs if r.data.tags.get(schema.KIND_TAG) not in (schema.SUMMARY_KIND, schema.SWEEP_KIND)]
+    left_out = {schema.BASELINE_KIND} | (set() if include_summary else {schema.SUMMARY_KIND, schema.SWEEP_KIND})
+    runs = [r for r in _search(client, exp_id, filter_string) if r.data.tags.get(schema.KIND_TAG) not in left_out]
     return runs_frame(runs)
 
 
