@@ -88,6 +88,8 @@ class SNNCoordinates:
             return None
         if not _plain(model.readout, LeakyReadout) or not all(_plain(m, LIFLayer) for m in model.hidden):
             return None
+        if any(m.params.escape_noise is not None for m in model.hidden):  # stochastic layers: the generic path
+            return None
         x = inputs[0]
         if x.dim() != 3 or x.shape[2] != model.input_size:
             return None
