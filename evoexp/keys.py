@@ -61,6 +61,22 @@ SURROGATE_L1_ERROR = "surrogate/l1_error"
 GRADIENT_MAX_ABS_ERROR = "gradient/max_abs_error"
 STABILITY_GRADIENT_OK = "stability/gradient_ok"
 STABILITY_WEIGHT_OK = "stability/weight_ok"
+# Gygax & Zenke (2025) checks: circulation of the surrogate gradient (normalised, mean |c| over planes), its smooth-mode
+# control, sign disagreement with the smoothed-loss gradient, the escape-noise identity.
+CIRCULATION = "circulation/overall"
+CIRCULATION_SE = "circulation/overall_se"
+CIRCULATION_QUADRATURE_ERROR = "circulation/quadrature_error"
+CIRCULATION_CONSERVATIVE = "circulation/conservative"
+CIRCULATION_LAYER_PREFIX = "circulation/layer/"
+CIRCULATION_CONTROL = "circulation/control"
+CIRCULATION_CONTROL_PASSED = "circulation/control_passed"
+SIGN_DISAGREEMENT = "sign/disagreement"
+SIGN_DISAGREEMENT_SE = "sign/disagreement_se"
+SIGN_INFORMATIVE = "sign/informative"
+SIGN_UNRESOLVED = "sign/unresolved"
+ESCAPE_MAX_ABS_ERROR = "escape_noise/max_abs_error"
+ESCAPE_MAX_REL_ERROR = "escape_noise/max_rel_error"
+ESCAPE_PASSED = "escape_noise/passed"
 
 # Per-epoch metrics (step = epoch).
 SNN_TRAIN_LOSS = "snn/train/loss"
@@ -72,6 +88,11 @@ ANN_TRAIN_ACC = "ann/train/acc"
 ANN_VAL_LOSS = "ann/val/loss"
 ANN_VAL_ACC = "ann/val/acc"
 SNN_GRAD_NORM = "snn/grad_norm"
+# Sign disagreement measured during training every k epochs (TrainingRun probes; the model's label is the prefix).
+SIGN_DISAGREEMENT_CURVE = "sign_disagreement"
+SIGN_DISAGREEMENT_CURVE_SE = "sign_disagreement_se"
+SNN_SIGN_DISAGREEMENT = "snn/" + SIGN_DISAGREEMENT_CURVE
+SNN_SIGN_DISAGREEMENT_SE = "snn/" + SIGN_DISAGREEMENT_CURVE_SE
 GRAD_NORM_LAYER_PREFIX = "snn/grad_norm/"
 
 # Per-run quantities computed by the analysis.

@@ -41,6 +41,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from evoexp import keys
 from evoexp.functional.lif import BPTTMode, LIFParameters, linear_lif_sequence
 from evoexp.surrogate import SurrogateGradient, get_surrogate
 from evoexp.verification.results import Result
@@ -131,9 +132,9 @@ class EscapeNoiseResult(Result):
     def summary(self) -> dict[str, float]:
         """``escape_noise/max_abs_error``, ``escape_noise/max_rel_error`` (over cases) and ``escape_noise/passed``."""
         return {
-            "escape_noise/max_abs_error": max(c.max_abs_error for c in self.cases),
-            "escape_noise/max_rel_error": max(c.max_rel_error for c in self.cases),
-            "escape_noise/passed": float(self.passed),
+            keys.ESCAPE_MAX_ABS_ERROR: max(c.max_abs_error for c in self.cases),
+            keys.ESCAPE_MAX_REL_ERROR: max(c.max_rel_error for c in self.cases),
+            keys.ESCAPE_PASSED: float(self.passed),
         }
 
 
