@@ -250,14 +250,14 @@ def _stats(scope: str, sigma: float, s: np.ndarray, t: np.ndarray, t_coarse: np.
     )
 
 
-def _positive_nodes(n: int) -> tuple[np.ndarray, np.ndarray]:
+def positive_nodes(n: int) -> tuple[np.ndarray, np.ndarray]:
     """Positive probabilists' Gauss--Hermite nodes of an ``n``-point rule and their weights."""
     nodes, weights = hermegauss(n)
     positive = nodes > 0
     return nodes[positive], weights[positive]
 
 
-def _smoothed_derivatives(
+def smoothed_derivatives(
     problem: LossProblem, directions: dict[str, Tensor], sigma: float, nodes: np.ndarray, weights: np.ndarray
 ) -> np.ndarray:
     r"""Gauss--Hermite directional derivatives of the smoothed loss along ``K`` directions.
@@ -371,7 +371,7 @@ def verify_gradient_alignment(
         )
     warnings = [] if dtype == torch.float64 else [f"alignment computed in {dtype}, not torch.float64"]
     n_check = n_quadrature // 2
-    rules = (_positive_nodes(n_quadrature), _positive_nodes(n_check))
+    rules = (positive_nodes(n_quadrature), positive_nodes(n_check))
 
     generator = torch.Generator().manual_seed(seed)  # on the CPU: the same directions on every device
     names = list(problem.params)
@@ -399,7 +399,7 @@ def verify_gradient_alignment(
         surrogate = sum(v @ grad[name].reshape(-1) for name, v in directions.items())
         s = torch.as_tensor(surrogate).double().cpu().numpy()
         for sigma in sigmas:
-            t, t_coarse = (_smoothed_derivatives(problem, directions, float(sigma), *rule) for rule in rules)
+            t, t_coarse = (smoothed_derivatives(problem, directions, float(sigma), *rule) for rule in rules)
             results[scope].append(_stats(scope, float(sigma), s, t, t_coarse))
     overall = results.pop(OVERALL)
     unknown = [f"{row.scope} at sigma={row.sigma:g}" for row in overall if not row.conclusive]
