@@ -36,7 +36,11 @@ from evoexp.verification._batched import DEFAULT_MEMORY_BUDGET, LossFn, LossProb
 from evoexp.verification.alignment import positive_nodes, smoothed_derivatives
 from evoexp.verification.results import Result
 
+DEFAULT_EVERY = 5
+"""Default epochs between two measurements during training (``benchmarks/bench_sign_disagreement.py``)."""
+
 __all__ = [
+    "DEFAULT_EVERY",
     "SignDisagreementProbe",
     "SignDisagreementResult",
     "SignDisagreementTrace",
@@ -240,18 +244,29 @@ class SignDisagreementProbe:
         targets: Their targets.
         loss_fn: The training loss (cross-entropy if None).
         every: Epochs between measurements (>= 1).
+        dtype: Dtype of the measurement's copy; None (default): the model's own (training) dtype, which keeps the
+            default probe's cost within 20 % of the training time (``benchmarks/bench_sign_disagreement.py``; a
+            float64 copy costs about three times as much on a CPU).
         **options: Keyword arguments of :func:`measure_sign_disagreement` (``sigma``, ``n_directions``,
-            ``n_quadrature``, ``seed``, ``dtype``, ...).
+            ``n_quadrature``, ``seed``, ...).
     """
 
     def __init__(
-        self, inputs: Tensor, targets: Tensor, *, loss_fn: LossFn | None = None, every: int = 5, **options: Any
+        self,
+        inputs: Tensor,
+        targets: Tensor,
+        *,
+        loss_fn: LossFn | None = None,
+        every: int = DEFAULT_EVERY,
+        dtype: torch.dtype | None = None,
+        **options: Any,
     ) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive int, got {every!r}")
         self.inputs, self.targets = inputs, targets
         self.loss_fn: LossFn = F.cross_entropy if loss_fn is None else loss_fn
         self.every = every
+        self.dtype = dtype
         self.options = options
         self.results: dict[int, SignDisagreementResult] = {}
 
@@ -259,7 +274,8 @@ class SignDisagreementProbe:
         """Measure at a measured epoch (``{}`` otherwise); the model is not modified."""
         if epoch % self.every:
             return {}
-        result = measure_sign_disagreement(model, self.inputs, self.targets, self.loss_fn, **self.options)
+        dtype = self.dtype or next(model.parameters()).dtype
+        result = measure_sign_disagreement(model, self.inputs, self.targets, self.loss_fn, dtype=dtype, **self.options)
         self.results[epoch] = result
         return {
             keys.SIGN_DISAGREEMENT_CURVE: result.disagreement,
