@@ -26,8 +26,12 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -q
 
+# ruff, the import-linter contracts of pyproject.toml (layers; the science never imports Hydra/MLflow/the job wing;
+# peers are a plug-in), and mypy over the package.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy evoexp
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_engine.py

@@ -41,5 +41,5 @@ for arg in "$@"; do
     tracking.uri=*) analysis_args+=(--tracking-uri "${arg#tracking.uri=}") ;;
   esac
 done
-"$PYTHON" -m evoexp.analysis "${analysis_args[@]}" || status=$?
+"$PYTHON" -m evoexp.job.analysis "${analysis_args[@]}" || status=$?
 exit "$status"

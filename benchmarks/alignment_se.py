@@ -23,10 +23,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch.nn import functional as F
 
-from evoexp.app import build_snn
-from evoexp.config import load_config
-from evoexp.config.store import register_configs
 from evoexp.data import get_dataset, make_loader
+from evoexp.job.build import build_snn
+from evoexp.job.config import load_config
+from evoexp.job.config.store import register_configs
 from evoexp.surrogate import get_surrogate
 from evoexp.verification.alignment import verify_gradient_alignment
 

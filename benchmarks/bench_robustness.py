@@ -1,7 +1,7 @@
 """Seconds per training epoch of ``experiment=robustness`` against a plain hand-written BPTT re-implementation.
 
 The preset is composed with Hydra (so the benchmark follows the preset), its Randman data and SNN built by
-:mod:`evoexp.builders`, as the app builds them. The reference is an independent implementation of the same network
+:mod:`evoexp.job.build`, as the app builds them. The reference is an independent implementation of the same network
 in plain PyTorch: input and readout projections as GEMMs over all steps, and one ``torch.autograd.Function`` for
 the LIF layer whose forward loops over time and whose backward runs the adjoint recursion by hand, in time-major
 memory:
@@ -31,9 +31,9 @@ from hydra import compose, initialize_config_module
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from evoexp.builders import build_dataset, build_snn
-from evoexp.config import Config, load_config, register_configs
 from evoexp.data import DatasetSplits, make_loader
+from evoexp.job.build import build_dataset, build_snn
+from evoexp.job.config import Config, load_config, register_configs
 from evoexp.surrogate import SurrogateGradient
 
 

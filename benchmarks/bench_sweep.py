@@ -6,7 +6,7 @@ Measured in one process (as in a joblib worker, where imports are paid once per 
 * MLflow: a job's complete tracking traffic against a SQLite store -- resume lookup, run creation with the
   flattened config as params, one metric batch per epoch (SNN), the ANN curves in one batch, summary metrics,
   closing tags, artifacts (results.json, report.md, resolved config, .hydra files) and the final status;
-* compute: :func:`evoexp.experiment.run_experiment` of the same job with tracking off.
+* compute: :func:`evoexp.job.run.run_experiment` of the same job with tracking off.
 
 The overhead is reported in milliseconds, as a percentage of a 10 s job (the issue's target is <= 5 %) and of
 the measured job. Usage::
@@ -26,9 +26,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from evoexp.config import Config, ann_hash, config_hash, flatten, load_config, register_configs, to_plain
-from evoexp.experiment import Outcome, run_experiment
-from evoexp.tracking import MlflowTracker, RunLogger, Tags
+from evoexp.job.config import Config, ann_hash, config_hash, flatten, load_config, register_configs, to_plain
+from evoexp.job.run import Outcome, run_experiment
+from evoexp.job.tracking import MlflowTracker, RunLogger
+from evoexp.keys import Tags
 
 CONF = Path(__file__).resolve().parents[1] / "evoexp" / "conf"
 TARGET_JOB_SECONDS = 10.0

@@ -16,6 +16,6 @@ if [[ -z "$PYTHON" ]]; then
 fi
 for experiment in robustness robustness_step_frac_1 robustness_slopes robustness_scales surrogate_sweep; do
   rm -rf "docs/results/$experiment"
-  "$PYTHON" -m evoexp.analysis --experiment "$experiment" --out "docs/results/$experiment" \
+  "$PYTHON" -m evoexp.job.analysis --experiment "$experiment" --out "docs/results/$experiment" \
     --formats md png --no-summary-run "$@"
 done

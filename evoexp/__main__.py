@@ -10,7 +10,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from evoexp.config import register_configs, report_config_errors
+from evoexp.job.config import register_configs, report_config_errors
 
 CONFIG_DIR = "pkg://evoexp.conf"
 
@@ -18,7 +18,7 @@ CONFIG_DIR = "pkg://evoexp.conf"
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def _hydra_main(cfg: DictConfig) -> float:
     """Hydra task function: run one job and return its objective (validation accuracy) to the sweeper."""
-    from evoexp.app import run_job
+    from evoexp.job.task import run_job
 
     return run_job(cfg)
 

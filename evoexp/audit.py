@@ -25,7 +25,7 @@ import torch
 
 from evoexp.peers.documented import DOCUMENTED, FORWARD_CONVENTIONS, DocumentedSurrogate
 from evoexp.peers.names import LIBRARIES, get_peer
-from evoexp.verification.results import Result, to_jsonable
+from evoexp.results import Result, to_jsonable
 from evoexp.verification.surrogate_check import SurrogateFinding, verify_surrogate_gradient
 
 __all__ = ["AuditRecord", "AuditReport", "main", "run_audit"]

@@ -6,9 +6,9 @@ compose freely; :func:`new_figure` makes a figure in the house style at one- or 
 palette, which stays distinguishable under the common colour-vision deficiencies; beyond eight series the
 line style changes too. Data frames are those of :mod:`evoexp.analysis` (aggregated stats with ``mean``,
 ``ci_low``, ``ci_high`` columns). Bands are the 95 % percentile-bootstrap interval of the mean over seeds
-(:mod:`evoexp.analysis.stats`), which stays inside the metric's range; sweep figures also draw every seed as a point,
+(:mod:`evoexp.stats`), which stays inside the metric's range; sweep figures also draw every seed as a point,
 and the legend says so. Legends and titles are words (:mod:`evoexp.labels`: ``atan, β = 5``), not config
-keys. The module leaves the backend alone (notebooks keep theirs); the ``evoexp.analysis`` command line selects the
+keys. The module leaves the backend alone (notebooks keep theirs); the ``evoexp.job.analysis`` command line selects the
 non-interactive Agg backend.
 """
 

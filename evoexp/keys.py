@@ -1,7 +1,10 @@
-"""Column names of the tidy run frame and the MLflow keys that ``evoexp.app`` writes.
+"""The one vocabulary: every MLflow tag, metric and param name evoexp writes, and the tidy run frame's columns.
 
-One leaf module shared by the writer and its readers (:mod:`evoexp.analysis`, which imports it as ``schema``, and
-:mod:`evoexp.figures`), so that neither reader imports the other.
+A leaf module imported by the writers (:mod:`evoexp.job`) and the readers (:mod:`evoexp.job.analysis`,
+:mod:`evoexp.analysis`, which import it as ``schema``, and :mod:`evoexp.figures`). A name that a run logs is declared
+here, as a constant or, for families (per layer, per check, per config key), as one of :data:`METRIC_PATTERNS` /
+:data:`PARAM_PATTERN`; ``tests/test_keys.py`` and ``tests/test_app.py`` read back every key of a tracked job and fail on
+an undeclared one.
 
 The loader turns every MLflow run into one row. Params, metrics and tags keep their MLflow key behind a
 namespace prefix (the convention of :func:`mlflow.search_runs`), so that a param ``surrogate.slope``
@@ -10,6 +13,8 @@ Per-run quantities that the analysis computes itself live under ``derived.``.
 """
 
 from __future__ import annotations
+
+import re
 
 PARAM_PREFIX = "params."
 METRIC_PREFIX = "metrics."
@@ -26,10 +31,46 @@ END_TIME = "end_time"
 DURATION = "duration_s"
 RUN_COLUMNS = (RUN_ID, RUN_NAME, EXPERIMENT_ID, STATUS, START_TIME, END_TIME, DURATION)
 
-# Tags.
-SWEEP_ID_TAG = "evoexp.sweep_id"
-KIND_TAG = "evoexp.kind"
-OUTCOME_TAG = "evoexp.outcome"
+
+class Tags:
+    """MLflow tag keys: evoexp's own (``evoexp.*``) and the MLflow system tags it writes or reads."""
+
+    SWEEP_ID = "evoexp.sweep_id"
+    JOB = "evoexp.job"
+    CONFIG_HASH = "evoexp.config_hash"
+    CODE_IDENTITY = "evoexp.code_identity"
+    OVERRIDES = "evoexp.overrides"
+    AXES = "evoexp.axes"
+    JOBS = "evoexp.jobs"
+    ANN_HASH = "evoexp.ann_hash"
+    ANN_RUN = "evoexp.ann_run_id"
+    GIT_COMMIT = "evoexp.git_commit"
+    VERSION = "evoexp.version"
+    TORCH_VERSION = "torch.version"
+    KIND = "evoexp.kind"
+    OUTCOME = "evoexp.outcome"
+    ERROR = "evoexp.error"
+    OUTPUT_DIR = "evoexp.output_dir"
+    VERDICT = "evoexp.verdict"
+    HOST = "evoexp.host"
+    PID = "evoexp.pid"
+    PID_START = "evoexp.pid_start"
+    HEARTBEAT = "evoexp.heartbeat"
+    HEARTBEAT_EVERY = "evoexp.heartbeat_every"
+    RUN_NAME = "mlflow.runName"
+    PARENT_RUN = "mlflow.parentRunId"
+    NOTE = "mlflow.note.content"
+    USER = "mlflow.user"
+    SOURCE_NAME = "mlflow.source.name"
+    SOURCE_TYPE = "mlflow.source.type"
+    SOURCE_GIT_COMMIT = "mlflow.source.git.commit"
+    DATASET_CONTEXT = "mlflow.data.context"
+
+
+# Tags, as the readers name them.
+SWEEP_ID_TAG = Tags.SWEEP_ID
+KIND_TAG = Tags.KIND
+OUTCOME_TAG = Tags.OUTCOME
 SUMMARY_KIND = "summary"
 SWEEP_KIND = "sweep"
 DIVERGED_OUTCOME = "diverged"
@@ -48,6 +89,8 @@ SNN_TEST_LOSS = "snn/test/loss_best"
 ANN_TEST_LOSS = "ann/test/loss_best"
 SNN_TEST_ACC_LAST = "snn/test/acc_last"
 ANN_TEST_ACC_LAST = "ann/test/acc_last"
+OBJECTIVE = "snn/val/best_acc"
+"""Best SNN validation accuracy: the value a job returns to the sweeper."""
 SNN_BEST_EPOCH = "snn/best_epoch"
 SNN_TIME_PER_EPOCH = "snn/time_per_epoch"
 ANN_TIME_PER_EPOCH = "ann/time_per_epoch"
@@ -98,6 +141,48 @@ SNN_SIGN_DISAGREEMENT = "snn/" + SIGN_DISAGREEMENT_CURVE
 SNN_SIGN_DISAGREEMENT_SE = "snn/" + SIGN_DISAGREEMENT_CURVE_SE
 GRAD_NORM_LAYER_PREFIX = "snn/grad_norm/"
 
+# Metrics of the sweep's parent (or summary) run, written by the analysis.
+ANALYSIS_N_RUNS = "analysis/n_runs"
+
+CONFIG_METRIC_PREFIX = "config/"
+"""Numeric config values are mirrored as metrics ``config/<key>`` (MLflow's charts plot metrics, not params)."""
+
+CHECKS = ("gradient", "surrogate", "stability", "convergence", "benchmark", "alignment")
+"""Prefixes of the checks' summary metrics (``<check>/<metric>``, each result's ``summary()``)."""
+
+METRIC_PATTERNS: tuple[str, ...] = (
+    r"(snn|ann)/(train|val)/(loss|acc|eval_loss|eval_acc)",  # per epoch
+    r"(snn|ann)/val/best_acc",
+    r"(snn|ann)/test/(acc|loss)_(best|last)",  # weights of the best-validation epoch, of the last epoch
+    r"(snn|ann)/(best_epoch|epochs|epoch_seconds|grad_norm|params|time_per_epoch|torch_threads|epochs_to_converge)",
+    r"(snn|ann)/grad_norm/[\w.]+",  # per layer
+    r"stability/grad_(norm|rms)/[\w.]+",  # per layer
+    rf"({'|'.join(CHECKS)})/[a-z0-9_]+",  # a check's summary
+    re.escape(CONFIG_METRIC_PREFIX) + r"[\w.]+",
+    r"system/[\w.]+",  # MLflow's system metrics (tracking.system_metrics)
+    re.escape(ANALYSIS_N_RUNS),
+)
+"""Every metric name a run may log (full matches); the constants above are instances."""
+
+PARAM_PATTERN = r"[a-z_]+(\.[a-z_0-9]+)*"
+"""Params are the job's config keys, flattened with dots (``surrogate.slope``): the config schema names them."""
+
+
+def is_declared_metric(key: str) -> bool:
+    """Whether metric ``key`` is a name of this vocabulary (one of :data:`METRIC_PATTERNS`)."""
+    return any(re.fullmatch(pattern, key) for pattern in METRIC_PATTERNS)
+
+
+def is_declared_tag(key: str) -> bool:
+    """Whether tag ``key`` is one of :class:`Tags`."""
+    return key in _TAG_NAMES
+
+
+def is_declared_param(key: str) -> bool:
+    """Whether param ``key`` is a flattened config key (:data:`PARAM_PATTERN`)."""
+    return re.fullmatch(PARAM_PATTERN, key) is not None
+
+
 # Per-run quantities computed by the analysis.
 ACC_GAP = DERIVED_PREFIX + "acc_gap"
 TIME_RATIO = DERIVED_PREFIX + "time_ratio"
@@ -131,3 +216,6 @@ def strip_prefix(column: str) -> str:
         if column.startswith(prefix):
             return column[len(prefix) :]
     return column
+
+
+_TAG_NAMES = frozenset(value for name, value in vars(Tags).items() if not name.startswith("_"))

@@ -25,15 +25,19 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor
 
 __all__ = [
+    "LIBRARY_ENTRY_POINTS",
     "ATan",
     "Exponential",
     "FastSigmoid",
@@ -235,19 +239,43 @@ def available_surrogates() -> list[str]:
     return sorted(_REGISTRY)
 
 
+LIBRARY_ENTRY_POINTS = "evoexp.surrogate_libraries"
+"""Entry-point group of plug-ins that name another library's surrogates: the name is the library's prefix
+(``snntorch``), the object a callable ``(name, **params) -> SurrogateGradient`` for names ``"<library>:<function>"``
+(evoexp's own plug-in, :func:`evoexp.peers.names.peer_surrogate`, is declared in ``pyproject.toml``)."""
+
+
+@functools.cache
+def _library_entry_points() -> dict[str, EntryPoint]:
+    """The installed surrogate-library plug-ins' entry points by library prefix (read once)."""
+    return {ep.name: ep for ep in entry_points(group=LIBRARY_ENTRY_POINTS)}
+
+
+def _library_surrogate(name: str, **params: float) -> SurrogateGradient:
+    """Build the evoexp shape equal to another library's function ``"<library>:<function>"`` through its plug-in."""
+    library = name.partition(":")[0]
+    plugins = _library_entry_points()
+    if library not in plugins:
+        raise ValueError(
+            f"unknown peer surrogate {name!r}; no plug-in names {library!r} surrogates "
+            f"(installed: {', '.join(sorted(plugins)) or 'none'})"
+        )
+    build: Callable[..., SurrogateGradient] = plugins[library].load()
+    return build(name, **params)
+
+
 def get_surrogate(name: str, **params: float) -> SurrogateGradient:
     """Build the registered surrogate ``name`` with ``params`` (``slope``, ``scale``, shape-specific ones).
 
-    A name containing ``':'`` is a peer library's (``"spikingjelly:PiecewiseQuadratic"``, with that library's
-    parameters): it builds the evoexp shape equal to that function (:mod:`evoexp.peers.names`).
+    A name containing ``':'`` is another library's (``"spikingjelly:PiecewiseQuadratic"``, with that library's
+    parameters): the library's plug-in (entry-point group :data:`LIBRARY_ENTRY_POINTS`; for snnTorch, SpikingJelly and
+    Norse :mod:`evoexp.peers.names`) builds the evoexp shape equal to that function.
 
     Raises:
         ValueError: unknown name (the message lists the valid names), unknown or invalid parameter.
     """
     if ":" in name:
-        from evoexp.peers.names import peer_surrogate
-
-        return peer_surrogate(name, **params)
+        return _library_surrogate(name, **params)
     try:
         cls = _REGISTRY[name]
     except KeyError:

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from evoexp.functional import backward_once
-from evoexp.verification.results import Result
+from evoexp.results import Result
 
 __all__ = [
     "BestWeights",
@@ -657,7 +657,7 @@ class EarlyStopping:
 
 
 def _number(value: Any) -> Any:
-    """Undo :func:`~evoexp.verification.results.to_jsonable` on one value (``"NaN"`` -> nan, etc.)."""
+    """Undo :func:`~evoexp.results.to_jsonable` on one value (``"NaN"`` -> nan, etc.)."""
     return float(value) if value in ("NaN", "Infinity", "-Infinity") else value
 
 

@@ -16,7 +16,7 @@ from evoexp.analysis.aggregate import (
     summarize,
     varying_columns,
 )
-from evoexp.analysis.stats import describe, mean_intervals
+from evoexp.stats import describe, mean_intervals
 
 ACC = "metrics.snn/test/acc_best"
 LOSS = "metrics.snn/test/loss_best"

@@ -1,4 +1,4 @@
-"""Loader and command line against a small MLflow store populated here (params/metrics/tags as evoexp.app writes)."""
+"""Loader and command line against a small MLflow store populated here (params/metrics/tags as a job writes them)."""
 
 import math
 import os
@@ -15,8 +15,8 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from evoexp.analysis import load_history, load_runs, run_analysis
-from evoexp.analysis.__main__ import main
+from evoexp.job.analysis import load_history, load_runs, run_analysis
+from evoexp.job.analysis.__main__ import main
 
 EXPERIMENT = "cli-test"
 SWEEP = "sweep-a"

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from mlflow.entities import Run
+
+from evoexp import keys
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,6 +35,16 @@ def runs(root: Path, experiment: str = "evoexp") -> list:
         return []
     found = client(root).get_experiment_by_name(experiment)
     return [] if found is None else client(root).search_runs([found.experiment_id], max_results=1000)
+
+
+def undeclared_keys(run: Run) -> list[str]:
+    """The run's tag, metric and param names that :mod:`evoexp.keys` does not declare."""
+    data = run.data
+    return sorted(
+        [f"tag {k}" for k in data.tags if not keys.is_declared_tag(k)]
+        + [f"metric {k}" for k in data.metrics if not keys.is_declared_metric(k)]
+        + [f"param {k}" for k in data.params if not keys.is_declared_param(k)]
+    )
 
 
 def job_dirs(root: Path) -> list[Path]:
@@ -91,6 +104,8 @@ def test_single_run_writes_results_report_and_one_mlflow_run_then_resume_skips_i
     artifacts = {a.path for a in client(tmp_path).list_artifacts(run.info.run_id)}
     assert {"results.json", "report.md", "config_resolved.yaml", ".hydra", "__main__.log"} <= artifacts
     assert len(runs(tmp_path, "evoexp-ann-baselines")) == 1
+    for logged in (run, *runs(tmp_path, "evoexp-ann-baselines")):  # one vocabulary: every key is declared
+        assert undeclared_keys(logged) == [], logged.info.run_name
 
     again = evoexp(tmp_path, "experiment=smoke", "surrogate=superspike", "surrogate.slope=5")
     assert again.returncode == 0, again.stderr[-3000:]

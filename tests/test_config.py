@@ -16,7 +16,8 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ValidationError
 
-from evoexp.builders import (
+from evoexp.data import DatasetSplits, get_dataset
+from evoexp.job.build import (
     build_ann,
     build_dataset,
     build_loader,
@@ -26,7 +27,7 @@ from evoexp.builders import (
     verification_options,
     warmup_epochs,
 )
-from evoexp.config import (
+from evoexp.job.config import (
     Config,
     ConfigValidationError,
     ann_hash,
@@ -37,11 +38,10 @@ from evoexp.config import (
     register_configs,
     report_config_errors,
 )
-from evoexp.config.identity import ANN_KEYS, SNN_ONLY_KEYS
-from evoexp.data import DatasetSplits, get_dataset
+from evoexp.job.config.identity import ANN_KEYS, SNN_ONLY_KEYS
+from evoexp.job.sweep import make_tracker
+from evoexp.job.tracking import MlflowTracker, NullTracker
 from evoexp.surrogate import SurrogateGradient, available_surrogates, get_surrogate
-from evoexp.sweep import make_tracker
-from evoexp.tracking import MlflowTracker, NullTracker
 
 CONF = Path(__file__).resolve().parents[1] / "evoexp" / "conf"
 GROUPS = ("surrogate", "model", "dataset", "trainer", "verifier", "tracking")
@@ -206,16 +206,16 @@ def test_momentum_is_checked_for_sgd_too() -> None:
 
 def test_dt_far_above_the_time_constants_warns_once(caplog: pytest.LogCaptureFixture) -> None:
     cfg = composed("model.dt=100")
-    with caplog.at_level(logging.WARNING, logger="evoexp.config"):
+    with caplog.at_level(logging.WARNING, logger="evoexp.job.config"):
         config = load_config(cfg)  # legal: it runs, with one warning line
         load_config(cfg)
-    (record,) = [r for r in caplog.records if r.name == "evoexp.config"]
+    (record,) = [r for r in caplog.records if r.name == "evoexp.job.config"]
     message = record.getMessage()
     assert message.startswith("model.dt=100 is larger than model.tau_mem=20 and model.tau_syn=10")
     assert "\n" not in message
     assert config.model.dt == 100
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="evoexp.config"):
+    with caplog.at_level(logging.WARNING, logger="evoexp.job.config"):
         load_config(composed("model.dt=1"))
     assert not caplog.records
 

@@ -30,9 +30,10 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from omegaconf import DictConfig, OmegaConf
 
-from evoexp.config import register_configs
-from evoexp.progress import SweepPlan, plan_sweep
-from evoexp.sweep import JobOutcome, write_outcome
+from evoexp.job.config import register_configs
+from evoexp.job.outcome import JobOutcome, write_outcome
+from evoexp.job.progress import SweepPlan, plan_sweep
+from evoexp.keys import OBJECTIVE
 
 optuna = pytest.importorskip("optuna", reason="the 'search' extra is not installed (make installs it)")
 
@@ -44,7 +45,6 @@ CONF = REPO / "evoexp" / "conf"
 PRESET = "hparams_search=surrogate_optuna"
 # The smoke setting at a smaller step, with a validation split large and noisy enough for one-epoch trials to differ.
 SMOKE = ["experiment=smoke", "dataset.noise=0.4", "dataset.split=[0.4,0.5,0.1]", "trainer.epochs=1", "trainer.lr=0.005"]
-OBJECTIVE = "snn/val/best_acc"
 Distribution = optuna.distributions.BaseDistribution
 FloatD, IntD, Choice = (
     optuna.distributions.FloatDistribution,

@@ -17,8 +17,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from evoexp.analysis.load import load_runs
-from evoexp.config import ConfigValidationError, load_config, register_configs
+from evoexp.job.analysis.load import load_runs
+from evoexp.job.config import ConfigValidationError, load_config, register_configs
 from evoexp.peers.names import (
     available_peer_surrogates,
     evoexp_table_markdown,

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from evoexp.builders import (
+from evoexp.job.build import (
     build_ann,
     build_dataset,
     build_loader,
@@ -24,11 +24,11 @@ from evoexp.builders import (
     verification_options,
     warmup_epochs,
 )
-from evoexp.config import load_config, register_configs
-from evoexp.experiment import run_experiment
+from evoexp.job.config import load_config, register_configs
+from evoexp.job.run import run_experiment
+from evoexp.results import to_jsonable
 from evoexp.verification.benchmark import ComparativeBenchmark
 from evoexp.verification.convergence import ConvergenceAnalyzer
-from evoexp.verification.results import to_jsonable
 from evoexp.verification.suite import BackpropagationVerificationSuite
 
 REPO = Path(__file__).resolve().parents[1]

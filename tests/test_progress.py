@@ -13,7 +13,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from evoexp.progress import (
+from evoexp.job.outcome import JobOutcome
+from evoexp.job.progress import (
     JobProgress,
     ProgressBoard,
     QuietInSweeps,
@@ -24,7 +25,6 @@ from evoexp.progress import (
     plan_sweep,
     run_name,
 )
-from evoexp.sweep import JobOutcome
 
 
 def test_plan_counts_the_cartesian_product_of_the_basic_sweeper() -> None:
@@ -154,6 +154,7 @@ def test_console_filter_keeps_sweeps_to_one_line_per_job(mode: RunMode) -> None:
     info = logging.LogRecord("evoexp.training", logging.INFO, "", 0, "snn epoch 1/2", None, None)
     warning = logging.LogRecord("evoexp.training", logging.WARNING, "", 0, "snn epoch 1/2 diverged", None, None)
     error = logging.LogRecord("evoexp", logging.ERROR, "", 0, "store unreachable", None, None)
-    traceback = logging.LogRecord("evoexp.app", logging.ERROR, "", 0, "job failed", None, (RuntimeError, None, None))
+    failure = (RuntimeError, None, None)
+    traceback = logging.LogRecord("evoexp.job.task", logging.ERROR, "", 0, "job failed", None, failure)
     passed = [quiet.filter(r) for r in (info, warning, error, traceback)]
     assert passed == ([False, False, True, False] if mode == RunMode.MULTIRUN else [True] * 4)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from evoexp.verification.results import Result, SkippedResult
+from evoexp.results import Result, SkippedResult
 
 
 @dataclass

@@ -14,12 +14,12 @@ from hydra.core.global_hydra import GlobalHydra
 from mlflow import MlflowClient
 from omegaconf import DictConfig
 
-import evoexp.app
-import evoexp.sweep
-from evoexp.app import JobContext, execute
-from evoexp.config import load_config, register_configs
-from evoexp.config.identity import source_digest
-from evoexp.sweep import OUTCOME_FILE
+import evoexp.job.sweep
+import evoexp.job.task
+from evoexp.job.config import load_config, register_configs
+from evoexp.job.config.identity import source_digest
+from evoexp.job.outcome import OUTCOME_FILE
+from evoexp.job.task import JobContext, execute
 
 CONF = Path(__file__).resolve().parents[1] / "evoexp" / "conf"
 
@@ -53,30 +53,37 @@ def _runs(root: Path, experiment: str) -> list:
 
 def test_source_digest_follows_the_code_not_the_analysis(tmp_path: Path) -> None:
     (tmp_path / "analysis").mkdir()
+    (tmp_path / "job" / "analysis").mkdir(parents=True)
     (tmp_path / "engine.py").write_text("x = 1\n")
+    (tmp_path / "job" / "tracking.py").write_text("z = 1\n")
     (tmp_path / "analysis" / "tables.py").write_text("y = 1\n")
+    (tmp_path / "job" / "analysis" / "load.py").write_text("w = 1\n")
     first = source_digest(tmp_path)
     (tmp_path / "analysis" / "tables.py").write_text("y = 2\n")
+    (tmp_path / "job" / "analysis" / "load.py").write_text("w = 2\n")
     (tmp_path / "README.md").write_text("docs\n")
     assert source_digest(tmp_path) == first
+    (tmp_path / "job" / "tracking.py").write_text("z = 2\n")
+    second = source_digest(tmp_path)
+    assert second != first
     (tmp_path / "engine.py").write_text("x = 2\n")
-    assert source_digest(tmp_path) != first
+    assert source_digest(tmp_path) != second
 
 
 def test_changed_code_reruns_and_reuse_across_code_serves_old_runs(
     tmp_path: Path, compose_job: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make = compose_job  # type: ignore[assignment]
-    monkeypatch.setattr(evoexp.sweep, "code_identity", lambda: "code A")
-    monkeypatch.setattr(evoexp.app, "code_identity", lambda: "code A")
+    monkeypatch.setattr(evoexp.job.sweep, "code_identity", lambda: "code A")
+    monkeypatch.setattr(evoexp.job.task, "code_identity", lambda: "code A")
     _, first = _job(make(), tmp_path, "a")
     assert first["outcome"] == "finished"
     _, again = _job(make(), tmp_path, "a-again")
     assert (again["outcome"], again["run_id"]) == ("skipped", first["run_id"])
 
     # A fix to the engine: the same config runs again, and so does its ANN twin.
-    monkeypatch.setattr(evoexp.sweep, "code_identity", lambda: "code B")
-    monkeypatch.setattr(evoexp.app, "code_identity", lambda: "code B")
+    monkeypatch.setattr(evoexp.job.sweep, "code_identity", lambda: "code B")
+    monkeypatch.setattr(evoexp.job.task, "code_identity", lambda: "code B")
     _, fixed = _job(make(), tmp_path, "b")
     assert fixed["outcome"] == "finished" and fixed["run_id"] != first["run_id"]
     assert len(_runs(tmp_path, "evoexp")) == 2
@@ -85,8 +92,8 @@ def test_changed_code_reruns_and_reuse_across_code_serves_old_runs(
     assert tags == {first["run_id"]: "code A", fixed["run_id"]: "code B"}
 
     # An explicit override serves runs of other code.
-    monkeypatch.setattr(evoexp.sweep, "code_identity", lambda: "code C")
-    monkeypatch.setattr(evoexp.app, "code_identity", lambda: "code C")
+    monkeypatch.setattr(evoexp.job.sweep, "code_identity", lambda: "code C")
+    monkeypatch.setattr(evoexp.job.task, "code_identity", lambda: "code C")
     _, reused = _job(make("tracking.reuse_across_code=true"), tmp_path, "c")
     assert (reused["outcome"], reused["run_id"]) == ("skipped", fixed["run_id"])
     _, rerun = _job(make("tracking.reuse_across_code=true", "tracking.resume=false"), tmp_path, "c-rerun")

@@ -18,10 +18,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from evoexp.builders import build_snn
-from evoexp.config import ConfigValidationError, load_config, register_configs
 from evoexp.data import available_datasets, get_dataset, make_shd, make_ssc
 from evoexp.data.shd import N_CHANNELS, bin_events, check_layout, read_events
+from evoexp.job.build import build_snn
+from evoexp.job.config import ConfigValidationError, load_config, register_configs
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "evoexp" / "conf"

@@ -12,10 +12,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from evoexp.data import DatasetSplits, make_loader, make_synthetic
 from evoexp.models import SNN, ann_twin
+from evoexp.results import Result, SkippedResult
 from evoexp.verification.benchmark import BenchmarkResult
 from evoexp.verification.convergence import ConvergenceResult
 from evoexp.verification.report import format_number, generate_report
-from evoexp.verification.results import Result, SkippedResult
 from evoexp.verification.stability import GradientStabilityResult, NumericalStabilityTester, WeightStabilityResult
 from evoexp.verification.suite import CHECKS, OPT_IN, BackpropagationVerificationSuite, VerificationOptions
 

@@ -6,9 +6,9 @@ import dataclasses
 import math
 from pathlib import Path
 
-from evoexp.summary import check_verdicts, format_run_summary, job_verdict, run_note
-from evoexp.sweep import JobOutcome
-from evoexp.verification.results import Result, SkippedResult
+from evoexp.job.outcome import JobOutcome
+from evoexp.job.summary import check_verdicts, format_run_summary, job_verdict, run_note
+from evoexp.results import Result, SkippedResult
 
 
 @dataclasses.dataclass
@@ -83,9 +83,3 @@ def test_single_run_block_lists_checks_accuracy_report_run_and_url(tmp_path: Pat
     failed = format_run_summary(JobOutcome("failed", error="RuntimeError: boom"))
     assert failed == "evoexp: run FAILED: RuntimeError: boom"
 
-
-def test_the_validation_key_is_the_experiments_objective() -> None:
-    from evoexp.experiment import OBJECTIVE
-    from evoexp.summary import VAL_ACC
-
-    assert VAL_ACC == OBJECTIVE

@@ -20,18 +20,12 @@ import pytest
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
-from evoexp.analysis import run_analysis
-from evoexp.progress import PROGRESS_LOG
-from evoexp.sweep import (
-    SUMMARY_FILE,
-    EvoexpCallback,
-    JobOutcome,
-    read_outcomes,
-    reuse_baseline,
-    summarize_sweep,
-    write_outcome,
-)
-from evoexp.tracking import MlflowTracker, NullTracker, Tags
+from evoexp.job.analysis import run_analysis
+from evoexp.job.outcome import JobOutcome, write_outcome
+from evoexp.job.progress import PROGRESS_LOG
+from evoexp.job.sweep import SUMMARY_FILE, EvoexpCallback, read_outcomes, reuse_baseline, summarize_sweep
+from evoexp.job.tracking import MlflowTracker, NullTracker
+from evoexp.keys import Tags
 
 REPO = Path(__file__).resolve().parents[1]
 

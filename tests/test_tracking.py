@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from evoexp.config import TrackingConfig
 from evoexp.data import get_dataset
-from evoexp.tracking import (
+from evoexp.job.config import TrackingConfig
+from evoexp.job.tracking import (
     ANN_BASELINE_SUFFIX,
     JobTerminated,
     MlflowTracker,
@@ -208,7 +208,7 @@ def test_parallel_processes_on_a_brand_new_store_lose_and_misfile_nothing(tmp_pa
 SIGTERM_SCRIPT = """
 import sys, time
 from pathlib import Path
-from evoexp.tracking import MlflowTracker
+from evoexp.job.tracking import MlflowTracker
 tracker = MlflowTracker(sys.argv[1], "sig", root=Path(sys.argv[2]))
 with tracker.start_run(run_name="victim", tags={}, params={}) as run:
     print(run.run_id, flush=True)
@@ -372,7 +372,7 @@ def test_system_metrics_are_logged_when_enabled(
 KILL_SCRIPT = """
 import sys, time
 from pathlib import Path
-from evoexp.tracking import MlflowTracker
+from evoexp.job.tracking import MlflowTracker
 tracker = MlflowTracker(sys.argv[1], "ghosts", root=Path(sys.argv[2]))
 with tracker.start_run(run_name="victim", tags={}, params={}) as run:
     print(run.run_id, flush=True)

@@ -1,15 +1,16 @@
-"""Analysis of sweeps: MLflow runs → tidy frame → seed aggregates → paper tables (and figures).
+"""Analysis of sweeps: tidy run frame → seed aggregates → paper tables.
 
-Typical use::
+Typical use (the run frame comes from the MLflow store, :mod:`evoexp.job.analysis`)::
 
-    from evoexp.analysis import load_runs, surrogate_slope_table
+    from evoexp.analysis import surrogate_slope_table
+    from evoexp.job.analysis import load_runs
     runs = load_runs("robustness", tracking_uri="sqlite:///mlruns.db")
     print(surrogate_slope_table(runs).to_markdown())
 
-or, for everything at once, ``python -m evoexp.analysis --experiment robustness --out results``.
+or, for everything at once, ``python -m evoexp.job.analysis --experiment robustness --out results``.
 
-Public names load lazily, so that ``evoexp.analysis.stats`` (used by the verifiers) does not pull in pandas,
-scipy and MLflow.
+Nothing here imports MLflow, Hydra or the job wing; public names load lazily, so that importing the package does not
+pull in pandas and scipy.
 """
 
 from __future__ import annotations
@@ -24,14 +25,9 @@ _EXPORTS: dict[str, str] = {
     "metric_columns": "evoexp.analysis.aggregate",
     "pivot_stats": "evoexp.analysis.aggregate",
     "summarize": "evoexp.analysis.aggregate",
-    "load_history": "evoexp.analysis.load",
-    "load_runs": "evoexp.analysis.load",
-    "metric_keys": "evoexp.analysis.load",
-    "AnalysisResult": "evoexp.analysis.pipeline",
-    "run_analysis": "evoexp.analysis.pipeline",
-    "Description": "evoexp.analysis.stats",
-    "describe": "evoexp.analysis.stats",
-    "mean_intervals": "evoexp.analysis.stats",
+    "Description": "evoexp.stats",
+    "describe": "evoexp.stats",
+    "mean_intervals": "evoexp.stats",
     "Column": "evoexp.analysis.tables",
     "Table": "evoexp.analysis.tables",
     "best_slope_table": "evoexp.analysis.tables",

@@ -2,7 +2,7 @@ r"""Pure aggregation of per-run records over seeds.
 
 For every group of runs that differ only in their seed, each metric is summarised by its mean, sample standard
 deviation (``ddof = 1``), standard error of the mean, count and the percentile-bootstrap confidence interval of the
-mean (:mod:`evoexp.analysis.stats`; the interval stays inside the range of a bounded metric). Missing values (a run
+mean (:mod:`evoexp.stats`; the interval stays inside the range of a bounded metric). Missing values (a run
 that diverged before logging a metric) are left out, so ``n`` counts the runs that have the metric. ``std``,
 ``sem`` and the interval are NaN for ``n < 2``; every statistic is NaN for ``n = 0``. The result is a long ("tidy")
 frame with one row per group and metric.
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from evoexp import keys as schema
-from evoexp.analysis.stats import check_confidence, describe, mean_intervals
+from evoexp.stats import check_confidence, describe, mean_intervals
 
 STAT_COLUMNS = ("mean", "std", "sem", "n", "ci_low", "ci_high")
 METRIC_COLUMN = "metric"
@@ -65,7 +65,7 @@ def group_columns(frame: pd.DataFrame, *, ignore: Sequence[str] = ()) -> list[st
     Params under :data:`schema.IGNORED_PARAM_PREFIXES` (Hydra/tracking bookkeeping) are ignored too.
 
     Args:
-        frame: A run frame from :func:`evoexp.analysis.load.load_runs`.
+        frame: A run frame from :func:`evoexp.job.analysis.load.load_runs`.
         ignore: Further columns to leave out.
     """
     skip = set(seed_columns(frame.columns)) | set(ignore)
@@ -163,7 +163,7 @@ def aggregate_history(history: pd.DataFrame, *, confidence: float = 0.95) -> pd.
     """Aggregate metric curves over runs: the statistics of :data:`STAT_COLUMNS` of each metric at each step.
 
     Args:
-        history: Long frame from :func:`evoexp.analysis.load.load_history` (columns ``key``, ``step``,
+        history: Long frame from :func:`evoexp.job.analysis.load.load_history` (columns ``key``, ``step``,
             ``value``, ...); pass the runs of one configuration to get the mean and interval over its seeds.
         confidence: Coverage of the bootstrap interval.
 

@@ -2,7 +2,7 @@
 
 Each table aggregates the runs of every configuration over seeds (:func:`evoexp.analysis.aggregate.aggregate`)
 and shows ``mean [low, high]``: the mean over seeds and the 95 % percentile-bootstrap confidence interval of the
-mean (:mod:`evoexp.analysis.stats`, the interval of every figure too), rounded where the interval's larger distance
+mean (:mod:`evoexp.stats`, the interval of every figure too), rounded where the interval's larger distance
 from the mean has its first significant digit (its second when that digit is 1). The best value of each column is
 set in bold. :class:`Table` renders to CSV (raw numbers), Markdown (caption above the table) and LaTeX (booktabs);
 :meth:`Table.fit` keeps the leading columns that fit a terminal.
@@ -21,7 +21,7 @@ import pandas as pd
 
 from evoexp import keys as schema
 from evoexp.analysis.aggregate import STAT_COLUMNS, aggregate, group_columns, varying_columns
-from evoexp.analysis.stats import INTERVAL_DESCRIPTION
+from evoexp.stats import INTERVAL_DESCRIPTION
 
 Better = Literal["higher", "lower"]
 CellKind = Literal["interval", "fraction", "value"]
@@ -404,7 +404,7 @@ def snn_vs_ann_table(runs: pd.DataFrame, *, confidence: float = 0.95, ignore: Se
     Rows are the configurations (the params that vary across ``runs``, seeds excluded).
 
     Args:
-        runs: A run frame from :func:`evoexp.analysis.load.load_runs`.
+        runs: A run frame from :func:`evoexp.job.analysis.load.load_runs`.
         confidence: Coverage of the bootstrap intervals.
         ignore: Params never used as row labels.
     """

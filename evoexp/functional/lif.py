@@ -223,7 +223,7 @@ def _check_noise(params: LIFParameters, noise: Tensor | None, shape: tuple[int, 
 
 def _escape_spike(x: Tensor, u: Tensor | None, params: LIFParameters, surrogate: SurrogateGradient) -> Tensor:
     """Escape-noise spike of the reference loop: sampled (or expected) forward, surrogate derivative backward."""
-    probability = torch.sigmoid(x.detach() * params.escape_noise)
+    probability = torch.sigmoid(x.detach() * float(params.escape_noise or 0.0))  # set: the caller's condition
     value = probability if u is None else (u < probability).to(x.dtype)
     path = surrogate.spike(x)  # value 0 + (path - path) carries the surrogate derivative
     return value + (path - path.detach())

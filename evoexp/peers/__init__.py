@@ -1,8 +1,12 @@
 """The field's other libraries (snnTorch, SpikingJelly, Norse): their surrogate names, networks and documentation.
 
-* :mod:`evoexp.peers.names` -- ``"<library>:<function>"`` -> the equal evoexp shape (``get_surrogate`` delegates).
+A plug-in: the science below never imports it. ``pyproject.toml`` declares its entry points, through which
+:func:`evoexp.surrogate.get_surrogate` and the verifiers load it on first use.
+
+* :mod:`evoexp.peers.names` -- ``"<library>:<function>"`` -> the equal evoexp shape (``get_surrogate`` delegates,
+  entry-point group ``evoexp.surrogate_libraries``).
 * :mod:`evoexp.peers.adapters` -- one spiking-network adapter per library (smooth, dtype-safe, state-resetting
-  private copies for the verifiers), registered with :func:`evoexp.verification.spiking.register_adapter` when a
+  private copies for the verifiers), registered through the entry-point group ``evoexp.spiking_adapters`` when a
   model that uses the library is verified.
 * :mod:`evoexp.peers.documented` -- what each library documents for each surrogate (``python -m evoexp.audit``).
 

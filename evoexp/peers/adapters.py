@@ -2,9 +2,11 @@ r"""snnTorch, SpikingJelly and Norse networks as the verifiers see them: one spi
 
 Each library's adapter is a :class:`NeuronAdapter`, which implements the verifiers' one hook,
 :class:`~evoexp.verification.spiking.SpikingAdapter`, from a few per-neuron methods. The three adapters of
-:data:`PEER_ADAPTERS` are registered with :func:`evoexp.verification.spiking.register_adapter` the first time a model
-holding one of the libraries' modules is copied (:func:`~evoexp.verification.spiking.private_copy`); another
-library's adapter is a :class:`NeuronAdapter` subclass registered the same way. On the private copy (never on the
+:data:`PEER_ADAPTERS` are a plug-in of the verifiers (entry-point group
+:data:`~evoexp.verification.spiking.ADAPTER_ENTRY_POINTS`, declared in ``pyproject.toml``), registered the first time
+a model holding one of the libraries' modules is copied (:func:`~evoexp.verification.spiking.private_copy`); another
+library's adapter is a :class:`NeuronAdapter` subclass, registered with
+:func:`~evoexp.verification.spiking.register_adapter` or declared in that group. On the private copy (never on the
 user's model) an adapter
 
 * **prepares** it: every forward starts from the neurons' initial state (snnTorch's hidden state, SpikingJelly's

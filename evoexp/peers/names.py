@@ -25,7 +25,7 @@ from typing import Any
 
 from torch import Tensor
 
-from evoexp.surrogate import SurrogateGradient, get_surrogate
+from evoexp.surrogate import SurrogateGradient, available_surrogates, get_surrogate
 
 __all__ = [
     "LIBRARIES",
@@ -283,7 +283,8 @@ def get_peer(name: str) -> PeerSurrogate:
 def peer_surrogate(name: str, **params: Any) -> SurrogateGradient:
     """Build the evoexp shape equal to the peer function ``name`` at the peer's ``params``.
 
-    ``evoexp.surrogate.get_surrogate`` delegates every name containing ``':'`` here.
+    ``evoexp.surrogate.get_surrogate`` delegates the names of these libraries here (the plug-in declared in
+    ``pyproject.toml``).
 
     Raises:
         ValueError: Unknown name (lists the known peer names), unknown parameter, a function without an equal
@@ -299,8 +300,6 @@ def _cell(entry: PeerSurrogate) -> str:
 
 def evoexp_table_markdown() -> str:
     """The Markdown table evoexp shape -> equal function of each peer library, with the parameter conversions."""
-    from evoexp.surrogate import available_surrogates
-
     header = "| evoexp shape | " + " | ".join(LIBRARIES.values()) + " |"
     lines = [header, "|" + "---|" * (len(LIBRARIES) + 1)]
     for shape in available_surrogates():

@@ -1,6 +1,6 @@
 """Verification of backpropagation: gradients, surrogates, alignment, stability, convergence, SNN vs ANN.
 
-Every verifier returns a typed :class:`~evoexp.verification.results.Result` dataclass. Names load lazily so that
+Every verifier returns a typed :class:`~evoexp.results.Result` dataclass. Names load lazily so that
 importing one verifier does not import the others.
 """
 
@@ -10,8 +10,8 @@ import importlib
 from typing import Any
 
 _EXPORTS: dict[str, str] = {
-    "Result": "evoexp.verification.results",
-    "SkippedResult": "evoexp.verification.results",
+    "Result": "evoexp.results",
+    "SkippedResult": "evoexp.results",
     "GradientVerifier": "evoexp.verification.gradient",
     "GradientVerificationResult": "evoexp.verification.gradient",
     "SurrogateVerificationResult": "evoexp.verification.surrogate_check",

@@ -37,6 +37,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from evoexp.functional.lif import leaky_integrate, lif_sequence, readout_logits, sequence_linear
+from evoexp.models.snn import SNN, LeakyReadout, LIFLayer
+
 __all__ = ["SNNCoordinates"]
 
 _MAX_PERTURBATIONS_PER_CHUNK = 1024
@@ -80,10 +83,6 @@ class SNNCoordinates:
         cls, model: nn.Module, inputs: tuple[Any, ...], batch_losses: Callable[[Tensor], Tensor], *, memory_budget: int
     ) -> SNNCoordinates | None:
         """Return an evaluator for a plain evoexp SNN with one tensor input, else ``None``."""
-        try:
-            from evoexp.models.snn import SNN, LeakyReadout, LIFLayer
-        except ImportError:
-            return None
         if len(inputs) != 1 or not isinstance(inputs[0], Tensor) or not _plain(model, SNN):
             return None
         if not _plain(model.readout, LeakyReadout) or not all(_plain(m, LIFLayer) for m in model.hidden):
@@ -129,8 +128,6 @@ class SNNCoordinates:
         """
         key = self.state_key()
         if self._base is None or self._base_key != key:
-            from evoexp.functional.lif import leaky_integrate, readout_logits, sequence_linear
-
             with torch.no_grad():
                 inputs, currents = [self.x], []
                 for layer in self.model.hidden:
@@ -160,8 +157,6 @@ class SNNCoordinates:
     @staticmethod
     def _lif(layer: nn.Module, current: Tensor, replay: Tensor | None) -> Tensor:
         """The layer's forward from its input current ``[B', T, H']`` (``replay``: its held reset, same shape)."""
-        from evoexp.functional.lif import lif_sequence
-
         return lif_sequence(
             current,
             layer.params,
@@ -223,8 +218,6 @@ class SNNCoordinates:
 
     def _readout_logits(self, kind: str, index: Tensor, delta: Tensor) -> Tensor:
         """Logits ``[K, B, C]`` for readout weight/bias perturbations: one class's traces change."""
-        from evoexp.functional.lif import leaky_integrate, readout_logits
-
         base = self.base()
         readout = self.model.readout
         steps = base["traces"].shape[0]
@@ -271,8 +264,6 @@ class SNNCoordinates:
 
         ``change`` is ``[B, T, K]``; the perturbed tensors are built time-major ``[T, B, K, features]``.
         """
-        from evoexp.functional.lif import leaky_integrate, readout_logits
-
         base = self.base()
         batch, steps, k = change.shape
         if layer == len(self.model.hidden):
@@ -294,8 +285,6 @@ class SNNCoordinates:
         Returns:
             Logits ``[K, B, C]``.
         """
-        from evoexp.functional.lif import sequence_linear
-
         h = spikes
         for module in list(self.model.hidden)[layer:]:
             h = self._lif(module, sequence_linear(h, module.weight, module.bias), self._replay(module, k))

@@ -42,8 +42,8 @@ import torch
 from numpy.polynomial.hermite_e import hermegauss
 from torch import Tensor, nn
 
+from evoexp.results import Result
 from evoexp.verification._batched import DEFAULT_MEMORY_BUDGET, LossFn, LossProblem
-from evoexp.verification.results import Result
 
 __all__ = ["AlignmentResult", "AlignmentStats", "verify_gradient_alignment"]
 

@@ -24,10 +24,10 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
-from evoexp.analysis.stats import describe
 from evoexp.data.dataset import DatasetSplits, make_loader
+from evoexp.results import Result
+from evoexp.stats import describe
 from evoexp.training import TrainingRun, train_model
-from evoexp.verification.results import Result
 from evoexp.verification.stability import Batch, LossFn, OptimizerFactory
 
 __all__ = [

@@ -52,8 +52,8 @@ import torch
 from torch import Tensor, nn
 
 from evoexp import keys
+from evoexp.results import Result
 from evoexp.verification._batched import LossFn, LossProblem
-from evoexp.verification.results import Result
 
 __all__ = ["CirculationResult", "CirculationStats", "PlaneCirculation", "check_circulation"]
 

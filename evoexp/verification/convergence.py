@@ -35,8 +35,8 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from evoexp.results import Result
 from evoexp.training import EarlyStopping, EpochCallback, TrainingRun, train_model
-from evoexp.verification.results import Result
 from evoexp.verification.stability import LossFn, OptimizerFactory
 
 __all__ = [

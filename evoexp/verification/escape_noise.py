@@ -43,8 +43,8 @@ from torch import Tensor
 
 from evoexp import keys
 from evoexp.functional.lif import BPTTMode, LIFParameters, linear_lif_sequence
+from evoexp.results import Result
 from evoexp.surrogate import SurrogateGradient, get_surrogate
-from evoexp.verification.results import Result
 
 __all__ = ["EscapeNoiseCase", "EscapeNoiseResult", "escape_derivative", "verify_escape_noise"]
 
@@ -170,21 +170,24 @@ def _expected_output(probability: Tensor, readout: Tensor) -> tuple[Tensor, Tens
     return enumerated, (probability * readout).sum()
 
 
+@dataclass(frozen=True)
+class _Setup:
+    """Sizes, seed, BPTT path and tolerances shared by the cases."""
+
+    n_inputs: int
+    time_steps: int
+    batch: int
+    seed: int
+    bptt: BPTTMode
+    atol: float
+    rtol: float
+
+
 def _case(
-    name: str,
-    n_neurons: int,
-    params: LIFParameters,
-    surrogate: SurrogateGradient,
-    *,
-    n_inputs: int,
-    time_steps: int,
-    batch: int,
-    seed: int,
-    bptt: BPTTMode,
-    atol: float,
-    rtol: float,
+    name: str, n_neurons: int, params: LIFParameters, surrogate: SurrogateGradient, setup: _Setup
 ) -> EscapeNoiseCase:
-    generator = torch.Generator().manual_seed(seed)
+    n_inputs, time_steps, batch, atol, rtol = setup.n_inputs, setup.time_steps, setup.batch, setup.atol, setup.rtol
+    generator = torch.Generator().manual_seed(setup.seed)
     dtype = torch.float64
     x = torch.rand(batch, time_steps, n_inputs, generator=generator, dtype=dtype)
     # Membranes of order theta, so that firing probabilities are neither 0 nor 1.
@@ -195,7 +198,7 @@ def _case(
     weight.requires_grad_(True)
     bias.requires_grad_(True)
 
-    spikes = linear_lif_sequence(x, weight, bias, params, surrogate, bptt=bptt, noise=draws)
+    spikes = linear_lif_sequence(x, weight, bias, params, surrogate, bptt=setup.bptt, noise=draws)
     surrogate_grads = torch.autograd.grad((spikes * readout).sum(), [weight, bias])
 
     history = spikes.detach()
@@ -281,17 +284,9 @@ def verify_escape_noise(
             raise ValueError(f"{key} must be a positive int, got {value!r}")
     held = dataclasses.replace(params, detach_reset=True)
     escape = escape_derivative(params.escape_noise)
-    common = {
-        "n_inputs": n_inputs,
-        "time_steps": time_steps,
-        "batch": batch,
-        "seed": seed,
-        "bptt": bptt,
-        "atol": atol,
-        "rtol": rtol,
-    }
+    setup = _Setup(n_inputs, time_steps, batch, seed, bptt, atol, rtol)
     sizes = (("single neuron", 1), ("single layer", n_neurons))
-    cases = [_case(name, n, held, escape, **common) for name, n in sizes]
+    cases = [_case(name, n, held, escape, setup) for name, n in sizes]
     result = EscapeNoiseResult(
         escape_noise=params.escape_noise,
         surrogate=repr(escape),
@@ -307,7 +302,7 @@ def verify_escape_noise(
             "the layer's reset is attached; the identity holds its history, so it was checked with detach_reset"
         )
     if surrogate is not None and surrogate != escape:
-        configured = _case("single layer", n_neurons, held, surrogate, **common)
+        configured = _case("single layer", n_neurons, held, surrogate, setup)
         result.configured_surrogate = repr(surrogate)
         result.configured_max_rel_error = configured.max_rel_error
         result.warnings.append(

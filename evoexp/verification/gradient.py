@@ -37,9 +37,9 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from evoexp.results import Result
 from evoexp.verification._batched import DEFAULT_MEMORY_BUDGET, LossFn, LossProblem
 from evoexp.verification.alignment import AlignmentResult, verify_gradient_alignment
-from evoexp.verification.results import Result
 from evoexp.verification.surrogate_check import SurrogateVerificationResult, verify_surrogate_gradient
 
 __all__ = [

@@ -4,7 +4,7 @@
 :meth:`~evoexp.verification.suite.BackpropagationVerificationSuite.run_full_verification`) as: a title, an overall
 verdict, a summary table (check, verdict, key numbers), then one section per check that says what the check
 measures, the thresholds that produced its verdict and what they mean, and its numbers. Stability, alignment,
-convergence and benchmark results have dedicated layouts; any other :class:`~evoexp.verification.results.Result`
+convergence and benchmark results have dedicated layouts; any other :class:`~evoexp.results.Result`
 (gradient and surrogate checks, or a user's own) is rendered generically from its dataclass fields.
 
 Every number is printed with :func:`format_number` (4 significant digits).
@@ -17,11 +17,11 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from evoexp.results import Result, SkippedResult
 from evoexp.verification.alignment import AlignmentResult, AlignmentStats
 from evoexp.verification.benchmark import BenchmarkResult, ModelBenchmark
 from evoexp.verification.circulation import CirculationResult, CirculationStats
 from evoexp.verification.convergence import ConvergenceResult
-from evoexp.verification.results import Result, SkippedResult
 from evoexp.verification.sign import SignDisagreementResult, SignDisagreementTrace
 from evoexp.verification.stability import GradientStabilityResult, WeightStabilityResult
 

@@ -32,9 +32,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from evoexp import keys
+from evoexp.results import Result
 from evoexp.verification._batched import DEFAULT_MEMORY_BUDGET, LossFn, LossProblem
 from evoexp.verification.alignment import positive_nodes, smoothed_derivatives
-from evoexp.verification.results import Result
 
 DEFAULT_EVERY = 5
 """Default epochs between two measurements during training (``benchmarks/bench_sign_disagreement.py``)."""
@@ -158,7 +158,7 @@ def measure_sign_disagreement(
         name: torch.randn((n_directions, p.numel()), generator=generator, dtype=torch.float64)
         for name, p in problem.params.items()
     }
-    norm = torch.sqrt(sum(v.pow(2).sum(dim=1) for v in raw.values()))
+    norm = torch.stack([v.pow(2).sum(dim=1) for v in raw.values()]).sum(dim=0).sqrt()
     directions = {
         name: (v / norm[:, None]).to(device=problem.params[name].device, dtype=dtype) for name, v in raw.items()
     }

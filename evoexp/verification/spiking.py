@@ -6,19 +6,23 @@ knows how to run that library's neurons in smooth mode and how to hold their det
 claims is an ordinary network: the verifiers check its forward as it is (no smooth mode, nothing held).
 
 evoexp's own :class:`~evoexp.models.SNN` (any module containing a :class:`~evoexp.models.LIFLayer`) is handled by
-:class:`EvoexpAdapter`, registered first. snnTorch, SpikingJelly and Norse networks are handled by the adapters of
-:mod:`evoexp.peers.adapters`, registered here the first time a model holding one of those libraries' modules is
-copied (so neither they nor the libraries are imported otherwise). They swap, on the private copy, each neuron's
-spike function for one whose forward is a smooth primitive and whose backward its derivative, and replay every
-detached value as a constant. :func:`register_adapter` is the one registry: it adds another library's adapter, or
-replaces a registered one of the same name.
+:class:`EvoexpAdapter`, registered first. Other libraries' adapters are plug-ins: an installed distribution declares
+them in the entry-point group :data:`ADAPTER_ENTRY_POINTS` under the name of the top-level package whose modules they
+handle, and they are loaded and registered the first time a model holding such a module is copied (so neither they
+nor the libraries are imported otherwise). evoexp's own plug-in, :mod:`evoexp.peers.adapters`, handles snnTorch,
+SpikingJelly and Norse networks (``pyproject.toml`` declares it; the verifiers never import it). Its adapters swap, on
+the private copy, each neuron's spike function for one whose forward is a smooth primitive and whose backward its
+derivative, and replay every detached value as a constant. :func:`register_adapter` is the one registry: it adds
+another library's adapter, or replaces a registered one of the same name.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -27,6 +31,7 @@ from torch import Tensor, nn
 from evoexp.models.snn import SNN, LIFLayer
 
 __all__ = [
+    "ADAPTER_ENTRY_POINTS",
     "EvoexpAdapter",
     "PrivateCopy",
     "SpikeProbe",
@@ -196,8 +201,9 @@ class EvoexpAdapter:
 
 _ADAPTERS: list[SpikingAdapter] = [EvoexpAdapter()]
 
-_PEER_PACKAGES = frozenset({"snntorch", "spikingjelly", "norse"})
-"""Top-level packages whose modules :mod:`evoexp.peers.adapters` handles."""
+ADAPTER_ENTRY_POINTS = "evoexp.spiking_adapters"
+"""Entry-point group of plug-in adapters: the name is a top-level package (``snntorch``), the object an adapter or an
+iterable of adapters, registered when a copied model holds a module of that package."""
 
 
 def register_adapter(adapter: SpikingAdapter) -> None:
@@ -217,17 +223,24 @@ def register_adapter(adapter: SpikingAdapter) -> None:
     _ADAPTERS.append(adapter)
 
 
-def _register_peer_adapters(model: nn.Module) -> None:
-    """Register the snnTorch/SpikingJelly/Norse adapters (unless one of that name is) if ``model`` uses a peer library.
+@functools.cache
+def _plugin_entry_points() -> dict[str, EntryPoint]:
+    """The installed plug-in adapters' entry points by package name (read once from the installed metadata)."""
+    return {ep.name: ep for ep in entry_points(group=ADAPTER_ENTRY_POINTS)}
+
+
+def _register_plugin_adapters(model: nn.Module) -> None:
+    """Register the plug-in adapters (unless one of that name is) of the packages whose modules ``model`` holds.
 
     Only the modules' class paths are read, so nothing is imported for a model without such modules.
     """
-    if not any(type(m).__module__.partition(".")[0] in _PEER_PACKAGES for m in model.modules()):
-        return
-    from evoexp.peers.adapters import PEER_ADAPTERS
-
-    names = {a.name for a in _ADAPTERS}
-    _ADAPTERS.extend(a for a in PEER_ADAPTERS if a.name not in names)
+    plugins = _plugin_entry_points()
+    packages = {type(m).__module__.partition(".")[0] for m in model.modules()}
+    for package in sorted(packages & plugins.keys()):
+        loaded = plugins[package].load()
+        found: Iterable[SpikingAdapter] = loaded if isinstance(loaded, Iterable) else (loaded,)
+        names = {a.name for a in _ADAPTERS}
+        _ADAPTERS.extend(a for a in found if a.name not in names)
 
 
 def adapters() -> tuple[SpikingAdapter, ...]:
@@ -300,7 +313,7 @@ def private_copy(model: nn.Module, *, dtype: torch.dtype | None = None) -> Priva
     work = copy.deepcopy(model)
     if dtype is not None:
         work = work.to(dtype)
-    _register_peer_adapters(work)
+    _register_plugin_adapters(work)
     claiming = [a for a in _ADAPTERS if a.claims(work)]
     if not claiming:
         return PrivateCopy(work, None)

@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from evoexp.analysis.stats import describe
+from evoexp.results import Result
+from evoexp.stats import describe
 from evoexp.training import batch_to, layer_name
-from evoexp.verification.results import Result
 from evoexp.verification.spiking import private_copy
 
 __all__ = [

@@ -5,7 +5,7 @@ order (:data:`CHECKS`): ``gradient_verification``, ``surrogate_verification``, `
 ``gradient_stability``, ``weight_stability``, ``convergence``, ``benchmark``, and the three checks of Gygax & Zenke
 (2025), which are opt-in: ``circulation``, ``sign_disagreement``, ``escape_noise``. A check that is disabled, or that
 cannot run on the given inputs (no surrogate on the model, no ANN twin), is present as a
-:class:`~evoexp.verification.results.SkippedResult` with the reason, so a report always shows all of them.
+:class:`~evoexp.results.SkippedResult` with the reason, so a report always shows all of them.
 :meth:`BackpropagationVerificationSuite.generate_report` renders the dict as Markdown.
 """
 
@@ -22,13 +22,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from evoexp.models.snn import LIFLayer
+from evoexp.results import Result, SkippedResult
 from evoexp.verification.benchmark import BenchmarkLoaders, ComparativeBenchmark
 from evoexp.verification.circulation import check_circulation
 from evoexp.verification.convergence import ConvergenceAnalyzer
 from evoexp.verification.escape_noise import verify_escape_noise
 from evoexp.verification.gradient import GradientVerifier
 from evoexp.verification.report import generate_report
-from evoexp.verification.results import Result, SkippedResult
 from evoexp.verification.sign import measure_sign_disagreement
 from evoexp.verification.spiking import private_copy
 from evoexp.verification.stability import Batch, LossFn, NumericalStabilityTester, OptimizerFactory
@@ -335,7 +335,7 @@ class BackpropagationVerificationSuite:
         layers: dict[tuple[object, ...], LIFLayer] = {}
         for name, module in model.named_modules():
             if isinstance(module, LIFLayer) and module.params.escape_noise is not None:
-                key = (module.params, module.surrogate, module.bptt)
+                key: tuple[object, ...] = (module.params, module.surrogate, module.bptt)
                 groups.setdefault(key, []).append(name)
                 layers.setdefault(key, module)
         if not groups:

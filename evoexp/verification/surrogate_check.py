@@ -49,7 +49,8 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from evoexp.verification.results import Result
+from evoexp.results import Result
+from evoexp.surrogate import available_surrogates, get_surrogate
 
 __all__ = [
     "DEFAULT_EXTREMES",
@@ -752,8 +753,6 @@ def sweep_surrogates(
     Raises:
         ValueError: ``slopes`` is empty or a name is unknown.
     """
-    from evoexp.surrogate import available_surrogates, get_surrogate
-
     if not slopes:
         raise ValueError("slopes must contain at least one slope")
     results = []

@@ -39,8 +39,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "optimization_results.yaml"
-# Written by every evoexp job into its output directory (evoexp.sweep.OUTCOME_FILE; read here as plain JSON so that
-# the sweeper does not import the evoexp library).
+# Written by every evoexp job into its output directory (evoexp.job.outcome.OUTCOME_FILE; read here as plain JSON so
+# that the sweeper does not import the evoexp library).
 EVOEXP_OUTCOME_FILE = "evoexp_outcome.json"
 SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
     "tpe": optuna.samplers.TPESampler,

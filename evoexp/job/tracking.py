@@ -53,6 +53,8 @@ from urllib.parse import quote
 
 from filelock import FileLock
 
+from evoexp.keys import CONFIG_METRIC_PREFIX, Tags
+
 __all__ = [
     "ANN_BASELINE_SUFFIX",
     "DEFAULT_ARTIFACT_DIR",
@@ -65,7 +67,6 @@ __all__ = [
     "NullTracker",
     "Owner",
     "RunLogger",
-    "Tags",
     "TrackedRun",
     "Tracker",
     "ghost_reason",
@@ -92,37 +93,6 @@ _MAX_PARAM_LENGTH = 6000
 _MAX_TAG_LENGTH = 8000
 _SEARCH_PAGE = 1000
 DEFAULT_UI = "http://127.0.0.1:5000"
-
-
-class Tags:
-    """MLflow tag keys written by evoexp (read by :mod:`evoexp.analysis`)."""
-
-    SWEEP_ID = "evoexp.sweep_id"
-    JOB = "evoexp.job"
-    CONFIG_HASH = "evoexp.config_hash"
-    ANN_HASH = "evoexp.ann_hash"
-    ANN_RUN = "evoexp.ann_run_id"
-    GIT_COMMIT = "evoexp.git_commit"
-    VERSION = "evoexp.version"
-    TORCH_VERSION = "torch.version"
-    KIND = "evoexp.kind"
-    OUTCOME = "evoexp.outcome"
-    ERROR = "evoexp.error"
-    OUTPUT_DIR = "evoexp.output_dir"
-    VERDICT = "evoexp.verdict"
-    HOST = "evoexp.host"
-    PID = "evoexp.pid"
-    PID_START = "evoexp.pid_start"
-    HEARTBEAT = "evoexp.heartbeat"
-    HEARTBEAT_EVERY = "evoexp.heartbeat_every"
-    RUN_NAME = "mlflow.runName"
-    PARENT_RUN = "mlflow.parentRunId"
-    NOTE = "mlflow.note.content"
-    USER = "mlflow.user"
-    SOURCE_NAME = "mlflow.source.name"
-    SOURCE_TYPE = "mlflow.source.type"
-    SOURCE_GIT_COMMIT = "mlflow.source.git.commit"
-    DATASET_CONTEXT = "mlflow.data.context"
 
 
 def resolve_tracking_uri(uri: str | None, *, root: Path) -> str:
@@ -351,7 +321,7 @@ def mirror_metrics(params: Mapping[str, Any], keys: Iterable[str]) -> dict[str, 
     for key in dict.fromkeys(keys):
         value = params.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            mirrored[f"config/{key}"] = float(value)
+            mirrored[f"{CONFIG_METRIC_PREFIX}{key}"] = float(value)
     return mirrored
 
 

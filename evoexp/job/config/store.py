@@ -1,6 +1,6 @@
 """Registration of the schemas in Hydra's ConfigStore.
 
-``conf/config.yaml`` starts its defaults list with ``evoexp_config`` (the :class:`~evoexp.config.schema.Config`
+``conf/config.yaml`` starts its defaults list with ``evoexp_config`` (the :class:`~evoexp.job.config.schema.Config`
 schema), so every group and key is typed. Dataset options differ in their fields, so each has its own schema under
 the internal group ``schema/dataset``; ``conf/dataset/<name>.yaml`` extends it with
 ``- /schema/dataset/<name>@_here_``.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from hydra.core.config_store import ConfigStore
 
-from evoexp.config.schema import DATASET_SCHEMAS, Config
+from evoexp.job.config.schema import DATASET_SCHEMAS, Config
 
 __all__ = ["SCHEMA_GROUP", "register_configs"]
 

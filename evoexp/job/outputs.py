@@ -16,9 +16,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 import evoexp
-from evoexp.builders import build_surrogate
-from evoexp.config import Config, to_plain
-from evoexp.experiment import Outcome
+from evoexp.job.build import build_surrogate
+from evoexp.job.config import Config, to_plain
+from evoexp.job.run import Outcome
+from evoexp.verification.report import generate_report
 
 __all__ = ["CONFIG_FILE", "REPORT_FILE", "RESULTS_FILE", "report_facts", "write_outputs"]
 
@@ -66,10 +67,8 @@ def write_outputs(
         config: Its typed form.
         outcome: What the experiment produced.
         config_hash: The run's config identity.
-        code_identity: The code that produced it (:func:`evoexp.config.code_identity`).
+        code_identity: The code that produced it (:func:`evoexp.job.config.code_identity`).
     """
-    from evoexp.verification.report import generate_report
-
     directory.mkdir(parents=True, exist_ok=True)
     (directory / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
     payload: dict[str, Any] = {

@@ -14,21 +14,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from evoexp.keys import ANN_TEST_ACC, SNN_TEST_ACC
-from evoexp.tracking import RunLogger, Tags, Tracker
+from evoexp.job.outcome import JobOutcome
+from evoexp.job.tracking import FinishedRun, RunLogger, Tracker
+from evoexp.keys import ANN_TEST_ACC, OBJECTIVE, SNN_TEST_ACC, Tags
+from evoexp.results import Result, SkippedResult
 from evoexp.verification.report import CHECK_TITLES
-from evoexp.verification.results import Result, SkippedResult
-
-if TYPE_CHECKING:
-    from evoexp.sweep import JobOutcome
-    from evoexp.tracking import FinishedRun
 
 __all__ = [
     "ANN_TEST_ACC",
     "TEST_ACC",
-    "VAL_ACC",
     "VERDICTS",
     "check_verdicts",
     "format_run_summary",
@@ -40,8 +35,6 @@ __all__ = [
 
 TEST_ACC = SNN_TEST_ACC
 """Test accuracy of the SNN with its best-validation weights: the accuracy evoexp reports."""
-VAL_ACC = "snn/val/best_acc"
-"""Best SNN validation accuracy (:data:`evoexp.experiment.OBJECTIVE`, not imported: that module loads torch)."""
 VERDICTS = ("pass", "fail", "diverged")
 
 
@@ -134,7 +127,7 @@ def summarize_run(
     ann_run = run.tags.get(Tags.ANN_RUN)
     note = run_note(
         outcome,
-        val_acc=float(metrics.get(VAL_ACC, math.nan)),
+        val_acc=float(metrics.get(OBJECTIVE, math.nan)),
         ann_link=None if ann_run is None else tracker.run_link(ann_run, baseline=True),
         ann_test_acc=float(metrics.get(ANN_TEST_ACC, math.nan)),
     )
@@ -147,7 +140,7 @@ def summarize_skipped(outcome: JobOutcome, previous: FinishedRun) -> None:
     outcome.run_name = previous.tags.get(Tags.RUN_NAME)
     outcome.verdict = previous.tags.get(Tags.VERDICT)
     outcome.test_acc = float(previous.metrics.get(TEST_ACC, math.nan))
-    outcome.objective = float(previous.metrics.get(VAL_ACC, math.nan))
+    outcome.objective = float(previous.metrics.get(OBJECTIVE, math.nan))
 
 
 def format_run_summary(outcome: JobOutcome, *, store: str | None = None, url: str | None = None) -> str:

@@ -1,8 +1,8 @@
-"""Command line: ``python -m evoexp.analysis`` (console script ``evoexp-analysis``).
+"""Command line: ``python -m evoexp.job.analysis`` (console script ``evoexp-analysis``).
 
 Example::
 
-    python -m evoexp.analysis --experiment robustness --sweep-id 2024-05-01_12-00-00 --out results/robustness
+    python -m evoexp.job.analysis --experiment robustness --sweep-id 2024-05-01_12-00-00 --out results/robustness
 
 prints the SNN-vs-ANN table (the columns that fit 120 characters) and writes tables (CSV, Markdown, LaTeX) and
 figures (PDF, PNG) to ``--out``, then attaches them to the sweep's summary MLflow run.
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from evoexp import keys as schema
-from evoexp.analysis.pipeline import ALL_FORMATS, run_analysis
-from evoexp.tracking import resolve_tracking_uri
+from evoexp.job.analysis.pipeline import ALL_FORMATS, run_analysis
+from evoexp.job.tracking import resolve_tracking_uri
 
 TERMINAL_WIDTH = 120
 """The printed table keeps the columns that fit this many characters per line (the files hold all columns)."""
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the analysis command line."""
     invoked = Path(sys.argv[0]).name
     parser = argparse.ArgumentParser(
-        prog="python -m evoexp.analysis" if invoked in ("__main__.py", "-c", "") else invoked,
+        prog="python -m evoexp.job.analysis" if invoked in ("__main__.py", "-c", "") else invoked,
         description="Tables (CSV/Markdown/LaTeX) and figures (PDF/PNG) from the MLflow runs of an evoexp sweep.",
     )
     parser.add_argument("--experiment", required=True, help="MLflow experiment name")

@@ -1,10 +1,10 @@
-"""The Hydra job: composed config -> :func:`evoexp.experiment.run_experiment` -> outputs and one MLflow run.
+"""The Hydra job: composed config -> :func:`evoexp.job.run.run_experiment` -> outputs and one MLflow run.
 
 :func:`run_job` is the task function of ``python -m evoexp``; :func:`execute` is one job's run lifecycle: skip it
-when ``tracking.resume`` finds a FINISHED run of the same config and code (:func:`evoexp.sweep.resumable_run`), open
+when ``tracking.resume`` finds a FINISHED run of the same config and code (:func:`evoexp.job.sweep.resumable_run`), open
 one MLflow run (params = flattened config; tags = sweep id, job, config hash, code identity, git commit), run the
-experiment (the science is in :mod:`evoexp.experiment`; the ANN twin comes from :func:`evoexp.sweep.ann_baseline`),
-write the outputs (:mod:`evoexp.outputs`), log the summary metrics and artifacts, and return the objective.
+experiment (the science is in :mod:`evoexp.job.run`; the ANN twin comes from :func:`evoexp.job.sweep.ann_baseline`),
+write the outputs (:mod:`evoexp.job.outputs`), log the summary metrics and artifacts, and return the objective.
 
 A diverging SNN is a result (FINISHED, ``evoexp.outcome=diverged``); any other exception ends the run FAILED, and in
 a multirun the job then returns NaN so that the other jobs go on.
@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import evoexp
-from evoexp.builders import build_dataset
-from evoexp.config import (
-    CODE_IDENTITY_TAG,
+from evoexp.job.build import build_dataset
+from evoexp.job.config import (
     Config,
     ConfigValidationError,
     ann_hash,
@@ -32,12 +33,14 @@ from evoexp.config import (
     load_config,
     to_plain,
 )
-from evoexp.experiment import run_experiment
-from evoexp.outputs import REPORT_FILE, write_outputs
-from evoexp.progress import SweepPlan, axis_keys, run_name
-from evoexp.summary import summarize_run, summarize_skipped
-from evoexp.sweep import JobOutcome, ann_baseline, make_tracker, resumable_run, write_outcome
-from evoexp.tracking import Tags, git_commit
+from evoexp.job.outcome import JobOutcome, write_outcome
+from evoexp.job.outputs import REPORT_FILE, write_outputs
+from evoexp.job.progress import SweepPlan, axis_keys, run_name
+from evoexp.job.run import run_experiment
+from evoexp.job.summary import summarize_run, summarize_skipped
+from evoexp.job.sweep import ann_baseline, make_tracker, resumable_run
+from evoexp.job.tracking import git_commit
+from evoexp.keys import Tags
 
 __all__ = ["JobContext", "execute", "run_job"]
 
@@ -76,9 +79,6 @@ def run_job(cfg: DictConfig) -> float:
         Exception: Whatever failed, in a single run. In a multirun, failures (invalid values included) are
             recorded in the job's outcome file and NaN is returned, so the other jobs go on.
     """
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     output_dir, job = Path(hydra_cfg.runtime.output_dir), int(hydra_cfg.job.num) if multirun else 0
@@ -110,13 +110,13 @@ def _run_tags(context: JobContext, digest: str, key: str, code: str) -> dict[str
         Tags.JOB: str(context.job),
         Tags.CONFIG_HASH: digest,
         Tags.ANN_HASH: key,
-        CODE_IDENTITY_TAG: code,
+        Tags.CODE_IDENTITY: code,
         Tags.GIT_COMMIT: git_commit(context.root),
         Tags.VERSION: evoexp.__version__,
         Tags.TORCH_VERSION: torch.__version__,
         Tags.KIND: "job",
         Tags.OUTPUT_DIR: str(context.output_dir),
-        "evoexp.overrides": " ".join(context.overrides),
+        Tags.OVERRIDES: " ".join(context.overrides),
     }
     if context.sweep_id:
         tags[Tags.SWEEP_ID] = context.sweep_id

@@ -3,15 +3,16 @@
 * :class:`EvoexpCallback` (registered in ``conf/config.yaml`` under ``hydra.callbacks``) validates the config and
   creates the MLflow store and experiments ONCE before any job or worker starts, closes the ghost runs a SIGKILLed
   sweep left behind, and opens the sweep's parent run; it prints one line per finished job (count, result, time,
-  ETA; see :mod:`evoexp.progress`) and, after a single run, its verdicts (:mod:`evoexp.summary`). After a multirun
-  it summarises the jobs (finished / diverged / skipped / failed), closes the parent run, writes
+  ETA; see :mod:`evoexp.job.progress`) and, after a single run, its verdicts (:mod:`evoexp.job.summary`). After a
+  multirun it summarises the jobs (finished / diverged / skipped / failed), closes the parent run, writes
   ``sweep_summary.json`` into the sweep directory and makes the command exit with status 1 only when a job failed.
-* Each job writes :data:`OUTCOME_FILE` into its output directory (:func:`write_outcome`); the summary reads them
+* Each job writes :data:`~evoexp.job.outcome.OUTCOME_FILE` into its output directory
+  (:func:`~evoexp.job.outcome.write_outcome`); the summary reads them
   back, so it works with every launcher (joblib, submitit local or SLURM) without shared state. A job directory
   without an outcome (worker killed) counts as failed.
 * :func:`reuse_baseline` trains the ANN twin once per key and reuses it from the store: a file lock per key makes
   parallel workers wait for the one that trains it; :func:`ann_baseline` adapts it to
-  :func:`evoexp.experiment.run_experiment`.
+  :func:`evoexp.job.run.run_experiment`.
 * :func:`resumable_run` finds the FINISHED run a job may be skipped for: same config hash and, unless
   ``tracking.reuse_across_code``, same code identity.
 """
@@ -24,9 +25,9 @@ import logging
 import sys
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 from filelock import FileLock
 from hydra.core.utils import JobReturn
@@ -35,31 +36,27 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 import evoexp
-from evoexp.config import CODE_IDENTITY_TAG, ConfigValidationError, TrackingConfig, code_identity, load_config
-from evoexp.progress import PROGRESS_LOG, ProgressBoard, SweepPlan, format_job_line, job_label
-from evoexp.summary import format_run_summary
-from evoexp.tracking import (
+from evoexp.job.config import ConfigValidationError, TrackingConfig, code_identity, load_config
+from evoexp.job.outcome import OUTCOME_FILE, OUTCOMES, JobOutcome
+from evoexp.job.progress import PROGRESS_LOG, ProgressBoard, SweepPlan, format_job_line, job_label
+from evoexp.job.run import AnnBaseline
+from evoexp.job.summary import format_run_summary
+from evoexp.job.tracking import (
     FinishedRun,
     MlflowTracker,
     NullTracker,
     RunLogger,
-    Tags,
     Tracker,
     git_commit,
     lock_path,
     resolve_tracking_uri,
 )
-
-if TYPE_CHECKING:
-    from evoexp.experiment import AnnBaseline
-    from evoexp.training import TrainingRun
+from evoexp.keys import Tags
+from evoexp.training import TrainingRun
 
 __all__ = [
-    "OUTCOMES",
-    "OUTCOME_FILE",
     "SUMMARY_FILE",
     "EvoexpCallback",
-    "JobOutcome",
     "SweepSummary",
     "ann_baseline",
     "make_tracker",
@@ -67,61 +64,11 @@ __all__ = [
     "resumable_run",
     "reuse_baseline",
     "summarize_sweep",
-    "write_outcome",
 ]
 
 log = logging.getLogger(__name__)
 
-OUTCOME_FILE = "evoexp_outcome.json"
 SUMMARY_FILE = "sweep_summary.json"
-OUTCOMES = ("finished", "diverged", "skipped", "failed")
-
-
-@dataclass
-class JobOutcome:
-    """What one job did, as recorded in its output directory.
-
-    Attributes:
-        outcome: One of :data:`OUTCOMES`.
-        job: Hydra job number (0 for single runs).
-        overrides: The job's command-line overrides.
-        config_hash: Identity of the job's config.
-        run_id: MLflow run id (the earlier run's id when skipped; None when untracked or failed before a run).
-        objective: Value returned to the sweeper (validation accuracy; NaN when there is none).
-        error: ``Type: message`` of the failure or divergence, else None.
-        output_dir: The job's output directory.
-        run_name: The MLflow run name.
-        verdict: ``pass`` / ``fail`` / ``diverged`` (tag ``evoexp.verdict``); None when the job failed.
-        checks: Verdict of each check (``PASS``, ``FAIL``, ``info``, ``skipped``).
-        test_acc: SNN test accuracy with best-validation weights (NaN when there is none).
-        report: Path of the job's ``report.md``.
-    """
-
-    outcome: str
-    job: int = 0
-    overrides: list[str] = field(default_factory=list)
-    config_hash: str | None = None
-    run_id: str | None = None
-    objective: float = float("nan")
-    error: str | None = None
-    output_dir: str | None = None
-    run_name: str | None = None
-    verdict: str | None = None
-    checks: dict[str, str] = field(default_factory=dict)
-    test_acc: float = float("nan")
-    report: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.outcome not in OUTCOMES:
-            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}; got {self.outcome!r}")
-
-
-def write_outcome(directory: Path, outcome: JobOutcome) -> Path:
-    """Write ``outcome`` as JSON to ``directory / OUTCOME_FILE`` and return the path."""
-    path = Path(directory) / OUTCOME_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(asdict(outcome), indent=2, allow_nan=True) + "\n", encoding="utf-8")
-    return path
 
 
 def read_outcomes(sweep_dir: Path) -> list[JobOutcome]:
@@ -210,7 +157,7 @@ def summarize_sweep(sweep_dir: Path) -> SweepSummary:
 
 
 def make_tracker(tracking: Any, *, root: Path) -> Tracker:
-    """Build the tracker of a ``tracking`` config node (:class:`~evoexp.config.TrackingConfig` or DictConfig)."""
+    """Build the tracker of a ``tracking`` config node (:class:`~evoexp.job.config.TrackingConfig` or DictConfig)."""
     if not tracking.enabled:
         return NullTracker()
     uri = resolve_tracking_uri(tracking.uri, root=root)
@@ -292,7 +239,7 @@ class EvoexpCallback(Callback):
         """Multirun: prepare the store, close ghost runs, open the parent run, write the plan the jobs read.
 
         The store is created before any worker starts (avoids the schema race); the jobs read the
-        :class:`~evoexp.progress.SweepPlan` (sweep id, parent run, number of jobs, swept keys). Sweep values may
+        :class:`~evoexp.job.progress.SweepPlan` (sweep id, parent run, number of jobs, swept keys). Sweep values may
         differ from the base config's, so only the ``tracking`` group has to validate here; each job validates its
         own values.
         """
@@ -316,9 +263,9 @@ class EvoexpCallback(Callback):
             plan.sweep_id,
             run_name=plan.sweep_id,
             tags={
-                "evoexp.overrides": " ".join(overrides),
-                "evoexp.axes": " ".join(plan.axes),
-                "evoexp.jobs": "?" if plan.total is None else str(plan.total),
+                Tags.OVERRIDES: " ".join(overrides),
+                Tags.AXES: " ".join(plan.axes),
+                Tags.JOBS: "?" if plan.total is None else str(plan.total),
                 Tags.GIT_COMMIT: git_commit(_root(config)),
                 Tags.VERSION: evoexp.__version__,
                 Tags.NOTE: f"**Sweep {plan.sweep_id}** over {axes}: {plan.total or 'an unknown number of'} jobs, "
@@ -414,12 +361,12 @@ def reuse_baseline(
     trained and stored, and becomes the newest under ``key``).
 
     Args:
-        tracker: Where baselines are stored (a :class:`~evoexp.tracking.NullTracker` stores nothing).
-        key: Identity of the baseline's config (:func:`evoexp.config.ann_hash`).
+        tracker: Where baselines are stored (a :class:`~evoexp.job.tracking.NullTracker` stores nothing).
+        key: Identity of the baseline's config (:func:`evoexp.job.config.ann_hash`).
         train: Trains the baseline; returns ``(payload, summary_metrics)``; payload must be JSON-serialisable.
         root: Project root (for the lock file).
         enabled: False trains every time (no lookup, nothing stored).
-        code: Code identity of this process (:func:`evoexp.config.code_identity`); None skips the check.
+        code: Code identity of this process (:func:`evoexp.job.config.code_identity`); None skips the check.
         across_code: Reuse a baseline trained by other code (``tracking.reuse_across_code``).
 
     Returns:
@@ -449,33 +396,31 @@ def reuse_baseline(
 def resumable_run(tracker: Tracker, config_hash: str, *, across_code: bool = False) -> FinishedRun | None:
     """The newest FINISHED run of ``config_hash`` that a resumed job may be skipped for, or None.
 
-    A run of other code (tag :data:`~evoexp.config.CODE_IDENTITY_TAG` differs from
-    :func:`~evoexp.config.code_identity`) only counts with ``across_code`` (``tracking.reuse_across_code``).
+    A run of other code (tag :attr:`~evoexp.keys.Tags.CODE_IDENTITY` differs from
+    :func:`~evoexp.job.config.code_identity`) only counts with ``across_code`` (``tracking.reuse_across_code``).
     """
     previous = tracker.find_finished(config_hash)
-    if previous is None or across_code or previous.tags.get(CODE_IDENTITY_TAG) == code_identity():
+    if previous is None or across_code or previous.tags.get(Tags.CODE_IDENTITY) == code_identity():
         return previous
     log.info(
         "config %s has FINISHED run %s of other code (%s); running it again (tracking.reuse_across_code reuses it)",
         config_hash,
         previous.run_id,
-        previous.tags.get(CODE_IDENTITY_TAG),
+        previous.tags.get(Tags.CODE_IDENTITY),
     )
     return None
 
 
 def ann_baseline(tracker: Tracker, key: str, tracking: Any, run: RunLogger, *, root: Path) -> AnnBaseline:
-    """The ANN twin's provider for :func:`evoexp.experiment.run_experiment`, backed by :func:`reuse_baseline`.
+    """The ANN twin's provider for :func:`evoexp.job.run.run_experiment`, backed by :func:`reuse_baseline`.
 
     Args:
         tracker: Store of baselines.
-        key: The ANN's identity (:func:`evoexp.config.ann_hash`).
+        key: The ANN's identity (:func:`evoexp.job.config.ann_hash`).
         tracking: The ``tracking`` config (``reuse_ann``, ``reuse_across_code``).
         run: The job's run; tagged with the baseline's run id.
         root: Project root (lock files).
     """
-    from evoexp.training import TrainingRun
-
     def provide(train: Callable[[], TrainingRun]) -> tuple[TrainingRun, str | None]:
         def fresh() -> tuple[dict[str, Any], dict[str, float]]:
             trained = train()

@@ -345,7 +345,7 @@ def format_job_line(progress: JobProgress, label: str, outcome: Any, *, seconds:
     Args:
         progress: The sweep's progress after this job.
         label: The job's label (:func:`job_label`).
-        outcome: The job's :class:`evoexp.sweep.JobOutcome`.
+        outcome: The job's :class:`evoexp.job.outcome.JobOutcome`.
         seconds: Wall time of the job.
     """
     count = f"[{progress.done}/{progress.total if progress.total is not None else '?'}]"

@@ -1,13 +1,13 @@
 """Dataclass schemas of every config group, validated when the composed config is turned into objects.
 
 Hydra merges the YAML files of ``conf/`` onto these schemas (registered in the ConfigStore by
-:func:`evoexp.config.store.register_configs`), so a wrong type (``trainer.lr=abc``), an unknown key or an unknown
+:func:`evoexp.job.config.store.register_configs`), so a wrong type (``trainer.lr=abc``), an unknown key or an unknown
 option fails during composition. Value constraints (``surrogate.slope > 0``, ``dataset.time_steps >= 1``, ...) live
-in each schema's ``__post_init__`` and run when :func:`evoexp.config.load_config` instantiates the schema; every
+in each schema's ``__post_init__`` and run when :func:`evoexp.job.config.load_config` instantiates the schema; every
 message names the dotted config key, e.g. ``surrogate.slope must be a finite number > 0, got -1.0``.
 
 The schemas only describe and validate. Building objects from them (surrogates, datasets, models, optimisers) is
-done by :mod:`evoexp.builders`.
+done by :mod:`evoexp.job.build`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from evoexp.data.shd import check_sources
+from evoexp.peers.names import get_peer
+from evoexp.surrogate import available_surrogates, get_surrogate
 from evoexp.verification.suite import CHECKS
 
 __all__ = [
@@ -121,10 +124,10 @@ _warned: set[str] = set()
 
 
 def _warn_once(message: str) -> None:
-    """Log ``message`` as one warning line on ``evoexp.config``, once per process."""
+    """Log ``message`` as one warning line on ``evoexp.job.config``, once per process."""
     if message not in _warned:
         _warned.add(message)
-        logging.getLogger("evoexp.config").warning(message)
+        logging.getLogger("evoexp.job.config").warning(message)
 
 
 def _tracking_uri(key: str, uri: str) -> None:
@@ -163,8 +166,6 @@ class SurrogateConfig:
     peer_params: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from evoexp.surrogate import available_surrogates, get_surrogate
-
         if self.peer is not None:
             self._from_peer(self.peer)
         _one_of("surrogate.name", self.name, tuple(available_surrogates()))
@@ -187,8 +188,6 @@ class SurrogateConfig:
 
     def _from_peer(self, peer: str) -> None:
         """Replace name, slope, scale and params by the evoexp shape equal to the peer function ``peer``."""
-        from evoexp.peers.names import get_peer
-
         try:
             entry = get_peer(peer)
         except ValueError as exc:
@@ -414,8 +413,6 @@ class ShdConfig(_DatasetBase):
     split: list[float] = field(default_factory=lambda: [0.9, 0.1, 0.0])
 
     def __post_init__(self) -> None:
-        from evoexp.data.shd import check_sources
-
         # The files first: their messages say which file a zero split fraction needs.
         check_sources(
             self.path, test_path=self.test_path, val_path=self.val_path, split=self.split, prefix="dataset."
@@ -676,7 +673,7 @@ class TrackingConfig:
         reuse_ann: Train the ANN twin once per (dataset, sizes, trainer, early stopping, seed) and reuse it from
             the store (when it was trained by the same code).
         reuse_across_code: Let ``resume`` and ``reuse_ann`` serve runs that other code (another evoexp version or
-            source digest, see :func:`evoexp.config.code_identity`) produced; off by default, so a fix re-runs.
+            source digest, see :func:`evoexp.job.config.code_identity`) produced; off by default, so a fix re-runs.
         log_artifacts: Upload the job's output directory (config, results, report, log, figures) as artifacts.
         flush_every: Seconds a run buffers metrics before one batched upload (0: upload every epoch).
         heartbeat_every: Seconds between heartbeats (tag ``evoexp.heartbeat``) of an open run; 0 sends none.

@@ -1,4 +1,4 @@
-"""Objects from a validated :class:`~evoexp.config.Config`: data, surrogate, models, optimiser, loaders, options.
+"""Objects from a validated :class:`~evoexp.job.config.Config`: data, surrogate, models, optimiser, loaders, options.
 
 Everything a run is made of is built here, from the typed config alone, so the Hydra app, the tests and a notebook
 that loads a config build exactly the same objects::
@@ -13,19 +13,17 @@ Plain Python: nothing here imports Hydra or MLflow.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from evoexp.config import Config
 from evoexp.data import DatasetSplits, get_dataset, make_loader
+from evoexp.job.config import Config
 from evoexp.models import ANN, SNN
 from evoexp.surrogate import SurrogateGradient, get_surrogate
-
-if TYPE_CHECKING:
-    from evoexp.verification.suite import VerificationOptions
+from evoexp.verification.suite import VerificationOptions
 
 __all__ = [
     "MODEL_CHECKS",
@@ -144,8 +142,6 @@ def training_options(config: Config, *, snn: bool) -> dict[str, Any]:
 
 def verification_options(config: Config) -> VerificationOptions:
     """The suite options of the enabled model checks (:data:`MODEL_CHECKS`), from ``config.verifier``."""
-    from evoexp.verification.suite import VerificationOptions
-
     verifier, stability = config.verifier, config.verifier.stability
     return VerificationOptions.only(
         *[check for check in MODEL_CHECKS if check in verifier.checks],

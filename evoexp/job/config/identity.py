@@ -4,7 +4,7 @@ A job's identity has two parts. Its **config hash** is the hash of its resolved 
 change its results (:data:`NON_RESULT_KEYS`: where it is logged, how many threads it uses). Its **code identity**
 (:func:`code_identity`) names the code that computes it: the evoexp version, a digest of the package's source and
 the torch version. Re-running a sweep skips a job only when a FINISHED run has the same config hash AND the same code
-identity (tag :data:`CODE_IDENTITY_TAG`); after a fix to the engine every job runs again, unless
+identity (tag ``Tags.CODE_IDENTITY`` of :mod:`evoexp.keys`); after a fix to the engine every job runs again, unless
 ``tracking.reuse_across_code=true`` says that runs of other code may be served.
 
 The ANN twin's identity keeps only what the ANN's training depends on (:data:`ANN_KEYS`: data, sizes, activation,
@@ -21,11 +21,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
+
+import evoexp
 
 __all__ = [
     "ANN_KEYS",
-    "CODE_IDENTITY_TAG",
     "NON_RESULT_KEYS",
     "SNN_ONLY_KEYS",
     "ann_hash",
@@ -46,13 +48,12 @@ ANN_KEYS = (
     "verifier.convergence.patience",
     "verifier.convergence.min_delta",
 )
-"""Every config key the ANN twin's construction and training read (see :func:`evoexp.builders.build_ann` and
-:func:`evoexp.builders.training_options`), minus :data:`SNN_ONLY_KEYS`."""
+"""Every config key the ANN twin's construction and training read (see :func:`evoexp.job.build.build_ann` and
+:func:`evoexp.job.build.training_options`), minus :data:`SNN_ONLY_KEYS`."""
 SNN_ONLY_KEYS = ("trainer.rate_reg", "trainer.target_rate")
-CODE_IDENTITY_TAG = "evoexp.code_identity"
-"""MLflow tag holding the :func:`code_identity` of the code that produced a run."""
-_EXCLUDED_SOURCE = ("analysis",)
-"""Subpackages left out of the source digest: they only read finished runs, never change a result."""
+_EXCLUDED_SOURCE = ("analysis", "job/analysis")
+"""Subpackages (paths relative to the package) left out of the source digest: they only read finished runs, never
+change a result."""
 
 
 def source_digest(package: Path) -> str:
@@ -63,7 +64,8 @@ def source_digest(package: Path) -> str:
     sha = hashlib.sha256()
     for path in sorted(package.rglob("*.py")):
         relative = path.relative_to(package)
-        if relative.parts[0] in _EXCLUDED_SOURCE:
+        folder = relative.parent.as_posix()
+        if any(folder == excluded or folder.startswith(f"{excluded}/") for excluded in _EXCLUDED_SOURCE):
             continue
         sha.update(relative.as_posix().encode("utf-8") + b"\0" + path.read_bytes() + b"\0")
     return sha.hexdigest()[:12]
@@ -77,10 +79,6 @@ def code_identity() -> str:
     checkout with local changes, a wheel and a release of the same version are told apart by what they would
     compute, while a change to documentation or to the analysis code does not invalidate a sweep.
     """
-    import torch
-
-    import evoexp
-
     package = Path(evoexp.__file__).resolve().parent
     return f"evoexp {evoexp.__version__} src {source_digest(package)} torch {torch.__version__}"
 

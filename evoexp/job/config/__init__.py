@@ -11,9 +11,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from evoexp.config.errors import ConfigValidationError, is_config_error, one_line, report_config_errors
-from evoexp.config.identity import CODE_IDENTITY_TAG, ann_hash, code_identity, config_hash, flatten, to_plain
-from evoexp.config.schema import (
+from evoexp.job.config.errors import ConfigValidationError, is_config_error, one_line, report_config_errors
+from evoexp.job.config.identity import ann_hash, code_identity, config_hash, flatten, to_plain
+from evoexp.job.config.schema import (
     DATASET_SCHEMAS,
     AlignmentCheckConfig,
     Config,
@@ -31,10 +31,9 @@ from evoexp.config.schema import (
     TrainerConfig,
     VerifierConfig,
 )
-from evoexp.config.store import register_configs
+from evoexp.job.config.store import register_configs
 
 __all__ = [
-    "CODE_IDENTITY_TAG",
     "DATASET_SCHEMAS",
     "AlignmentCheckConfig",
     "Config",

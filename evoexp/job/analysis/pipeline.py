@@ -1,6 +1,6 @@
 """One-call analysis of a sweep: load runs, write tables and figures, attach them to the sweep's MLflow run.
 
-:func:`run_analysis` is what ``python -m evoexp.analysis`` calls; it is usable from Python as well.
+:func:`run_analysis` is what ``python -m evoexp.job.analysis`` calls; it is usable from Python as well.
 Tables and figures that the runs hold no data for are skipped (and listed in the result), so the same
 command serves a single-configuration experiment and a surrogate × slope sweep.
 """
@@ -20,7 +20,6 @@ import pandas as pd
 
 from evoexp import keys as schema
 from evoexp.analysis.aggregate import aggregate, aggregate_history
-from evoexp.analysis.load import experiment_id, get_client, load_history, load_runs, metric_keys
 from evoexp.analysis.tables import (
     TABLE_FORMATS,
     Table,
@@ -28,7 +27,9 @@ from evoexp.analysis.tables import (
     snn_vs_ann_table,
     surrogate_slope_table,
 )
+from evoexp.job.analysis.load import experiment_id, get_client, load_history, load_runs, metric_keys
 from evoexp.labels import config_label
+from evoexp.surrogate import available_surrogates
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -194,7 +195,6 @@ def _slope_figures(
 
 def _gallery(runs: pd.DataFrame, out: Path, formats: Sequence[str]) -> list[Path]:
     from evoexp import figures
-    from evoexp.surrogate import available_surrogates
 
     name_col = schema.param(schema.SURROGATE_NAME_PARAM)
     slope_col = schema.param(schema.SURROGATE_SLOPE_PARAM)
@@ -316,7 +316,7 @@ def log_summary_run(
             tags[schema.SWEEP_ID_TAG] = sweep_id
         name = f"summary-{sweep_id}" if sweep_id is not None else "summary"
         run_id = client.create_run(experiment_id(client, experiment), run_name=name, tags=tags).info.run_id
-    client.log_metric(run_id, "analysis/n_runs", float(n_runs))
+    client.log_metric(run_id, schema.ANALYSIS_N_RUNS, float(n_runs))
     for path in files:
         client.log_artifact(run_id, str(path), artifact_path=SUMMARY_ARTIFACT_DIR)
     if not parent:

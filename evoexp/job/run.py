@@ -6,7 +6,7 @@ the app's numbers from the app's code::
     outcome = run_experiment(load_config(cfg))
     outcome.metrics["snn/test/acc_best"]
 
-It builds everything with :mod:`evoexp.builders`, runs the enabled model checks on the initial network through
+It builds everything with :mod:`evoexp.job.build`, runs the enabled model checks on the initial network through
 :class:`~evoexp.verification.suite.BackpropagationVerificationSuite`, trains the SNN once with
 :func:`evoexp.training.train_model` (the pipeline behind
 :meth:`~evoexp.verification.convergence.ConvergenceAnalyzer.analyze_convergence` and
@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from evoexp.builders import (
+from evoexp.data import DatasetSplits
+from evoexp.job.build import (
     build_ann,
     build_dataset,
     build_loader,
@@ -37,18 +38,19 @@ from evoexp.builders import (
     verification_options,
     warmup_epochs,
 )
-from evoexp.config import Config
-from evoexp.data import DatasetSplits
+from evoexp.job.config import Config
+from evoexp.job.tracking import NullRun, RunLogger
+from evoexp.keys import ANN_TIME_PER_EPOCH, OBJECTIVE, SNN_EPOCHS_TO_CONVERGE, SNN_TIME_PER_EPOCH
 from evoexp.models import SNN
-from evoexp.tracking import NullRun, RunLogger
+from evoexp.results import Result, to_jsonable
 from evoexp.training import TrainingRun, train_model
 from evoexp.verification.benchmark import BenchmarkResult, ModelBenchmark, SeedRun
 from evoexp.verification.convergence import analyze_training
-from evoexp.verification.results import Result, to_jsonable
+from evoexp.verification.gradient import GradientVerifier
+from evoexp.verification.suite import BackpropagationVerificationSuite
 
-__all__ = ["OBJECTIVE", "TEST_SELECTION", "AnnBaseline", "Outcome", "run_experiment"]
+__all__ = ["TEST_SELECTION", "AnnBaseline", "Outcome", "run_experiment"]
 
-OBJECTIVE = "snn/val/best_acc"
 """The metric a job returns to Hydra's sweepers: the SNN's best validation accuracy."""
 
 TEST_SELECTION = (
@@ -126,9 +128,6 @@ def _prefixed(prefix: str, metrics: Mapping[str, float]) -> dict[str, float]:
 
 def _model_checks(config: Config, snn: SNN, data: DatasetSplits) -> dict[str, Result]:
     """The suite on the initial network with the enabled model checks (``MODEL_CHECKS``); the others are skipped."""
-    from evoexp.verification.gradient import GradientVerifier
-    from evoexp.verification.suite import BackpropagationVerificationSuite
-
     suite = BackpropagationVerificationSuite(verifier=GradientVerifier(dtype=getattr(torch, config.verifier.dtype)))
     return suite.run_full_verification(
         snn,
@@ -167,7 +166,7 @@ def run_experiment(
     Args:
         config: The validated config.
         data: The config's dataset, when the caller built it already (e.g. to log it as an MLflow input);
-            default :func:`~evoexp.builders.build_dataset`.
+            default :func:`~evoexp.job.build.build_dataset`.
         run: Where per-epoch metrics go (default: nowhere).
         ann_baseline: Provides the ANN twin's run (default: train it here).
 
@@ -193,12 +192,12 @@ def run_experiment(
     warmup = warmup_epochs(config)
     snn_seed = SeedRun.from_training(snn_run, seed=config.seed, warmup_epochs=warmup)
     metrics = outcome.metrics
-    metrics.update({**snn_run.summary(), OBJECTIVE: outcome.objective, "snn/time_per_epoch": snn_seed.time_per_epoch})
+    metrics.update({**snn_run.summary(), OBJECTIVE: outcome.objective, SNN_TIME_PER_EPOCH: snn_seed.time_per_epoch})
 
     if "convergence" in checks:
         result = analyze_training(snn_run, min_relative_reduction=config.verifier.convergence.min_relative_reduction)
         outcome.results["convergence"] = result
-        metrics["snn/epochs_to_converge"] = float("nan") if result.epochs_to_90 is None else result.epochs_to_90
+        metrics[SNN_EPOCHS_TO_CONVERGE] = float("nan") if result.epochs_to_90 is None else result.epochs_to_90
 
     if "benchmark" in checks:
 
@@ -209,7 +208,7 @@ def run_experiment(
         outcome.training["ann"] = ann_run
         run.log_metric_steps({epoch: _prefixed("ann", m) for epoch, m in ann_run.epoch_metrics().items()})
         ann_seed = SeedRun.from_training(ann_run, seed=config.seed, warmup_epochs=warmup)
-        metrics.update({**ann_run.summary(), "ann/time_per_epoch": ann_seed.time_per_epoch})
+        metrics.update({**ann_run.summary(), ANN_TIME_PER_EPOCH: ann_seed.time_per_epoch})
         outcome.results["benchmark"] = BenchmarkResult(
             snn=ModelBenchmark("snn", snn_run.n_params, [snn_seed]),
             ann=ModelBenchmark("ann", ann_run.n_params, [ann_seed]),

@@ -1,0 +1,16 @@
+"""The job wing: everything that knows Hydra, MLflow or a :class:`~evoexp.job.config.Config`.
+
+The science below (functional, surrogate, models, data, verification, training, analysis) never imports it
+(enforced by the import-linter contracts in ``pyproject.toml``).
+
+* :mod:`evoexp.job.task` -- the Hydra task function: one job from a composed config.
+* :mod:`evoexp.job.config` -- config schemas, validation, the config store, config/code identity.
+* :mod:`evoexp.job.build` -- objects (dataset, models, surrogate, options) from a config.
+* :mod:`evoexp.job.run` -- one job without Hydra: train, verify, compare with the ANN.
+* :mod:`evoexp.job.tracking` -- the MLflow store and the run lifecycle.
+* :mod:`evoexp.job.sweep` -- sweep-level code: resumable runs, ANN-baseline reuse, the Hydra callback.
+* :mod:`evoexp.job.summary` -- the outcome record and the verdict summary.
+* :mod:`evoexp.job.progress` -- run naming and sweep progress.
+* :mod:`evoexp.job.outputs` -- files written into a job's output directory.
+* :mod:`evoexp.job.analysis` -- analysis of an experiment in the store (``python -m evoexp.job.analysis``).
+"""
