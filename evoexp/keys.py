@@ -147,7 +147,17 @@ ANALYSIS_N_RUNS = "analysis/n_runs"
 CONFIG_METRIC_PREFIX = "config/"
 """Numeric config values are mirrored as metrics ``config/<key>`` (MLflow's charts plot metrics, not params)."""
 
-CHECKS = ("gradient", "surrogate", "stability", "convergence", "benchmark", "alignment")
+CHECKS = (
+    "gradient",
+    "surrogate",
+    "stability",
+    "convergence",
+    "benchmark",
+    "alignment",
+    "circulation",
+    "sign",
+    "escape_noise",
+)
 """Prefixes of the checks' summary metrics (``<check>/<metric>``, each result's ``summary()``)."""
 
 METRIC_PATTERNS: tuple[str, ...] = (
@@ -156,6 +166,8 @@ METRIC_PATTERNS: tuple[str, ...] = (
     r"(snn|ann)/test/(acc|loss)_(best|last)",  # weights of the best-validation epoch, of the last epoch
     r"(snn|ann)/(best_epoch|epochs|epoch_seconds|grad_norm|params|time_per_epoch|torch_threads|epochs_to_converge)",
     r"(snn|ann)/grad_norm/[\w.]+",  # per layer
+    rf"(snn|ann)/({SIGN_DISAGREEMENT_CURVE}|{SIGN_DISAGREEMENT_CURVE_SE})",  # per measured epoch (training probe)
+    re.escape(CIRCULATION_LAYER_PREFIX) + r"[\w.]+",  # per parameter tensor
     r"stability/grad_(norm|rms)/[\w.]+",  # per layer
     rf"({'|'.join(CHECKS)})/[a-z0-9_]+",  # a check's summary
     re.escape(CONFIG_METRIC_PREFIX) + r"[\w.]+",

@@ -149,7 +149,7 @@ class LIFLayer(nn.Module):
             return None
         return self.escape_train if self.training else self.escape_eval
 
-    def escape_noise(self, shape: tuple[int, int, int], like: Tensor) -> Tensor:
+    def noise_draws(self, shape: tuple[int, int, int], like: Tensor) -> Tensor:
         """Uniform draws in [0, 1) of ``shape`` (``[batch, time, out_features]``) in ``like``'s dtype and device.
 
         From the layer's ``torch.Generator`` for ``like``'s device (seeded with ``noise_seed`` when first used), or,
@@ -176,7 +176,7 @@ class LIFLayer(nn.Module):
         if mode == "deterministic":
             params = dataclasses.replace(params, escape_noise=None)
         elif mode == "sample":
-            noise = self.escape_noise((x.shape[0], x.shape[1], self.out_features), self.weight)
+            noise = self.noise_draws((x.shape[0], x.shape[1], self.out_features), self.weight)
         return linear_lif_sequence(
             x,
             self.weight,
