@@ -136,6 +136,26 @@ SWEEP_VERDICT_PREFIX = "sweep/verdict_"
 SWEEP_CHECK_PREFIX = "sweep/check/"
 """``sweep/check/<check>/<pass|fail>``: jobs whose check passed or failed."""
 
+# Gygax & Zenke (2025) checks: circulation of the surrogate gradient (normalised, mean |c| over planes), its smooth-mode
+# control, sign disagreement with the smoothed-loss gradient, the escape-noise identity.
+CIRCULATION = "circulation/overall"
+CIRCULATION_SE = "circulation/overall_se"
+CIRCULATION_QUADRATURE_ERROR = "circulation/quadrature_error"
+CIRCULATION_CONSERVATIVE = "circulation/conservative"
+CIRCULATION_LAYER_PREFIX = "circulation/layer/"
+CIRCULATION_CONTROL = "circulation/control"
+CIRCULATION_CONTROL_PASSED = "circulation/control_passed"
+SIGN_DISAGREEMENT = "sign/disagreement"
+SIGN_DISAGREEMENT_SE = "sign/disagreement_se"
+SIGN_INFORMATIVE = "sign/informative"
+SIGN_UNRESOLVED = "sign/unresolved"
+SIGN_TRACE_FIRST = "sign/training_first"
+SIGN_TRACE_LAST = "sign/training_last"
+SIGN_TRACE_MEAN = "sign/training_mean"
+ESCAPE_MAX_ABS_ERROR = "escape_noise/max_abs_error"
+ESCAPE_MAX_REL_ERROR = "escape_noise/max_rel_error"
+ESCAPE_PASSED = "escape_noise/passed"
+
 # Per-epoch metrics (step = epoch).
 SNN_TRAIN_LOSS = "snn/train/loss"
 SNN_TRAIN_ACC = "snn/train/acc"
@@ -146,6 +166,11 @@ ANN_TRAIN_ACC = "ann/train/acc"
 ANN_VAL_LOSS = "ann/val/loss"
 ANN_VAL_ACC = "ann/val/acc"
 SNN_GRAD_NORM = "snn/grad_norm"
+# Sign disagreement measured during training every k epochs (TrainingRun probes; the model's label is the prefix).
+SIGN_DISAGREEMENT_CURVE = "sign_disagreement"
+SIGN_DISAGREEMENT_CURVE_SE = "sign_disagreement_se"
+SNN_SIGN_DISAGREEMENT = "snn/" + SIGN_DISAGREEMENT_CURVE
+SNN_SIGN_DISAGREEMENT_SE = "snn/" + SIGN_DISAGREEMENT_CURVE_SE
 GRAD_NORM_LAYER_PREFIX = "snn/grad_norm/"
 
 # Metrics of the sweep's parent (or summary) run, written by the analysis.
@@ -177,7 +202,18 @@ def crosscheck_pair_metric(library_a: str, library_b: str, name: str) -> str:
     return f"crosscheck/{library_a}_{library_b}/{name}"
 
 
-CHECKS = ("gradient", "surrogate", "stability", "convergence", "benchmark", "alignment", "crosscheck")
+CHECKS = (
+    "gradient",
+    "surrogate",
+    "stability",
+    "convergence",
+    "benchmark",
+    "alignment",
+    "crosscheck",
+    "circulation",
+    "sign",
+    "escape_noise",
+)
 """Prefixes of the checks' summary metrics (``<check>/<metric>``, each result's ``summary()``)."""
 
 METRIC_PATTERNS: tuple[str, ...] = (
@@ -186,6 +222,8 @@ METRIC_PATTERNS: tuple[str, ...] = (
     r"(snn|ann)/test/(acc|loss)_(best|last)",  # weights of the best-validation epoch, of the last epoch
     r"(snn|ann)/(best_epoch|epochs|epoch_seconds|grad_norm|params|time_per_epoch|torch_threads|epochs_to_converge)",
     r"(snn|ann)/grad_norm/[\w.]+",  # per layer
+    rf"(snn|ann)/({SIGN_DISAGREEMENT_CURVE}|{SIGN_DISAGREEMENT_CURVE_SE})",  # per measured epoch (training probe)
+    re.escape(CIRCULATION_LAYER_PREFIX) + r"[\w.]+",  # per parameter tensor
     r"stability/grad_(norm|rms)/[\w.]+",  # per layer
     rf"({'|'.join(CHECKS)})/[a-z0-9_]+",  # a check's summary
     rf"crosscheck/[a-z]+_[a-z]+/({'|'.join(CROSSCHECK_PAIR_METRICS)})",  # per library pair

@@ -48,6 +48,7 @@ __all__ = [
     "DivergenceError",
     "EarlyStopping",
     "EpochCallback",
+    "EpochProbe",
     "EpochRecord",
     "EpochStats",
     "EvalStats",
@@ -70,7 +71,13 @@ SpikesFn = Callable[[nn.Module], Sequence[Tensor]]
 Batch = Sequence[Tensor]
 EpochCallback = Callable[[int, Mapping[str, float]], None]
 """Called as ``on_epoch(epoch, metrics)`` for epoch 0 (before training) and after every epoch; keys as in
-:meth:`EpochRecord.metrics` (epoch 0: only the evaluated ``train/eval_*`` and ``val/*`` keys)."""
+:meth:`EpochRecord.metrics` (epoch 0: only the evaluated ``train/eval_*`` and ``val/*`` keys), plus the probes'."""
+EpochProbe = Callable[[int, nn.Module], Mapping[str, float]]
+"""A measurement during training, called as ``probe(epoch, model)`` for epoch 0 and after every epoch (before the
+best weights are restored). It returns that epoch's metrics (empty on epochs it skips, e.g. all but every k-th), which
+are merged into the metrics ``on_epoch`` receives and kept in :attr:`TrainingRun.probe_metrics`. Its wall time is
+:attr:`TrainingRun.probe_seconds`, not part of any epoch's time. A probe must not change the model (measure a copy):
+e.g. :class:`~evoexp.verification.sign.SignDisagreementProbe`."""
 
 
 class DivergenceError(RuntimeError):
@@ -679,6 +686,8 @@ class TrainingRun(Result):
         diverged: The divergence message when training hit a non-finite loss or gradient, else None.
         divergence_loss: The loss of the diverging batch (NaN when none).
         torch_threads: ``torch.get_num_threads()`` during training (time per epoch depends on it).
+        probe_metrics: Epoch -> metrics of the probes (:data:`EpochProbe`) on the epochs they measured.
+        probe_seconds: Total wall time of the probes.
     """
 
     label: str
@@ -696,6 +705,8 @@ class TrainingRun(Result):
     diverged: str | None = None
     divergence_loss: float = math.nan
     torch_threads: int = 1
+    probe_metrics: dict[int, dict[str, float]] = field(default_factory=dict)
+    probe_seconds: float = 0.0
 
     check: ClassVar[str] = "training"
 
@@ -706,14 +717,19 @@ class TrainingRun(Result):
         return max(values) if values and self.diverged is None else math.nan
 
     def epoch_metrics(self) -> dict[int, dict[str, float]]:
-        """Unprefixed metrics by epoch: epoch 0 (the evaluated untrained model, when measured), then each epoch."""
+        """Unprefixed metrics by epoch: epoch 0 (the evaluated untrained model, when measured), then each epoch.
+
+        The probes' metrics are merged into their epochs.
+        """
         steps: dict[int, dict[str, float]] = {}
         if self.initial_train is not None:
             steps[0] = {"train/eval_loss": self.initial_train.loss, "train/eval_acc": self.initial_train.acc}
             if self.initial_val is not None:
                 steps[0].update({"val/loss": self.initial_val.loss, "val/acc": self.initial_val.acc})
         steps.update({record.epoch: record.metrics() for record in self.history})
-        return steps
+        for epoch, metrics in self.probe_metrics.items():
+            steps.setdefault(epoch, {}).update(metrics)
+        return dict(sorted(steps.items()))
 
     def summary(self) -> dict[str, float]:
         """Run-level metrics under ``<label>/`` (``best_epoch`` and ``test/...`` only when measured).
@@ -769,6 +785,11 @@ class TrainingRun(Result):
                 diverged=data["diverged"],
                 divergence_loss=float(_number(data["divergence_loss"])),
                 torch_threads=int(data["torch_threads"]),
+                probe_metrics={
+                    int(epoch): {k: _number(v) for k, v in metrics.items()}
+                    for epoch, metrics in data.get("probe_metrics", {}).items()
+                },
+                probe_seconds=float(data.get("probe_seconds", 0.0)),
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a serialised TrainingRun ({type(exc).__name__}: {exc})") from None
@@ -795,6 +816,7 @@ def train_model(
     min_delta: float = 0.0,
     evaluate_initial: bool = True,
     on_epoch: EpochCallback | None = None,
+    probes: Sequence[EpochProbe] = (),
     progress: bool = True,
     label: str = "model",
 ) -> TrainingRun:
@@ -825,6 +847,7 @@ def train_model(
         min_delta: Early-stopping minimum improvement.
         evaluate_initial: Measure epoch 0.
         on_epoch: Called for epoch 0 and after every epoch (see :data:`EpochCallback`).
+        probes: Measurements during training (see :data:`EpochProbe`), e.g. the sign disagreement every k epochs.
         progress: Log each epoch at INFO (else DEBUG).
         label: Name of the model in logs and metrics.
 
@@ -851,12 +874,25 @@ def train_model(
         min_delta=float(min_delta),
         torch_threads=threads,
     )
-    if on_epoch is not None and 0 in (initial := run.epoch_metrics()):
-        on_epoch(0, initial[0])
+
+    def measure(epoch: int) -> dict[str, float]:
+        start = time.perf_counter()
+        values: dict[str, float] = {}
+        for probe in probes:
+            values.update(probe(epoch, model))
+        run.probe_seconds += time.perf_counter() - start
+        if values:
+            run.probe_metrics[epoch] = values
+        return values
+
+    initial_metrics = {**run.epoch_metrics().get(0, {}), **measure(0)}
+    if on_epoch is not None and initial_metrics:
+        on_epoch(0, initial_metrics)
 
     def after_epoch(record: EpochRecord) -> bool:
+        probed = measure(record.epoch)
         if on_epoch is not None:
-            on_epoch(record.epoch, record.metrics())
+            on_epoch(record.epoch, {**record.metrics(), **probed})
         if stopper is None:
             return False
         monitored = record.val_loss if record.val_loss is not None else record.train_eval_loss

@@ -17,7 +17,7 @@ from evoexp.verification.benchmark import BenchmarkResult
 from evoexp.verification.convergence import ConvergenceResult
 from evoexp.verification.report import format_number, generate_report
 from evoexp.verification.stability import GradientStabilityResult, NumericalStabilityTester, WeightStabilityResult
-from evoexp.verification.suite import CHECKS, BackpropagationVerificationSuite, VerificationOptions
+from evoexp.verification.suite import CHECKS, OPT_IN, BackpropagationVerificationSuite, VerificationOptions
 
 FAST = VerificationOptions(
     gradient_samples=4,
@@ -59,7 +59,8 @@ def test_full_run_returns_every_check(full_run: tuple[SNN, dict[str, Result], li
     _, results, calls = full_run
     assert list(results) == list(CHECKS)
     assert calls == [(name, i, len(CHECKS)) for i, name in enumerate(CHECKS, start=1)]
-    assert not any(isinstance(r, SkippedResult) for r in results.values())
+    skipped = {name for name, r in results.items() if isinstance(r, SkippedResult)}
+    assert skipped == set(OPT_IN)  # the Gygax & Zenke checks are opt-in (tests/test_theory_suite.py)
     assert isinstance(results["gradient_stability"], GradientStabilityResult)
     assert isinstance(results["weight_stability"], WeightStabilityResult)
     assert isinstance(results["convergence"], ConvergenceResult)
@@ -154,7 +155,7 @@ def test_disabled_and_impossible_checks_are_skipped_with_reasons() -> None:
     assert results["convergence"].reason == "disabled in the options"
     report = generate_report(results)
     assert "Skipped: no ANN twin given (ann=None)." in report
-    assert "**Overall: PASS** — 1 passed, 0 failed, 0 informational, 6 skipped." in report
+    assert "**Overall: PASS** — 1 passed, 0 failed, 0 informational, 9 skipped." in report
 
 
 def test_keyword_switches_override_options() -> None:

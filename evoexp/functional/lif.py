@@ -53,6 +53,20 @@ A detached reset (``detach_reset``) means: the gradient of the loss with the res
 value in the forward pass. ``replay_reset`` evaluates the layer with a given constant :math:`r` (the verifier replays
 the unperturbed spikes), so central differences of that forward are the detached gradient exactly.
 
+Escape noise (stochastic LIF; DESIGN §3, Gygax & Zenke 2025). With ``params.escape_noise`` :math:`= \beta_n` and
+uniform draws :math:`u[t] \in [0, 1)` of the spikes' shape (``noise``), the spike is sampled from the escape
+function :math:`\sigma(x) = 1/(1 + e^{-x})`:
+
+.. math:: s[t] = [\,u[t] < \sigma(\beta_n(\mathrm{mem}[t] - \theta))\,] \sim
+          \mathrm{Bernoulli}(\sigma(\beta_n(\mathrm{mem}[t] - \theta))).
+
+Without draws an escape-noise neuron outputs its firing probability :math:`\sigma(\beta_n(\mathrm{mem}[t]-\theta))`
+(the expected spike: a differentiable sigmoid neuron). Either way the backward is unchanged: the adjoint above with
+the surrogate's derivative :math:`g(\mathrm{mem}[t]-\theta)` and the sampled (or expected) spikes in the reset, i.e.
+the surrogate gradient of the stochastic network. With :math:`g = \beta_n\sigma'(\beta_n x)` (the ``sigmoid``
+surrogate of slope :math:`\beta_n`) it is the derivative of the expected spike given the neuron's history
+(:mod:`evoexp.verification.escape_noise` checks this). Smooth mode ignores the noise.
+
 All tensors are batch-first: ``[batch, time, features]``.
 """
 
@@ -129,6 +143,8 @@ class LIFParameters:
         threshold: Firing threshold :math:`\theta > 0`.
         reset: ``"subtract"`` (remove :math:`\theta`) or ``"zero"`` (membrane set to 0 after a spike).
         detach_reset: Treat the reset as a constant in the backward pass.
+        escape_noise: Steepness :math:`\beta_n > 0` of the escape function :math:`\sigma(\beta_n(\mathrm{mem}-\theta))`
+            of stochastic neurons (module docstring), or ``None`` for deterministic neurons.
     """
 
     alpha: float = math.exp(-1.0 / 5.0)
@@ -136,6 +152,7 @@ class LIFParameters:
     threshold: float = 1.0
     reset: ResetMode = "subtract"
     detach_reset: bool = False
+    escape_noise: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("alpha", "beta"):
@@ -150,6 +167,11 @@ class LIFParameters:
             raise ValueError(f"reset must be one of {_RESETS}, got {self.reset!r}")
         if not isinstance(self.detach_reset, bool):
             raise ValueError(f"detach_reset must be a bool, got {self.detach_reset!r}")
+        if self.escape_noise is not None:
+            noise = self.escape_noise
+            if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not math.isfinite(noise) or noise <= 0:
+                raise ValueError(f"escape_noise must be a finite number > 0 or None, got {noise!r}")
+            object.__setattr__(self, "escape_noise", float(noise))
 
     @classmethod
     def from_time_constants(
@@ -190,6 +212,23 @@ def _check_replay(params: LIFParameters, replay_reset: Tensor | None, shape: tup
         raise ValueError(f"replay_reset must have the spikes' shape {tuple(shape)}, got {tuple(replay_reset.shape)}")
 
 
+def _check_noise(params: LIFParameters, noise: Tensor | None, shape: tuple[int, ...]) -> None:
+    if noise is None:
+        return
+    if params.escape_noise is None:
+        raise ValueError("noise needs params.escape_noise: draws sample the spikes of escape-noise neurons only")
+    if tuple(noise.shape) != tuple(shape):
+        raise ValueError(f"noise must have the spikes' shape {tuple(shape)}, got {tuple(noise.shape)}")
+
+
+def _escape_spike(x: Tensor, u: Tensor | None, params: LIFParameters, surrogate: SurrogateGradient) -> Tensor:
+    """Escape-noise spike of the reference loop: sampled (or expected) forward, surrogate derivative backward."""
+    probability = torch.sigmoid(x.detach() * float(params.escape_noise or 0.0))  # set: the caller's condition
+    value = probability if u is None else (u < probability).to(x.dtype)
+    path = surrogate.spike(x)  # value 0 + (path - path) carries the surrogate derivative
+    return value + (path - path.detach())
+
+
 def lif_sequence_reference(
     input_current: Tensor,
     params: LIFParameters,
@@ -198,6 +237,7 @@ def lif_sequence_reference(
     recurrent_weight: Tensor | None = None,
     smooth: bool = False,
     replay_reset: Tensor | None = None,
+    noise: Tensor | None = None,
 ) -> Tensor:
     """Run the LIF dynamics with plain autograd ops (one small graph per time step).
 
@@ -213,16 +253,27 @@ def lif_sequence_reference(
         smooth: Use the surrogate's primitive instead of the Heaviside step in the forward pass.
         replay_reset: Optional constant reset term ``r`` (shape of the spikes) used instead of the layer's own
             spikes; needs ``params.detach_reset`` (see :func:`lif_sequence`).
+        noise: Uniform draws in [0, 1) of the spikes' shape that sample escape-noise spikes (needs
+            ``params.escape_noise``; see :func:`lif_sequence`).
 
     Returns:
         Spikes of shape ``[batch, time, features]``.
 
     Raises:
-        ValueError: bad shapes or dtypes, or ``replay_reset`` without a detached reset.
+        ValueError: bad shapes or dtypes, ``replay_reset`` without a detached reset, ``noise`` without escape noise.
     """
     _check_current(input_current, recurrent_weight)
     _check_replay(params, replay_reset, input_current.shape)
-    fire = surrogate.smooth if smooth else surrogate.spike
+    _check_noise(params, noise, input_current.shape)
+    draws = noise.detach().to(input_current.dtype).unbind(1) if noise is not None else None
+
+    def fire(x: Tensor, t: int) -> Tensor:
+        if smooth:
+            return surrogate.smooth(x)
+        if params.escape_noise is not None:
+            return _escape_spike(x, None if draws is None else draws[t], params, surrogate)
+        return surrogate.spike(x)
+
     alpha, beta, theta = params.alpha, params.beta, params.threshold
     # Few fused ops per step: under torch.func.vmap every op pays a fixed batching overhead. In-place updates only
     # touch tensors created in the same step that no autograd node has saved.
@@ -234,7 +285,7 @@ def lif_sequence_reference(
     weight_t = recurrent_weight.T if recurrent_weight is not None else None
     spikes = []
     for t, current in enumerate(currents):
-        spike = fire(mem - theta)
+        spike = fire(mem - theta, t)
         reset = replays[t] if replays is not None else own_reset(spike)
         if params.reset == "subtract":
             mem_next = torch.add(syn, mem, alpha=beta).sub_(reset, alpha=theta)
@@ -288,6 +339,7 @@ def _forward_loop(
     *,
     bias: Tensor | None = None,
     replay: Tensor | None = None,
+    noise: Tensor | None = None,
 ) -> tuple[Tensor, _Membrane, Tensor | None]:
     """Graph-free forward loop: the one forward every path runs (training, evaluation, the verifier's differences).
 
@@ -299,7 +351,9 @@ def _forward_loop(
     overwrites ``current[:, t-2]`` and only ``mem[0]``, ``mem[1]`` need new memory. The caller must own ``current``
     (no one else may read it afterwards); it may pass the ``bias`` that is still to be added to it, which costs one
     op on cache-warm memory per step instead of a pass over all of it. ``replay`` is a constant reset term ``r``
-    (``[B, T, H]``) used instead of the spikes in the reset (the detached reset held at given values).
+    (``[B, T, H]``) used instead of the spikes in the reset (the detached reset held at given values); ``noise``
+    the uniform draws (``[B, T, H]``) that sample escape-noise spikes (without them such a neuron outputs its firing
+    probability).
     ``recurrent_weight`` is ``V`` (``[H, H]``) or one ``V`` per group of ``B / G`` consecutive batch rows
     (``[G, H, H]``, the vmap rule's folded parameter sets).
     """
@@ -315,15 +369,22 @@ def _forward_loop(
     syn = current.new_zeros(batch, n)
     weight_t = recurrent_weight.transpose(-1, -2) if recurrent_weight is not None else None
     groups = recurrent_weight.shape[0] if recurrent_weight is not None and recurrent_weight.dim() == 3 else 0
-    alpha, beta, theta = params.alpha, params.beta, params.threshold
+    alpha, beta, theta, escape = params.alpha, params.beta, params.threshold, params.escape_noise
+    draws = noise.unbind(1) if noise is not None else None
     for t in range(steps):
         mem, spike, mem_next, reset = mem_views[t], spike_views[t], mem_views[t + 1], resets[t]
         if bias is not None:  # I[t] is first read at step t (alpha != 0, recurrent) or t + 1
             currents[t].add_(bias)
         if smooth:
             spike.copy_(surrogate.primitive(mem - theta))
-        else:
+        elif escape is None:
             torch.gt(mem, theta, out=spike)
+        else:  # escape noise: s = [u < sigma(beta_n (mem - theta))], or the probability itself without draws
+            probability = torch.sub(mem, theta).mul_(escape).sigmoid_()
+            if draws is None:
+                spike.copy_(probability)
+            else:
+                torch.lt(draws[t], probability, out=spike)
         if not use_syn_state:  # alpha == 0, feed-forward: syn[t] = I[t-1] (the very slot of mem[t+1])
             syn = currents[t - 1] if t > 0 else syn
         if pre_reset is None:
@@ -436,19 +497,20 @@ class _LIFNode(torch.autograd.Function):
         bias: Tensor | None,
         recurrent_weight: Tensor | None,
         replay: Tensor | None,
+        noise: Tensor | None,
         params: LIFParameters,
         surrogate: SurrogateGradient,
         smooth: bool,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         current = _owned_current(x, weight)
         spikes, membrane, pre_reset = _forward_loop(
-            current, recurrent_weight, params, surrogate, smooth, bias=bias, replay=replay
+            current, recurrent_weight, params, surrogate, smooth, bias=bias, replay=replay, noise=noise
         )
         return spikes, membrane.head, current, pre_reset
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Any, ...]) -> None:
-        x, weight, bias, recurrent_weight, replay, params, surrogate, _ = inputs
+        x, weight, bias, recurrent_weight, replay, _, params, surrogate, _ = inputs
         spikes, head, current, pre_reset = output
         ctx.mark_non_differentiable(*(t for t in (head, current, pre_reset) if t is not None))
         ctx.set_materialize_grads(False)  # no zero-filled [B, T, H] gradients for the storage outputs
@@ -464,7 +526,7 @@ class _LIFNode(torch.autograd.Function):
     def backward(ctx: Any, grad_spikes: Tensor | None, *_: Any) -> tuple[Tensor | None, ...]:
         x, weight, spikes, head, current, pre_reset, recurrent_weight, replay = ctx.saved_tensors
         if grad_spikes is None:  # the spikes reach the loss only through paths without a gradient
-            return (None,) * 8
+            return (None,) * 9
         adjoint = _Adjoint(
             ctx.params,
             ctx.surrogate,
@@ -481,7 +543,7 @@ class _LIFNode(torch.autograd.Function):
             grad_current = adjoint.recurrent(recurrent_weight)
             grad_recurrent = _recurrent_weight_grad(grad_current, spikes) if ctx.needs_input_grad[3] else None
         if weight is None:  # the node's input is the current itself
-            return grad_current, None, None, grad_recurrent, None, None, None, None
+            return grad_current, None, None, grad_recurrent, None, None, None, None, None
         grad_x = None
         if ctx.needs_input_grad[0]:  # in the memory layout of dL/dI
             if ctx.time_major:
@@ -491,7 +553,7 @@ class _LIFNode(torch.autograd.Function):
         grad_weight, grad_bias = _linear_grads(
             grad_current, x, weight=ctx.needs_input_grad[1], bias=ctx.has_bias and ctx.needs_input_grad[2]
         )
-        return grad_x, grad_weight, grad_bias, grad_recurrent, None, None, None, None
+        return grad_x, grad_weight, grad_bias, grad_recurrent, None, None, None, None, None
 
 
 class _LIFForward(torch.autograd.Function):
@@ -510,13 +572,16 @@ class _LIFForward(torch.autograd.Function):
         bias: Tensor | None,
         recurrent_weight: Tensor | None,
         replay: Tensor | None,
+        noise: Tensor | None,
         params: LIFParameters,
         surrogate: SurrogateGradient,
         smooth: bool,
         owned: bool = False,
     ) -> Tensor:
         current = x if owned else _owned_current(x, weight)
-        return _forward_loop(current, recurrent_weight, params, surrogate, smooth, bias=bias, replay=replay)[0]
+        return _forward_loop(
+            current, recurrent_weight, params, surrogate, smooth, bias=bias, replay=replay, noise=noise
+        )[0]
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
@@ -531,6 +596,7 @@ class _LIFForward(torch.autograd.Function):
         bias: Tensor | None,
         recurrent_weight: Tensor | None,
         replay: Tensor | None,
+        noise: Tensor | None,
         params: LIFParameters,
         surrogate: SurrogateGradient,
         smooth: bool,
@@ -542,7 +608,7 @@ class _LIFForward(torch.autograd.Function):
         its time loop, one op per step on cache-warm memory, as in training.
         """
         n = info.batch_size
-        x_dim, weight_dim, bias_dim, rec_dim, replay_dim = in_dims[:5]
+        x_dim, weight_dim, bias_dim, rec_dim, replay_dim, noise_dim = in_dims[:6]
 
         def leading(t: Tensor, dim: int | None) -> Tensor:  # [N, ...]
             return t.movedim(dim, 0) if dim is not None else t.expand(n, *t.shape)
@@ -566,7 +632,11 @@ class _LIFForward(torch.autograd.Function):
             recurrent_weight = leading(recurrent_weight, rec_dim).reshape(-1, width, width)
         if replay is not None:
             replay = leading(replay, replay_dim).reshape(n * batch, steps, width)
-        spikes = _LIFForward.apply(folded, None, rows_bias, recurrent_weight, replay, params, surrogate, smooth, True)
+        if noise is not None:
+            noise = leading(noise, noise_dim).reshape(n * batch, steps, width)
+        spikes = _LIFForward.apply(
+            folded, None, rows_bias, recurrent_weight, replay, noise, params, surrogate, smooth, True
+        )
         return spikes.unflatten(0, (n, batch)), 0
 
 
@@ -697,6 +767,7 @@ def _run_layer(
     bias: Tensor | None,
     recurrent_weight: Tensor | None,
     replay: Tensor | None,
+    noise: Tensor | None,
     params: LIFParameters,
     surrogate: SurrogateGradient,
     smooth: bool,
@@ -704,8 +775,8 @@ def _run_layer(
     """The hand-written node when a gradient is needed, else the graph-free forward (same loop)."""
     tensors = (x, weight, bias, recurrent_weight)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
-        return _LIFNode.apply(x, weight, bias, recurrent_weight, replay, params, surrogate, smooth)[0]
-    return _LIFForward.apply(x, weight, bias, recurrent_weight, replay, params, surrogate, smooth)
+        return _LIFNode.apply(x, weight, bias, recurrent_weight, replay, noise, params, surrogate, smooth)[0]
+    return _LIFForward.apply(x, weight, bias, recurrent_weight, replay, noise, params, surrogate, smooth)
 
 
 def lif_sequence(
@@ -717,6 +788,7 @@ def lif_sequence(
     smooth: bool = False,
     bptt: BPTTMode = "custom",
     replay_reset: Tensor | None = None,
+    noise: Tensor | None = None,
 ) -> Tensor:
     """Run a LIF layer over a whole sequence and return its spikes.
 
@@ -731,6 +803,10 @@ def lif_sequence(
     gradient of this function at :math:`r` = the unperturbed spikes, so finite differences of it check the detached
     gradient exactly (:mod:`evoexp.verification.gradient`).
 
+    With ``params.escape_noise`` the neurons are stochastic: ``noise`` (uniform draws in [0, 1) of the spikes' shape,
+    from the caller's seeded generator) samples the spikes, and without it the layer outputs the firing
+    probabilities (module docstring). The draws are inputs, so a forward is a deterministic function of them.
+
     Args:
         input_current: ``W x[t] + b`` for all steps, shape ``[batch, time, features]``, float32 or float64.
         params: Layer constants.
@@ -739,17 +815,22 @@ def lif_sequence(
         smooth: Smooth mode: forward uses ``surrogate.primitive``, backward ``surrogate.derivative``.
         bptt: ``"custom"`` or ``"autograd"``.
         replay_reset: Constant reset term ``r`` of the spikes' shape (needs ``params.detach_reset``).
+        noise: Uniform draws in [0, 1) of the spikes' shape sampling escape-noise spikes (needs
+            ``params.escape_noise``).
 
     Returns:
-        Spikes (0/1 values, or primitive values in smooth mode) of shape ``[batch, time, features]``.
+        Spikes (0/1 values, firing probabilities of escape-noise neurons without draws, or primitive values in
+        smooth mode) of shape ``[batch, time, features]``.
 
     Raises:
-        ValueError: bad shapes, dtypes or ``bptt``, or ``replay_reset`` without a detached reset.
+        ValueError: bad shapes, dtypes or ``bptt``, ``replay_reset`` without a detached reset, or ``noise`` without
+            escape noise.
     """
     if bptt not in _BPTT_MODES:
         raise ValueError(f"bptt must be one of {_BPTT_MODES}, got {bptt!r}")
     _check_current(input_current, recurrent_weight)
     _check_replay(params, replay_reset, input_current.shape)
+    _check_noise(params, noise, input_current.shape)
     if bptt == "autograd":
         return lif_sequence_reference(
             input_current,
@@ -758,12 +839,14 @@ def lif_sequence(
             recurrent_weight=recurrent_weight,
             smooth=smooth,
             replay_reset=replay_reset,
+            noise=noise,
         )
     dtype = input_current.dtype
     if recurrent_weight is not None:
         recurrent_weight = recurrent_weight.to(dtype)
     replay = replay_reset.detach().to(dtype) if replay_reset is not None else None
-    return _run_layer(input_current, None, None, recurrent_weight, replay, params, surrogate, smooth)
+    draws = noise.detach().to(dtype) if noise is not None else None
+    return _run_layer(input_current, None, None, recurrent_weight, replay, draws, params, surrogate, smooth)
 
 
 def linear_lif_sequence(
@@ -777,13 +860,14 @@ def linear_lif_sequence(
     smooth: bool = False,
     bptt: BPTTMode = "custom",
     replay_reset: Tensor | None = None,
+    noise: Tensor | None = None,
 ) -> Tensor:
     """A whole LIF layer: ``lif_sequence(sequence_linear(x, weight, bias), ...)``, as one autograd node.
 
     Same function and gradients as the composition (which is what ``bptt="autograd"`` runs), but with the custom
     BPTT the layer owns its input current: the membrane is stored in the current's memory, and inside
     :func:`backward_once` dL/dI overwrites it in the backward pass, so a layer allocates no ``[B, T, H]`` buffer
-    besides its spikes. ``torch.func`` support and ``replay_reset`` are as in :func:`lif_sequence`.
+    besides its spikes. ``torch.func`` support, ``replay_reset`` and ``noise`` are as in :func:`lif_sequence`.
 
     Args:
         x: Layer input ``[batch, time, in_features]``.
@@ -795,12 +879,14 @@ def linear_lif_sequence(
         smooth: Smooth mode (forward uses ``surrogate.primitive``).
         bptt: ``"custom"`` or ``"autograd"``.
         replay_reset: Constant reset term ``r`` of the spikes' shape (needs ``params.detach_reset``).
+        noise: Uniform draws in [0, 1) of the spikes' shape sampling escape-noise spikes.
 
     Returns:
         Spikes of shape ``[batch, time, features]``.
 
     Raises:
-        ValueError: bad shapes, dtypes or ``bptt``, or ``replay_reset`` without a detached reset.
+        ValueError: bad shapes, dtypes or ``bptt``, ``replay_reset`` without a detached reset, or ``noise`` without
+            escape noise.
     """
     if bptt not in _BPTT_MODES:
         raise ValueError(f"bptt must be one of {_BPTT_MODES}, got {bptt!r}")
@@ -813,6 +899,7 @@ def linear_lif_sequence(
         raise ValueError(f"bias must have shape ({n},), got {tuple(bias.shape)}")
     _check_recurrent_weight(n, recurrent_weight)
     _check_replay(params, replay_reset, (x.shape[0], x.shape[1], n))
+    _check_noise(params, noise, (x.shape[0], x.shape[1], n))
     if bptt == "autograd":
         return lif_sequence(
             sequence_linear(x, weight, bias),
@@ -822,11 +909,13 @@ def linear_lif_sequence(
             smooth=smooth,
             bptt=bptt,
             replay_reset=replay_reset,
+            noise=noise,
         )
     if recurrent_weight is not None:
         recurrent_weight = recurrent_weight.to(weight.dtype)
     replay = replay_reset.detach().to(weight.dtype) if replay_reset is not None else None
-    return _run_layer(x, weight, bias, recurrent_weight, replay, params, surrogate, smooth)
+    draws = noise.detach().to(weight.dtype) if noise is not None else None
+    return _run_layer(x, weight, bias, recurrent_weight, replay, draws, params, surrogate, smooth)
 
 
 def sequence_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

@@ -27,6 +27,7 @@ from evoexp.models import ANN, SNN
 from evoexp.nir import NIRNetwork, from_nir
 from evoexp.nir.graph import flatten, plan, read_graph
 from evoexp.surrogate import SurrogateGradient, get_surrogate
+from evoexp.verification.sign import SignDisagreementProbe
 from evoexp.verification.suite import VerificationOptions
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "build_loader",
     "build_nir",
     "build_optimizer",
+    "build_sign_probe",
     "build_snn",
     "build_surrogate",
     "training_options",
@@ -52,8 +54,12 @@ MODEL_CHECKS = (
     "gradient_alignment",
     "gradient_stability",
     "weight_stability",
+    "circulation",
+    "sign_disagreement",
+    "escape_noise",
 )
-"""Checks that examine the initial network through the suite; convergence and benchmark come from training."""
+"""Checks that examine the initial network through the suite; convergence and benchmark come from training (and the
+sign disagreement also from training, every ``verifier.sign.every`` epochs: :func:`build_sign_probe`)."""
 
 
 def build_dataset(config: Config) -> DatasetSplits:
@@ -116,6 +122,9 @@ def build_snn(config: Config, data: DatasetSplits) -> SNN | NIRNetwork:
         bias=model.bias,
         weight_scale=model.weight_scale,
         seed=config.seed,
+        escape_noise=model.escape_noise,
+        escape_train=model.escape_train,  # type: ignore[arg-type]
+        escape_eval=model.escape_eval,  # type: ignore[arg-type]
     )
 
 
@@ -159,6 +168,27 @@ def build_loader(config: Config, data: DatasetSplits, split: Split, *, view: Vie
         shuffle=split == "train",
         seed=config.seed,
         view=view,
+    )
+
+
+def build_sign_probe(config: Config, data: DatasetSplits) -> SignDisagreementProbe | None:
+    """The probe that measures the SNN's sign disagreement during training, or None.
+
+    None unless ``sign_disagreement`` is among ``verifier.checks`` and ``verifier.sign.every >= 1``. The probe uses
+    the first ``verifier.samples`` samples of the first training batch (those of the suite's check) and the seed.
+    """
+    sign = config.verifier.sign
+    if "sign_disagreement" not in config.verifier.checks or sign.every < 1:
+        return None
+    x, y = next(iter(build_loader(config, data, "train", view="spikes")))
+    return SignDisagreementProbe(
+        x[: config.verifier.samples],
+        y[: config.verifier.samples],
+        every=sign.every,
+        sigma=sign.sigma,
+        n_directions=sign.n_directions,
+        n_quadrature=sign.n_quadrature,
+        seed=config.seed,
     )
 
 
@@ -221,5 +251,28 @@ def verification_options(config: Config) -> VerificationOptions:
             "max_relative_update": stability.max_relative_update,
             "max_norm_growth": stability.max_norm_growth,
             "max_condition_number": stability.max_condition_number,
+        },
+        circulation_kwargs={
+            "radius": verifier.circulation.radius,
+            "n_points": verifier.circulation.n_points,
+            "max_points": verifier.circulation.max_points,
+            "n_planes": verifier.circulation.n_planes,
+            "per_layer": verifier.circulation.per_layer,
+            "control": verifier.circulation.control,
+            "max_quadrature_error": verifier.circulation.max_quadrature_error,
+            "seed": config.seed,
+        },
+        sign_kwargs={
+            "sigma": verifier.sign.sigma,
+            "n_directions": verifier.sign.n_directions,
+            "n_quadrature": verifier.sign.n_quadrature,
+            "seed": config.seed,
+        },
+        escape_noise_kwargs={
+            "n_neurons": verifier.escape_noise.n_neurons,
+            "time_steps": verifier.escape_noise.time_steps,
+            "atol": verifier.escape_noise.atol,
+            "rtol": verifier.escape_noise.rtol,
+            "seed": config.seed,
         },
     )

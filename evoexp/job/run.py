@@ -34,6 +34,7 @@ from evoexp.job.build import (
     build_dataset,
     build_loader,
     build_optimizer,
+    build_sign_probe,
     build_snn,
     training_options,
     verification_options,
@@ -191,8 +192,19 @@ def run_experiment(
     if debug.fail:
         raise RuntimeError("debug.fail=true: injected failure")
     outcome = Outcome(results=_model_checks(config, snn, data))
-    snn_run = _train(config, snn, data, label="snn", run=run, loss_fn=_diverging_loss if debug.diverge else None)
+    probe = build_sign_probe(config, data)
+    snn_run = _train(
+        config,
+        snn,
+        data,
+        label="snn",
+        run=run,
+        loss_fn=_diverging_loss if debug.diverge else None,
+        probes=[] if probe is None else [probe],
+    )
     outcome.training["snn"] = snn_run
+    if probe is not None:
+        outcome.results["sign_disagreement_training"] = probe.trace()
     outcome.objective, outcome.diverged = snn_run.best_val_acc, snn_run.diverged
     warmup = warmup_epochs(config)
     snn_seed = SeedRun.from_training(snn_run, seed=config.seed, warmup_epochs=warmup)

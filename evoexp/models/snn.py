@@ -1,18 +1,28 @@
-"""Spiking network modules: thin ``nn.Module`` wrappers around :mod:`evoexp.functional.lif`.
+r"""Spiking network modules: thin ``nn.Module`` wrappers around :mod:`evoexp.functional.lif`.
 
 An :class:`SNN` is a stack of :class:`LIFLayer` (feed-forward or recurrent) followed by a non-spiking
 :class:`LeakyReadout`. Input is ``[batch, time, channels]``; output is logits ``[batch, classes]``. Parameter names
 are stable (used in reports): ``hidden.<i>.weight``, ``hidden.<i>.bias``, ``hidden.<i>.recurrent_weight``,
 ``readout.weight``, ``readout.bias``.
+
+Escape noise (DESIGN §3): with ``escape_noise`` :math:`= \beta_n` the hidden neurons are stochastic, spikes
+:math:`\sim \mathrm{Bernoulli}(\sigma(\beta_n(U - \theta)))` drawn from each layer's seeded
+``torch.Generator`` (:mod:`evoexp.functional.lif`); the backward is the configured surrogate's. What a forward runs is
+chosen per mode: ``escape_train`` in training mode (``"sample"``: stochastic spikes, the default; ``"mean"``: the
+firing probability itself, a differentiable sigmoid network), ``escape_eval`` in evaluation mode
+(``"deterministic"``, the default: the noise-free neuron :math:`H(U-\theta)`; ``"sample"``: stochastic spikes, a fresh
+sample per forward; ``"mean"``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any, Literal, cast
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -29,10 +39,19 @@ from evoexp.functional.lif import (
 from evoexp.models.layer import SpikingLayer
 from evoexp.surrogate import SurrogateGradient, get_surrogate
 
-__all__ = ["SNN", "LIFLayer", "LeakyReadout", "is_snn", "smooth_mode"]
+__all__ = ["ESCAPE_MODES", "SNN", "EscapeMode", "LIFLayer", "LeakyReadout", "is_snn", "smooth_mode"]
 
 _DEFAULT_TAU_SYN = 5.0
 _DEFAULT_TAU_MEM = 10.0
+
+EscapeMode = Literal["sample", "mean", "deterministic"]
+ESCAPE_MODES: tuple[str, ...] = ("sample", "mean", "deterministic")
+"""What an escape-noise layer's forward runs: sampled spikes, the firing probability, or the noise-free neuron."""
+
+
+def _check_escape_mode(key: str, mode: str) -> None:
+    if mode not in ESCAPE_MODES:
+        raise ValueError(f"{key} must be one of {ESCAPE_MODES}, got {mode!r}")
 
 
 def _init_normal(weight: Tensor, scale: float, fan_in: int, generator: torch.Generator | None) -> None:
@@ -63,9 +82,16 @@ class LIFLayer(SpikingLayer):
         weight_scale: Weights are drawn from ``N(0, (weight_scale / sqrt(fan_in))^2)``.
         generator: Random generator for the initialisation (None: global RNG).
         bptt: ``"custom"`` (hand-written BPTT node) or ``"autograd"`` (reference loop).
+        escape_train: Forward of an escape-noise layer (``params.escape_noise`` set) in training mode.
+        escape_eval: Its forward in evaluation mode (module docstring).
+        noise_seed: Seed of the layer's escape-noise generator (None: drawn from the global torch RNG when first
+            needed).
 
     Attributes:
         smooth: Smooth mode (forward uses the surrogate's primitive); see :func:`smooth_mode`.
+        frozen_noise: Draw the same escape noise for every forward of a given input shape (common random numbers),
+            from a NumPy generator seeded with ``noise_seed``, so that the layer is a deterministic function of its
+            weights; the verifiers set it on their private copies (it is also safe under ``torch.func.vmap``).
         replay_reset: ``None`` (default: the reset uses the layer's own spikes), or a constant reset term
             ``[batch, time, out_features]`` replayed instead; only for ``detach_reset`` layers. The gradient
             verifier sets it on its private copy to the unperturbed spikes (see
@@ -84,12 +110,23 @@ class LIFLayer(SpikingLayer):
         weight_scale: float = 1.0,
         generator: torch.Generator | None = None,
         bptt: BPTTMode = "custom",
+        escape_train: EscapeMode = "sample",
+        escape_eval: EscapeMode = "deterministic",
+        noise_seed: int | None = None,
     ) -> None:
         super().__init__()
+        _check_escape_mode("escape_train", escape_train)
+        _check_escape_mode("escape_eval", escape_eval)
         self.in_features, self.out_features = in_features, out_features
         self.params = params
         self.surrogate = surrogate
         self.bptt: BPTTMode = bptt
+        self.escape_train: EscapeMode = escape_train
+        self.escape_eval: EscapeMode = escape_eval
+        self.noise_seed = noise_seed
+        self.frozen_noise = False
+        self._generators: dict[torch.device, torch.Generator] = {}
+        self._frozen: dict[tuple[Any, ...], Tensor] = {}
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         _init_normal(self.weight, weight_scale, in_features, generator)
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
@@ -112,22 +149,58 @@ class LIFLayer(SpikingLayer):
         """Surrogate, constants, ``bptt`` and recurrence: what the probed node depends on."""
         return (self.surrogate, self.params, self.bptt, self.recurrent)
 
+    @property
+    def escape_mode(self) -> EscapeMode | None:
+        """What the next forward runs for escape noise (None: no escape noise, or smooth mode)."""
+        if self.params.escape_noise is None or self.smooth:
+            return None
+        return self.escape_train if self.training else self.escape_eval
+
+    def noise_draws(self, shape: tuple[int, int, int], like: Tensor) -> Tensor:
+        """Uniform draws in [0, 1) of ``shape`` (``[batch, time, out_features]``) in ``like``'s dtype and device.
+
+        From the layer's ``torch.Generator`` for ``like``'s device (seeded with ``noise_seed`` when first used), or,
+        with ``frozen_noise``, the same draws for every call with this shape (see the class attributes).
+        """
+        if self.noise_seed is None:
+            self.noise_seed = int(torch.randint(2**62, ()).item())
+        if self.frozen_noise:
+            key = (shape, like.dtype, like.device)
+            if key not in self._frozen:
+                draws = np.random.default_rng(self.noise_seed).random(shape)
+                self._frozen[key] = torch.from_numpy(draws).to(dtype=like.dtype, device=like.device)
+            return self._frozen[key]
+        generator = self._generators.get(like.device)
+        if generator is None:
+            generator = torch.Generator(device=like.device).manual_seed(self.noise_seed)
+            self._generators[like.device] = generator
+        return torch.rand(shape, generator=generator, dtype=like.dtype, device=like.device)
+
     def forward(self, x: Tensor) -> Tensor:
         """Map input ``[batch, time, in_features]`` to spikes ``[batch, time, out_features]``."""
+        params, noise = self.params, None
+        mode = self.escape_mode
+        if mode == "deterministic":
+            params = dataclasses.replace(params, escape_noise=None)
+        elif mode == "sample":
+            noise = self.noise_draws((x.shape[0], x.shape[1], self.out_features), self.weight)
         return linear_lif_sequence(
             x,
             self.weight,
             self.bias,
-            self.params,
+            params,
             self.surrogate,
             recurrent_weight=self.recurrent_weight,
             smooth=self.smooth,
             bptt=self.bptt,
             replay_reset=self.replay_reset,
+            noise=noise,
         )
 
     def spike_probe(self) -> Callable[[Tensor], Tensor]:
         r"""The spike function this layer's node actually computes, as an elementwise function of ``mem - threshold``.
+
+        For an escape-noise layer the probe runs its noise-free spike (same backward).
 
         ``probe(v)`` runs, for each entry of ``v``, a one-neuron, three-step current
         :math:`I = (v + \theta, 0, 0)` through the layer's own node (:func:`~evoexp.functional.linear_lif_sequence`
@@ -144,6 +217,7 @@ class LIFLayer(SpikingLayer):
         network separately.
         """
         theta = self.params.threshold
+        params = dataclasses.replace(self.params, escape_noise=None)
 
         def probe(v: Tensor) -> Tensor:
             flat = v.reshape(-1)
@@ -152,7 +226,7 @@ class LIFLayer(SpikingLayer):
             weight = torch.ones(1, 1, dtype=v.dtype, device=v.device)
             recurrent = torch.zeros(1, 1, dtype=v.dtype, device=v.device) if self.recurrent else None
             spikes = linear_lif_sequence(
-                x, weight, None, self.params, self.surrogate, recurrent_weight=recurrent, bptt=self.bptt
+                x, weight, None, params, self.surrogate, recurrent_weight=recurrent, bptt=self.bptt
             )
             return spikes[:, 2, 0].reshape(v.shape)
 
@@ -175,6 +249,12 @@ class LIFLayer(SpikingLayer):
             f"{self.in_features}, {self.out_features}, alpha={p.alpha:.4g}, beta={p.beta:.4g}, "
             f"threshold={p.threshold:g}, reset={p.reset}, detach_reset={p.detach_reset}, "
             f"recurrent={self.recurrent}, surrogate={self.surrogate!r}, smooth={self.smooth}"
+            + (
+                ""
+                if p.escape_noise is None
+                else f", escape_noise={p.escape_noise:g}, escape_train={self.escape_train}, "
+                f"escape_eval={self.escape_eval}"
+            )
         )
 
 
@@ -225,7 +305,7 @@ class LeakyReadout(nn.Module):
 
 
 class SNN(nn.Module):
-    """Multi-layer LIF network with a leaky non-spiking readout.
+    r"""Multi-layer LIF network with a leaky non-spiking readout.
 
     Decays: give ``alpha``/``beta`` directly or as time constants ``tau_syn``/``tau_mem`` with step ``dt``
     (``alpha = exp(-dt/tau_syn)``); not both for the same decay. Defaults: ``tau_syn=5``, ``tau_mem=10``, ``dt=1``.
@@ -253,6 +333,10 @@ class SNN(nn.Module):
         bptt: ``"custom"`` (fast hand-written BPTT, once-differentiable; works under ``torch.func.vmap`` without
             gradients and under ``torch.func.grad``) or ``"autograd"`` (reference loop, also for higher-order
             derivatives and per-sample gradients).
+        escape_noise: Steepness :math:`\beta_n > 0` of the hidden neurons' escape function (stochastic neurons,
+            module docstring), or None for deterministic neurons.
+        escape_train: Escape-noise forward in training mode (``"sample"`` or ``"mean"``).
+        escape_eval: Escape-noise forward in evaluation mode (``"deterministic"``, ``"sample"`` or ``"mean"``).
 
     Attributes:
         last_spikes: Hidden spikes ``[batch, time, H_l]`` per layer from the last forward call (still attached to
@@ -284,6 +368,9 @@ class SNN(nn.Module):
         weight_scale: float = 1.0,
         seed: int | None = None,
         bptt: BPTTMode = "custom",
+        escape_noise: float | None = None,
+        escape_train: EscapeMode = "sample",
+        escape_eval: EscapeMode = "deterministic",
     ) -> None:
         super().__init__()
         sizes = list(hidden_sizes)
@@ -306,14 +393,26 @@ class SNN(nn.Module):
         )
         alpha = decays.alpha if alpha is None else alpha
         beta = decays.beta if beta is None else beta
-        params = LIFParameters(alpha=alpha, beta=beta, threshold=threshold, reset=reset, detach_reset=detach_reset)
+        params = LIFParameters(
+            alpha=alpha,
+            beta=beta,
+            threshold=threshold,
+            reset=reset,
+            detach_reset=detach_reset,
+            escape_noise=escape_noise,
+        )
         shape = _resolve_surrogate(surrogate)
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        # One noise stream per layer, seeded from a tree of its own: the initial weights do not depend on the noise.
+        noise_seeds: list[int | None] = [None] * len(sizes)
+        if seed is not None:
+            children = np.random.SeedSequence(seed).spawn(len(sizes))
+            noise_seeds = [int(child.generate_state(1, np.uint64)[0] >> 2) for child in children]
         self.input_size, self.hidden_sizes, self.output_size = input_size, tuple(sizes), output_size
         self.params = params
         self.hidden = nn.ModuleList()
         fan_in = input_size
-        for size in sizes:
+        for size, noise_seed in zip(sizes, noise_seeds):
             self.hidden.append(
                 LIFLayer(
                     fan_in,
@@ -325,6 +424,9 @@ class SNN(nn.Module):
                     weight_scale=weight_scale,
                     generator=generator,
                     bptt=bptt,
+                    escape_train=escape_train,
+                    escape_eval=escape_eval,
+                    noise_seed=noise_seed,
                 )
             )
             fan_in = size

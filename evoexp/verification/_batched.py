@@ -190,18 +190,19 @@ class LossProblem:
             )
         return results
 
-    def gradient_at(self, name: str, value: Tensor) -> Tensor:
-        """Autograd gradient of the loss with respect to parameter ``name`` when it holds ``value``.
+    def gradient_at(self, overrides: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Autograd gradient with respect to the overridden tensors, at the parameters with ``overrides`` applied.
 
-        The other parameters keep their values; one forward and backward pass of the training forward, through
-        ``functional_call`` (the model itself is not touched).
+        The gradient training would compute at that point (the same forward and backward, through
+        ``torch.func.functional_call``); parameters absent from ``overrides`` keep their values. One evaluation.
         """
-        shifted = value.detach().clone().requires_grad_(True)
+        leaves = {name: value.detach().requires_grad_(True) for name, value in overrides.items()}
         with torch.enable_grad():
-            loss = self._loss({name: shifted})
+            loss = self._loss(leaves)
         self.n_evaluations += 1
-        (grad,) = torch.autograd.grad(loss, shifted, allow_unused=True)
-        return torch.zeros_like(shifted) if grad is None else grad.detach()
+        grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
+        pairs = zip(leaves.items(), grads)
+        return {name: (torch.zeros_like(leaf) if g is None else g.detach()) for (name, leaf), g in pairs}
 
     def forwards_per_chunk(self, perturbed_numel: int) -> int:
         """Number of forward evaluations per batched call for overrides of ``perturbed_numel`` elements each."""

@@ -91,6 +91,9 @@ class SNNCoordinates:
         readout, hidden = model.readout, list(model.hidden)
         if not _plain(readout, LeakyReadout) or not all(_plain(m, LIFLayer) for m in hidden):
             return None
+        # Stochastic (escape-noise) layers take the generic path.
+        if any(m.params.escape_noise is not None for m in cast("list[LIFLayer]", hidden)):
+            return None
         x = inputs[0]
         if x.dim() != 3 or x.shape[2] != model.input_size:
             return None

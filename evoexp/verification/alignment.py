@@ -243,7 +243,7 @@ def _stats(scope: str, sigma: float, s: np.ndarray, t: np.ndarray, t_coarse: np.
     )
 
 
-def _positive_nodes(n: int) -> tuple[np.ndarray, np.ndarray]:
+def positive_nodes(n: int) -> tuple[np.ndarray, np.ndarray]:
     """Positive probabilists' Gauss--Hermite nodes of an ``n``-point rule and their weights.
 
     SciPy's rule stays finite for every ``n`` (NumPy's ``hermegauss`` overflows to NaN weights from 372 nodes).
@@ -253,7 +253,7 @@ def _positive_nodes(n: int) -> tuple[np.ndarray, np.ndarray]:
     return nodes[positive], weights[positive]
 
 
-def _smoothed_derivatives(
+def smoothed_derivatives(
     problem: LossProblem, directions: dict[str, Tensor], sigma: float, nodes: np.ndarray, weights: np.ndarray
 ) -> np.ndarray:
     r"""Gauss--Hermite directional derivatives of the smoothed loss along ``K`` directions.
@@ -343,7 +343,7 @@ def _scope_stats(
     s = torch.as_tensor(surrogate).double().cpu().numpy()
     rows = []
     for sigma in sigmas:
-        t, t_coarse = (_smoothed_derivatives(problem, directions, float(sigma), *rule) for rule in rules)
+        t, t_coarse = (smoothed_derivatives(problem, directions, float(sigma), *rule) for rule in rules)
         rows.append(_stats(scope, float(sigma), s, t, t_coarse))
     return rows
 
@@ -429,7 +429,7 @@ def verify_gradient_alignment(
         )
     warnings = [] if dtype == torch.float64 else [f"alignment computed in {dtype}, not torch.float64"]
     n_check = n_quadrature // 2
-    rules = (_positive_nodes(n_quadrature), _positive_nodes(n_check))
+    rules = (positive_nodes(n_quadrature), positive_nodes(n_check))
 
     scopes = _directions(problem, n_directions=n_directions, seed=seed, per_layer=per_layer, dtype=dtype)
     problem.copy.set_smooth(smooth)

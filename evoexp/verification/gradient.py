@@ -586,7 +586,7 @@ def _compare_coordinates(problem: LossProblem, name: str, analytical: Tensor, se
         for i, step in zip(index.tolist(), steps.tolist()):
             shifted = base.clone()
             shifted.view(-1)[i] += step
-            values.append(problem.gradient_at(name, shifted).reshape(-1)[i])
+            values.append(problem.gradient_at({name: shifted})[name].reshape(-1)[i])
         return torch.stack(values)
 
     resolution = _resolved(losses, analytical_at, flat, numerical, settings)
@@ -611,7 +611,7 @@ def _compare_directions(
             values = []
             for r, step in zip(rows.tolist(), steps.tolist()):
                 shifted = base + step * v[r].reshape(base.shape)
-                values.append(problem.gradient_at(name, shifted).reshape(-1) @ v[r])
+                values.append(problem.gradient_at({name: shifted})[name].reshape(-1) @ v[r])
             return torch.stack(values)
 
         resolution = _resolved(losses, analytical_at, analytical, numerical[name], settings)

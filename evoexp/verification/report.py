@@ -20,7 +20,9 @@ from typing import Any
 from evoexp.results import Result, SkippedResult
 from evoexp.verification.alignment import AlignmentResult, AlignmentStats
 from evoexp.verification.benchmark import BenchmarkResult, ModelBenchmark
+from evoexp.verification.circulation import CirculationResult, CirculationStats
 from evoexp.verification.convergence import ConvergenceResult
+from evoexp.verification.sign import SignDisagreementResult, SignDisagreementTrace
 from evoexp.verification.stability import GradientStabilityResult, WeightStabilityResult
 
 __all__ = ["CHECK_DESCRIPTIONS", "CHECK_TITLES", "format_number", "generate_report"]
@@ -33,6 +35,10 @@ CHECK_TITLES: dict[str, str] = {
     "weight_stability": "Weight stability",
     "convergence": "Convergence",
     "benchmark": "SNN vs ANN benchmark",
+    "circulation": "Circulation of the surrogate gradient (is it a gradient?)",
+    "sign_disagreement": "Sign disagreement with the smoothed-loss gradient",
+    "sign_disagreement_training": "Sign disagreement during training",
+    "escape_noise": "Escape noise: surrogate gradient = derivative of the expected output",
 }
 """Section titles of the known checks (other keys are used as their own title)."""
 
@@ -105,6 +111,35 @@ CHECK_DESCRIPTIONS: dict[str, str] = {
         "when they match), parameter counts and SNN/ANN ratios. "
         "Informational (no verdict)."
     ),
+    "circulation": (
+        "Integrates the gradient training computes (surrogate derivative in the backward) around circles of radius r "
+        "in seeded 2-D planes of weight space, w(θ) = w₀ + r(cos θ u + sin θ v), across all parameters (overall) and "
+        "within each tensor: C = ∮ g·dw by the trapezoid rule on n equally spaced angles (spectrally accurate for a "
+        "smooth periodic integrand; quadrature error |c_n − c_{n/2}|, more angles until it is small or the limit is "
+        "reached), reported normalised by the loop length times the mean projected gradient norm, c ∈ [−1, 1]. A "
+        "true gradient is conservative (c = 0 within the quadrature error): the smooth-mode loops are the check's "
+        "control and its verdict. In spiking mode a non-zero c shows that the surrogate gradient is not the "
+        "gradient of any function (Gygax & Zenke 2025); that number is informational."
+    ),
+    "sign_disagreement": (
+        "Along K seeded random unit directions v, the sign of the directional surrogate derivative ⟨∇_sur L, v⟩ "
+        "against the sign of the directional derivative of the loss smoothed with Gaussian weight noise of scale σ "
+        "(Gauss–Hermite quadrature; for a differentiable network and small σ, the true gradient). The fraction "
+        "that disagree estimates the angle between the two gradients over π (0: same direction, 0.5: unrelated), "
+        "with its binomial standard error; directions whose smoothed derivative changes sign between n and n/2 "
+        "nodes are counted as unresolved. Informational (no verdict)."
+    ),
+    "sign_disagreement_training": (
+        "The sign disagreement (above) measured during training every k epochs, epoch 0 included, on a fixed set "
+        "of training samples and directions. Informational (no verdict)."
+    ),
+    "escape_noise": (
+        "For stochastic LIF neurons with escape noise, spikes ~ Bernoulli(σ(β_n(U − θ))): the surrogate gradient "
+        "of a sampled spike train, computed by the layer's own node with the escape function's derivative as "
+        "surrogate, must equal the exact derivative of the expected output given the neuron's history (Gygax & "
+        "Zenke 2025), for a single neuron and for a single layer (enumeration of its joint spike patterns, float64), "
+        "coordinate by coordinate within atol + rtol·|exact|."
+    ),
 }
 """What each check measures, in words."""
 
@@ -174,6 +209,27 @@ def _key_numbers(result: Result, limit: int = 3) -> str:
         s = result.stats()
         agreement = _pm(s.sign_agreement, s.sign_agreement_se)
         return f"cosine = {_cosine_cell(s)} at σ = {format_number(s.sigma)}, sign agreement = {agreement}"
+    if isinstance(result, CirculationResult):
+        o = result.overall
+        error = format_number(o.quadrature_error)
+        text = f"|c| = {_pm(o.circulation, o.circulation_se)} ({result.mode}), quadrature error {error}"
+        if result.control is not None:
+            c = result.control.overall
+            verdict = "conservative" if result.control.passed else "NOT conservative or unresolved"
+            text += f"; smooth control |c| = {format_number(c.circulation)}: {verdict}"
+        return text
+    if isinstance(result, SignDisagreementResult):
+        return (
+            f"disagreement = {_pm(result.disagreement, result.disagreement_se)} at σ = {format_number(result.sigma)} "
+            f"({result.n_informative}/{result.n_directions} informative)"
+        )
+    if isinstance(result, SignDisagreementTrace):
+        if not result.epochs:
+            return "not measured"
+        return (
+            f"epoch {result.epochs[0]}: {format_number(result.disagreement[0])}, epoch {result.epochs[-1]}: "
+            f"{format_number(result.disagreement[-1])}"
+        )
     items = [(k, v) for k, v in result.summary().items() if not k.endswith(("/ok", "/passed", "_ok"))]
     return ", ".join(f"{k.split('/', 1)[-1]} = {format_number(v)}" for k, v in items[:limit])
 
@@ -263,6 +319,81 @@ def _render_alignment(r: AlignmentResult) -> list[str]:
     if r.warnings:
         lines += ["**Warnings**", "", *(f"- {w}" for w in r.warnings), ""]
     return lines
+
+
+def _circulation_rows(r: CirculationResult) -> list[list[Any]]:
+    def row(s: CirculationStats) -> list[Any]:
+        angles = sorted({p.n_points for p in s.planes})
+        return [
+            s.scope,
+            _pm(s.circulation, s.circulation_se),
+            ", ".join(format_number(p.circulation) for p in s.planes),
+            s.quadrature_error,
+            "/".join(map(str, angles)),
+            s.conservative,
+            s.resolved,
+        ]
+
+    return [row(s) for s in r.scopes]
+
+
+def _render_circulation(r: CirculationResult) -> list[str]:
+    header = ["scope", "mean abs(c) ± SE", "c per plane", "quadrature error", "angles", "conservative", "resolved"]
+    lines = [
+        f"Setup: {r.mode} mode, circles of radius {format_number(r.radius)} in {r.n_planes} seeded plane(s) per scope "
+        f"(seed {r.seed}), trapezoid rule on {r.n_points} angles (error estimate vs {r.n_check}; refined up to "
+        f"{r.max_points} while the error exceeds {format_number(r.max_quadrature_error)}), {r.dtype}; "
+        f"{r.n_evaluations} gradient evaluations in {format_number(r.seconds)} s. A loop is conservative when "
+        f"|c| ≤ quadrature error + {format_number(r.atol)}.",
+        "",
+        *_table(header, _circulation_rows(r)),
+    ]
+    if r.control is not None:
+        c = r.control
+        verdict = "PASS" if c.passed else "FAIL"
+        held = f"; detached resets held at the centre of the loop: {', '.join(c.held_resets)}" if c.held_resets else ""
+        lines += [
+            f"**Control** (the same loops in smooth mode, where the field is a true gradient): {verdict}{held}",
+            "",
+            *_table(header, _circulation_rows(c)),
+        ]
+        if c.warnings:
+            lines += [*(f"- control: {w}" for w in c.warnings), ""]
+    if r.warnings:
+        lines += ["**Warnings**", "", *(f"- {w}" for w in r.warnings), ""]
+    return lines
+
+
+def _render_sign(r: SignDisagreementResult) -> list[str]:
+    mode = {True: "smooth mode", False: "spiking mode", None: "no spiking neurons"}[r.smooth_mode]
+    lines = [
+        f"Setup: {r.n_directions} seeded random unit directions (seed {r.seed}), σ = {format_number(r.sigma)}, "
+        f"Gauss–Hermite quadrature with {r.n_quadrature} nodes, {mode}; {r.n_evaluations} loss evaluations.",
+        "",
+        *_table(
+            ["metric", "value"],
+            [
+                ("sign disagreement ± SE", _pm(r.disagreement, r.disagreement_se)),
+                ("informative directions", f"{r.n_informative}/{r.n_directions}"),
+                (f"unresolved (sign changes with {r.n_quadrature // 2} nodes)", r.n_unresolved),
+            ],
+        ),
+    ]
+    if r.warnings:
+        lines += ["**Warnings**", "", *(f"- {w}" for w in r.warnings), ""]
+    return lines
+
+
+def _render_sign_trace(r: SignDisagreementTrace) -> list[str]:
+    lines = [
+        f"Every {r.every} epochs, σ = {format_number(r.sigma)}, {r.n_directions} directions; "
+        f"{format_number(r.seconds)} s in total.",
+        "",
+    ]
+    return lines + _table(
+        ["epoch", "sign disagreement ± SE"],
+        [(e, _pm(p, se)) for e, p, se in zip(r.epochs, r.disagreement, r.disagreement_se)],
+    )
 
 
 def _render_weight_stability(r: WeightStabilityResult) -> list[str]:
@@ -443,6 +574,9 @@ _RENDERERS: dict[type, Callable[[Any], list[str]]] = {
     ConvergenceResult: _render_convergence,
     BenchmarkResult: _render_benchmark,
     AlignmentResult: _render_alignment,
+    CirculationResult: _render_circulation,
+    SignDisagreementResult: _render_sign,
+    SignDisagreementTrace: _render_sign_trace,
 }
 
 

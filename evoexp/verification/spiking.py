@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from evoexp.models.layer import SpikingLayer
-from evoexp.models.snn import SNN
+from evoexp.models.snn import SNN, LIFLayer
 from evoexp.verification.surrogate_check import DEFAULT_EXTREMES, FINITE_EXTREMES
 
 __all__ = [
@@ -131,10 +131,19 @@ class EvoexpAdapter:
         return any(isinstance(m, SpikingLayer) for m in model.modules())
 
     def prepare(self, model: nn.Module) -> None:
-        """Stop every :class:`~evoexp.models.SNN` inside from recording ``last_spikes``."""
+        """Stop every :class:`~evoexp.models.SNN` inside from recording ``last_spikes``; freeze escape noise.
+
+        A stochastic (escape-noise) layer then draws the same noise in every forward of the copy (common random
+        numbers, :attr:`~evoexp.models.LIFLayer.frozen_noise`): the checks see one sample of the network, a
+        deterministic function of its weights, whose surrogate gradient is what training computes for that sample.
+        """
         for module in model.modules():
             if isinstance(module, SNN):
                 module.record_spikes = False
+            if isinstance(module, LIFLayer) and module.params.escape_noise is not None:
+                module.frozen_noise = True
+                if module.noise_seed is None:  # drawn here, outside any torch.func transform
+                    module.noise_seed = int(torch.randint(2**62, ()).item())
 
     def set_smooth(self, model: nn.Module, enabled: bool) -> None:
         """Set ``smooth`` on every spiking layer."""

@@ -2,7 +2,8 @@
 
 :meth:`BackpropagationVerificationSuite.run_full_verification` returns a dict with one entry per check, in this
 order (:data:`CHECKS`): ``gradient_verification``, ``surrogate_verification``, ``gradient_alignment``,
-``gradient_stability``, ``weight_stability``, ``convergence``, ``benchmark``. A check that is disabled, or that
+``gradient_stability``, ``weight_stability``, ``convergence``, ``benchmark``, and the three checks of Gygax & Zenke
+(2025), which are opt-in: ``circulation``, ``sign_disagreement``, ``escape_noise``. A check that is disabled, or that
 cannot run on the given inputs (no surrogate on the model, no ANN twin), is present as a
 :class:`~evoexp.results.SkippedResult` with the reason, so a report always shows all of them.
 :meth:`BackpropagationVerificationSuite.generate_report` renders the dict as Markdown.
@@ -20,15 +21,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from evoexp.models.snn import LIFLayer
 from evoexp.results import Result, SkippedResult
 from evoexp.verification.benchmark import BenchmarkLoaders, ComparativeBenchmark
+from evoexp.verification.circulation import check_circulation
 from evoexp.verification.convergence import ConvergenceAnalyzer
+from evoexp.verification.escape_noise import verify_escape_noise
 from evoexp.verification.gradient import GradientVerifier
 from evoexp.verification.report import generate_report
+from evoexp.verification.sign import measure_sign_disagreement
 from evoexp.verification.spiking import private_copy
 from evoexp.verification.stability import Batch, LossFn, NumericalStabilityTester, OptimizerFactory
 
-__all__ = ["CHECKS", "BackpropagationVerificationSuite", "ProgressCallback", "VerificationOptions"]
+__all__ = ["CHECKS", "OPT_IN", "BackpropagationVerificationSuite", "ProgressCallback", "VerificationOptions"]
 
 _log = logging.getLogger(__name__)
 
@@ -40,8 +45,14 @@ CHECKS: tuple[str, ...] = (
     "weight_stability",
     "convergence",
     "benchmark",
+    "circulation",
+    "sign_disagreement",
+    "escape_noise",
 )
 """Result keys of :meth:`BackpropagationVerificationSuite.run_full_verification`, in run order."""
+
+OPT_IN: tuple[str, ...] = ("circulation", "sign_disagreement", "escape_noise")
+"""Checks that :class:`VerificationOptions` leaves off unless asked for (the Gygax & Zenke checks)."""
 
 ProgressCallback = Callable[[str, int, int], None]
 """Called before each check as ``progress(check, index, total)`` with a 1-based ``index`` over all checks."""
@@ -72,8 +83,15 @@ class VerificationOptions:
             (:meth:`~evoexp.verification.convergence.ConvergenceAnalyzer.analyze_convergence`).
         benchmark: SNN vs ANN twin
             (:meth:`~evoexp.verification.benchmark.ComparativeBenchmark.benchmark_training`); needs ``ann``.
-        gradient_samples: Samples of the first training batch used by the finite-difference and alignment checks
-            (their cost grows with the batch).
+        circulation: Circulation of the (surrogate) gradient around closed loops in weight space, with its
+            smooth-mode control (:func:`~evoexp.verification.circulation.check_circulation`); off by default.
+        sign_disagreement: Fraction of directions where the surrogate and the smoothed-loss gradient disagree in
+            sign (:func:`~evoexp.verification.sign.measure_sign_disagreement`); off by default.
+        escape_noise: The escape-noise identity on the model's stochastic LIF layers
+            (:func:`~evoexp.verification.escape_noise.verify_escape_noise`); needs escape-noise layers; off by
+            default.
+        gradient_samples: Samples of the first training batch used by the finite-difference, alignment,
+            circulation and sign checks (their cost grows with the batch).
         gradient_kwargs: Keyword arguments of ``verify_finite_difference`` (e.g. ``mode``, ``atol``).
         surrogate_kwargs: Keyword arguments of ``verify_surrogate_gradient`` (e.g. ``x_range``, ``h``).
         alignment_kwargs: Keyword arguments of ``verify_gradient_alignment`` (e.g. ``sigmas``).
@@ -81,6 +99,9 @@ class VerificationOptions:
         weight_stability_kwargs: Keyword arguments of ``check_weight_stability`` (e.g. ``n_steps``).
         convergence_kwargs: Keyword arguments of ``analyze_convergence`` (e.g. ``max_epochs``, ``patience``).
         benchmark_kwargs: Keyword arguments of ``benchmark_training`` (e.g. ``epochs``, ``lr``).
+        circulation_kwargs: Keyword arguments of ``check_circulation`` (e.g. ``radius``, ``n_points``).
+        sign_kwargs: Keyword arguments of ``measure_sign_disagreement`` (e.g. ``sigma``, ``n_directions``).
+        escape_noise_kwargs: Keyword arguments of ``verify_escape_noise`` (e.g. ``n_neurons``, ``atol``).
 
     """
 
@@ -91,6 +112,9 @@ class VerificationOptions:
     weight_stability: bool = True
     convergence: bool = True
     benchmark: bool = True
+    circulation: bool = False
+    sign_disagreement: bool = False
+    escape_noise: bool = False
     gradient_samples: int = 8
     gradient_kwargs: Mapping[str, Any] = field(default_factory=dict)
     surrogate_kwargs: Mapping[str, Any] = field(default_factory=dict)
@@ -99,6 +123,9 @@ class VerificationOptions:
     weight_stability_kwargs: Mapping[str, Any] = field(default_factory=dict)
     convergence_kwargs: Mapping[str, Any] = field(default_factory=dict)
     benchmark_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    circulation_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    sign_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    escape_noise_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if (
@@ -219,6 +246,13 @@ class BackpropagationVerificationSuite:
             "benchmark": lambda: self._benchmark(
                 model, ann, train_loader, val_loader, ann_train_loader, ann_val_loader, loss, make_optimizer, opts
             ),
+            "circulation": lambda: check_circulation(
+                model, *_first_samples(train_loader, opts.gradient_samples), loss, **opts.circulation_kwargs
+            ),
+            "sign_disagreement": lambda: measure_sign_disagreement(
+                model, *_first_samples(train_loader, opts.gradient_samples), loss, **opts.sign_kwargs
+            ),
+            "escape_noise": lambda: self._escape_noise(model, opts),
         }
         results: dict[str, Result] = {}
         for index, name in enumerate(CHECKS, start=1):
@@ -293,6 +327,33 @@ class BackpropagationVerificationSuite:
             **opts.surrogate_kwargs,
         }
         return self.verifier.verify_surrogate_gradient(surrogate.spike, surrogate.derivative, **kwargs)
+
+    @staticmethod
+    def _escape_noise(model: nn.Module, opts: VerificationOptions) -> Result | str:
+        """The escape-noise identity for each distinct stochastic LIF layer (constants, surrogate, BPTT path).
+
+        With several, the first failing one (else the first) is returned, naming the others in its warnings.
+        """
+        groups: dict[tuple[object, ...], list[str]] = {}
+        layers: dict[tuple[object, ...], LIFLayer] = {}
+        for name, module in model.named_modules():
+            if isinstance(module, LIFLayer) and module.params.escape_noise is not None:
+                key: tuple[object, ...] = (module.params, module.surrogate, module.bptt)
+                groups.setdefault(key, []).append(name)
+                layers.setdefault(key, module)
+        if not groups:
+            return "the model has no escape-noise (stochastic) LIF layers"
+        results = []
+        for key, names in groups.items():
+            layer = layers[key]
+            result = verify_escape_noise(layer.params, layer.surrogate, bptt=layer.bptt, **opts.escape_noise_kwargs)
+            result.warnings.insert(0, f"layers: {', '.join(names)}")
+            results.append(result)
+        chosen = ([r for r in results if not r.passed] or results)[0]
+        if len(results) > 1:
+            verdicts = ", ".join(f"{r.warnings[0]}: {'passed' if r.passed else 'FAILED'}" for r in results)
+            chosen.warnings.append(f"{len(results)} distinct escape-noise layer groups checked ({verdicts})")
+        return chosen
 
     def _benchmark(
         self,

@@ -26,6 +26,7 @@ from omegaconf import MISSING
 from evoexp.crosscheck.catalogue import CATALOGUE
 from evoexp.crosscheck.libraries import LIBRARIES
 from evoexp.data.shd import N_CHANNELS, N_CLASSES, check_layout, check_sources
+from evoexp.models.snn import ESCAPE_MODES
 from evoexp.nir.errors import NIRError
 from evoexp.nir.network import from_nir
 from evoexp.peers.names import get_peer
@@ -35,15 +36,18 @@ from evoexp.verification.suite import CHECKS
 __all__ = [
     "DATASET_SCHEMAS",
     "AlignmentCheckConfig",
+    "CirculationCheckConfig",
     "Config",
     "ConvergenceCheckConfig",
     "CrosscheckConfig",
     "DebugConfig",
     "DigitsConfig",
+    "EscapeNoiseCheckConfig",
     "GradientCheckConfig",
     "ModelConfig",
     "RandmanConfig",
     "ShdConfig",
+    "SignCheckConfig",
     "SscConfig",
     "StabilityCheckConfig",
     "SurrogateCheckConfig",
@@ -319,6 +323,12 @@ class ModelConfig:
         weight_scale: Initial weights are ``N(0, (weight_scale / sqrt(fan_in))^2)``; finite and > 0.
         ann_activation: Activation of the ANN twin.
         path: A NIR file (``model=nir``), checked when the config is loaded; None for evoexp's own SNN.
+        escape_noise: Stochastic hidden neurons with escape noise: spikes ~ Bernoulli(sigmoid(escape_noise *
+            (U - threshold))), escape_noise > 0 (seeded by ``seed``); null: deterministic neurons.
+        escape_train: With escape noise, the training forward: ``sample`` (stochastic spikes) or ``mean`` (the
+            firing probability: a differentiable sigmoid network).
+        escape_eval: With escape noise, the evaluation forward (validation, test): ``deterministic`` (the noise-free
+            neuron), ``sample`` (a fresh sample per forward) or ``mean``.
     """
 
     name: str = "snn"
@@ -336,6 +346,9 @@ class ModelConfig:
     weight_scale: float = 1.0
     ann_activation: str = "relu"
     path: str | None = None
+    escape_noise: float | None = None
+    escape_train: str = "sample"
+    escape_eval: str = "deterministic"
 
     def __post_init__(self) -> None:
         if self.name == "nir":
@@ -368,6 +381,9 @@ class ModelConfig:
                 "weights would be infinite"
             )
         _one_of("model.ann_activation", self.ann_activation, ("relu", "tanh", "sigmoid", "gelu", "softplus"))
+        _positive("model.escape_noise", self.escape_noise, allow_none=True)
+        _one_of("model.escape_train", self.escape_train, ("sample", "mean"))
+        _one_of("model.escape_eval", self.escape_eval, ESCAPE_MODES)
 
     def _check_nir(self) -> None:
         """``model=nir``: path, dt and reset given, and the graph runs with them (one line naming the key)."""
@@ -795,13 +811,94 @@ class ConvergenceCheckConfig:
 
 
 @dataclass
+class CirculationCheckConfig:
+    """Circulation of the surrogate gradient around circles in weight space (``verifier.circulation``).
+
+    Attributes:
+        radius: Radius of the circles in parameter units (> 0).
+        n_points: Angles of the trapezoid rule (even, >= 8).
+        max_points: Most angles of a loop refined until its quadrature error is below ``max_quadrature_error``.
+        n_planes: Seeded planes per scope (>= 1).
+        per_layer: Also planes within each parameter tensor.
+        control: Also integrate the same loops in smooth mode (the check's verdict).
+        max_quadrature_error: Largest quadrature error of a resolved loop (> 0).
+    """
+
+    radius: float = 0.5
+    n_points: int = 64
+    max_points: int = 512
+    n_planes: int = 1
+    per_layer: bool = True
+    control: bool = True
+    max_quadrature_error: float = 1e-6
+
+    def __post_init__(self) -> None:
+        _positive("verifier.circulation.radius", self.radius)
+        _at_least("verifier.circulation.n_points", self.n_points, 8)
+        if self.n_points % 2:
+            raise ValueError(f"verifier.circulation.n_points must be even, got {self.n_points!r}")
+        _at_least("verifier.circulation.max_points", self.max_points, self.n_points)
+        _at_least("verifier.circulation.n_planes", self.n_planes, 1)
+        _positive("verifier.circulation.max_quadrature_error", self.max_quadrature_error)
+
+
+@dataclass
+class SignCheckConfig:
+    """Sign disagreement with the smoothed-loss gradient (``verifier.sign``), also during training.
+
+    Attributes:
+        sigma: Smoothing scale (> 0).
+        n_directions: Random unit directions (>= 2).
+        n_quadrature: Gauss-Hermite nodes (>= 4).
+        every: Measure during training every this many epochs (epoch 0 included); 0: the initial network only.
+    """
+
+    sigma: float = 0.05
+    n_directions: int = 32
+    n_quadrature: int = 8
+    every: int = 5
+
+    def __post_init__(self) -> None:
+        _positive("verifier.sign.sigma", self.sigma)
+        _at_least("verifier.sign.n_directions", self.n_directions, 2)
+        _at_least("verifier.sign.n_quadrature", self.n_quadrature, 4)
+        _at_least("verifier.sign.every", self.every, 0)
+
+
+@dataclass
+class EscapeNoiseCheckConfig:
+    """The escape-noise identity on the model's stochastic layers (``verifier.escape_noise``).
+
+    Attributes:
+        n_neurons: Neurons of the single-layer case (1 to 12: their joint spike patterns are enumerated).
+        time_steps: Steps of the sampled spike train (>= 1).
+        atol: Absolute tolerance (> 0).
+        rtol: Relative tolerance (> 0).
+    """
+
+    n_neurons: int = 4
+    time_steps: int = 8
+    atol: float = 1e-12
+    rtol: float = 1e-9
+
+    def __post_init__(self) -> None:
+        _at_least("verifier.escape_noise.n_neurons", self.n_neurons, 1)
+        if self.n_neurons > 12:
+            raise ValueError(f"verifier.escape_noise.n_neurons must be at most 12, got {self.n_neurons!r}")
+        _at_least("verifier.escape_noise.time_steps", self.time_steps, 1)
+        _positive("verifier.escape_noise.atol", self.atol)
+        _positive("verifier.escape_noise.rtol", self.rtol)
+
+
+@dataclass
 class VerifierConfig:
     """Which checks run, with their settings (``conf/verifier/``).
 
     Attributes:
         name: Label of the preset.
         checks: Names of the enabled checks (subset of ``gradient_verification``, ``surrogate_verification``,
-            ``gradient_alignment``, ``gradient_stability``, ``weight_stability``, ``convergence``, ``benchmark``).
+            ``gradient_alignment``, ``gradient_stability``, ``weight_stability``, ``convergence``, ``benchmark``,
+            ``circulation``, ``sign_disagreement``, ``escape_noise``).
         dtype: Dtype of the verification copies (``float64`` or ``float32``).
         samples: Training samples (of the first batch) the finite-difference and alignment losses use (>= 1).
         gradient: Finite-difference check.
@@ -809,6 +906,9 @@ class VerifierConfig:
         alignment: Gradient-alignment check.
         stability: Stability checks.
         convergence: Convergence analysis.
+        circulation: Circulation of the surrogate gradient.
+        sign: Sign disagreement (initial network, and during training every ``sign.every`` epochs).
+        escape_noise: The escape-noise identity.
     """
 
     name: str = "full"
@@ -820,6 +920,9 @@ class VerifierConfig:
     alignment: AlignmentCheckConfig = field(default_factory=AlignmentCheckConfig)
     stability: StabilityCheckConfig = field(default_factory=StabilityCheckConfig)
     convergence: ConvergenceCheckConfig = field(default_factory=ConvergenceCheckConfig)
+    circulation: CirculationCheckConfig = field(default_factory=CirculationCheckConfig)
+    sign: SignCheckConfig = field(default_factory=SignCheckConfig)
+    escape_noise: EscapeNoiseCheckConfig = field(default_factory=EscapeNoiseCheckConfig)
 
     def __post_init__(self) -> None:
         for check in self.checks:

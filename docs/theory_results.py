@@ -1,0 +1,163 @@
+"""Tables and figures of docs/guides/theory.md (Gygax & Zenke 2025 findings), from the runs in the MLflow store.
+
+Run the three experiments first (docs/guides/theory.md gives the commands):
+
+    ./multirun.sh --experiment theory_circulation
+    ./multirun.sh --experiment theory_sign
+    ./multirun.sh --experiment theory_escape
+
+then ``.venv/bin/python docs/theory_results.py [--tracking-uri URI]`` writes ``docs/results/theory/``:
+``results.md`` (every number the guide quotes, per run), ``circulation.png``, ``sign_disagreement.png`` and
+``escape_noise.png``. The default store is ``sqlite:///mlruns.db`` in the current directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from evoexp import keys
+from evoexp.figures import new_figure, series_style
+from evoexp.job.analysis.load import load_history, load_runs
+
+OUT = Path(__file__).resolve().parent / "results" / "theory"
+SLOPE = keys.param("surrogate.slope")
+NOISE = keys.param("model.escape_noise")
+SEED = keys.param(keys.SEED_PARAM)
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}g}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return [*lines, *("| " + " | ".join(r) + " |" for r in rows), ""]
+
+
+def circulation(uri: str) -> list[str]:
+    """Figure and table of finding (a): mean |c| (± SE), quadrature error and control, per surrogate slope."""
+    runs = load_runs("theory_circulation", tracking_uri=uri).sort_values(SLOPE)
+    fig, ax = new_figure()
+    x = runs[SLOPE].to_numpy(float)
+    for i, (key, se, label) in enumerate(
+        (
+            (keys.CIRCULATION, keys.CIRCULATION_SE, "surrogate gradient (network: σ(2(U−θ)))"),
+            (keys.CIRCULATION_CONTROL, None, "control: smooth mode (a true gradient)"),
+            (keys.CIRCULATION_QUADRATURE_ERROR, None, "quadrature error |c₂₅₆ − c₁₂₈|"),
+        )
+    ):
+        y = runs[keys.metric(key)].to_numpy(float)
+        err = runs[keys.metric(se)].to_numpy(float) if se else None
+        ax.errorbar(x, np.maximum(y, 1e-18), yerr=err, label=label, capsize=2, **series_style(i))
+    ax.set(xscale="log", yscale="log", xlabel="surrogate slope β_SG", ylabel="normalised circulation |c|")
+    ax.axvline(2.0, color="0.6", linewidth=0.8)
+    ax.legend(fontsize="small")
+    fig.savefig(OUT / "circulation.png", dpi=200)
+    layers = sorted(c for c in runs.columns if c.startswith(keys.metric(keys.CIRCULATION_LAYER_PREFIX)))
+    header = ["β_SG", "mean abs(c) ± SE (overall)", "quadrature error", *(c.rsplit("/", 1)[-1] for c in layers),
+              "control abs(c)", "control passed", "seconds"]
+    rows = [
+        [
+            _fmt(r[SLOPE]),
+            f"{_fmt(r[keys.metric(keys.CIRCULATION)])} ± {_fmt(r[keys.metric(keys.CIRCULATION_SE)], 2)}",
+            _fmt(r[keys.metric(keys.CIRCULATION_QUADRATURE_ERROR)], 2),
+            *(_fmt(r[c]) for c in layers),
+            _fmt(r[keys.metric(keys.CIRCULATION_CONTROL)], 2),
+            "yes" if r[keys.metric(keys.CIRCULATION_CONTROL_PASSED)] == 1.0 else "no",
+            _fmt(r[keys.DURATION], 2),
+        ]
+        for _, r in runs.iterrows()
+    ]
+    return ["## (a) Circulation (`experiment=theory_circulation`)", "", *_table(header, rows)]
+
+
+def sign(uri: str) -> list[str]:
+    """Figure and table of finding (b): sign disagreement ± SE per surrogate slope."""
+    runs = load_runs("theory_sign", tracking_uri=uri).sort_values(SLOPE)
+    fig, ax = new_figure()
+    ax.errorbar(
+        runs[SLOPE].to_numpy(float),
+        runs[keys.metric(keys.SIGN_DISAGREEMENT)].to_numpy(float),
+        yerr=runs[keys.metric(keys.SIGN_DISAGREEMENT_SE)].to_numpy(float),
+        capsize=2,
+        **series_style(0),
+    )
+    ax.axvline(2.0, color="0.6", linewidth=0.8)
+    ax.set(xscale="log", xlabel="surrogate slope β_SG", ylabel="sign disagreement (fraction of directions)")
+    fig.savefig(OUT / "sign_disagreement.png", dpi=200)
+    header = ["β_SG", "disagreement ± SE", "informative directions", "unresolved", "seconds"]
+    rows = [
+        [
+            _fmt(r[SLOPE]),
+            f"{_fmt(r[keys.metric(keys.SIGN_DISAGREEMENT)])} ± {_fmt(r[keys.metric(keys.SIGN_DISAGREEMENT_SE)], 2)}",
+            _fmt(r[keys.metric(keys.SIGN_INFORMATIVE)]),
+            _fmt(r[keys.metric(keys.SIGN_UNRESOLVED)]),
+            _fmt(r[keys.DURATION], 2),
+        ]
+        for _, r in runs.iterrows()
+    ]
+    return ["## (b) Sign disagreement (`experiment=theory_sign`)", "", *_table(header, rows)]
+
+
+def escape(uri: str) -> list[str]:
+    """Figure and tables of finding (c): validation curves and test accuracy per network and seed."""
+    runs = load_runs("theory_escape", tracking_uri=uri)
+    runs["network"] = np.where(runs[NOISE].isna(), "deterministic", "escape noise β_n = " + runs[NOISE].astype(str))
+    history = load_history(runs, [keys.SNN_VAL_ACC], tracking_uri=uri)
+    fig, (curves, final) = new_figure(1, 2, width="double", aspect=0.35)
+    summary_rows, seed_rows = [], []
+    for i, (network, group) in enumerate(runs.groupby("network", sort=True)):
+        style = series_style(i)
+        for _, r in group.iterrows():
+            h = history[history[keys.RUN_ID] == r[keys.RUN_ID]].sort_values(keys.HISTORY_STEP)
+            label = network if r[SEED] == group[SEED].min() else None
+            curves.plot(h[keys.HISTORY_STEP], h[keys.HISTORY_VALUE], color=style["color"], alpha=0.8, label=label)
+        acc = group[keys.metric(keys.SNN_TEST_ACC)].to_numpy(float)
+        final.errorbar([i], [acc.mean()], yerr=[acc.std(ddof=1)], capsize=3, **style)
+        final.plot(np.full(len(acc), i), acc, linestyle="none", marker=style["marker"], color=style["color"],
+                   alpha=0.5)
+        summary_rows.append([network, f"{100 * acc.mean():.2f} ± {100 * acc.std(ddof=1):.2f}",
+                             f"{100 * acc.min():.2f} – {100 * acc.max():.2f}", str(len(acc))])
+        for _, r in group.sort_values(SEED).iterrows():
+            best, last = 100 * r[keys.metric(keys.SNN_TEST_ACC)], 100 * r[keys.metric(keys.SNN_TEST_ACC_LAST)]
+            seed_rows.append([network, str(int(r[SEED])), f"{best:.2f}", f"{last:.2f}", _fmt(r[keys.DURATION] / 60)])
+    curves.set(xlabel="epoch", ylabel="validation accuracy")
+    curves.legend(fontsize="small")
+    final.set(xticks=range(len(summary_rows)), xticklabels=[r[0] for r in summary_rows], ylabel="test accuracy",
+              xlim=(-0.5, len(summary_rows) - 0.5))
+    fig.savefig(OUT / "escape_noise.png", dpi=200)
+    return [
+        "## (c) Stochastic vs deterministic SNNs (`experiment=theory_escape`)",
+        "",
+        *_table(["network", "test accuracy % (mean ± sd over seeds)", "range %", "seeds"], summary_rows),
+        *_table(["network", "seed", "test acc % (best-val weights)", "test acc % (last epoch)", "minutes"],
+                seed_rows),
+    ]
+
+
+def main() -> None:
+    """Write docs/results/theory/ from the store."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tracking-uri", default="sqlite:///mlruns.db", help="MLflow store of the runs")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "# Gygax & Zenke (2025) findings: numbers",
+        "",
+        "Written by `docs/theory_results.py` from the MLflow runs of the commands in docs/guides/theory.md.",
+        "",
+    ]
+    for section in (circulation, sign, escape):
+        lines += section(args.tracking_uri)
+    (OUT / "results.md").write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    pd.set_option("display.width", 200)
+    print((OUT / "results.md").read_text(encoding="utf-8"))
+
+
+if __name__ == "__main__":
+    main()
