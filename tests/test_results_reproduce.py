@@ -21,10 +21,10 @@ import torch
 from hydra import compose, initialize_config_module
 
 from evoexp import keys
+from evoexp.functional import lif
 from evoexp.job.analysis.provenance import CODE_COL, RECORD_METRICS, RUNS_FILE
 from evoexp.job.config import code_identity, load_config, register_configs
 from evoexp.job.run import run_experiment
-from evoexp.models import snn
 
 REPO = Path(__file__).resolve().parents[1]
 RECORD = REPO / "docs" / "results" / "surrogate_sweep" / RUNS_FILE
@@ -101,7 +101,7 @@ def test_the_check_fails_when_the_engine_changes_slightly(monkeypatch: pytest.Mo
     """
     surrogate, slope, seed = SLICE
     committed = committed_runs(RECORD, surrogate, slope, seed)
-    original = snn.decay_from_time_constant
-    monkeypatch.setattr(snn, "decay_from_time_constant", lambda tau, dt=1.0: original(tau, dt) * (1 - 1e-6))
+    original = lif.decay_from_time_constant
+    monkeypatch.setattr(lif, "decay_from_time_constant", lambda tau, dt=1.0: original(tau, dt) * (1 - 1e-6))
     errors = mismatches(committed, sweep_job_metrics(surrogate, slope, seed), code_identity())
     assert any(e.startswith(f"{keys.SNN_TEST_LOSS}:") for e in errors), errors
