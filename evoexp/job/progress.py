@@ -16,12 +16,15 @@ import json
 import logging
 import math
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
+
+from evoexp.job.files import write_atomic
 
 __all__ = [
     "NAMED_AXES",
@@ -147,6 +150,8 @@ class SweepPlan:
         total: Number of jobs (None when the sweeper does not say in advance).
         parent_run_id: MLflow run the jobs nest under (None when untracked).
         started: When the sweep started (seconds since the epoch).
+        invocation: Unique id of this invocation of the sweep (tag ``evoexp.invocation`` of every run it opens, and
+            of its jobs' outcome records): a sweep run again, or twice at once, is another invocation.
     """
 
     sweep_id: str
@@ -154,6 +159,7 @@ class SweepPlan:
     total: int | None = None
     parent_run_id: str | None = None
     started: float = field(default_factory=time.time)
+    invocation: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @classmethod
     def create(
@@ -173,11 +179,8 @@ class SweepPlan:
         return cls(sweep_id or _sweep_id(overrides, sweeper_params, experiment), axes, total)
 
     def save(self, sweep_dir: Path) -> Path:
-        """Write the plan to ``sweep_dir / PLAN_FILE`` and return the path."""
-        path = Path(sweep_dir) / PLAN_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
-        return path
+        """Write the plan to ``sweep_dir / PLAN_FILE`` (atomically) and return the path."""
+        return write_atomic(Path(sweep_dir) / PLAN_FILE, json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
     def load(cls, sweep_dir: Path) -> SweepPlan | None:
@@ -276,25 +279,48 @@ class ProgressBoard:
         self.total = total
         self._lock = FileLock(str(self.path) + ".lock")
 
+    @staticmethod
+    def _empty() -> dict[str, Any]:
+        return {"running": {}, "done": [], "peak": 0, "dirs": {}}
+
     def _read(self) -> dict[str, Any]:
         if not self.path.is_file():
-            return {"running": {}, "done": [], "peak": 0}
-        return json.loads(self.path.read_text(encoding="utf-8"))
+            return self._empty()
+        try:
+            return {**self._empty(), **json.loads(self.path.read_text(encoding="utf-8"))}
+        except ValueError:  # cannot happen with atomic writes; a lost board must not stop the jobs
+            return self._empty()
 
     def _write(self, state: Mapping[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state), encoding="utf-8")
-        tmp.replace(self.path)
+        write_atomic(self.path, json.dumps(state))
 
-    def job_started(self, job: int, *, now: float | None = None) -> None:
-        """Record that job ``job`` started (at ``now``, default the current time)."""
+    def reset(self) -> None:
+        """Start an empty board (a new invocation of the sweep in this directory)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            self._write(self._empty())
+
+    def job_started(self, job: int, *, output_dir: Path | None = None, now: float | None = None) -> None:
+        """Record that job ``job`` started (at ``now``, default the current time) in ``output_dir``."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
             state = self._read()
             state["running"][str(job)] = time.time() if now is None else now
             state["peak"] = max(state["peak"], len(state["running"]))
+            if output_dir is not None:
+                state["dirs"][str(job)] = str(output_dir)
             self._write(state)
+
+    def started(self) -> dict[int, Path]:
+        """Output directory of every job that started in this invocation (as recorded by :meth:`job_started`)."""
+        with self._lock:
+            dirs = self._read()["dirs"]
+        return {int(job): Path(path) for job, path in dirs.items()}
+
+    def unfinished(self) -> list[int]:
+        """Jobs that started and have not finished (running, or killed without a word)."""
+        with self._lock:
+            return sorted(int(job) for job in self._read()["running"])
 
     def job_finished(self, job: int, *, ran: bool, now: float | None = None) -> tuple[JobProgress, float]:
         """Record that job ``job`` finished (``ran``: False if it was skipped).
