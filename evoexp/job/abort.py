@@ -62,8 +62,10 @@ def run_guarded(main: Callable[[], T]) -> T:
         with terminate_on_sigterm():
             return main()
     except BaseException as exc:
+        closed = bool(_CLOSERS)
         _run_closers(exc)
         if isinstance(exc, KeyboardInterrupt):
-            sys.stderr.write("evoexp: interrupted (SIGINT)\n")
+            if not closed:  # a closer has said what was interrupted
+                sys.stderr.write("evoexp: interrupted (SIGINT)\n")
             raise SystemExit(130) from None
         raise

@@ -252,12 +252,13 @@ class JobProgress:
     """Where a sweep stands when a job finishes.
 
     Attributes:
-        done: Jobs finished so far (this one included), skipped and failed ones too.
+        done: Jobs finished so far (this one included), skipped and failed ones too; None when unknown (the
+            progress file could not be written).
         total: Number of jobs, or None when unknown.
         eta: Estimated seconds until the last job finishes; None until a job has run (not skipped).
     """
 
-    done: int
+    done: int | None
     total: int | None
     eta: float | None
 
@@ -317,11 +318,6 @@ class ProgressBoard:
             dirs = self._read()["dirs"]
         return {int(job): Path(path) for job, path in dirs.items()}
 
-    def unfinished(self) -> list[int]:
-        """Jobs that started and have not finished (running, or killed without a word)."""
-        with self._lock:
-            return sorted(int(job) for job in self._read()["running"])
-
     def job_finished(self, job: int, *, ran: bool, now: float | None = None) -> tuple[JobProgress, float]:
         """Record that job ``job`` finished (``ran``: False if it was skipped).
 
@@ -374,7 +370,7 @@ def format_job_line(progress: JobProgress, label: str, outcome: Any, *, seconds:
         outcome: The job's :class:`evoexp.job.outcome.JobOutcome`.
         seconds: Wall time of the job.
     """
-    count = f"[{progress.done}/{progress.total if progress.total is not None else '?'}]"
+    count = f"[{'?' if progress.done is None else progress.done}/{'?' if progress.total is None else progress.total}]"
     parts = [f"{count} {label}"]
     if outcome.outcome == "failed":
         error = outcome.error or "no error recorded"
@@ -390,6 +386,6 @@ def format_job_line(progress: JobProgress, label: str, outcome: Any, *, seconds:
             parts.append(f"checks FAIL ({', '.join(failed)})")
     if math.isfinite(seconds):
         parts.append(format_duration(seconds))
-    if progress.eta is not None and (progress.total is None or progress.done < progress.total):
+    if progress.eta is not None and (progress.total is None or progress.done is None or progress.done < progress.total):
         parts.append(f"ETA {format_duration(progress.eta)}")
     return " · ".join(parts)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import shutil
 import sys
 from collections import Counter
@@ -48,7 +49,7 @@ from evoexp.job.config import ConfigValidationError, TrackingConfig, code_identi
 from evoexp.job.files import write_atomic
 from evoexp.job.outcome import OUTCOME_FILE, OUTCOMES, JobOutcome, read_outcome, write_outcome
 from evoexp.job.preflight import PreflightError, check_jobs, check_sweep_dir, claim_sweep_dir, job_overrides
-from evoexp.job.progress import PROGRESS_LOG, ProgressBoard, SweepPlan, format_job_line, job_label
+from evoexp.job.progress import PROGRESS_LOG, JobProgress, ProgressBoard, SweepPlan, format_job_line, job_label
 from evoexp.job.run import AnnBaseline
 from evoexp.job.summary import format_run_summary
 from evoexp.job.tracking import (
@@ -300,6 +301,7 @@ class _OpenSweep:
         tracker: The store.
         lock: The claim on the sweep directory (None: not claimed by this process).
         invocation: The invocation whose job records count (None: every record in the sweep directory).
+        created: Whether this invocation created the sweep directory (it removes it again if no job started).
         stop_heartbeat: Stops the parent run's heartbeat.
     """
 
@@ -308,6 +310,7 @@ class _OpenSweep:
     tracker: Tracker
     lock: FileLock | None
     invocation: str | None
+    created: bool = False
     stop_heartbeat: Callable[[], None] = field(default=lambda: None)
 
     def close(self, *, ended: BaseException | None = None) -> tuple[SweepSummary | None, list[str]]:
@@ -455,9 +458,10 @@ class EvoexpCallback(Callback):
         tracking = _typed_tracking(config)
         sweeper = config.hydra.sweeper
         overrides = [str(o) for o in config.hydra.overrides.task]
+        params = OmegaConf.to_container(sweeper.params) if sweeper.get("params") else {}
         plan = SweepPlan.create(
             overrides,
-            sweeper_params=OmegaConf.to_container(sweeper.params) if sweeper.get("params") else {},
+            sweeper_params={str(key): value for key, value in params.items()} if isinstance(params, dict) else {},
             basic_sweeper=str(sweeper.get("_target_", "")).endswith(".BasicSweeper"),
             n_trials=sweeper.get("n_trials"),
             experiment=tracking.experiment if tracking is not None else "",
@@ -474,11 +478,11 @@ class EvoexpCallback(Callback):
             lock = claim_sweep_dir(sweep_dir)
         except PreflightError as exc:
             self._exit(str(exc))
-        sweep = _OpenSweep(sweep_dir, plan, tracker, lock, plan.invocation)
+        sweep = _OpenSweep(sweep_dir, plan, tracker, lock, plan.invocation, created=created)
         try:
             self._open(sweep, config, overrides)
         except Exception as exc:
-            self._abandon(sweep, created=created)
+            self._abandon(sweep)
             self._exit(f"could not start the sweep: {_describe(exc)}")
         _OPEN_SWEEPS[str(sweep_dir)] = sweep
         abort.on_abort(f"sweep {sweep_dir}", lambda ended: self._abort(sweep, ended))
@@ -512,7 +516,7 @@ class EvoexpCallback(Callback):
             sweep.stop_heartbeat = tracker.keep_alive(plan.parent_run_id)
 
     @staticmethod
-    def _abandon(sweep: _OpenSweep, *, created: bool) -> None:
+    def _abandon(sweep: _OpenSweep) -> None:
         """Undo a sweep that could not start: close its parent run as FAILED, remove the directory it created."""
         sweep.stop_heartbeat()
         if sweep.plan.parent_run_id is not None:
@@ -524,21 +528,28 @@ class EvoexpCallback(Callback):
                 log.warning("could not close the sweep's run %s: %s", sweep.plan.parent_run_id, exc)
         if sweep.lock is not None:
             sweep.lock.release()
-        if created:
+        if sweep.created:
             shutil.rmtree(sweep.sweep_dir, ignore_errors=True)
 
     @staticmethod
     def _abort(sweep: _OpenSweep, ended: BaseException) -> None:
-        """Close a sweep that ended early (registered with :func:`evoexp.job.abort.on_abort`)."""
+        """Close a sweep that ended early (registered with :func:`evoexp.job.abort.on_abort`).
+
+        A sweep that ended before any job started (Hydra refused a combination of swept values) leaves no directory
+        behind when this invocation created it.
+        """
         _OPEN_SWEEPS.pop(str(sweep.sweep_dir), None)
         summary, problems = sweep.close(ended=ended)
-        what = f"interrupted by {signal_name(ended)}" if isinstance(ended, (KeyboardInterrupt, JobTerminated)) else (
-            f"aborted: {_describe(ended)}"
-        )
-        counts = "" if summary is None else f" after {sum(summary.counts.values())} started jobs"
-        sys.stderr.write(f"evoexp: error: sweep {sweep.plan.sweep_id} {what}{counts}; its open runs were closed\n")
-        for problem in problems:
-            sys.stderr.write(f"evoexp: error: {problem}\n")
+        if isinstance(ended, (KeyboardInterrupt, JobTerminated)):
+            what = f"interrupted by {signal_name(ended)}"
+        else:
+            what = f"aborted ({_describe(ended)})"
+        started = 0 if summary is None else len(summary.jobs)
+        lines = [f"sweep {sweep.plan.sweep_id} {what} after {started} started job(s); its open runs were closed"]
+        if started == 0 and sweep.created:
+            shutil.rmtree(sweep.sweep_dir, ignore_errors=True)
+        for line in lines + problems:
+            sys.stderr.write(f"evoexp: error: {line}\n")
         sys.stderr.flush()
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -565,7 +576,11 @@ class EvoexpCallback(Callback):
         sweep_dir = Path(str(config.hydra.sweep.dir))
         plan = SweepPlan.load(sweep_dir) or SweepPlan("?")
         board = ProgressBoard(sweep_dir, plan.total)
-        progress, seconds = board.job_finished(int(config.hydra.job.num), ran=outcome.outcome != "skipped")
+        try:
+            progress, seconds = board.job_finished(int(config.hydra.job.num), ran=outcome.outcome != "skipped")
+        except OSError as exc:  # a full disk: the line still tells what the job did
+            log.error("could not update the sweep's progress: %s", exc)
+            progress, seconds = JobProgress(None, plan.total, None), math.nan
         line = format_job_line(
             progress, job_label(config, config.hydra.overrides.task, plan.axes), outcome, seconds=seconds
         )
@@ -657,8 +672,7 @@ def reuse_baseline(
         payload, metrics = train()
         if code is not None:
             payload = {**payload, "code_identity": code}
-        run_id = tracker.save_baseline(key, payload, metrics=metrics)
-        return payload, run_id, False
+        return payload, tracker.save_baseline(key, payload, metrics=metrics), False
 
 
 def resumable_run(tracker: Tracker, config_hash: str, *, across_code: bool = False) -> FinishedRun | None:

@@ -509,6 +509,9 @@ class RunLogger:
     def log_artifacts(self, directory: Path, *, artifact_path: str | None = None) -> None:
         """Upload a directory's files."""
 
+    def log_files(self, files: Iterable[Path], *, base: Path) -> None:
+        """Upload ``files``, each at its path relative to ``base``."""
+
     def log_dataset(self, splits: _Splits, *, source: Mapping[str, Any]) -> None:
         """Log the dataset's splits as run inputs (see :func:`dataset_inputs`)."""
 

@@ -28,6 +28,7 @@ from evoexp.analysis.tables import (
     surrogate_slope_table,
 )
 from evoexp.job.analysis.load import experiment_id, get_client, load_history, load_runs, metric_keys
+from evoexp.job.analysis.select import NEWEST, select_runs
 from evoexp.labels import config_label
 from evoexp.surrogate import available_surrogates
 
@@ -61,12 +62,14 @@ class AnalysisResult:
         files: Every written file.
         skipped: Human-readable reasons for tables and figures that were not made.
         summary_run_id: The MLflow summary run the files were logged to, if any.
+        dropped: What the analysis left out: runs of other code, older duplicates of a config, unfinished runs.
     """
 
     runs: pd.DataFrame
     tables: dict[str, Table] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
     summary_run_id: str | None = None
 
     @property
@@ -335,8 +338,12 @@ def run_analysis(
     confidence: float = 0.95,
     ignore: Sequence[str] = (),
     log_summary: bool = True,
+    code: str = NEWEST,
 ) -> AnalysisResult:
     """Load the runs of an experiment (or sweep), write tables and figures, log them to a summary run.
+
+    One FINISHED run per config counts, all of one code identity (:func:`evoexp.job.analysis.select.select_runs`):
+    a config run twice, or again after a code change, is never counted as two seeds.
 
     Args:
         experiment: MLflow experiment name.
@@ -348,6 +355,8 @@ def run_analysis(
         confidence: Coverage of the bootstrap confidence intervals.
         ignore: Param columns (``params.<key>``) never used to tell configurations apart.
         log_summary: Attach the written files to the sweep's summary MLflow run.
+        code: The code identity whose runs are analysed: ``"newest"`` (that of the newest run) or one recorded in
+            the runs' ``evoexp.code_identity`` tag.
 
     Returns:
         The :class:`AnalysisResult`.
@@ -359,17 +368,22 @@ def run_analysis(
     _check_formats(formats)
     client = client if client is not None else get_client(tracking_uri)
     runs = load_runs(experiment, sweep_id=sweep_id, client=client)
+    dropped = []
     unfinished = runs[schema.STATUS] != "FINISHED"
     if unfinished.any():
         counts = runs.loc[unfinished, schema.STATUS].value_counts().to_dict()
-        log.warning("left out %d run(s) that did not finish (%s)", int(unfinished.sum()), counts)
+        dropped.append(f"left out {int(unfinished.sum())} run(s) that did not finish ({counts})")
         runs = runs.loc[~unfinished].reset_index(drop=True)
     if runs.empty:
         where = f"sweep {sweep_id!r} of " if sweep_id is not None else ""
         raise ValueError(f"experiment: no finished job runs in {where}experiment {experiment!r}")
+    runs, notes = select_runs(runs, code=code)
+    dropped += notes
+    for note in dropped:
+        log.warning("%s", note)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    result = AnalysisResult(runs=runs)
+    result = AnalysisResult(runs=runs, dropped=dropped)
     _make_tables(runs, result, confidence, ignore)
     table_formats = [f for f in formats if f in TABLE_FORMATS]
     figure_formats = [f for f in formats if f not in TABLE_FORMATS]
