@@ -13,6 +13,7 @@ import errno
 import json
 import os
 import re
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -61,9 +62,24 @@ def evoexp(cwd: Path, *args: str, timeout: float = 600, **env: str) -> subproces
     )
 
 
+_STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_processes() -> Iterator[None]:
+    """Kill the process group of every command a test started and left running (a failed assertion)."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+
+
 def start_evoexp(cwd: Path, *args: str, **env: str) -> subprocess.Popen[str]:
     """``python -m evoexp`` in its own process group (as a shell runs a foreground command), output piped."""
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "evoexp", *args],
         cwd=cwd,
         env=evoexp_env(**env),
@@ -72,6 +88,8 @@ def start_evoexp(cwd: Path, *args: str, **env: str) -> subprocess.Popen[str]:
         text=True,
         start_new_session=True,
     )
+    _STARTED.append(proc)
+    return proc
 
 
 def runs_of(uri: str, experiment: str) -> list[Any]:
@@ -354,3 +372,86 @@ def test_a_job_uploads_only_the_files_it_wrote(tmp_path: Path) -> None:
     artifacts = {a.path for a in MlflowClient(f"sqlite:///{tmp_path}/m.db").list_artifacts(run.info.run_id)}
     assert artifacts == {"config_resolved.yaml", "results.json", "report.md"}
     assert (tmp_path / "secret.env").exists() and json.loads((tmp_path / OUTCOME_FILE).read_text())["run_id"]
+
+
+# --- slow: whole sweeps under real faults ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["basic", "parallel"])
+def test_ctrl_c_ends_every_run_killed_and_records_every_started_job(tmp_path: Path, launcher: str) -> None:
+    args = ["-m", "experiment=smoke", "seed=0,1,2", "debug.sleep=120", f"hydra/launcher={launcher}"]
+    sweep = start_evoexp(tmp_path, *args, EVOEXP_WORKERS="2")
+    in_flight = 2 if launcher == "parallel" else 1
+    wait_until(lambda: running(tmp_path / "mlruns.db") == in_flight, sweep, f"{in_flight} job(s) run")
+    os.killpg(sweep.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the launcher and its workers
+    out, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 130, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith("evoexp: error: sweep smoke-")
+    assert f"interrupted by SIGINT after {in_flight} started job(s); its open runs were closed" in err
+    assert f"sweep summary ({in_flight} jobs): finished 0, diverged 0, skipped 0, failed 0, killed {in_flight}" in out
+
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    runs = runs_of(uri, "evoexp") + runs_of(uri, "evoexp-ann-baselines")
+    assert len([r for r in runs if r.data.tags.get(Tags.KIND) == "job"]) == in_flight
+    assert {r.info.status for r in runs} == {"KILLED"}  # the sweep's run and every job run, none left RUNNING
+    assert {r.data.tags[Tags.ERROR] for r in runs} == {"interrupted by SIGINT"}
+    (sweep_dir,) = (tmp_path / "outputs" / "multirun").glob("*/*")
+    records = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob(f"*/{OUTCOME_FILE}"))]
+    assert [(r["job"], r["outcome"], r["error"]) for r in records] == [
+        (job, "killed", "interrupted by SIGINT") for job in range(in_flight)
+    ]
+    assert not (sweep_dir / str(in_flight)).exists()  # the job that never started has no directory
+
+
+class _Lines:
+    """Collects the lines of a running command's output stream in a thread (the test reacts to one while it runs)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.lines: list[str] = []
+        self._stream = stream
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        for line in self._stream:
+            self.lines.append(line.rstrip("\n"))
+
+    def text(self) -> str:
+        self._thread.join(timeout=60)
+        return "\n".join(self.lines)
+
+
+@pytest.mark.slow
+def test_a_job_that_finds_the_disk_full_fails_alone_and_the_sweep_summarises(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "disk", size="8m") as disk:
+        args = ["-m", "experiment=smoke", "seed=0,1", "debug.sleep=4", f"hydra.sweep.dir={disk}/sweep"]
+        sweep = start_evoexp(tmp_path, *args)
+        out, errors = _Lines(sweep.stdout), _Lines(sweep.stderr)
+        wait_until(lambda: running(tmp_path / "mlruns.db") == 1, sweep, "the first job runs")
+        filler = fill(disk)  # the first job's outputs, log and record meet a full disk
+        wait_until(lambda: any(JOB_LINE.match(line) for line in out.lines), sweep, "the first job ends")
+        filler.unlink()  # the second job finds room again
+        sweep.wait(timeout=300)
+        text, err = out.text(), errors.text()
+        assert sweep.returncode == 1, err[-3000:]
+        lines = [line for line in text.splitlines() if JOB_LINE.match(line)]
+        assert len(lines) == 2 and "FAILED OSError: [Errno 28] No space left on device" in lines[0]
+        assert "FAILED" not in lines[1]
+        assert "Traceback" not in err and "Logging error" not in err
+        assert "sweep summary (2 jobs): finished 1, diverged 0, skipped 0, failed 1" in text
+        assert err.strip().splitlines()[-1].startswith("evoexp: error: 1 of 2 jobs failed")
+        records = list((disk / "sweep").rglob("*.json"))
+        assert records and all(path.stat().st_size > 0 for path in records)  # whole or absent, never truncated
+        assert not list((disk / "sweep").rglob("*.tmp"))
+        summary = json.loads((disk / "sweep" / "sweep_summary.json").read_text())
+        assert [job["outcome"] for job in summary["jobs"]] == ["failed", "finished"]
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    runs = runs_of(uri, "evoexp")
+    assert sorted((r.data.tags[Tags.KIND], r.info.status) for r in runs) == [
+        ("job", "FAILED"),
+        ("job", "FINISHED"),
+        ("sweep", "FAILED"),
+    ]
+    (failed,) = [r for r in runs if r.info.status == "FAILED" and r.data.tags[Tags.KIND] == "job"]
+    assert "No space left on device" in failed.data.tags[Tags.ERROR]

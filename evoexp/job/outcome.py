@@ -3,7 +3,8 @@
 The sweep's end-of-run summary (:mod:`evoexp.job.sweep`) and the Optuna sweeper (``hydra_plugins/evoexp_optuna``) read
 these files back, so the record works with every launcher without shared state. Records are written atomically
 (:func:`evoexp.job.files.write_atomic`); a job that could not write its record, or left an unreadable one, counts
-as failed, with the reason.
+as failed, with the reason. A record the disk refused is kept in memory, so the process that made it (the job's
+progress line; with the basic launcher, the sweep's summary too) still reports what the job did.
 """
 
 from __future__ import annotations
@@ -64,17 +65,29 @@ class JobOutcome:
             raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}; got {self.outcome!r}")
 
 
+_UNWRITTEN: dict[Path, JobOutcome] = {}
+"""Records this process could not write, by job directory (read back by :func:`read_outcome`)."""
+
+
 def write_outcome(directory: Path, outcome: JobOutcome) -> Path:
     """Write ``outcome`` as JSON to ``directory / OUTCOME_FILE`` atomically and return the path.
 
     Raises:
-        OSError: It could not be written (full disk, read-only file system); no partial file is left.
+        OSError: It could not be written (full disk, read-only file system); no partial file is left, and this
+            process's :func:`read_outcome` returns the record from memory.
     """
-    return write_atomic(Path(directory) / OUTCOME_FILE, json.dumps(asdict(outcome), indent=2, allow_nan=True) + "\n")
+    text = json.dumps(asdict(outcome), indent=2, allow_nan=True) + "\n"
+    try:
+        path = write_atomic(Path(directory) / OUTCOME_FILE, text)
+    except OSError:
+        _UNWRITTEN[Path(directory).resolve()] = outcome
+        raise
+    _UNWRITTEN.pop(Path(directory).resolve(), None)
+    return path
 
 
 def read_outcome(directory: Path) -> JobOutcome | None:
-    """The outcome recorded in ``directory``, or None when there is none.
+    """The outcome recorded in ``directory`` (or, failing that, the one this process could not write), or None.
 
     Args:
         directory: A job's output directory.
@@ -84,7 +97,7 @@ def read_outcome(directory: Path) -> JobOutcome | None:
     """
     path = Path(directory) / OUTCOME_FILE
     if not path.is_file():
-        return None
+        return _UNWRITTEN.get(Path(directory).resolve())
     try:
         fields = json.loads(path.read_text(encoding="utf-8"))
         known = {name: value for name, value in fields.items() if name in JobOutcome.__dataclass_fields__}

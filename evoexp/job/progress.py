@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import math
+import sys
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,6 +31,7 @@ __all__ = [
     "NAMED_AXES",
     "PLAN_FILE",
     "PROGRESS_LOG",
+    "JobLogFile",
     "JobProgress",
     "ProgressBoard",
     "QuietInSweeps",
@@ -70,6 +72,28 @@ class QuietInSweeps(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         """Pass ``record`` unless this is a multirun and it is below ERROR or carries a traceback."""
         return not self.multirun or (record.levelno >= logging.ERROR and not record.exc_info)
+
+
+class JobLogFile(logging.FileHandler):
+    """File handler of a job's log (``hydra/job_logging=evoexp``) that survives a full or read-only disk.
+
+    :class:`logging.FileHandler` prints a traceback to stderr for every record it cannot write; on a full disk
+    that buries the sweep's own lines. This one says once that the log file cannot be written and drops the rest.
+    """
+
+    def __init__(self, filename: str, mode: str = "a", encoding: str | None = None, delay: bool = False) -> None:
+        self._failed = False
+        super().__init__(filename, mode, encoding, delay)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """Report the first record that could not be written (to stderr), drop the rest silently."""
+        if self._failed:
+            return
+        self._failed = True
+        error = sys.exc_info()[1]
+        sys.stderr.write(
+            f"evoexp: cannot write the log file {self.baseFilename} ({error}); its next lines are dropped\n"
+        )
 
 
 def split_override(override: str) -> tuple[str, str]:
