@@ -13,11 +13,13 @@ import errno
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -455,3 +457,172 @@ def test_a_job_that_finds_the_disk_full_fails_alone_and_the_sweep_summarises(tmp
     ]
     (failed,) = [r for r in runs if r.info.status == "FAILED" and r.data.tags[Tags.KIND] == "job"]
     assert "No space left on device" in failed.data.tags[Tags.ERROR]
+
+
+@pytest.fixture
+def unprivileged() -> Iterator[tuple[Path, list[str]]]:
+    """A world-writable folder and the command prefix that runs a command as an unprivileged user there.
+
+    File permissions bind only an unprivileged user (root writes to a read-only folder), so as root the command
+    runs as ``nobody`` (``setpriv``); a test that runs unprivileged already runs the command as itself.
+    """
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv: a read-only folder cannot be made to bind a command")
+        prefix = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    else:
+        prefix = []
+    folder = Path(tempfile.mkdtemp(prefix="evoexp-faults-"))
+    folder.chmod(0o777)
+    try:
+        yield folder, prefix
+    finally:
+        for path in [folder, *folder.rglob("*")]:
+            with contextlib.suppress(OSError):
+                path.chmod(0o777 if path.is_dir() else 0o666)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_a_store_that_turns_read_only_fails_the_jobs_and_the_sweep_still_summarises(
+    unprivileged: tuple[Path, list[str]],
+) -> None:
+    root, prefix = unprivileged
+    store = root / "store"
+    store.mkdir(mode=0o777)
+    store.chmod(0o777)
+    uri = f"sqlite:///{store}/mlruns.db"
+    args = ["-m", "experiment=smoke", "seed=0,1", "debug.sleep=4", f"tracking.uri={uri}", "tracking.give_up_after=2"]
+    sweep = subprocess.Popen(
+        [*prefix, sys.executable, "-m", "evoexp", *args],
+        cwd=root,
+        env=evoexp_env(HOME=str(root)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    _STARTED.append(sweep)
+    wait_until(lambda: running(store / "mlruns.db") == 1, sweep, "the first job runs")
+    (store / "mlruns.db").chmod(0o444)  # the store turns read-only under the running sweep
+    store.chmod(0o555)
+    out, err = sweep.communicate(timeout=300)
+    assert sweep.returncode == 1, err[-3000:]
+    assert "sweep summary (2 jobs): finished 0, diverged 0, skipped 0, failed 2" in out
+    (line,) = [line for line in err.splitlines() if line.startswith("evoexp: error:")]
+    assert line.startswith("evoexp: error: 2 of 2 jobs failed")
+    assert "could not close the sweep's MLflow run" in line  # SQLite says "readonly database" or "disk I/O error"
+    (sweep_dir,) = (root / "outputs" / "multirun").glob("*/*")
+    records = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob(f"*/{OUTCOME_FILE}"))]
+    assert [r["outcome"] for r in records] == ["failed", "failed"]
+    assert all("sqlite3.OperationalError" in r["error"] for r in records)  # the store's own reason, on each job
+
+    store.chmod(0o777)
+    (store / "mlruns.db").chmod(0o666)
+    assert [r.info.status for r in runs_of(uri, "evoexp")].count("RUNNING") == 2  # the sweep's run and job 0's
+    MlflowTracker(uri, "evoexp", root=root).reap_ghosts()  # what the next sweep does first
+    assert {r.info.status for r in runs_of(uri, "evoexp")} == {"KILLED"}
+
+
+@contextlib.contextmanager
+def mlflow_server(folder: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A real ``mlflow server`` on ``port`` with its SQLite store and artifacts in ``folder``."""
+    folder.mkdir(exist_ok=True)
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("mlflow")),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{folder / 'server.db'}",
+        ],
+        cwd=folder,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                assert server.poll() is None, "mlflow server exited"
+                assert time.monotonic() < deadline, "mlflow server did not start"
+                time.sleep(0.5)
+        yield server
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_a_server_that_dies_mid_sweep_fails_the_jobs_in_bounded_time(tmp_path: Path) -> None:
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    settings = ["tracking=server", "tracking.timeout=2", "tracking.retries=1", "tracking.give_up_after=5"]
+    with mlflow_server(tmp_path / "server", port) as server:
+        sweep = start_evoexp(
+            tmp_path, "-m", "experiment=smoke", "seed=0,1,2", "debug.sleep=3", *settings, MLFLOW_TRACKING_URI=uri
+        )
+        wait_until(lambda: running(tmp_path / "server" / "server.db") == 1, sweep, "the first job runs")
+        os.killpg(server.pid, signal.SIGTERM)  # the server goes away with a job in flight
+        server.wait(timeout=60)
+        died = time.monotonic()
+        out, err = sweep.communicate(timeout=300)
+        elapsed = time.monotonic() - died
+    assert sweep.returncode == 1, err[-3000:]
+    assert elapsed < 90  # MLflow's own defaults showed no progress for 500 s
+    lines = [line for line in out.splitlines() if JOB_LINE.match(line)]
+    assert len(lines) == 3 and all("FAILED" in line for line in lines)
+    assert "sweep summary (3 jobs): finished 0, diverged 0, skipped 0, failed 3" in out
+    records = [json.loads(p.read_text()) for p in sorted(tmp_path.glob(f"outputs/multirun/*/*/*/{OUTCOME_FILE}"))]
+    assert [r["outcome"] for r in records] == ["failed"] * 3
+    assert all("no MLflow server answers within 2 s" in r["error"] for r in records[1:])  # asked once, in seconds
+    (line,) = [line for line in err.splitlines() if line.startswith("evoexp: error:")]
+    assert line.startswith("evoexp: error: 3 of 3 jobs failed") and "could not close the sweep's MLflow run" in line
+
+    with mlflow_server(tmp_path / "server", port):  # back: the next sweep's first step closes what it left open
+        assert [r.info.status for r in runs_of(uri, "evoexp")].count("RUNNING") == 2
+        assert len(MlflowTracker(uri, "evoexp", root=tmp_path).reap_ghosts()) == 2
+        assert "RUNNING" not in {r.info.status for r in runs_of(uri, "evoexp")}
+
+
+@pytest.mark.slow
+def test_the_same_sweep_twice_at_once_shares_no_directory_and_trains_each_config_once(tmp_path: Path) -> None:
+    args = ("-m", "experiment=smoke", "seed=0,1", "tracking.experiment=twice")
+    first, second = start_evoexp(tmp_path, *args), start_evoexp(tmp_path, *args)  # in the same second
+    outputs = [proc.communicate(timeout=600) for proc in (first, second)]
+    assert [first.returncode, second.returncode] == [0, 0], [err[-2000:] for _, err in outputs]
+    for out, _ in outputs:
+        counts = [m.group(0) for m in map(JOB_LINE.match, out.splitlines()) if m]
+        assert sorted(counts) == ["[1/2] ", "[2/2] "]  # each counts its own jobs: no [3/2]
+    sweep_dirs = sorted((tmp_path / "outputs" / "multirun").glob("*/*"))
+    assert len(sweep_dirs) == 2
+    plans = [json.loads((d / ".evoexp" / "sweep.json").read_text()) for d in sweep_dirs]
+    assert plans[0]["invocation"] != plans[1]["invocation"]
+    assert plans[0]["parent_run_id"] != plans[1]["parent_run_id"]  # each invocation has its own parent run
+    for sweep_dir, plan in zip(sweep_dirs, plans):
+        records = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob(f"*/{OUTCOME_FILE}"))]
+        assert len(records) == 2 and {r["invocation"] for r in records} == {plan["invocation"]}
+
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    runs = runs_of(uri, "twice")
+    jobs = [r for r in runs if r.data.tags[Tags.KIND] == "job"]
+    assert sorted(r.data.params["seed"] for r in jobs) == ["0", "1"]  # one FINISHED run per config, not two
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    skipped = sum(
+        json.loads(p.read_text())["outcome"] == "skipped" for p in tmp_path.glob(f"outputs/*/*/*/*/{OUTCOME_FILE}")
+    )
+    assert skipped == 2  # what one invocation trained, the other waited for and reused
+    analysis = run_analysis("twice", out_dir=tmp_path / "analysis", tracking_uri=uri, formats=["md"])
+    assert sorted(analysis.runs["run_id"]) == sorted(r.info.run_id for r in jobs) and analysis.dropped == []
