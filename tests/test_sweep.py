@@ -386,16 +386,3 @@ def test_submitit_local_launcher_runs_a_small_sweep(tmp_path: Path) -> None:
     assert all(r.info.status == "FINISHED" for r in runs)
     assert list((tmp_path / "outputs" / "multirun").rglob(".submitit"))
     assert sweep_summary(tmp_path)["counts"]["finished"] == 2
-
-
-@pytest.mark.slow
-def test_a_job_with_an_invalid_value_fails_alone(tmp_path: Path) -> None:
-    done = evoexp(tmp_path, "-m", "experiment=smoke", "surrogate.slope=-1,5")
-    assert done.returncode == 1
-    assert done.stderr.strip().splitlines()[-1].startswith("evoexp: error: 1 of 2 jobs failed")
-    summary = sweep_summary(tmp_path)
-    assert summary["counts"] == {"finished": 1, "diverged": 0, "skipped": 0, "failed": 1, "killed": 0}
-    (failed,) = [job for job in summary["jobs"] if job["outcome"] == "failed"]
-    assert "surrogate.slope must be a finite number > 0" in failed["error"]
-    runs = job_runs(f"sqlite:///{tmp_path / 'mlruns.db'}", "evoexp")
-    assert [r.data.params["surrogate.slope"] for r in runs] == ["5"]  # no run for the invalid job
