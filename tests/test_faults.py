@@ -235,6 +235,7 @@ class _FlakyStore:
         self.up = threading.Event()
         self.down = False
         self.batches: list[int] = []
+        self.statuses: list[str] = []
 
     def log_batch(self, run_id: str, metrics: list[Any] = (), tags: list[Any] = (), **kwargs: Any) -> None:  # type: ignore[assignment]
         if self.down:
@@ -245,6 +246,7 @@ class _FlakyStore:
     def set_terminated(self, run_id: str, status: str) -> None:
         if self.down:
             raise ConnectionError("connection refused")
+        self.statuses.append(status)
 
 
 def test_training_never_waits_on_the_store_and_fails_clearly_when_it_stays_away() -> None:
@@ -259,12 +261,19 @@ def test_training_never_waits_on_the_store_and_fails_clearly_when_it_stays_away(
     assert sum(store.batches) == 20  # everything arrived, in order, once
 
     store = _FlakyStore()
+    store.up.set()
     store.down = True
     run = TrackedRun(store, "r2", flush_every=0, background=True, give_up_after=1.0, where="http://store")
     run.log_metrics({"snn/val/acc": 0.5}, step=1)
     time.sleep(2.0)
     with pytest.raises(TrackingUnavailable, match=r"http://store did not accept the run's data for \d+ s"):
         run.log_metrics({"snn/val/acc": 0.6}, step=2)
+    with pytest.raises(TrackingUnavailable):
+        run.end("FINISHED")  # its data is not all in the store: never marked FINISHED
+    assert run.status is None
+    store.down = False
+    run.end("FAILED", tags={Tags.ERROR: "tracking store gone"})  # sent directly, without the uploader
+    assert (run.status, store.statuses) == ("FAILED", ["FAILED"])
 
 
 HOLD_SCRIPT = """
@@ -380,28 +389,35 @@ def test_a_job_uploads_only_the_files_it_wrote(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher", ["basic", "parallel"])
-def test_ctrl_c_ends_every_run_killed_and_records_every_started_job(tmp_path: Path, launcher: str) -> None:
+@pytest.mark.parametrize(
+    ("launcher", "signum"),
+    [("basic", signal.SIGINT), ("parallel", signal.SIGINT), ("basic", signal.SIGTERM)],
+    ids=["ctrl-c-basic", "ctrl-c-parallel", "sigterm-basic"],
+)
+def test_ctrl_c_ends_every_run_killed_and_records_every_started_job(
+    tmp_path: Path, launcher: str, signum: signal.Signals
+) -> None:
     args = ["-m", "experiment=smoke", "seed=0,1,2", "debug.sleep=120", f"hydra/launcher={launcher}"]
     sweep = start_evoexp(tmp_path, *args, EVOEXP_WORKERS="2")
     in_flight = 2 if launcher == "parallel" else 1
     wait_until(lambda: running(tmp_path / "mlruns.db") == in_flight, sweep, f"{in_flight} job(s) run")
-    os.killpg(sweep.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the launcher and its workers
+    os.killpg(sweep.pid, signum)  # Ctrl-C in a terminal, or a scheduler's SIGTERM: the launcher and its workers
     out, err = sweep.communicate(timeout=120)
-    assert sweep.returncode == 130, err[-3000:]
+    assert sweep.returncode == 128 + signum, err[-3000:]
+    reason = f"interrupted by {signum.name}"
     assert err.strip().splitlines()[-1].startswith("evoexp: error: sweep smoke-")
-    assert f"interrupted by SIGINT after {in_flight} started job(s); its open runs were closed" in err
+    assert f"{reason} after {in_flight} started job(s); its open runs were closed" in err
     assert f"sweep summary ({in_flight} jobs): finished 0, diverged 0, skipped 0, failed 0, killed {in_flight}" in out
 
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     runs = runs_of(uri, "evoexp") + runs_of(uri, "evoexp-ann-baselines")
     assert len([r for r in runs if r.data.tags.get(Tags.KIND) == "job"]) == in_flight
     assert {r.info.status for r in runs} == {"KILLED"}  # the sweep's run and every job run, none left RUNNING
-    assert {r.data.tags[Tags.ERROR] for r in runs} == {"interrupted by SIGINT"}
+    assert {r.data.tags[Tags.ERROR] for r in runs} == {reason}
     (sweep_dir,) = (tmp_path / "outputs" / "multirun").glob("*/*")
     records = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob(f"*/{OUTCOME_FILE}"))]
     assert [(r["job"], r["outcome"], r["error"]) for r in records] == [
-        (job, "killed", "interrupted by SIGINT") for job in range(in_flight)
+        (job, "killed", reason) for job in range(in_flight)
     ]
     assert not (sweep_dir / str(in_flight)).exists()  # the job that never started has no directory
 

@@ -763,26 +763,35 @@ class TrackedRun(RunLogger):
     def end(self, status: str, *, tags: Mapping[str, Any] | None = None, wait: float | None = None) -> None:
         """Send what is buffered plus the closing ``tags``, then mark the run ``status``; later calls are no-ops.
 
-        The status is set even when sending the buffer fails (that error is raised afterwards).
+        A run whose data did not reach the store is not marked ``status`` (a FINISHED run would be taken for a
+        complete result): :class:`TrackingUnavailable` is raised instead, and the background uploader is dropped,
+        so that a second call (e.g. with ``FAILED``) sends its tags and status directly.
 
         Args:
             status: ``FINISHED``, ``FAILED`` or ``KILLED``.
             tags: Closing tags.
             wait: Seconds to wait for the background uploader to deliver the queue (None: until it is done or
                 gives up).
+
+        Raises:
+            TrackingUnavailable: The queued data could not be delivered (the status was not set).
         """
         if self.status is not None:
             return
+        uploader = self._uploader
         try:
             if self._buffer or tags:
                 self.flush(tags)
-            if self._uploader is not None:
-                self._uploader.drain(wait)
+            if uploader is not None:
+                uploader.drain(wait)
+        except TrackingUnavailable:
+            self._uploader = None
+            raise
         finally:
-            if self._uploader is not None:
-                self._uploader.close()
-            self.client.set_terminated(self.run_id, status)
-            self.status = status
+            if uploader is not None:
+                uploader.close()
+        self.client.set_terminated(self.run_id, status)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -1184,16 +1193,25 @@ class MlflowTracker(Tracker):
             self._end_quietly(tracked, "FAILED", {Tags.OUTCOME: "failed", Tags.ERROR: f"{type(exc).__name__}: {exc}"})
             raise
         else:
-            tracked.end("FINISHED", tags=None if tracked.outcome else {Tags.OUTCOME: "finished"})
+            try:
+                tracked.end("FINISHED", tags=None if tracked.outcome else {Tags.OUTCOME: "finished"})
+            except TrackingUnavailable as exc:  # its data is incomplete in the store: the job fails, clearly
+                self._end_quietly(tracked, "FAILED", {Tags.OUTCOME: "failed", Tags.ERROR: str(exc)})
+                raise
 
     def _end_quietly(self, tracked: TrackedRun, status: str, tags: Mapping[str, str]) -> None:
         """End ``tracked`` on the way out of an exception: a store that fails now only earns a warning.
 
         The wait for the uploader is bounded by one request ``timeout``: an interrupted or failed job does not
-        linger on a dead store; its run, left RUNNING there, is closed as a ghost by the next sweep.
+        linger on a dead store; its run, left RUNNING there, is closed as a ghost by the next sweep. When the
+        uploader gave up, the tags and status are sent once more, directly (a store that refused one batch for
+        good may take them).
         """
         try:
-            tracked.end(status, tags=tags, wait=self.timeout)
+            try:
+                tracked.end(status, tags=tags, wait=self.timeout)
+            except TrackingUnavailable:  # the uploader gave up on its queue: send the tags and status directly
+                tracked.end(status, tags=tags, wait=self.timeout)
         except Exception as exc:
             log.warning("could not mark run %s %s in %s: %s", tracked.run_id, status, self.uri, exc)
 
