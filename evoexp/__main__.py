@@ -2,7 +2,8 @@
 
 The configs ship inside the package (``evoexp/conf``, found as ``pkg://evoexp.conf``), so an installed ``evoexp`` runs
 from any directory; add your own with ``--config-dir DIR`` or a ``hydra.searchpath`` entry. Configuration errors
-print one line (``HYDRA_FULL_ERROR=1`` shows the full trace); see ``python -m evoexp --help``.
+print one line (``HYDRA_FULL_ERROR=1`` shows the full trace); see ``python -m evoexp --help``. Ctrl-C and SIGTERM close
+every run the command opened (:func:`evoexp.job.abort.run_guarded`; docs/guides/reliability.md).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from evoexp.job.abort import run_guarded
 from evoexp.job.config import register_configs, report_config_errors
 
 CONFIG_DIR = "pkg://evoexp.conf"
@@ -26,7 +28,7 @@ def _hydra_main(cfg: DictConfig) -> float:
 def main() -> None:
     """Entry point of ``python -m evoexp`` and the ``evoexp`` console script."""
     register_configs()
-    report_config_errors(_hydra_main)
+    report_config_errors(lambda: run_guarded(_hydra_main))
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ class Tags:
     PID_START = "evoexp.pid_start"
     HEARTBEAT = "evoexp.heartbeat"
     HEARTBEAT_EVERY = "evoexp.heartbeat_every"
+    INVOCATION = "evoexp.invocation"
     RUN_NAME = "mlflow.runName"
     PARENT_RUN = "mlflow.parentRunId"
     NOTE = "mlflow.note.content"
@@ -92,6 +93,15 @@ SURROGATE_SLOPE_PARAM = "surrogate.slope"
 SURROGATE_SCALE_PARAM = "surrogate.scale"
 N_CLASSES_PARAM = "dataset.n_classes"
 IGNORED_PARAM_PREFIXES = ("hydra.", "tracking.")
+PRESENTATION_KEYS = ("figures", "threads", "tracking")
+"""Config keys that change how a job runs or is shown (figures, torch threads, where it is logged), never what it
+computes: left out of the config hash and never a table row (the key and every key below it)."""
+
+
+def is_presentation_key(key: str) -> bool:
+    """Whether config key ``key`` (dotted, without ``params.``) is or lies below one of :data:`PRESENTATION_KEYS`."""
+    return any(key == name or key.startswith(name + ".") for name in PRESENTATION_KEYS)
+
 
 # Summary metrics (test metrics: weights of the best-validation epoch restored; "_last" keys: final epoch).
 SNN_TEST_ACC = "snn/test/acc_best"

@@ -62,7 +62,8 @@ def seed_columns(columns: Iterable[str]) -> list[str]:
 def group_columns(frame: pd.DataFrame, *, ignore: Sequence[str] = ()) -> list[str]:
     """Return the param columns that identify a configuration: all params except seeds and ignored ones.
 
-    Params under :data:`schema.IGNORED_PARAM_PREFIXES` (Hydra/tracking bookkeeping) are ignored too.
+    Params under :data:`schema.IGNORED_PARAM_PREFIXES` (Hydra/tracking bookkeeping) and the presentation-only keys
+    (:func:`schema.is_presentation_key`: figures, threads, tracking settings) are ignored too.
 
     Args:
         frame: A run frame from :func:`evoexp.job.analysis.load.load_runs`.
@@ -75,6 +76,7 @@ def group_columns(frame: pd.DataFrame, *, ignore: Sequence[str] = ()) -> list[st
         if c.startswith(schema.PARAM_PREFIX)
         and c not in skip
         and not schema.strip_prefix(c).startswith(schema.IGNORED_PARAM_PREFIXES)
+        and not schema.is_presentation_key(schema.strip_prefix(c))
     ]
 
 

@@ -40,8 +40,14 @@ def run_crosscheck(config: Config, *, data: DatasetSplits, output_dir: Path) -> 
         ``crosscheck/passed``); nothing is trained, so the objective is NaN.
     """
     settings = config.crosscheck
-    result = crosscheck(_network(config, data), libraries=list(settings.libraries), align=list(settings.align),
-                        steps=settings.steps, batch=settings.batch, seed=config.seed,
-                        label=Path(config.model.path).stem if config.model.path else config.model.name)
+    result = crosscheck(
+        _network(config, data),
+        libraries=list(settings.libraries),
+        align=list(settings.align),
+        steps=settings.steps,
+        batch=settings.batch,
+        seed=config.seed,
+        label=Path(config.model.path).stem if config.model.path else config.model.name,
+    )
     write_report([result], output_dir / CROSSCHECK_ARTIFACT_PATH, formats=("png",))
     return Outcome(results={"crosscheck": result}, metrics=result.summary())

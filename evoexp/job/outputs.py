@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 import evoexp
 from evoexp.job.build import build_surrogate
 from evoexp.job.config import Config, to_plain
+from evoexp.job.files import write_atomic
 from evoexp.job.run import Outcome
 from evoexp.keys import SURROGATE_NAME_PARAM, SURROGATE_SLOPE_PARAM
 from evoexp.labels import config_label
@@ -60,8 +61,10 @@ def write_outputs(
     *,
     config_hash: str,
     code_identity: str,
-) -> None:
+) -> list[Path]:
     """Write the resolved config, ``results.json``, ``report.md`` and (with ``figures: true``) figures.
+
+    Each file is written atomically (:func:`evoexp.job.files.write_atomic`): a full disk leaves no partial file.
 
     Args:
         directory: The job's output directory (created if missing).
@@ -70,9 +73,12 @@ def write_outputs(
         outcome: What the experiment produced.
         config_hash: The run's config identity.
         code_identity: The code that produced it (:func:`evoexp.job.config.code_identity`).
+
+    Returns:
+        The files written (the job's artifacts, with its log and ``.hydra/``).
     """
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
+    files = [write_atomic(directory / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))]
     payload: dict[str, Any] = {
         "evoexp_version": evoexp.__version__,
         "config_hash": config_hash,
@@ -80,21 +86,26 @@ def write_outputs(
         "config": to_plain(cfg),
         **outcome.to_dict(),
     }
-    (directory / RESULTS_FILE).write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    files.append(write_atomic(directory / RESULTS_FILE, json.dumps(payload, indent=2, allow_nan=False) + "\n"))
     title = f"evoexp run: {config.surrogate.name} (slope {config.surrogate.slope:g}), seed {config.seed}"
     heading, body = generate_report(outcome.results, title=title).split("\n", 1)
     facts = report_facts(config, outcome, config_hash=config_hash, code_identity=code_identity)
-    (directory / REPORT_FILE).write_text("\n".join([heading, "", *facts, body]), encoding="utf-8")
+    files.append(write_atomic(directory / REPORT_FILE, "\n".join([heading, "", *facts, body])))
     if config.figures:
-        _save_figures(directory / "figures", config, outcome)
+        files += _save_figures(directory / "figures", config, outcome)
+    return files
 
 
 def _val_acc(epochs: Mapping[int, Mapping[str, float]]) -> dict[int, float]:
     return {epoch: metrics["val/acc"] for epoch, metrics in epochs.items() if "val/acc" in metrics}
 
 
-def _save_figures(directory: Path, config: Config, outcome: Outcome) -> None:
-    """Save the surrogate shape and the SNN/ANN validation-accuracy curves (%) as PNG files, titled with the run."""
+def _save_figures(directory: Path, config: Config, outcome: Outcome) -> list[Path]:
+    """Save the surrogate shape and the SNN/ANN validation-accuracy curves (%) as PNG files, titled with the run.
+
+    Returns:
+        The written paths.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -103,4 +114,4 @@ def _save_figures(directory: Path, config: Config, outcome: Outcome) -> None:
     curves = {name.upper(): _val_acc(run.epoch_metrics()) for name, run in outcome.training.items()}
     shape = {SURROGATE_NAME_PARAM: config.surrogate.name, SURROGATE_SLOPE_PARAM: config.surrogate.slope}
     title = f"{config_label(shape)}, seed {config.seed}"
-    figures.save_run_figures(directory, build_surrogate(config), curves, title=title)
+    return figures.save_run_figures(directory, build_surrogate(config), curves, title=title)

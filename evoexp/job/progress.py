@@ -15,7 +15,9 @@ import hashlib
 import json
 import logging
 import math
+import sys
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,10 +25,13 @@ from typing import Any
 
 from filelock import FileLock
 
+from evoexp.job.files import write_atomic
+
 __all__ = [
     "NAMED_AXES",
     "PLAN_FILE",
     "PROGRESS_LOG",
+    "JobLogFile",
     "JobProgress",
     "ProgressBoard",
     "QuietInSweeps",
@@ -67,6 +72,28 @@ class QuietInSweeps(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         """Pass ``record`` unless this is a multirun and it is below ERROR or carries a traceback."""
         return not self.multirun or (record.levelno >= logging.ERROR and not record.exc_info)
+
+
+class JobLogFile(logging.FileHandler):
+    """File handler of a job's log (``hydra/job_logging=evoexp``) that survives a full or read-only disk.
+
+    :class:`logging.FileHandler` prints a traceback to stderr for every record it cannot write; on a full disk
+    that buries the sweep's own lines. This one says once that the log file cannot be written and drops the rest.
+    """
+
+    def __init__(self, filename: str, mode: str = "a", encoding: str | None = None, delay: bool = False) -> None:
+        self._failed = False
+        super().__init__(filename, mode, encoding, delay)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """Report the first record that could not be written (to stderr), drop the rest silently."""
+        if self._failed:
+            return
+        self._failed = True
+        error = sys.exc_info()[1]
+        sys.stderr.write(
+            f"evoexp: cannot write the log file {self.baseFilename} ({error}); its next lines are dropped\n"
+        )
 
 
 def split_override(override: str) -> tuple[str, str]:
@@ -147,6 +174,8 @@ class SweepPlan:
         total: Number of jobs (None when the sweeper does not say in advance).
         parent_run_id: MLflow run the jobs nest under (None when untracked).
         started: When the sweep started (seconds since the epoch).
+        invocation: Unique id of this invocation of the sweep (tag ``evoexp.invocation`` of every run it opens, and
+            of its jobs' outcome records): a sweep run again, or twice at once, is another invocation.
     """
 
     sweep_id: str
@@ -154,6 +183,7 @@ class SweepPlan:
     total: int | None = None
     parent_run_id: str | None = None
     started: float = field(default_factory=time.time)
+    invocation: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @classmethod
     def create(
@@ -173,11 +203,8 @@ class SweepPlan:
         return cls(sweep_id or _sweep_id(overrides, sweeper_params, experiment), axes, total)
 
     def save(self, sweep_dir: Path) -> Path:
-        """Write the plan to ``sweep_dir / PLAN_FILE`` and return the path."""
-        path = Path(sweep_dir) / PLAN_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
-        return path
+        """Write the plan to ``sweep_dir / PLAN_FILE`` (atomically) and return the path."""
+        return write_atomic(Path(sweep_dir) / PLAN_FILE, json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
     def load(cls, sweep_dir: Path) -> SweepPlan | None:
@@ -249,12 +276,13 @@ class JobProgress:
     """Where a sweep stands when a job finishes.
 
     Attributes:
-        done: Jobs finished so far (this one included), skipped and failed ones too.
+        done: Jobs finished so far (this one included), skipped and failed ones too; None when unknown (the
+            progress file could not be written).
         total: Number of jobs, or None when unknown.
         eta: Estimated seconds until the last job finishes; None until a job has run (not skipped).
     """
 
-    done: int
+    done: int | None
     total: int | None
     eta: float | None
 
@@ -276,25 +304,43 @@ class ProgressBoard:
         self.total = total
         self._lock = FileLock(str(self.path) + ".lock")
 
+    @staticmethod
+    def _empty() -> dict[str, Any]:
+        return {"running": {}, "done": [], "peak": 0, "dirs": {}}
+
     def _read(self) -> dict[str, Any]:
         if not self.path.is_file():
-            return {"running": {}, "done": [], "peak": 0}
-        return json.loads(self.path.read_text(encoding="utf-8"))
+            return self._empty()
+        try:
+            return {**self._empty(), **json.loads(self.path.read_text(encoding="utf-8"))}
+        except ValueError:  # cannot happen with atomic writes; a lost board must not stop the jobs
+            return self._empty()
 
     def _write(self, state: Mapping[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state), encoding="utf-8")
-        tmp.replace(self.path)
+        write_atomic(self.path, json.dumps(state))
 
-    def job_started(self, job: int, *, now: float | None = None) -> None:
-        """Record that job ``job`` started (at ``now``, default the current time)."""
+    def reset(self) -> None:
+        """Start an empty board (a new invocation of the sweep in this directory)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            self._write(self._empty())
+
+    def job_started(self, job: int, *, output_dir: Path | None = None, now: float | None = None) -> None:
+        """Record that job ``job`` started (at ``now``, default the current time) in ``output_dir``."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
             state = self._read()
             state["running"][str(job)] = time.time() if now is None else now
             state["peak"] = max(state["peak"], len(state["running"]))
+            if output_dir is not None:
+                state["dirs"][str(job)] = str(output_dir)
             self._write(state)
+
+    def started(self) -> dict[int, Path]:
+        """Output directory of every job that started in this invocation (as recorded by :meth:`job_started`)."""
+        with self._lock:
+            dirs = self._read()["dirs"]
+        return {int(job): Path(path) for job, path in dirs.items()}
 
     def job_finished(self, job: int, *, ran: bool, now: float | None = None) -> tuple[JobProgress, float]:
         """Record that job ``job`` finished (``ran``: False if it was skipped).
@@ -348,7 +394,7 @@ def format_job_line(progress: JobProgress, label: str, outcome: Any, *, seconds:
         outcome: The job's :class:`evoexp.job.outcome.JobOutcome`.
         seconds: Wall time of the job.
     """
-    count = f"[{progress.done}/{progress.total if progress.total is not None else '?'}]"
+    count = f"[{'?' if progress.done is None else progress.done}/{'?' if progress.total is None else progress.total}]"
     parts = [f"{count} {label}"]
     if outcome.outcome == "failed":
         error = outcome.error or "no error recorded"
@@ -364,6 +410,6 @@ def format_job_line(progress: JobProgress, label: str, outcome: Any, *, seconds:
             parts.append(f"checks FAIL ({', '.join(failed)})")
     if math.isfinite(seconds):
         parts.append(format_duration(seconds))
-    if progress.eta is not None and (progress.total is None or progress.done < progress.total):
+    if progress.eta is not None and (progress.total is None or progress.done is None or progress.done < progress.total):
         parts.append(f"ETA {format_duration(progress.eta)}")
     return " · ".join(parts)

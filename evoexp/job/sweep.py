@@ -1,17 +1,22 @@
 """Sweep machinery: the Hydra callback, per-job outcome records, the end-of-sweep summary and ANN-baseline reuse.
 
-* :class:`EvoexpCallback` (registered in ``conf/config.yaml`` under ``hydra.callbacks``) validates the config and
-  creates the MLflow store and experiment ONCE before any job or worker starts (with its saved jobs view,
-  :mod:`evoexp.job.ui`), closes the ghost runs a SIGKILLed sweep left behind, and opens the sweep's parent run; it
-  prints what each job checks, one line per finished job (count, result, time, ETA; see :mod:`evoexp.job.progress`)
-  and, after a single run, its verdicts (:mod:`evoexp.job.summary`). After a multirun it summarises the whole
-  sweep's state (finished / diverged / failed, jobs reused from earlier runs, verdicts per check), closes the parent
-  run, writes ``sweep_summary.json`` into the sweep directory and makes the command exit with status 1 only when a
-  job failed.
+* :class:`EvoexpCallback` (registered in ``conf/config.yaml`` under ``hydra.callbacks``) validates every job's config
+  and the sweep directory, asks a tracking server whether it answers (:mod:`evoexp.job.preflight`), and only then
+  creates the MLflow store and experiments ONCE before any job or worker starts, closes the ghost runs a SIGKILLed
+  sweep left behind, and opens the sweep's parent run; it prints one line per finished job (count, result, time,
+  ETA; see :mod:`evoexp.job.progress`) and, after a single run, its verdicts (:mod:`evoexp.job.summary`). After a
+  multirun it summarises the whole sweep's state (finished / diverged / failed, jobs reused from earlier
+  runs, verdicts per check) and this invocation's jobs (finished / diverged / skipped / failed / killed), closes
+  the parent run, writes
+  ``sweep_summary.json`` into the sweep directory and makes the command exit with status 1 when a job failed or
+  closing the sweep failed (the summary is printed in any case).
+* A sweep that ends early (Ctrl-C, SIGTERM, an error in the launcher) is closed by the closer it registered with
+  :func:`evoexp.job.abort.on_abort`: every run of the invocation ends KILLED (or FAILED) with the reason, every job
+  that started gets an outcome record, and the summary is printed.
 * Each job writes :data:`~evoexp.job.outcome.OUTCOME_FILE` into its output directory
-  (:func:`~evoexp.job.outcome.write_outcome`); the summary reads them
-  back, so it works with every launcher (joblib, submitit local or SLURM) without shared state. A job directory
-  without an outcome (worker killed) counts as failed.
+  (:func:`~evoexp.job.outcome.write_outcome`); the summary reads those of the invocation back, so it works with every
+  launcher (joblib, submitit local or SLURM) without shared state. A job that started without leaving a readable
+  record counts as failed.
 * :func:`reuse_baseline` trains the ANN twin once per key and reuses it from the store: a file lock per key makes
   parallel workers wait for the one that trains it; :func:`ann_baseline` adapts it to
   :func:`evoexp.job.run.run_experiment`.
@@ -24,20 +29,24 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
+import shutil
 import sys
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, cast
 
 from filelock import FileLock
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 import evoexp
+from evoexp.job import abort
 from evoexp.job.config import (
     ConfigValidationError,
     TrackingConfig,
@@ -45,20 +54,33 @@ from evoexp.job.config import (
     load_config,
     unwritable_location,
 )
-from evoexp.job.outcome import OUTCOME_FILE, OUTCOMES, JobOutcome
-from evoexp.job.progress import PROGRESS_LOG, ProgressBoard, SweepPlan, format_job_line, job_label, split_override
+from evoexp.job.files import write_atomic
+from evoexp.job.outcome import OUTCOME_FILE, OUTCOMES, JobOutcome, read_outcome, write_outcome
+from evoexp.job.preflight import PreflightError, check_jobs, check_sweep_dir, claim_sweep_dir, job_overrides
+from evoexp.job.progress import (
+    PROGRESS_LOG,
+    JobProgress,
+    ProgressBoard,
+    SweepPlan,
+    format_job_line,
+    job_label,
+    split_override,
+)
 from evoexp.job.run import AnnBaseline
 from evoexp.job.summary import SweepTally, format_run_summary, jobs_text
 from evoexp.job.tracking import (
     LOCK_DIR,
     FinishedRun,
+    JobTerminated,
     MlflowTracker,
     NullTracker,
     RunLogger,
     Tracker,
+    TrackingUnavailable,
     git_commit,
     lock_path,
     resolve_tracking_uri,
+    signal_name,
 )
 from evoexp.job.ui import publish, view_url
 from evoexp.keys import Tags
@@ -69,43 +91,63 @@ __all__ = [
     "EvoexpCallback",
     "SweepSummary",
     "ann_baseline",
+    "collect_summary",
     "make_tracker",
     "read_outcomes",
     "resumable_run",
     "reuse_baseline",
+    "save_job_config",
     "summarize_sweep",
 ]
 
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "sweep_summary.json"
+_TROUBLED = ("failed", "killed", "diverged")
 
 
-def read_outcomes(sweep_dir: Path) -> list[JobOutcome]:
-    """Read the outcome of every job directory (one holding Hydra's ``.hydra``) under ``sweep_dir``.
+def read_outcomes(sweep_dir: Path, *, invocation: str | None = None) -> list[JobOutcome]:
+    """Read the outcome of every job of an invocation of a sweep (of every job directory when ``invocation`` is None).
 
-    A job directory without an outcome file is reported as ``failed`` with error ``no outcome recorded``.
+    With ``invocation``, the jobs are those the progress board saw start in that invocation plus those whose
+    record names it, and a record an earlier invocation left in a reused sweep directory does not count. Without
+    it, every job directory (one holding ``.hydra``) counts. A job without a record counts as ``failed`` with error
+    ``no outcome recorded``; one with an unreadable record as ``failed``, saying why.
     """
+    sweep_dir = Path(sweep_dir).resolve()
+    if invocation is None:
+        dirs: dict[Path, int | None] = {hydra_dir.parent: None for hydra_dir in sweep_dir.rglob(".hydra")}
+    else:
+        dirs = {path.resolve(): job for job, path in ProgressBoard(sweep_dir, None).started().items()}
+        for path in sweep_dir.rglob(OUTCOME_FILE):
+            try:
+                found = read_outcome(path.parent)
+            except ValueError:
+                continue
+            if found is not None and found.invocation == invocation:
+                dirs.setdefault(path.parent, found.job)
     outcomes = []
-    for hydra_dir in sorted(Path(sweep_dir).rglob(".hydra")):
-        job_dir = hydra_dir.parent
-        path = job_dir / OUTCOME_FILE
-        if path.is_file():
-            outcomes.append(JobOutcome(**json.loads(path.read_text(encoding="utf-8"))))
-        else:
-            overrides = _job_overrides(hydra_dir)
-            outcomes.append(
-                JobOutcome("failed", overrides=overrides, error="no outcome recorded", output_dir=str(job_dir))
-            )
+    for job_dir, job in dirs.items():
+        error = "no outcome recorded"
+        try:
+            found = read_outcome(job_dir)
+        except ValueError as exc:
+            found, error = None, str(exc)
+        if found is not None and (invocation is None or found.invocation == invocation):
+            outcomes.append(found)
+            continue
+        overrides = _job_overrides(job_dir / ".hydra")
+        outcomes.append(JobOutcome("failed", job=job or 0, overrides=overrides, error=error, output_dir=str(job_dir)))
     return sorted(outcomes, key=lambda o: o.job)
 
 
 def _job_overrides(hydra_dir: Path) -> list[str]:
-    """Return the overrides saved by Hydra in ``hydra_dir/overrides.yaml`` (empty if missing)."""
+    """Return the overrides saved in ``hydra_dir/overrides.yaml`` (empty if missing or unreadable)."""
     path = hydra_dir / "overrides.yaml"
-    if not path.is_file():
+    try:
+        return [str(item) for item in OmegaConf.load(path)] if path.is_file() else []
+    except Exception:  # an unreadable file (a full disk truncated it) only costs the job's label
         return []
-    return [str(item) for item in OmegaConf.load(path)]
 
 
 @dataclass
@@ -130,6 +172,15 @@ class SweepSummary:
         """Number of failed jobs."""
         return self.counts["failed"]
 
+    @property
+    def killed(self) -> int:
+        """Number of jobs interrupted while they ran."""
+        return self.counts["killed"]
+
+    def _counts(self) -> str:
+        """``finished 2, diverged 0, skipped 1, failed 0`` (``killed`` only when a job was)."""
+        return ", ".join(f"{k} {self.counts[k]}" for k in OUTCOMES if k != "killed" or self.counts[k])
+
     def format(self) -> str:
         """Human-readable summary: the sweep's state, its verdicts per check, then each failed or diverged job."""
         lines = [
@@ -138,9 +189,22 @@ class SweepSummary:
             *self.tally.check_lines(),
         ]
         for job in self.jobs:
-            if job.outcome in ("failed", "diverged"):
+            if job.outcome in _TROUBLED:
                 lines.append(f"  job {job.job} {job.outcome}: {' '.join(job.overrides)} -- {job.error}")
         return "\n".join(lines)
+
+    def save(self) -> Path:
+        """Write the summary to ``<sweep dir>/SUMMARY_FILE`` (atomically) and return the path."""
+        payload = {
+            "sweep_dir": self.sweep_dir,
+            "counts": self.counts,
+            "state": self.tally.jobs,
+            "reused": self.tally.reused,
+            "verdicts": dict(self.tally.verdicts),
+            "checks": {check: dict(counts) for check, counts in self.tally.checks.items()},
+            "jobs": [asdict(j) for j in self.jobs],
+        }
+        return write_atomic(Path(self.sweep_dir) / SUMMARY_FILE, json.dumps(payload, indent=2, allow_nan=True) + "\n")
 
     def note(self, plan: SweepPlan) -> str:
         """Markdown note of the sweep's parent run: the sweep's state, verdicts per check, failed or diverged jobs."""
@@ -150,7 +214,7 @@ class SweepSummary:
             "",
             *self.tally.markdown(),
         ]
-        troubled = [job for job in self.jobs if job.outcome in ("failed", "diverged")]
+        troubled = [job for job in self.jobs if job.outcome in _TROUBLED]
         if troubled:
             lines += ["", "| job | outcome | overrides | error |", "|---|---|---|---|"]
             lines += [
@@ -160,27 +224,32 @@ class SweepSummary:
         return "\n".join(lines) + "\n"
 
 
-def summarize_sweep(sweep_dir: Path) -> SweepSummary:
-    """Summarise the job outcomes under ``sweep_dir`` and write them to ``sweep_dir / SUMMARY_FILE``."""
-    jobs = read_outcomes(sweep_dir)
+def collect_summary(sweep_dir: Path, *, invocation: str | None = None) -> SweepSummary:
+    """Summarise the job outcomes of an invocation of the sweep in ``sweep_dir`` (see :func:`read_outcomes`)."""
+    jobs = read_outcomes(sweep_dir, invocation=invocation)
     counter = Counter(job.outcome for job in jobs)
-    tally = SweepTally.count(jobs)
-    summary = SweepSummary(str(sweep_dir), {name: counter.get(name, 0) for name in OUTCOMES}, jobs, tally)
-    payload = {
-        "sweep_dir": summary.sweep_dir,
-        "counts": summary.counts,
-        "state": tally.jobs,
-        "reused": tally.reused,
-        "verdicts": dict(tally.verdicts),
-        "checks": {check: dict(counts) for check, counts in tally.checks.items()},
-        "jobs": [asdict(j) for j in jobs],
-    }
-    (Path(sweep_dir) / SUMMARY_FILE).write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
+    return SweepSummary(str(sweep_dir), {name: counter.get(name, 0) for name in OUTCOMES}, jobs, SweepTally.count(jobs))
+
+
+def summarize_sweep(sweep_dir: Path) -> SweepSummary:
+    """Summarise the job outcomes of the sweep in ``sweep_dir`` and write them to ``sweep_dir / SUMMARY_FILE``.
+
+    The invocation is that of the plan in ``sweep_dir``, when there is one.
+    """
+    plan = SweepPlan.load(sweep_dir)
+    summary = collect_summary(sweep_dir, invocation=None if plan is None else plan.invocation)
+    summary.save()
     return summary
 
 
-def make_tracker(tracking: Any, *, root: Path) -> Tracker:
-    """Build the tracker of a ``tracking`` config node (:class:`~evoexp.job.config.TrackingConfig` or DictConfig)."""
+def make_tracker(tracking: Any, *, root: Path, invocation: str | None = None) -> Tracker:
+    """Build the tracker of a ``tracking`` config node (:class:`~evoexp.job.config.TrackingConfig` or DictConfig).
+
+    Args:
+        tracking: The ``tracking`` config.
+        root: Project root (launch directory).
+        invocation: The sweep invocation the runs belong to (:attr:`~evoexp.job.progress.SweepPlan.invocation`).
+    """
     if not tracking.enabled:
         return NullTracker()
     uri = resolve_tracking_uri(tracking.uri, root=root)
@@ -192,6 +261,10 @@ def make_tracker(tracking: Any, *, root: Path) -> Tracker:
         heartbeat_every=tracking.heartbeat_every,
         stale_after=tracking.stale_after,
         system_metrics=tracking.system_metrics,
+        timeout=tracking.timeout,
+        retries=tracking.retries,
+        give_up_after=tracking.give_up_after,
+        invocation=invocation,
     )
 
 
@@ -297,16 +370,153 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-_SWEEP_HEARTBEATS: dict[str, Callable[[], None]] = {}
-"""Stops the heartbeat of each open sweep's parent run (by sweep directory; kept off the callback, which Hydra
-pickles for its workers)."""
+def save_job_config(config: DictConfig) -> None:
+    """Save a job's ``.hydra/`` (``config.yaml``, ``hydra.yaml``, ``overrides.yaml``) atomically, as Hydra would.
+
+    evoexp's config sets ``hydra.output_subdir: null``: Hydra's own save raises out of its job runner on a full
+    disk and aborts the whole sweep, whereas a job whose files cannot be written must fail alone. Nothing is done
+    when ``hydra.output_subdir`` is set (Hydra saved the files).
+
+    Raises:
+        OSError: A file could not be written (the caller goes on: the job then fails at its own writes).
+    """
+    if OmegaConf.select(config, "hydra.output_subdir") is not None:
+        return
+    directory = Path(str(config.hydra.runtime.output_dir)) / ".hydra"
+    hydra_node = HydraConfig.instance().cfg if HydraConfig.initialized() else OmegaConf.create({"hydra": config.hydra})
+    write_atomic(directory / "config.yaml", OmegaConf.to_yaml(_job_config(config)))
+    write_atomic(directory / "hydra.yaml", OmegaConf.to_yaml(hydra_node))
+    write_atomic(directory / "overrides.yaml", OmegaConf.to_yaml(config.hydra.overrides.task))
+
+
+@dataclass
+class _OpenSweep:
+    """What the launcher process holds while a sweep runs (kept off the callback, which Hydra pickles for workers).
+
+    Attributes:
+        sweep_dir: The sweep directory.
+        plan: The sweep's plan (invocation, parent run).
+        tracker: The store.
+        lock: The claim on the sweep directory (None: not claimed by this process).
+        invocation: The invocation whose job records count (None: every record in the sweep directory).
+        created: Whether this invocation created the sweep directory (it removes it again if no job started).
+        stop_heartbeat: Stops the parent run's heartbeat.
+    """
+
+    sweep_dir: Path
+    plan: SweepPlan
+    tracker: Tracker
+    lock: FileLock | None
+    invocation: str | None
+    created: bool = False
+    stop_heartbeat: Callable[[], None] = field(default=lambda: None)
+
+    def close(self, *, ended: BaseException | None = None) -> tuple[SweepSummary | None, list[str]]:
+        """Close the sweep: its runs, its jobs' records, the summary, the parent run; print the summary.
+
+        Args:
+            ended: The exception that ended the sweep early (Ctrl-C, SIGTERM, a launcher error), or None when it
+                ran to its end. Early: every run the invocation opened that is still RUNNING ends KILLED (signals)
+                or FAILED with the reason, and every job that started without a record gets one (``killed`` or
+                ``failed``).
+
+        Returns:
+            The summary (None if it could not be made) and what went wrong while closing, one line each.
+        """
+        problems: list[str] = []
+        self.stop_heartbeat()
+        interrupted = isinstance(ended, (KeyboardInterrupt, JobTerminated))
+        status = "KILLED" if interrupted else "FAILED"
+        reason = None
+        if ended is not None:
+            reason = f"interrupted by {signal_name(ended)}" if interrupted else f"sweep aborted: {_describe(ended)}"
+            try:
+                self.tracker.close_invocation(self.plan.invocation, status=status, reason=reason)
+            except Exception as exc:
+                problems.append(f"could not close the sweep's job runs: {_describe(exc)}")
+            problems += self._record_unfinished("killed" if interrupted else "failed", reason)
+        summary = None
+        try:
+            summary = collect_summary(self.sweep_dir, invocation=self.invocation)
+        except Exception as exc:
+            problems.append(f"could not read the jobs' records: {_describe(exc)}")
+        if summary is not None:
+            try:
+                summary.save()
+            except OSError as exc:
+                problems.append(f"could not write {Path(self.sweep_dir) / SUMMARY_FILE}: {_describe(exc)}")
+            text = summary.format()
+        else:
+            text = f"sweep summary: unavailable (see {self.sweep_dir})"
+        if self.plan.parent_run_id is not None:
+            try:
+                self._close_parent(summary, status=status if ended is not None else None, reason=reason)
+                text += f"\nMLflow: sweep run {self.plan.parent_run_id} · {self.tracker.ui_url()}"
+            except Exception as exc:
+                problems.append(f"could not close the sweep's MLflow run {self.plan.parent_run_id}: {_describe(exc)}")
+        _say(text)
+        if self.lock is not None:
+            self.lock.release()
+        return summary, problems
+
+    def _record_unfinished(self, outcome: str, reason: str) -> list[str]:
+        """Give every job that started in this invocation without leaving a record one saying ``reason``."""
+        problems = []
+        for job, job_dir in ProgressBoard(self.sweep_dir, None).started().items():
+            try:
+                found = read_outcome(job_dir)
+            except ValueError:
+                found = None
+            if found is not None and found.invocation == self.plan.invocation:
+                continue
+            record = JobOutcome(
+                outcome,
+                job=job,
+                overrides=_job_overrides(job_dir / ".hydra"),
+                error=reason,
+                output_dir=str(job_dir),
+                invocation=self.plan.invocation,
+            )
+            try:
+                write_outcome(job_dir, record)
+            except OSError as exc:
+                problems.append(f"could not record job {job}'s outcome: {_describe(exc)}")
+        return problems
+
+    def _close_parent(self, summary: SweepSummary | None, *, status: str | None, reason: str | None) -> None:
+        """End the parent run: ``status`` when the sweep ended early, else FAILED if a job failed, else FINISHED."""
+        assert self.plan.parent_run_id is not None
+        bad = summary is None or summary.failed > 0 or summary.killed > 0
+        if status is None:
+            status = "FAILED" if bad else "FINISHED"
+        tags: dict[str, str] = {Tags.OUTCOME: {"KILLED": "killed", "FAILED": "failed"}.get(status, "finished")}
+        if reason is not None:
+            tags[Tags.ERROR] = reason
+        metrics = {}
+        if summary is not None:
+            tags[Tags.NOTE] = summary.note(self.plan)
+            metrics = {
+                **{f"sweep/jobs_{name}": float(count) for name, count in summary.counts.items()},
+                **summary.tally.metrics(),
+            }
+        self.tracker.close_sweep_run(self.plan.parent_run_id, status=status, metrics=metrics, tags=tags)
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` of ``exc``, on one line."""
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+_OPEN_SWEEPS: dict[str, _OpenSweep] = {}
+"""The open sweeps of this process, by sweep directory."""
 
 
 class EvoexpCallback(Callback):
-    """Hydra callback: validate, prepare the store, reap ghosts and open the sweep run; show progress; summarise.
+    """Hydra callback: check, prepare the store, reap ghosts and open the sweep run; show progress; summarise.
 
-    Hydra turns exceptions raised in callbacks into warnings, so the two ways this callback stops the command
-    print one ``evoexp: error: ...`` line and raise :class:`SystemExit` (exit code 1) instead.
+    Hydra turns exceptions raised in callbacks into warnings, so the ways this callback stops the command print one
+    ``evoexp: error: ...`` line and raise :class:`SystemExit` (exit code 1) instead.
     """
 
     @staticmethod
@@ -317,7 +527,7 @@ class EvoexpCallback(Callback):
         raise SystemExit(1)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Single run: fail fast on bad values (one-line error, no run created), prepare the store, reap ghosts.
+        """Single run: fail fast on bad values or a dead server (one line, no run created), prepare, reap ghosts.
 
         Before anything is created: a key given twice, bad values, and an output directory, store or launch
         directory that cannot be written each stop the command with one line.
@@ -333,25 +543,36 @@ class EvoexpCallback(Callback):
         if message is not None:
             self._exit(message)
         tracker = make_tracker(typed.tracking, root=_root(config))
+        try:
+            tracker.check()
+        except TrackingUnavailable as exc:
+            self._exit(str(exc))
         tracker.prepare()
         tracker.reap_ghosts()
         publish(tracker)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Multirun: prepare the store, close ghost runs, open the parent run, write the plan the jobs read.
+        """Multirun: check everything, then prepare the store, close ghost runs, open the parent run, write the plan.
 
         The store is created before any worker starts (avoids the schema race); the jobs read the
         :class:`~evoexp.job.progress.SweepPlan` (sweep id, parent run, number of jobs, swept keys). Sweep values may
         differ from the base config's, so only the ``tracking`` group has to validate here; each job validates its
         own values. A key given twice, a sweep without jobs and an unwritable sweep directory, store or launch
-        directory stop the command with one line before anything is opened.
+        directory stop the command with one line before anything is opened; so do a job config that does not
+        validate and a tracking server that does not answer (:mod:`evoexp.job.preflight`).
         """
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        try:
+            jobs = job_overrides(config)
+            if jobs is not None:
+                check_jobs(config, jobs)
+            check_sweep_dir(sweep_dir)
+        except PreflightError as exc:
+            self._exit(str(exc))
         tracking = _typed_tracking(config)
         sweeper = config.hydra.sweeper
         overrides = [str(o) for o in config.hydra.overrides.task]
-        sweeper_params = (
-            cast("dict[str, Any]", OmegaConf.to_container(sweeper.params)) if sweeper.get("params") else {}
-        )
+        sweeper_params = cast("dict[str, Any]", OmegaConf.to_container(sweeper.params)) if sweeper.get("params") else {}
         plan = SweepPlan.create(
             overrides,
             sweeper_params=sweeper_params,
@@ -367,8 +588,36 @@ class EvoexpCallback(Callback):
         ):
             if message is not None:
                 self._exit(message)
-        sweep_dir = Path(str(config.hydra.sweep.dir))
-        tracker = make_tracker(tracking, root=_root(config)) if tracking is not None else NullTracker()
+        root = _root(config)
+        tracker = NullTracker() if tracking is None else make_tracker(tracking, root=root, invocation=plan.invocation)
+        try:
+            tracker.check()
+        except TrackingUnavailable as exc:
+            self._exit(str(exc))
+        created = not sweep_dir.exists()
+        try:
+            lock = claim_sweep_dir(sweep_dir)
+        except PreflightError as exc:
+            self._exit(str(exc))
+        sweep = _OpenSweep(sweep_dir, plan, tracker, lock, plan.invocation, created=created)
+        try:
+            self._open(sweep, config, overrides)
+        except Exception as exc:
+            self._abandon(sweep)
+            self._exit(f"could not start the sweep: {_describe(exc)}")
+        _OPEN_SWEEPS[str(sweep_dir)] = sweep
+        abort.on_abort(f"sweep {sweep_dir}", lambda ended: self._abort(sweep, ended))
+        axes = " × ".join(plan.axes) or "no swept keys"
+        url = tracker.ui_url()
+        where = "" if plan.parent_run_id is None or url is None else f" · MLflow {view_url(url)}"
+        _say(f"evoexp sweep {plan.sweep_id}: {jobs_text(plan.total)} over {axes}{where}")
+        _say(f"  checks per job: {_checked(config, plan.axes)}")
+
+    @staticmethod
+    def _open(sweep: _OpenSweep, config: DictConfig, overrides: list[str]) -> None:
+        """Reset the progress board, prepare the store, reap ghosts, open the parent run, save the plan."""
+        plan, tracker = sweep.plan, sweep.tracker
+        ProgressBoard(sweep.sweep_dir, plan.total).reset()
         tracker.prepare()
         tracker.reap_ghosts()
         publish(tracker)
@@ -385,18 +634,56 @@ class EvoexpCallback(Callback):
                 Tags.NOTE: f"**Sweep {plan.sweep_id}** over {axes}: {jobs_text(plan.total)}, running.\n",
             },
         )
-        plan.save(sweep_dir)
+        plan.save(sweep.sweep_dir)
         if plan.parent_run_id is not None:
-            _SWEEP_HEARTBEATS[str(sweep_dir)] = tracker.keep_alive(plan.parent_run_id)
-        url = tracker.ui_url()
-        where = "" if plan.parent_run_id is None or url is None else f" · MLflow {view_url(url)}"
-        _say(f"evoexp sweep {plan.sweep_id}: {jobs_text(plan.total)} over {axes}{where}")
-        _say(f"  checks per job: {_checked(config, plan.axes)}")
+            sweep.stop_heartbeat = tracker.keep_alive(plan.parent_run_id)
+
+    @staticmethod
+    def _abandon(sweep: _OpenSweep) -> None:
+        """Undo a sweep that could not start: close its parent run as FAILED, remove the directory it created."""
+        sweep.stop_heartbeat()
+        if sweep.plan.parent_run_id is not None:
+            try:
+                sweep.tracker.close_sweep_run(
+                    sweep.plan.parent_run_id, status="FAILED", metrics={}, tags={Tags.OUTCOME: "failed"}
+                )
+            except Exception as exc:
+                log.warning("could not close the sweep's run %s: %s", sweep.plan.parent_run_id, exc)
+        if sweep.lock is not None:
+            sweep.lock.release()
+        if sweep.created:
+            shutil.rmtree(sweep.sweep_dir, ignore_errors=True)
+
+    @staticmethod
+    def _abort(sweep: _OpenSweep, ended: BaseException) -> None:
+        """Close a sweep that ended early (registered with :func:`evoexp.job.abort.on_abort`).
+
+        A sweep that ended before any job started (Hydra refused a combination of swept values) leaves no directory
+        behind when this invocation created it.
+        """
+        _OPEN_SWEEPS.pop(str(sweep.sweep_dir), None)
+        summary, problems = sweep.close(ended=ended)
+        if isinstance(ended, (KeyboardInterrupt, JobTerminated)):
+            what = f"interrupted by {signal_name(ended)}"
+        else:
+            what = f"aborted ({_describe(ended)})"
+        started = 0 if summary is None else len(summary.jobs)
+        lines = [f"sweep {sweep.plan.sweep_id} {what} after {started} started job(s); its open runs were closed"]
+        if started == 0 and sweep.created:
+            shutil.rmtree(sweep.sweep_dir, ignore_errors=True)
+        for line in lines + problems:
+            sys.stderr.write(f"evoexp: error: {line}\n")
+        sys.stderr.flush()
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Multirun job: mark it running on the sweep's progress board."""
+        """Save the job's ``.hydra/``; in a multirun, mark it running on the sweep's progress board."""
+        try:
+            save_job_config(config)
+        except OSError as exc:
+            log.error("could not save the job's config: %s", exc)
         if _multirun(config):
-            ProgressBoard(Path(str(config.hydra.sweep.dir)), None).job_started(int(config.hydra.job.num))
+            board = ProgressBoard(Path(str(config.hydra.sweep.dir)), None)
+            board.job_started(int(config.hydra.job.num), output_dir=Path(str(config.hydra.runtime.output_dir)))
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         """Print the job's line (multirun: count, result, time, ETA) or, after a single run, its summary."""
@@ -412,37 +699,38 @@ class EvoexpCallback(Callback):
         sweep_dir = Path(str(config.hydra.sweep.dir))
         plan = SweepPlan.load(sweep_dir) or SweepPlan("?")
         board = ProgressBoard(sweep_dir, plan.total)
-        progress, seconds = board.job_finished(int(config.hydra.job.num), ran=outcome.outcome != "skipped")
+        try:
+            progress, seconds = board.job_finished(int(config.hydra.job.num), ran=outcome.outcome != "skipped")
+        except OSError as exc:  # a full disk: the line still tells what the job did
+            log.error("could not update the sweep's progress: %s", exc)
+            progress, seconds = JobProgress(None, plan.total, None), math.nan
         label = outcome.label or job_label(config, config.hydra.overrides.task, plan.axes)
         line = format_job_line(progress, label, outcome, seconds=seconds)
-        board.append_log(sweep_dir / PROGRESS_LOG, line)
         _say(line)
+        try:
+            board.append_log(sweep_dir / PROGRESS_LOG, line)
+        except OSError as exc:
+            log.error("could not append to %s: %s", sweep_dir / PROGRESS_LOG, exc)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        """Print the sweep summary, close the parent run; exit with status 1 if any job failed."""
+        """Print the sweep summary and close the parent run; exit with status 1 if a job failed or closing failed."""
         sweep_dir = Path(str(config.hydra.sweep.dir))
-        summary = summarize_sweep(sweep_dir)
-        stop = _SWEEP_HEARTBEATS.pop(str(sweep_dir), None)
-        if stop is not None:
-            stop()
-        plan = SweepPlan.load(sweep_dir)
-        tracking = _typed_tracking(config)
-        text = summary.format()
-        if plan is not None and plan.parent_run_id is not None and tracking is not None:
-            tracker = make_tracker(tracking, root=_root(config))
-            tracker.close_sweep_run(
-                plan.parent_run_id,
-                status="FAILED" if summary.failed else "FINISHED",
-                metrics=summary.tally.metrics(),
-                tags={Tags.NOTE: summary.note(plan), Tags.OUTCOME: "failed" if summary.failed else "finished"},
-            )
-            text += f"\nMLflow: sweep run {plan.parent_run_id} · jobs: {view_url(str(tracker.ui_url()))}"
-        _say(text)
-        if summary.failed:
-            self._exit(
-                f"{summary.failed} of {sum(summary.counts.values())} jobs failed "
-                f"(see {Path(summary.sweep_dir) / SUMMARY_FILE})"
-            )
+        sweep = _OPEN_SWEEPS.pop(str(sweep_dir), None)
+        if sweep is None:  # not opened by this process's on_multirun_start (e.g. a test calling the hook alone)
+            plan = SweepPlan.load(sweep_dir)
+            tracking = _typed_tracking(config)
+            tracker = make_tracker(tracking, root=_root(config)) if tracking is not None else NullTracker()
+            invocation = None if plan is None else plan.invocation
+            sweep = _OpenSweep(sweep_dir, plan or SweepPlan("?"), tracker, None, invocation)
+        abort.discard(f"sweep {sweep_dir}")
+        summary, problems = sweep.close()
+        if summary is not None and summary.failed + summary.killed:
+            bad = f"{summary.failed} of {sum(summary.counts.values())} jobs failed"
+            if summary.killed:
+                bad += f", {summary.killed} were killed"
+            problems.insert(0, f"{bad} (see {Path(summary.sweep_dir) / SUMMARY_FILE})")
+        if problems:
+            self._exit("; ".join(problems))
 
 
 def _checked(config: DictConfig, axes: list[str]) -> str:
@@ -455,9 +743,12 @@ def _checked(config: DictConfig, axes: list[str]) -> str:
 
 def _read_outcome(output_dir: Path, job_return: JobReturn) -> JobOutcome:
     """The outcome the job recorded in ``output_dir``, or a failure built from Hydra's ``job_return``."""
-    path = output_dir / OUTCOME_FILE
-    if path.is_file():
-        return JobOutcome(**json.loads(path.read_text(encoding="utf-8")))
+    try:
+        found = read_outcome(output_dir)
+    except ValueError as exc:
+        return JobOutcome("failed", error=str(exc), output_dir=str(output_dir))
+    if found is not None:
+        return found
     try:
         job_return.return_value  # noqa: B018 (re-raises the job's exception)
     except Exception as exc:
@@ -548,6 +839,7 @@ def ann_baseline(
         root: Project root (lock files).
         parent_run_id: The sweep's run, which a baseline trained here is nested under.
     """
+
     def provide(train: Callable[[], TrainingRun]) -> tuple[TrainingRun, str | None]:
         def fresh() -> tuple[dict[str, Any], dict[str, float]]:
             trained = train()

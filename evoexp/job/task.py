@@ -7,12 +7,15 @@ experiment (the science is in :mod:`evoexp.job.run`; the ANN twin comes from :fu
 write the outputs (:mod:`evoexp.job.outputs`), log the summary metrics and artifacts, and return the objective.
 
 A diverging SNN is a result (FINISHED, ``evoexp.outcome=diverged``); any other exception ends the run FAILED, and in
-a multirun the job then returns NaN so that the other jobs go on.
+a multirun the job then returns NaN so that the other jobs go on. With ``tracking.resume`` a job claims its config
+first: when another live invocation trains the same config (and code) right now, it waits for that run and is then
+skipped for it (docs/guides/reliability.md). Ctrl-C or SIGTERM ends the run KILLED and records the job as killed.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +43,7 @@ from evoexp.job.progress import SweepPlan, axis_keys, job_label, run_name
 from evoexp.job.run import run_experiment
 from evoexp.job.summary import summarize_run, summarize_skipped
 from evoexp.job.sweep import ann_baseline, make_tracker, resumable_run
-from evoexp.job.tracking import git_commit
+from evoexp.job.tracking import ConfigTaken, JobTerminated, Tracker, git_commit, signal_name
 from evoexp.keys import CROSSCHECK_ARTIFACT_PATH, NIR_ARTIFACT_PATH, Tags
 
 __all__ = ["JobContext", "execute", "run_job"]
@@ -61,6 +64,8 @@ class JobContext:
         multirun: Whether the job is part of a multirun (then failures are recorded, not raised).
         parent_run_id: The sweep's parent MLflow run (None for a single run).
         axes: The sweep's swept keys (they name the run and are mirrored as ``config/<key>`` metrics).
+        invocation: The sweep invocation (:attr:`evoexp.job.progress.SweepPlan.invocation`; None for a single run),
+            recorded on the job's runs and outcome.
     """
 
     output_dir: Path
@@ -71,6 +76,7 @@ class JobContext:
     multirun: bool = False
     parent_run_id: str | None = None
     axes: tuple[str, ...] = ()
+    invocation: str | None = None
 
 
 def run_job(cfg: DictConfig) -> float:
@@ -84,14 +90,16 @@ def run_job(cfg: DictConfig) -> float:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     output_dir, job = Path(hydra_cfg.runtime.output_dir), int(hydra_cfg.job.num) if multirun else 0
     overrides = tuple(str(o) for o in hydra_cfg.overrides.task)
+    plan = SweepPlan.load(Path(str(hydra_cfg.sweep.dir))) if multirun else None
     try:
         config = load_config(cfg)
-    except ConfigValidationError as exc:  # a single run already failed in EvoexpCallback.on_run_start
-        write_outcome(output_dir, JobOutcome("failed", job=job, overrides=list(overrides), error=str(exc)))
+    except ConfigValidationError as exc:  # the sweep's and single run's checks already refuse these; Optuna's not
+        invocation = plan.invocation if plan is not None else None
+        record = JobOutcome("failed", job=job, overrides=list(overrides), error=str(exc), invocation=invocation)
+        _record(output_dir, record)
         log.error("job %d has an invalid config (recorded; the sweep goes on): %s", job, exc)
         return float("nan")
     cfg.surrogate = config.surrogate  # the shape validation resolved (surrogate.peer): params, hashes, outputs show it
-    plan = SweepPlan.load(Path(str(hydra_cfg.sweep.dir))) if multirun else None
     context = JobContext(
         output_dir,
         Path(hydra_cfg.runtime.cwd),
@@ -101,6 +109,7 @@ def run_job(cfg: DictConfig) -> float:
         multirun,
         parent_run_id=plan.parent_run_id if plan is not None else None,
         axes=tuple(plan.axes) if plan is not None else (),
+        invocation=plan.invocation if plan is not None else None,
     )
     return execute(cfg, config, context)
 
@@ -124,10 +133,35 @@ def _run_tags(context: JobContext, digest: str, key: str, code: str) -> dict[str
     return tags
 
 
+def _record(directory: Path, record: JobOutcome) -> None:
+    """Write the job's outcome record; a job that cannot (full disk, read-only) says so on the console and goes on.
+
+    The sweep then counts the job as failed (``no outcome recorded``).
+    """
+    try:
+        write_outcome(directory, record)
+    except OSError as exc:
+        log.error("job %d could not record its outcome (%s: %s): %s", record.job, record.outcome, record.error, exc)
+
+
+def _claim(tracker: Tracker, config: Config, digest: str, code: str) -> dict[str, str] | None:
+    """Tags that claim the job's config (None: no claim, ``tracking.resume`` is off and every job trains)."""
+    if not config.tracking.resume:
+        return None
+    claim = {Tags.CONFIG_HASH: digest}
+    return claim if config.tracking.reuse_across_code else {**claim, Tags.CODE_IDENTITY: code}
+
+
 def execute(cfg: DictConfig, config: Config, context: JobContext) -> float:
-    """Run one job with tracking, resume and failure isolation; return its objective (NaN: diverged or failed)."""
+    """Run one job with tracking, resume, claims and failure isolation; return its objective (NaN: diverged or failed).
+
+    Raises:
+        KeyboardInterrupt: Ctrl-C (the run ends KILLED and the job is recorded as ``killed``).
+        JobTerminated: SIGTERM (likewise).
+        Exception: In a single run, whatever failed (recorded as ``failed``).
+    """
     torch.set_num_threads(config.threads)
-    tracker = make_tracker(config.tracking, root=context.root)
+    tracker = make_tracker(config.tracking, root=context.root, invocation=context.invocation)
     digest, key, code = config_hash(cfg), ann_hash(cfg), code_identity()
     record = JobOutcome(
         "finished",
@@ -136,63 +170,113 @@ def execute(cfg: DictConfig, config: Config, context: JobContext) -> float:
         config_hash=digest,
         output_dir=str(context.output_dir),
         label=job_label(cfg, context.overrides, context.axes),
+        invocation=context.invocation,
     )
-    resume = config.tracking.resume
-    previous = resumable_run(tracker, digest, across_code=config.tracking.reuse_across_code) if resume else None
-    if previous is not None:
-        record.outcome = "skipped"
-        summarize_skipped(record, previous)
-        write_outcome(context.output_dir, record)
-        log.info("skipped: config %s already has FINISHED run %s", digest, previous.run_id)
-        return record.objective
     record.run_name = run_name(cfg, context.overrides, context.axes)
+    claim = _claim(tracker, config, digest, code)
     try:
-        data = build_dataset(config)  # a dataset that cannot be built fails before a run exists
-        if config.model.path is not None:
-            build_nir(config, data)  # so does a graph that does not fit the data
-        with tracker.start_run(
-            run_name=record.run_name,
-            tags=_run_tags(context, digest, key, code),
-            params=flatten(to_plain(cfg)),
-            parent_run_id=context.parent_run_id,
-            mirror=axis_keys(context.overrides, context.axes),
-        ) as run:
-            record.run_id = run.run_id
-            run.log_dataset(data, source=config.dataset.kwargs(seed=config.seed))
-            if config.model.path is not None:
-                run.log_artifact(Path(config.model.path), artifact_path=NIR_ARTIFACT_PATH)
-            if config.crosscheck.enabled:
-                outcome = run_crosscheck(config, data=data, output_dir=context.output_dir)
-                run.log_artifacts(context.output_dir / CROSSCHECK_ARTIFACT_PATH, artifact_path=CROSSCHECK_ARTIFACT_PATH)
-            else:
-                baseline = ann_baseline(
-                    tracker, key, config.tracking, run, root=context.root, parent_run_id=context.parent_run_id
-                )
-                outcome = run_experiment(config, data=data, run=run, ann_baseline=baseline)
-            write_outputs(context.output_dir, cfg, config, outcome, config_hash=digest, code_identity=code)
-            run.log_metrics(outcome.metrics)
-            if outcome.diverged is not None:
-                run.set_tags({Tags.OUTCOME: "diverged", Tags.ERROR: outcome.diverged})
-            summarize_run(
-                run,
-                tracker,
-                record,
-                outcome.results,
-                outcome.metrics,
-                diverged=outcome.diverged,
-                report=context.output_dir / REPORT_FILE,
-            )
-            if config.tracking.log_artifacts:
-                run.log_artifacts(context.output_dir)
+        tracker.check()
+        while True:
+            previous = resumable_run(tracker, digest, across_code=config.tracking.reuse_across_code) if claim else None
+            if previous is not None:
+                record.outcome = "skipped"
+                summarize_skipped(record, previous)
+                _record(context.output_dir, record)
+                log.info("skipped: config %s already has FINISHED run %s", digest, previous.run_id)
+                return record.objective
+            try:
+                taken = tracker.taken(claim) if claim else None
+                if taken is None:
+                    return _train(cfg, config, context, tracker, record, claim=claim, digest=digest, key=key, code=code)
+            except ConfigTaken as exc:
+                taken = exc.run_id
+            log.warning("config %s is being trained by run %s of another invocation; waiting for it", digest, taken)
+            tracker.wait_for(taken)
+    except (KeyboardInterrupt, JobTerminated) as exc:
+        record.outcome, record.error = "killed", f"interrupted by {signal_name(exc)}"
+        _record(context.output_dir, record)
+        raise
     except Exception as exc:
         record.outcome, record.error = "failed", f"{type(exc).__name__}: {exc}"
-        write_outcome(context.output_dir, record)
+        _record(context.output_dir, record)
         if not context.multirun:
             raise
         log.exception("job %d failed (recorded; the sweep goes on)", context.job)
-        return float("nan")
+        return math.nan
+
+
+def _train(
+    cfg: DictConfig,
+    config: Config,
+    context: JobContext,
+    tracker: Tracker,
+    record: JobOutcome,
+    *,
+    claim: dict[str, str] | None,
+    digest: str,
+    key: str,
+    code: str,
+) -> float:
+    """Open the job's run (claiming its config), run the experiment, write and log its files; return the objective.
+
+    Raises:
+        ConfigTaken: Another invocation claimed the config first (nothing was trained).
+    """
+    data = build_dataset(config)  # a dataset that cannot be built fails before a run exists
+    if config.model.path is not None:
+        build_nir(config, data)  # so does a graph that does not fit the data
+    with tracker.start_run(
+        run_name=str(record.run_name),
+        tags=_run_tags(context, digest, key, code),
+        params=flatten(to_plain(cfg)),
+        parent_run_id=context.parent_run_id,
+        mirror=axis_keys(context.overrides, context.axes),
+        claim=claim,
+    ) as run:
+        record.run_id = run.run_id
+        run.log_dataset(data, source=config.dataset.kwargs(seed=config.seed))
+        if config.model.path is not None:
+            run.log_artifact(Path(config.model.path), artifact_path=NIR_ARTIFACT_PATH)
+        if config.crosscheck.enabled:
+            outcome = run_crosscheck(config, data=data, output_dir=context.output_dir)
+            run.log_artifacts(context.output_dir / CROSSCHECK_ARTIFACT_PATH, artifact_path=CROSSCHECK_ARTIFACT_PATH)
+        else:
+            baseline = ann_baseline(
+                tracker, key, config.tracking, run, root=context.root, parent_run_id=context.parent_run_id
+            )
+            outcome = run_experiment(config, data=data, run=run, ann_baseline=baseline)
+        files = write_outputs(context.output_dir, cfg, config, outcome, config_hash=digest, code_identity=code)
+        run.log_metrics(outcome.metrics)
+        if outcome.diverged is not None:
+            run.set_tags({Tags.OUTCOME: "diverged", Tags.ERROR: outcome.diverged})
+        summarize_run(
+            run,
+            tracker,
+            record,
+            outcome.results,
+            outcome.metrics,
+            diverged=outcome.diverged,
+            report=context.output_dir / REPORT_FILE,
+        )
+        if config.tracking.log_artifacts:
+            run.log_files([*files, *_job_files(context.output_dir)], base=context.output_dir)
     record.objective = outcome.objective
     if outcome.diverged is not None:
         record.outcome, record.error = "diverged", outcome.diverged
-    write_outcome(context.output_dir, record)
+    _record(context.output_dir, record)
     return outcome.objective
+
+
+def _job_files(output_dir: Path) -> list[Path]:
+    """The files besides its outputs that the job wrote into ``output_dir``: ``.hydra/*.yaml`` and its log file(s).
+
+    Only these are uploaded with the outputs: with ``hydra.run.dir=.`` the output directory is the launch directory
+    (the store, secrets, everything else), which must never become artifacts.
+    """
+    hydra_files = [output_dir / ".hydra" / name for name in ("config.yaml", "hydra.yaml", "overrides.yaml")]
+    logs = [
+        output_dir / Path(handler.baseFilename).name
+        for handler in logging.getLogger().handlers
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == output_dir.resolve()
+    ]
+    return [path for path in [*hydra_files, *logs] if path.is_file()]

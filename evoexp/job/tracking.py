@@ -27,6 +27,20 @@ equal value print identically (``10`` for both ``10`` and ``10.0``; MLflow compa
 
 Logging is batched: params, tags and metrics go through ``MlflowClient.log_batch`` in chunks within MLflow's
 limits (100 params/tags, 1000 metrics per call).
+
+Faults (docs/guides/reliability.md):
+
+* Training never waits on the store: a run's metrics and tags go out from a background thread
+  (:class:`TrackedRun`), which retries a batch the store refuses for ``give_up_after`` seconds; then the run's next
+  logging call raises :class:`TrackingUnavailable` and the job fails with that message.
+* Every request to a tracking server has a timeout and a bounded number of retries (``tracking.timeout``,
+  ``tracking.retries``: MLflow's ``MLFLOW_HTTP_REQUEST_*`` variables), and :meth:`MlflowTracker.check` asks the
+  server once, with one timeout, before anything starts.
+* A config is claimed before it is trained (``start_run(claim=...)``): a RUNNING run of the same config (and code)
+  whose owner is alive means another invocation trains it; the job waits for it (:meth:`MlflowTracker.wait_for`).
+* Every run records the invocation (sweep) that opened it (tag ``evoexp.invocation``), so an interrupted sweep
+  closes all of its runs (:meth:`MlflowTracker.close_invocation`), those of killed workers included.
+* Experiment names are names (:func:`check_experiment_name`): an artifact location never leaves the project.
 """
 
 from __future__ import annotations
@@ -45,6 +59,9 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -61,6 +78,7 @@ __all__ = [
     "DEFAULT_ARTIFACT_DIR",
     "DEFAULT_STORE",
     "LOCK_DIR",
+    "ConfigTaken",
     "FinishedRun",
     "JobTerminated",
     "MlflowTracker",
@@ -70,6 +88,8 @@ __all__ = [
     "RunLogger",
     "TrackedRun",
     "Tracker",
+    "TrackingUnavailable",
+    "check_experiment_name",
     "ghost_reason",
     "git_commit",
     "iso_time",
@@ -78,6 +98,7 @@ __all__ = [
     "mirror_metrics",
     "param_value",
     "resolve_tracking_uri",
+    "signal_name",
     "terminate_on_sigterm",
     "ui_url",
 ]
@@ -93,7 +114,45 @@ _MAX_METRICS = 1000
 _MAX_PARAM_LENGTH = 6000
 _MAX_TAG_LENGTH = 8000
 _SEARCH_PAGE = 1000
+_CLAIM_POLL = 2.0
+"""Seconds between two looks at a run that another invocation is training (:meth:`MlflowTracker.wait_for`)."""
+_OWNER_EXIT_WAIT = 10.0
+"""Seconds :meth:`MlflowTracker.close_invocation` gives a killed worker to end its own run before closing it."""
 DEFAULT_UI = "http://127.0.0.1:5000"
+
+
+class TrackingUnavailable(RuntimeError):
+    """The tracking store does not answer (a server down or unreachable, a store that refuses writes)."""
+
+
+class ConfigTaken(Exception):
+    """Another live invocation trains the same config right now (raised by ``start_run(claim=...)``).
+
+    Attributes:
+        run_id: The other invocation's RUNNING run.
+    """
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"config is being trained by run {run_id}")
+        self.run_id = run_id
+
+
+def check_experiment_name(name: str) -> str:
+    """Return ``name`` if it is a valid experiment name, else raise ValueError naming ``tracking.experiment``.
+
+    The embedded store keeps artifacts under ``<root>/mlartifacts/<name>``, and the analysis writes to
+    ``analysis/<name>``: a name holding a slash or a backslash, or ``.`` / ``..``, would put files outside the
+    project.
+    """
+    if not name.strip():
+        raise ValueError("tracking.experiment must be a non-empty name")
+    if "/" in name or "\\" in name or name.strip() in (".", "..") or "\0" in name:
+        raise ValueError(f"tracking.experiment must be a name, not a path (no '/', '\\', '.' or '..'); got {name!r}")
+    return name
+
+
+def _is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
 
 
 def resolve_tracking_uri(uri: str | None, *, root: Path) -> str:
@@ -149,6 +208,13 @@ class JobTerminated(SystemExit):
     def __init__(self, signum: int) -> None:
         super().__init__(128 + signum)
         self.signum = signum
+
+
+def signal_name(exc: BaseException) -> str:
+    """``SIGTERM`` (or the signal's name) for a :class:`JobTerminated`, ``SIGINT`` for a KeyboardInterrupt."""
+    if isinstance(exc, JobTerminated):
+        return signal.Signals(exc.signum).name
+    return "SIGINT"
 
 
 @contextmanager
@@ -461,12 +527,120 @@ class RunLogger:
     def log_artifacts(self, directory: Path, *, artifact_path: str | None = None) -> None:
         """Upload a directory's files."""
 
+    def log_files(self, files: Iterable[Path], *, base: Path) -> None:
+        """Upload ``files``, each at its path relative to ``base``."""
+
     def log_dataset(self, splits: _Splits, *, source: Mapping[str, Any]) -> None:
         """Log the dataset's splits as run inputs (see :func:`dataset_inputs`)."""
 
 
 class NullRun(RunLogger):
     """The run of an untracked job: every call is a no-op."""
+
+
+def _permanent(exc: Exception) -> bool:
+    """Whether the store refused a request for good (a 4xx answer: bad value, unknown run), not for now."""
+    status = getattr(exc, "get_http_status_code", None)
+    return callable(status) and 400 <= int(status()) < 500
+
+
+class _Uploader:
+    """Background thread that delivers a run's batches in order, retrying a refused one for ``give_up_after`` s.
+
+    The training thread hands batches over (:meth:`submit`) and goes on; when a batch could not be delivered for
+    ``give_up_after`` seconds (or the store refused it for good), the uploader stops and every later call raises
+    :class:`TrackingUnavailable` with the reason.
+
+    Args:
+        send: Delivers one batch ``(metrics, tags)``; raises on failure.
+        give_up_after: Seconds a batch is retried (0: not retried).
+        where: The store, for the error message.
+        name: Thread name.
+    """
+
+    def __init__(self, send: Callable[[list[Any], list[Any]], None], *, give_up_after: float, where: str, name: str):
+        self._send = send
+        self._give_up_after = give_up_after
+        self._where = where
+        self._pending: deque[tuple[list[Any], list[Any]]] = deque()
+        self._busy = False
+        self._closed = False
+        self._cond = threading.Condition()
+        self.error: TrackingUnavailable | None = None
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, metrics: list[Any], tags: list[Any]) -> None:
+        """Queue one batch; raise the error that stopped the uploader, if any."""
+        with self._cond:
+            self._raise()
+            self._pending.append((metrics, tags))
+            self._cond.notify_all()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise TrackingUnavailable(str(self.error)) from self.error
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: bool(self._pending) or self._closed)
+                if not self._pending:
+                    return
+                batch = self._pending[0]
+                self._busy = True
+            error = self._deliver(batch)
+            with self._cond:
+                self._busy = False
+                if error is None:
+                    self._pending.popleft()
+                else:
+                    self.error = error
+                    self._pending.clear()
+                self._cond.notify_all()
+                if error is not None:
+                    return
+
+    def _deliver(self, batch: tuple[list[Any], list[Any]]) -> TrackingUnavailable | None:
+        failing_since: float | None = None
+        delay = 0.5
+        while True:
+            try:
+                self._send(*batch)
+                return None
+            except Exception as exc:
+                now = time.monotonic()
+                failing_since = now if failing_since is None else failing_since
+                waited = now - failing_since
+                if _permanent(exc) or waited >= self._give_up_after or self._closed:
+                    reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                    return TrackingUnavailable(
+                        f"the tracking store {self._where} did not accept the run's data"
+                        + ("" if _permanent(exc) else f" for {waited:.0f} s (tracking.give_up_after)")
+                        + f": {reason}"
+                    )
+                if waited == 0:
+                    log.warning("tracking store %s refused a batch (%s); retrying in the background", self._where, exc)
+                time.sleep(min(delay, self._give_up_after - waited))
+                delay = min(2 * delay, 10.0)
+
+    def drain(self, timeout: float | None = None) -> None:
+        """Wait until every queued batch is delivered (at most ``timeout`` s); raise if delivery failed."""
+        with self._cond:
+            done = self._cond.wait_for(
+                lambda: self.error is not None or (not self._pending and not self._busy), timeout
+            )
+            self._raise()
+            if not done:
+                raise TrackingUnavailable(
+                    f"the tracking store {self._where} did not take the run's data in {timeout:g} s"
+                )
+
+    def close(self) -> None:
+        """Stop the thread once the queue is empty (a batch in retry gives up at its next failure)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
 
 
 class TrackedRun(RunLogger):
@@ -477,13 +651,30 @@ class TrackedRun(RunLogger):
     sends the remaining metrics and the closing tags in a single call. On a SQLite store each call costs a
     commit (~10-40 ms), so this keeps the tracking cost of a job to a handful of calls.
 
+    With ``background=True`` (the runs of :meth:`MlflowTracker.start_run`) batches go out from a background thread
+    in order, so that a slow or unreachable store never holds up training; a batch the store refuses is retried for
+    ``give_up_after`` seconds, after which the next call raises :class:`TrackingUnavailable`. :meth:`end` waits for
+    the queue to be delivered before it sets the run's status.
+
     Args:
         client: The client bound to the store.
         run_id: Id of the run to log into.
         flush_every: Seconds metrics may wait in the buffer (0 sends every call at once).
+        background: Deliver batches from a background thread (else each call sends and may raise).
+        give_up_after: Seconds a refused batch is retried in the background.
+        where: The store's URI (error messages).
     """
 
-    def __init__(self, client: Any, run_id: str, *, flush_every: float = 5.0) -> None:
+    def __init__(
+        self,
+        client: Any,
+        run_id: str,
+        *,
+        flush_every: float = 5.0,
+        background: bool = False,
+        give_up_after: float = 120.0,
+        where: str = "",
+    ) -> None:
         if not flush_every >= 0:
             raise ValueError(f"flush_every must be >= 0 seconds, got {flush_every!r}")
         self.client = client
@@ -494,6 +685,11 @@ class TrackedRun(RunLogger):
         self._tags: dict[str, str] = {}
         self._buffer: list[Any] = []
         self._buffered_since = 0.0
+        self._uploader = (
+            _Uploader(self._send, give_up_after=give_up_after, where=where or "", name=f"evoexp-upload-{run_id[:8]}")
+            if background
+            else None
+        )
 
     @property
     def tags(self) -> dict[str, str]:
@@ -528,15 +724,10 @@ class TrackedRun(RunLogger):
         if len(self._buffer) >= _MAX_METRICS or time.monotonic() - self._buffered_since >= self.flush_every:
             self.flush()
 
-    def flush(self, tags: Mapping[str, Any] | None = None) -> None:
-        """Send the buffered metrics (and ``tags``) now, in as few ``log_batch`` calls as MLflow's limits allow."""
-        from mlflow.entities import RunTag
-
-        metrics, self._buffer = self._buffer, []
-        texts = {key: str(value)[:_MAX_TAG_LENGTH] for key, value in (tags or {}).items()}
-        tag_entries = [RunTag(key, text) for key, text in texts.items()]
+    def _send(self, metrics: list[Any], tags: list[Any]) -> None:
+        """Send metrics and tags now, in as few ``log_batch`` calls as MLflow's limits allow."""
         metric_chunks = list(_chunks(metrics, _MAX_METRICS))
-        tag_chunks = list(_chunks(tag_entries, _MAX_PARAMS_TAGS))
+        tag_chunks = list(_chunks(tags, _MAX_PARAMS_TAGS))
         for i in range(max(len(metric_chunks), len(tag_chunks))):
             self.client.log_batch(
                 self.run_id,
@@ -544,12 +735,28 @@ class TrackedRun(RunLogger):
                 tags=tag_chunks[i] if i < len(tag_chunks) else [],
                 synchronous=True,
             )
+
+    def flush(self, tags: Mapping[str, Any] | None = None) -> None:
+        """Send the buffered metrics (and ``tags``): now, or through the background uploader.
+
+        Raises:
+            TrackingUnavailable: The background uploader gave up on an earlier batch.
+        """
+        from mlflow.entities import RunTag
+
+        metrics, self._buffer = self._buffer, []
+        texts = {key: str(value)[:_MAX_TAG_LENGTH] for key, value in (tags or {}).items()}
+        entries = [RunTag(key, text) for key, text in texts.items()]
+        if self._uploader is not None:
+            self._uploader.submit(metrics, entries)
+        else:
+            self._send(metrics, entries)
         self._tags.update(texts)
         if Tags.OUTCOME in texts:
             self.outcome = texts[Tags.OUTCOME]
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        """Set tags now (values as strings, truncated to MLflow's limit), sending buffered metrics with them."""
+        """Set tags (values as strings, truncated to MLflow's limit), sending buffered metrics with them."""
         self.flush(tags)
 
     def log_artifact(self, path: Path, *, artifact_path: str | None = None) -> None:
@@ -560,23 +767,49 @@ class TrackedRun(RunLogger):
         """Upload the files of ``directory`` into the run's artifacts (under ``artifact_path``)."""
         self.client.log_artifacts(self.run_id, str(directory), artifact_path)
 
+    def log_files(self, files: Iterable[Path], *, base: Path) -> None:
+        """Upload ``files`` into the run's artifacts, each at its path relative to ``base``."""
+        base = Path(base)
+        for path in files:
+            folder = Path(path).parent.relative_to(base).as_posix()
+            self.log_artifact(Path(path), artifact_path=None if folder == "." else folder)
+
     def log_dataset(self, splits: _Splits, *, source: Mapping[str, Any]) -> None:
         """Log the non-empty splits as run inputs: the UI's Dataset column then shows what the run trained on."""
         self.client.log_inputs(self.run_id, datasets=dataset_inputs(splits, source=source))
 
-    def end(self, status: str, *, tags: Mapping[str, Any] | None = None) -> None:
+    def end(self, status: str, *, tags: Mapping[str, Any] | None = None, wait: float | None = None) -> None:
         """Send what is buffered plus the closing ``tags``, then mark the run ``status``; later calls are no-ops.
 
-        The status is set even when sending the buffer fails (that error is raised afterwards).
+        A run whose data did not reach the store is not marked ``status`` (a FINISHED run would be taken for a
+        complete result): :class:`TrackingUnavailable` is raised instead, and the background uploader is dropped,
+        so that a second call (e.g. with ``FAILED``) sends its tags and status directly.
+
+        Args:
+            status: ``FINISHED``, ``FAILED`` or ``KILLED``.
+            tags: Closing tags.
+            wait: Seconds to wait for the background uploader to deliver the queue (None: until it is done or
+                gives up).
+
+        Raises:
+            TrackingUnavailable: The queued data could not be delivered (the status was not set).
         """
         if self.status is not None:
             return
+        uploader = self._uploader
         try:
             if self._buffer or tags:
                 self.flush(tags)
+            if uploader is not None:
+                uploader.drain(wait)
+        except TrackingUnavailable:
+            self._uploader = None
+            raise
         finally:
-            self.client.set_terminated(self.run_id, status)
-            self.status = status
+            if uploader is not None:
+                uploader.close()
+        self.client.set_terminated(self.run_id, status)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -615,6 +848,7 @@ class Tracker:
         params: Mapping[str, Any],
         parent_run_id: str | None = None,
         mirror: Sequence[str] = (),
+        claim: Mapping[str, str] | None = None,
     ) -> Iterator[RunLogger]:
         """Open a run for the block; here a :class:`NullRun`."""
         yield NullRun()
@@ -650,6 +884,20 @@ class Tracker:
         """Close the RUNNING runs whose owner is provably gone; return their ids (none here)."""
         return []
 
+    def check(self) -> None:
+        """Make sure the store answers before anything starts (nothing to check here)."""
+
+    def taken(self, claim: Mapping[str, str]) -> str | None:
+        """The live RUNNING run that claims the config of ``claim`` in another invocation (None here)."""
+        return None
+
+    def wait_for(self, run_id: str) -> None:
+        """Wait until run ``run_id`` (another invocation's) is no longer RUNNING (nothing to wait for here)."""
+
+    def close_invocation(self, invocation: str, *, status: str, reason: str) -> list[str]:
+        """End the RUNNING runs that invocation ``invocation`` opened, with ``status``; return their ids (none here)."""
+        return []
+
     def run_link(self, run_id: str) -> str | None:
         """Link to a run inside the MLflow UI (relative, for notes), or None when nothing is tracked."""
         return None
@@ -681,6 +929,11 @@ class MlflowTracker(Tracker):
         stale_after: Seconds without heartbeat after which a RUNNING run from another host counts as a ghost
             (0: never; see :func:`ghost_reason`).
         system_metrics: Log MLflow's system metrics (CPU, memory, disk, network; needs psutil) while a run is open.
+        timeout: Seconds a tracking server has to answer one request (and :meth:`check`).
+        retries: Times a failed request to a tracking server is retried (MLflow's backoff: 1, 2, 4 ... s).
+        give_up_after: Seconds a run's background uploader retries a batch the store refuses before the run fails.
+        invocation: Id of the invocation (sweep) this process works for, recorded on every run it opens
+            (tag ``evoexp.invocation``); None records none.
     """
 
     enabled = True
@@ -695,14 +948,26 @@ class MlflowTracker(Tracker):
         heartbeat_every: float = 60.0,
         stale_after: float = 900.0,
         system_metrics: bool = False,
+        timeout: float = 10.0,
+        retries: int = 2,
+        give_up_after: float = 120.0,
+        invocation: str | None = None,
     ) -> None:
-        if not experiment.strip():
-            raise ValueError("experiment must be a non-empty name")
+        check_experiment_name(experiment)
         # MLflow prints two "View run ... at" lines whenever a run on a server ends, and a progress bar for every
         # artifact download (the ANN baseline); evoexp's console prints its own line per job. The user's own
         # setting of these documented variables wins.
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        if _is_server(uri):
+            # MLflow's documented client settings; its defaults (7 retries with backoff 2, 120 s per request) let one
+            # call to a dead server block for minutes. Set here, before this process's first request.
+            os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(int(retries))
+            os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
+            os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, math.ceil(timeout)))
+        self.timeout = timeout
+        self.give_up_after = give_up_after
+        self.invocation = invocation
         self.flush_every = flush_every
         self.heartbeat_every = heartbeat_every
         self.stale_after = stale_after
@@ -719,6 +984,26 @@ class MlflowTracker(Tracker):
         if self._client is None:
             self.prepare()
         return self._client
+
+    def check(self) -> None:
+        """Ask a tracking server once whether it answers (``GET /health``, one ``timeout``); other stores pass.
+
+        Raises:
+            TrackingUnavailable: No server answers at the URI (one line: the URI, the reason, what to do).
+        """
+        if not _is_server(self.uri):
+            return
+        try:
+            with urllib.request.urlopen(f"{self.uri.rstrip('/')}/health", timeout=self.timeout):
+                return
+        except urllib.error.HTTPError:
+            return  # it answers (an auth proxy, an older server): the real requests will tell
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise TrackingUnavailable(
+                f"tracking.uri {self.uri}: no MLflow server answers within {self.timeout:g} s ({reason}); start it "
+                "(docs/guides/reliability.md) or use the embedded store (tracking=mlflow)"
+            ) from None
 
     def _lock(self) -> FileLock:
         """File lock serialising store and experiment creation (next to a SQLite file, else under root)."""
@@ -786,6 +1071,7 @@ class MlflowTracker(Tracker):
             Tags.USER: getpass.getuser(),
             Tags.SOURCE_NAME: "evoexp",
             Tags.SOURCE_TYPE: "LOCAL",
+            **({} if self.invocation is None else {Tags.INVOCATION: self.invocation}),
         }
 
     def _create_run(self, experiment_id: str, run_name: str, tags: Mapping[str, Any]) -> str:
@@ -823,6 +1109,65 @@ class MlflowTracker(Tracker):
             if heartbeat is not None:
                 heartbeat.stop()
 
+    @staticmethod
+    def _filter(tags: Mapping[str, str]) -> str:
+        """Search filter of the RUNNING runs with every tag of ``tags``."""
+        terms = [f"tags.`{key}` = '{value.replace(chr(39), chr(92) + chr(39))}'" for key, value in tags.items()]
+        return " and ".join(["attributes.status = 'RUNNING'", *terms])
+
+    def _close(self, run: Any, status: str, reason: str, *, now: bool = False) -> None:
+        """End another process's ``run`` with ``status``, its outcome and the ``reason`` in ``evoexp.error``.
+
+        The run ends at its last sign of life (its last heartbeat), or ``now``.
+        """
+        outcome = "killed" if status == "KILLED" else "failed"
+        self.client.log_batch(
+            run.info.run_id, tags=[_tag(Tags.OUTCOME, outcome), _tag(Tags.ERROR, reason)], synchronous=True
+        )
+        stamp = run.data.tags.get(Tags.HEARTBEAT)
+        last_seen = time.time() if now else _epoch_seconds(stamp) if stamp else run.info.start_time / 1000
+        self.client.set_terminated(run.info.run_id, status, end_time=int(last_seen * 1000))
+
+    def taken(self, claim: Mapping[str, str]) -> str | None:
+        """The oldest live RUNNING run with the tags of ``claim`` (another invocation trains that config), or None."""
+        rivals = self._rivals(claim)
+        return str(rivals[0].info.run_id) if rivals else None
+
+    def _rivals(self, claim: Mapping[str, str], *, mine: str | None = None) -> list[Any]:
+        """The RUNNING job runs with the tags of ``claim`` whose owner lives, oldest first (``mine`` left out).
+
+        A run left RUNNING by this very process cannot be training (a process runs one job at a time): it is closed
+        as KILLED, as are runs whose owner is provably gone (:func:`ghost_reason`).
+        """
+        me = Owner.current()
+        rivals = []
+        for run in self._search(self.experiment_id(), self._filter(claim)):
+            if run.info.run_id == mine:
+                continue
+            tags = dict(run.data.tags)
+            reason = ghost_reason(tags, run.info.start_time, now=time.time(), stale_after=self.stale_after)
+            if reason is None and Owner.from_tags(tags) == me:
+                reason = "left open by an earlier job of the same process"
+            if reason is not None:
+                self._close(run, "KILLED", f"ghost run closed on resume: {reason}")
+                continue
+            rivals.append(run)
+        return sorted(rivals, key=lambda run: (run.info.start_time, run.info.run_id))
+
+    def wait_for(self, run_id: str) -> None:
+        """Wait until run ``run_id`` is no longer RUNNING, or its owner is provably gone (then close it KILLED)."""
+        while True:
+            run = self.client.get_run(run_id)
+            if run.info.status != "RUNNING":
+                return
+            reason = ghost_reason(
+                dict(run.data.tags), run.info.start_time, now=time.time(), stale_after=self.stale_after
+            )
+            if reason is not None:
+                self._close(run, "KILLED", f"ghost run closed on resume: {reason}")
+                return
+            time.sleep(_CLAIM_POLL)
+
     @contextmanager
     def start_run(
         self,
@@ -832,6 +1177,7 @@ class MlflowTracker(Tracker):
         params: Mapping[str, Any],
         parent_run_id: str | None = None,
         mirror: Sequence[str] = (),
+        claim: Mapping[str, str] | None = None,
     ) -> Iterator[RunLogger]:
         """Create a run, log ``params``, yield it, and always end it with the right status.
 
@@ -840,25 +1186,65 @@ class MlflowTracker(Tracker):
         (e.g. the sweep axes) are also logged as metrics ``config/<key>``: MLflow sorts and compares params as
         strings (``1, 10, 100, 2``), metrics as numbers. Leaving the block normally ends the run FINISHED (tag
         ``evoexp.outcome`` defaults to ``finished``; set it inside the block for ``diverged``). An exception ends
-        it FAILED with ``evoexp.error``; SIGTERM/SIGINT end it KILLED. Exceptions propagate.
+        it FAILED with ``evoexp.error``; SIGTERM/SIGINT end it KILLED. Exceptions propagate; when the run cannot be
+        ended (the store is gone), a warning says so and the original exception propagates.
+
+        ``claim`` (tags, e.g. the config hash and code identity) claims the config: when another live RUNNING run
+        with those tags started before this one, this run is deleted again and :class:`ConfigTaken` names the
+        other run (the check runs after the creation, so two invocations that start at once agree on who trains).
         """
         tags = dict(tags) if parent_run_id is None else {**tags, Tags.PARENT_RUN: parent_run_id}
         run_id = self._create_run(self.experiment_id(), run_name, tags)
-        tracked = TrackedRun(self.client, run_id, flush_every=self.flush_every)
+        if claim is not None:
+            rivals = self._rivals(claim, mine=run_id)
+            mine = self.client.get_run(run_id).info
+            older = [r for r in rivals if (r.info.start_time, r.info.run_id) < (mine.start_time, mine.run_id)]
+            if older:
+                self.client.set_terminated(run_id, "KILLED")
+                self.client.delete_run(run_id)
+                raise ConfigTaken(str(older[0].info.run_id))
+        tracked = TrackedRun(
+            self.client,
+            run_id,
+            flush_every=self.flush_every,
+            background=True,
+            give_up_after=self.give_up_after,
+            where=self.uri,
+        )
         try:
             with terminate_on_sigterm(), self._monitored(run_id):
                 tracked.log_params(params)
                 tracked.log_metrics(mirror_metrics(params, mirror))
                 yield tracked
         except (KeyboardInterrupt, JobTerminated) as exc:
-            signame = "SIGTERM" if isinstance(exc, JobTerminated) else "SIGINT"
-            tracked.end("KILLED", tags={Tags.OUTCOME: "killed", Tags.ERROR: f"interrupted by {signame}"})
+            reason = f"interrupted by {signal_name(exc)}"
+            self._end_quietly(tracked, "KILLED", {Tags.OUTCOME: "killed", Tags.ERROR: reason})
             raise
         except BaseException as exc:
-            tracked.end("FAILED", tags={Tags.OUTCOME: "failed", Tags.ERROR: f"{type(exc).__name__}: {exc}"})
+            self._end_quietly(tracked, "FAILED", {Tags.OUTCOME: "failed", Tags.ERROR: f"{type(exc).__name__}: {exc}"})
             raise
         else:
-            tracked.end("FINISHED", tags=None if tracked.outcome else {Tags.OUTCOME: "finished"})
+            try:
+                tracked.end("FINISHED", tags=None if tracked.outcome else {Tags.OUTCOME: "finished"})
+            except TrackingUnavailable as exc:  # its data is incomplete in the store: the job fails, clearly
+                self._end_quietly(tracked, "FAILED", {Tags.OUTCOME: "failed", Tags.ERROR: str(exc)})
+                raise
+
+    def _end_quietly(self, tracked: TrackedRun, status: str, tags: Mapping[str, str]) -> None:
+        """End ``tracked`` on the way out of an exception: a store that fails now only earns a warning.
+
+        The wait for the uploader is bounded by one request ``timeout``: an interrupted or failed job does not
+        linger on a dead store; its run, left RUNNING there, is closed as a ghost by the next sweep. When the
+        uploader gave up, the tags and status are sent once more, directly (a store that refused one batch for
+        good may take them).
+        """
+        try:
+            try:
+                tracked.end(status, tags=tags, wait=self.timeout)
+            except TrackingUnavailable:  # the uploader gave up on its queue: send the tags and status directly
+                tracked.end(status, tags=tags, wait=self.timeout)
+        except Exception as exc:
+            log.warning("could not mark run %s %s in %s: %s", tracked.run_id, status, self.uri, exc)
 
     def find_baseline(self, key: str) -> tuple[str, dict[str, Any]] | None:
         """Return ``(run_id, payload)`` of the FINISHED ANN baseline with tag ``evoexp.ann_hash == key``."""
@@ -884,9 +1270,7 @@ class MlflowTracker(Tracker):
         it), so that the experiment's runs table shows one row per sweep.
         """
         tags = {Tags.KIND: BASELINE_KIND, Tags.ANN_HASH: key}
-        with self.start_run(
-            run_name=f"ann-baseline-{key}", tags=tags, params={}, parent_run_id=parent_run_id
-        ) as run:
+        with self.start_run(run_name=f"ann-baseline-{key}", tags=tags, params={}, parent_run_id=parent_run_id) as run:
             search = quote(f"tags.`{Tags.ANN_RUN}` = '{run.run_id}'")
             users = f"#/experiments/{self.experiment_id()}/runs?workflowType=machine_learning&searchFilter={search}"
             run.set_tags({Tags.NOTE: f"ANN twin baseline `{key}`, shared by [the SNN runs that used it]({users}).\n"})
@@ -914,16 +1298,22 @@ class MlflowTracker(Tracker):
         """Open the parent run of sweep ``sweep_id``: the existing one when the sweep runs again, else a new one.
 
         A re-opened parent is set RUNNING again under this process, so the jobs of a resumed sweep (re-run or
-        skipped) stay its children. It is tagged ``evoexp.kind = sweep`` and ``evoexp.sweep_id``.
+        skipped) stay its children. A parent that is RUNNING under a live owner belongs to another invocation of the
+        same sweep running now: this invocation opens a parent of its own. It is tagged ``evoexp.kind = sweep`` and
+        ``evoexp.sweep_id``.
         """
         texts = {**{key: str(value) for key, value in tags.items()}, Tags.SWEEP_ID: sweep_id, Tags.KIND: "sweep"}
         escaped = sweep_id.replace("'", "\\'")
         found = self._search(
             self.experiment_id(), f"tags.`{Tags.KIND}` = 'sweep' and tags.`{Tags.SWEEP_ID}` = '{escaped}'"
         )
-        if not found:
+        run = max(found, key=lambda run: run.info.start_time) if found else None
+        if run is None or (
+            run.info.status == "RUNNING"
+            and ghost_reason(dict(run.data.tags), run.info.start_time, now=time.time(), stale_after=self.stale_after)
+            is None
+        ):
             return self._create_run(self.experiment_id(), run_name, texts)
-        run = max(found, key=lambda run: run.info.start_time)
         run_id = str(run.info.run_id)
         self.client.update_run(run_id, status="RUNNING", name=run_name)
         if Tags.ERROR in run.data.tags:  # e.g. why the ghost of its last attempt was closed
@@ -956,17 +1346,34 @@ class MlflowTracker(Tracker):
             reason = ghost_reason(tags, run.info.start_time, now=now, stale_after=self.stale_after)
             if reason is None:
                 continue
-            stamp = tags.get(Tags.HEARTBEAT)
-            last_seen = _epoch_seconds(stamp) if stamp else run.info.start_time / 1000
-            self.client.log_batch(
-                run.info.run_id,
-                tags=[_tag(Tags.OUTCOME, "killed"), _tag(Tags.ERROR, f"ghost run closed on resume: {reason}")],
-                synchronous=True,
-            )
-            self.client.set_terminated(run.info.run_id, "KILLED", end_time=int(last_seen * 1000))
+            self._close(run, "KILLED", f"ghost run closed on resume: {reason}")
             log.warning("closed ghost run %s as KILLED: %s", run.info.run_id, reason)
             reaped.append(str(run.info.run_id))
         return reaped
+
+    def close_invocation(self, invocation: str, *, status: str, reason: str) -> list[str]:
+        """End every RUNNING run that invocation ``invocation`` opened (jobs, ANN baselines; not the sweep's run).
+
+        Used when a sweep ends early (Ctrl-C, SIGTERM, an error escaping the launcher): runs of jobs that unwound
+        are already closed; those of workers killed outright are still RUNNING. A run whose owner still lives is
+        given :data:`_OWNER_EXIT_WAIT` seconds to end itself before it is closed here.
+
+        Returns:
+            The ids of the runs closed here.
+        """
+        closed = []
+        deadline = time.monotonic() + _OWNER_EXIT_WAIT
+        for run in self._search(self.experiment_id(), self._filter({Tags.INVOCATION: invocation})):
+            if run.data.tags.get(Tags.KIND) == "sweep":
+                continue  # the sweep's own run: closed with its summary by the sweep
+            owner = Owner.from_tags(dict(run.data.tags))
+            while owner is not None and owner != Owner.current() and owner.alive() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if self.client.get_run(run.info.run_id).info.status != "RUNNING":
+                continue  # it ended itself meanwhile
+            self._close(run, status, reason, now=True)
+            closed.append(str(run.info.run_id))
+        return closed
 
     def keep_alive(self, run_id: str) -> Callable[[], None]:
         """Send heartbeats for ``run_id`` (e.g. a sweep's parent run) until the returned function is called."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from evoexp import keys as schema
 from evoexp.analysis.tables import verdict_summary
 from evoexp.job.analysis.pipeline import ALL_FORMATS, run_analysis
+from evoexp.job.analysis.select import NEWEST
 from evoexp.job.tracking import resolve_tracking_uri
 
 TERMINAL_WIDTH = 120
@@ -55,8 +56,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY",
         help="params (e.g. trainer.log_every) that do not distinguish configurations",
     )
+    parser.add_argument(
+        "--code-identity",
+        default=NEWEST,
+        metavar="ID",
+        help="analyse the runs of this code identity (tag evoexp.code_identity; default: that of the newest run); "
+        "one run per config counts, the newest",
+    )
     parser.add_argument("--no-summary-run", action="store_true", help="do not log results to an MLflow summary run")
     return parser
+
+
+def _folder_name(name: str) -> str:
+    """``name`` as one folder name: separators become ``_`` (an experiment name never leads out of ``analysis/``)."""
+    folder = name.replace("/", "_").replace("\\", "_")
+    return "_" if folder.strip() in ("", ".", "..") else folder
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("evoexp").setLevel(logging.INFO)
-    out = args.out if args.out is not None else Path("analysis") / (args.sweep_id or args.experiment)
+    out = args.out if args.out is not None else Path("analysis") / _folder_name(args.sweep_id or args.experiment)
     try:
         result = run_analysis(
             args.experiment,
@@ -79,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ignore=[schema.param(k) for k in args.ignore_param],
             log_summary=not args.no_summary_run,
             command="python -m evoexp.job.analysis " + shlex.join(sys.argv[1:] if argv is None else argv),
+            code=args.code_identity,
         )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -49,6 +49,7 @@ from evoexp.analysis.tables import (
 )
 from evoexp.job.analysis.load import experiment_id, get_client, load_history, load_runs, metric_keys
 from evoexp.job.analysis.provenance import write_provenance
+from evoexp.job.analysis.select import NEWEST, select_runs
 from evoexp.keys import Tags
 
 if TYPE_CHECKING:
@@ -80,12 +81,14 @@ class AnalysisResult:
         files: Every written file (in the output folder).
         skipped: One line per table or figure that was not made, with the reason.
         summary_run_id: The MLflow summary run the files were logged to, if any.
+        dropped: What the analysis left out: runs of other code, older duplicates of a config, unfinished runs.
     """
 
     runs: pd.DataFrame
     tables: dict[str, Table] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
     summary_run_id: str | None = None
 
     @property
@@ -325,8 +328,12 @@ def run_analysis(
     ignore: Sequence[str] = (),
     log_summary: bool = True,
     command: str | None = None,
+    code: str = NEWEST,
 ) -> AnalysisResult:
     """Load the runs of an experiment (or sweep), write tables and figures, log them to a summary run.
+
+    One FINISHED run per config counts, all of one code identity (:func:`evoexp.job.analysis.select.select_runs`):
+    a config run twice, or again after a code change, is never counted as two seeds.
 
     Args:
         experiment: MLflow experiment name.
@@ -341,6 +348,8 @@ def run_analysis(
         log_summary: Attach the written files to the sweep's summary MLflow run.
         command: The command line of this analysis, recorded in ``provenance.json`` (see
             :mod:`evoexp.job.analysis.provenance`, which also writes the per-run ``runs.csv``).
+        code: The code identity whose runs are analysed: ``"newest"`` (that of the newest run) or one recorded in
+            the runs' ``evoexp.code_identity`` tag.
 
     Returns:
         The :class:`AnalysisResult`.
@@ -352,14 +361,19 @@ def run_analysis(
     _check_formats(formats)
     client = client if client is not None else get_client(tracking_uri)
     runs = load_runs(experiment, sweep_id=sweep_id, client=client)
+    dropped = []
     unfinished = runs[schema.STATUS] != "FINISHED"
     if unfinished.any():
         counts = runs.loc[unfinished, schema.STATUS].value_counts().to_dict()
-        log.warning("left out %d run(s) that did not finish (%s)", int(unfinished.sum()), counts)
+        dropped.append(f"left out {int(unfinished.sum())} run(s) that did not finish ({counts})")
         runs = runs.loc[~unfinished].reset_index(drop=True)
     if runs.empty:
         where = f"sweep {sweep_id!r} of " if sweep_id is not None else ""
         raise ValueError(f"experiment: no finished job runs in {where}experiment {experiment!r}")
+    runs, notes = select_runs(runs, code=code)
+    dropped += notes
+    for note in dropped:
+        log.warning("%s", note)
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", suffix=".partial", dir=out.parent))
@@ -374,6 +388,7 @@ def run_analysis(
             experiment=experiment,
             command=command,
         )
+        result.dropped = dropped
         result.files = _publish(staging, out, result.files)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -11,7 +11,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from evoexp.job.config.errors import ConfigValidationError, is_config_error, one_line, report_config_errors
+from evoexp.job.config.errors import (
+    ConfigValidationError,
+    describe_config_error,
+    is_config_error,
+    one_line,
+    report_config_errors,
+)
 from evoexp.job.config.identity import ann_hash, code_identity, config_hash, flatten, to_plain
 from evoexp.job.config.schema import (
     DATASET_SCHEMAS,
@@ -57,6 +63,7 @@ __all__ = [
     "ann_hash",
     "code_identity",
     "config_hash",
+    "describe_config_error",
     "flatten",
     "is_config_error",
     "load_config",

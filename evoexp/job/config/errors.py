@@ -22,7 +22,7 @@ from typing import TypeVar
 from hydra.errors import CompactHydraException
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-__all__ = ["ConfigValidationError", "is_config_error", "one_line", "report_config_errors"]
+__all__ = ["ConfigValidationError", "describe_config_error", "is_config_error", "one_line", "report_config_errors"]
 
 T = TypeVar("T")
 
@@ -82,6 +82,11 @@ def _preset_clash(exc: BaseException, argv: Sequence[str]) -> str | None:
     )
 
 
+def describe_config_error(exc: BaseException, argv: Sequence[str]) -> str:
+    """One line for configuration error ``exc`` of the command line ``argv`` (naming both sides of a preset clash)."""
+    return _preset_clash(exc, argv) or one_line(exc)
+
+
 def report_config_errors(main: Callable[[], T], argv: Sequence[str] | None = None) -> T:
     """Run the ``hydra.main``-decorated ``main``; print a configuration error as one line and exit with status 1.
 
@@ -107,7 +112,7 @@ def report_config_errors(main: Callable[[], T], argv: Sequence[str] | None = Non
     except Exception as exc:
         if previous == "1" or not is_config_error(exc):
             raise
-        message = _preset_clash(exc, sys.argv[1:] if argv is None else argv) or one_line(exc)
+        message = describe_config_error(exc, sys.argv[1:] if argv is None else argv)
         sys.stderr.write(f"evoexp: error: {message}\n")
         raise SystemExit(1) from None
     finally:

@@ -1,11 +1,11 @@
 """Flat views and content hashes of a resolved config, and the code identity: what identifies a run.
 
 A job's identity has two parts. Its **config hash** is the hash of its resolved config without the keys that cannot
-change its results (:data:`NON_RESULT_KEYS`: where it is logged, how many threads it uses). Its **code identity**
-(:func:`code_identity`) names the code that computes it: the evoexp version, a digest of the package's source and
-the torch version. Re-running a sweep skips a job only when a FINISHED run has the same config hash AND the same code
-identity (tag ``Tags.CODE_IDENTITY`` of :mod:`evoexp.keys`); after a fix to the engine every job runs again, unless
-``tracking.reuse_across_code=true`` says that runs of other code may be served.
+change its results (:data:`NON_RESULT_KEYS`: where it is logged, how many threads it uses, whether it draws figures).
+Its **code identity** (:func:`code_identity`) names the code that computes it: the evoexp version, a digest of the
+package's source and the torch version. Re-running a sweep skips a job only when a FINISHED run has the same config hash
+AND the same code identity (tag ``Tags.CODE_IDENTITY`` of :mod:`evoexp.keys`); after a fix to the engine every job runs
+again, unless ``tracking.reuse_across_code=true`` says that runs of other code may be served.
 
 The ANN twin's identity keeps only what the ANN's training depends on (:data:`ANN_KEYS`: data, sizes, activation,
 trainer and early stopping, seed), so the SNN jobs of a surrogate x slope sweep share one ANN per seed; a stored
@@ -25,6 +25,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import evoexp
+from evoexp.keys import PRESENTATION_KEYS
 
 __all__ = [
     "ANN_KEYS",
@@ -38,7 +39,7 @@ __all__ = [
     "to_plain",
 ]
 
-NON_RESULT_KEYS = ("tracking", "threads")
+NON_RESULT_KEYS = PRESENTATION_KEYS
 ANN_KEYS = (
     "seed",
     "dataset",

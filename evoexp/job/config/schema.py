@@ -26,6 +26,7 @@ from omegaconf import MISSING
 from evoexp.crosscheck.catalogue import CATALOGUE
 from evoexp.crosscheck.libraries import LIBRARIES
 from evoexp.data.shd import N_CHANNELS, N_CLASSES, check_layout, check_sources
+from evoexp.job.tracking import check_experiment_name
 from evoexp.models.snn import ESCAPE_MODES
 from evoexp.nir.errors import NIRError
 from evoexp.nir.network import from_nir
@@ -58,7 +59,6 @@ __all__ = [
     "VerifierConfig",
     "unwritable_location",
 ]
-
 
 
 def _positive(key: str, value: float | None, *, allow_none: bool = False) -> None:
@@ -387,8 +387,11 @@ class ModelConfig:
 
     def _check_nir(self) -> None:
         """``model=nir``: path, dt and reset given, and the graph runs with them (one line naming the key)."""
-        for key, value, why in (("path", self.path, "the NIR file"), ("dt", self.dt, "NIR carries no time step"),
-                                ("reset", self.reset, "NIR leaves the reset mechanism open: subtract or zero")):
+        for key, value, why in (
+            ("path", self.path, "the NIR file"),
+            ("dt", self.dt, "NIR carries no time step"),
+            ("reset", self.reset, "NIR leaves the reset mechanism open: subtract or zero"),
+        ):
             if value is None:
                 raise ValueError(f"model.{key} is required with model=nir ({why}); give model.{key}=...")
         _positive("model.dt", self.dt)
@@ -938,7 +941,7 @@ class TrackingConfig:
     Attributes:
         enabled: Log to MLflow at all.
         uri: Tracking URI; None uses ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<project root>/mlruns.db``.
-        experiment: MLflow experiment name.
+        experiment: MLflow experiment name: a name, not a path (no ``/``, backslash, ``.`` or ``..``).
         sweep_id: Names a sweep: its parent run and the ``evoexp.sweep_id`` tag of its jobs. None derives it from
             the sweep's definition (experiment, overrides and swept values), so running the same sweep again
             resumes it under the same parent run.
@@ -954,6 +957,10 @@ class TrackingConfig:
             a sweep or run starts (0: never). Runs from this host are checked by their process id instead.
         system_metrics: Log MLflow's system metrics (``system/cpu_utilization_percentage``, memory, disk, network)
             every 10 s while a run is open; needs psutil.
+        timeout: Seconds a tracking server has to answer one request, and the check made before the first job.
+        retries: Times a failed request to a tracking server is retried (after 1, 2, 4, ... s; at most 10).
+        give_up_after: Seconds a run retries, in the background, metrics and tags the store does not accept
+            before the job fails (training goes on meanwhile); 0 fails at the first refusal.
     """
 
     enabled: bool = True
@@ -968,15 +975,22 @@ class TrackingConfig:
     heartbeat_every: float = 60.0
     stale_after: float = 900.0
     system_metrics: bool = False
+    timeout: float = 10.0
+    retries: int = 2
+    give_up_after: float = 120.0
 
     def __post_init__(self) -> None:
-        if not self.experiment.strip():
-            raise ValueError("tracking.experiment must be a non-empty name")
+        check_experiment_name(self.experiment)
         if self.uri is not None:
             _tracking_uri("tracking.uri", self.uri)
         _non_negative("tracking.flush_every", self.flush_every)
         _non_negative("tracking.heartbeat_every", self.heartbeat_every)
         _non_negative("tracking.stale_after", self.stale_after)
+        _non_negative("tracking.give_up_after", self.give_up_after)
+        if not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise ValueError(f"tracking.timeout must be a finite number of seconds > 0, got {self.timeout!r}")
+        if not 0 <= self.retries <= 10:
+            raise ValueError(f"tracking.retries must be between 0 and 10 (MLflow's limit), got {self.retries!r}")
         if self.stale_after and self.heartbeat_every and self.stale_after < 3 * self.heartbeat_every:
             raise ValueError(
                 f"tracking.stale_after must be 0 or at least 3 heartbeats (>= {3 * self.heartbeat_every:g} s), "
