@@ -26,6 +26,7 @@ from evoexp.job.progress import PROGRESS_LOG
 from evoexp.job.sweep import SUMMARY_FILE, EvoexpCallback, read_outcomes, reuse_baseline, summarize_sweep
 from evoexp.job.tracking import MlflowTracker, NullTracker
 from evoexp.keys import Tags
+from evoexp.verification.suite import CHECKS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -200,7 +201,7 @@ def test_single_run_ends_with_its_verdicts_report_run_id_and_ui_url(tmp_path: Pa
     tail = done.stdout[done.stdout.index("evoexp: verdict ") :].splitlines()
     (run,) = store_runs(f"sqlite:///{tmp_path / 'mlruns.db'}", "single")
     assert tail[0] == f"evoexp: verdict {run.data.tags[Tags.VERDICT]}"
-    assert sum(line.strip().endswith(("PASS", "FAIL", "info", "skipped")) for line in tail) == 7  # one per check
+    assert sum(line.strip().endswith(("PASS", "FAIL", "info", "skipped")) for line in tail) == len(CHECKS)  # one each
     assert any(line.strip().startswith("test accuracy ") for line in tail)
     (report,) = [line.split(maxsplit=1)[1] for line in tail if line.strip().startswith("report ")]
     assert Path(report).name == "report.md" and Path(report).is_file()

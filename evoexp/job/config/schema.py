@@ -654,13 +654,13 @@ class CirculationCheckConfig:
         max_quadrature_error: Largest quadrature error of a resolved loop (> 0).
     """
 
-    radius: float = 0.5
+    radius: float = 0.1
     n_points: int = 64
     max_points: int = 512
     n_planes: int = 1
     per_layer: bool = True
     control: bool = True
-    max_quadrature_error: float = 1e-6
+    max_quadrature_error: float = 1e-3
 
     def __post_init__(self) -> None:
         _positive("verifier.circulation.radius", self.radius)
