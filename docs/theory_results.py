@@ -39,46 +39,58 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [*lines, *("| " + " | ".join(r) + " |" for r in rows), ""]
 
 
-def circulation(uri: str) -> list[str]:
-    """Figure and table of finding (a): mean |c| (± SE), quadrature error and control, per surrogate slope."""
-    runs = load_runs("theory_circulation", tracking_uri=uri).sort_values(SLOPE)
-    fig, ax = new_figure()
-    x = runs[SLOPE].to_numpy(float)
-    for i, (key, se, label) in enumerate(
-        (
-            (keys.CIRCULATION, keys.CIRCULATION_SE, "surrogate gradient (network: σ(2(U−θ)))"),
-            (keys.CIRCULATION_CONTROL, None, "control: smooth mode (a true gradient)"),
-            (keys.CIRCULATION_QUADRATURE_ERROR, None, "quadrature error |c₂₅₆ − c₁₂₈|"),
-        )
-    ):
-        y = runs[keys.metric(key)].to_numpy(float)
-        err = runs[keys.metric(se)].to_numpy(float) if se else None
-        ax.errorbar(x, np.maximum(y, 1e-18), yerr=err, label=label, capsize=2, **series_style(i))
-    ax.set(xscale="log", yscale="log", xlabel="surrogate slope β_SG", ylabel="normalised circulation |c|")
-    ax.axvline(2.0, color="0.6", linewidth=0.8)
-    ax.legend(fontsize="small")
-    fig.savefig(OUT / "circulation.png", dpi=200)
+def _latest(runs: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The newest run of each configuration (a preset re-run after a change adds runs to the same experiment)."""
+    return runs.sort_values(keys.START_TIME).groupby(columns, dropna=False).tail(1).sort_values(columns)
+
+
+def _circulation_table(runs: pd.DataFrame) -> list[str]:
     layers = sorted(c for c in runs.columns if c.startswith(keys.metric(keys.CIRCULATION_LAYER_PREFIX)))
     header = ["β_SG", "mean abs(c) ± SE (overall)", "quadrature error", *(c.rsplit("/", 1)[-1] for c in layers),
-              "control abs(c)", "control passed", "seconds"]
+              "seconds"]
     rows = [
         [
             _fmt(r[SLOPE]),
             f"{_fmt(r[keys.metric(keys.CIRCULATION)])} ± {_fmt(r[keys.metric(keys.CIRCULATION_SE)], 2)}",
             _fmt(r[keys.metric(keys.CIRCULATION_QUADRATURE_ERROR)], 2),
             *(_fmt(r[c]) for c in layers),
-            _fmt(r[keys.metric(keys.CIRCULATION_CONTROL)], 2),
-            "yes" if r[keys.metric(keys.CIRCULATION_CONTROL_PASSED)] == 1.0 else "no",
             _fmt(r[keys.DURATION], 2),
         ]
         for _, r in runs.iterrows()
     ]
-    return ["## (a) Circulation (`experiment=theory_circulation`)", "", *_table(header, rows)]
+    return _table(header, rows)
+
+
+def circulation(uri: str) -> list[str]:
+    """Figure and tables of finding (a): mean |c| (± SE) and quadrature error per surrogate slope.
+
+    The sigmoid network (``theory_circulation``) and, when it was run, the same network with Heaviside neurons
+    (``theory_circulation_spiking``).
+    """
+    networks = {"sigmoid neurons σ(2(U−θ))": "theory_circulation", "Heaviside neurons": "theory_circulation_spiking"}
+    fig, ax = new_figure()
+    lines = ["## (a) Circulation (`experiment=theory_circulation`)", ""]
+    for i, (network, experiment) in enumerate(networks.items()):
+        try:
+            runs = _latest(load_runs(experiment, tracking_uri=uri), [SLOPE])
+        except ValueError:  # the optional Heaviside run is not in the store
+            continue
+        x = runs[SLOPE].to_numpy(float)
+        circ, se = (runs[keys.metric(k)].to_numpy(float) for k in (keys.CIRCULATION, keys.CIRCULATION_SE))
+        ax.errorbar(x, np.maximum(circ, 1e-18), yerr=se, label=f"|c|, {network}", capsize=2, **series_style(i))
+        error = runs[keys.metric(keys.CIRCULATION_QUADRATURE_ERROR)].to_numpy(float)
+        ax.plot(x, error, label=f"quadrature error, {network}", **{**series_style(i), "linestyle": ":"})
+        lines += [f"{network} (tracking experiment `{experiment}`):", "", *_circulation_table(runs)]
+    ax.set(xscale="log", yscale="log", xlabel="surrogate slope β_SG", ylabel="normalised circulation |c|")
+    ax.axvline(2.0, color="0.6", linewidth=0.8)
+    ax.legend(fontsize="x-small", loc="lower right")
+    fig.savefig(OUT / "circulation.png", dpi=200)
+    return lines
 
 
 def sign(uri: str) -> list[str]:
     """Figure and table of finding (b): sign disagreement ± SE per surrogate slope."""
-    runs = load_runs("theory_sign", tracking_uri=uri).sort_values(SLOPE)
+    runs = _latest(load_runs("theory_sign", tracking_uri=uri), [SLOPE])
     fig, ax = new_figure()
     ax.errorbar(
         runs[SLOPE].to_numpy(float),
@@ -106,7 +118,7 @@ def sign(uri: str) -> list[str]:
 
 def escape(uri: str) -> list[str]:
     """Figure and tables of finding (c): validation curves and test accuracy per network and seed."""
-    runs = load_runs("theory_escape", tracking_uri=uri)
+    runs = _latest(load_runs("theory_escape", tracking_uri=uri), [NOISE, SEED]).copy()
     runs["network"] = np.where(runs[NOISE].isna(), "deterministic", "escape noise β_n = " + runs[NOISE].astype(str))
     history = load_history(runs, [keys.SNN_VAL_ACC], tracking_uri=uri)
     fig, (curves, final) = new_figure(1, 2, width="double", aspect=0.35)

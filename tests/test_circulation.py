@@ -37,13 +37,16 @@ def _sigmoid_network(slope: float, *, escape_noise: float | None = 2.0) -> SNN:
     )
 
 
-_FAST = {"radius": 0.5, "n_points": 32, "max_points": 256, "per_layer": False, "n_planes": 2}
+_FAST: dict[str, Any] = {
+    "radius": 0.5, "n_points": 32, "max_points": 256, "per_layer": False, "n_planes": 2, "max_quadrature_error": 1e-6,
+    "atol": 1e-9,
+}
 
 
 def test_smooth_mode_is_conservative_to_its_quadrature_error() -> None:
     """The control: in smooth mode the field is a true gradient; the loops resolve and the circulation vanishes."""
     model = _sigmoid_network(1.0, escape_noise=None)
-    result = check_circulation(model, *_data(), F.cross_entropy, smooth=True, radius=0.5, n_points=32, n_planes=2)
+    result = check_circulation(model, *_data(), F.cross_entropy, smooth=True, **{**_FAST, "per_layer": True})
     assert result.mode == "smooth" and result.passed is True and result.conservative and result.resolved
     for scope in result.scopes:
         assert scope.circulation < 1e-9 and scope.quadrature_error <= 1e-6, scope

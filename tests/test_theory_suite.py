@@ -17,7 +17,7 @@ from evoexp.verification.suite import OPT_IN, BackpropagationVerificationSuite, 
 THEORY = VerificationOptions.only(
     *OPT_IN,
     gradient_samples=4,
-    circulation_kwargs={"radius": 0.5, "n_points": 32, "max_points": 128, "per_layer": False},
+    circulation_kwargs={"radius": 0.5, "n_points": 32, "max_points": 128, "per_layer": False, "atol": 1e-9},
     sign_kwargs={"sigma": 0.05, "n_directions": 8, "n_quadrature": 4},
     escape_noise_kwargs={"n_neurons": 3, "time_steps": 6},
 )

@@ -260,6 +260,7 @@ def verification_options(config: Config) -> VerificationOptions:
             "per_layer": verifier.circulation.per_layer,
             "control": verifier.circulation.control,
             "max_quadrature_error": verifier.circulation.max_quadrature_error,
+            "atol": verifier.circulation.atol,
             "seed": config.seed,
         },
         sign_kwargs={

@@ -25,7 +25,8 @@ evaluations); for a smooth field it bounds the error of :math:`c_n` by far. In s
 jumps where a spike appears or disappears along the loop; the rule then converges like :math:`O(1/n)` and the estimate
 is of the order of the error itself.
 
-**Verdict.** A loop is *conservative* when :math:`|c| \le \text{quadrature error} + \text{atol}` and *resolved* when
+**Verdict.** A loop is *conservative* when :math:`|c| \le 3\,\text{quadrature errors} + \text{atol}` (the factor
+covers fields that jump, whose error estimate gives only the error's order) and *resolved* when
 its quadrature error is at most ``max_quadrature_error``. In smooth mode (and for networks without spiking neurons)
 the field is a true gradient, so every loop must be conservative and resolved: that is the check's control, which a
 wrong backward fails (``passed``). A detached reset is then held at its value at the centre of the loop, as in the
@@ -58,6 +59,9 @@ from evoexp.verification._batched import LossFn, LossProblem
 __all__ = ["CirculationResult", "CirculationStats", "PlaneCirculation", "check_circulation"]
 
 OVERALL = "overall"
+SAFETY = 3.0
+r"""A loop is conservative when :math:`|c| \le` ``SAFETY`` quadrature errors + ``atol``: for a field that jumps (a
+max-over-time readout, a box surrogate) :math:`|c_n - c_{n/2}|` gives the order of the error, not a bound."""
 Mode = Literal["spiking", "smooth", "differentiable"]
 
 
@@ -73,7 +77,7 @@ class PlaneCirculation:
         raw: Unnormalised :math:`C_n = \oint g\cdot dw`.
         mean_projected_norm: Mean over the angles of the norm of the gradient projected onto the plane.
         n_points: Angles used (more than requested when the loop was refined).
-        conservative: :math:`|c_n| \le` quadrature error + ``atol``.
+        conservative: :math:`|c_n| \le 3` quadrature errors + ``atol`` (:data:`SAFETY`).
     """
 
     circulation: float
@@ -87,14 +91,14 @@ class PlaneCirculation:
 
 @dataclass
 class CirculationStats:
-    """Circulation of one scope (all parameters, or one tensor) over its planes.
+    r"""Circulation of one scope (all parameters, or one tensor) over its planes.
 
     Attributes:
         scope: ``"overall"`` or a parameter name.
         circulation: Mean of :math:`|c|` over the planes.
         circulation_se: Its standard error over the planes (NaN for one plane).
         quadrature_error: Largest quadrature error over the planes.
-        conservative: Every plane conservative.
+        conservative: Every plane conservative (:math:`|c| \le 3` quadrature errors + ``atol``).
         resolved: Every plane's quadrature error at most ``max_quadrature_error``.
         planes: Per plane.
     """
@@ -160,7 +164,7 @@ class CirculationResult(Result):
 
     @property
     def conservative(self) -> bool:
-        """Whether every loop's circulation vanishes within its quadrature error (+ ``atol``)."""
+        """Whether every loop's circulation vanishes within 3 quadrature errors (+ ``atol``)."""
         return all(s.conservative for s in self.scopes)
 
     @property
@@ -263,7 +267,7 @@ def _plane(
         raw=raw,
         mean_projected_norm=float(samples[:, 1].mean()),
         n_points=n,
-        conservative=bool(abs(circulation) <= error + atol) if math.isfinite(circulation) else True,
+        conservative=bool(abs(circulation) <= SAFETY * error + atol) if math.isfinite(circulation) else True,
     )
 
 
@@ -366,7 +370,7 @@ def check_circulation(
     targets: Any,
     loss_fn: LossFn,
     *,
-    radius: float = 0.5,
+    radius: float = 0.1,
     n_points: int = 64,
     max_points: int = 512,
     smooth: bool = False,
@@ -375,8 +379,8 @@ def check_circulation(
     per_layer: bool = True,
     control: bool = True,
     parameters: Sequence[str] | None = None,
-    atol: float = 1e-9,
-    max_quadrature_error: float = 1e-6,
+    atol: float = 1e-2,
+    max_quadrature_error: float = 1e-3,
     dtype: torch.dtype = torch.float64,
 ) -> CirculationResult:
     r"""Integrate the (surrogate) gradient around seeded circles in weight space (module docstring).
@@ -398,7 +402,10 @@ def check_circulation(
         per_layer: Also integrate within each parameter tensor (tensors of one element are skipped).
         control: In spiking mode, also integrate the same loops in smooth mode (the result's ``control``).
         parameters: Parameter names to study (default: all trainable).
-        atol: Absolute tolerance on the normalised circulation.
+        atol: Absolute tolerance on the normalised circulation: a loop is conservative when
+            :math:`|c| \le 3` quadrature errors + ``atol``. The default 0.01 is what the control of a network with a
+            max-over-time readout can show (its field jumps; measured :math:`|c| \approx 10^{-3}`); a smooth
+            network resolves far below it (``atol=1e-9`` in ``experiment=theory_circulation`` and the tests).
         max_quadrature_error: Largest quadrature error of a resolved loop.
         dtype: Dtype of the copies.
 

@@ -344,7 +344,7 @@ def _render_circulation(r: CirculationResult) -> list[str]:
         f"(seed {r.seed}), trapezoid rule on {r.n_points} angles (error estimate vs {r.n_check}; refined up to "
         f"{r.max_points} while the error exceeds {format_number(r.max_quadrature_error)}), {r.dtype}; "
         f"{r.n_evaluations} gradient evaluations in {format_number(r.seconds)} s. A loop is conservative when "
-        f"|c| ≤ quadrature error + {format_number(r.atol)}.",
+        f"|c| ≤ 3 × quadrature error + {format_number(r.atol)}.",
         "",
         *_table(header, _circulation_rows(r)),
     ]

@@ -825,15 +825,17 @@ class CirculationCheckConfig:
         per_layer: Also planes within each parameter tensor.
         control: Also integrate the same loops in smooth mode (the check's verdict).
         max_quadrature_error: Largest quadrature error of a resolved loop (> 0).
+        atol: A loop is conservative when abs(c) <= 3 quadrature errors + atol (> 0).
     """
 
-    radius: float = 0.5
+    radius: float = 0.1
     n_points: int = 64
     max_points: int = 512
     n_planes: int = 1
     per_layer: bool = True
     control: bool = True
-    max_quadrature_error: float = 1e-6
+    max_quadrature_error: float = 1e-3
+    atol: float = 1e-2
 
     def __post_init__(self) -> None:
         _positive("verifier.circulation.radius", self.radius)
@@ -843,6 +845,7 @@ class CirculationCheckConfig:
         _at_least("verifier.circulation.max_points", self.max_points, self.n_points)
         _at_least("verifier.circulation.n_planes", self.n_planes, 1)
         _positive("verifier.circulation.max_quadrature_error", self.max_quadrature_error)
+        _positive("verifier.circulation.atol", self.atol)
 
 
 @dataclass
