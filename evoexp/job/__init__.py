@@ -9,7 +9,11 @@ The science below (functional, surrogate, models, data, verification, training, 
 * :mod:`evoexp.job.run` -- one job without Hydra: train, verify, compare with the ANN.
 * :mod:`evoexp.job.tracking` -- the MLflow store and the run lifecycle.
 * :mod:`evoexp.job.sweep` -- sweep-level code: resumable runs, ANN-baseline reuse, the Hydra callback.
-* :mod:`evoexp.job.summary` -- the outcome record and the verdict summary.
+* :mod:`evoexp.job.preflight` -- what a sweep checks before it opens anything (every swept value, its directory).
+* :mod:`evoexp.job.abort` -- closing what a command opened when Ctrl-C, SIGTERM or an error ends it early.
+* :mod:`evoexp.job.files` -- atomic writes: a record is whole or absent, never truncated.
+* :mod:`evoexp.job.outcome` -- the outcome record of a job.
+* :mod:`evoexp.job.summary` -- the verdict summary.
 * :mod:`evoexp.job.progress` -- run naming and sweep progress.
 * :mod:`evoexp.job.outputs` -- files written into a job's output directory.
 * :mod:`evoexp.job.analysis` -- analysis of an experiment in the store (``python -m evoexp.job.analysis``).

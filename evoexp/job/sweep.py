@@ -335,7 +335,7 @@ class _OpenSweep:
             try:
                 self.tracker.close_invocation(self.plan.invocation, status=status, reason=reason)
             except Exception as exc:
-                problems.append(f"could not close the sweep's job runs: {_describe(exc)}")
+                problems.append(f"could not close the sweep's job runs: {self.tracker.explain(exc)}")
             problems += self._record_unfinished("killed" if interrupted else "failed", reason)
         summary = None
         try:
@@ -355,7 +355,8 @@ class _OpenSweep:
                 self._close_parent(summary, status=status if ended is not None else None, reason=reason)
                 text += f"\nMLflow: sweep run {self.plan.parent_run_id} · {self.tracker.ui_url()}"
             except Exception as exc:
-                problems.append(f"could not close the sweep's MLflow run {self.plan.parent_run_id}: {_describe(exc)}")
+                run = self.plan.parent_run_id
+                problems.append(f"could not close the sweep's MLflow run {run}: {self.tracker.explain(exc)}")
         _say(text)
         if self.lock is not None:
             self.lock.release()

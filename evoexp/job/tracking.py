@@ -864,6 +864,20 @@ class Tracker:
         """The live RUNNING run that claims the config of ``claim`` in another invocation (None here)."""
         return None
 
+    def explain(self, exc: BaseException) -> str:
+        """``Type: message`` of a failure, on one line; when a tracking server stopped answering, that instead.
+
+        A request to a dead server fails with a long urllib3 trace of retries; asking the server once
+        (:meth:`check`) turns that into one line naming the URI and the reason.
+        """
+        if not isinstance(exc, TrackingUnavailable):
+            try:
+                self.check()
+            except TrackingUnavailable as gone:
+                exc = gone
+        text = f"{type(exc).__name__}: {exc}".strip()
+        return text.splitlines()[0]
+
     def wait_for(self, run_id: str) -> None:
         """Wait until run ``run_id`` (another invocation's) is no longer RUNNING (nothing to wait for here)."""
 
