@@ -301,7 +301,8 @@ class _OpenSweep:
         tracker: The store.
         lock: The claim on the sweep directory (None: not claimed by this process).
         invocation: The invocation whose job records count (None: every record in the sweep directory).
-        created: Whether this invocation created the sweep directory (it removes it again if no job started).
+        created: The topmost directory this invocation created for the sweep directory (the sweep directory or an
+            ancestor), removed again if no job started; None when the sweep directory existed.
         stop_heartbeat: Stops the parent run's heartbeat.
     """
 
@@ -310,7 +311,20 @@ class _OpenSweep:
     tracker: Tracker
     lock: FileLock | None
     invocation: str | None
-    created: bool = False
+    created: Path | None = None
+
+    def remove_created(self) -> None:
+        """Remove the sweep directory and the empty ancestors this invocation created for it (up to ``created``)."""
+        if self.created is None:
+            return
+        shutil.rmtree(self.sweep_dir, ignore_errors=True)
+        folder = self.sweep_dir.parent
+        while folder != self.created.parent:
+            try:
+                folder.rmdir()  # only when empty: another sweep may have put its directory next to this one
+            except OSError:
+                return
+            folder = folder.parent
     stop_heartbeat: Callable[[], None] = field(default=lambda: None)
 
     def close(self, *, ended: BaseException | None = None) -> tuple[SweepSummary | None, list[str]]:
@@ -474,7 +488,7 @@ class EvoexpCallback(Callback):
             tracker.check()
         except TrackingUnavailable as exc:
             self._exit(str(exc))
-        created = not sweep_dir.exists()
+        created = next((p for p in reversed([sweep_dir, *sweep_dir.parents]) if not p.exists()), None)
         try:
             lock = claim_sweep_dir(sweep_dir)
         except PreflightError as exc:
@@ -529,8 +543,7 @@ class EvoexpCallback(Callback):
                 log.warning("could not close the sweep's run %s: %s", sweep.plan.parent_run_id, exc)
         if sweep.lock is not None:
             sweep.lock.release()
-        if sweep.created:
-            shutil.rmtree(sweep.sweep_dir, ignore_errors=True)
+        sweep.remove_created()
 
     @staticmethod
     def _abort(sweep: _OpenSweep, ended: BaseException) -> None:
@@ -547,8 +560,8 @@ class EvoexpCallback(Callback):
             what = f"aborted ({_describe(ended)})"
         started = 0 if summary is None else len(summary.jobs)
         lines = [f"sweep {sweep.plan.sweep_id} {what} after {started} started job(s); its open runs were closed"]
-        if started == 0 and sweep.created:
-            shutil.rmtree(sweep.sweep_dir, ignore_errors=True)
+        if started == 0:
+            sweep.remove_created()
         for line in lines + problems:
             sys.stderr.write(f"evoexp: error: {line}\n")
         sys.stderr.flush()
