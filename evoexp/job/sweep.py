@@ -312,6 +312,7 @@ class _OpenSweep:
     lock: FileLock | None
     invocation: str | None
     created: Path | None = None
+    stop_heartbeat: Callable[[], None] = field(default=lambda: None)
 
     def remove_created(self) -> None:
         """Remove the sweep directory and the empty ancestors this invocation created for it (up to ``created``)."""
@@ -319,13 +320,12 @@ class _OpenSweep:
             return
         shutil.rmtree(self.sweep_dir, ignore_errors=True)
         folder = self.sweep_dir.parent
-        while folder != self.created.parent:
+        while folder not in (self.created.parent, folder.parent):
             try:
                 folder.rmdir()  # only when empty: another sweep may have put its directory next to this one
             except OSError:
                 return
             folder = folder.parent
-    stop_heartbeat: Callable[[], None] = field(default=lambda: None)
 
     def close(self, *, ended: BaseException | None = None) -> tuple[SweepSummary | None, list[str]]:
         """Close the sweep: its runs, its jobs' records, the summary, the parent run; print the summary.
@@ -605,24 +605,38 @@ class EvoexpCallback(Callback):
             log.error("could not append to %s: %s", sweep_dir / PROGRESS_LOG, exc)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        """Print the sweep summary and close the parent run; exit with status 1 if a job failed or closing failed."""
+        """Print the sweep summary and close the parent run; exit with status 1 if a job failed or closing failed.
+
+        Hydra turns an exception raised here into a warning and exits 0, so every failure becomes a line of the
+        error message instead.
+        """
         sweep_dir = Path(str(config.hydra.sweep.dir))
-        sweep = _OPEN_SWEEPS.pop(str(sweep_dir), None)
+        try:
+            problems = self._end(config, sweep_dir)
+        except Exception as exc:
+            problems = [f"closing the sweep failed: {_describe(exc)}"]
+        if problems:
+            self._exit("; ".join(problems))
+
+    @staticmethod
+    def _end(config: DictConfig, sweep_dir: Path) -> list[str]:
+        """Close the sweep of ``sweep_dir``; return what went wrong (failed or killed jobs, closing problems)."""
+        sweep = _OPEN_SWEEPS.get(str(sweep_dir))
         if sweep is None:  # not opened by this process's on_multirun_start (e.g. a test calling the hook alone)
             plan = SweepPlan.load(sweep_dir)
             tracking = _typed_tracking(config)
             tracker = make_tracker(tracking, root=_root(config)) if tracking is not None else NullTracker()
             invocation = None if plan is None else plan.invocation
             sweep = _OpenSweep(sweep_dir, plan or SweepPlan("?"), tracker, None, invocation)
-        abort.discard(f"sweep {sweep_dir}")
         summary, problems = sweep.close()
+        _OPEN_SWEEPS.pop(str(sweep_dir), None)
+        abort.discard(f"sweep {sweep_dir}")  # only now: Ctrl-C while closing still closes what remains
         if summary is not None and summary.failed + summary.killed:
             bad = f"{summary.failed} of {sum(summary.counts.values())} jobs failed"
             if summary.killed:
                 bad += f", {summary.killed} were killed"
             problems.insert(0, f"{bad} (see {Path(summary.sweep_dir) / SUMMARY_FILE})")
-        if problems:
-            self._exit("; ".join(problems))
+        return problems
 
 
 def _read_outcome(output_dir: Path, job_return: JobReturn) -> JobOutcome:
