@@ -540,7 +540,9 @@ class _Uploader:
         name: Thread name.
     """
 
-    def __init__(self, send: Callable[[list[Any], list[Any]], None], *, give_up_after: float, where: str, name: str):
+    def __init__(
+        self, send: Callable[[list[Any], list[Any]], None], *, give_up_after: float, where: str, name: str
+    ) -> None:
         self._send = send
         self._give_up_after = give_up_after
         self._where = where
@@ -1095,8 +1097,8 @@ class MlflowTracker(Tracker):
     @staticmethod
     def _filter(tags: Mapping[str, str]) -> str:
         """Search filter of the RUNNING runs with every tag of ``tags``."""
-        terms = [f"tags.`{key}` = '{value.replace(chr(39), chr(92) + chr(39))}'" for key, value in tags.items()]
-        return " and ".join(["attributes.status = 'RUNNING'", *terms])
+        quoted = {key: value.replace("'", "\\'") for key, value in tags.items()}
+        return " and ".join(["attributes.status = 'RUNNING'", *(f"tags.`{k}` = '{v}'" for k, v in quoted.items())])
 
     def _close(self, run: Any, status: str, reason: str, *, now: bool = False) -> None:
         """End another process's ``run`` with ``status``, its outcome and the ``reason`` in ``evoexp.error``.
