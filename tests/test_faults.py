@@ -348,6 +348,20 @@ def test_a_sweep_with_a_bad_swept_value_opens_nothing(tmp_path: Path, args: tupl
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]  # no store, no parent run, no sweep directory
 
 
+@pytest.mark.slow
+def test_a_clash_of_two_swept_values_closes_the_sweep_and_removes_its_directory(tmp_path: Path) -> None:
+    """Each value is fine alone; only x1 with digits clashes, in a job the value check does not compose."""
+    (tmp_path / "conf" / "experiment").mkdir(parents=True)
+    (tmp_path / "conf" / "experiment" / "x0.yaml").write_text("# @package _global_\nseed: 5\n")
+    (tmp_path / "conf" / "experiment" / "x1.yaml").write_text("# @package _global_\ndataset:\n  n_classes: 3\n")
+    done = evoexp(tmp_path, "--config-dir", "conf", "-m", "experiment=x0,x1", "dataset=randman,digits")
+    assert done.returncode == 1
+    assert "aborted (ConfigCompositionException" in done.stderr and "after 0 started job(s)" in done.stderr
+    assert not (tmp_path / "outputs").exists()
+    (parent,) = runs_of(f"sqlite:///{tmp_path / 'mlruns.db'}", "evoexp")
+    assert parent.info.status == "FAILED" and parent.data.tags[Tags.ERROR].startswith("sweep aborted: ")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -9,6 +9,9 @@ The science below (functional, surrogate, models, data, verification, training, 
 * :mod:`evoexp.job.run` -- one job without Hydra: train, verify, compare with the ANN.
 * :mod:`evoexp.job.tracking` -- the MLflow store and the run lifecycle.
 * :mod:`evoexp.job.sweep` -- sweep-level code: resumable runs, ANN-baseline reuse, the Hydra callback.
+* :mod:`evoexp.job.preflight` -- what a sweep checks before it opens anything (every swept value, its directory).
+* :mod:`evoexp.job.abort` -- closing what a command opened when Ctrl-C, SIGTERM or an error ends it early.
+* :mod:`evoexp.job.files` -- atomic writes: a record is whole or absent, never truncated.
 * :mod:`evoexp.job.outcome` -- the outcome record a job leaves for its sweep.
 * :mod:`evoexp.job.summary` -- verdicts and the run/sweep summaries.
 * :mod:`evoexp.job.progress` -- run naming and sweep progress.

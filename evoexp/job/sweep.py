@@ -399,7 +399,8 @@ class _OpenSweep:
         tracker: The store.
         lock: The claim on the sweep directory (None: not claimed by this process).
         invocation: The invocation whose job records count (None: every record in the sweep directory).
-        created: Whether this invocation created the sweep directory (it removes it again if no job started).
+        created: The topmost directory this invocation created for the sweep directory (the sweep directory or an
+            ancestor), removed again if no job started; None when the sweep directory existed.
         stop_heartbeat: Stops the parent run's heartbeat.
     """
 
@@ -408,8 +409,21 @@ class _OpenSweep:
     tracker: Tracker
     lock: FileLock | None
     invocation: str | None
-    created: bool = False
+    created: Path | None = None
     stop_heartbeat: Callable[[], None] = field(default=lambda: None)
+
+    def remove_created(self) -> None:
+        """Remove the sweep directory and the empty ancestors this invocation created for it (up to ``created``)."""
+        if self.created is None:
+            return
+        shutil.rmtree(self.sweep_dir, ignore_errors=True)
+        folder = self.sweep_dir.parent
+        while folder not in (self.created.parent, folder.parent):
+            try:
+                folder.rmdir()  # only when empty: another sweep may have put its directory next to this one
+            except OSError:
+                return
+            folder = folder.parent
 
     def close(self, *, ended: BaseException | None = None) -> tuple[SweepSummary | None, list[str]]:
         """Close the sweep: its runs, its jobs' records, the summary, the parent run; print the summary.
@@ -433,7 +447,7 @@ class _OpenSweep:
             try:
                 self.tracker.close_invocation(self.plan.invocation, status=status, reason=reason)
             except Exception as exc:
-                problems.append(f"could not close the sweep's job runs: {_describe(exc)}")
+                problems.append(f"could not close the sweep's job runs: {self.tracker.explain(exc)}")
             problems += self._record_unfinished("killed" if interrupted else "failed", reason)
         summary = None
         try:
@@ -453,7 +467,8 @@ class _OpenSweep:
                 self._close_parent(summary, status=status if ended is not None else None, reason=reason)
                 text += f"\nMLflow: sweep run {self.plan.parent_run_id} · {self.tracker.ui_url()}"
             except Exception as exc:
-                problems.append(f"could not close the sweep's MLflow run {self.plan.parent_run_id}: {_describe(exc)}")
+                run = self.plan.parent_run_id
+                problems.append(f"could not close the sweep's MLflow run {run}: {self.tracker.explain(exc)}")
         _say(text)
         if self.lock is not None:
             self.lock.release()
@@ -594,7 +609,7 @@ class EvoexpCallback(Callback):
             tracker.check()
         except TrackingUnavailable as exc:
             self._exit(str(exc))
-        created = not sweep_dir.exists()
+        created = next((p for p in reversed([sweep_dir, *sweep_dir.parents]) if not p.exists()), None)
         try:
             lock = claim_sweep_dir(sweep_dir)
         except PreflightError as exc:
@@ -651,8 +666,7 @@ class EvoexpCallback(Callback):
                 log.warning("could not close the sweep's run %s: %s", sweep.plan.parent_run_id, exc)
         if sweep.lock is not None:
             sweep.lock.release()
-        if sweep.created:
-            shutil.rmtree(sweep.sweep_dir, ignore_errors=True)
+        sweep.remove_created()
 
     @staticmethod
     def _abort(sweep: _OpenSweep, ended: BaseException) -> None:
@@ -669,8 +683,8 @@ class EvoexpCallback(Callback):
             what = f"aborted ({_describe(ended)})"
         started = 0 if summary is None else len(summary.jobs)
         lines = [f"sweep {sweep.plan.sweep_id} {what} after {started} started job(s); its open runs were closed"]
-        if started == 0 and sweep.created:
-            shutil.rmtree(sweep.sweep_dir, ignore_errors=True)
+        if started == 0:
+            sweep.remove_created()
         for line in lines + problems:
             sys.stderr.write(f"evoexp: error: {line}\n")
         sys.stderr.flush()
@@ -713,24 +727,38 @@ class EvoexpCallback(Callback):
             log.error("could not append to %s: %s", sweep_dir / PROGRESS_LOG, exc)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        """Print the sweep summary and close the parent run; exit with status 1 if a job failed or closing failed."""
+        """Print the sweep summary and close the parent run; exit with status 1 if a job failed or closing failed.
+
+        Hydra turns an exception raised here into a warning and exits 0, so every failure becomes a line of the
+        error message instead.
+        """
         sweep_dir = Path(str(config.hydra.sweep.dir))
-        sweep = _OPEN_SWEEPS.pop(str(sweep_dir), None)
+        try:
+            problems = self._end(config, sweep_dir)
+        except Exception as exc:
+            problems = [f"closing the sweep failed: {_describe(exc)}"]
+        if problems:
+            self._exit("; ".join(problems))
+
+    @staticmethod
+    def _end(config: DictConfig, sweep_dir: Path) -> list[str]:
+        """Close the sweep of ``sweep_dir``; return what went wrong (failed or killed jobs, closing problems)."""
+        sweep = _OPEN_SWEEPS.get(str(sweep_dir))
         if sweep is None:  # not opened by this process's on_multirun_start (e.g. a test calling the hook alone)
             plan = SweepPlan.load(sweep_dir)
             tracking = _typed_tracking(config)
             tracker = make_tracker(tracking, root=_root(config)) if tracking is not None else NullTracker()
             invocation = None if plan is None else plan.invocation
             sweep = _OpenSweep(sweep_dir, plan or SweepPlan("?"), tracker, None, invocation)
-        abort.discard(f"sweep {sweep_dir}")
         summary, problems = sweep.close()
+        _OPEN_SWEEPS.pop(str(sweep_dir), None)
+        abort.discard(f"sweep {sweep_dir}")  # only now: Ctrl-C while closing still closes what remains
         if summary is not None and summary.failed + summary.killed:
             bad = f"{summary.failed} of {sum(summary.counts.values())} jobs failed"
             if summary.killed:
                 bad += f", {summary.killed} were killed"
             problems.insert(0, f"{bad} (see {Path(summary.sweep_dir) / SUMMARY_FILE})")
-        if problems:
-            self._exit("; ".join(problems))
+        return problems
 
 
 def _checked(config: DictConfig, axes: list[str]) -> str:

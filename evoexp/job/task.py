@@ -197,7 +197,7 @@ def execute(cfg: DictConfig, config: Config, context: JobContext) -> float:
         _record(context.output_dir, record)
         raise
     except Exception as exc:
-        record.outcome, record.error = "failed", f"{type(exc).__name__}: {exc}"
+        record.outcome, record.error = "failed", tracker.explain(exc)
         _record(context.output_dir, record)
         if not context.multirun:
             raise

@@ -558,7 +558,9 @@ class _Uploader:
         name: Thread name.
     """
 
-    def __init__(self, send: Callable[[list[Any], list[Any]], None], *, give_up_after: float, where: str, name: str):
+    def __init__(
+        self, send: Callable[[list[Any], list[Any]], None], *, give_up_after: float, where: str, name: str
+    ) -> None:
         self._send = send
         self._give_up_after = give_up_after
         self._where = where
@@ -891,6 +893,20 @@ class Tracker:
         """The live RUNNING run that claims the config of ``claim`` in another invocation (None here)."""
         return None
 
+    def explain(self, exc: BaseException) -> str:
+        """``Type: message`` of a failure, on one line; when a tracking server stopped answering, that instead.
+
+        A request to a dead server fails with a long urllib3 trace of retries; asking the server once
+        (:meth:`check`) turns that into one line naming the URI and the reason.
+        """
+        if not isinstance(exc, TrackingUnavailable):
+            try:
+                self.check()
+            except TrackingUnavailable as gone:
+                exc = gone
+        text = f"{type(exc).__name__}: {exc}".strip()
+        return text.splitlines()[0]
+
     def wait_for(self, run_id: str) -> None:
         """Wait until run ``run_id`` (another invocation's) is no longer RUNNING (nothing to wait for here)."""
 
@@ -1112,8 +1128,8 @@ class MlflowTracker(Tracker):
     @staticmethod
     def _filter(tags: Mapping[str, str]) -> str:
         """Search filter of the RUNNING runs with every tag of ``tags``."""
-        terms = [f"tags.`{key}` = '{value.replace(chr(39), chr(92) + chr(39))}'" for key, value in tags.items()]
-        return " and ".join(["attributes.status = 'RUNNING'", *terms])
+        quoted = {key: value.replace("'", "\\'") for key, value in tags.items()}
+        return " and ".join(["attributes.status = 'RUNNING'", *(f"tags.`{k}` = '{v}'" for k, v in quoted.items())])
 
     def _close(self, run: Any, status: str, reason: str, *, now: bool = False) -> None:
         """End another process's ``run`` with ``status``, its outcome and the ``reason`` in ``evoexp.error``.

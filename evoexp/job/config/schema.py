@@ -953,7 +953,8 @@ class TrackingConfig:
             the store (when it was trained by the same code).
         reuse_across_code: Let ``resume`` and ``reuse_ann`` serve runs that other code (another evoexp version or
             source digest, see :func:`evoexp.job.config.code_identity`) produced; off by default, so a fix re-runs.
-        log_artifacts: Upload the job's output directory (config, results, report, log, figures) as artifacts.
+        log_artifacts: Upload the files the job wrote (config, results, report, figures, its log and ``.hydra/``)
+            as artifacts; nothing else in its output directory (with ``hydra.run.dir=.``, the launch directory).
         flush_every: Seconds a run buffers metrics before one batched upload (0: upload every epoch).
         heartbeat_every: Seconds between heartbeats (tag ``evoexp.heartbeat``) of an open run; 0 sends none.
         stale_after: Seconds without heartbeat after which a RUNNING run from another host counts as killed when
