@@ -193,7 +193,8 @@ def test_scale_sweep_gets_an_accuracy_vs_scale_figure_and_no_slope_figure(store,
     assert not names & {"accuracy_vs_slope.png", "alignment_vs_slope.png"}  # the slope does not vary
 
 
-def test_provenance_names_the_code_of_the_runs_and_flags_pooled_identities(store, tmp_path):
+def test_provenance_names_the_code_of_the_runs_it_counts(store, tmp_path):
+    """Runs of two code identities: the analysis counts the newest code's only, and its provenance says which."""
     client = MlflowClient(tracking_uri=store)
     exp_id = client.create_experiment("cli-provenance")
     codes = ("evoexp 0.1.0 src aaaaaaaaaaaa torch 2.13.0", "evoexp 0.1.0 src bbbbbbbbbbbb torch 2.13.0")
@@ -210,21 +211,18 @@ def test_provenance_names_the_code_of_the_runs_and_flags_pooled_identities(store
     )
     assert {"provenance.json", "runs.csv"} <= {p.name for p in result.files}
     record = json.loads((tmp_path / "provenance.json").read_text(encoding="utf-8"))
-    assert record["code_identities"] == {codes[0]: 1, codes[1]: 1}
-    assert record["pooled"] is True
-    assert record["git_commits"] == {"abc123": 2}
+    assert record["code_identities"] == {codes[1]: 1}  # the newest code; the older run is dropped, never pooled
+    assert record["pooled"] is False
+    assert record["git_commits"] == {"abc123": 1}
     assert record["sweeps"] == {"p": "python -m evoexp --multirun experiment=x seed=0,1"}
     assert record["analysis_command"] == command
     runs = pd.read_csv(tmp_path / "runs.csv")
-    assert list(runs["params.seed"]) == [0, 1]
-    assert list(runs["params.surrogate.name"]) == ["atan", "atan"]  # named even though it does not vary
-    assert list(runs["tags.evoexp.code_identity"]) == list(codes)
-    assert list(runs["metrics.snn/test/acc_best"]) == list(
-        result.runs.sort_values("params.seed")["metrics.snn/test/acc_best"]
-    )
+    assert list(runs["params.seed"]) == [1]
+    assert list(runs["params.surrogate.name"]) == ["atan"]
+    assert list(runs["tags.evoexp.code_identity"]) == [codes[1]]
     line = (tmp_path / "snn_vs_ann.md").read_text(encoding="utf-8").splitlines()[-1]
-    assert line.startswith("Provenance: 2 run(s) computed by ")
-    assert "POOLED" in line and codes[0] in line and codes[1] in line and command in line
+    assert line.startswith("Provenance: 1 run(s) computed by ")
+    assert "POOLED" not in line and codes[1] in line and codes[0] not in line and command in line
 
 
 def test_cli_end_to_end_and_summary_run(store, tmp_path, capsys):
