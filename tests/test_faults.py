@@ -393,7 +393,7 @@ def test_a_job_uploads_only_the_files_it_wrote(tmp_path: Path) -> None:
         execute(cfg, load_config(cfg), JobContext(output_dir=tmp_path, root=tmp_path))
     finally:
         torch.set_num_threads(1)
-    (run,) = runs_of(f"sqlite:///{tmp_path}/m.db", "evoexp")
+    (run,) = [r for r in runs_of(f"sqlite:///{tmp_path}/m.db", "evoexp") if r.data.tags[Tags.KIND] == "job"]
     artifacts = {a.path for a in MlflowClient(f"sqlite:///{tmp_path}/m.db").list_artifacts(run.info.run_id)}
     assert artifacts == {"config_resolved.yaml", "results.json", "report.md"}
     assert (tmp_path / "secret.env").exists() and json.loads((tmp_path / OUTCOME_FILE).read_text())["run_id"]
