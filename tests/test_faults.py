@@ -421,7 +421,7 @@ def test_ctrl_c_ends_every_run_killed_and_records_every_started_job(
     reason = f"interrupted by {signum.name}"
     assert err.strip().splitlines()[-1].startswith("evoexp: error: sweep smoke-")
     assert f"{reason} after {in_flight} started job(s); its open runs were closed" in err
-    assert f"sweep summary ({in_flight} jobs): finished 0, diverged 0, skipped 0, failed 0, killed {in_flight}" in out
+    assert f"sweep summary ({in_flight} jobs): finished 0, diverged 0, failed 0, killed {in_flight}" in out
 
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     runs = runs_of(uri, "evoexp") + runs_of(uri, "evoexp-ann-baselines")
@@ -471,7 +471,7 @@ def test_a_job_that_finds_the_disk_full_fails_alone_and_the_sweep_summarises(tmp
         assert len(lines) == 2 and "FAILED OSError: [Errno 28] No space left on device" in lines[0]
         assert "FAILED" not in lines[1]
         assert "Traceback" not in err and "Logging error" not in err
-        assert "sweep summary (2 jobs): finished 1, diverged 0, skipped 0, failed 1" in text
+        assert "sweep summary (2 jobs): finished 1, diverged 0, failed 1" in text
         assert err.strip().splitlines()[-1].startswith("evoexp: error: 1 of 2 jobs failed")
         records = list((disk / "sweep").rglob("*.json"))
         assert records and all(path.stat().st_size > 0 for path in records)  # whole or absent, never truncated
@@ -539,7 +539,7 @@ def test_a_store_that_turns_read_only_fails_the_jobs_and_the_sweep_still_summari
     store.chmod(0o555)
     out, err = sweep.communicate(timeout=300)
     assert sweep.returncode == 1, err[-3000:]
-    assert "sweep summary (2 jobs): finished 0, diverged 0, skipped 0, failed 2" in out
+    assert "sweep summary (2 jobs): finished 0, diverged 0, failed 2" in out
     (line,) = [line for line in err.splitlines() if line.startswith("evoexp: error:")]
     assert line.startswith("evoexp: error: 2 of 2 jobs failed")
     assert "could not close the sweep's MLflow run" in line  # SQLite says "readonly database" or "disk I/O error"
@@ -614,7 +614,7 @@ def test_a_server_that_dies_mid_sweep_fails_the_jobs_in_bounded_time(tmp_path: P
     assert elapsed < 90  # MLflow's own defaults showed no progress for 500 s
     lines = [line for line in out.splitlines() if JOB_LINE.match(line)]
     assert len(lines) == 3 and all("FAILED" in line for line in lines)
-    assert "sweep summary (3 jobs): finished 0, diverged 0, skipped 0, failed 3" in out
+    assert "sweep summary (3 jobs): finished 0, diverged 0, failed 3" in out
     records = [json.loads(p.read_text()) for p in sorted(tmp_path.glob(f"outputs/multirun/*/*/*/{OUTCOME_FILE}"))]
     assert [r["outcome"] for r in records] == ["failed"] * 3
     assert all("no MLflow server answers within 2 s" in r["error"] for r in records[1:])  # asked once, in seconds

@@ -63,7 +63,7 @@ def test_a_nir_graph_runs_as_a_tracked_job_with_the_graph_as_artifact(tmp_path: 
     done = evoexp(tmp_path, "experiment=smoke", "model=nir", f"model.path={path}", "model.dt=1e-3",
                   "model.reset=subtract", "surrogate=atan")
     assert done.returncode == 0, done.stderr[-3000:]
-    (run,) = runs(tmp_path)
+    (run,) = runs(tmp_path, kind="job")
     assert run.info.status == "FINISHED" and not undeclared_keys(run)
     assert [a.path for a in client(tmp_path).list_artifacts(run.info.run_id, "nir")] == ["nir/g.nir"]
     assert run.data.metrics["gradient/max_abs_error"] < 1e-6  # smooth-mode finite differences of the imported graph

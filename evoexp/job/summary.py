@@ -250,7 +250,7 @@ class SweepTally:
     diverged, with its verdicts; ``reused`` says how many such jobs there were.
 
     Attributes:
-        jobs: Jobs per state: ``finished``, ``diverged``, ``failed``.
+        jobs: Jobs per state: ``finished``, ``diverged``, ``failed`` and, when there are any, ``killed``.
         reused: Jobs skipped for an earlier run (counted in ``jobs`` as that run).
         verdicts: Jobs per verdict (``pass``, ``fail``, ``diverged``; failed jobs have none).
         checks: Per check, jobs per check verdict (``PASS``, ``FAIL``, ``info``, ``skipped``), checks in order of
@@ -268,6 +268,8 @@ class SweepTally:
         outcomes = list(outcomes)
         states = Counter(_state(job) for job in outcomes)
         tally = cls({state: states.get(state, 0) for state in ("finished", "diverged", "failed")})
+        if states.get("killed"):  # interrupted jobs (Ctrl-C, SIGTERM): shown only when there are some
+            tally.jobs["killed"] = states["killed"]
         tally.reused = sum(job.outcome == "skipped" for job in outcomes)
         tally.verdicts = Counter(job.verdict for job in outcomes if job.verdict is not None)
         for job in outcomes:
