@@ -154,7 +154,10 @@ def test_records_are_whole_or_absent_on_a_full_disk(tmp_path: Path) -> None:
             write_outcome(small / "job", JobOutcome("finished", job=0, error="x" * 100_000))
         assert info.value.errno == errno.ENOSPC
         assert sorted(p.name for p in (small / "job").iterdir()) == []  # neither a 0-byte record nor a temp file
-    # A record truncated by an older writer (or by hand) is a failed job with the reason, not a crash.
+
+
+def test_an_unreadable_record_is_a_failed_job_with_the_reason(tmp_path: Path) -> None:
+    """A record truncated by an older writer (or by hand) fails its job in the summary; it does not crash it."""
     job = tmp_path / "sweep" / "0"
     (job / ".hydra").mkdir(parents=True)
     (job / OUTCOME_FILE).write_text("")

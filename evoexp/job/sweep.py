@@ -77,6 +77,7 @@ from evoexp.job.tracking import (
     RunLogger,
     Tracker,
     TrackingUnavailable,
+    error_line,
     git_commit,
     lock_path,
     resolve_tracking_uri,
@@ -518,9 +519,8 @@ class _OpenSweep:
 
 
 def _describe(exc: BaseException) -> str:
-    """``Type: message`` of ``exc``, on one line."""
-    text = f"{type(exc).__name__}: {exc}".strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    """``Type: message`` of ``exc``, on one line (:func:`evoexp.job.tracking.error_line`)."""
+    return error_line(exc, limit=300)
 
 
 _OPEN_SWEEPS: dict[str, _OpenSweep] = {}

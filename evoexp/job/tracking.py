@@ -90,6 +90,7 @@ __all__ = [
     "Tracker",
     "TrackingUnavailable",
     "check_experiment_name",
+    "error_line",
     "ghost_reason",
     "git_commit",
     "iso_time",
@@ -149,6 +150,23 @@ def check_experiment_name(name: str) -> str:
     if "/" in name or "\\" in name or name.strip() in (".", "..") or "\0" in name:
         raise ValueError(f"tracking.experiment must be a name, not a path (no '/', '\\', '.' or '..'); got {name!r}")
     return name
+
+
+_NOISE = ("[SQL:", "[parameters:", "(Background on this error")
+"""Lines of SQLAlchemy's error text that say nothing about what went wrong."""
+_AUTOFLUSH = re.compile(r"\(raised as a result of Query-invoked autoflush[^)]*\)\s*")
+
+
+def error_line(exc: BaseException, *, limit: int = 500) -> str:
+    """``Type: message`` of ``exc`` on one line, without SQLAlchemy's statement, parameters and links.
+
+    A store error reads e.g. ``MlflowException: (sqlite3.OperationalError) attempt to write a readonly database``
+    instead of its first line, which may be a note about autoflush.
+    """
+    lines = [line.strip() for line in f"{type(exc).__name__}: {exc}".splitlines()]
+    kept = [line for line in lines if line and not line.startswith(_NOISE)]
+    text = _AUTOFLUSH.sub("", " ".join(kept)) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _is_server(uri: str) -> bool:
@@ -615,7 +633,7 @@ class _Uploader:
                 failing_since = now if failing_since is None else failing_since
                 waited = now - failing_since
                 if _permanent(exc) or waited >= self._give_up_after or self._closed:
-                    reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                    reason = error_line(exc)
                     return TrackingUnavailable(
                         f"the tracking store {self._where} did not accept the run's data"
                         + ("" if _permanent(exc) else f" for {waited:.0f} s (tracking.give_up_after)")
@@ -904,8 +922,7 @@ class Tracker:
                 self.check()
             except TrackingUnavailable as gone:
                 exc = gone
-        text = f"{type(exc).__name__}: {exc}".strip()
-        return text.splitlines()[0]
+        return error_line(exc)
 
     def wait_for(self, run_id: str) -> None:
         """Wait until run ``run_id`` (another invocation's) is no longer RUNNING (nothing to wait for here)."""
