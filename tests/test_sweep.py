@@ -201,11 +201,6 @@ def job_lines(stdout: str) -> list[tuple[int, int, str]]:
     return [(int(m[1]), int(m[2]), m[3]) for m in map(JOB_LINE.match, stdout.splitlines()) if m]
 
 
-@pytest.mark.xfail(
-    reason="the parent run's sweep/jobs_skipped metric and sweep_summary.json disagree after "
-    "merging the fault and summary work (issue 20/21, open)",
-    strict=False,
-)
 def test_sweep_prints_one_line_per_job_and_is_one_parent_run_with_nested_jobs(tmp_path: Path) -> None:
     args = ("-m", "experiment=smoke", "seed=0,1", "debug.diverge=false,true", "tracking.experiment=nest")
     done = evoexp(tmp_path, *args)

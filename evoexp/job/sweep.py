@@ -511,10 +511,7 @@ class _OpenSweep:
         metrics = {}
         if summary is not None:
             tags[Tags.NOTE] = summary.note(self.plan)
-            metrics = {
-                **{f"sweep/jobs_{name}": float(count) for name, count in summary.counts.items()},
-                **summary.tally.metrics(),
-            }
+            metrics = summary.tally.metrics()  # the whole sweep's state (this invocation's counts are in the note)
         self.tracker.close_sweep_run(self.plan.parent_run_id, status=status, metrics=metrics, tags=tags)
 
 
