@@ -5,34 +5,50 @@ that loads a config build exactly the same objects::
 
     config = load_config(cfg)
     data = build_dataset(config)
-    snn = build_snn(config, data)
+    model = build_model(config, data).model
 
-Plain Python: nothing here imports Hydra or MLflow.
+One route builds every network: ``model`` is a constructor call (``_target_`` and arguments, checked by
+:mod:`evoexp.job.config.targets`), made with :func:`hydra.utils.instantiate` plus what only the data knows
+(:func:`model_arguments`); evoexp's own SNN presets name :func:`evoexp.models.lif_snn` the same way. The configured
+surrogate is then installed into the network's spiking neurons through the verifiers' adapter registry
+(:func:`evoexp.verification.spiking.install_surrogate`), the network is fed and read as ``model.input_layout``,
+``model.output_index`` and ``model.time_reduction`` say (:func:`evoexp.models.feed`), and its neurons start every
+forward from their initial state (:func:`evoexp.verification.spiking.keep_state_fresh`). A callable that raises, or
+returns the wrong kind of object, fails with one line naming the key (a ``ConfigValidationError``).
+
+Plain Python: nothing here imports MLflow; Hydra only for ``instantiate``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from evoexp.data import DatasetSplits, get_dataset, make_loader
-from evoexp.job.config import Config
-from evoexp.models import ANN, SNN
+from evoexp.data import DatasetSplits, make_loader
+from evoexp.data.dataset import check_splits
+from evoexp.job.config import Config, ConfigValidationError
+from evoexp.job.config.targets import call
+from evoexp.models import feed
 from evoexp.surrogate import SurrogateGradient, get_surrogate
+from evoexp.verification.spiking import InstalledSurrogate, claiming_adapters, install_surrogate, keep_state_fresh
 from evoexp.verification.suite import VerificationOptions
 
 __all__ = [
     "MODEL_CHECKS",
+    "BuiltModel",
+    "ann_arguments",
     "build_ann",
     "build_dataset",
     "build_loader",
+    "build_model",
     "build_optimizer",
-    "build_snn",
     "build_surrogate",
+    "model_arguments",
     "training_options",
     "verification_options",
     "warmup_epochs",
@@ -52,8 +68,24 @@ MODEL_CHECKS = (
 
 
 def build_dataset(config: Config) -> DatasetSplits:
-    """The configured dataset's seeded splits (``dataset.seed``, else the top-level ``seed``)."""
-    return get_dataset(config.dataset.name, **config.dataset.kwargs(seed=config.seed))
+    """The configured dataset (the call ``dataset._target_(...)``), validated with :func:`~evoexp.data.check_splits`.
+
+    Raises:
+        ConfigValidationError: The callable raised, returned something else than ``DatasetSplits``, or a split is
+            empty, has another shape, labels outside ``[0, n_classes)`` or non-finite values (one line naming it).
+    """
+    target = config.dataset
+    data = call(target)
+    if not isinstance(data, DatasetSplits):
+        raise ConfigValidationError(
+            f"dataset._target_={target.path} returned {type(data).__name__}, not evoexp.data.DatasetSplits (build it "
+            "with DatasetSplits.from_tensors or DatasetSplits.from_datasets)"
+        )
+    try:
+        check_splits(data)
+    except ValueError as exc:
+        raise ConfigValidationError(f"dataset ({target.path}): {exc}") from None
+    return data
 
 
 def build_surrogate(config: Config) -> SurrogateGradient:
@@ -61,42 +93,119 @@ def build_surrogate(config: Config) -> SurrogateGradient:
     return get_surrogate(config.surrogate.name, **config.surrogate.kwargs())
 
 
-def build_snn(config: Config, data: DatasetSplits) -> SNN:
-    """The configured SNN for ``data`` (initialised from ``config.seed``)."""
-    model = config.model
-    return SNN(
-        data.n_inputs,
-        list(model.hidden_sizes),
-        data.n_classes,
-        surrogate=build_surrogate(config),
-        tau_mem=model.tau_mem,
-        tau_syn=model.tau_syn,
-        alpha=0.0 if model.tau_syn is None else None,
-        dt=model.dt,
-        threshold=model.threshold,
-        reset=model.reset,  # type: ignore[arg-type]
-        detach_reset=model.detach_reset,
-        recurrent=model.recurrent,
-        readout=model.readout,  # type: ignore[arg-type]
-        readout_beta=model.readout_beta,
-        bias=model.bias,
-        weight_scale=model.weight_scale,
-        seed=config.seed,
-    )
+def model_arguments(data: DatasetSplits, surrogate: SurrogateGradient) -> dict[str, Any]:
+    """What evoexp passes to a network's callable when its signature accepts it (:data:`~evoexp.job.config.INJECTED`).
 
-
-def build_ann(config: Config, data: DatasetSplits, seed: int | None = None) -> ANN:
-    """The SNN's ANN twin for ``data`` (as :func:`evoexp.models.ann_twin`), fed the static features.
-
-    Same hidden sizes as the SNN, activation ``model.ann_activation``.
-
-    Args:
-        config: The validated config.
-        data: The dataset (number of features and classes).
-        seed: Seed of the initialisation (``config.seed`` if None); the global torch RNG is seeded with it.
+    ``n_inputs`` (input values per step), ``n_classes``, ``time_steps``, ``input_shape`` (one step's sample,
+    ``(C,)`` or ``(C, H, W)``) and ``surrogate``.
     """
+    return {
+        "n_inputs": data.n_inputs,
+        "n_classes": data.n_classes,
+        "time_steps": data.time_steps,
+        "input_shape": data.input_shape,
+        "surrogate": surrogate,
+    }
+
+
+def ann_arguments(data: DatasetSplits) -> dict[str, Any]:
+    """What evoexp passes to an ANN's callable when its signature accepts it.
+
+    ``n_inputs`` and ``input_shape`` of the static features, ``n_classes`` and ``time_steps``.
+    """
+    return {
+        "n_inputs": data.n_features,
+        "n_classes": data.n_classes,
+        "time_steps": data.time_steps,
+        "input_shape": data.feature_shape,
+    }
+
+
+@dataclass
+class BuiltModel:
+    """A configured network as evoexp trains and checks it.
+
+    Attributes:
+        model: What the pipeline trains and the verifiers check: the network itself, or a
+            :class:`~evoexp.models.FedNetwork` around it that feeds batch-first samples and reads class scores.
+        network: The network the callable returned.
+        installed: The neurons the configured surrogate was installed into (empty: not installed).
+        libraries: The spiking libraries whose neurons the network holds (adapters that claim it).
+    """
+
+    model: nn.Module
+    network: nn.Module
+    installed: list[InstalledSurrogate] = field(default_factory=list)
+    libraries: tuple[str, ...] = ()
+
+    @property
+    def n_params(self) -> int:
+        """Trainable parameters."""
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+
+def _module(group: str, path: str | None, built: Any) -> nn.Module:
+    if not isinstance(built, nn.Module):
+        raise ConfigValidationError(f"{group}._target_={path} returned {type(built).__name__}, not a torch nn.Module")
+    if not any(p.requires_grad for p in built.parameters()):
+        raise ConfigValidationError(f"{group}._target_={path} returned a module without trainable parameters")
+    return built
+
+
+def build_model(config: Config, data: DatasetSplits) -> BuiltModel:
+    """The configured network for ``data`` (the global torch RNG seeded with ``seed`` first), ready to train.
+
+    Raises:
+        ConfigValidationError: One line naming the key: the callable raised or returned no ``nn.Module``, a neuron
+            cannot take the configured surrogate (``surrogate.install``), or a feeding setting is unknown.
+    """
+    target = config.model
+    torch.manual_seed(config.seed)
+    shape = build_surrogate(config)
+    network = _module("model", target.path, call(target, **model_arguments(data, shape)))
+    installed: list[InstalledSurrogate] = []
+    if config.surrogate.install:
+        try:
+            installed = install_surrogate(network, shape)
+        except ValueError as exc:
+            raise ConfigValidationError(f"surrogate.install: {exc}") from None
+        if not installed and "surrogate" not in target.accepts:
+            raise ConfigValidationError(
+                f"surrogate.install=true, but {target.path} holds no neuron that evoexp installs surrogates into "
+                "(evoexp, snnTorch, SpikingJelly, Norse) and takes no surrogate argument; set surrogate.install=false "
+                "to train it with its own spike functions"
+            )
+    try:
+        model = feed(
+            network,
+            input_layout=target.input_layout,
+            output_index=target.output_index,
+            time_reduction=target.time_reduction,
+        )
+    except ValueError as exc:
+        raise ConfigValidationError(f"model.{exc}") from None
+    keep_state_fresh(network)
+    return BuiltModel(model, network, installed, tuple(a.name for a in claiming_adapters(network)))
+
+
+def build_ann(config: Config, data: DatasetSplits, seed: int | None = None) -> nn.Module | None:
+    """The configured ANN for ``data`` (the call ``ann._target_(...)``, fed the static features), or None.
+
+    The global torch RNG is seeded with ``seed`` (``config.seed`` if None) first.
+
+    Raises:
+        ConfigValidationError: The dataset has no static features, or the callable raised or returned no module.
+    """
+    target = config.ann
+    if not target.configured:
+        return None
+    if data.n_features == 0:
+        raise ConfigValidationError(
+            f"ann._target_={target.path}: the dataset has no static features to feed an ANN (DatasetSplits "
+            "features [N, 0]); set ann=none"
+        )
     torch.manual_seed(config.seed if seed is None else seed)
-    return ANN(data.n_features, list(config.model.hidden_sizes), data.n_classes, activation=config.model.ann_activation)
+    return _module("ann", target.path, call(target, **ann_arguments(data)))
 
 
 def build_optimizer(config: Config, parameters: Iterable[nn.Parameter]) -> torch.optim.Optimizer:

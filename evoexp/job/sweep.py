@@ -36,8 +36,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 import evoexp
-from evoexp.job.config import ConfigValidationError, TrackingConfig, code_identity, load_config
+from evoexp.job.config import ConfigValidationError, TrackingConfig, code_identity, importable, load_config
 from evoexp.job.outcome import OUTCOME_FILE, OUTCOMES, JobOutcome
+from evoexp.job.prepare import prepare
 from evoexp.job.progress import PROGRESS_LOG, ProgressBoard, SweepPlan, format_job_line, job_label
 from evoexp.job.run import AnnBaseline
 from evoexp.job.summary import format_run_summary
@@ -226,9 +227,14 @@ class EvoexpCallback(Callback):
         raise SystemExit(1)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Single run: fail fast on bad values (one-line error, no run created), prepare the store, reap ghosts."""
+        """Single run: fail fast on bad values, data or networks (one line, no run created); prepare the store.
+
+        Then close ghost runs of killed jobs.
+        """
+        importable(Path.cwd())
         try:
             typed = load_config(_job_config(config))
+            prepare(typed)  # builds and checks data, network, surrogate and ANN; the job reuses the dataset
         except ConfigValidationError as exc:
             self._exit(str(exc))
         tracker = make_tracker(typed.tracking, root=_root(config))

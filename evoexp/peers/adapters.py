@@ -657,6 +657,7 @@ class NorseAdapter(NeuronAdapter):
     """
 
     name = "norse"
+    stateless = True
 
     def owns(self, module: nn.Module) -> bool:
         """Norse modules whose parameters have ``method`` and ``alpha``."""

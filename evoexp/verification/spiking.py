@@ -165,6 +165,7 @@ class EvoexpAdapter:
     """evoexp's :class:`~evoexp.models.LIFLayer` networks (smooth mode and ``replay_reset`` are built in)."""
 
     name = "evoexp"
+    stateless = True
 
     def claims(self, model: nn.Module) -> bool:
         """True if ``model`` contains a :class:`~evoexp.models.LIFLayer`."""
@@ -344,10 +345,16 @@ class FreshState:
 def keep_state_fresh(model: nn.Module) -> tuple[str, ...]:
     """Make every forward of ``model`` start from its neurons' initial state (a :class:`FreshState` pre-hook).
 
+    Adapters with a true ``stateless`` attribute (evoexp's, Norse's: state passed explicitly) are left out.
+
     Returns:
-        The names of the libraries whose neurons are reset (empty: nothing registered).
+        The names of the libraries whose neurons are reset (empty: no hook registered).
     """
-    libraries = tuple(a.name for a in claiming_adapters(model) if isinstance(a, TrainingAdapter))
+    libraries = tuple(
+        a.name
+        for a in claiming_adapters(model)
+        if isinstance(a, TrainingAdapter) and not getattr(a, "stateless", False)
+    )
     if libraries:
         model.register_forward_pre_hook(FreshState(libraries))
     return libraries

@@ -8,7 +8,8 @@ identity (tag ``Tags.CODE_IDENTITY`` of :mod:`evoexp.keys`); after a fix to the 
 ``tracking.reuse_across_code=true`` says that runs of other code may be served.
 
 The ANN twin's identity keeps only what the ANN's training depends on (:data:`ANN_KEYS`: data, sizes, activation,
-trainer and early stopping, seed), so the SNN jobs of a surrogate x slope sweep share one ANN per seed; a stored
+trainer and early stopping, seed; the ``ann`` node holds its call, e.g. the twin's hidden sizes), so the SNN jobs of a
+surrogate x slope sweep share one ANN per seed; a stored
 ANN is reused under the same rule about the code identity.
 """
 
@@ -43,12 +44,11 @@ ANN_KEYS = (
     "seed",
     "dataset",
     "trainer",
-    "model.hidden_sizes",
-    "model.ann_activation",
+    "ann",
     "verifier.convergence.patience",
     "verifier.convergence.min_delta",
 )
-"""Every config key the ANN twin's construction and training read (see :func:`evoexp.job.build.build_ann` and
+"""Every config key the ANN's construction and training read (see :func:`evoexp.job.build.build_ann` and
 :func:`evoexp.job.build.training_options`), minus :data:`SNN_ONLY_KEYS`."""
 SNN_ONLY_KEYS = ("trainer.rate_reg", "trainer.target_rate")
 _EXCLUDED_SOURCE = ("analysis", "job/analysis")
