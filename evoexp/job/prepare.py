@@ -99,7 +99,12 @@ def _shape(value: Any) -> str:
 
 
 def _probe_model(target: ModelTarget, built: BuiltModel, data: DatasetSplits) -> None:
-    """Run the network on two training samples as configured; check that it returns ``[2, n_classes]`` scores."""
+    """Run the network on two training samples as configured; check the scores it returns.
+
+    The scores must be ``[2, n_classes]``, and the second sample's must not change when it runs alone (a network fed
+    the wrong layout treats time as batch, and its samples then interact); a network whose forward is random (two
+    calls differ) is not checked for this.
+    """
     reader = FedNetwork(
         built.network,
         input_layout=target.input_layout,  # type: ignore[arg-type]
@@ -108,25 +113,34 @@ def _probe_model(target: ModelTarget, built: BuiltModel, data: DatasetSplits) ->
     )
     reference = next(p for p in built.model.parameters() if p.requires_grad)
     x, _ = batch_to((data.train.spikes[:PROBE_SAMPLES], data.train.labels[:PROBE_SAMPLES]), reference)
-    inputs = x.transpose(0, 1) if target.input_layout == "time_first" else x
     layout = "[T, B, ...]" if target.input_layout == "time_first" else "[B, T, ...]"
+
+    def forward(batch: Tensor) -> Any:
+        inputs = batch.transpose(0, 1) if target.input_layout == "time_first" else batch
+        try:
+            return built.network(inputs)
+        except Exception as exc:
+            message = " ".join(str(exc).split()) or type(exc).__name__
+            raise ConfigValidationError(
+                f"model.input_layout={target.input_layout}: {target.path} failed on input {_shape(inputs)} ({layout}, "
+                f"{len(batch)} samples of step shape {list(data.input_shape)}): {type(exc).__name__}: {message}"
+            ) from exc
+
+    def read(output: Any, batch: int) -> Tensor:
+        try:
+            return reader.read(output, batch=batch)
+        except ValueError as exc:
+            raise ConfigValidationError(f"model.{exc}") from None
+
     training = built.model.training
     built.model.eval()
     try:
         with torch.no_grad():
-            output = built.network(inputs)
-    except Exception as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        raise ConfigValidationError(
-            f"model.input_layout={target.input_layout}: {target.path} failed on input {_shape(inputs)} ({layout}, "
-            f"{PROBE_SAMPLES} samples of step shape {list(data.input_shape)}): {type(exc).__name__}: {message}"
-        ) from exc
+            scores = read(forward(x), PROBE_SAMPLES)
+            again = read(forward(x), PROBE_SAMPLES)
+            alone = read(forward(x[-1:]), 1)
     finally:
         built.model.train(training)
-    try:
-        scores = reader.read(output, batch=PROBE_SAMPLES)
-    except ValueError as exc:
-        raise ConfigValidationError(f"model.{exc}") from None
     if scores.shape[1] != data.n_classes:
         raise ConfigValidationError(
             f"model: {target.path} gives {scores.shape[1]} class scores per sample (read {_shape(scores)}), but the "
@@ -134,6 +148,16 @@ def _probe_model(target: ModelTarget, built: BuiltModel, data: DatasetSplits) ->
         )
     if not scores.is_floating_point():
         raise ConfigValidationError(f"model: {target.path}'s class scores are {scores.dtype}, not floating point")
+    tolerance = 1e-4 * (1.0 + float(scores.abs().max()))
+    deterministic = bool((scores - again).abs().max() <= tolerance)
+    difference = float((scores[-1:] - alone).abs().max())
+    if deterministic and difference > tolerance:
+        other = "time_first" if target.input_layout == "batch_first" else "batch_first"
+        raise ConfigValidationError(
+            f"model.input_layout={target.input_layout}: the scores of a sample change with the other samples of its "
+            f"batch (by up to {difference:.3g}), so {target.path} mixes samples: does it take "
+            f"{'[T, B, ...]' if other == 'time_first' else '[B, T, ...]'}? then set model.input_layout={other}"
+        )
 
 
 def _check_installed(config: Config, built: BuiltModel) -> list[Result]:
