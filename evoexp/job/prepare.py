@@ -5,8 +5,9 @@ config alone cannot say:
 
 * the network takes a batch of two training samples as ``model.input_layout`` feeds it and returns class scores for
   the dataset's classes as ``model.output_index`` and ``model.time_reduction`` read them;
-* every installed surrogate passes the runtime surrogate check (its spike function's backward is the shape's
-  derivative, :func:`~evoexp.verification.suite.check_spike_functions`);
+* every surrogate installed into a library's neurons passes the runtime surrogate check (its spike function's
+  backward is the shape's derivative, :func:`~evoexp.verification.suite.check_spike_functions`); evoexp's own LIF
+  layers got the shape from their constructor, and the suite's ``surrogate_verification`` probes their node;
 * the configured ANN (``ann._target_``) maps the static features to class scores;
 * ``trainer.rate_reg`` has hidden spikes to regularise.
 
@@ -89,7 +90,8 @@ def prepare(config: Config, *, data: DatasetSplits | None = None) -> Prepared:
             f"trainer.rate_reg={config.trainer.rate_reg:g} needs the hidden spikes that evoexp's SNN records "
             f"(model.last_spikes), which {config.model.path} does not; set trainer.rate_reg=0"
         )
-    checks = _check_installed(config, built) if built.installed else []
+    replaced = [record for record in built.installed if record.library != "evoexp"]
+    checks = _check_installed(config, built) if replaced else []
     _probe_ann(config, data)
     return Prepared(data, built, checks)
 

@@ -8,8 +8,8 @@ first, with messages that start with the argument's name.
 
 from __future__ import annotations
 
-import logging
 import math
+import warnings
 from collections.abc import Sequence
 
 from evoexp.functional.lif import ReadoutMode, ResetMode
@@ -18,9 +18,6 @@ from evoexp.models.snn import SNN
 from evoexp.surrogate import SurrogateGradient
 
 __all__ = ["lif_snn", "mlp"]
-
-_log = logging.getLogger(__name__)
-
 
 def _positive(name: str, value: float | None, *, allow_none: bool = False) -> None:
     """Raise a ValueError starting with ``name`` unless ``value`` is a finite number > 0 (or None when allowed)."""
@@ -48,16 +45,15 @@ def _sizes(hidden_sizes: Sequence[int]) -> list[int]:
 
 
 def _warn_short_step(dt: float, tau_mem: float, tau_syn: float | None) -> None:
-    """Log one warning when ``dt`` exceeds a time constant: the neuron then forgets within one step."""
+    """Warn (``UserWarning``) when ``dt`` exceeds a time constant: the neuron then forgets within one step."""
     short = [(name, tau) for name, tau in (("tau_mem", tau_mem), ("tau_syn", tau_syn)) if tau is not None and dt > tau]
     if short:
         kept = ", ".join(f"exp(-dt/{name}) = {math.exp(-dt / tau):.2g}" for name, tau in short)
         taus = " and ".join(f"{name}={tau:g}" for name, tau in short)
-        _log.warning(
-            "dt=%g is larger than %s: each step keeps only %s of the state, so the neuron forgets within one step",
-            dt,
-            taus,
-            kept,
+        warnings.warn(
+            f"dt={dt:g} is larger than {taus}: each step keeps only {kept} of the state, so the neuron forgets "
+            "within one step",
+            stacklevel=3,
         )
 
 
@@ -83,7 +79,7 @@ def lif_snn(
     """The current-based LIF network (:class:`~evoexp.models.SNN`) from time constants.
 
     Time constants are in the unit of ``dt`` (ms in the presets). A ``dt`` larger than a time constant is legal and
-    logs one warning.
+    issues a ``UserWarning``.
 
     Args:
         n_inputs: Input channels (from the data).

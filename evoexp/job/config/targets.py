@@ -22,10 +22,12 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import logging
 import re
 import sys
 import types
 import typing
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -292,27 +294,60 @@ def call(target: Target, **injected: Any) -> Any:
     """Call ``target`` with its config arguments (:func:`hydra.utils.instantiate`) and the ``injected`` it accepts.
 
     The config arguments go through Hydra's instantiation (``_partial_``, plain containers); the injected objects are
-    passed as they are.
+    passed as they are. Warnings the callable issues are logged once per process on ``evoexp.job.config``, with its
+    arguments named as config keys (``model.dt=100 is larger than model.tau_mem=20 ...``).
 
     Raises:
-        ConfigValidationError: The callable raised; one line that starts with ``<group>.<argument>`` when its message
-            starts with an argument's name, else names the callable and the exception.
+        ConfigValidationError: The callable raised; one line that names the config keys when the message starts with
+            an argument's name (the callable's check of that argument), else names the callable and the exception.
     """
     if target.path is None:
         raise ValueError(f"{target.group}._target_ is null: nothing to call")
     partial = instantiate({"_target_": target.path, **target.args}, _partial_=True, _convert_="all")
     try:
-        return partial(**{name: value for name, value in injected.items() if name in target.accepts})
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            built = partial(**{name: value for name, value in injected.items() if name in target.accepts})
     except Exception as exc:
-        raise ConfigValidationError(_prefixed(target, exc)) from exc
+        message = _one_line(exc)
+        if isinstance(exc, ValueError) and _starts_with_argument(target, message):
+            raise ConfigValidationError(_as_keys(target, message)) from exc
+        raise ConfigValidationError(f"{target.group}: {target.path} raised {type(exc).__name__}: {message}") from exc
+    for warning in caught:
+        message = " ".join(str(warning.message).split())
+        _warn_once(_as_keys(target, message) if _starts_with_argument(target, message) else message)
+    return built
 
 
-def _prefixed(target: Target, exc: BaseException) -> str:
-    message = _one_line(exc)
+def _starts_with_argument(target: Target, message: str) -> bool:
     first = re.match(r"[A-Za-z_]\w*", message)
-    if isinstance(exc, ValueError) and first and first.group(0) in target.parameters:
-        return f"{target.group}.{message}"
-    return f"{target.group}: {target.path} raised {type(exc).__name__}: {message}"
+    return first is not None and first.group(0) in target.parameters
+
+
+def _as_keys(target: Target, message: str) -> str:
+    """``message`` with the arguments it names written as config keys (``split`` -> ``dataset.split``).
+
+    Named are: the first word, and every argument name followed by ``=`` or containing an underscore (a whole word,
+    not part of a dotted name), so that plain words such as "the test split" stay words.
+    """
+    names = "|".join(re.escape(name) for name in sorted(target.parameters, key=len, reverse=True))
+
+    def key(match: re.Match[str]) -> str:
+        name = match.group(1)
+        first = match.start() == 0
+        return f"{target.group}.{name}" if first or "_" in name or match.group(2) else name
+
+    return re.sub(rf"(?<![\w.'\"])({names})\b(?!\.)(=?)", lambda m: key(m) + m.group(2), message)
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """Log ``message`` as one warning line on ``evoexp.job.config``, once per process."""
+    if message not in _warned:
+        _warned.add(message)
+        logging.getLogger("evoexp.job.config").warning(message)
 
 
 def _schema_type(annotation: Any) -> Any:
