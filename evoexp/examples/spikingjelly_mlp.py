@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from spikingjelly.activation_based import functional, layer, neuron, surrogate
+from spikingjelly.activation_based import functional, layer, neuron, surrogate  # type: ignore[import-untyped]
 from torch import Tensor, nn
 
 __all__ = ["SpikingJellyMLP"]
