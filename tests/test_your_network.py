@@ -21,13 +21,13 @@ from hydra.core.global_hydra import GlobalHydra
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
+from evoexp import surrogate as surrogate_module
 from evoexp.data import DatasetSplits, make_digits
 from evoexp.examples import tonic_nmnist
 from evoexp.job.config import ConfigValidationError, load_config, register_configs
 from evoexp.job.prepare import prepare
 from evoexp.job.run import ANN_NOT_CONFIGURED, run_experiment
 from evoexp.models import FedNetwork, feed
-from evoexp.peers.adapters import EvoexpSpike
 from evoexp.results import SkippedResult
 from evoexp.surrogate import get_surrogate
 from evoexp.verification.spiking import install_surrogate, keep_state_fresh
@@ -142,7 +142,9 @@ def test_a_network_from_a_config_is_checked_and_trained_and_the_benchmark_is_not
 
 
 def test_the_users_ann_is_trained_and_compared_through_the_library() -> None:
-    outcome = run_experiment(config_of(*RECURRENT, f"ann._target_={HERE}.Ann", "+ann.hidden=6"))
+    checked = "verifier.gradient.parameters=[network.fc2.weight]"
+    outcome = run_experiment(config_of(*RECURRENT, f"ann._target_={HERE}.Ann", "+ann.hidden=6", checked))
+    assert list(outcome.results["gradient_verification"].per_tensor) == ["network.fc2.weight"]
     assert outcome.model["ann"] == f"{HERE}.Ann"
     assert outcome.training["ann"].n_params == sum(p.numel() for p in Ann(4, 3, hidden=6).parameters())
     gap = outcome.metrics["snn/val/best_acc"] - outcome.metrics["ann/val/best_acc"]
@@ -183,6 +185,8 @@ def test_a_call_that_does_not_fit_the_signature_fails_at_load_with_one_line(over
          "but the dataset has 3 classes"),
         (["surrogate.install=true"], f"surrogate.install=true, but {HERE}.Recurrent holds no neuron"),
         (["trainer.rate_reg=0.1"], "trainer.rate_reg=0.1 needs the hidden spikes"),
+        (["verifier.gradient.parameters=[fc1.weight]"], "verifier.gradient.parameters names fc1.weight, which the "
+         "model does not have (its tensors: network.fc1.weight, network.fc1.bias, network.fc2.weight"),
         ([f"ann._target_={HERE}.Ann", "+ann.hidden=-1"], f"ann: {HERE}.Ann raised RuntimeError"),
         (["ann._target_=torch.nn.Linear", "+ann.in_features=4", "+ann.out_features=2"], "ann: torch.nn.Linear must "
          "return class scores [2, 3] for 2 samples, got [2, 2]"),
@@ -307,8 +311,9 @@ def test_a_surrogate_that_fails_the_runtime_check_after_installing_stops_the_job
                  "surrogate=atan", "surrogate.slope=2"]
     config = config_of(*overrides)
     assert prepare(config).built.installed  # passes as installed
-    wrong = get_surrogate("atan", slope=3.0)
-    monkeypatch.setattr(EvoexpSpike, "forward", lambda self, x: wrong.spike(x))  # backward of another slope
+    backward = surrogate_module._SurrogateSpike.backward
+    monkeypatch.setattr(surrogate_module._SurrogateSpike, "backward",  # the installed spike's backward, 1 % off
+                        staticmethod(lambda ctx, grad: (1.01 * backward(ctx, grad)[0], None)))
     with pytest.raises(ConfigValidationError, match=r"surrogate\.install: .*network\.lif1, network\.lif2.* fails the "
                                                     r"runtime surrogate check after installing"):
         prepare(config)

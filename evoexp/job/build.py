@@ -262,6 +262,7 @@ def verification_options(config: Config) -> VerificationOptions:
             "rtol": verifier.gradient.rtol,
             "n_directions": verifier.gradient.n_directions,
             "seed": config.seed,
+            "parameters": None if verifier.gradient.parameters is None else list(verifier.gradient.parameters),
         },
         surrogate_kwargs={
             "x_range": tuple(verifier.surrogate.x_range),

@@ -9,7 +9,8 @@ config alone cannot say:
   backward is the shape's derivative, :func:`~evoexp.verification.suite.check_spike_functions`); evoexp's own LIF
   layers got the shape from their constructor, and the suite's ``surrogate_verification`` probes their node;
 * the configured ANN (``ann._target_``) maps the static features to class scores;
-* ``trainer.rate_reg`` has hidden spikes to regularise.
+* ``trainer.rate_reg`` has hidden spikes to regularise, and ``verifier.gradient.parameters`` names tensors of the
+  model.
 
 Every failure is one line naming the key and the shape or module it concerns (a
 :class:`~evoexp.job.config.ConfigValidationError`). A single run calls :func:`prepare` in the Hydra callback, before
@@ -89,6 +90,14 @@ def prepare(config: Config, *, data: DatasetSplits | None = None) -> Prepared:
         raise ConfigValidationError(
             f"trainer.rate_reg={config.trainer.rate_reg:g} needs the hidden spikes that evoexp's SNN records "
             f"(model.last_spikes), which {config.model.path} does not; set trainer.rate_reg=0"
+        )
+    checked = config.verifier.gradient.parameters
+    names = [name for name, p in built.model.named_parameters() if p.requires_grad]
+    unknown = sorted(set(checked or ()) - set(names))
+    if unknown:
+        raise ConfigValidationError(
+            f"verifier.gradient.parameters names {', '.join(unknown)}, which the model does not have (its tensors: "
+            f"{', '.join(names)})"
         )
     replaced = [record for record in built.installed if record.library != "evoexp"]
     checks = _check_installed(config, built) if replaced else []

@@ -25,9 +25,10 @@ user's model) an adapter
 
 On the job's live network (not a copy), each adapter is also a
 :class:`~evoexp.verification.spiking.TrainingAdapter`: :meth:`NeuronAdapter.install_surrogate` puts an evoexp shape
-into every neuron (as an :class:`EvoexpSpike`, a module whose forward is the shape's Heaviside step and whose backward
-its derivative; Norse neurons, which call ``threshold`` by name, get a pair of forward hooks that route that call to
-it), and :meth:`NeuronAdapter.reset_state` resets the neurons before each forward.
+into every neuron (its ``spike``: Heaviside forward, the shape's derivative backward; for SpikingJelly, which keeps the
+spike function as a submodule, an :class:`EvoexpSpike` module; Norse neurons, which call ``threshold`` by name, get a
+pair of forward hooks that route that call to it), and :meth:`NeuronAdapter.reset_state` resets the neurons before
+each forward.
 """
 
 from __future__ import annotations
@@ -399,7 +400,7 @@ class NeuronAdapter(ABC):
                 primitive=declared.primitive,
                 slope=declared.slope,
                 kinks=declared.kinks,
-                heaviside_at_zero=0.0 if isinstance(spike_fn, EvoexpSpike) else self.heaviside_at_zero,
+                heaviside_at_zero=0.0 if _as_shape(spike_fn) is not None else self.heaviside_at_zero,
             )
             for (label, _), (spike_fn, declared, names) in groups.items()
         ]
@@ -430,11 +431,15 @@ class NeuronAdapter(ABC):
         for name, module in model.named_modules():
             if self.owns(module):
                 previous = describe_spike_fn(self.spike_fn(module))
-                self.adopt(name, module, EvoexpSpike(shape))
+                self.adopt(name, module, self.spike_of(shape))
                 installed.append(InstalledSurrogate(name, self.name, type(module).__name__, previous, repr(shape)))
         return installed
 
-    def adopt(self, name: str, module: nn.Module, spike_fn: EvoexpSpike) -> None:
+    def spike_of(self, shape: SurrogateGradient) -> Any:
+        """What the library's neurons call for ``shape`` (default: its bound ``spike``, a plain function call)."""
+        return shape.spike
+
+    def adopt(self, name: str, module: nn.Module, spike_fn: Any) -> None:
         """Install ``spike_fn`` into the live neuron ``module`` (default: :meth:`install`).
 
         Raises:
@@ -575,6 +580,10 @@ class SpikingJellyAdapter(NeuronAdapter):
             return None
         return f"spikingjelly:{type(spike_fn).__name__}", dict(spike_fn._sg_params)
 
+    def spike_of(self, shape: SurrogateGradient) -> Any:
+        """An :class:`EvoexpSpike`: SpikingJelly keeps its spike function as the submodule ``surrogate_function``."""
+        return EvoexpSpike(shape)
+
     def own_primitive(self, spike_fn: Any) -> Any | None:
         """The surrogate's own class with ``spiking=False`` (forward = its primitive), when it has a primitive."""
         if not hasattr(spike_fn, "spiking") or not hasattr(spike_fn, "_sg_params"):
@@ -618,6 +627,13 @@ _NORSE_SPIKE = "evoexp_spike_fn"
 """Attribute of a Norse neuron that holds its installed spike function (see :class:`_NorseInstalled`)."""
 
 
+@functools.cache
+def _norse_functionals() -> tuple[Any, ...]:
+    """Norse's functional modules that bind ``threshold`` (read once: a neuron's forward runs every time step)."""
+    return tuple(m for name, m in list(sys.modules.items())
+                 if name.startswith("norse.torch.functional") and inspect.isfunction(getattr(m, "threshold", None)))
+
+
 class _NorseInstalled:
     """Forward hooks of a Norse neuron with an installed spike function.
 
@@ -635,8 +651,7 @@ class _NorseInstalled:
         def threshold(x: Tensor, method: str, alpha: float) -> Tensor:
             return spike_fn(x)  # type: ignore[no-any-return]
 
-        patched = [(m, m.threshold) for name, m in list(sys.modules.items())
-                   if name.startswith("norse.torch.functional") and inspect.isfunction(getattr(m, "threshold", None))]
+        patched = [(m, m.threshold) for m in _norse_functionals()]
         for functional, _ in patched:
             setattr(functional, "threshold", threshold)  # noqa: B010 - a module attribute, mypy cannot see it
         self.saved.append(patched)
@@ -677,7 +692,7 @@ class NorseAdapter(NeuronAdapter):
         if getattr(module, _NORSE_SPIKE, None) is not None:
             setattr(module, _NORSE_SPIKE, spike_fn)
 
-    def adopt(self, name: str, module: nn.Module, spike_fn: EvoexpSpike) -> None:
+    def adopt(self, name: str, module: nn.Module, spike_fn: Any) -> None:
         """Give the neuron the hooks of :class:`_NorseInstalled` (once) and ``spike_fn`` as its spike function."""
         if getattr(module, _NORSE_SPIKE, None) is None:
             hooks = _NorseInstalled()

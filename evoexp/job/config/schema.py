@@ -206,6 +206,8 @@ class GradientCheckConfig:
         atol: Absolute tolerance (> 0).
         rtol: Relative tolerance (> 0).
         n_directions: Fast mode: random unit directions per parameter tensor (>= 1).
+        parameters: Names of the parameter tensors to check (``model.named_parameters()`` of the trained model, e.g.
+            ``network.fc1.weight``), or None for every trainable tensor; the report lists the tensors checked.
     """
 
     mode: str = "fast"
@@ -213,6 +215,7 @@ class GradientCheckConfig:
     atol: float = 1e-5
     rtol: float = 1e-3
     n_directions: int = 4
+    parameters: list[str] | None = None
 
     def __post_init__(self) -> None:
         _one_of("verifier.gradient.mode", self.mode, ("exact", "fast"))
