@@ -18,6 +18,7 @@ from omegaconf.errors import ConfigAttributeError, ValidationError
 
 from evoexp.data import DatasetSplits, get_dataset
 from evoexp.job.build import (
+    arguments,
     build_ann,
     build_dataset,
     build_loader,
@@ -43,6 +44,7 @@ from evoexp.job.prepare import prepare
 from evoexp.job.sweep import make_tracker
 from evoexp.job.tracking import MlflowTracker, NullTracker
 from evoexp.surrogate import SurrogateGradient, available_surrogates, get_surrogate
+from evoexp.verification.stability import NumericalStabilityTester
 
 CONF = Path(__file__).resolve().parents[1] / "evoexp" / "conf"
 GROUPS = ("surrogate", "model", "ann", "dataset", "trainer", "verifier", "tracking")
@@ -393,6 +395,22 @@ def test_ann_key_covers_every_setting_the_ann_route_reads(small_data: DatasetSpl
     seen.clear()
     training_options(proxy, snn=True)  # type: ignore[arg-type]
     assert {"trainer.rate_reg", "trainer.target_rate"} <= seen  # the SNN-only keys really are SNN-only
+
+
+def test_verifier_settings_are_the_verifiers_keyword_arguments() -> None:
+    config = load_config(composed("verifier=full", "verifier.gradient.parameters=[readout.bias]"))
+    options = verification_options(config)
+    assert options.gradient_kwargs["parameters"] == ("readout.bias",) and options.gradient_kwargs["mode"] == "fast"
+    assert set(options.gradient_stability_kwargs) == {"n_batches", "max_grad_norm", "min_grad_norm",
+                                                      "max_depth_conditioning"}
+
+    @dataclasses.dataclass
+    class Drifted:  # a schema field that no verifier takes
+        n_steps: int = 3
+        n_stepz: int = 3
+
+    with pytest.raises(TypeError, match=r"Drifted\.n_stepz is an argument of none of"):
+        arguments(Drifted(), NumericalStabilityTester.check_weight_stability)
 
 
 def test_flatten_uses_dotted_keys_and_keeps_lists() -> None:

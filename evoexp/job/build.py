@@ -21,7 +21,9 @@ Plain Python: nothing here imports MLflow; Hydra only for ``instantiate``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+import inspect
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -35,13 +37,18 @@ from evoexp.job.config import Config, ConfigValidationError
 from evoexp.job.config.targets import call
 from evoexp.models import feed
 from evoexp.surrogate import SurrogateGradient, get_surrogate
+from evoexp.verification.alignment import verify_gradient_alignment
+from evoexp.verification.gradient import GradientVerifier
 from evoexp.verification.spiking import InstalledSurrogate, claiming_adapters, install_surrogate, keep_state_fresh
+from evoexp.verification.stability import NumericalStabilityTester
 from evoexp.verification.suite import VerificationOptions
+from evoexp.verification.surrogate_check import verify_surrogate_gradient
 
 __all__ = [
     "MODEL_CHECKS",
     "BuiltModel",
     "ann_arguments",
+    "arguments",
     "build_ann",
     "build_dataset",
     "build_loader",
@@ -249,43 +256,48 @@ def training_options(config: Config, *, snn: bool) -> dict[str, Any]:
     return options
 
 
+def arguments(settings: Any, *functions: Callable[..., Any]) -> list[dict[str, Any]]:
+    """The fields of a settings dataclass as keyword arguments of each of ``functions``, by their signatures.
+
+    A setting is written in the YAML preset, the schema and the signature of the function that takes it; no mapping
+    repeats it here. Lists become tuples (the functions take sequences).
+
+    Returns:
+        One dict per function: the fields that are parameters of it.
+
+    Raises:
+        TypeError: A field is a parameter of none of the functions (a schema out of step with the verifiers).
+    """
+    values = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
+    parameters = [inspect.signature(fn).parameters for fn in functions]
+    orphans = sorted(name for name in values if not any(name in p for p in parameters))
+    if orphans:
+        raise TypeError(f"{type(settings).__name__}.{orphans[0]} is an argument of none of {functions}")
+    return [
+        {name: tuple(v) if isinstance(v, list) else v for name, v in values.items() if name in p} for p in parameters
+    ]
+
+
 def verification_options(config: Config) -> VerificationOptions:
-    """The suite options of the enabled model checks (:data:`MODEL_CHECKS`), from ``config.verifier``."""
-    verifier, stability = config.verifier, config.verifier.stability
+    """The suite options of the enabled model checks (:data:`MODEL_CHECKS`), from ``config.verifier``.
+
+    Each check's settings are the keyword arguments of the function that runs it (:func:`arguments`), plus the seed.
+    """
+    verifier, seed = config.verifier, config.seed
+    (gradient,) = arguments(verifier.gradient, GradientVerifier.verify_finite_difference)
+    (surrogate,) = arguments(verifier.surrogate, verify_surrogate_gradient)
+    (alignment,) = arguments(verifier.alignment, verify_gradient_alignment)
+    gradient_stability, weight_stability = arguments(
+        verifier.stability,
+        NumericalStabilityTester.check_gradient_stability,
+        NumericalStabilityTester.check_weight_stability,
+    )
     return VerificationOptions.only(
         *[check for check in MODEL_CHECKS if check in verifier.checks],
         gradient_samples=verifier.samples,
-        gradient_kwargs={
-            "mode": verifier.gradient.mode,
-            "eps": verifier.gradient.eps,
-            "atol": verifier.gradient.atol,
-            "rtol": verifier.gradient.rtol,
-            "n_directions": verifier.gradient.n_directions,
-            "seed": config.seed,
-            "parameters": None if verifier.gradient.parameters is None else list(verifier.gradient.parameters),
-        },
-        surrogate_kwargs={
-            "x_range": tuple(verifier.surrogate.x_range),
-            "n_points": verifier.surrogate.n_points,
-            "h": verifier.surrogate.h,
-        },
-        alignment_kwargs={
-            "sigmas": list(verifier.alignment.sigmas),
-            "n_directions": verifier.alignment.n_directions,
-            "n_quadrature": verifier.alignment.n_quadrature,
-            "per_layer": verifier.alignment.per_layer,
-            "seed": config.seed,
-        },
-        gradient_stability_kwargs={
-            "n_batches": stability.n_batches,
-            "max_grad_norm": stability.max_grad_norm,
-            "min_grad_norm": stability.min_grad_norm,
-            "max_depth_conditioning": stability.max_depth_conditioning,
-        },
-        weight_stability_kwargs={
-            "n_steps": stability.n_steps,
-            "max_relative_update": stability.max_relative_update,
-            "max_norm_growth": stability.max_norm_growth,
-            "max_condition_number": stability.max_condition_number,
-        },
+        gradient_kwargs={**gradient, "seed": seed},
+        surrogate_kwargs=surrogate,
+        alignment_kwargs={**alignment, "seed": seed},
+        gradient_stability_kwargs=gradient_stability,
+        weight_stability_kwargs=weight_stability,
     )

@@ -30,7 +30,7 @@ from torch import Tensor
 
 import evoexp
 from evoexp.data import DatasetSplits
-from evoexp.job.build import BuiltModel, build_ann, build_dataset, build_model
+from evoexp.job.build import BuiltModel, arguments, build_ann, build_dataset, build_model
 from evoexp.job.config import Config, ConfigValidationError
 from evoexp.job.config.targets import ModelTarget
 from evoexp.models import FedNetwork
@@ -39,6 +39,7 @@ from evoexp.training import batch_to
 from evoexp.verification.gradient import GradientVerifier
 from evoexp.verification.spiking import InstalledSurrogate
 from evoexp.verification.suite import check_spike_functions
+from evoexp.verification.surrogate_check import verify_surrogate_gradient
 
 __all__ = ["PROBE_SAMPLES", "Prepared", "dataset_for", "describe_installed", "model_facts", "prepare"]
 
@@ -173,14 +174,8 @@ def _probe_model(target: ModelTarget, built: BuiltModel, data: DatasetSplits) ->
 
 def _check_installed(config: Config, built: BuiltModel) -> list[Result]:
     """The runtime surrogate check of every installed spike function; the first failure fails the job."""
-    settings = config.verifier.surrogate
-    results = check_spike_functions(
-        built.model,
-        GradientVerifier(),
-        x_range=tuple(settings.x_range),
-        n_points=settings.n_points,
-        h=settings.h,
-    )
+    (settings,) = arguments(config.verifier.surrogate, verify_surrogate_gradient)
+    results = check_spike_functions(built.model, GradientVerifier(), **settings)
     for result in results:
         if not result.passed:
             first = next((line for line in result.message.splitlines() if line.strip()), "")
