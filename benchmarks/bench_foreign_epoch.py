@@ -13,8 +13,9 @@ digits, ``T = 10``, batch 64) the network is built twice from the same weights:
   read with ``.item()``, SpikingJelly's ``functional.reset_net`` after each batch.
 
 Both train with Adam on the same batches, one epoch each in turn (round-robin, so that machine drift cancels); the
-first epoch of each is warm-up. Printed: median seconds per epoch, their ratio (target <= 1.05) and the torch thread
-count. ``--quick`` times 2 epochs each of snntorch_conv only (CI).
+first epoch of each is warm-up. Printed: median seconds per epoch, their ratio (target <= 1.05), the ratio of the
+fastest epochs (less sensitive to a shared machine's load) and the torch thread count. ``--quick`` times 2 epochs
+each of snntorch_conv only (CI).
 
 Usage: ``python benchmarks/bench_foreign_epoch.py [--epochs N] [--threads 1] [--quick]``.
 """
@@ -143,7 +144,8 @@ def main() -> None:
         for contender, values in times.items():
             spread = f"[{min(values):.3f}, {max(values):.3f}]"
             print(f"  {contender:13s} median {medians[contender]:.3f} s/epoch  range {spread}")
-        print(f"  ratio evoexp / hand-written: {medians['evoexp'] / medians['hand-written']:.3f} (target <= 1.05)")
+        ratio, best = medians["evoexp"] / medians["hand-written"], min(times["evoexp"]) / min(times["hand-written"])
+        print(f"  ratio evoexp / hand-written: {ratio:.3f} (medians; target <= 1.05), {best:.3f} (fastest epochs)")
 
 
 if __name__ == "__main__":

@@ -546,6 +546,12 @@ class SnnTorchAdapter(NeuronAdapter):
         """Cast snnTorch's float32 spikes back to the membrane's dtype."""
         return _SameDtype(spike_fn)
 
+    def reset_state(self, model: nn.Module) -> None:
+        """Reset the neurons that keep their state between calls (``init_hidden=True``); the others get it passed."""
+        for module in model.modules():
+            if self.owns(module) and getattr(module, "init_hidden", False):
+                self.reset(module)
+
     def reset(self, module: nn.Module) -> None:
         """Empty every hidden state (snnTorch registers exactly its hidden states as non-persistent buffers)."""
         like = module.threshold  # a buffer or parameter of every snnTorch neuron: the copy's dtype and device
