@@ -32,7 +32,7 @@ def report_facts(config: Config, outcome: Outcome, *, config_hash: str, code_ide
     """The Markdown bullet lines that head a job's report (setup, outcome, objective, test accuracies, identity)."""
     model = outcome.model
     lines = [
-        f"- dataset: {config.dataset.path}; model: {config.model.name} ({config.model.path}, "
+        f"- dataset: {config.dataset.name} ({config.dataset.path}); model: {config.model.name} ({config.model.path}, "
         f"{model.get('library', '?')} {model.get('library_version', '')}, {model.get('params', '?')} parameters); "
         f"trainer: {config.trainer.optimizer}, lr {config.trainer.lr:g}, {config.trainer.epochs} epochs; "
         f"verifier: {config.verifier.name}",

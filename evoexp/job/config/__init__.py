@@ -29,9 +29,18 @@ from evoexp.job.config.schema import (
     VerifierConfig,
 )
 from evoexp.job.config.store import register_configs
-from evoexp.job.config.targets import INJECTED, MODEL_KEYS, ModelTarget, Target, importable, parse_target
+from evoexp.job.config.targets import (
+    DATASET_KEYS,
+    INJECTED,
+    MODEL_KEYS,
+    ModelTarget,
+    Target,
+    importable,
+    parse_target,
+)
 
 __all__ = [
+    "DATASET_KEYS",
     "INJECTED",
     "MODEL_KEYS",
     "AlignmentCheckConfig",
@@ -92,7 +101,7 @@ def load_config(cfg: DictConfig) -> Config:
         )
     typed.model = typed.dataset = typed.ann = None
     _reject_extra_keys(typed, prefix="")
-    typed.dataset = parse_target("dataset", calls["dataset"])
+    typed.dataset = parse_target("dataset", calls["dataset"], own_keys=DATASET_KEYS)
     typed.model = parse_target("model", calls["model"], injected=INJECTED, own_keys=MODEL_KEYS)
     typed.ann = parse_target("ann", calls["ann"], injected=INJECTED, optional=True)
     return typed

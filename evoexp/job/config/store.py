@@ -18,7 +18,7 @@ from hydra.core.config_store import ConfigStore
 
 from evoexp.data import make_digits, make_randman, make_shd, make_ssc, make_synthetic
 from evoexp.job.config.schema import Config
-from evoexp.job.config.targets import INJECTED, MODEL_KEYS, structured_schema
+from evoexp.job.config.targets import DATASET_KEYS, INJECTED, MODEL_KEYS, structured_schema
 from evoexp.models import lif_snn, mlp
 
 __all__ = ["PRESET_TARGETS", "SCHEMA_GROUP", "register_configs"]
@@ -47,7 +47,7 @@ def register_configs() -> None:
     store = ConfigStore.instance()
     store.store(name="evoexp_config", node=Config)
     for group, targets in PRESET_TARGETS.items():
-        own = MODEL_KEYS if group == "model" else None
+        own = {"model": MODEL_KEYS, "dataset": DATASET_KEYS}.get(group)
         injected = () if group == "dataset" else INJECTED
         for name, (path, fn) in targets.items():
             schema = structured_schema(fn, path, injected=injected, own_keys=own)

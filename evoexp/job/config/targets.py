@@ -39,6 +39,7 @@ from omegaconf import MISSING
 from evoexp.job.config.errors import ConfigValidationError
 
 __all__ = [
+    "DATASET_KEYS",
     "INJECTED",
     "MODEL_KEYS",
     "ModelTarget",
@@ -65,6 +66,9 @@ MODEL_KEYS: dict[str, Any] = {
 reports and tables; null: the callable's name), ``input_layout``, ``output_index`` and ``time_reduction``
 (:mod:`evoexp.models.feed`)."""
 
+DATASET_KEYS: dict[str, Any] = {"name": None}
+"""evoexp's own key of the ``dataset`` node: ``name``, its label in reports and tables (null: the callable's name)."""
+
 _HYDRA_KEYS = ("_target_", "_recursive_", "_convert_", "_partial_", "_args_")
 
 
@@ -78,6 +82,7 @@ class Target:
         args: Its keyword arguments from the config.
         accepts: The names of :data:`INJECTED` its signature accepts (evoexp passes them).
         parameters: Every parameter name of its signature (to name the argument a message starts with).
+        name: Label in reports and tables (``model.name``, ``dataset.name``; default: the callable's name).
     """
 
     group: str
@@ -85,6 +90,7 @@ class Target:
     args: dict[str, Any] = field(default_factory=dict)
     accepts: tuple[str, ...] = ()
     parameters: tuple[str, ...] = ()
+    name: str = ""
 
     @property
     def configured(self) -> bool:
@@ -106,13 +112,11 @@ class ModelTarget(Target):
     """The ``model`` node: a :class:`Target` plus evoexp's own keys (:data:`MODEL_KEYS`).
 
     Attributes:
-        name: Label in reports and tables (default: the callable's name).
         input_layout: ``batch_first`` or ``time_first``.
         output_index: Element of a tuple output holding the class scores, or None.
         time_reduction: ``none``, ``sum``, ``mean``, ``max`` or ``last``.
     """
 
-    name: str = ""
     input_layout: str = "batch_first"
     output_index: int | None = None
     time_reduction: str = "none"
@@ -241,12 +245,12 @@ def parse_target(
         group: The config group (prefix of every message).
         node: The resolved node: ``_target_`` and the arguments (plus ``own_keys``).
         injected: The names evoexp passes when the signature accepts them.
-        own_keys: evoexp's own keys of this node with their defaults (never passed to the callable); with them a
-            :class:`ModelTarget` is returned.
+        own_keys: evoexp's own keys of this node with their defaults (never passed to the callable): ``name``, and
+            for a :class:`ModelTarget` the feeding keys of :data:`MODEL_KEYS`.
         optional: ``_target_: null`` is allowed (nothing configured).
 
     Returns:
-        The :class:`Target` (a :class:`ModelTarget` when ``own_keys`` is given).
+        The :class:`Target` (a :class:`ModelTarget` when ``own_keys`` has the feeding keys).
 
     Raises:
         ConfigValidationError: One line naming the key: the target cannot be imported, a key is not an argument, a
@@ -283,10 +287,10 @@ def parse_target(
         if parameter.default is inspect.Parameter.empty and name not in values and name not in injected:
             raise ConfigValidationError(f"{group}.{name} is required by {path} (no default); add +{group}.{name}=...")
     accepts = tuple(name for name in injected if name in parameters)
-    if own_keys is None:
-        return Target(group, path, values, accepts, tuple(parameters))
-    name = own["name"] if own["name"] is not None else path.rsplit(".", 1)[-1]
-    return ModelTarget(group, path, values, accepts, tuple(parameters), str(name), own["input_layout"],
+    label = str(own["name"]) if own.get("name") is not None else path.rsplit(".", 1)[-1]
+    if "input_layout" not in own:
+        return Target(group, path, values, accepts, tuple(parameters), label)
+    return ModelTarget(group, path, values, accepts, tuple(parameters), label, own["input_layout"],
                        own["output_index"], own["time_reduction"])
 
 
