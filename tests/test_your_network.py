@@ -311,9 +311,10 @@ def test_a_surrogate_that_fails_the_runtime_check_after_installing_stops_the_job
                  "surrogate=atan", "surrogate.slope=2"]
     config = config_of(*overrides)
     assert prepare(config).built.installed  # passes as installed
-    backward = surrogate_module._SurrogateSpike.backward
-    monkeypatch.setattr(surrogate_module._SurrogateSpike, "backward",  # the installed spike's backward, 1 % off
-                        staticmethod(lambda ctx, grad: (1.01 * backward(ctx, grad)[0], None)))
+    for function in (surrogate_module._SurrogateSpike, surrogate_module._EagerSurrogateSpike):
+        backward = function.backward  # the installed spike's backward (both forms), 1 % off
+        monkeypatch.setattr(function, "backward", staticmethod(
+            lambda ctx, grad, backward=backward: (1.01 * backward(ctx, grad)[0], None)))
     with pytest.raises(ConfigValidationError, match=r"surrogate\.install: .*network\.lif1, network\.lif2.* fails the "
                                                     r"runtime surrogate check after installing"):
         prepare(config)

@@ -259,13 +259,11 @@ class DatasetSplits:
         Raises:
             ValueError: One line naming the split (and the item) that is wrong.
         """
-        parts = {}
-        for split, dataset in (("train", train), ("val", val), ("test", test)):
-            parts[split] = _stack(split, dataset)
+        parts = {split: _stack(split, dataset) for split, dataset in (("train", train), ("val", val), ("test", test))}
         return cls.from_tensors(parts["train"], parts["val"], parts["test"], n_classes=n_classes, name=name)
 
 
-def _stack(split: str, dataset: Dataset) -> tuple[Tensor, ...]:
+def _stack(split: str, dataset: Dataset) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor]:
     """The items of ``dataset`` stacked per field: ``(spikes, labels[, features])``."""
     try:
         items = [dataset[i] for i in range(len(dataset))]  # type: ignore[arg-type]
@@ -287,7 +285,7 @@ def _stack(split: str, dataset: Dataset) -> tuple[Tensor, ...]:
                 f"{tuple(values[0].shape)}; every item must have the same shape"
             )
         fields.append(torch.stack(values))
-    return tuple(fields)
+    return (fields[0], fields[1]) if len(fields) == 2 else (fields[0], fields[1], fields[2])
 
 
 def check_splits(data: DatasetSplits) -> None:
