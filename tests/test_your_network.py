@@ -24,7 +24,8 @@ from torch.utils.data import TensorDataset
 from evoexp import surrogate as surrogate_module
 from evoexp.data import DatasetSplits, make_digits
 from evoexp.examples import tonic_nmnist
-from evoexp.job.config import ConfigValidationError, load_config, register_configs
+from evoexp.job.config import ConfigValidationError, Target, load_config, register_configs
+from evoexp.job.config.targets import source_digests
 from evoexp.job.prepare import prepare
 from evoexp.job.run import ANN_NOT_CONFIGURED, run_experiment
 from evoexp.models import FedNetwork, feed
@@ -395,3 +396,15 @@ def test_tonic_nmnist_folders_are_read_without_tonic(tmp_path: Path) -> None:
         tonic_nmnist.nmnist(str(tmp_path), time_steps=4, max_per_class=5)
     with pytest.raises(ValueError, match=r"^root: .* holds no N-MNIST Train recordings \(Tonic's layout"):
         tonic_nmnist.nmnist(str(tmp_path / "nowhere"))
+
+
+def test_a_users_file_is_part_of_the_jobs_identity(tmp_path: Path, monkeypatch: Any) -> None:
+    """An edit to the file that defines the network runs the job again instead of resuming it."""
+    source = tmp_path / "user_nets_for_identity.py"
+    source.write_text("from torch import nn\n\n\nclass Net(nn.Linear):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    model = Target("model", "user_nets_for_identity.Net")
+    before = source_digests(model, Target("ann", None), Target("dataset", "evoexp.data.make_digits"))
+    assert list(before) == ["model"]  # evoexp's own code is the code identity's
+    source.write_text(source.read_text().replace("pass", "pass  # edited"))
+    assert source_digests(model) != before

@@ -33,6 +33,7 @@ from evoexp.job.config import (
     load_config,
     to_plain,
 )
+from evoexp.job.config.targets import source_digests
 from evoexp.job.outcome import JobOutcome, write_outcome
 from evoexp.job.outputs import REPORT_FILE, write_outputs
 from evoexp.job.prepare import model_facts, prepare
@@ -134,7 +135,9 @@ def execute(cfg: DictConfig, config: Config, context: JobContext) -> float:
     """Run one job with tracking, resume and failure isolation; return its objective (NaN: diverged or failed)."""
     torch.set_num_threads(config.threads)
     tracker = make_tracker(config.tracking, root=context.root)
-    digest, key, code = config_hash(cfg), ann_hash(cfg), code_identity()
+    sources = source_digests(config.model, config.ann, config.dataset)  # the user's files: part of the identity
+    identity = {**to_plain(cfg), "sources": sources} if sources else cfg
+    digest, key, code = config_hash(identity), ann_hash(identity), code_identity()
     record = JobOutcome(
         "finished",
         job=context.job,

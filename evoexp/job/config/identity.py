@@ -7,6 +7,10 @@ the torch version. Re-running a sweep skips a job only when a FINISHED run has t
 identity (tag ``Tags.CODE_IDENTITY`` of :mod:`evoexp.keys`); after a fix to the engine every job runs again, unless
 ``tracking.reuse_across_code=true`` says that runs of other code may be served.
 
+A job whose network, ANN or dataset callable is defined outside evoexp (``model._target_=my_nets.Net``) also holds a
+digest of that source file under ``sources`` (:func:`evoexp.job.config.targets.source_digests`), so editing it runs
+the job again.
+
 The ANN twin's identity keeps only what the ANN's training depends on (:data:`ANN_KEYS`: data, sizes, activation,
 trainer and early stopping, seed; the ``ann`` node holds its call, e.g. the twin's hidden sizes), so the SNN jobs of a
 surrogate x slope sweep share one ANN per seed; a stored
@@ -45,6 +49,8 @@ ANN_KEYS = (
     "dataset",
     "trainer",
     "ann",
+    "sources.ann",
+    "sources.dataset",
     "verifier.convergence.patience",
     "verifier.convergence.min_delta",
 )

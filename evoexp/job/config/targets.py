@@ -20,6 +20,7 @@ while Hydra composes the config.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import inspect
 import logging
@@ -47,6 +48,7 @@ __all__ = [
     "call",
     "importable",
     "parse_target",
+    "source_digests",
     "structured_schema",
 ]
 
@@ -377,6 +379,29 @@ def _schema_type(annotation: Any) -> Any:
     if origin in (dict, Mapping, typing.Mapping):
         return dict[str, Any]
     return Any
+
+
+def source_digests(*targets: Target) -> dict[str, str]:
+    """Per group, a digest of the source file of the module a target's path names, for modules outside evoexp.
+
+    evoexp's own code is covered by the code identity (:func:`evoexp.job.config.code_identity`); a user's network,
+    ANN or dataset file is not, so a job's identity includes this digest: after an edit to ``my_nets.py`` the sweep
+    runs again instead of resuming (the file of the module named by ``_target_`` counts, not the modules it imports).
+    """
+    package = Path(__file__).resolve().parents[2]
+    digests = {}
+    for target in targets:
+        if target.path is None:
+            continue
+        locate(target.group, target.path)  # imports the module the path names
+        parts = target.path.split(".")
+        module = next(sys.modules[name] for name in (".".join(parts[:n]) for n in range(len(parts), 0, -1))
+                      if name in sys.modules)
+        file = getattr(module, "__file__", None)
+        if file is None or Path(file).resolve().is_relative_to(package):
+            continue
+        digests[target.group] = hashlib.sha256(Path(file).read_bytes()).hexdigest()[:12]
+    return digests
 
 
 def _copier(value: list[Any]) -> Callable[[], list[Any]]:
