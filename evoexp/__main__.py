@@ -7,10 +7,12 @@ print one line (``HYDRA_FULL_ERROR=1`` shows the full trace); see ``python -m ev
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
-from evoexp.job.config import register_configs, report_config_errors
+from evoexp.job.config import importable, register_configs, report_config_errors
 
 CONFIG_DIR = "pkg://evoexp.conf"
 
@@ -24,7 +26,12 @@ def _hydra_main(cfg: DictConfig) -> float:
 
 
 def main() -> None:
-    """Entry point of ``python -m evoexp`` and the ``evoexp`` console script."""
+    """Entry point of ``python -m evoexp`` and the ``evoexp`` console script.
+
+    The launch directory is importable (as with ``python -m``), so ``model._target_=my_nets.Net`` finds ``my_nets.py``
+    there.
+    """
+    importable(Path.cwd())
     register_configs()
     report_config_errors(_hydra_main)
 

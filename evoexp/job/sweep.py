@@ -42,10 +42,12 @@ from evoexp.job.config import (
     ConfigValidationError,
     TrackingConfig,
     code_identity,
+    importable,
     load_config,
     unwritable_location,
 )
 from evoexp.job.outcome import OUTCOME_FILE, OUTCOMES, JobOutcome
+from evoexp.job.prepare import prepare
 from evoexp.job.progress import PROGRESS_LOG, ProgressBoard, SweepPlan, format_job_line, job_label, split_override
 from evoexp.job.run import AnnBaseline
 from evoexp.job.summary import SweepTally, format_run_summary, jobs_text
@@ -317,16 +319,19 @@ class EvoexpCallback(Callback):
         raise SystemExit(1)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Single run: fail fast on bad values (one-line error, no run created), prepare the store, reap ghosts.
+        """Single run: fail fast on bad values, data or networks (one line, no run created); prepare the store.
 
-        Before anything is created: a key given twice, bad values, and an output directory, store or launch
-        directory that cannot be written each stop the command with one line.
+        Before anything is created: a key given twice, bad values, data or networks, and an output directory, store
+        or launch directory that cannot be written each stop the command with one line. Then close ghost runs of
+        killed jobs.
         """
         message = _repeated_key(config)
         if message is not None:
             self._exit(message)
+        importable(Path.cwd())
         try:
             typed = load_config(_job_config(config))
+            prepare(typed)  # builds and checks data, network, surrogate and ANN; the job reuses the dataset
         except ConfigValidationError as exc:
             self._exit(str(exc))
         message = _unwritable(config, typed.tracking, "hydra.run.dir")
