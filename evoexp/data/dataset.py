@@ -191,7 +191,7 @@ class DatasetSplits:
         """The split called ``name`` (one of :data:`SPLITS`)."""
         if name not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {name!r}")
-        return getattr(self, name)  # type: ignore[no-any-return]
+        return getattr(self, name)
 
     @classmethod
     def from_tensors(

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import torch
-from norse.torch import LICell, LIFCell, LIFParameters  # type: ignore[import-untyped]
+from norse.torch import LICell, LIFCell, LIFParameters
 from torch import Tensor, nn
 
 __all__ = ["NorseLIF"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import snntorch as snn  # type: ignore[import-untyped]
+import snntorch as snn
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from spikingjelly.activation_based import functional, layer, neuron, surrogate  # type: ignore[import-untyped]
+from spikingjelly.activation_based import functional, layer, neuron, surrogate
 from torch import Tensor, nn
 
 __all__ = ["SpikingJellyMLP"]
@@ -33,4 +33,4 @@ class SpikingJellyMLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Output spikes ``[T, B, n_classes]`` for input ``[T, B, n_inputs]``."""
-        return self.layers(x)  # type: ignore[no-any-return]
+        return self.layers(x)

@@ -168,7 +168,7 @@ def locate(group: str, path: str) -> Callable[..., Any]:
         found += 1
     if not callable(obj):
         raise ConfigValidationError(f"{group}._target_={path} is a {type(obj).__name__}, not a callable")
-    return obj  # type: ignore[no-any-return]
+    return obj
 
 
 def _one_line(exc: BaseException) -> str:
