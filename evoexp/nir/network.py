@@ -393,11 +393,15 @@ def nir_network(
         readout: ``max``, ``mean`` or ``last`` over the readout's membrane trace.
 
     Raises:
-        ValueError: ``path``, ``dt`` or ``reset`` is missing (one line naming it).
+        ValueError: ``path``, ``dt`` or ``reset`` is missing, or the graph does not run with them (one line naming
+            the argument).
     """
     for key, value, why in (("path", path, "the NIR file"), ("dt", dt, "NIR carries no time step"),
                             ("reset", reset, "NIR leaves the reset mechanism open: subtract or zero")):
         if value is None:
             raise ValueError(f"{key} is required with model=nir ({why}); give model.{key}=...")
     assert path is not None
-    return from_nir(path, dt=dt, reset=reset, surrogate=surrogate, detach_reset=detach_reset, readout=readout)
+    try:
+        return from_nir(path, dt=dt, reset=reset, surrogate=surrogate, detach_reset=detach_reset, readout=readout)
+    except NIRError as exc:
+        raise ValueError(f"path: {exc}") from None
