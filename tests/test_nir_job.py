@@ -12,8 +12,8 @@ import pytest
 from omegaconf import DictConfig
 
 from evoexp.job.config import ConfigValidationError, load_config
-from evoexp.job.prepare import prepare
 from evoexp.job.config.schema import Config
+from evoexp.job.prepare import prepare
 from tests.test_app import client, evoexp, runs, undeclared_keys
 
 
