@@ -23,8 +23,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch.nn import functional as F
 
-from evoexp.data import get_dataset, make_loader
-from evoexp.job.build import build_snn
+from evoexp.data import make_loader
+from evoexp.job.build import build_dataset, build_model
 from evoexp.job.config import load_config
 from evoexp.job.config.store import register_configs
 from evoexp.verification.alignment import verify_gradient_alignment
@@ -36,9 +36,8 @@ def job_inputs(experiment: str, surrogate: str, slope: float, seed: int) -> tupl
     """The job's initial SNN, its alignment batch ``(x, y)`` and its typed config."""
     overrides = [f"experiment={experiment}", f"surrogate={surrogate}", f"surrogate.slope={slope}", f"seed={seed}"]
     config = load_config(compose(config_name="config", overrides=overrides))
-    torch.manual_seed(config.seed)
-    data = get_dataset(config.dataset.name, **config.dataset.kwargs(seed=config.seed))
-    snn = build_snn(config, data)
+    data = build_dataset(config)
+    snn = build_model(config, data).model
     x, y = next(iter(make_loader(data.train, batch_size=config.trainer.batch_size, shuffle=True, seed=config.seed)))
     n = config.verifier.samples
     return snn, (x[:n], y[:n]), config

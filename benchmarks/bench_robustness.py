@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from evoexp.data import DatasetSplits, make_loader
-from evoexp.job.build import build_dataset, build_snn
+from evoexp.job.build import build_dataset, build_model
 from evoexp.job.config import Config, load_config, register_configs
 from evoexp.surrogate import SurrogateGradient
 
@@ -152,7 +152,7 @@ def main() -> None:
     config = preset(*(["dataset.samples_per_class=100"] if args.quick else []))
     torch.manual_seed(config.seed)
     data = build_dataset(config)
-    snn = build_snn(config, data)
+    snn = build_model(config, data).model
     reference = HandWritten(snn)
     worst = check_agreement(snn, reference, data)
     print(f"agreement on one batch (float64): max relative difference of loss and gradients {worst:.1e}")

@@ -8,11 +8,13 @@ every run the command opened (:func:`evoexp.job.abort.run_guarded`; docs/guides/
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
 from evoexp.job.abort import run_guarded
-from evoexp.job.config import register_configs, report_config_errors
+from evoexp.job.config import importable, register_configs, report_config_errors
 
 CONFIG_DIR = "pkg://evoexp.conf"
 
@@ -26,7 +28,12 @@ def _hydra_main(cfg: DictConfig) -> float:
 
 
 def main() -> None:
-    """Entry point of ``python -m evoexp`` and the ``evoexp`` console script."""
+    """Entry point of ``python -m evoexp`` and the ``evoexp`` console script.
+
+    The launch directory is importable (as with ``python -m``), so ``model._target_=my_nets.Net`` finds ``my_nets.py``
+    there.
+    """
+    importable(Path.cwd())
     register_configs()
     report_config_errors(lambda: run_guarded(_hydra_main))
 

@@ -92,6 +92,25 @@ class _SurrogateSpike(torch.autograd.Function):
         return grad_output * ctx.shape.derivative(x), None
 
 
+class _EagerSurrogateSpike(torch.autograd.Function):
+    """:class:`_SurrogateSpike` outside ``torch.func`` transforms, in the ``forward(ctx, ...)`` style.
+
+    Its ``apply`` skips the per-call signature binding of ``setup_context`` Functions, which dominated a training step
+    of small networks (``benchmarks/bench_foreign_epoch.py``).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, shape: SurrogateGradient) -> Tensor:
+        ctx.save_for_backward(x)
+        ctx.shape = shape
+        return heaviside(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor, None]:
+        (x,) = ctx.saved_tensors
+        return grad_output * ctx.shape.derivative(x), None
+
+
 class _SmoothSpike(torch.autograd.Function):
     """Primitive forward, ``shape.derivative`` backward: the differentiable twin of a spike ("smooth mode")."""
 
@@ -191,7 +210,9 @@ class SurrogateGradient(ABC):
         """
         if not torch.is_grad_enabled():
             return heaviside(x)
-        return _SurrogateSpike.apply(x, self)
+        if torch._C._are_functorch_transforms_active():  # what Function.apply itself asks; vmap needs setup_context
+            return _SurrogateSpike.apply(x, self)
+        return _EagerSurrogateSpike.apply(x, self)
 
     def smooth(self, x: Tensor) -> Tensor:
         """Forward :meth:`primitive`, backward :meth:`derivative` ("smooth mode").

@@ -364,11 +364,14 @@ def batch_to(batch: Batch, reference: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _grad_norms(model: nn.Module) -> tuple[float, dict[str, float]]:
+    """Total and per-layer gradient L2 norms, in float64, read from the device in one transfer."""
+    named = [(layer_name(name), p.grad) for name, p in model.named_parameters() if p.grad is not None]
+    if not named:
+        return 0.0, {}
+    values = torch.stack([grad.detach().double().pow(2).sum() for _, grad in named]).tolist()
     squares: dict[str, float] = {}
-    for name, param in model.named_parameters():
-        if param.grad is not None:
-            layer = layer_name(name)
-            squares[layer] = squares.get(layer, 0.0) + param.grad.detach().double().pow(2).sum().item()
+    for (layer, _), value in zip(named, values):
+        squares[layer] = squares.get(layer, 0.0) + value
     return math.sqrt(sum(squares.values())), {k: math.sqrt(v) for k, v in squares.items()}
 
 

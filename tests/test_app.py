@@ -63,7 +63,7 @@ def test_single_run_writes_results_report_and_one_mlflow_run_then_resume_skips_i
     results = json.loads((job / "results.json").read_text())
     assert results["outcome"] == "finished"
     assert results["config"]["surrogate"] == {"name": "superspike", "slope": 5.0, "scale": 1.0, "params": {},
-                                              "peer": None, "peer_params": {}}
+                                              "peer": None, "peer_params": {}, "install": True}
     assert results["results"]["gradient_verification"]["passed"] is True
     assert results["results"]["benchmark"]["snn"]["n_params"] > 0
     report = (job / "report.md").read_text()

@@ -16,11 +16,12 @@ from omegaconf.errors import ConfigAttributeError, ValidationError
 
 from evoexp.data import DatasetSplits, get_dataset
 from evoexp.job.build import (
+    arguments,
     build_ann,
     build_dataset,
     build_loader,
+    build_model,
     build_optimizer,
-    build_snn,
     training_options,
     verification_options,
     warmup_epochs,
@@ -36,18 +37,24 @@ from evoexp.job.config import (
     report_config_errors,
 )
 from evoexp.job.config.identity import ANN_KEYS, SNN_ONLY_KEYS
+from evoexp.job.prepare import prepare
 from evoexp.job.sweep import make_tracker
 from evoexp.job.tracking import MlflowTracker, NullTracker
 from evoexp.surrogate import SurrogateGradient, available_surrogates, get_surrogate
+from evoexp.verification.stability import NumericalStabilityTester
 
 CONF = Path(__file__).resolve().parents[1] / "evoexp" / "conf"
-GROUPS = ("surrogate", "model", "dataset", "trainer", "verifier", "tracking")
+GROUPS = ("surrogate", "model", "ann", "dataset", "trainer", "verifier", "tracking")
 # A small dataset for instantiating models/optimizers of every option quickly.
 SMALL = ["dataset=synthetic", "dataset.samples_per_class=8", "dataset.time_steps=5"]
 # Options that read the user's files: composed and built on generated files in tests/test_shd.py (datasets) and
 # tests/test_nir_job.py (model=nir).
 FILE_DATASETS = ("shd", "ssc")
 FILE_MODELS = ("nir",)
+# Options that name the user's callable (``_target_: ???``) and the example networks of the field's libraries (they
+# need their own data layout): tested in tests/test_your_network.py and tests/test_examples.py.
+USER_OPTIONS = ("custom",)
+EXAMPLE_MODELS = ("norse_lif", "snntorch_conv", "spikingjelly_mlp")
 
 
 def options(group: str) -> list[str]:
@@ -77,14 +84,17 @@ def test_every_group_option_composes_and_instantiates(
     compose_config: Callable[..., DictConfig], group: str, small_data: DatasetSplits,
 ) -> None:
     for option in options(group):
-        if (group, option) in [("dataset", d) for d in FILE_DATASETS] + [("model", m) for m in FILE_MODELS]:
+        if option in FILE_DATASETS + USER_OPTIONS + EXAMPLE_MODELS + FILE_MODELS:
             continue
         overrides = [f"{group}={option}"] + ([] if group == "dataset" else SMALL)
         config = load_config(compose_config(*overrides))
         assert isinstance(config, Config)
-        snn, ann = build_snn(config, small_data), build_ann(config, small_data)
+        snn, ann = build_model(config, small_data).model, build_ann(config, small_data)
         assert snn(small_data.train.spikes[:2]).shape == (2, small_data.n_classes)
-        assert ann(small_data.train.features[:2]).shape == (2, small_data.n_classes)
+        if group == "ann" and option == "none":
+            assert ann is None and not config.ann.configured
+            continue
+        assert ann is not None and ann(small_data.train.features[:2]).shape == (2, small_data.n_classes)
         assert isinstance(build_optimizer(config, list(snn.parameters())), torch.optim.Optimizer)
         options_ = verification_options(config)
         assert {c for c in config.verifier.checks if options_.enabled(c)} <= set(config.verifier.checks)
@@ -92,13 +102,15 @@ def test_every_group_option_composes_and_instantiates(
         assert isinstance(tracker, MlflowTracker if config.tracking.enabled else NullTracker)
 
 
-@pytest.mark.parametrize("option", [o for o in options("dataset") if o not in FILE_DATASETS])
+@pytest.mark.parametrize("option", [o for o in options("dataset") if o not in FILE_DATASETS + USER_OPTIONS])
 def test_dataset_option_builds_small_version(compose_config: Callable[..., DictConfig], option: str) -> None:
     small = {"randman": ["dataset.samples_per_class=6", "dataset.time_steps=10"], "digits": [], "synthetic": []}
     config = load_config(compose_config(f"dataset={option}", *small[option]))
-    assert config.dataset.name == option
-    data = get_dataset(config.dataset.name, **config.dataset.kwargs(seed=config.seed))
-    assert data.time_steps == config.dataset.time_steps
+    assert config.dataset.path == f"evoexp.data.make_{option}"
+    data = build_dataset(config)
+    assert data.name == option
+    assert data.time_steps == config.dataset.args["time_steps"]
+    assert data.train.spikes.equal(get_dataset(option, **config.dataset.args).train.spikes)  # the same call
 
 
 @pytest.mark.parametrize("option", options("experiment"))
@@ -109,12 +121,15 @@ def test_every_experiment_preset_composes(compose_config: Callable[..., DictConf
 
 def test_robustness_preset_is_the_zenke_vogels_setting(compose_config: Callable[..., DictConfig]) -> None:
     config = load_config(compose_config("experiment=robustness"))
-    d, m, t = config.dataset, config.model, config.trainer
-    assert (d.name, d.n_classes, d.n_channels, d.manifold_dim, d.alpha) == ("randman", 10, 20, 1, 1.0)
-    assert (d.samples_per_class, d.time_steps, d.spikes_per_unit, d.split) == (1000, 100, 1, [0.8, 0.1, 0.1])
-    assert d.step_frac == 0.5
-    assert (m.hidden_sizes, m.tau_mem, m.tau_syn, m.dt, m.recurrent) == ([128], 20.0, 10.0, 2.0, False)
-    assert (m.reset, m.detach_reset, m.bias, m.weight_scale, m.readout) == ("zero", True, False, 0.666, "max")
+    d, m, t = config.dataset.args, config.model.args, config.trainer
+    assert config.dataset.path == "evoexp.data.make_randman"
+    assert (d["n_classes"], d["n_channels"], d["manifold_dim"], d["alpha"]) == (10, 20, 1, 1.0)
+    assert (d["samples_per_class"], d["time_steps"], d["spikes_per_unit"]) == (1000, 100, 1)
+    assert d["split"] == [0.8, 0.1, 0.1]
+    assert d["step_frac"] == 0.5
+    assert (m["hidden_sizes"], m["tau_mem"], m["tau_syn"], m["dt"], m["recurrent"]) == ([128], 20.0, 10.0, 2.0, False)
+    assert (m["reset"], m["detach_reset"], m["bias"], m["weight_scale"], m["readout"]) == ("zero", True, False, 0.666,
+                                                                                              "max")
     assert (config.surrogate.name, config.surrogate.slope) == ("fast_sigmoid", 20.0)
     assert (t.optimizer, t.lr, t.batch_size, t.epochs) == ("adam", 5e-3, 250, 200)
 
@@ -132,7 +147,7 @@ def test_robustness_sweep_presets(
     assert len(values) == 4 and len(str(params.seed).split(",")) == 2
     assert len(params.surrogate.split(",")) >= (4 if swept == "surrogate.slope" else 1)
     config = load_config(compose_config(f"experiment={preset}"))
-    assert config.dataset.step_frac == 0.5 and config.model.detach_reset is detach_reset
+    assert config.dataset.args["step_frac"] == 0.5 and config.model.args["detach_reset"] is detach_reset
     assert config.tracking.experiment == preset and config.trainer.epochs >= 100
 
 
@@ -155,25 +170,20 @@ def test_launcher_presets_compose(compose_config: Callable[..., DictConfig], lau
     [
         ("surrogate.slope=-1", "surrogate.slope"),
         ("surrogate.scale=0", "surrogate.scale"),
-        ("dataset.time_steps=0", "dataset.time_steps"),
-        ("dataset.split=[0.5,0.1,0.1]", "dataset.split"),
-        ("dataset.step_frac=0", "dataset.step_frac"),
-        ("model.readout_beta=1.5", "model.readout_beta"),
-        ("model.weight_scale=0", "model.weight_scale"),
-        ("model.hidden_sizes=[]", "model.hidden_sizes"),
-        ("model.reset=bogus", "model.reset"),
         ("trainer.lr=0", "trainer.lr"),
         ("verifier.checks=[nope]", "verifier.checks"),
-        ("dataset.split=[0.9,0.1,0.0]", "dataset.split leaves the test split empty"),
-        ("dataset.split=[0.9,0.0,0.1]", "dataset.split leaves the validation split empty"),
-        ("dataset.samples_per_class=1", "dataset.samples_per_class=1 leaves the validation and test splits empty"),
         ("trainer.momentum=5", "trainer.momentum=5.0 is an SGD setting that adam ignores"),
         ("surrogate.slope=1e300", "surrogate.slope must be at most 1e+06"),
         ("surrogate.scale=1e7", "surrogate.scale must be at most 1e+06"),
         ("tracking.uri=bogus://x", "tracking.uri='bogus://x' has an unknown scheme 'bogus'"),
         ("tracking.uri=sqlite:////nonexistent/evoexp-dir/x.db", "the directory /nonexistent/evoexp-dir of the SQLite"),
+        ("+model.nope=1", "model.nope is not an argument of evoexp.models.lif_snn"),
+        ("model._target_=torch.nn.Nope", "model._target_=torch.nn.Nope: torch.nn has no attribute 'Nope'"),
+        ("model._target_=nope_pkg.Net", "model._target_=nope_pkg.Net: cannot import 'nope_pkg'"),
+        ("ann._target_=torch.nn.Linear", "ann.hidden_sizes is not an argument of torch.nn.Linear"),
+        ("model.reset=bogus", "model.reset='bogus' does not fit Literal['subtract', 'zero']"),
+        ("+model.n_inputs=3", "model.n_inputs is passed by evoexp from the data"),
         ("surrogate=q_pseudo", None),
-        ("dataset.samples_per_class=6", None),
         ("tracking.uri=http://127.0.0.1:5000", None),
     ],
 )
@@ -187,6 +197,35 @@ def test_value_errors_name_the_key(compose_config: Callable[..., DictConfig], ov
     assert not Path("/nonexistent").exists()  # the SQLite check creates nothing
 
 
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("dataset.time_steps=0", "dataset.time_steps"),
+        ("dataset.split=[0.5,0.1,0.1]", "dataset.split must sum to 1"),
+        ("dataset.split=[0.9,0.1,0.0]", "dataset.split leaves the test split empty"),
+        ("dataset.split=[0.9,0.0,0.1]", "dataset.split leaves the validation split empty"),
+        ("dataset.samples_per_class=1", "dataset.samples_per_class=1 leaves the validation and test splits empty"),
+        ("model.readout_beta=1.5", "model.readout_beta"),
+        ("model.weight_scale=0", "model.weight_scale"),
+        ("model.hidden_sizes=[]", "model.hidden_sizes"),
+        ("model.tau_syn=-1", "model.tau_syn must be a finite number > 0"),
+        ("ann.activation=bogus", "ann.activation"),
+        ("dataset.samples_per_class=6", None),
+    ],
+)
+def test_values_are_checked_by_the_callable_before_any_run(
+    compose_config: Callable[..., DictConfig], override: str, key: str | None
+) -> None:
+    """The callables check their own values; :func:`prepare` (before any run) names the key in one line."""
+    config = load_config(compose_config("experiment=smoke", override))
+    if key is None:
+        assert prepare(config).data.n_classes == 2
+        return
+    with pytest.raises(ConfigValidationError, match=re.escape(key)) as info:
+        prepare(config)
+    assert "\n" not in str(info.value)
+
+
 def test_momentum_is_checked_for_sgd_too(compose_config: Callable[..., DictConfig]) -> None:
     assert load_config(compose_config("trainer=sgd")).trainer.momentum == 0.9
     with pytest.raises(ConfigValidationError, match=r"trainer\.momentum must be < 1"):
@@ -194,20 +233,19 @@ def test_momentum_is_checked_for_sgd_too(compose_config: Callable[..., DictConfi
 
 
 def test_dt_far_above_the_time_constants_warns_once(
-    compose_config: Callable[..., DictConfig], caplog: pytest.LogCaptureFixture,
+    compose_config: Callable[..., DictConfig], caplog: pytest.LogCaptureFixture, small_data: DatasetSplits
 ) -> None:
-    cfg = compose_config("model.dt=100")
+    config = load_config(compose_config("model.dt=100"))  # legal: it runs, with one warning when the network is built
     with caplog.at_level(logging.WARNING, logger="evoexp.job.config"):
-        config = load_config(cfg)  # legal: it runs, with one warning line
-        load_config(cfg)
+        build_model(config, small_data)
+        build_model(config, small_data)
     (record,) = [r for r in caplog.records if r.name == "evoexp.job.config"]
     message = record.getMessage()
     assert message.startswith("model.dt=100 is larger than model.tau_mem=20 and model.tau_syn=10")
     assert "\n" not in message
-    assert config.model.dt == 100
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="evoexp.job.config"):
-        load_config(compose_config("model.dt=1"))
+        build_model(load_config(compose_config("model.dt=1")), small_data)
     assert not caplog.records
 
 
@@ -312,7 +350,8 @@ def test_ann_hash_depends_on_data_sizes_trainer_early_stopping_seed_not_surrogat
     for override in (
         "seed=1",
         "model.hidden_sizes=[32]",
-        "model.ann_activation=tanh",
+        "ann.activation=tanh",
+        "ann=none",
         "trainer.lr=0.1",
         "trainer.grad_clip=1.0",
         "dataset.time_steps=20",
@@ -353,10 +392,26 @@ def test_ann_key_covers_every_setting_the_ann_route_reads(
     kept = [k for k in ANN_KEYS if not any(k == s or k.startswith(s + ".") for s in SNN_ONLY_KEYS)]
     uncovered = sorted(k for k in seen if not any(k == p or k.startswith(p + ".") for p in kept))
     assert not uncovered, f"the ANN reads {uncovered}, which ann_hash ignores"
-    assert {"trainer.lr", "verifier.convergence.patience", "model.hidden_sizes", "seed"} <= seen
+    assert {"trainer.lr", "verifier.convergence.patience", "ann.args", "seed"} <= seen
     seen.clear()
     training_options(proxy, snn=True)  # type: ignore[arg-type]
     assert {"trainer.rate_reg", "trainer.target_rate"} <= seen  # the SNN-only keys really are SNN-only
+
+
+def test_verifier_settings_are_the_verifiers_keyword_arguments(compose_config: Callable[..., DictConfig]) -> None:
+    config = load_config(compose_config("verifier=full", "verifier.gradient.parameters=[readout.bias]"))
+    options = verification_options(config)
+    assert options.gradient_kwargs["parameters"] == ("readout.bias",) and options.gradient_kwargs["mode"] == "fast"
+    assert set(options.gradient_stability_kwargs) == {"n_batches", "max_grad_norm", "min_grad_norm",
+                                                      "max_depth_conditioning"}
+
+    @dataclasses.dataclass
+    class Drifted:  # a schema field that no verifier takes
+        n_steps: int = 3
+        n_stepz: int = 3
+
+    with pytest.raises(TypeError, match=r"Drifted\.n_stepz is an argument of none of"):
+        arguments(Drifted(), NumericalStabilityTester.check_weight_stability)
 
 
 def test_flatten_uses_dotted_keys_and_keeps_lists(compose_config: Callable[..., DictConfig]) -> None:

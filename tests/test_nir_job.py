@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from evoexp.job.config import ConfigValidationError, load_config
 from evoexp.job.config.schema import Config
+from evoexp.job.prepare import prepare
 from tests.test_app import client, evoexp, runs, undeclared_keys
 
 
@@ -44,7 +45,7 @@ def test_model_nir_names_each_missing_key(
     given = {"path": str(_graph(tmp_path / "g.nir")), "dt": "1e-3", "reset": "subtract"}
     del given[drop]
     with pytest.raises(ConfigValidationError, match="^" + re.escape(message)):
-        load_config(compose_config("model=nir", *(f"model.{k}={v}" for k, v in given.items())))
+        prepare(load_config(compose_config("model=nir", *(f"model.{k}={v}" for k, v in given.items()))))
 
 
 def test_model_nir_checks_the_graph_when_the_config_loads(
@@ -52,9 +53,9 @@ def test_model_nir_checks_the_graph_when_the_config_loads(
 ) -> None:
     path = _graph(tmp_path / "g.nir")
     config = load_config(compose_config("model=nir", f"model.path={path}", "model.dt=1e-3", "model.reset=zero"))
-    assert isinstance(config, Config) and config.model.path == str(path)
-    with pytest.raises(ConfigValidationError, match=r"^model.path: NIR node 'lif': tau=0.005 < dt=0.01"):
-        load_config(compose_config("model=nir", f"model.path={path}", "model.dt=1e-2", "model.reset=zero"))
+    assert isinstance(config, Config) and config.model.args["path"] == str(path)
+    with pytest.raises(ConfigValidationError, match=r"^model.path: NIR node 'lif': tau=0.005 < model.dt=0.01"):
+        prepare(load_config(compose_config("model=nir", f"model.path={path}", "model.dt=1e-2", "model.reset=zero")))
 
 
 @pytest.mark.slow  # a tracked job in a subprocess: 10 s on an idle machine, 30 s on a busy one

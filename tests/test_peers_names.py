@@ -160,7 +160,7 @@ def test_a_run_in_the_peer_form_records_the_shape_it_used(tmp_path: Path) -> Non
     shape = {"name": "triangular", "slope": 2.0, "scale": 1.0, "params": {}}
     (results,) = tmp_path.glob("outputs/**/results.json")
     assert json.loads(results.read_text())["config"]["surrogate"] == {
-        **shape, "peer": "spikingjelly:PiecewiseQuadratic", "peer_params": {"alpha": 2.0}}
+        **shape, "peer": "spikingjelly:PiecewiseQuadratic", "peer_params": {"alpha": 2.0}, "install": True}
     assert (results.parent / "report.md").read_text().startswith("# evoexp run: triangular (slope 2), seed 0")
     (run,) = load_runs("evoexp", tracking_uri=f"sqlite:///{tmp_path / 'mlruns.db'}").to_dict("records")
     assert run["run_name"] == "triangular-b2-s0"

@@ -18,8 +18,8 @@ from evoexp.job.build import (
     build_ann,
     build_dataset,
     build_loader,
+    build_model,
     build_optimizer,
-    build_snn,
     verification_options,
     warmup_epochs,
 )
@@ -70,7 +70,7 @@ def _app_results(root: Path) -> dict[str, Any]:
 def test_app_and_python_api_give_identical_metrics(tmp_path: Path, config: Any) -> None:
     app = _app_results(tmp_path)
     data = build_dataset(config)
-    snn = build_snn(config, data)
+    snn = build_model(config, data).model
     trainer, convergence = config.trainer, config.verifier.convergence
 
     def loaders() -> list[Any]:  # fresh loaders per route: a shuffled loader's order depends on its past epochs
@@ -113,7 +113,7 @@ def test_app_and_python_api_give_identical_metrics(tmp_path: Path, config: Any) 
 
     # ComparativeBenchmark.benchmark_training with the same models, data, optimiser and settings.
     bench = ComparativeBenchmark().benchmark_training(
-        lambda seed: build_snn(config, data),
+        lambda seed: build_model(config, data).model,
         lambda seed: build_ann(config, data, seed),
         data,
         epochs=trainer.epochs,

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from evoexp.data import available_datasets, get_dataset, make_shd, make_ssc
 from evoexp.data.shd import N_CHANNELS, bin_events, check_layout, read_events
-from evoexp.job.build import build_snn
+from evoexp.job.build import build_dataset, build_model
 from evoexp.job.config import ConfigValidationError, load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -238,17 +238,19 @@ def test_dataset_and_model_presets_build_the_700_256_20_network(
 ) -> None:
     overrides = ["dataset=shd", "model=shd", f"dataset.path={shd_files[0]}", f"dataset.test_path={shd_files[1]}"]
     config = load_config(compose_config(*overrides, "dataset.time_steps=6"))
-    d, m = config.dataset, config.model
-    assert (d.name, d.duration, d.split, d.val_path) == ("shd", 1.4, [0.9, 0.1, 0.0], None)
-    data = get_dataset(d.name, **d.kwargs(seed=config.seed))
-    assert (data.n_inputs, data.n_classes, data.time_steps) == (700, 20, 6)
-    snn = build_snn(config, data)
+    d, m = config.dataset.args, config.model.args
+    assert config.dataset.path == "evoexp.data.make_shd"
+    assert (d["duration"], d["split"], d["val_path"]) == (1.4, [0.9, 0.1, 0.0], None)
+    data = build_dataset(config)
+    assert (data.name, data.n_inputs, data.n_classes, data.time_steps) == ("shd", 700, 20, 6)
+    snn = build_model(config, data).model
     assert snn(data.train.spikes[:2]).shape == (2, 20)
-    assert (m.hidden_sizes, m.recurrent, m.reset, m.detach_reset, m.readout) == ([256], True, "zero", True, "max")
+    settings = (m["hidden_sizes"], m["recurrent"], m["reset"], m["detach_reset"], m["readout"])
+    assert settings == ([256], True, "zero", True, "max")
     # the per-step decays of Zenke's SHD tutorial at the 14 ms bins of 100 steps over 1.4 s
-    assert m.dt == pytest.approx(1000 * 1.4 / 100)
-    assert math.exp(-m.dt / m.tau_syn) == pytest.approx(math.exp(-1 / 5))
-    assert math.exp(-m.dt / m.tau_mem) == pytest.approx(math.exp(-1 / 10))
+    assert m["dt"] == pytest.approx(1000 * 1.4 / 100)
+    assert math.exp(-m["dt"] / m["tau_syn"]) == pytest.approx(math.exp(-1 / 5))
+    assert math.exp(-m["dt"] / m["tau_mem"]) == pytest.approx(math.exp(-1 / 10))
 
 
 def test_ssc_preset_takes_three_files(compose_config: Callable[..., DictConfig], tmp_path: Path) -> None:
@@ -256,7 +258,7 @@ def test_ssc_preset_takes_three_files(compose_config: Callable[..., DictConfig],
     keys = ("path", "val_path", "test_path")
     overrides = ["dataset=ssc", *(f"dataset.{k}={f}" for k, f in zip(keys, files)), "dataset.time_steps=4"]
     config = load_config(compose_config(*overrides))
-    data = get_dataset(config.dataset.name, **config.dataset.kwargs(seed=0))
+    data = build_dataset(config)
     assert (data.n_classes, len(data.train), len(data.val), len(data.test)) == (35, 35, 35, 35)
 
 
@@ -279,7 +281,7 @@ def test_config_errors_name_the_key(
     names = {"train": shd_files[0], "test": shd_files[1], "missing": shd_files[0].parent / "nowhere.h5"}
     cfg = compose_config("dataset=shd", *(o.format(**names) for o in overrides))
     with pytest.raises(ConfigValidationError, match=message):
-        load_config(cfg)
+        build_dataset(load_config(cfg))  # make_shd checks its files first (prepare, before any run)
 
 
 # ---------------------------------------------------------------- the app

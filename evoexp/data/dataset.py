@@ -1,9 +1,11 @@
 """Dataset containers, seeded stratified splits, DataLoader helper and the dataset registry.
 
-Every dataset in :mod:`evoexp.data` is a :class:`SpikeDataset`: spike trains ``[N, T, C]`` for the SNN, the static
-features ``[N, F]`` behind them for the ANN twin, and integer labels. Generators return :class:`DatasetSplits`
-(train/val/test) built by :func:`split_dataset`, which stratifies by class with a seeded permutation, so a seed fixes
-every split exactly.
+Every dataset in :mod:`evoexp.data` is a :class:`SpikeDataset`: spike trains ``[N, T, ...]`` for the SNN (one
+step's sample is ``[C]`` channels or an image ``[C, H, W]``), the static features ``[N, ...]`` behind them for an ANN,
+and integer labels. Generators return :class:`DatasetSplits` (train/val/test) built by :func:`split_dataset`, which
+stratifies by class with a seeded permutation, so a seed fixes every split exactly. Data from elsewhere (tensors or
+torch ``Dataset`` objects) becomes :class:`DatasetSplits` with :meth:`DatasetSplits.from_tensors` or
+:meth:`DatasetSplits.from_datasets`; :func:`check_splits` validates any splits before a run (the job does).
 """
 
 from __future__ import annotations
@@ -16,15 +18,18 @@ from typing import Literal
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler, TensorDataset
 
 __all__ = [
+    "SPLITS",
     "DatasetSplits",
     "SpikeDataset",
     "available_datasets",
     "check_int",
     "check_seed",
     "check_split",
+    "check_split_sizes",
+    "check_splits",
     "get_dataset",
     "make_loader",
     "register_dataset",
@@ -33,6 +38,8 @@ __all__ = [
 ]
 
 View = Literal["spikes", "features"]
+SPLITS = ("train", "val", "test")
+"""The split names of :class:`DatasetSplits`, in order."""
 
 
 @dataclass
@@ -40,8 +47,10 @@ class SpikeDataset:
     """A labelled dataset with a spiking view and its static twin.
 
     Attributes:
-        spikes: Float32 tensor ``[N, T, C]`` of spikes (0/1; spike counts where a generator documents it).
-        features: Float32 tensor ``[N, F]``, the static values the spikes encode (input of the ANN twin).
+        spikes: Float32 tensor ``[N, T, ...]`` of spikes (0/1; spike counts where a generator documents it): ``T``
+            steps of one sample each, a step ``[C]`` channels or an image ``[C, H, W]``.
+        features: Float32 tensor ``[N, ...]``, the static values the spikes encode (input of an ANN); ``[N, 0]``
+            when the dataset has none.
         labels: Long tensor ``[N]`` with entries in ``[0, n_classes)``.
         n_classes: Number of classes.
         name: Dataset name, e.g. ``"randman"``.
@@ -59,10 +68,10 @@ class SpikeDataset:
         Raises:
             ValueError: On inconsistent sizes, wrong ranks or dtypes, or labels outside ``[0, n_classes)``.
         """
-        if self.spikes.dim() != 3:
-            raise ValueError(f"spikes must have shape [N, T, C], got {tuple(self.spikes.shape)}")
-        if self.features.dim() != 2:
-            raise ValueError(f"features must have shape [N, F], got {tuple(self.features.shape)}")
+        if self.spikes.dim() < 3:
+            raise ValueError(f"spikes must have shape [N, T, C] or [N, T, C, H, W], got {tuple(self.spikes.shape)}")
+        if self.features.dim() < 2:
+            raise ValueError(f"features must have shape [N, F] (or [N, ...]), got {tuple(self.features.shape)}")
         if self.labels.dim() != 1 or self.labels.dtype != torch.long:
             raise ValueError(f"labels must be a 1-d long tensor, got {tuple(self.labels.shape)} {self.labels.dtype}")
         n = self.labels.shape[0]
@@ -89,13 +98,28 @@ class SpikeDataset:
 
     @property
     def n_channels(self) -> int:
-        """Number of input channels ``C`` of the spiking view."""
+        """Number of input channels ``C`` of the spiking view (the first axis of a step's sample)."""
         return int(self.spikes.shape[2])
 
     @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one time step of one sample: ``(C,)``, or ``(C, H, W)`` for image-shaped spikes."""
+        return tuple(int(n) for n in self.spikes.shape[2:])
+
+    @property
+    def n_inputs(self) -> int:
+        """Number of input values per time step (the product of :attr:`input_shape`)."""
+        return math.prod(self.input_shape)
+
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        """Shape of one sample's static features: ``(F,)``, or e.g. ``(C, H, W)``."""
+        return tuple(int(n) for n in self.features.shape[1:])
+
+    @property
     def n_features(self) -> int:
-        """Number of static features ``F``."""
-        return int(self.features.shape[1])
+        """Number of static features ``F`` (the product of :attr:`feature_shape`; 0 when there are none)."""
+        return math.prod(self.feature_shape)
 
     def subset(self, indices: Tensor | Sequence[int]) -> SpikeDataset:
         """Return the samples at ``indices`` (in that order) as a new dataset.
@@ -130,13 +154,23 @@ class DatasetSplits:
 
     @property
     def n_inputs(self) -> int:
-        """Number of spiking input channels ``C``."""
-        return self.train.n_channels
+        """Number of spiking input values per time step (``C`` channels, or ``C*H*W`` for images)."""
+        return self.train.n_inputs
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one time step of one sample: ``(C,)`` or ``(C, H, W)``."""
+        return self.train.input_shape
 
     @property
     def n_features(self) -> int:
-        """Number of static features ``F`` (ANN input size)."""
+        """Number of static features ``F`` (ANN input size; 0 when the dataset has none)."""
         return self.train.n_features
+
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        """Shape of one sample's static features."""
+        return self.train.feature_shape
 
     @property
     def n_classes(self) -> int:
@@ -152,6 +186,139 @@ class DatasetSplits:
     def name(self) -> str:
         """Dataset name."""
         return self.train.name
+
+    def split(self, name: str) -> SpikeDataset:
+        """The split called ``name`` (one of :data:`SPLITS`)."""
+        if name not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {name!r}")
+        return getattr(self, name)
+
+    @classmethod
+    def from_tensors(
+        cls,
+        train: tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor],
+        val: tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor],
+        test: tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor],
+        *,
+        n_classes: int | None = None,
+        name: str = "custom",
+    ) -> DatasetSplits:
+        """Splits from tensors: per split ``(spikes, labels)`` or ``(spikes, labels, features)``.
+
+        ``spikes`` is ``[N, T, C]`` or ``[N, T, C, H, W]`` (any numeric dtype; stored as float32), ``labels`` ``[N]``
+        integers in ``[0, n_classes)``, ``features`` (optional) the static input of an ANN, ``[N, ...]``. Without
+        features an ANN comparison is not possible (:attr:`n_features` is 0).
+
+        Args:
+            train: The training split.
+            val: The validation split (where the objective and the best epoch are measured).
+            test: The test split.
+            n_classes: Number of classes (default: the largest label over the splits + 1).
+            name: Dataset name in reports.
+
+        Returns:
+            The splits, validated with :func:`check_splits`.
+
+        Raises:
+            ValueError: One line naming the split and what is wrong (shapes, labels, empty, non-finite values).
+        """
+        parts = {"train": train, "val": val, "test": test}
+        for split, part in parts.items():
+            if not isinstance(part, (tuple, list)) or len(part) not in (2, 3):
+                raise ValueError(f"split '{split}' must be (spikes, labels) or (spikes, labels, features)")
+        labels = {split: torch.as_tensor(part[1]) for split, part in parts.items()}
+        if n_classes is None:
+            n_classes = 1 + max((int(y.max()) for y in labels.values() if y.numel()), default=0)
+        built = {}
+        for split, part in parts.items():
+            spikes = torch.as_tensor(part[0]).float()
+            features = torch.as_tensor(part[2]).float() if len(part) == 3 else spikes.new_zeros(spikes.shape[0], 0)
+            try:
+                built[split] = SpikeDataset(spikes, features, labels[split].long(), n_classes, name)
+            except ValueError as exc:
+                raise ValueError(f"split '{split}': {exc}") from None
+        data = cls(built["train"], built["val"], built["test"])
+        check_splits(data)
+        return data
+
+    @classmethod
+    def from_datasets(
+        cls,
+        train: Dataset,
+        val: Dataset,
+        test: Dataset,
+        *,
+        n_classes: int | None = None,
+        name: str = "custom",
+    ) -> DatasetSplits:
+        """Splits from torch ``Dataset`` objects whose items are ``(spikes, label)`` or ``(spikes, label, features)``.
+
+        Each item's ``spikes`` is one sample ``[T, C]`` or ``[T, C, H, W]`` (a tensor or an array); all items are read
+        once and stacked (the datasets must fit in memory), then passed to :meth:`from_tensors`.
+
+        Raises:
+            ValueError: One line naming the split (and the item) that is wrong.
+        """
+        parts = {split: _stack(split, dataset) for split, dataset in (("train", train), ("val", val), ("test", test))}
+        return cls.from_tensors(parts["train"], parts["val"], parts["test"], n_classes=n_classes, name=name)
+
+
+def _stack(split: str, dataset: Dataset) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor]:
+    """The items of ``dataset`` stacked per field: ``(spikes, labels[, features])``."""
+    try:
+        items = [dataset[i] for i in range(len(dataset))]  # type: ignore[arg-type]
+    except TypeError:
+        raise ValueError(f"split '{split}' must be a map-style torch Dataset (len and indexing)") from None
+    if not items:
+        raise ValueError(f"split '{split}' is empty")
+    widths = {len(item) for item in items}
+    if len(widths) != 1 or widths.pop() not in (2, 3):
+        raise ValueError(f"split '{split}': every item must be (spikes, label) or (spikes, label, features)")
+    fields: list[Tensor] = []
+    for k, what in enumerate(("spikes", "labels", "features")[: len(items[0])]):
+        values = [torch.as_tensor(item[k]) for item in items]
+        shapes = {tuple(v.shape) for v in values}
+        if len(shapes) != 1:
+            first = next(i for i, v in enumerate(values) if tuple(v.shape) != tuple(values[0].shape))
+            raise ValueError(
+                f"split '{split}': item {first} has {what} of shape {tuple(values[first].shape)}, item 0 "
+                f"{tuple(values[0].shape)}; every item must have the same shape"
+            )
+        fields.append(torch.stack(values))
+    return (fields[0], fields[1]) if len(fields) == 2 else (fields[0], fields[1], fields[2])
+
+
+def check_splits(data: DatasetSplits) -> None:
+    """Validate splits before a run: none empty, shapes and classes agree, labels in range, values finite.
+
+    Raises:
+        ValueError: One line naming the split and what is wrong, e.g. ``split 'val' is empty``.
+    """
+    reference = data.train
+    for split in SPLITS:
+        part = data.split(split)
+        if len(part) == 0:
+            raise ValueError(f"split '{split}' is empty: every split needs samples")
+        if part.n_classes != reference.n_classes:
+            raise ValueError(
+                f"split '{split}' has n_classes={part.n_classes}, split 'train' {reference.n_classes}"
+            )
+        if part.spikes.shape[1:] != reference.spikes.shape[1:]:
+            raise ValueError(
+                f"split '{split}' has spikes of shape [N, {', '.join(map(str, part.spikes.shape[1:]))}], split "
+                f"'train' [N, {', '.join(map(str, reference.spikes.shape[1:]))}]"
+            )
+        if part.features.shape[1:] != reference.features.shape[1:]:
+            raise ValueError(
+                f"split '{split}' has features of shape {tuple(part.features.shape[1:])} per sample, split 'train' "
+                f"{tuple(reference.features.shape[1:])}"
+            )
+        for what, values in (("spikes", part.spikes), ("features", part.features)):
+            if values.is_floating_point() and not bool(torch.isfinite(values).all()):
+                bad = int((~torch.isfinite(values)).flatten(1).any(dim=1).nonzero()[0])
+                raise ValueError(f"split '{split}' has non-finite {what} (NaN or Inf), first in sample {bad}")
+        if part.time_steps < 1:
+            raise ValueError(f"split '{split}' has no time steps (spikes {tuple(part.spikes.shape)})")
 
 
 def check_int(value: int, *, name: str, minimum: int = 1) -> None:
@@ -181,26 +348,55 @@ def check_seed(seed: int) -> None:
     check_int(seed, name="seed", minimum=0)
 
 
-def check_split(split: Sequence[float]) -> tuple[float, float, float]:
+def check_split(split: Sequence[float], *, nonempty: bool = False) -> tuple[float, float, float]:
     """Validate train/val/test fractions.
 
     Args:
         split: Three non-negative fractions summing to 1, the first positive.
+        nonempty: Also require the validation and test fractions to be > 0 (a split cut from one set of samples:
+            an empty validation or test split would be logged as a result instead of failing).
 
     Returns:
         The fractions as a tuple of floats.
 
     Raises:
-        ValueError: If ``split`` is malformed.
+        ValueError: If ``split`` is malformed; the message starts with ``split``.
     """
     fractions = tuple(float(f) for f in split)
     if len(fractions) != 3:
-        raise ValueError(f"split must have three fractions (train, val, test), got {split!r}")
+        raise ValueError(f"split must have three fractions (train, val, test), got {list(split)!r}")
     if any(not math.isfinite(f) or f < 0 for f in fractions) or fractions[0] <= 0:
-        raise ValueError(f"split fractions must be finite, >= 0 and the train fraction > 0, got {split!r}")
+        raise ValueError(f"split must be three fractions >= 0 (train > 0), got {list(split)!r}")
+    if nonempty:
+        for name, fraction in zip(("validation", "test"), fractions[1:]):
+            if fraction == 0:
+                raise ValueError(
+                    f"split leaves the {name} split empty, got {list(split)!r}; every fraction must be > 0"
+                )
     if abs(sum(fractions) - 1.0) > 1e-6:
-        raise ValueError(f"split fractions must sum to 1, got {split!r} (sum {sum(fractions)})")
+        raise ValueError(f"split must sum to 1, got {list(split)!r} (sum {sum(fractions):g})")
     return fractions[0], fractions[1], fractions[2]
+
+
+def check_split_sizes(per_class: int, split: Sequence[float]) -> None:
+    """Raise a ValueError naming ``samples_per_class`` when that many samples per class leave a split empty.
+
+    Mirrors :func:`stratified_split`: per class, ``round(n * val)`` validation and ``round(n * test)`` test samples,
+    the rest for training.
+    """
+
+    def sizes(n: int) -> tuple[int, int, int]:
+        n_val, n_test = round(n * split[1]), round(n * split[2])
+        return n - n_val - n_test, n_val, n_test
+
+    if min(sizes(per_class)) >= 1:
+        return
+    empty = [name for name, size in zip(("train", "validation", "test"), sizes(per_class)) if size < 1]
+    enough = next(n for n in range(per_class + 1, 10**7) if min(sizes(n)) >= 1)
+    raise ValueError(
+        f"samples_per_class={per_class} leaves the {' and '.join(empty)} split{'s' if len(empty) > 1 else ''} empty "
+        f"with split={list(split)!r} (per class: train, val, test = {sizes(per_class)}); use at least {enough}"
+    )
 
 
 def stratified_split(
@@ -277,7 +473,7 @@ def make_loader(
         batch_size: Samples per batch (>= 1).
         shuffle: Reshuffle every epoch.
         seed: Seed of the shuffling generator.
-        view: ``"spikes"`` gives ``x`` of shape ``[B, T, C]`` (SNN), ``"features"`` gives ``[B, F]`` (ANN).
+        view: ``"spikes"`` gives ``x`` of shape ``[B, T, ...]`` (SNN), ``"features"`` gives ``[B, ...]`` (ANN).
         drop_last: Drop the last incomplete batch.
 
     Returns:

@@ -6,6 +6,9 @@ intensities ``0..16`` are normalised to ``[0, 1]``; these 64 values are the stat
 * ``"latency"``: one spike per lit pixel, brighter pixels earlier (``t = min(floor((1 - v) T), T - 1)``), black
   pixels silent; or
 * ``"rate"``: Bernoulli spikes with probability ``v * max_prob`` per step, drawn from a generator seeded by ``seed``.
+
+With ``image=True`` every step is the 8x8 image with one channel (spikes ``[N, T, 1, 8, 8]``, features
+``[N, 1, 8, 8]``), the input of convolutional networks; otherwise the 64 pixels are 64 channels.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ __all__ = ["DIGITS_MAX_INTENSITY", "make_digits"]
 
 DIGITS_MAX_INTENSITY = 16.0
 """Largest pixel value in scikit-learn's digits images."""
+_IMAGE = (1, 8, 8)
 
 
 @register_dataset("digits")
@@ -39,6 +43,7 @@ def make_digits(
     encoding: Literal["latency", "rate"] = "latency",
     time_steps: int = 50,
     max_prob: float = 1.0,
+    image: bool = False,
     seed: int = 0,
     split: Sequence[float] = (0.8, 0.1, 0.1),
 ) -> DatasetSplits:
@@ -48,11 +53,13 @@ def make_digits(
         encoding: ``"latency"`` or ``"rate"`` (see the module docstring).
         time_steps: Number of time steps ``T``.
         max_prob: Rate code only: spike probability per step of a full-intensity pixel, in ``(0, 1]``.
+        image: Image-shaped samples ``[1, 8, 8]`` per step (for convolutional networks) instead of 64 channels.
         seed: Seed of the rate code's draws and of the split.
         split: Train/val/test fractions (stratified).
 
     Returns:
-        :class:`DatasetSplits` named ``"digits"``: spikes ``[N, T, 64]``, features ``[N, 64]`` in ``[0, 1]``.
+        :class:`DatasetSplits` named ``"digits"``: spikes ``[N, T, 64]``, features ``[N, 64]`` in ``[0, 1]``
+        (``image``: ``[N, T, 1, 8, 8]`` and ``[N, 1, 8, 8]``).
 
     Raises:
         ValueError: Naming the first invalid parameter.
@@ -62,8 +69,10 @@ def make_digits(
     check_int(time_steps, name="time_steps")
     if not 0.0 < max_prob <= 1.0:
         raise ValueError(f"max_prob must be in (0, 1], got {max_prob!r}")
+    if not isinstance(image, bool):
+        raise ValueError(f"image must be true or false, got {image!r}")
     check_seed(seed)
-    check_split(split)
+    check_split(split, nonempty=True)
 
     from sklearn.datasets import load_digits  # imported lazily: scikit-learn is slow to import
 
@@ -76,5 +85,7 @@ def make_digits(
     else:
         generator = torch.Generator().manual_seed(int(encode_seq.generate_state(1)[0]))
         spikes = rate_encode(features, time_steps, max_prob=max_prob, generator=generator)
+    if image:
+        spikes, features = spikes.reshape(*spikes.shape[:2], *_IMAGE), features.reshape(-1, *_IMAGE)
     full = SpikeDataset(spikes, features, labels, 10, "digits")
     return split_dataset(full, split, seed=int(split_seq.generate_state(1)[0]))

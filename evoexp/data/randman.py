@@ -44,6 +44,7 @@ from evoexp.data.dataset import (
     check_int,
     check_seed,
     check_split,
+    check_split_sizes,
     register_dataset,
     split_dataset,
 )
@@ -204,7 +205,8 @@ def make_randman(
     if isinstance(step_frac, bool) or not (isinstance(step_frac, (int, float)) and 0.0 < step_frac <= 1.0):
         raise ValueError(f"step_frac must be a number in (0, 1], got {step_frac!r}")
     check_seed(seed)
-    check_split(split)
+    check_split(split, nonempty=True)
+    check_split_sizes(samples_per_class, split)
 
     *class_seqs, split_seq = np.random.SeedSequence(int(seed)).spawn(n_classes + 1)
     spikes, features, labels = [], [], []

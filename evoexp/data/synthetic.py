@@ -22,6 +22,7 @@ from evoexp.data.dataset import (
     check_int,
     check_seed,
     check_split,
+    check_split_sizes,
     register_dataset,
     split_dataset,
 )
@@ -73,7 +74,8 @@ def make_synthetic(
     if not 0.0 < max_prob <= 1.0:
         raise ValueError(f"max_prob must be in (0, 1], got {max_prob!r}")
     check_seed(seed)
-    check_split(split)
+    check_split(split, nonempty=True)
+    check_split_sizes(samples_per_class, split)
 
     data_seq, encode_seq, split_seq = np.random.SeedSequence(int(seed)).spawn(3)
     rng = np.random.default_rng(data_seq)

@@ -5,7 +5,8 @@ The science below (functional, surrogate, models, data, verification, training, 
 
 * :mod:`evoexp.job.task` -- the Hydra task function: one job from a composed config.
 * :mod:`evoexp.job.config` -- config schemas, validation, the config store, config/code identity.
-* :mod:`evoexp.job.build` -- objects (dataset, models, surrogate, options) from a config.
+* :mod:`evoexp.job.build` -- objects (dataset, models, surrogate, options) from a config: one route for every network.
+* :mod:`evoexp.job.prepare` -- what a job builds and checks before anything runs (data, network, surrogate, ANN).
 * :mod:`evoexp.job.run` -- one job without Hydra: train, verify, compare with the ANN.
 * :mod:`evoexp.job.tracking` -- the MLflow store and the run lifecycle.
 * :mod:`evoexp.job.sweep` -- sweep-level code: resumable runs, ANN-baseline reuse, the Hydra callback.

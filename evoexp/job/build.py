@@ -5,41 +5,61 @@ that loads a config build exactly the same objects::
 
     config = load_config(cfg)
     data = build_dataset(config)
-    snn = build_snn(config, data)
+    model = build_model(config, data).model
 
-Plain Python: nothing here imports Hydra or MLflow.
+One route builds every network: ``model`` is a constructor call (``_target_`` and arguments, checked by
+:mod:`evoexp.job.config.targets`), made with :func:`hydra.utils.instantiate` plus what only the data knows
+(:func:`model_arguments`); evoexp's own SNN presets name :func:`evoexp.models.lif_snn` the same way. The configured
+surrogate is then installed into the network's spiking neurons through the verifiers' adapter registry
+(:func:`evoexp.verification.spiking.install_surrogate`), the network is fed and read as ``model.input_layout``,
+``model.output_index`` and ``model.time_reduction`` say (:func:`evoexp.models.feed`), and its neurons start every
+forward from their initial state (:func:`evoexp.verification.spiking.keep_state_fresh`). A callable that raises, or
+returns the wrong kind of object, fails with one line naming the key (a ``ConfigValidationError``).
+
+Plain Python: nothing here imports MLflow; Hydra only for ``instantiate``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import nir
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from evoexp.data import DatasetSplits, get_dataset, make_loader
+from evoexp.data import DatasetSplits, make_loader
+from evoexp.data.dataset import check_splits
 from evoexp.job.config import Config, ConfigValidationError
-from evoexp.models import ANN, SNN
-from evoexp.nir import NIRNetwork, from_nir
-from evoexp.nir.graph import flatten, plan, read_graph
+from evoexp.job.config.targets import call
+from evoexp.models import feed
 from evoexp.surrogate import SurrogateGradient, get_surrogate
-from evoexp.verification.sign import SignDisagreementProbe
+from evoexp.verification.alignment import verify_gradient_alignment
+from evoexp.verification.circulation import check_circulation
+from evoexp.verification.escape_noise import verify_escape_noise
+from evoexp.verification.gradient import GradientVerifier
+from evoexp.verification.sign import SignDisagreementProbe, measure_sign_disagreement
+from evoexp.verification.spiking import InstalledSurrogate, claiming_adapters, install_surrogate, keep_state_fresh
+from evoexp.verification.stability import NumericalStabilityTester
 from evoexp.verification.suite import VerificationOptions
+from evoexp.verification.surrogate_check import verify_surrogate_gradient
 
 __all__ = [
     "MODEL_CHECKS",
+    "BuiltModel",
+    "ann_arguments",
+    "arguments",
     "build_ann",
     "build_dataset",
     "build_loader",
-    "build_nir",
+    "build_model",
     "build_optimizer",
     "build_sign_probe",
-    "build_snn",
     "build_surrogate",
+    "model_arguments",
     "training_options",
     "verification_options",
     "warmup_epochs",
@@ -63,8 +83,24 @@ sign disagreement also from training, every ``verifier.sign.every`` epochs: :fun
 
 
 def build_dataset(config: Config) -> DatasetSplits:
-    """The configured dataset's seeded splits (``dataset.seed``, else the top-level ``seed``)."""
-    return get_dataset(config.dataset.name, **config.dataset.kwargs(seed=config.seed))
+    """The configured dataset (the call ``dataset._target_(...)``), validated with :func:`~evoexp.data.check_splits`.
+
+    Raises:
+        ConfigValidationError: The callable raised, returned something else than ``DatasetSplits``, or a split is
+            empty, has another shape, labels outside ``[0, n_classes)`` or non-finite values (one line naming it).
+    """
+    target = config.dataset
+    data = call(target)
+    if not isinstance(data, DatasetSplits):
+        raise ConfigValidationError(
+            f"dataset._target_={target.path} returned {type(data).__name__}, not evoexp.data.DatasetSplits (build it "
+            "with DatasetSplits.from_tensors or DatasetSplits.from_datasets)"
+        )
+    try:
+        check_splits(data)
+    except ValueError as exc:
+        raise ConfigValidationError(f"dataset ({target.path}): {exc}") from None
+    return data
 
 
 def build_surrogate(config: Config) -> SurrogateGradient:
@@ -72,84 +108,119 @@ def build_surrogate(config: Config) -> SurrogateGradient:
     return get_surrogate(config.surrogate.name, **config.surrogate.kwargs())
 
 
-def build_nir(config: Config, data: DatasetSplits | None = None) -> NIRNetwork:
-    """The NIR graph ``model.path`` with ``model.dt``, ``model.reset``, the surrogate group and ``model.readout``.
+def model_arguments(data: DatasetSplits, surrogate: SurrogateGradient) -> dict[str, Any]:
+    """What evoexp passes to a network's callable when its signature accepts it (:data:`~evoexp.job.config.INJECTED`).
+
+    ``n_inputs`` (input values per step), ``n_classes``, ``time_steps``, ``input_shape`` (one step's sample,
+    ``(C,)`` or ``(C, H, W)``) and ``surrogate``.
+    """
+    return {
+        "n_inputs": data.n_inputs,
+        "n_classes": data.n_classes,
+        "time_steps": data.time_steps,
+        "input_shape": data.input_shape,
+        "surrogate": surrogate,
+    }
+
+
+def ann_arguments(data: DatasetSplits) -> dict[str, Any]:
+    """What evoexp passes to an ANN's callable when its signature accepts it.
+
+    ``n_inputs`` and ``input_shape`` of the static features, ``n_classes`` and ``time_steps``.
+    """
+    return {
+        "n_inputs": data.n_features,
+        "n_classes": data.n_classes,
+        "time_steps": data.time_steps,
+        "input_shape": data.feature_shape,
+    }
+
+
+@dataclass
+class BuiltModel:
+    """A configured network as evoexp trains and checks it.
+
+    Attributes:
+        model: What the pipeline trains and the verifiers check: the network itself, or a
+            :class:`~evoexp.models.FedNetwork` around it that feeds batch-first samples and reads class scores.
+        network: The network the callable returned.
+        installed: The neurons the configured surrogate was installed into (empty: not installed).
+        libraries: The spiking libraries whose neurons the network holds (adapters that claim it).
+    """
+
+    model: nn.Module
+    network: nn.Module
+    installed: list[InstalledSurrogate] = field(default_factory=list)
+    libraries: tuple[str, ...] = ()
+
+    @property
+    def n_params(self) -> int:
+        """Trainable parameters."""
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+
+def _module(group: str, path: str | None, built: Any) -> nn.Module:
+    if not isinstance(built, nn.Module):
+        raise ConfigValidationError(f"{group}._target_={path} returned {type(built).__name__}, not a torch nn.Module")
+    if not any(p.requires_grad for p in built.parameters()):
+        raise ConfigValidationError(f"{group}._target_={path} returned a module without trainable parameters")
+    return built
+
+
+def build_model(config: Config, data: DatasetSplits) -> BuiltModel:
+    """The configured network for ``data`` (the global torch RNG seeded with ``seed`` first), ready to train.
 
     Raises:
-        ConfigValidationError: no ``model.path``, or the graph's input/output sizes do not fit ``data`` (one line
-            naming the key).
+        ConfigValidationError: One line naming the key: the callable raised or returned no ``nn.Module``, a neuron
+            cannot take the configured surrogate (``surrogate.install``), or a feeding setting is unknown.
     """
-    model = config.model
-    if model.path is None:
-        raise ConfigValidationError("model.path is not set (use model=nir model.path=...)")
-    # Why the type ignore below: OmegaConf types these loosely (str); each is validated when the config loads
-    net = from_nir(model.path, dt=model.dt, reset=model.reset, surrogate=build_surrogate(config),  # type: ignore[arg-type]
-                   detach_reset=model.detach_reset, readout=model.readout)  # type: ignore[arg-type]  # as above
-    if data is not None:
-        outputs = net.plan.graph.nodes[net.plan.output].output_type["output"]
-        sizes = {"inputs": (net.input_shape, (data.n_inputs,)), "outputs": (tuple(int(d) for d in outputs),
-                                                                            (data.n_classes,))}
-        for what, (graph, dataset) in sizes.items():
-            if graph != dataset:
-                raise ConfigValidationError(f"model.path: the graph has {what} {list(graph)}, dataset "
-                                            f"{config.dataset.name} has {list(dataset)}")
-    return net
+    target = config.model
+    torch.manual_seed(config.seed)
+    shape = build_surrogate(config)
+    network = _module("model", target.path, call(target, **model_arguments(data, shape)))
+    installed: list[InstalledSurrogate] = []
+    if config.surrogate.install:
+        try:
+            installed = install_surrogate(network, shape)
+        except ValueError as exc:
+            raise ConfigValidationError(f"surrogate.install: {exc}") from None
+        if not installed and "surrogate" not in target.accepts:
+            raise ConfigValidationError(
+                f"surrogate.install=true, but {target.path} holds no neuron that evoexp installs surrogates into "
+                "(evoexp, snnTorch, SpikingJelly, Norse) and takes no surrogate argument; set surrogate.install=false "
+                "to train it with its own spike functions"
+            )
+    try:
+        model = feed(
+            network,
+            input_layout=target.input_layout,
+            output_index=target.output_index,
+            time_reduction=target.time_reduction,
+        )
+    except ValueError as exc:
+        raise ConfigValidationError(f"model.{exc}") from None
+    keep_state_fresh(network)
+    return BuiltModel(model, network, installed, tuple(a.name for a in claiming_adapters(network)))
 
 
-def build_snn(config: Config, data: DatasetSplits) -> SNN | NIRNetwork:
-    """The configured spiking network for ``data``.
+def build_ann(config: Config, data: DatasetSplits, seed: int | None = None) -> nn.Module | None:
+    """The configured ANN for ``data`` (the call ``ann._target_(...)``, fed the static features), or None.
 
-    The NIR graph of ``model.path`` (:func:`build_nir`), else evoexp's SNN (initialised from ``config.seed``).
+    The global torch RNG is seeded with ``seed`` (``config.seed`` if None) first.
+
+    Raises:
+        ConfigValidationError: The dataset has no static features, or the callable raised or returned no module.
     """
-    model = config.model
-    if model.path is not None:
-        return build_nir(config, data)
-    return SNN(
-        data.n_inputs,
-        list(model.hidden_sizes),
-        data.n_classes,
-        surrogate=build_surrogate(config),
-        tau_mem=model.tau_mem,
-        tau_syn=model.tau_syn,
-        alpha=0.0 if model.tau_syn is None else None,
-        dt=model.dt,  # type: ignore[arg-type]  # None only with model=nir, which is not built here
-        threshold=model.threshold,
-        reset=model.reset,  # type: ignore[arg-type]  # a str in OmegaConf; one of the modes, checked at load
-        detach_reset=model.detach_reset,
-        recurrent=model.recurrent,
-        readout=model.readout,  # type: ignore[arg-type]  # a str in OmegaConf; one of the modes, checked at load
-        readout_beta=model.readout_beta,
-        bias=model.bias,
-        weight_scale=model.weight_scale,
-        seed=config.seed,
-        escape_noise=model.escape_noise,
-        escape_train=model.escape_train,  # type: ignore[arg-type]
-        escape_eval=model.escape_eval,  # type: ignore[arg-type]
-    )
-
-
-def build_ann(config: Config, data: DatasetSplits, seed: int | None = None) -> ANN:
-    """The SNN's ANN twin for ``data`` (as :func:`evoexp.models.ann_twin`), fed the static features.
-
-    Same hidden sizes as the SNN (a NIR graph's: its spiking nodes'), activation ``model.ann_activation``.
-
-    Args:
-        config: The validated config.
-        data: The dataset (number of features and classes).
-        seed: Seed of the initialisation (``config.seed`` if None); the global torch RNG is seeded with it.
-    """
+    target = config.ann
+    if not target.configured:
+        return None
+    if data.n_features == 0:
+        raise ConfigValidationError(
+            f"ann._target_={target.path}: the dataset has no static features to feed an ANN (DatasetSplits "
+            "features [N, 0]); set ann=none"
+        )
     torch.manual_seed(config.seed if seed is None else seed)
-    path = config.model.path
-    sizes = list(config.model.hidden_sizes) if path is None else _graph_hidden_sizes(path)
-    return ANN(data.n_features, sizes, data.n_classes, activation=config.model.ann_activation)
-
-
-def _graph_hidden_sizes(path: str) -> list[int]:
-    """Sizes of the spiking nodes of the NIR graph at ``path``, in the order they run."""
-    graph_plan = plan(flatten(read_graph(path)))
-    nodes = graph_plan.graph.nodes
-    return [int(np.size(nodes[s.name].v_threshold)) for s in graph_plan.steps
-            if isinstance(nodes[s.name], (nir.LIF, nir.CubaLIF, nir.IF))]
+    return _module("ann", target.path, call(target, **ann_arguments(data)))
 
 
 def build_optimizer(config: Config, parameters: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
@@ -181,15 +252,9 @@ def build_sign_probe(config: Config, data: DatasetSplits) -> SignDisagreementPro
     if "sign_disagreement" not in config.verifier.checks or sign.every < 1:
         return None
     x, y = next(iter(build_loader(config, data, "train", view="spikes")))
-    return SignDisagreementProbe(
-        x[: config.verifier.samples],
-        y[: config.verifier.samples],
-        every=sign.every,
-        sigma=sign.sigma,
-        n_directions=sign.n_directions,
-        n_quadrature=sign.n_quadrature,
-        seed=config.seed,
-    )
+    measure, probe = arguments(sign, measure_sign_disagreement, SignDisagreementProbe)
+    samples = config.verifier.samples
+    return SignDisagreementProbe(x[:samples], y[:samples], **probe, **measure, seed=config.seed)
 
 
 def warmup_epochs(config: Config) -> int:
@@ -214,66 +279,54 @@ def training_options(config: Config, *, snn: bool) -> dict[str, Any]:
     return options
 
 
+def arguments(settings: Any, *functions: Callable[..., Any]) -> list[dict[str, Any]]:
+    """The fields of a settings dataclass as keyword arguments of each of ``functions``, by their signatures.
+
+    A setting is written in the YAML preset, the schema and the signature of the function that takes it; no mapping
+    repeats it here. Lists become tuples (the functions take sequences).
+
+    Returns:
+        One dict per function: the fields that are parameters of it.
+
+    Raises:
+        TypeError: A field is a parameter of none of the functions (a schema out of step with the verifiers).
+    """
+    values = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
+    parameters = [inspect.signature(fn).parameters for fn in functions]
+    orphans = sorted(name for name in values if not any(name in p for p in parameters))
+    if orphans:
+        raise TypeError(f"{type(settings).__name__}.{orphans[0]} is an argument of none of {functions}")
+    return [
+        {name: tuple(v) if isinstance(v, list) else v for name, v in values.items() if name in p} for p in parameters
+    ]
+
+
 def verification_options(config: Config) -> VerificationOptions:
-    """The suite options of the enabled model checks (:data:`MODEL_CHECKS`), from ``config.verifier``."""
-    verifier, stability = config.verifier, config.verifier.stability
+    """The suite options of the enabled model checks (:data:`MODEL_CHECKS`), from ``config.verifier``.
+
+    Each check's settings are the keyword arguments of the function that runs it (:func:`arguments`), plus the seed.
+    """
+    verifier, seed = config.verifier, config.seed
+    (gradient,) = arguments(verifier.gradient, GradientVerifier.verify_finite_difference)
+    (surrogate,) = arguments(verifier.surrogate, verify_surrogate_gradient)
+    (alignment,) = arguments(verifier.alignment, verify_gradient_alignment)
+    gradient_stability, weight_stability = arguments(
+        verifier.stability,
+        NumericalStabilityTester.check_gradient_stability,
+        NumericalStabilityTester.check_weight_stability,
+    )
+    (circulation,) = arguments(verifier.circulation, check_circulation)
+    sign, _ = arguments(verifier.sign, measure_sign_disagreement, SignDisagreementProbe)  # every: the probe's
+    (escape_noise,) = arguments(verifier.escape_noise, verify_escape_noise)
     return VerificationOptions.only(
         *[check for check in MODEL_CHECKS if check in verifier.checks],
         gradient_samples=verifier.samples,
-        gradient_kwargs={
-            "mode": verifier.gradient.mode,
-            "eps": verifier.gradient.eps,
-            "atol": verifier.gradient.atol,
-            "rtol": verifier.gradient.rtol,
-            "n_directions": verifier.gradient.n_directions,
-            "seed": config.seed,
-        },
-        surrogate_kwargs={
-            "x_range": tuple(verifier.surrogate.x_range),
-            "n_points": verifier.surrogate.n_points,
-            "h": verifier.surrogate.h,
-        },
-        alignment_kwargs={
-            "sigmas": list(verifier.alignment.sigmas),
-            "n_directions": verifier.alignment.n_directions,
-            "n_quadrature": verifier.alignment.n_quadrature,
-            "per_layer": verifier.alignment.per_layer,
-            "seed": config.seed,
-        },
-        gradient_stability_kwargs={
-            "n_batches": stability.n_batches,
-            "max_grad_norm": stability.max_grad_norm,
-            "min_grad_norm": stability.min_grad_norm,
-            "max_depth_conditioning": stability.max_depth_conditioning,
-        },
-        weight_stability_kwargs={
-            "n_steps": stability.n_steps,
-            "max_relative_update": stability.max_relative_update,
-            "max_norm_growth": stability.max_norm_growth,
-            "max_condition_number": stability.max_condition_number,
-        },
-        circulation_kwargs={
-            "radius": verifier.circulation.radius,
-            "n_points": verifier.circulation.n_points,
-            "max_points": verifier.circulation.max_points,
-            "n_planes": verifier.circulation.n_planes,
-            "per_layer": verifier.circulation.per_layer,
-            "control": verifier.circulation.control,
-            "max_quadrature_error": verifier.circulation.max_quadrature_error,
-            "atol": verifier.circulation.atol,
-            "seed": config.seed,
-        },
-        sign_kwargs={
-            "sigma": verifier.sign.sigma,
-            "n_directions": verifier.sign.n_directions,
-            "n_quadrature": verifier.sign.n_quadrature,
-            "seed": config.seed,
-        },
-        escape_noise_kwargs={
-            "n_neurons": verifier.escape_noise.n_neurons,
-            "time_steps": verifier.escape_noise.time_steps,
-            "atol": verifier.escape_noise.atol,
-            "rtol": verifier.escape_noise.rtol,
-            "seed": config.seed,
-        },
+        gradient_kwargs={**gradient, "seed": seed},
+        surrogate_kwargs=surrogate,
+        alignment_kwargs={**alignment, "seed": seed},
+        gradient_stability_kwargs=gradient_stability,
+        weight_stability_kwargs=weight_stability,
+        circulation_kwargs={**circulation, "seed": seed},
+        sign_kwargs={**sign, "seed": seed},
+        escape_noise_kwargs={**escape_noise, "seed": seed},
     )

@@ -1,9 +1,10 @@
 """The job of ``experiment=crosscheck``: the model group's network compared across libraries instead of training.
 
-The network is the NIR graph of ``model=nir`` (:func:`evoexp.job.build.build_nir`), or evoexp's SNN of the model
-group exported with :func:`evoexp.nir.to_nir` (its metadata keeps evoexp's own step conventions). The comparison
-(:func:`evoexp.crosscheck.crosscheck`) writes ``agreement.csv``, ``agreement.md`` and the matrix figures into the job's
-``crosscheck/`` folder; :func:`evoexp.job.task.execute` logs them as MLflow artifacts.
+The network is the model group's (:func:`evoexp.job.build.build_model`): the NIR graph of ``model=nir``
+(:func:`evoexp.nir.nir_network`), or evoexp's SNN exported with :func:`evoexp.nir.to_nir` (its metadata keeps
+evoexp's own step conventions). The comparison (:func:`evoexp.crosscheck.crosscheck`) writes ``agreement.csv``,
+``agreement.md`` and the matrix figures into the job's ``crosscheck/`` folder; :func:`evoexp.job.task.execute` logs
+them as MLflow artifacts.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from pathlib import Path
 from evoexp.crosscheck import crosscheck
 from evoexp.crosscheck.report import write_report
 from evoexp.data import DatasetSplits
-from evoexp.job.build import build_nir, build_snn
-from evoexp.job.config import Config
+from evoexp.job.build import build_model
+from evoexp.job.config import Config, ConfigValidationError
 from evoexp.job.run import Outcome
 from evoexp.keys import CROSSCHECK_ARTIFACT_PATH
 from evoexp.models import SNN
@@ -24,12 +25,20 @@ __all__ = ["run_crosscheck"]
 
 
 def _network(config: Config, data: DatasetSplits) -> NIRNetwork:
-    if config.model.path is not None:
-        return build_nir(config, data)
-    snn = build_snn(config, data)
-    assert isinstance(snn, SNN)
-    # Why the type ignore below: OmegaConf types dt and readout loosely; both are checked when the config loads
-    return from_nir(to_nir(snn, dt=config.model.dt), readout=config.model.readout)  # type: ignore[arg-type]
+    """The configured network as a NIR-engine network: a NIR graph as built, evoexp's SNN through its NIR export.
+
+    Raises:
+        ConfigValidationError: The model group's network is neither (one line naming ``model``).
+    """
+    network = build_model(config, data).network
+    if isinstance(network, NIRNetwork):
+        return network
+    if not isinstance(network, SNN):
+        raise ConfigValidationError(
+            f"model: experiment=crosscheck compares NIR graphs and evoexp's SNN, got {type(network).__name__}"
+        )
+    args = config.model.args
+    return from_nir(to_nir(network, dt=float(args["dt"])), readout=args.get("readout", "max"))
 
 
 def run_crosscheck(config: Config, *, data: DatasetSplits, output_dir: Path) -> Outcome:
@@ -40,14 +49,8 @@ def run_crosscheck(config: Config, *, data: DatasetSplits, output_dir: Path) -> 
         ``crosscheck/passed``); nothing is trained, so the objective is NaN.
     """
     settings = config.crosscheck
-    result = crosscheck(
-        _network(config, data),
-        libraries=list(settings.libraries),
-        align=list(settings.align),
-        steps=settings.steps,
-        batch=settings.batch,
-        seed=config.seed,
-        label=Path(config.model.path).stem if config.model.path else config.model.name,
-    )
+    result = crosscheck(_network(config, data), libraries=list(settings.libraries), align=list(settings.align),
+                        steps=settings.steps, batch=settings.batch, seed=config.seed,
+                        label=Path(nir_path).stem if (nir_path := config.model.args.get("path")) else config.model.name)
     write_report([result], output_dir / CROSSCHECK_ARTIFACT_PATH, formats=("png",))
     return Outcome(results={"crosscheck": result}, metrics=result.summary())

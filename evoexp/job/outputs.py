@@ -33,10 +33,14 @@ CONFIG_FILE = "config_resolved.yaml"
 
 def report_facts(config: Config, outcome: Outcome, *, config_hash: str, code_identity: str) -> list[str]:
     """The Markdown bullet lines that head a job's report (setup, outcome, objective, test accuracies, identity)."""
+    model = outcome.model
     lines = [
-        f"- dataset: {config.dataset.name}; model: {config.model.name} {list(config.model.hidden_sizes)}; "
+        f"- dataset: {config.dataset.name} ({config.dataset.path}); model: {config.model.name} ({config.model.path}, "
+        f"{model.get('library', '?')} {model.get('library_version', '')}, {model.get('params', '?')} parameters); "
         f"trainer: {config.trainer.optimizer}, lr {config.trainer.lr:g}, {config.trainer.epochs} epochs; "
         f"verifier: {config.verifier.name}",
+        f"- surrogate: {model.get('surrogate', '?')}",
+        f"- ANN: {config.ann.path or 'not configured (ann._target_ is null): no SNN-vs-ANN benchmark'}",
         "- outcome: " + ("finished" if outcome.diverged is None else f"diverged ({outcome.diverged})"),
         f"- best SNN validation accuracy: {outcome.objective:.4f}",
     ]

@@ -6,13 +6,17 @@ the app's numbers from the app's code::
     outcome = run_experiment(load_config(cfg))
     outcome.metrics["snn/test/acc_best"]
 
-It builds everything with :mod:`evoexp.job.build`, runs the enabled model checks on the initial network through
-:class:`~evoexp.verification.suite.BackpropagationVerificationSuite`, trains the SNN once with
-:func:`evoexp.training.train_model` (the pipeline behind
+It builds and checks everything with :func:`evoexp.job.prepare.prepare` (any network a config names: evoexp's own, or
+a snnTorch, SpikingJelly, Norse or plain torch network, with the configured surrogate installed), runs the enabled
+model checks on the initial network through
+:class:`~evoexp.verification.suite.BackpropagationVerificationSuite` (the verifiers' adapter registry runs foreign
+neurons in smooth mode), trains it once with :func:`evoexp.training.train_model` (the pipeline behind
 :meth:`~evoexp.verification.convergence.ConvergenceAnalyzer.analyze_convergence` and
 :meth:`~evoexp.verification.benchmark.ComparativeBenchmark.benchmark_training`), analyses its convergence with
-:func:`~evoexp.verification.convergence.analyze_training` and compares it with its ANN twin, trained the same way (or
-reused through ``ann_baseline``), in a :class:`~evoexp.verification.benchmark.BenchmarkResult`.
+:func:`~evoexp.verification.convergence.analyze_training` and compares it with the configured ANN (``ann``: evoexp's
+twin for its own presets, the user's ``ann._target_``), trained the same way (or reused through ``ann_baseline``),
+with :func:`~evoexp.verification.benchmark.compare_training`. Without an ANN the benchmark is "not configured": a
+skipped result with that reason, and no ``ann/*`` metrics.
 """
 
 from __future__ import annotations
@@ -31,26 +35,25 @@ from evoexp.data import DatasetSplits
 from evoexp.data.dataset import View
 from evoexp.job.build import (
     build_ann,
-    build_dataset,
     build_loader,
     build_optimizer,
     build_sign_probe,
-    build_snn,
     training_options,
     verification_options,
     warmup_epochs,
 )
 from evoexp.job.config import Config
+from evoexp.job.prepare import Prepared, model_facts, prepare
 from evoexp.job.tracking import NullRun, RunLogger
 from evoexp.keys import ANN_TIME_PER_EPOCH, OBJECTIVE, SNN_EPOCHS_TO_CONVERGE, SNN_TIME_PER_EPOCH
-from evoexp.results import Result, to_jsonable
+from evoexp.results import Result, SkippedResult, to_jsonable
 from evoexp.training import TrainingRun, train_model
-from evoexp.verification.benchmark import BenchmarkResult, ModelBenchmark, SeedRun
+from evoexp.verification.benchmark import SeedRun, compare_training
 from evoexp.verification.convergence import analyze_training
 from evoexp.verification.gradient import GradientVerifier
 from evoexp.verification.suite import BackpropagationVerificationSuite
 
-__all__ = ["TEST_SELECTION", "AnnBaseline", "Outcome", "run_experiment"]
+__all__ = ["ANN_NOT_CONFIGURED", "TEST_SELECTION", "AnnBaseline", "Outcome", "run_experiment"]
 
 """The metric a job returns to Hydra's sweepers: the SNN's best validation accuracy."""
 
@@ -59,6 +62,12 @@ TEST_SELECTION = (
     "loss) restored before testing; last: the weights after the final epoch"
 )
 """What ``*/test/*_best`` and ``*/test/*_last`` mean (written into ``results.json`` and the report)."""
+
+ANN_NOT_CONFIGURED = (
+    "not configured: no ANN to compare with (ann._target_ is null; evoexp's own network presets choose their ANN "
+    "twin, any other network names its ANN with ann._target_=...)"
+)
+"""The reason of the skipped benchmark when no ANN is configured (the report's line)."""
 
 AnnBaseline = Callable[[Callable[[], TrainingRun]], tuple[TrainingRun, str | None]]
 """Provides the ANN twin's run: called with a function that trains it, returns ``(run, stored_run_id)`` (the app
@@ -76,6 +85,8 @@ class Outcome:
         objective: Best SNN validation accuracy (NaN when training diverged).
         diverged: The SNN's divergence message, else None.
         ann_run_id: Stored run of the ANN twin (None: trained here and not stored, or no benchmark).
+        model: What ran: the network's target, library, parameters, installed surrogate and feeding
+            (:func:`~evoexp.job.prepare.model_facts`).
     """
 
     results: dict[str, Result] = field(default_factory=dict)
@@ -84,6 +95,7 @@ class Outcome:
     objective: float = float("nan")
     diverged: str | None = None
     ann_run_id: str | None = None
+    model: dict[str, Any] = field(default_factory=dict)
 
     def test_section(self) -> dict[str, Any]:
         """Per model: the best-validation epoch and the test loss/accuracy there and after the last epoch."""
@@ -110,6 +122,7 @@ class Outcome:
                 "results": {name: result.to_dict() for name, result in self.results.items()},
                 "training": {name: run.to_dict() for name, run in self.training.items()},
                 "ann_run_id": self.ann_run_id,
+                "model": self.model,
             }
         )
 
@@ -164,6 +177,7 @@ def run_experiment(
     config: Config,
     *,
     data: DatasetSplits | None = None,
+    prepared: Prepared | None = None,
     run: RunLogger | None = None,
     ann_baseline: AnnBaseline | None = None,
 ) -> Outcome:
@@ -171,27 +185,30 @@ def run_experiment(
 
     Args:
         config: The validated config.
-        data: The config's dataset, when the caller built it already (e.g. to log it as an MLflow input);
-            default :func:`~evoexp.job.build.build_dataset`.
+        data: The config's dataset, when the caller built it already; default
+            :func:`~evoexp.job.prepare.dataset_for`.
+        prepared: The checked data and network (:func:`~evoexp.job.prepare.prepare`), when the caller prepared them
+            already (e.g. to tag the MLflow run with the network's facts); ``data`` is then ignored.
         run: Where per-epoch metrics go (default: nowhere).
-        ann_baseline: Provides the ANN twin's run (default: train it here).
+        ann_baseline: Provides the ANN's run (default: train it here).
 
     Returns:
         The :class:`Outcome`; a diverging SNN is reported in ``Outcome.diverged``, not raised.
 
     Raises:
+        ConfigValidationError: The data, network, installed surrogate or ANN fail their checks (one line).
         RuntimeError: ``debug.fail=true`` (fault injection).
     """
     run = NullRun() if run is None else run
     debug, checks = config.debug, set(config.verifier.checks)
-    torch.manual_seed(config.seed)
-    data = build_dataset(config) if data is None else data
-    snn = build_snn(config, data)
+    prepared = prepare(config, data=data) if prepared is None else prepared
+    data, snn = prepared.data, prepared.built.model
+    torch.manual_seed(config.seed)  # the checks start from the same RNG state whoever prepared the network
     if debug.sleep:
         time.sleep(debug.sleep)
     if debug.fail:
         raise RuntimeError("debug.fail=true: injected failure")
-    outcome = Outcome(results=_model_checks(config, snn, data))
+    outcome = Outcome(results=_model_checks(config, snn, data), model=model_facts(config, prepared))
     probe = build_sign_probe(config, data)
     snn_run = _train(
         config,
@@ -216,19 +233,23 @@ def run_experiment(
         outcome.results["convergence"] = result
         metrics[SNN_EPOCHS_TO_CONVERGE] = float("nan") if result.epochs_to_90 is None else result.epochs_to_90
 
-    if "benchmark" in checks:
+    if "benchmark" in checks and not config.ann.configured:
+        outcome.results["benchmark"] = SkippedResult("benchmark", ANN_NOT_CONFIGURED)
+    elif "benchmark" in checks:
 
         def train_ann() -> TrainingRun:
-            return _train(config, build_ann(config, data), data, label="ann", run=NullRun())
+            ann = build_ann(config, data)
+            assert ann is not None  # configured: checked above
+            return _train(config, ann, data, label="ann", run=NullRun())
 
         ann_run, outcome.ann_run_id = (train_ann(), None) if ann_baseline is None else ann_baseline(train_ann)
         outcome.training["ann"] = ann_run
         run.log_metric_steps({epoch: _prefixed("ann", m) for epoch, m in ann_run.epoch_metrics().items()})
         ann_seed = SeedRun.from_training(ann_run, seed=config.seed, warmup_epochs=warmup)
         metrics.update({**ann_run.summary(), ANN_TIME_PER_EPOCH: ann_seed.time_per_epoch})
-        outcome.results["benchmark"] = BenchmarkResult(
-            snn=ModelBenchmark("snn", snn_run.n_params, [snn_seed]),
-            ann=ModelBenchmark("ann", ann_run.n_params, [ann_seed]),
+        outcome.results["benchmark"] = compare_training(
+            [snn_run],
+            [ann_run],
             seeds=[config.seed],
             epochs=config.trainer.epochs,
             warmup_epochs=warmup,

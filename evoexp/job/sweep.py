@@ -51,12 +51,14 @@ from evoexp.job.config import (
     ConfigValidationError,
     TrackingConfig,
     code_identity,
+    importable,
     load_config,
     unwritable_location,
 )
 from evoexp.job.files import write_atomic
 from evoexp.job.outcome import OUTCOME_FILE, OUTCOMES, JobOutcome, read_outcome, write_outcome
 from evoexp.job.preflight import PreflightError, check_jobs, check_sweep_dir, claim_sweep_dir, job_overrides
+from evoexp.job.prepare import prepare
 from evoexp.job.progress import (
     PROGRESS_LOG,
     JobProgress,
@@ -541,14 +543,17 @@ class EvoexpCallback(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Single run: fail fast on bad values or a dead server (one line, no run created), prepare, reap ghosts.
 
-        Before anything is created: a key given twice, bad values, and an output directory, store or launch
-        directory that cannot be written each stop the command with one line.
+        Before anything is created: a key given twice, bad values, data or networks, and an output directory, store
+        or launch directory that cannot be written each stop the command with one line. Then close ghost runs of
+        killed jobs.
         """
         message = _repeated_key(config)
         if message is not None:
             self._exit(message)
+        importable(Path.cwd())
         try:
             typed = load_config(_job_config(config))
+            prepare(typed)  # builds and checks data, network, surrogate and ANN; the job reuses the dataset
         except ConfigValidationError as exc:
             self._exit(str(exc))
         message = _unwritable(config, typed.tracking, "hydra.run.dir")

@@ -25,7 +25,6 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import evoexp
-from evoexp.job.build import build_dataset, build_nir
 from evoexp.job.config import (
     Config,
     ConfigValidationError,
@@ -33,12 +32,15 @@ from evoexp.job.config import (
     code_identity,
     config_hash,
     flatten,
+    importable,
     load_config,
     to_plain,
 )
+from evoexp.job.config.targets import source_digests
 from evoexp.job.crosscheck import run_crosscheck
 from evoexp.job.outcome import JobOutcome, write_outcome
 from evoexp.job.outputs import REPORT_FILE, write_outputs
+from evoexp.job.prepare import model_facts, prepare
 from evoexp.job.progress import SweepPlan, axis_keys, job_label, run_name
 from evoexp.job.run import run_experiment
 from evoexp.job.summary import summarize_run, summarize_skipped
@@ -90,6 +92,7 @@ def run_job(cfg: DictConfig) -> float:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     output_dir, job = Path(hydra_cfg.runtime.output_dir), int(hydra_cfg.job.num) if multirun else 0
     overrides = tuple(str(o) for o in hydra_cfg.overrides.task)
+    importable(hydra_cfg.runtime.cwd)  # the user's modules in the launch directory, also in launcher workers
     plan = SweepPlan.load(Path(str(hydra_cfg.sweep.dir))) if multirun else None
     try:
         config = load_config(cfg)
@@ -114,9 +117,14 @@ def run_job(cfg: DictConfig) -> float:
     return execute(cfg, config, context)
 
 
-def _run_tags(context: JobContext, digest: str, key: str, code: str) -> dict[str, str]:
-    """Tags of a job's run."""
+def _run_tags(context: JobContext, digest: str, key: str, code: str, model: dict[str, object]) -> dict[str, str]:
+    """Tags of a job's run (``model``: :func:`~evoexp.job.prepare.model_facts`)."""
     tags = {
+        Tags.MODEL_TARGET: str(model["target"]),
+        Tags.MODEL_LIBRARY: str(model["library"]),
+        Tags.MODEL_LIBRARY_VERSION: str(model["library_version"]),
+        Tags.MODEL_PARAMS: str(model["params"]),
+        Tags.SURROGATE_INSTALLED: str(model["surrogate"]),
         Tags.JOB: str(context.job),
         Tags.CONFIG_HASH: digest,
         Tags.ANN_HASH: key,
@@ -162,7 +170,9 @@ def execute(cfg: DictConfig, config: Config, context: JobContext) -> float:
     """
     torch.set_num_threads(config.threads)
     tracker = make_tracker(config.tracking, root=context.root, invocation=context.invocation)
-    digest, key, code = config_hash(cfg), ann_hash(cfg), code_identity()
+    sources = source_digests(config.model, config.ann, config.dataset)  # the user's files: part of the identity
+    identity = {**to_plain(cfg), "sources": sources} if sources else cfg
+    digest, key, code = config_hash(identity), ann_hash(identity), code_identity()
     record = JobOutcome(
         "finished",
         job=context.job,
@@ -222,29 +232,28 @@ def _train(
     Raises:
         ConfigTaken: Another invocation claimed the config first (nothing was trained).
     """
-    data = build_dataset(config)  # a dataset that cannot be built fails before a run exists
-    if config.model.path is not None:
-        build_nir(config, data)  # so does a graph that does not fit the data
+    prepared = prepare(config)  # data, network, surrogate or ANN that fail their checks fail before a run exists
     with tracker.start_run(
         run_name=str(record.run_name),
-        tags=_run_tags(context, digest, key, code),
+        tags=_run_tags(context, digest, key, code, model_facts(config, prepared)),
         params=flatten(to_plain(cfg)),
         parent_run_id=context.parent_run_id,
         mirror=axis_keys(context.overrides, context.axes),
         claim=claim,
     ) as run:
         record.run_id = run.run_id
-        run.log_dataset(data, source=config.dataset.kwargs(seed=config.seed))
-        if config.model.path is not None:
-            run.log_artifact(Path(config.model.path), artifact_path=NIR_ARTIFACT_PATH)
+        run.log_dataset(prepared.data, source=config.dataset.source())
+        nir_path = config.model.args.get("path") if config.model.path == "evoexp.nir.nir_network" else None
+        if nir_path is not None:
+            run.log_artifact(Path(nir_path), artifact_path=NIR_ARTIFACT_PATH)
         if config.crosscheck.enabled:
-            outcome = run_crosscheck(config, data=data, output_dir=context.output_dir)
+            outcome = run_crosscheck(config, data=prepared.data, output_dir=context.output_dir)
             run.log_artifacts(context.output_dir / CROSSCHECK_ARTIFACT_PATH, artifact_path=CROSSCHECK_ARTIFACT_PATH)
         else:
             baseline = ann_baseline(
                 tracker, key, config.tracking, run, root=context.root, parent_run_id=context.parent_run_id
             )
-            outcome = run_experiment(config, data=data, run=run, ann_baseline=baseline)
+            outcome = run_experiment(config, prepared=prepared, run=run, ann_baseline=baseline)
         files = write_outputs(context.output_dir, cfg, config, outcome, config_hash=digest, code_identity=code)
         run.log_metrics(outcome.metrics)
         if outcome.diverged is not None:

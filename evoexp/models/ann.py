@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
@@ -66,12 +67,15 @@ class ANN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Logits ``[batch, output_size]`` for features ``[batch, input_size]`` (cast to the parameters' dtype).
 
+        Features of another per-sample shape with ``input_size`` values (an image ``[batch, C, H, W]``) are
+        flattened.
+
         Raises:
             ValueError: ``x`` has the wrong shape.
         """
-        if x.dim() != 2 or x.shape[1] != self.input_size:
+        if x.dim() < 2 or math.prod(x.shape[1:]) != self.input_size:
             raise ValueError(f"x must have shape [batch, {self.input_size}], got {tuple(x.shape)}")
-        h = x.to(self.readout.weight.dtype)
+        h = x.flatten(1).to(self.readout.weight.dtype)
         for layer in self.hidden:
             h = self.activation(layer(h))
         return self.readout(h)

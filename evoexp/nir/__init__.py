@@ -16,7 +16,7 @@ from evoexp.nir.discretise import Decay, node_constants
 from evoexp.nir.errors import NIRError
 from evoexp.nir.export import to_nir
 from evoexp.nir.graph import SUPPORTED_TYPES, read_graph
-from evoexp.nir.network import NIRNetwork, NIRSettings, NodeRecord, from_nir
+from evoexp.nir.network import NIRNetwork, NIRSettings, NodeRecord, from_nir, nir_network
 
 __all__ = [
     "SUPPORTED_TYPES",
@@ -26,6 +26,7 @@ __all__ = [
     "NIRSettings",
     "NodeRecord",
     "from_nir",
+    "nir_network",
     "node_constants",
     "read_graph",
     "to_nir",

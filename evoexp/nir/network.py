@@ -30,7 +30,7 @@ from evoexp.nir.errors import NIRError
 from evoexp.nir.graph import Plan, flatten, plan, read_graph
 from evoexp.surrogate import SurrogateGradient, get_surrogate
 
-__all__ = ["NIRNetwork", "NIRSettings", "NodeRecord", "from_nir"]
+__all__ = ["NIRNetwork", "NIRSettings", "NodeRecord", "from_nir", "nir_network"]
 
 _RESETS = ("subtract", "zero")
 _READOUTS = ("max", "mean", "last")
@@ -369,3 +369,39 @@ def _named(name: str) -> SurrogateGradient:
         return get_surrogate(name)
     except ValueError as error:
         raise NIRError(str(error)) from None
+
+
+def nir_network(
+    path: str | None = None,
+    *,
+    dt: float | None = None,
+    reset: ResetMode | None = None,
+    surrogate: SurrogateGradient | str = "fast_sigmoid",
+    detach_reset: bool = False,
+    readout: ReadoutMode = "max",
+) -> NIRNetwork:
+    """The NIR file ``path`` run by evoexp's engine: the callable of the ``model=nir`` preset.
+
+    NIR carries no time step and no reset mechanism, so ``path``, ``dt`` and ``reset`` are required.
+
+    Args:
+        path: The NIR file (written by ``nir.write``).
+        dt: Simulation step, in the unit of the graph's time constants.
+        reset: ``subtract`` or ``zero``.
+        surrogate: The surrogate shape of every spiking node.
+        detach_reset: Cut the reset out of the backward pass.
+        readout: ``max``, ``mean`` or ``last`` over the readout's membrane trace.
+
+    Raises:
+        ValueError: ``path``, ``dt`` or ``reset`` is missing, or the graph does not run with them (one line naming
+            the argument).
+    """
+    for key, value, why in (("path", path, "the NIR file"), ("dt", dt, "NIR carries no time step"),
+                            ("reset", reset, "NIR leaves the reset mechanism open: subtract or zero")):
+        if value is None:
+            raise ValueError(f"{key} is required with model=nir ({why}); give model.{key}=...")
+    assert path is not None
+    try:
+        return from_nir(path, dt=dt, reset=reset, surrogate=surrogate, detach_reset=detach_reset, readout=readout)
+    except NIRError as exc:
+        raise ValueError(f"path: {exc}") from None

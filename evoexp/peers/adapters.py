@@ -22,6 +22,13 @@ user's model) an adapter
   then hold them fixed exactly as autograd does (docs/design/verification.md, the first rule);
 * **probes** the library's own spike function against the derivative declared for it (the equal evoexp shape, else
   the library's documented formula, :mod:`evoexp.peers.documented`) for the suite's runtime surrogate check.
+
+On the job's live network (not a copy), each adapter is also a
+:class:`~evoexp.verification.spiking.TrainingAdapter`: :meth:`NeuronAdapter.install_surrogate` puts an evoexp shape
+into every neuron (its ``spike``: Heaviside forward, the shape's derivative backward; for SpikingJelly, which keeps the
+spike function as a submodule, an :class:`EvoexpSpike` module; Norse neurons, which call ``threshold`` by name, get a
+pair of forward hooks that route that call to it), and :meth:`NeuronAdapter.reset_state` resets the neurons before
+each forward.
 """
 
 from __future__ import annotations
@@ -43,12 +50,13 @@ from torch.overrides import TorchFunctionMode
 from evoexp.peers.documented import documented_for
 from evoexp.peers.names import get_peer
 from evoexp.surrogate import SurrogateGradient, get_surrogate
-from evoexp.verification.spiking import SpikeProbe
+from evoexp.verification.spiking import InstalledSurrogate, SpikeProbe
 from evoexp.verification.surrogate_check import describe_spike_fn
 
 __all__ = [
     "DEFAULT_SUBSTITUTE",
     "PEER_ADAPTERS",
+    "EvoexpSpike",
     "NeuronAdapter",
     "NeuronSwap",
     "NorseAdapter",
@@ -173,6 +181,24 @@ class _SmoothSpike(nn.Module):
         return f"{self.shape!r} smooth"
 
 
+class EvoexpSpike(nn.Module):
+    """An evoexp shape installed as a library's spike function: forward ``H(x) = [x > 0]``, backward its derivative.
+
+    A module, so that it can replace SpikingJelly's ``surrogate_function`` submodule as well as snnTorch's
+    ``spike_grad``; the adapters recognise it as its shape (the runtime check compares it with ``shape.derivative``).
+    """
+
+    def __init__(self, shape: SurrogateGradient) -> None:
+        super().__init__()
+        self.shape = shape
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.shape.spike(x)
+
+    def extra_repr(self) -> str:
+        return repr(self.shape)
+
+
 class _SameDtype(nn.Module):
     """A spike function whose output is cast back to the input's dtype (the library's backward is kept)."""
 
@@ -206,6 +232,8 @@ def _as_shape(spike_fn: Any) -> SurrogateGradient | None:
     """The evoexp shape behind ``spike_fn`` when it is one (``shape``, ``shape.spike``, ``shape.smooth``)."""
     if isinstance(spike_fn, SurrogateGradient):
         return spike_fn
+    if isinstance(spike_fn, EvoexpSpike):
+        return spike_fn.shape
     owner = getattr(spike_fn, "__self__", None)
     return owner if isinstance(owner, SurrogateGradient) else None
 
@@ -372,7 +400,7 @@ class NeuronAdapter(ABC):
                 primitive=declared.primitive,
                 slope=declared.slope,
                 kinks=declared.kinks,
-                heaviside_at_zero=self.heaviside_at_zero,
+                heaviside_at_zero=0.0 if _as_shape(spike_fn) is not None else self.heaviside_at_zero,
             )
             for (label, _), (spike_fn, declared, names) in groups.items()
         ]
@@ -390,6 +418,40 @@ class NeuronAdapter(ABC):
                 + ", ".join(f"{s.name or s.neuron} ({s.original})" for s in substituted)
                 + f": substituted {self.substitute!r}, so the check covers the library's BPTT with that surrogate")
         return notes + self.caveats()
+
+    # ---- the TrainingAdapter hook (the job's live network) ----
+
+    def install_surrogate(self, model: nn.Module, shape: SurrogateGradient) -> list[InstalledSurrogate]:
+        """Make every neuron of this library in ``model`` spike with ``shape`` (an :class:`EvoexpSpike`), in place.
+
+        Raises:
+            ValueError: A neuron cannot take it (the message starts with the neuron's module path).
+        """
+        installed = []
+        for name, module in model.named_modules():
+            if self.owns(module):
+                previous = describe_spike_fn(self.spike_fn(module))
+                self.adopt(name, module, self.spike_of(shape))
+                installed.append(InstalledSurrogate(name, self.name, type(module).__name__, previous, repr(shape)))
+        return installed
+
+    def spike_of(self, shape: SurrogateGradient) -> Any:
+        """What the library's neurons call for ``shape`` (default: its bound ``spike``, a plain function call)."""
+        return shape.spike
+
+    def adopt(self, name: str, module: nn.Module, spike_fn: Any) -> None:
+        """Install ``spike_fn`` into the live neuron ``module`` (default: :meth:`install`).
+
+        Raises:
+            ValueError: The neuron cannot take it; the message starts with ``name``.
+        """
+        self.install(module, spike_fn)
+
+    def reset_state(self, model: nn.Module) -> None:
+        """:meth:`reset` every neuron of this library in ``model``."""
+        for module in model.modules():
+            if self.owns(module):
+                self.reset(module)
 
     def swaps(self, model: nn.Module) -> list[NeuronSwap]:
         """What the current mode put in place of each neuron's spike function, in module order."""
@@ -484,6 +546,12 @@ class SnnTorchAdapter(NeuronAdapter):
         """Cast snnTorch's float32 spikes back to the membrane's dtype."""
         return _SameDtype(spike_fn)
 
+    def reset_state(self, model: nn.Module) -> None:
+        """Reset the neurons that keep their state between calls (``init_hidden=True``); the others get it passed."""
+        for module in model.modules():
+            if self.owns(module) and getattr(module, "init_hidden", False):
+                self.reset(module)
+
     def reset(self, module: nn.Module) -> None:
         """Empty every hidden state (snnTorch registers exactly its hidden states as non-persistent buffers)."""
         # a buffer or parameter of every snnTorch neuron: the copy's dtype and device
@@ -518,6 +586,10 @@ class SpikingJellyAdapter(NeuronAdapter):
         if not _from(spike_fn, "spikingjelly") or not hasattr(spike_fn, "_sg_params"):
             return None
         return f"spikingjelly:{type(spike_fn).__name__}", dict(spike_fn._sg_params)
+
+    def spike_of(self, shape: SurrogateGradient) -> Any:
+        """An :class:`EvoexpSpike`: SpikingJelly keeps its spike function as the submodule ``surrogate_function``."""
+        return EvoexpSpike(shape)
 
     def own_primitive(self, spike_fn: Any) -> Any | None:
         """The surrogate's own class with ``spiking=False`` (forward = its primitive), when it has a primitive."""
@@ -558,6 +630,45 @@ class _NorseThreshold:
         return f"norse threshold(method={self.method!r}, alpha={self.alpha:g})"
 
 
+_NORSE_SPIKE = "evoexp_spike_fn"
+"""Attribute of a Norse neuron that holds its installed spike function (see :class:`_NorseInstalled`)."""
+
+
+@functools.cache
+def _norse_functionals() -> tuple[Any, ...]:
+    """Norse's functional modules that bind ``threshold`` (read once: a neuron's forward runs every time step)."""
+    return tuple(m for name, m in list(sys.modules.items())
+                 if name.startswith("norse.torch.functional") and inspect.isfunction(getattr(m, "threshold", None)))
+
+
+class _NorseInstalled:
+    """Forward hooks of a Norse neuron with an installed spike function.
+
+    While the neuron runs, every ``threshold`` of Norse's functional modules is replaced by a function that calls the
+    neuron's ``evoexp_spike_fn``; the previous functions are restored afterwards (also after an exception). Patching is
+    unavoidable: Norse binds ``threshold`` by name and has no hook for a user spike function.
+    """
+
+    def __init__(self) -> None:
+        self.saved: list[list[tuple[Any, Any]]] = []
+
+    def before(self, module: nn.Module, args: Any) -> None:
+        spike_fn = getattr(module, _NORSE_SPIKE)
+
+        def threshold(x: Tensor, method: str, alpha: float) -> Tensor:
+            return spike_fn(x)
+
+        patched = [(m, m.threshold) for m in _norse_functionals()]
+        for functional, _ in patched:
+            setattr(functional, "threshold", threshold)  # noqa: B010 - a module attribute, mypy cannot see it
+        self.saved.append(patched)
+
+    def after(self, module: nn.Module, args: Any, output: Any) -> None:
+        if self.saved:
+            for functional, original in self.saved.pop():
+                setattr(functional, "threshold", original)  # noqa: B010
+
+
 class NorseAdapter(NeuronAdapter):
     """Norse 1.1 neurons whose parameters ``p`` carry a threshold ``method`` and ``alpha`` (``LIFCell``, ``LIF``, ...).
 
@@ -568,6 +679,7 @@ class NorseAdapter(NeuronAdapter):
     """
 
     name = "norse"
+    stateless = True
 
     def owns(self, module: nn.Module) -> bool:
         """Norse modules whose parameters have ``method`` and ``alpha``."""
@@ -575,12 +687,26 @@ class NorseAdapter(NeuronAdapter):
         return _from(module, "norse") and hasattr(p, "method") and hasattr(p, "alpha")
 
     def spike_fn(self, module: nn.Module) -> Any:
-        """``threshold(x, p.method, p.alpha)``."""
+        """The installed spike function, else ``threshold(x, p.method, p.alpha)``."""
+        installed = getattr(module, _NORSE_SPIKE, None)
         p: Any = getattr(module, "p")  # noqa: B009 - Norse's parameter tuple (checked by owns)
-        return _NorseThreshold(p.method, float(p.alpha))
+        return installed if installed is not None else _NorseThreshold(p.method, float(p.alpha))
 
     def install(self, module: nn.Module, spike_fn: Any) -> None:
-        """Nothing: Norse calls ``threshold`` by name (see :meth:`forward_context`)."""
+        """Set the installed spike function of a neuron that has one.
+
+        Otherwise nothing: Norse calls ``threshold`` by name (see :meth:`forward_context`).
+        """
+        if getattr(module, _NORSE_SPIKE, None) is not None:
+            setattr(module, _NORSE_SPIKE, spike_fn)
+
+    def adopt(self, name: str, module: nn.Module, spike_fn: Any) -> None:
+        """Give the neuron the hooks of :class:`_NorseInstalled` (once) and ``spike_fn`` as its spike function."""
+        if getattr(module, _NORSE_SPIKE, None) is None:
+            hooks = _NorseInstalled()
+            module.register_forward_pre_hook(hooks.before)
+            module.register_forward_hook(hooks.after, always_call=True)
+        setattr(module, _NORSE_SPIKE, spike_fn)
 
     def identify(self, spike_fn: Any) -> Peer | None:
         """``norse:<method>`` with its ``alpha``."""

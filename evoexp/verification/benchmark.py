@@ -1,8 +1,8 @@
 """SNN versus its ANN twin: the same split, seeds, optimiser and epochs; accuracy, loss, time and size.
 
 :meth:`ComparativeBenchmark.benchmark_training` trains both models once per seed with
-:func:`evoexp.training.train_model` (the training pipeline of the Hydra app, which builds its benchmark from the same
-:class:`SeedRun`/:class:`BenchmarkResult` types). Per seed it keeps the per-epoch curves and the test numbers at the
+:func:`evoexp.training.train_model` and compares them with :func:`compare_training`, which the Hydra job calls too
+with the runs it trained (or reused) itself. Per seed it keeps the per-epoch curves and the test numbers at the
 best-validation and at the last epoch; over seeds it reports the mean and sample standard deviation (NaN for a
 single seed) of the final losses and accuracies and of the time per epoch, plus the SNN/ANN ratios.
 
@@ -39,6 +39,7 @@ __all__ = [
     "ModelSpec",
     "RunCallback",
     "SeedRun",
+    "compare_training",
 ]
 
 ModelSpec = nn.Module | Callable[[int], nn.Module]
@@ -364,8 +365,7 @@ class ComparativeBenchmark:
         make_optimizer, optimizer_name, lr_used = _optimizer_factory(optimizer, lr)
 
         split_used = "loaders" if isinstance(data, BenchmarkLoaders) else eval_split
-        runs: dict[str, list[SeedRun]] = {"snn": [], "ann": []}
-        n_params: dict[str, int] = {}
+        runs: dict[str, list[TrainingRun]] = {"snn": [], "ann": []}
         for seed in seeds:
             loaders = (
                 data
@@ -381,27 +381,27 @@ class ComparativeBenchmark:
                 if not optimizer_name:  # a factory: describe what it builds
                     optimizer_name = type(built).__name__
                     lr_used = float(built.param_groups[0].get("lr", math.nan))
-                run = train_model(
-                    model,
-                    train,
-                    train if held_out is None else held_out,
-                    test,
-                    epochs=epochs,
-                    optimizer=built,
-                    loss_fn=loss_fn,
-                    rate_reg=rate_reg if name == "snn" else 0.0,
-                    target_rate=target_rate,
-                    grad_clip=grad_clip,
-                    patience=patience,
-                    min_delta=min_delta,
-                    on_epoch=None if on_epoch is None else _bind(on_epoch, name, seed),
-                    label=name,
+                runs[name].append(
+                    train_model(
+                        model,
+                        train,
+                        train if held_out is None else held_out,
+                        test,
+                        epochs=epochs,
+                        optimizer=built,
+                        loss_fn=loss_fn,
+                        rate_reg=rate_reg if name == "snn" else 0.0,
+                        target_rate=target_rate,
+                        grad_clip=grad_clip,
+                        patience=patience,
+                        min_delta=min_delta,
+                        on_epoch=None if on_epoch is None else _bind(on_epoch, name, seed),
+                        label=name,
+                    )
                 )
-                n_params.setdefault(name, run.n_params)
-                runs[name].append(SeedRun.from_training(run, seed=seed, warmup_epochs=warmup_epochs))
-        return BenchmarkResult(
-            snn=ModelBenchmark("snn", n_params["snn"], runs["snn"]),
-            ann=ModelBenchmark("ann", n_params["ann"], runs["ann"]),
+        return compare_training(
+            runs["snn"],
+            runs["ann"],
             seeds=seeds,
             epochs=epochs,
             warmup_epochs=warmup_epochs,
@@ -449,6 +449,53 @@ def _optimizer_factory(optimizer: str | OptimizerFactory, lr: float) -> tuple[Op
         raise ValueError(f"lr must be a positive number, got {lr!r}")
     optimizer_cls = _OPTIMIZERS[optimizer]
     return (lambda params: optimizer_cls(params, lr=lr)), optimizer, float(lr)
+def compare_training(
+    snn: Sequence[TrainingRun],
+    ann: Sequence[TrainingRun],
+    *,
+    seeds: Sequence[int],
+    epochs: int,
+    warmup_epochs: int,
+    optimizer: str,
+    lr: float,
+    eval_split: str,
+) -> BenchmarkResult:
+    """The SNN-vs-ANN comparison of trained runs: one :class:`~evoexp.training.TrainingRun` per seed and model.
+
+    Each run's evaluation numbers are its validation set's (:meth:`SeedRun.from_training`); parameter counts are the
+    first run's.
+
+    Args:
+        snn: The SNN's runs, in the order of ``seeds``.
+        ann: The ANN's runs, in the order of ``seeds``.
+        seeds: The seeds.
+        epochs: Epoch budget of each run (warm-up included).
+        warmup_epochs: Leading epochs left out of the time per epoch.
+        optimizer: Name of the optimiser both were trained with.
+        lr: Its learning rate.
+        eval_split: Where the evaluation numbers come from (``"val"``, ``"test"``, ``"loaders"``).
+
+    Raises:
+        ValueError: The run lists and ``seeds`` differ in length, or are empty.
+    """
+    if not seeds or len(snn) != len(seeds) or len(ann) != len(seeds):
+        raise ValueError(
+            f"need one run per seed and model, got {len(snn)} SNN and {len(ann)} ANN runs for {len(seeds)} seeds"
+        )
+    models = {}
+    for name, runs in (("snn", snn), ("ann", ann)):
+        seed_runs = [SeedRun.from_training(r, seed=seed, warmup_epochs=warmup_epochs) for r, seed in zip(runs, seeds)]
+        models[name] = ModelBenchmark(name, runs[0].n_params, seed_runs)
+    return BenchmarkResult(
+        snn=models["snn"],
+        ann=models["ann"],
+        seeds=list(seeds),
+        epochs=epochs,
+        warmup_epochs=warmup_epochs,
+        optimizer=optimizer,
+        lr=lr,
+        eval_split=eval_split,
+    )
 
 
 def _bind(on_epoch: RunCallback, name: str, seed: int) -> Callable[[int, Mapping[str, float]], None]:

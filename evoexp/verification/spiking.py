@@ -15,6 +15,11 @@ SpikingJelly and Norse networks (``pyproject.toml`` declares it; the verifiers n
 the private copy, each neuron's spike function for one whose forward is a smooth primitive and whose backward its
 derivative, and replay every detached value as a constant. :func:`register_adapter` is the one registry: it adds
 another library's adapter, or replaces a registered one of the same name.
+
+An adapter that also implements :class:`TrainingAdapter` serves the job's *live* network (not a copy): the job installs
+the configured surrogate into every neuron with :func:`install_surrogate` and makes every forward start from the
+neurons' initial state with :func:`keep_state_fresh` (SpikingJelly's nodes and snnTorch's ``init_hidden`` neurons
+otherwise carry their state, and its graph, from one batch to the next).
 """
 
 from __future__ import annotations
@@ -31,15 +36,22 @@ from torch import Tensor, nn
 
 from evoexp.models.layer import SpikingLayer
 from evoexp.models.snn import SNN, LIFLayer
+from evoexp.surrogate import SurrogateGradient
 from evoexp.verification.surrogate_check import DEFAULT_EXTREMES, FINITE_EXTREMES
 
 __all__ = [
     "ADAPTER_ENTRY_POINTS",
     "EvoexpAdapter",
+    "FreshState",
+    "InstalledSurrogate",
     "PrivateCopy",
     "SpikeProbe",
     "SpikingAdapter",
+    "TrainingAdapter",
     "adapters",
+    "claiming_adapters",
+    "install_surrogate",
+    "keep_state_fresh",
     "private_copy",
     "register_adapter",
 ]
@@ -121,10 +133,49 @@ class SpikingAdapter(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class InstalledSurrogate:
+    """One neuron whose spike function :func:`install_surrogate` replaced.
+
+    Attributes:
+        module: The neuron's module path in the network.
+        library: The adapter's name (``"snntorch"``, ...).
+        neuron: The neuron's class name.
+        previous: The spike function it had (readable label).
+        installed: The surrogate it has now (``repr`` of the evoexp shape).
+    """
+
+    module: str
+    library: str
+    neuron: str
+    previous: str
+    installed: str
+
+
+@runtime_checkable
+class TrainingAdapter(Protocol):
+    """What the job needs from one library to train its networks: surrogates installed, state reset per forward."""
+
+    name: str
+
+    def install_surrogate(self, model: nn.Module, shape: SurrogateGradient) -> list[InstalledSurrogate]:
+        """Make every neuron of this library in ``model`` (in place) spike with ``shape``'s forward and backward.
+
+        Raises:
+            ValueError: A neuron cannot take ``shape``; the message starts with its module path.
+        """
+        ...
+
+    def reset_state(self, model: nn.Module) -> None:
+        """Put every neuron of this library in ``model`` back to its initial state."""
+        ...
+
+
 class EvoexpAdapter:
     """evoexp's networks of :class:`~evoexp.models.layer.SpikingLayer` (smooth mode and ``replay_reset`` built in)."""
 
     name = "evoexp"
+    stateless = True
 
     def claims(self, model: nn.Module) -> bool:
         """True if ``model`` contains a :class:`~evoexp.models.layer.SpikingLayer`."""
@@ -216,6 +267,18 @@ class EvoexpAdapter:
         """Nothing to state: smooth mode runs each layer's own surrogate primitive."""
         return []
 
+    def install_surrogate(self, model: nn.Module, shape: SurrogateGradient) -> list[InstalledSurrogate]:
+        """Set ``surrogate`` of every LIF layer."""
+        installed = []
+        for name, module in model.named_modules():
+            if isinstance(module, LIFLayer):
+                installed.append(InstalledSurrogate(name, self.name, "LIFLayer", repr(module.surrogate), repr(shape)))
+                module.surrogate = shape
+        return installed
+
+    def reset_state(self, model: nn.Module) -> None:
+        """Nothing: LIF layers keep no state between forwards."""
+
 
 def _node_derivative(layer: SpikingLayer) -> Callable[[Tensor], Tensor]:
     """The declared derivative at the membrane offsets the layer's probe really reaches (``probe_offset``)."""
@@ -274,6 +337,64 @@ def _register_plugin_adapters(model: nn.Module) -> None:
 def adapters() -> tuple[SpikingAdapter, ...]:
     """The registered adapters, in the order they are asked."""
     return tuple(_ADAPTERS)
+
+
+def claiming_adapters(model: nn.Module) -> list[SpikingAdapter]:
+    """The adapters (plug-ins loaded as needed) that claim ``model``: one per library whose neurons it holds."""
+    _register_plugin_adapters(model)
+    return [a for a in _ADAPTERS if a.claims(model)]
+
+
+def install_surrogate(model: nn.Module, shape: SurrogateGradient) -> list[InstalledSurrogate]:
+    """Install ``shape`` into every spiking neuron of ``model``, in place, through the adapters that claim it.
+
+    Returns:
+        One record per neuron (empty when no adapter claims the model: it holds no neuron a registered library
+        adapter knows).
+
+    Raises:
+        ValueError: A neuron cannot take ``shape``, or its library's adapter cannot install surrogates; the message
+            starts with the neuron's module path or the adapter's name.
+    """
+    installed: list[InstalledSurrogate] = []
+    for adapter in claiming_adapters(model):
+        if not isinstance(adapter, TrainingAdapter):
+            raise ValueError(f"the {adapter.name} adapter cannot install surrogates (it implements no TrainingAdapter)")
+        installed.extend(adapter.install_surrogate(model, shape))
+    return installed
+
+
+class FreshState:
+    """Forward pre-hook that resets the neurons of the named libraries before every forward (:func:`keep_state_fresh`).
+
+    It finds the neurons in the module it is called with, so a deep copy resets its own.
+    """
+
+    def __init__(self, libraries: tuple[str, ...]) -> None:
+        self.libraries = libraries
+
+    def __call__(self, module: nn.Module, args: object) -> None:
+        for adapter in _ADAPTERS:
+            if adapter.name in self.libraries and isinstance(adapter, TrainingAdapter):
+                adapter.reset_state(module)
+
+
+def keep_state_fresh(model: nn.Module) -> tuple[str, ...]:
+    """Make every forward of ``model`` start from its neurons' initial state (a :class:`FreshState` pre-hook).
+
+    Adapters with a true ``stateless`` attribute (evoexp's, Norse's: state passed explicitly) are left out.
+
+    Returns:
+        The names of the libraries whose neurons are reset (empty: no hook registered).
+    """
+    libraries = tuple(
+        a.name
+        for a in claiming_adapters(model)
+        if isinstance(a, TrainingAdapter) and not getattr(a, "stateless", False)
+    )
+    if libraries:
+        model.register_forward_pre_hook(FreshState(libraries))
+    return libraries
 
 
 @dataclass

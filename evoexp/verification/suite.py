@@ -32,8 +32,16 @@ from evoexp.verification.report import generate_report
 from evoexp.verification.sign import measure_sign_disagreement
 from evoexp.verification.spiking import private_copy
 from evoexp.verification.stability import Batch, LossFn, NumericalStabilityTester, OptimizerFactory
+from evoexp.verification.surrogate_check import SurrogateVerificationResult
 
-__all__ = ["CHECKS", "OPT_IN", "BackpropagationVerificationSuite", "ProgressCallback", "VerificationOptions"]
+__all__ = [
+    "CHECKS",
+    "OPT_IN",
+    "BackpropagationVerificationSuite",
+    "ProgressCallback",
+    "VerificationOptions",
+    "check_spike_functions",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -291,25 +299,8 @@ class BackpropagationVerificationSuite:
         with several distinct spike functions the first failing one (else the first) is returned, naming the others
         in its warnings. Other models with a ``surrogate`` attribute are checked through ``surrogate.spike``.
         """
-        work = private_copy(model)
-        probes = work.adapter.spike_probes(work.model) if work.adapter is not None else []
-        if probes:
-            results = [
-                self.verifier.verify_surrogate_gradient(
-                    probe.spike_fn,
-                    probe.derivative,
-                    **{
-                        "primitive": probe.primitive,
-                        "slope": probe.slope,
-                        "name": probe.name,
-                        "kinks": probe.kinks,
-                        "heaviside_at_zero": probe.heaviside_at_zero,
-                        "extremes": probe.extremes,
-                        **opts.surrogate_kwargs,
-                    },
-                )
-                for probe in probes
-            ]
+        results = check_spike_functions(model, self.verifier, **opts.surrogate_kwargs)
+        if results:
             failed = [r for r in results if not r.passed]
             chosen = (failed or results)[0]
             if len(results) > 1:
@@ -377,6 +368,39 @@ class BackpropagationVerificationSuite:
         )
         kwargs: dict[str, Any] = {"optimizer": make_optimizer, "loss_fn": loss, **opts.benchmark_kwargs}
         return self.benchmark.benchmark_training(model, ann, loaders, **kwargs)
+
+
+def check_spike_functions(
+    model: nn.Module, verifier: GradientVerifier | None = None, **kwargs: Any
+) -> list[SurrogateVerificationResult]:
+    """The runtime surrogate check of each distinct spike function of ``model``'s neurons, through its adapter.
+
+    Each :class:`~evoexp.verification.spiking.SpikeProbe` of the adapter that claims a private copy of ``model`` (one
+    per spike function and declared derivative) is checked with
+    :meth:`~evoexp.verification.gradient.GradientVerifier.verify_surrogate_gradient`, with its kinks on the grid and
+    its H(0) convention; ``kwargs`` (``x_range``, ``n_points``, ``h``, ...) go to every check.
+
+    Returns:
+        One result per probe (empty for a model that no adapter claims).
+    """
+    verifier = verifier or GradientVerifier()
+    work = private_copy(model)
+    probes = work.adapter.spike_probes(work.model) if work.adapter is not None else []
+    return [
+        verifier.verify_surrogate_gradient(
+            probe.spike_fn,
+            probe.derivative,
+            **{
+                "primitive": probe.primitive,
+                "slope": probe.slope,
+                "name": probe.name,
+                "kinks": probe.kinks,
+                "heaviside_at_zero": probe.heaviside_at_zero,
+                **kwargs,
+            },
+        )
+        for probe in probes
+    ]
 
 
 def _first_samples(loader: Iterable[Batch], n: int) -> tuple[Tensor, Tensor]:

@@ -66,7 +66,7 @@ def _preset_clash(exc: BaseException, argv: Sequence[str]) -> str | None:
     """The message for a preset that sets a key the command line's option of that group does not have, else None.
 
     Example: ``experiment=smoke dataset=digits``: the preset sets ``dataset.n_classes``, which the digits schema
-    lacks; Hydra blames the preset alone ("In 'experiment/smoke': Key 'n_classes' not in 'DigitsConfig'").
+    lacks; Hydra blames the preset alone ("In 'experiment/smoke': Key 'n_classes' not in 'make_digits_config'").
     """
     cause = exc.__cause__ or exc.__context__
     preset = re.match(r"In '([^'/]+)/([^']+)'", str(exc))

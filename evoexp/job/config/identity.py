@@ -7,8 +7,13 @@ package's source and the torch version. Re-running a sweep skips a job only when
 AND the same code identity (tag ``Tags.CODE_IDENTITY`` of :mod:`evoexp.keys`); after a fix to the engine every job runs
 again, unless ``tracking.reuse_across_code=true`` says that runs of other code may be served.
 
+A job whose network, ANN or dataset callable is defined outside evoexp (``model._target_=my_nets.Net``) also holds a
+digest of that source file under ``sources`` (:func:`evoexp.job.config.targets.source_digests`), so editing it runs
+the job again.
+
 The ANN twin's identity keeps only what the ANN's training depends on (:data:`ANN_KEYS`: data, sizes, activation,
-trainer and early stopping, seed), so the SNN jobs of a surrogate x slope sweep share one ANN per seed; a stored
+trainer and early stopping, seed; the ``ann`` node holds its call, e.g. the twin's hidden sizes), so the SNN jobs of a
+surrogate x slope sweep share one ANN per seed; a stored
 ANN is reused under the same rule about the code identity.
 """
 
@@ -44,13 +49,14 @@ ANN_KEYS = (
     "seed",
     "dataset",
     "trainer",
-    "model.hidden_sizes",
-    "model.ann_activation",
+    "ann",
+    "sources.ann",
+    "sources.dataset",
     "model.path",  # a NIR graph's hidden sizes are the ANN twin's
     "verifier.convergence.patience",
     "verifier.convergence.min_delta",
 )
-"""Every config key the ANN twin's construction and training read (see :func:`evoexp.job.build.build_ann` and
+"""Every config key the ANN's construction and training read (see :func:`evoexp.job.build.build_ann` and
 :func:`evoexp.job.build.training_options`), minus :data:`SNN_ONLY_KEYS`."""
 SNN_ONLY_KEYS = ("trainer.rate_reg", "trainer.target_rate")
 _EXCLUDED_SOURCE = ("analysis", "job/analysis")

@@ -6,14 +6,15 @@ option fails during composition. Value constraints (``surrogate.slope > 0``, ``d
 in each schema's ``__post_init__`` and run when :func:`evoexp.job.config.load_config` instantiates the schema; every
 message names the dotted config key, e.g. ``surrogate.slope must be a finite number > 0, got -1.0``.
 
-The schemas only describe and validate. Building objects from them (surrogates, datasets, models, optimisers) is
-done by :mod:`evoexp.job.build`.
+The ``model``, ``dataset`` and ``ann`` groups have no schema here: each is a constructor call (``_target_`` and the
+callable's arguments) checked against the callable's signature (:mod:`evoexp.job.config.targets`), whose own body
+checks the values when it is called (before any run). The schemas only describe and validate. Building objects from
+them (surrogates, datasets, models, optimisers) is done by :mod:`evoexp.job.build`.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import logging
 import math
 import os
 import tempfile
@@ -25,35 +26,24 @@ from omegaconf import MISSING
 
 from evoexp.crosscheck.catalogue import CATALOGUE
 from evoexp.crosscheck.libraries import LIBRARIES
-from evoexp.data.shd import N_CHANNELS, N_CLASSES, check_layout, check_sources
 from evoexp.job.tracking import check_experiment_name
-from evoexp.models.snn import ESCAPE_MODES
-from evoexp.nir.errors import NIRError
-from evoexp.nir.network import from_nir
 from evoexp.peers.names import get_peer
 from evoexp.surrogate import available_surrogates, get_surrogate
 from evoexp.verification.suite import CHECKS
 
 __all__ = [
-    "DATASET_SCHEMAS",
     "AlignmentCheckConfig",
     "CirculationCheckConfig",
     "Config",
     "ConvergenceCheckConfig",
     "CrosscheckConfig",
     "DebugConfig",
-    "DigitsConfig",
     "EscapeNoiseCheckConfig",
     "GradientCheckConfig",
-    "ModelConfig",
-    "RandmanConfig",
-    "ShdConfig",
     "SignCheckConfig",
-    "SscConfig",
     "StabilityCheckConfig",
     "SurrogateCheckConfig",
     "SurrogateConfig",
-    "SyntheticConfig",
     "TrackingConfig",
     "TrainerConfig",
     "VerifierConfig",
@@ -85,44 +75,6 @@ def _one_of(key: str, value: str, options: tuple[str, ...]) -> None:
     """Raise a ValueError naming ``key`` and listing ``options`` unless ``value`` is one of them."""
     if value not in options:
         raise ValueError(f"{key} must be one of {', '.join(options)}; got {value!r}")
-
-
-def _split(key: str, split: list[float], *, from_files: frozenset[str] = frozenset()) -> None:
-    """Raise a ValueError naming ``key`` unless ``split`` is three fractions > 0 summing to 1.
-
-    The validation split is where the objective and the best epoch are measured, the test split where the test
-    accuracy is: an empty one would be logged as a result (accuracy 0 or NaN) instead of failing. Splits named in
-    ``from_files`` (``"validation"``, ``"test"``) come from their own files and may have fraction 0.
-    """
-    if len(split) != 3 or any(not math.isfinite(f) or f < 0 for f in split) or split[0] <= 0:
-        raise ValueError(f"{key} must be three fractions >= 0 (train > 0), got {list(split)!r}")
-    for name, fraction in zip(("validation", "test"), split[1:]):
-        if fraction == 0 and name not in from_files:
-            raise ValueError(f"{key} leaves the {name} split empty, got {list(split)!r}; every fraction must be > 0")
-    if abs(sum(split) - 1.0) > 1e-6:
-        raise ValueError(f"{key} must sum to 1, got {list(split)!r} (sum {sum(split):g})")
-
-
-def _split_sizes(key: str, per_class: int, split: list[float]) -> None:
-    """Raise a ValueError naming ``key`` when ``per_class`` samples per class leave a split without a sample.
-
-    Mirrors :func:`evoexp.data.stratified_split`: per class, ``round(n * val)`` validation and ``round(n * test)``
-    test samples, the rest for training.
-    """
-
-    def sizes(n: int) -> tuple[int, int, int]:
-        n_val, n_test = round(n * split[1]), round(n * split[2])
-        return n - n_val - n_test, n_val, n_test
-
-    if min(sizes(per_class)) >= 1:
-        return
-    empty = [name for name, size in zip(("train", "validation", "test"), sizes(per_class)) if size < 1]
-    enough = next(n for n in range(per_class + 1, 10**7) if min(sizes(n)) >= 1)
-    raise ValueError(
-        f"{key}={per_class} leaves the {' and '.join(empty)} split{'s' if len(empty) > 1 else ''} empty with "
-        f"dataset.split={list(split)!r} "
-        f"(per class: train, val, test = {sizes(per_class)}); use at least {enough}"
-    )
 
 
 _MAX_SEED = 2**64 - 1
@@ -169,16 +121,6 @@ float32's resolution of the membrane near threshold (about 1e-7), and from about
 
 _TRACKING_SCHEMES = ("file", "sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks", "uc")
 """URI schemes of MLflow tracking stores (a dialect suffix such as ``postgresql+psycopg2`` is allowed)."""
-
-_warned: set[str] = set()
-
-
-def _warn_once(message: str) -> None:
-    """Log ``message`` as one warning line on ``evoexp.job.config``, once per process."""
-    if message not in _warned:
-        _warned.add(message)
-        logging.getLogger("evoexp.job.config").warning(message)
-
 
 def unwritable_location(path: Path) -> str | None:
     """Why nothing can be created at ``path`` (a file, or a directory to create files in), or None when it can.
@@ -253,6 +195,9 @@ class SurrogateConfig:
         peer: A peer library's surrogate (``spikingjelly:PiecewiseQuadratic``, :mod:`evoexp.peers.names`); when set,
             ``name``, ``slope``, ``scale`` and ``params`` become those of the equal evoexp shape.
         peer_params: The peer function's own parameters, e.g. ``{alpha: 1.0}``.
+        install: Install the shape into every spiking neuron of the model (snnTorch, SpikingJelly, Norse and evoexp
+            neurons, through the verifiers' adapters) before anything runs; ``false`` keeps the network's own spike
+            functions (docs/guides/your-network.md).
     """
 
     name: str = "fast_sigmoid"
@@ -261,6 +206,7 @@ class SurrogateConfig:
     params: dict[str, float] = field(default_factory=dict)
     peer: str | None = None
     peer_params: dict[str, float] = field(default_factory=dict)
+    install: bool = True
 
     def __post_init__(self) -> None:
         if self.peer is not None:
@@ -296,318 +242,6 @@ class SurrogateConfig:
         params = shape.params()
         self.name, self.slope, self.scale = shape.name, params.pop("slope"), params.pop("scale")
         self.params = params
-
-
-@dataclass
-class ModelConfig:
-    """Spiking network (``conf/model/``); the ANN twin has the same hidden sizes and ``ann_activation``.
-
-    Time constants are in the unit of ``dt`` (ms in the presets); ``tau_syn: null`` gives the current-free LIF.
-    With ``path`` (``model=nir``) the network is that NIR graph (:func:`evoexp.nir.from_nir`) run at step ``dt``
-    with ``reset``, ``detach_reset``, the surrogate group's shape and the ``readout`` reduction; the other
-    network keys do not apply, and the ANN twin gets the graph's hidden sizes.
-
-    Attributes:
-        name: Label of the preset (``snn``, ``recurrent``, ``deep``).
-        hidden_sizes: Neurons per hidden LIF layer.
-        recurrent: Add recurrent weights to the hidden layers.
-        tau_mem: Membrane time constant (> 0).
-        tau_syn: Synaptic time constant (> 0), or None for no synaptic current.
-        dt: Simulation step (> 0; required with ``model=nir``, whose preset leaves it null).
-        threshold: Firing threshold (> 0).
-        reset: ``subtract`` or ``zero`` (required with ``model=nir``, whose preset leaves it null).
-        detach_reset: Cut the reset out of the backward pass.
-        readout: ``max``, ``mean`` or ``last`` over the readout's membrane trace.
-        readout_beta: Decay of the leaky readout per step, in [0, 1]; None uses the hidden membrane decay.
-        bias: Learn a bias in every layer (hidden and readout).
-        weight_scale: Initial weights are ``N(0, (weight_scale / sqrt(fan_in))^2)``; finite and > 0.
-        ann_activation: Activation of the ANN twin.
-        path: A NIR file (``model=nir``), checked when the config is loaded; None for evoexp's own SNN.
-        escape_noise: Stochastic hidden neurons with escape noise: spikes ~ Bernoulli(sigmoid(escape_noise *
-            (U - threshold))), escape_noise > 0 (seeded by ``seed``); null: deterministic neurons.
-        escape_train: With escape noise, the training forward: ``sample`` (stochastic spikes) or ``mean`` (the
-            firing probability: a differentiable sigmoid network).
-        escape_eval: With escape noise, the evaluation forward (validation, test): ``deterministic`` (the noise-free
-            neuron), ``sample`` (a fresh sample per forward) or ``mean``.
-    """
-
-    name: str = "snn"
-    hidden_sizes: list[int] = field(default_factory=lambda: [128])
-    recurrent: bool = False
-    tau_mem: float = 20.0
-    tau_syn: float | None = 10.0
-    dt: float | None = 2.0
-    threshold: float = 1.0
-    reset: str | None = "subtract"
-    detach_reset: bool = False
-    readout: str = "max"
-    readout_beta: float | None = None
-    bias: bool = True
-    weight_scale: float = 1.0
-    ann_activation: str = "relu"
-    path: str | None = None
-    escape_noise: float | None = None
-    escape_train: str = "sample"
-    escape_eval: str = "deterministic"
-
-    def __post_init__(self) -> None:
-        if self.name == "nir":
-            self._check_nir()
-        if not self.hidden_sizes:
-            raise ValueError("model.hidden_sizes must list at least one layer size, got []")
-        for size in self.hidden_sizes:
-            _at_least("model.hidden_sizes", size, 1)
-        _positive("model.tau_mem", self.tau_mem)
-        _positive("model.tau_syn", self.tau_syn, allow_none=True)
-        _positive("model.dt", self.dt)
-        _positive("model.threshold", self.threshold)
-        assert self.dt is not None
-        taus = (("model.tau_mem", self.tau_mem), ("model.tau_syn", self.tau_syn))
-        short = [(k, t) for k, t in taus if t is not None and self.dt > t]
-        if short:
-            kept = ", ".join(f"exp(-dt/{k.split('.')[1]}) = {math.exp(-self.dt / t):.2g}" for k, t in short)
-            _warn_once(
-                f"model.dt={self.dt:g} is larger than {' and '.join(f'{k}={t:g}' for k, t in short)}: each step keeps "
-                f"only {kept} of the state, so the neuron forgets within one step"
-            )
-        _one_of("model.reset", self.reset, ("subtract", "zero"))  # type: ignore[arg-type]  # None is rejected there
-        _one_of("model.readout", self.readout, ("max", "mean", "last"))
-        if self.readout_beta is not None and not 0 <= self.readout_beta <= 1:
-            raise ValueError(f"model.readout_beta must be in [0, 1] or null, got {self.readout_beta!r}")
-        _positive("model.weight_scale", self.weight_scale)
-        if self.weight_scale > _FLOAT32_MAX:
-            raise ValueError(
-                f"model.weight_scale={self.weight_scale:g} is beyond float32 (max {_FLOAT32_MAX:.3g}): the initial "
-                "weights would be infinite"
-            )
-        _one_of("model.ann_activation", self.ann_activation, ("relu", "tanh", "sigmoid", "gelu", "softplus"))
-        _positive("model.escape_noise", self.escape_noise, allow_none=True)
-        _one_of("model.escape_train", self.escape_train, ("sample", "mean"))
-        _one_of("model.escape_eval", self.escape_eval, ESCAPE_MODES)
-
-    def _check_nir(self) -> None:
-        """``model=nir``: path, dt and reset given, and the graph runs with them (one line naming the key)."""
-        for key, value, why in (
-            ("path", self.path, "the NIR file"),
-            ("dt", self.dt, "NIR carries no time step"),
-            ("reset", self.reset, "NIR leaves the reset mechanism open: subtract or zero"),
-        ):
-            if value is None:
-                raise ValueError(f"model.{key} is required with model=nir ({why}); give model.{key}=...")
-        _positive("model.dt", self.dt)
-        _one_of("model.reset", self.reset, ("subtract", "zero"))  # type: ignore[arg-type]  # None checked above
-        try:
-            # Why the type ignore below: OmegaConf types dt and reset loosely; both were checked just above
-            from_nir(self.path, dt=self.dt, reset=self.reset, surrogate="fast_sigmoid",  # type: ignore[arg-type]
-                     detach_reset=self.detach_reset)
-        except NIRError as exc:
-            raise ValueError(f"model.path: {exc}") from None
-
-
-@dataclass
-class _DatasetBase:
-    """Fields shared by every dataset option.
-
-    Attributes:
-        name: Registry name (:func:`evoexp.data.available_datasets`).
-        time_steps: Number of time steps ``T`` (>= 1).
-        seed: Seed of generation and split; None uses the top-level ``seed``.
-        split: Train/val/test fractions.
-    """
-
-    name: str = MISSING
-    time_steps: int = 100
-    seed: int | None = None
-    split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
-
-    def __post_init__(self) -> None:
-        _at_least("dataset.time_steps", self.time_steps, 1)
-        if self.seed is not None:
-            _seed("dataset.seed", self.seed)
-        _split("dataset.split", self.split, from_files=self.split_files())
-        per_class = getattr(self, "samples_per_class", None)
-        if isinstance(per_class, int) and per_class >= 1:
-            _split_sizes("dataset.samples_per_class", per_class, self.split)
-        # The spike tensor [samples, time_steps, channels] of float32 counts, built whole before training.
-        sizes = {"digits": ("1797 samples", 1797, "64 channels", 64)}
-        samples_text, samples, channels_text, channels = sizes.get(self.name, (None, None, None, None))
-        n_classes, n_channels = getattr(self, "n_classes", None), getattr(self, "n_channels", None)
-        if isinstance(per_class, int) and isinstance(n_classes, int):
-            samples_text = f"dataset.samples_per_class={per_class} × dataset.n_classes={n_classes}"
-            samples = per_class * n_classes
-        if isinstance(n_channels, int):
-            channels_text, channels = f"dataset.n_channels={n_channels}", n_channels
-        if samples and channels:
-            _fits_in_memory(
-                f"{samples_text} × dataset.time_steps={self.time_steps} × {channels_text} float32 spikes",
-                4.0 * samples * self.time_steps * channels,
-            )
-
-    def split_files(self) -> frozenset[str]:
-        """The splits (``"validation"``, ``"test"``) read from their own files rather than cut by ``split``."""
-        return frozenset()
-
-    def kwargs(self, *, seed: int) -> dict[str, Any]:
-        """Keyword arguments of :func:`evoexp.data.get_dataset` (besides the name)."""
-        values = {k: v for k, v in vars(self).items() if k != "name"}
-        values["seed"] = seed if self.seed is None else self.seed
-        values["split"] = tuple(self.split)
-        return values
-
-
-@dataclass
-class RandmanConfig(_DatasetBase):
-    """Randman (Zenke & Vogels 2021): random smooth manifolds, one spike per channel and unit.
-
-    Attributes:
-        n_classes: Number of classes (manifolds), >= 2.
-        n_channels: Input channels (embedding dimension), >= 1.
-        manifold_dim: Intrinsic dimension of each manifold, >= 1.
-        alpha: Smoothness of the manifolds (> 0).
-        samples_per_class: Samples drawn per class, >= 1.
-        spikes_per_unit: Spikes per channel, >= 1.
-        step_frac: Fraction of the time steps, from the start, that holds the spikes, in (0, 1]; 1 spreads them
-            over the whole window, the Zenke & Vogels (2021) reference code uses 0.5.
-    """
-
-    name: str = "randman"
-    n_classes: int = 10
-    n_channels: int = 20
-    manifold_dim: int = 1
-    alpha: float = 1.0
-    samples_per_class: int = 1000
-    spikes_per_unit: int = 1
-    step_frac: float = 1.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _at_least("dataset.n_classes", self.n_classes, 2)
-        _at_least("dataset.n_channels", self.n_channels, 1)
-        _at_least("dataset.manifold_dim", self.manifold_dim, 1)
-        _positive("dataset.alpha", self.alpha)
-        _at_least("dataset.samples_per_class", self.samples_per_class, 1)
-        _at_least("dataset.spikes_per_unit", self.spikes_per_unit, 1)
-        if not 0 < self.step_frac <= 1:
-            raise ValueError(f"dataset.step_frac must be in (0, 1], got {self.step_frac!r}")
-
-
-@dataclass
-class DigitsConfig(_DatasetBase):
-    """scikit-learn's 8x8 digits (offline), latency- or rate-encoded.
-
-    Attributes:
-        encoding: ``latency`` or ``rate``.
-        max_prob: Rate code only: spike probability per step of a full-intensity pixel, in (0, 1].
-    """
-
-    name: str = "digits"
-    time_steps: int = 50
-    encoding: str = "latency"
-    max_prob: float = 1.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _one_of("dataset.encoding", self.encoding, ("latency", "rate"))
-        if not 0 < self.max_prob <= 1:
-            raise ValueError(f"dataset.max_prob must be in (0, 1], got {self.max_prob!r}")
-
-
-@dataclass
-class SyntheticConfig(_DatasetBase):
-    """Small synthetic prototype task for fast runs and tests.
-
-    Attributes:
-        n_classes: Number of classes, >= 2.
-        n_channels: Input channels, >= 1.
-        samples_per_class: Samples per class, >= 1.
-        coding: ``latency`` or ``rate``.
-        noise: Jitter of the prototypes (>= 0).
-        max_prob: Rate code only: peak spike probability per step, in (0, 1].
-    """
-
-    name: str = "synthetic"
-    time_steps: int = 20
-    n_classes: int = 2
-    n_channels: int = 10
-    samples_per_class: int = 64
-    coding: str = "latency"
-    noise: float = 0.1
-    max_prob: float = 1.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _at_least("dataset.n_classes", self.n_classes, 2)
-        _at_least("dataset.n_channels", self.n_channels, 1)
-        _at_least("dataset.samples_per_class", self.samples_per_class, 1)
-        _one_of("dataset.coding", self.coding, ("latency", "rate"))
-        _non_negative("dataset.noise", self.noise)
-        if not 0 < self.max_prob <= 1:
-            raise ValueError(f"dataset.max_prob must be in (0, 1], got {self.max_prob!r}")
-
-
-@dataclass
-class ShdConfig(_DatasetBase):
-    """Spiking Heidelberg Digits (Cramer et al. 2020) from local HDF5 files (:mod:`evoexp.data.shd`).
-
-    The files are checked (existence, HDF5 layout, every value, fit with ``split``) here, before any run starts.
-
-    Attributes:
-        path: The file whose samples ``split`` divides, e.g. ``shd_train.h5`` (required; nothing is downloaded).
-        test_path: The official test file (``shd_test.h5``); it is then the test split and ``split``'s test
-            fraction must be 0.
-        val_path: A validation file (SSC's ``ssc_valid.h5``); ``split``'s validation fraction must then be 0.
-        duration: Seconds binned into ``time_steps`` bins (> 0); later spikes are dropped.
-    """
-
-    name: str = "shd"
-    path: str | None = None
-    test_path: str | None = None
-    val_path: str | None = None
-    duration: float = 1.4
-    split: list[float] = field(default_factory=lambda: [0.9, 0.1, 0.0])
-
-    def __post_init__(self) -> None:
-        # The files first: their messages say which file a zero split fraction needs. Every value of every file is
-        # validated here, before any run or output directory exists.
-        check_sources(
-            self.path,
-            test_path=self.test_path,
-            val_path=self.val_path,
-            split=self.split,
-            prefix="dataset.",
-            n_classes=N_CLASSES.get(self.name),
-        )
-        super().__post_init__()
-        _positive("dataset.duration", self.duration)
-        files = [f for f in (self.path, self.val_path, self.test_path) if f is not None]
-        samples = sum(check_layout(f) for f in files)
-        _fits_in_memory(
-            f"{samples} samples (dataset.path and the split files) × dataset.time_steps={self.time_steps} × "
-            f"{N_CHANNELS} channels float32 spikes",
-            4.0 * samples * self.time_steps * N_CHANNELS,
-        )
-
-    def split_files(self) -> frozenset[str]:
-        """``"validation"`` with ``val_path``, ``"test"`` with ``test_path``."""
-        named = {"validation": self.val_path, "test": self.test_path}
-        return frozenset(split for split, path in named.items() if path is not None)
-
-
-@dataclass
-class SscConfig(ShdConfig):
-    """Spiking Speech Commands (35 classes; train, validation and test files), same layout as SHD."""
-
-    name: str = "ssc"
-    split: list[float] = field(default_factory=lambda: [1.0, 0.0, 0.0])
-
-
-DATASET_SCHEMAS: dict[str, type[_DatasetBase]] = {
-    "randman": RandmanConfig,
-    "digits": DigitsConfig,
-    "synthetic": SyntheticConfig,
-    "shd": ShdConfig,
-    "ssc": SscConfig,
-}
 
 
 @dataclass
@@ -666,6 +300,8 @@ class GradientCheckConfig:
         atol: Absolute tolerance (> 0).
         rtol: Relative tolerance (> 0).
         n_directions: Fast mode: random unit directions per parameter tensor (>= 1).
+        parameters: Names of the parameter tensors to check (``model.named_parameters()`` of the trained model, e.g.
+            ``network.fc1.weight``), or None for every trainable tensor; the report lists the tensors checked.
     """
 
     mode: str = "fast"
@@ -673,6 +309,7 @@ class GradientCheckConfig:
     atol: float = 1e-5
     rtol: float = 1e-3
     n_directions: int = 4
+    parameters: list[str] | None = None
 
     def __post_init__(self) -> None:
         _one_of("verifier.gradient.mode", self.mode, ("exact", "fast"))
@@ -1058,8 +695,10 @@ class Config:
         threads: Torch intra-op threads per job (>= 1).
         figures: Save per-job figures (surrogate shape, training curves) into ``figures/``.
         surrogate: Surrogate shape.
-        model: Spiking network (and its ANN twin).
-        dataset: One of :data:`DATASET_SCHEMAS`.
+        model: The spiking network: a :class:`~evoexp.job.config.targets.ModelTarget` once loaded (``conf/model``).
+        dataset: The dataset: a :class:`~evoexp.job.config.targets.Target` once loaded (``conf/dataset``).
+        ann: The ANN compared with the network: a :class:`~evoexp.job.config.targets.Target` once loaded, not
+            configured when its ``_target_`` is null (``conf/ann``).
         trainer: Optimiser and loop.
         verifier: Enabled checks and their settings.
         tracking: MLflow settings.
@@ -1071,8 +710,9 @@ class Config:
     threads: int = 1
     figures: bool = True
     surrogate: SurrogateConfig = MISSING
-    model: ModelConfig = MISSING
+    model: Any = MISSING
     dataset: Any = MISSING
+    ann: Any = MISSING
     trainer: TrainerConfig = MISSING
     verifier: VerifierConfig = MISSING
     tracking: TrackingConfig = MISSING
