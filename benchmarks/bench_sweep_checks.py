@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
-from evoexp.job.build import build_dataset, build_loader, build_optimizer, build_snn, verification_options
+from evoexp.job.build import build_dataset, build_loader, build_model, build_optimizer, verification_options
 from evoexp.job.config import Config, load_config, register_configs
 from evoexp.job.run import run_experiment
 from evoexp.job.tracking import NullRun
@@ -45,7 +45,7 @@ def check_seconds(config: Config) -> tuple[float, bool | None]:
     """Wall time of the finite-difference check on the job's initial network, and its verdict."""
     torch.manual_seed(config.seed)
     data = build_dataset(config)
-    snn = build_snn(config, data)
+    snn = build_model(config, data).model
     options = verification_options(config)
     only = VerificationOptions.only(
         CHECK,

@@ -213,16 +213,16 @@ def test_value_errors_name_the_key(compose_config: Callable[..., DictConfig], ov
         ("dataset.samples_per_class=6", None),
     ],
 )
-def test_values_are_checked_by_the_callable_before_any_run(
+def test_values_are_checked_by_the_callables_check_when_the_config_loads(
     compose_config: Callable[..., DictConfig], override: str, key: str | None
 ) -> None:
-    """The callables check their own values; :func:`prepare` (before any run) names the key in one line."""
-    config = load_config(compose_config("experiment=smoke", override))
+    """The callables' own argument checks (``checked_by``) run when the config loads: one line naming the key."""
+    cfg = compose_config("experiment=smoke", override)
     if key is None:
-        assert prepare(config).data.n_classes == 2
+        assert prepare(load_config(cfg)).data.n_classes == 2
         return
     with pytest.raises(ConfigValidationError, match=re.escape(key)) as info:
-        prepare(config)
+        load_config(cfg)
     assert "\n" not in str(info.value)
 
 

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 from torch.nn import functional as F
 
@@ -25,11 +23,11 @@ from evoexp.job.build import (
     MODEL_CHECKS,
     build_dataset,
     build_loader,
+    build_model,
     build_optimizer,
-    build_snn,
     verification_options,
 )
-from evoexp.job.config import load_config, register_configs
+from evoexp.job.config import Config, load_config
 from evoexp.models import SNN
 from evoexp.results import Result, SkippedResult
 from evoexp.surrogate import available_surrogates, get_surrogate
@@ -50,21 +48,19 @@ def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
-@pytest.fixture(autouse=True)
-def _hydra() -> Iterator[None]:
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        yield
-    GlobalHydra.instance().clear()
-
-
-def _model_checks(*overrides: str) -> dict[str, Result]:
+@pytest.fixture
+def model_checks(compose_config: Callable[..., DictConfig]) -> Callable[..., dict[str, Result]]:
     """Compose, build the initial network and run every model check on it, as a job does."""
-    config = load_config(compose(config_name="config", overrides=[*SMALL, *overrides]))
+
+    def run(*overrides: str) -> dict[str, Result]:
+        return _model_checks(load_config(compose_config(*SMALL, *overrides)))
+
+    return run
+
+
+def _model_checks(config: Config) -> dict[str, Result]:
     data = build_dataset(config)
-    snn = build_snn(config, data)
-    assert snn.readout.mode == config.model.readout
+    snn = build_model(config, data).model
     suite = BackpropagationVerificationSuite(verifier=GradientVerifier(dtype=getattr(torch, config.verifier.dtype)))
     return suite.run_full_verification(
         snn,
@@ -83,24 +79,24 @@ def _assert_no_failure(results: dict[str, Result], label: str, checks: list[str]
 
 
 @pytest.mark.parametrize("preset", _options("experiment"))
-def test_experiment_preset_passes_its_model_checks(preset: str) -> None:
-    _assert_no_failure(_model_checks(f"experiment={preset}"), preset)
+def test_experiment_preset_passes_its_model_checks(preset: str, model_checks: Callable[..., dict[str, Result]]) -> None:
+    _assert_no_failure(model_checks(f"experiment={preset}"), preset)
 
 
 # model=nir needs a graph file (model.path); its checks on an imported graph run in tests/test_nir_job.py.
 @pytest.mark.parametrize("preset", [p for p in _options("model") if p != "nir"])
-def test_model_preset_passes_its_model_checks(preset: str) -> None:
-    _assert_no_failure(_model_checks(f"model={preset}"), preset)
+def test_model_preset_passes_its_model_checks(preset: str, model_checks: Callable[..., dict[str, Result]]) -> None:
+    _assert_no_failure(model_checks(f"model={preset}"), preset)
 
 
-def test_zero_reset_smoke_run_passes() -> None:
+def test_zero_reset_smoke_run_passes(model_checks: Callable[..., dict[str, Result]]) -> None:
     """The issue's reproduction: ``experiment=smoke model.reset=zero`` failed the runtime surrogate check."""
-    _assert_no_failure(_model_checks("experiment=smoke", "model.reset=zero"), "smoke, reset zero")
+    _assert_no_failure(model_checks("experiment=smoke", "model.reset=zero"), "smoke, reset zero")
 
 
-def test_triangular_slope_1_passes() -> None:
+def test_triangular_slope_1_passes(model_checks: Callable[..., dict[str, Result]]) -> None:
     """The issue's reproduction of a readout kink: ``surrogate=triangular surrogate.slope=1`` (seed 0)."""
-    results = _model_checks("surrogate=triangular", "surrogate.slope=1", "verifier.samples=8")
+    results = model_checks("surrogate=triangular", "surrogate.slope=1", "verifier.samples=8")
     _assert_no_failure(results, "triangular, slope 1")
 
 
@@ -140,9 +136,9 @@ def test_a_membrane_at_infinity_is_not_a_state_of_the_zero_reset_node() -> None:
         assert torch.isnan(grad[[0, 2]]).all() and torch.isfinite(grad[1])
 
 
-def _sweep_points(preset: str) -> list[list[str]]:
+def _sweep_points(preset: str, compose_config: Callable[..., DictConfig]) -> list[list[str]]:
     """Every (surrogate, slope/scale) combination a sweep preset runs (seed 0)."""
-    cfg: DictConfig = compose(config_name="config", overrides=[f"experiment={preset}"], return_hydra_config=True)
+    cfg = compose_config(f"experiment={preset}", hydra=True)
     params = cfg.hydra.sweeper.get("params") or {}
     swept = {key: str(values).split(",") for key, values in params.items() if key != "seed"}
     return [[f"{k}={v}" for k, v in zip(swept, combo)] for combo in itertools.product(*swept.values())]
@@ -150,7 +146,9 @@ def _sweep_points(preset: str) -> list[list[str]]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", [p for p in _options("experiment") if p not in ("smoke",)])
-def test_every_sweep_point_passes_the_correctness_checks(preset: str) -> None:
+def test_every_sweep_point_passes_the_correctness_checks(
+    preset: str, compose_config: Callable[..., DictConfig], model_checks: Callable[..., dict[str, Result]]
+) -> None:
     """Finite differences and the node probe judge the code: they must pass at every point a sweep runs.
 
     The stability checks judge the network, and some sweep points fail them on purpose of the sweep: e.g. the
@@ -158,8 +156,8 @@ def test_every_sweep_point_passes_the_correctness_checks(preset: str) -> None:
     β_mem − θ g, up to 1 − 25 at threshold, at every step: the initial gradient norm is ~1e4 (exploding).
     """
     checks = ["gradient_verification", "surrogate_verification"]
-    for point in _sweep_points(preset):
-        results = _model_checks(f"experiment={preset}", *point, f"verifier.checks=[{','.join(checks)}]")
+    for point in _sweep_points(preset, compose_config):
+        results = model_checks(f"experiment={preset}", *point, f"verifier.checks=[{','.join(checks)}]")
         _assert_no_failure(results, f"{preset} {point}", checks)
 
 
@@ -176,8 +174,8 @@ def test_every_surrogate_shape_passes_the_node_probe_in_both_reset_modes() -> No
     assert not failed, failed
 
 
-def test_readme_peer_surrogate_example_passes() -> None:
+def test_readme_peer_surrogate_example_passes(model_checks: Callable[..., dict[str, Result]]) -> None:
     """The README's ``surrogate.peer=spikingjelly:PiecewiseQuadratic`` run: a triangle derivative, readout kinks."""
     pytest.importorskip("spikingjelly")
     overrides = ["surrogate.peer=spikingjelly:PiecewiseQuadratic", "+surrogate.peer_params.alpha=1.0"]
-    _assert_no_failure(_model_checks(*overrides, "verifier.samples=8"), "spikingjelly:PiecewiseQuadratic")
+    _assert_no_failure(model_checks(*overrides, "verifier.samples=8"), "spikingjelly:PiecewiseQuadratic")

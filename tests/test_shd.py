@@ -210,8 +210,10 @@ def test_the_valid_twin_of_the_malformed_files_loads(tmp_path: Path) -> None:
     v = _valid()
     path = write_file(tmp_path / "ok.h5", v["times"], v["units"], v["labels"])
     assert check_layout(path) == 3
-    data = make_shd(path=path, split=[0.4, 0.3, 0.3], time_steps=10, duration=1.0)
-    assert sum(len(p) for p in (data.train, data.val, data.test)) == 3
+    data = make_shd(path=path, val_path=path, test_path=path, split=[1.0, 0.0, 0.0], time_steps=10, duration=1.0)
+    assert [len(p) for p in (data.train, data.val, data.test)] == [3, 3, 3]
+    with pytest.raises(ValueError, match=r"^path: .*ok\.h5: split=\[0\.4, 0\.3, 0\.3\] leaves the validation and test"):
+        make_shd(path=path, split=[0.4, 0.3, 0.3], time_steps=10, duration=1.0)  # one sample per class: empty splits
 
 
 @pytest.mark.parametrize(
@@ -409,7 +411,7 @@ def test_one_sample_per_class_leaves_the_validation_split_empty(
     # the validation set from its own file: nothing is carved out of the single-sample classes
     overrides = [f"dataset.val_path={shd_files[0]}", "dataset.split=[1.0,0.0,0.0]"]
     cfg = compose_config("dataset=shd", *sources, *overrides)
-    assert load_config(cfg).dataset.path == str(single)
+    assert load_config(cfg).dataset.args["path"] == str(single)
 
 
 def test_a_file_is_validated_once_per_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,7 @@ torch ``Dataset`` objects) becomes :class:`DatasetSplits` with :meth:`DatasetSpl
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -25,8 +26,10 @@ __all__ = [
     "DatasetSplits",
     "SpikeDataset",
     "available_datasets",
+    "check_fits_in_memory",
     "check_int",
     "check_seed",
+    "check_spike_tensor",
     "check_split",
     "check_split_sizes",
     "check_splits",
@@ -336,16 +339,54 @@ def check_int(value: int, *, name: str, minimum: int = 1) -> None:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
 
 
+
+def _memory_bytes() -> int | None:
+    """Physical memory of this machine in bytes (None where the platform does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _bytes(n: float) -> str:
+    """``n`` bytes in binary units, e.g. ``74.5 TiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024:
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} PiB"
+
+
+def check_fits_in_memory(what: str, needed: float) -> None:
+    """Raise a ValueError when ``needed`` bytes exceed this machine's memory (estimated before allocating).
+
+    Args:
+        what: What needs it, naming the arguments and the shape (the message starts with it).
+        needed: Bytes.
+    """
+    available = _memory_bytes()
+    if available is not None and needed > available:
+        raise ValueError(f"{what} need {_bytes(needed)}, more than this machine's {_bytes(available)} of memory")
+
+
+def check_spike_tensor(*, samples: int, time_steps: int, channels: int, what: str) -> None:
+    """Refuse a float32 spike tensor ``[samples, time_steps, channels]`` that cannot fit in memory.
+
+    ``what`` names the sizes, e.g. ``"samples_per_class=32 × n_classes=2 × time_steps=10 × n_channels=8"``.
+    """
+    check_fits_in_memory(f"{what} float32 spikes", 4.0 * samples * time_steps * channels)
+
 def check_seed(seed: int) -> None:
-    """Raise ``ValueError`` unless ``seed`` is a non-negative int.
+    """Raise ``ValueError`` unless ``seed`` is an int in ``[0, 2**64 - 1]`` (torch's generators take 64 bits).
 
     Args:
         seed: The seed to check.
 
     Raises:
-        ValueError: If ``seed`` is not a non-negative int.
+        ValueError: If ``seed`` is not such an int; the message starts with ``seed``.
     """
-    check_int(seed, name="seed", minimum=0)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= 2**64 - 1:
+        raise ValueError(f"seed must be an int in [0, 2**64 - 1] (torch's generators take 64 bits), got {seed!r}")
 
 
 def check_split(split: Sequence[float], *, nonempty: bool = False) -> tuple[float, float, float]:

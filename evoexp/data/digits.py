@@ -13,31 +13,59 @@ With ``image=True`` every step is the 8x8 image with one channel (spikes ``[N, T
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
+from evoexp.arguments import checked_by
 from evoexp.data.dataset import (
     DatasetSplits,
     SpikeDataset,
     check_int,
     check_seed,
+    check_spike_tensor,
     check_split,
     register_dataset,
     split_dataset,
 )
 from evoexp.data.encoding import latency_encode, rate_encode
 
-__all__ = ["DIGITS_MAX_INTENSITY", "make_digits"]
+__all__ = ["DIGITS_MAX_INTENSITY", "DIGITS_SAMPLES", "check_digits", "make_digits"]
 
+DIGITS_SAMPLES = 1797
+"""Images in scikit-learn's digits."""
 DIGITS_MAX_INTENSITY = 16.0
 """Largest pixel value in scikit-learn's digits images."""
 _IMAGE = (1, 8, 8)
 
 
+def check_digits(args: Mapping[str, Any]) -> None:
+    """The argument check of :func:`make_digits` (:func:`~evoexp.arguments.checked_by`).
+
+    Raises:
+        ValueError: The first invalid argument (the message starts with its name).
+    """
+    if args["encoding"] not in ("latency", "rate"):
+        raise ValueError(f"encoding must be 'latency' or 'rate', got {args['encoding']!r}")
+    check_int(args["time_steps"], name="time_steps")
+    if not 0.0 < args["max_prob"] <= 1.0:
+        raise ValueError(f"max_prob must be in (0, 1], got {args['max_prob']!r}")
+    if not isinstance(args["image"], bool):
+        raise ValueError(f"image must be true or false, got {args['image']!r}")
+    check_seed(args["seed"])
+    check_split(args["split"], nonempty=True)
+    check_spike_tensor(
+        samples=DIGITS_SAMPLES,
+        time_steps=args["time_steps"],
+        channels=64,
+        what=f"{DIGITS_SAMPLES} samples × time_steps={args['time_steps']} × 64 channels",
+    )
+
+
 @register_dataset("digits")
+@checked_by(check_digits)
 def make_digits(
     *,
     encoding: Literal["latency", "rate"] = "latency",
@@ -64,16 +92,6 @@ def make_digits(
     Raises:
         ValueError: Naming the first invalid parameter.
     """
-    if encoding not in ("latency", "rate"):
-        raise ValueError(f"encoding must be 'latency' or 'rate', got {encoding!r}")
-    check_int(time_steps, name="time_steps")
-    if not 0.0 < max_prob <= 1.0:
-        raise ValueError(f"max_prob must be in (0, 1], got {max_prob!r}")
-    if not isinstance(image, bool):
-        raise ValueError(f"image must be true or false, got {image!r}")
-    check_seed(seed)
-    check_split(split, nonempty=True)
-
     from sklearn.datasets import load_digits  # imported lazily: scikit-learn is slow to import
 
     bunch = load_digits()

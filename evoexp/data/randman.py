@@ -31,18 +31,21 @@ Randomness is a :class:`numpy.random.SeedSequence` tree rooted at ``seed``: clas
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from evoexp.arguments import checked_by
 from evoexp.data.dataset import (
     DatasetSplits,
     SpikeDataset,
     check_int,
     check_seed,
+    check_spike_tensor,
     check_split,
     check_split_sizes,
     register_dataset,
@@ -50,7 +53,7 @@ from evoexp.data.dataset import (
 )
 from evoexp.data.encoding import latency_encode
 
-__all__ = ["RandomManifold", "make_randman", "n_frequencies", "standardize"]
+__all__ = ["RandomManifold", "check_randman", "make_randman", "n_frequencies", "standardize"]
 
 PRECISION = 1e-3
 """Spectral cut-off: frequencies whose weight :math:`(k+1)^{-\\alpha}` is below this are dropped."""
@@ -158,7 +161,38 @@ class RandomManifold:
         return out
 
 
+def check_randman(args: Mapping[str, Any]) -> None:
+    """The argument check of :func:`make_randman` (:func:`~evoexp.arguments.checked_by`).
+
+    Raises:
+        ValueError: The first invalid argument (the message starts with its name).
+    """
+    check_int(args["n_classes"], name="n_classes", minimum=2)
+    check_int(args["n_channels"], name="n_channels")
+    check_int(args["manifold_dim"], name="manifold_dim")
+    alpha = args["alpha"]
+    if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha > 0):
+        raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
+    check_int(args["samples_per_class"], name="samples_per_class")
+    check_int(args["time_steps"], name="time_steps")
+    check_int(args["spikes_per_unit"], name="spikes_per_unit")
+    step_frac = args["step_frac"]
+    if isinstance(step_frac, bool) or not (isinstance(step_frac, (int, float)) and 0.0 < step_frac <= 1.0):
+        raise ValueError(f"step_frac must be a number in (0, 1], got {step_frac!r}")
+    check_seed(args["seed"])
+    check_split(args["split"], nonempty=True)
+    check_split_sizes(args["samples_per_class"], args["split"])
+    check_spike_tensor(
+        samples=args["samples_per_class"] * args["n_classes"],
+        time_steps=args["time_steps"],
+        channels=args["n_channels"],
+        what=f"samples_per_class={args['samples_per_class']} × n_classes={args['n_classes']} × "
+        f"time_steps={args['time_steps']} × n_channels={args['n_channels']}",
+    )
+
+
 @register_dataset("randman")
+@checked_by(check_randman)
 def make_randman(
     *,
     n_classes: int = 10,
@@ -194,20 +228,6 @@ def make_randman(
     Raises:
         ValueError: Naming the first invalid parameter.
     """
-    check_int(n_classes, name="n_classes", minimum=2)
-    check_int(n_channels, name="n_channels")
-    check_int(manifold_dim, name="manifold_dim")
-    if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha > 0):
-        raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
-    check_int(samples_per_class, name="samples_per_class")
-    check_int(time_steps, name="time_steps")
-    check_int(spikes_per_unit, name="spikes_per_unit")
-    if isinstance(step_frac, bool) or not (isinstance(step_frac, (int, float)) and 0.0 < step_frac <= 1.0):
-        raise ValueError(f"step_frac must be a number in (0, 1], got {step_frac!r}")
-    check_seed(seed)
-    check_split(split, nonempty=True)
-    check_split_sizes(samples_per_class, split)
-
     *class_seqs, split_seq = np.random.SeedSequence(int(seed)).spawn(n_classes + 1)
     spikes, features, labels = [], [], []
     for label, class_seq in enumerate(class_seqs):

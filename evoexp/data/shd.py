@@ -26,21 +26,24 @@ generalisation to known speakers only.
 from __future__ import annotations
 
 import logging
+import math
 import stat
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from evoexp.arguments import checked_by
 from evoexp.data.dataset import (
     DatasetSplits,
     SpikeDataset,
     check_int,
     check_seed,
+    check_spike_tensor,
     check_split,
     register_dataset,
     stratified_split,
@@ -57,7 +60,9 @@ __all__ = [
     "bin_events",
     "check_contents",
     "check_layout",
+    "check_shd",
     "check_sources",
+    "check_ssc",
     "load_spiking_audio",
     "make_shd",
     "make_ssc",
@@ -412,10 +417,10 @@ def check_sources(
     if n_classes is None:
         return
     labels = check_contents(path, n_classes=n_classes, key=f"{prefix}path")
-    _check_split_sizes(labels, fractions, prefix=prefix, file=str(Path(path).expanduser()))
     for name, source in (("val_path", val_path), ("test_path", test_path)):
         if source is not None:
             check_contents(source, n_classes=n_classes, key=f"{prefix}{name}")
+    _check_split_sizes(labels, fractions, prefix=prefix, file=str(Path(path).expanduser()))
 
 
 def _example(fractions: tuple[float, float, float], part: str) -> str:
@@ -498,7 +503,43 @@ def load_spiking_audio(
     return DatasetSplits(datasets["train"], datasets["val"], datasets["test"])
 
 
+def _check_spiking_audio(args: Mapping[str, Any], *, n_classes: int) -> None:
+    """The argument check of :func:`make_shd` and :func:`make_ssc` (:func:`~evoexp.arguments.checked_by`).
+
+    Every value of every file is validated (:func:`check_sources` with the dataset's classes, each file read once per
+    process), and the binned spikes must fit in memory.
+
+    Raises:
+        ValueError: The first invalid argument, file or sample (the message starts with the argument's name).
+    """
+    check_int(args["time_steps"], name="time_steps")
+    check_seed(args["seed"])
+    duration = args["duration"]
+    if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not 0 < duration < math.inf:
+        raise ValueError(f"duration must be a finite number of seconds > 0, got {duration!r}")
+    path, test_path, val_path = args["path"], args["test_path"], args["val_path"]
+    check_sources(path, test_path=test_path, val_path=val_path, split=args["split"], n_classes=n_classes)
+    samples = sum(check_layout(f) for f in (path, val_path, test_path) if f is not None)
+    check_spike_tensor(
+        samples=samples,
+        time_steps=args["time_steps"],
+        channels=N_CHANNELS,
+        what=f"{samples} samples (path and the split files) × time_steps={args['time_steps']} × {N_CHANNELS} channels",
+    )
+
+
+def check_shd(args: Mapping[str, Any]) -> None:
+    """The argument check of :func:`make_shd`: the files and every value in them (20 classes)."""
+    _check_spiking_audio(args, n_classes=N_CLASSES["shd"])
+
+
+def check_ssc(args: Mapping[str, Any]) -> None:
+    """The argument check of :func:`make_ssc`: the files and every value in them (35 classes)."""
+    _check_spiking_audio(args, n_classes=N_CLASSES["ssc"])
+
+
 @register_dataset("shd")
+@checked_by(check_shd)
 def make_shd(
     *,
     path: str | Path | None,
@@ -523,6 +564,7 @@ def make_shd(
 
 
 @register_dataset("ssc")
+@checked_by(check_ssc)
 def make_ssc(
     *,
     path: str | Path | None,

@@ -10,17 +10,19 @@ With the defaults a small SNN or MLP learns it in a few epochs.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
+from evoexp.arguments import checked_by
 from evoexp.data.dataset import (
     DatasetSplits,
     SpikeDataset,
     check_int,
     check_seed,
+    check_spike_tensor,
     check_split,
     check_split_sizes,
     register_dataset,
@@ -28,10 +30,40 @@ from evoexp.data.dataset import (
 )
 from evoexp.data.encoding import latency_encode, rate_encode
 
-__all__ = ["make_synthetic"]
+__all__ = ["check_synthetic", "make_synthetic"]
+
+
+def check_synthetic(args: Mapping[str, Any]) -> None:
+    """The argument check of :func:`make_synthetic` (:func:`~evoexp.arguments.checked_by`).
+
+    Raises:
+        ValueError: The first invalid argument (the message starts with its name).
+    """
+    check_int(args["n_classes"], name="n_classes", minimum=2)
+    check_int(args["n_channels"], name="n_channels")
+    check_int(args["samples_per_class"], name="samples_per_class")
+    check_int(args["time_steps"], name="time_steps")
+    if args["coding"] not in ("latency", "rate"):
+        raise ValueError(f"coding must be 'latency' or 'rate', got {args['coding']!r}")
+    noise = args["noise"]
+    if not (isinstance(noise, (int, float)) and math.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+    if not 0.0 < args["max_prob"] <= 1.0:
+        raise ValueError(f"max_prob must be in (0, 1], got {args['max_prob']!r}")
+    check_seed(args["seed"])
+    check_split(args["split"], nonempty=True)
+    check_split_sizes(args["samples_per_class"], args["split"])
+    check_spike_tensor(
+        samples=args["samples_per_class"] * args["n_classes"],
+        time_steps=args["time_steps"],
+        channels=args["n_channels"],
+        what=f"samples_per_class={args['samples_per_class']} × n_classes={args['n_classes']} × "
+        f"time_steps={args['time_steps']} × n_channels={args['n_channels']}",
+    )
 
 
 @register_dataset("synthetic")
+@checked_by(check_synthetic)
 def make_synthetic(
     *,
     n_classes: int = 2,
@@ -63,20 +95,6 @@ def make_synthetic(
     Raises:
         ValueError: Naming the first invalid parameter.
     """
-    check_int(n_classes, name="n_classes", minimum=2)
-    check_int(n_channels, name="n_channels")
-    check_int(samples_per_class, name="samples_per_class")
-    check_int(time_steps, name="time_steps")
-    if coding not in ("latency", "rate"):
-        raise ValueError(f"coding must be 'latency' or 'rate', got {coding!r}")
-    if not (isinstance(noise, (int, float)) and math.isfinite(noise) and noise >= 0):
-        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
-    if not 0.0 < max_prob <= 1.0:
-        raise ValueError(f"max_prob must be in (0, 1], got {max_prob!r}")
-    check_seed(seed)
-    check_split(split, nonempty=True)
-    check_split_sizes(samples_per_class, split)
-
     data_seq, encode_seq, split_seq = np.random.SeedSequence(int(seed)).spawn(3)
     rng = np.random.default_rng(data_seq)
     prototypes = rng.random((n_classes, n_channels))

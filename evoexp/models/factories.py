@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from evoexp.arguments import checked_by
 from evoexp.functional.lif import ReadoutMode, ResetMode
-from evoexp.models.ann import ANN
+from evoexp.models.ann import ANN, available_activations
 from evoexp.models.snn import ESCAPE_MODES, SNN, EscapeMode
 from evoexp.surrogate import SurrogateGradient
 
-__all__ = ["lif_snn", "mlp"]
+__all__ = ["check_lif_snn", "check_mlp", "lif_snn", "mlp"]
 
 _FLOAT32_MAX = 3.4028234663852886e38
 
@@ -59,6 +61,35 @@ def _warn_short_step(dt: float, tau_mem: float, tau_syn: float | None) -> None:
         )
 
 
+def check_lif_snn(args: Mapping[str, Any]) -> None:
+    """The argument check of :func:`lif_snn` (:func:`~evoexp.arguments.checked_by`): messages start with the name.
+
+    Raises:
+        ValueError: The first invalid argument.
+    """
+    _sizes(args["hidden_sizes"])
+    _positive("tau_mem", args["tau_mem"])
+    _positive("tau_syn", args["tau_syn"], allow_none=True)
+    _positive("dt", args["dt"])
+    _positive("threshold", args["threshold"])
+    _one_of("reset", args["reset"], ("subtract", "zero"))
+    _one_of("readout", args["readout"], ("max", "mean", "last"))
+    readout_beta = args["readout_beta"]
+    if readout_beta is not None and (isinstance(readout_beta, bool) or not 0 <= readout_beta <= 1):
+        raise ValueError(f"readout_beta must be in [0, 1] or null, got {readout_beta!r}")
+    weight_scale = args["weight_scale"]
+    _positive("weight_scale", weight_scale)
+    if weight_scale > _FLOAT32_MAX:
+        raise ValueError(
+            f"weight_scale={weight_scale:g} is beyond float32 (max {_FLOAT32_MAX:.3g}): the initial weights would be "
+            "infinite"
+        )
+    _positive("escape_noise", args["escape_noise"], allow_none=True)
+    _one_of("escape_train", args["escape_train"], ("sample", "mean"))
+    _one_of("escape_eval", args["escape_eval"], ESCAPE_MODES)
+
+
+@checked_by(check_lif_snn)
 def lif_snn(
     n_inputs: int,
     n_classes: int,
@@ -113,28 +144,10 @@ def lif_snn(
     Raises:
         ValueError: An invalid argument; the message starts with its name.
     """
-    sizes = _sizes(hidden_sizes)
-    _positive("tau_mem", tau_mem)
-    _positive("tau_syn", tau_syn, allow_none=True)
-    _positive("dt", dt)
-    _positive("threshold", threshold)
-    _one_of("reset", reset, ("subtract", "zero"))
-    _one_of("readout", readout, ("max", "mean", "last"))
-    if readout_beta is not None and (isinstance(readout_beta, bool) or not 0 <= readout_beta <= 1):
-        raise ValueError(f"readout_beta must be in [0, 1] or null, got {readout_beta!r}")
-    _positive("weight_scale", weight_scale)
-    if weight_scale > _FLOAT32_MAX:
-        raise ValueError(
-            f"weight_scale={weight_scale:g} is beyond float32 (max {_FLOAT32_MAX:.3g}): the initial weights would be "
-            "infinite"
-        )
-    _positive("escape_noise", escape_noise, allow_none=True)
-    _one_of("escape_train", escape_train, ("sample", "mean"))
-    _one_of("escape_eval", escape_eval, ESCAPE_MODES)
     _warn_short_step(dt, tau_mem, tau_syn)
     return SNN(
         n_inputs,
-        sizes,
+        list(hidden_sizes),
         n_classes,
         surrogate=surrogate,
         tau_mem=tau_mem,
@@ -156,6 +169,17 @@ def lif_snn(
     )
 
 
+def check_mlp(args: Mapping[str, Any]) -> None:
+    """The argument check of :func:`mlp`: messages start with the argument's name.
+
+    Raises:
+        ValueError: The first invalid argument.
+    """
+    _sizes(args["hidden_sizes"])
+    _one_of("activation", args["activation"], tuple(available_activations()))
+
+
+@checked_by(check_mlp)
 def mlp(
     n_inputs: int, n_classes: int, *, hidden_sizes: Sequence[int] = (128,), activation: str = "relu"
 ) -> ANN:
@@ -170,10 +194,4 @@ def mlp(
     Raises:
         ValueError: An invalid argument; the message starts with its name.
     """
-    sizes = _sizes(hidden_sizes)
-    try:
-        return ANN(n_inputs, sizes, n_classes, activation=activation)
-    except ValueError as exc:
-        if "activation" in str(exc):
-            raise ValueError(f"activation: {exc}") from None
-        raise
+    return ANN(n_inputs, list(hidden_sizes), n_classes, activation=activation)

@@ -26,6 +26,7 @@ from omegaconf import MISSING
 
 from evoexp.crosscheck.catalogue import CATALOGUE
 from evoexp.crosscheck.libraries import LIBRARIES
+from evoexp.data.dataset import check_fits_in_memory
 from evoexp.job.tracking import check_experiment_name
 from evoexp.peers.names import get_peer
 from evoexp.surrogate import available_surrogates, get_surrogate
@@ -89,30 +90,6 @@ def _seed(key: str, value: int) -> None:
     _at_least(key, value, 0)
     if value > _MAX_SEED:
         raise ValueError(f"{key} must be an int in [0, 2**64 - 1] (torch's generators take 64 bits), got {value!r}")
-
-
-def _memory_bytes() -> int | None:
-    """Physical memory of this machine in bytes (None where the platform does not say)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
-def _bytes(n: float) -> str:
-    """``n`` bytes in binary units, e.g. ``74.5 TiB``."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if n < 1024 or unit == "PiB":
-            return f"{n:.3g} {unit}"
-        n /= 1024
-    return f"{n:.3g} PiB"
-
-
-def _fits_in_memory(what: str, needed: float) -> None:
-    """Raise a ValueError when ``needed`` bytes exceed this machine's memory; ``what`` names the keys and the shape."""
-    available = _memory_bytes()
-    if available is not None and needed > available:
-        raise ValueError(f"{what} need {_bytes(needed)}, more than this machine's {_bytes(available)} of memory")
 
 
 _MAX_SLOPE = 1e6
@@ -354,7 +331,8 @@ class SurrogateCheckConfig:
         _at_least("verifier.surrogate.n_points", self.n_points, 3)
         _positive("verifier.surrogate.h", self.h)
         # about 16 float64 arrays of the grid's size (grid, derivative, backward, forward, differences, ...)
-        _fits_in_memory(f"verifier.surrogate.n_points={self.n_points} (16 float64 grids)", 16 * 8.0 * self.n_points)
+        grids = f"verifier.surrogate.n_points={self.n_points} (16 float64 grids)"
+        check_fits_in_memory(grids, 16 * 8.0 * self.n_points)
 
 
 @dataclass

@@ -37,6 +37,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 from hydra.utils import instantiate
 from omegaconf import MISSING
 
+from evoexp.arguments import argument_check
 from evoexp.job.config.errors import ConfigValidationError
 
 __all__ = [
@@ -291,9 +292,32 @@ def parse_target(
     accepts = tuple(name for name in injected if name in parameters)
     label = str(own["name"]) if own.get("name") is not None else path.rsplit(".", 1)[-1]
     if "input_layout" not in own:
-        return Target(group, path, values, accepts, tuple(parameters), label)
-    return ModelTarget(group, path, values, accepts, tuple(parameters), label, own["input_layout"],
-                       own["output_index"], own["time_reduction"])
+        target = Target(group, path, values, accepts, tuple(parameters), label)
+    else:
+        target = ModelTarget(group, path, values, accepts, tuple(parameters), label, own["input_layout"],
+                             own["output_index"], own["time_reduction"])
+    _check_arguments(target, fn)
+    return target
+
+
+def _check_arguments(target: Target, fn: Callable[..., Any]) -> None:
+    """Run the callable's own argument check (:func:`evoexp.arguments.checked_by`) on the config's arguments.
+
+    Raises:
+        ConfigValidationError: The check refused an argument (one line naming the key).
+    """
+    check = argument_check(fn)
+    if check is None:
+        return
+    bound = inspect.signature(fn).bind_partial(**target.args)
+    bound.apply_defaults()
+    try:
+        check(bound.arguments)
+    except ValueError as exc:
+        message = _one_line(exc)
+        if _starts_with_argument(target, message):
+            raise ConfigValidationError(_as_keys(target, message)) from None
+        raise ConfigValidationError(f"{target.group}: {target.path}: {message}") from None
 
 
 def call(target: Target, **injected: Any) -> Any:
