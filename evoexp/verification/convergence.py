@@ -225,9 +225,13 @@ def _nan_list(values: Sequence[float] | None, n: int, name: str) -> list[float]:
 
 
 def _replay_stopping(
-    train_loss: Sequence[float], monitor_values: Sequence[float], stopper: EarlyStopping
+    train_loss: Sequence[float], val_loss: Sequence[float] | None, stopper: EarlyStopping
 ) -> tuple[int, bool]:
-    """``(epochs a live run would have run, diverged)``: stop at early stopping or at the first NaN/Inf loss."""
+    """``(epochs a live run would have run, diverged)``: stop at early stopping or at the first NaN/Inf loss.
+
+    The monitored loss is ``val_loss`` if given, else ``train_loss``.
+    """
+    monitor_values = _nan_list(val_loss, len(train_loss), "val_loss") if val_loss is not None else list(train_loss)
     for i in range(len(train_loss)):
         if not math.isfinite(train_loss[i]) or not math.isfinite(monitor_values[i]):
             return i + 1, True
@@ -319,9 +323,7 @@ def analyze_loss_history(
     """
     budget = _history_budget(len(train_loss), max_epochs, min_relative_reduction)
     stopper = EarlyStopping(patience=patience, min_delta=min_delta)
-    monitor_values = _nan_list(val_loss, len(train_loss), "val_loss") if val_loss is not None else list(train_loss)
-
-    n, diverged = _replay_stopping(train_loss, monitor_values, stopper)
+    n, diverged = _replay_stopping(train_loss, val_loss, stopper)
 
     train = [float(v) for v in train_loss[:n]]
     initial_train = float("nan") if initial_train_loss is None else float(initial_train_loss)
