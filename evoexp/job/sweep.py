@@ -514,7 +514,7 @@ class _OpenSweep:
 
 
 def _describe(exc: BaseException) -> str:
-    """``Type: message`` of ``exc``, on one line (:func:`evoexp.job.tracking.error_line`)."""
+    """``Type: message`` of ``exc``, on one line (:func:`evoexp.job.store_errors.error_line`)."""
     return error_line(exc, limit=300)
 
 
