@@ -41,7 +41,7 @@ from evoexp.job.build import (
     warmup_epochs,
 )
 from evoexp.job.config import Config
-from evoexp.job.tracking import NullRun, RunLogger
+from evoexp.job.run_logger import NullRun, RunLogger
 from evoexp.keys import ANN_TIME_PER_EPOCH, OBJECTIVE, SNN_EPOCHS_TO_CONVERGE, SNN_TIME_PER_EPOCH
 from evoexp.results import Result, to_jsonable
 from evoexp.training import TrainingRun, train_model
