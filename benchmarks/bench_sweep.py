@@ -30,7 +30,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from evoexp.job.config import Config, ann_hash, config_hash, flatten, load_config, register_configs, to_plain
 from evoexp.job.run import Outcome, run_experiment
-from evoexp.job.tracking import MlflowTracker, RunLogger
+from evoexp.job.run_logger import RunLogger
+from evoexp.job.tracking import MlflowTracker
 from evoexp.keys import Tags
 
 CONF = Path(__file__).resolve().parents[1] / "evoexp" / "conf"

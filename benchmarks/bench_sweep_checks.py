@@ -27,7 +27,7 @@ from hydra import compose, initialize_config_dir
 from evoexp.job.build import build_dataset, build_loader, build_model, build_optimizer, verification_options
 from evoexp.job.config import Config, load_config, register_configs
 from evoexp.job.run import run_experiment
-from evoexp.job.tracking import NullRun
+from evoexp.job.run_logger import NullRun
 from evoexp.verification.gradient import GradientVerifier
 from evoexp.verification.suite import BackpropagationVerificationSuite, VerificationOptions
 

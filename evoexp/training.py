@@ -380,6 +380,35 @@ def _check_nonnegative(name: str, value: float) -> None:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
+def _check_epoch_arguments(rate_reg: float, grad_clip: float | None) -> None:
+    _check_nonnegative("rate_reg", rate_reg)
+    if grad_clip is not None and not (isinstance(grad_clip, (int, float)) and grad_clip > 0):
+        raise ValueError(f"grad_clip must be a number > 0 or None, got {grad_clip!r}")
+
+
+def _objective(
+    model: nn.Module, loss: Tensor, rate_reg: float, target_rate: float, spikes_fn: SpikesFn
+) -> tuple[Tensor, float]:
+    """The loss plus the weighted firing-rate penalty (when ``rate_reg > 0``), and the penalty's value."""
+    if rate_reg <= 0:
+        return loss, 0.0
+    penalty = firing_rate_penalty(spikes_fn(model), target_rate)
+    return loss + rate_reg * penalty, penalty.item()
+
+
+def _finite_grad_norms(model: nn.Module, loss_value: float, index: int) -> tuple[float, dict[str, float]]:
+    """:func:`_grad_norms` of batch ``index``; a :class:`DivergenceError` when the total norm is not finite."""
+    total_norm, layer_norms = _grad_norms(model)
+    if not math.isfinite(total_norm):
+        raise DivergenceError(
+            f"non-finite gradient norm {total_norm} at batch {index}",
+            loss=loss_value,
+            grad_norm=total_norm,
+            batch=index,
+        )
+    return total_norm, layer_norms
+
+
 def train_epoch(
     model: nn.Module,
     loader: Iterable[Batch],
@@ -410,9 +439,7 @@ def train_epoch(
         DivergenceError: If a batch's loss or gradient norm is not finite (the step is not applied).
         ValueError: On invalid arguments or an empty loader.
     """
-    _check_nonnegative("rate_reg", rate_reg)
-    if grad_clip is not None and not (isinstance(grad_clip, (int, float)) and grad_clip > 0):
-        raise ValueError(f"grad_clip must be a number > 0 or None, got {grad_clip!r}")
+    _check_epoch_arguments(rate_reg, grad_clip)
     loss_fn = F.cross_entropy if loss_fn is None else loss_fn
     spikes_fn = last_spikes if spikes_fn is None else spikes_fn
     reference = _reference_parameter(model)
@@ -427,24 +454,12 @@ def train_epoch(
         with backward_once():  # one backward per graph: evoexp LIF layers reuse their saved memory for dL/dI
             logits = model(inputs)
         loss = loss_fn(logits, targets)
-        objective = loss
-        rate_value = 0.0
-        if rate_reg > 0:
-            penalty = firing_rate_penalty(spikes_fn(model), target_rate)
-            objective = loss + rate_reg * penalty
-            rate_value = penalty.item()
+        objective, rate_value = _objective(model, loss, rate_reg, target_rate, spikes_fn)
         loss_value = objective.item()
         if not math.isfinite(loss_value):
             raise DivergenceError(f"non-finite loss {loss_value} at batch {index}", loss=loss_value, batch=index)
         objective.backward()
-        total_norm, layer_norms = _grad_norms(model)
-        if not math.isfinite(total_norm):
-            raise DivergenceError(
-                f"non-finite gradient norm {total_norm} at batch {index}",
-                loss=loss_value,
-                grad_norm=total_norm,
-                batch=index,
-            )
+        total_norm, layer_norms = _finite_grad_norms(model, loss_value, index)
         if grad_clip is not None:
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
@@ -501,6 +516,53 @@ def evaluate(model: nn.Module, loader: Iterable[Batch], *, loss_fn: LossFn | Non
     if n_samples == 0:
         return EvalStats(loss=math.nan, acc=math.nan, n_samples=0)
     return EvalStats(loss=loss_sum / n_samples, acc=correct / n_samples, n_samples=n_samples)
+
+
+def _in_epoch(err: DivergenceError, label: str, epoch: int, history: list[EpochRecord]) -> DivergenceError:
+    """``err`` (from :func:`train_epoch`) with the model's label, the epoch and the history before it."""
+    return DivergenceError(
+        f"{label} diverged in epoch {epoch}: {err}",
+        loss=err.loss,
+        grad_norm=err.grad_norm,
+        batch=err.batch,
+        epoch=epoch,
+        history=history,
+    )
+
+
+def _epoch_record(epoch: int, stats: EpochStats, val: EvalStats | None, train_eval: EvalStats | None) -> EpochRecord:
+    """The record of one epoch: its training statistics and the evaluations after it."""
+    return EpochRecord(
+        epoch=epoch,
+        train_loss=stats.loss,
+        train_acc=stats.acc,
+        val_loss=None if val is None else val.loss,
+        val_acc=None if val is None else val.acc,
+        grad_norm=stats.grad_norm,
+        grad_norms=stats.grad_norms,
+        seconds=stats.seconds,
+        n_samples=stats.n_samples,
+        rate_loss=stats.rate_loss,
+        train_eval_loss=None if train_eval is None else train_eval.loss,
+        train_eval_acc=None if train_eval is None else train_eval.acc,
+    )
+
+
+def _log_epoch(level: int, label: str, epoch: int, epochs: int, stats: EpochStats, val: EvalStats | None) -> None:
+    """One progress line: the epoch, its training loss and accuracy, validation, gradient norm and time."""
+    val_text = "" if val is None else f" | val loss {val.loss:.4f} acc {val.acc:.3f}"
+    logger.log(
+        level,
+        "%s epoch %d/%d | loss %.4f acc %.3f%s | grad %.3e | %.2fs",
+        label,
+        epoch,
+        epochs,
+        stats.loss,
+        stats.acc,
+        val_text,
+        stats.grad_norm,
+        stats.seconds,
+    )
 
 
 def fit(
@@ -565,46 +627,14 @@ def fit(
             )
         except DivergenceError as err:
             logger.warning("%s epoch %d/%d diverged: %s", label, epoch, epochs, err)
-            raise DivergenceError(
-                f"{label} diverged in epoch {epoch}: {err}",
-                loss=err.loss,
-                grad_norm=err.grad_norm,
-                batch=err.batch,
-                epoch=epoch,
-                history=history,
-            ) from err
+            raise _in_epoch(err, label, epoch, history) from err
         val = evaluate(model, val_loader, loss_fn=loss_fn) if val_loader is not None else None
         train_eval = evaluate(model, train_loader, loss_fn=loss_fn) if evaluate_train else None
-        record = EpochRecord(
-            epoch=epoch,
-            train_loss=stats.loss,
-            train_acc=stats.acc,
-            val_loss=None if val is None else val.loss,
-            val_acc=None if val is None else val.acc,
-            grad_norm=stats.grad_norm,
-            grad_norms=stats.grad_norms,
-            seconds=stats.seconds,
-            n_samples=stats.n_samples,
-            rate_loss=stats.rate_loss,
-            train_eval_loss=None if train_eval is None else train_eval.loss,
-            train_eval_acc=None if train_eval is None else train_eval.acc,
-        )
+        record = _epoch_record(epoch, stats, val, train_eval)
         history.append(record)
         if best is not None:
             best.update(model, record)
-        val_text = "" if val is None else f" | val loss {val.loss:.4f} acc {val.acc:.3f}"
-        logger.log(
-            level,
-            "%s epoch %d/%d | loss %.4f acc %.3f%s | grad %.3e | %.2fs",
-            label,
-            epoch,
-            epochs,
-            stats.loss,
-            stats.acc,
-            val_text,
-            stats.grad_norm,
-            stats.seconds,
-        )
+        _log_epoch(level, label, epoch, epochs, stats, val)
         if on_epoch is not None and on_epoch(record):
             logger.log(level, "%s stopped after epoch %d (on_epoch)", label, epoch)
             break
@@ -826,13 +856,11 @@ def train_model(
     """Train ``model`` in place; measure epoch 0 and every epoch alike; keep the best-validation weights; test.
 
     1. Epoch 0: the untrained model is evaluated on the training and validation sets (:func:`evaluate`).
-    2. :func:`fit` trains up to ``epochs`` epochs; after each, the training set is evaluated again the same way
-       (``train_eval_loss``), so the losses of epoch 0 and of later epochs are one kind of number.
-    3. Early stopping (``patience`` set) watches the validation loss, or the evaluated training loss without a
-       validation set (:class:`EarlyStopping`).
-    4. The test set is evaluated with the final weights (``test_last``); the best-validation weights
-       (:class:`BestWeights`) are then restored into ``model`` and tested (``test_best``). A diverged run keeps
-       its best weights but is not tested.
+    2. :func:`fit` trains up to ``epochs`` epochs; after each, the training set is evaluated the same way
+       (``train_eval_loss``): the losses of all epochs are one kind of number. Early stopping (``patience`` set)
+       watches the validation loss, else that training loss (:class:`EarlyStopping`).
+    3. The final weights are tested (``test_last``), then the best-validation weights (:class:`BestWeights`) are
+       restored into ``model`` and tested (``test_best``). A diverged run keeps its best weights, untested.
 
     Args:
         model: Maps inputs to logits; trained in place.
@@ -860,6 +888,46 @@ def train_model(
     Raises:
         ValueError: On invalid arguments.
     """
+    hooks = _start(
+        label, model, train_loader, val_loader, loss_fn, epochs, patience, min_delta, evaluate_initial, probes, on_epoch
+    )
+    try:
+        hooks.run.history = fit(
+            model,
+            train_loader,
+            val_loader,
+            epochs=epochs,
+            optimizer=optimizer,
+            loss_fn=loss_fn,
+            rate_reg=rate_reg,
+            target_rate=target_rate,
+            spikes_fn=spikes_fn,
+            grad_clip=grad_clip,
+            progress=progress,
+            on_epoch=hooks.after_epoch,
+            best=hooks.best,
+            evaluate_train=True,
+            label=label,
+        )
+    except DivergenceError as err:
+        hooks.run.history, hooks.run.diverged, hooks.run.divergence_loss = list(err.history), str(err), err.loss
+    return hooks.finish(test_loader, loss_fn)
+
+
+def _start(
+    label: str,
+    model: nn.Module,
+    train_loader: Iterable[Batch],
+    val_loader: Iterable[Batch] | None,
+    loss_fn: LossFn | None,
+    epochs: int,
+    patience: int | None,
+    min_delta: float,
+    evaluate_initial: bool,
+    probes: Sequence[EpochProbe],
+    on_epoch: EpochCallback | None,
+) -> _EpochHooks:
+    """The run of :func:`train_model` with epoch 0 measured (when ``evaluate_initial``), probed and reported."""
     stopper = None if patience is None else EarlyStopping(patience=patience, min_delta=min_delta)
     threads = torch.get_num_threads()
     initial_train = initial_val = None
@@ -877,63 +945,68 @@ def train_model(
         min_delta=float(min_delta),
         torch_threads=threads,
     )
+    hooks = _EpochHooks(run, model, probes, on_epoch, stopper)
+    hooks.start()
+    return hooks
 
-    def measure(epoch: int) -> dict[str, float]:
+
+@dataclass
+class _EpochHooks:
+    """A run of :func:`train_model` and what it does at epoch 0, after every epoch and at the end.
+
+    After every epoch: the probes, the caller's callback and early stopping; at the end: the tests.
+    """
+
+    run: TrainingRun
+    model: nn.Module
+    probes: Sequence[EpochProbe]
+    on_epoch: EpochCallback | None
+    stopper: EarlyStopping | None
+    best: BestWeights = field(default_factory=BestWeights)
+
+    def measure(self, epoch: int) -> dict[str, float]:
+        """Run the probes; their metrics and time are recorded in the run."""
         start = time.perf_counter()
         values: dict[str, float] = {}
-        for probe in probes:
-            values.update(probe(epoch, model))
-        run.probe_seconds += time.perf_counter() - start
+        for probe in self.probes:
+            values.update(probe(epoch, self.model))
+        self.run.probe_seconds += time.perf_counter() - start
         if values:
-            run.probe_metrics[epoch] = values
+            self.run.probe_metrics[epoch] = values
         return values
 
-    initial_metrics = {**run.epoch_metrics().get(0, {}), **measure(0)}
-    if on_epoch is not None and initial_metrics:
-        on_epoch(0, initial_metrics)
+    def start(self) -> None:
+        """Epoch 0: probe the untrained model and report it with the initial evaluation."""
+        initial_metrics = {**self.run.epoch_metrics().get(0, {}), **self.measure(0)}
+        if self.on_epoch is not None and initial_metrics:
+            self.on_epoch(0, initial_metrics)
 
-    def after_epoch(record: EpochRecord) -> bool:
-        probed = measure(record.epoch)
-        if on_epoch is not None:
-            on_epoch(record.epoch, {**record.metrics(), **probed})
-        if stopper is None:
+    def after_epoch(self, record: EpochRecord) -> bool:
+        """Probe and report the epoch; True when early stopping ends training."""
+        probed = self.measure(record.epoch)
+        if self.on_epoch is not None:
+            self.on_epoch(record.epoch, {**record.metrics(), **probed})
+        if self.stopper is None:
             return False
         monitored = record.val_loss if record.val_loss is not None else record.train_eval_loss
-        return stopper.step(record.epoch, math.nan if monitored is None else monitored)
+        return self.stopper.step(record.epoch, math.nan if monitored is None else monitored)
 
-    best = BestWeights()
-    try:
-        run.history = fit(
-            model,
-            train_loader,
-            val_loader,
-            epochs=epochs,
-            optimizer=optimizer,
-            loss_fn=loss_fn,
-            rate_reg=rate_reg,
-            target_rate=target_rate,
-            spikes_fn=spikes_fn,
-            grad_clip=grad_clip,
-            progress=progress,
-            on_epoch=after_epoch,
-            best=best,
-            evaluate_train=True,
-            label=label,
-        )
-    except DivergenceError as err:
-        run.history, run.diverged, run.divergence_loss = list(err.history), str(err), err.loss
-    run.stop_epoch = None if stopper is None else stopper.stop_epoch
-    tested = run.diverged is None and test_loader is not None
-    if tested:
-        # Why the type ignore below: test_loader is not None when `tested`
-        run.test_last = evaluate(model, test_loader, loss_fn=loss_fn)  # type: ignore[arg-type]
-    if best.epoch is not None:
-        run.best_epoch = best.epoch
-        if tested and best.epoch == len(run.history):
-            run.test_best = run.test_last  # the last epoch is the best one: same weights
-        else:
-            best.restore(model)
-            if tested:
-                # Why the type ignore below: test_loader is not None when `tested`
-                run.test_best = evaluate(model, test_loader, loss_fn=loss_fn)  # type: ignore[arg-type]
-    return run
+    def finish(self, test_loader: Iterable[Batch] | None, loss_fn: LossFn | None) -> TrainingRun:
+        """Record the stop; test the final weights, then restore the best-validation weights and test them.
+
+        A diverged run (or one without ``test_loader``) only gets its best weights back.
+        """
+        run, model, best = self.run, self.model, self.best
+        run.stop_epoch = None if self.stopper is None else self.stopper.stop_epoch
+        test = None if run.diverged is not None else test_loader
+        if test is not None:
+            run.test_last = evaluate(model, test, loss_fn=loss_fn)
+        if best.epoch is not None:
+            run.best_epoch = best.epoch
+            if test is not None and best.epoch == len(run.history):
+                run.test_best = run.test_last  # the last epoch is the best one: same weights
+            else:
+                best.restore(model)
+                if test is not None:
+                    run.test_best = evaluate(model, test, loss_fn=loss_fn)
+        return run

@@ -38,10 +38,12 @@ from evoexp.job.analysis import load_runs, run_analysis
 from evoexp.job.config import TrackingConfig, config_hash, load_config, register_configs
 from evoexp.job.outcome import OUTCOME_FILE, JobOutcome, write_outcome
 from evoexp.job.preflight import PreflightError, claim_sweep_dir
+from evoexp.job.run_logger import TrackedRun
+from evoexp.job.store_errors import TrackingUnavailable
 from evoexp.job.summary import jobs_text
 from evoexp.job.sweep import read_outcomes
 from evoexp.job.task import JobContext, execute
-from evoexp.job.tracking import ConfigTaken, MlflowTracker, TrackedRun, TrackingUnavailable
+from evoexp.job.tracking import ConfigTaken, MlflowTracker
 from evoexp.keys import Tags
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,6 +10,7 @@ from typing import Any
 
 from evoexp import keys
 from evoexp.job.outcome import JobOutcome
+from evoexp.job.run_logger import RunLogger
 from evoexp.job.summary import (
     SweepTally,
     check_verdicts,
@@ -21,7 +22,7 @@ from evoexp.job.summary import (
     summarize_run,
     summarize_skipped,
 )
-from evoexp.job.tracking import FinishedRun, NullTracker, RunLogger
+from evoexp.job.tracking import FinishedRun, NullTracker
 from evoexp.keys import Tags
 from evoexp.results import Result, SkippedResult
 

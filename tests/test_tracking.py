@@ -20,20 +20,12 @@ import pytest
 from mlflow import MlflowClient
 
 from evoexp.data import get_dataset
+from evoexp.job.abort import JobTerminated, terminate_on_sigterm
 from evoexp.job.config import TrackingConfig
-from evoexp.job.tracking import (
-    JobTerminated,
-    MlflowTracker,
-    NullTracker,
-    Owner,
-    Tags,
-    ghost_reason,
-    iso_time,
-    param_value,
-    resolve_tracking_uri,
-    terminate_on_sigterm,
-    ui_url,
-)
+from evoexp.job.liveness import Owner, ghost_reason, iso_time
+from evoexp.job.mlflow_values import param_value, ui_url
+from evoexp.job.tracking import MlflowTracker, NullTracker, resolve_tracking_uri
+from evoexp.keys import Tags
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -111,13 +111,20 @@ def _metric_figure(
     runs: pd.DataFrame,
     *,
     metric: str,
+    what: str,
     by: Sequence[str],
     facet_by: Sequence[str],
     plot: Plot,
     zoomed: Plot | None,
     confidence: float,
 ) -> Figure:
-    """One panel per value combination of ``facet_by`` (titled in words), or the whole range and zoomed in."""
+    """One panel per value combination of ``facet_by`` (titled in words), or the whole range and zoomed in.
+
+    Raises:
+        NoData: The runs lack a column of ``by`` or ``facet_by``, or every value of ``metric`` (``what``, in words).
+    """
+    _check_columns(runs, [*by, *facet_by])
+    _require(runs, metric, what)
     stats = aggregate(runs, by=[*facet_by, *by], metrics=[metric], confidence=confidence)
     if not facet_by and zoomed is not None:
         fig, axes = figures.panel_grid(2)
@@ -153,11 +160,10 @@ def accuracy_vs_slope_figure(runs: pd.DataFrame, *, facet_by: Sequence[str] = ()
     Raises:
         NoData: Without the params or any accuracy value.
     """
-    _check_columns(runs, [NAME_COL, SLOPE_COL, *facet_by])
-    _require(runs, ACCURACY, "SNN test accuracy")
     return _metric_figure(
         runs,
         metric=ACCURACY,
+        what="SNN test accuracy",
         by=[NAME_COL, SLOPE_COL],
         facet_by=facet_by,
         plot=partial(_accuracy, full=True),
@@ -176,11 +182,10 @@ def alignment_vs_slope_figure(runs: pd.DataFrame, *, facet_by: Sequence[str] = (
     Raises:
         NoData: Without the params or any alignment value (the sweep ran no alignment check).
     """
-    _check_columns(runs, [NAME_COL, SLOPE_COL, *facet_by])
-    _require(runs, ALIGNMENT, "gradient alignment")
     return _metric_figure(
         runs,
         metric=ALIGNMENT,
+        what="gradient alignment",
         by=[NAME_COL, SLOPE_COL],
         facet_by=facet_by,
         plot=_alignment,
@@ -207,11 +212,10 @@ def accuracy_vs_scale_figure(
     Raises:
         NoData: Without the params or any accuracy value.
     """
-    _check_columns(runs, [*series, SCALE_COL, *facet_by])
-    _require(runs, ACCURACY, "SNN test accuracy")
     return _metric_figure(
         runs,
         metric=ACCURACY,
+        what="SNN test accuracy",
         by=[*series, SCALE_COL],
         facet_by=facet_by,
         plot=partial(_scale, series=series, full=True),

@@ -453,7 +453,10 @@ class _EvoexpNetwork(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         records = self.net.record(x)
-        self._records = [(records[name].output, records[name].membrane) for name in self.layer_names]  # type: ignore[misc]
+        self._records = [
+            (records[name].output, records[name].membrane)  # type: ignore[misc]  # neuron nodes record a membrane
+            for name in self.layer_names
+        ]
         return records[self.net.plan.output].output
 
     def records(self) -> list[tuple[Tensor, Tensor]]:

@@ -146,9 +146,7 @@ def layer_model(name: str, constants: NeuronConstants) -> LayerModel:
                         ("alpha", "beta", "k_in", "k_mem", "leak", "threshold", "v_reset")))
 
 
-def _weights(net: NIRNetwork, node: str | None) -> tuple[Tensor | None, Tensor | None]:
-    if node is None:
-        return None, None
+def _weights(net: NIRNetwork, node: str) -> tuple[Tensor, Tensor | None]:
     weight, bias = net.weights_of(node)
     return weight.detach().clone().double(), None if bias is None else bias.detach().clone().double()
 
@@ -181,15 +179,15 @@ def network_spec(net: NIRNetwork) -> NetworkSpec:
                 raise Unmappable("the Output node is not fed by the LI readout alone")
             constants = node_constants(step.name, node, dt=s.dt, reset=s.reset, decay="euler")
             beta = _single(step.name, "beta", constants.beta)
-            readout = ReadoutSpec(step.name, step.fused, weight, bias, beta,  # type: ignore[arg-type]
+            readout = ReadoutSpec(step.name, step.fused, weight, bias, beta,
                                   _single(step.name, "k_mem", constants.k_mem))
         else:
             if not module.spiking:
                 raise Unmappable(f"node '{step.name}' is non-spiking but not the readout")
-            recurrent, recurrent_bias = _weights(net, step.recurrent)
+            recurrent, recurrent_bias = (None, None) if step.recurrent is None else _weights(net, step.recurrent)
             constants = node_constants(step.name, node, dt=s.dt, reset=s.reset, decay="euler")
             model = layer_model(step.name, constants)
-            layers.append(LayerSpec(step.name, step.fused, step.recurrent, weight, bias, recurrent,  # type: ignore[arg-type]
+            layers.append(LayerSpec(step.name, step.fused, step.recurrent, weight, bias, recurrent,
                                     recurrent_bias, model, model.alpha > 0))
         previous = step.name
     if not layers:

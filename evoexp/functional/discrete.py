@@ -203,6 +203,61 @@ def _check_sequence(
                              f"{tuple(replay_reset.shape)}")
 
 
+@dataclass(frozen=True)
+class _Cast:
+    """A population's constants in the drive's dtype and device, and its reset."""
+
+    alpha: Tensor
+    beta: Tensor
+    k_in: Tensor
+    k_mem: Tensor
+    leak: Tensor
+    v_reset: Tensor
+    theta: Tensor | None
+    zero_reset: bool
+    jump: Tensor  # the subtracted amount (unused without a threshold)
+
+    @classmethod
+    def of(cls, constants: NeuronConstants, drive: Tensor) -> _Cast:
+        """``constants`` cast to ``drive``'s dtype and device."""
+        alpha, beta, k_in, k_mem, leak, v_reset = (
+            getattr(constants, name).to(dtype=drive.dtype, device=drive.device)
+            for name in ("alpha", "beta", "k_in", "k_mem", "leak", "v_reset")
+        )
+        threshold = constants.threshold
+        theta = threshold.to(dtype=drive.dtype, device=drive.device) if threshold is not None else None
+        jump = v_reset if theta is None else theta - v_reset
+        return cls(alpha, beta, k_in, k_mem, leak, v_reset, theta, constants.reset == "zero", jump)
+
+    def reset(self, v: Tensor, r: Tensor) -> Tensor:
+        """``v`` after a reset of strength ``r``: to ``v_reset`` (zero reset) or down by the jump (subtract)."""
+        if self.zero_reset:
+            return v - (v - self.v_reset) * r
+        return v - self.jump * r
+
+
+def _initial_reset(
+    c: _Cast, fire: Callable[[Tensor], Tensor], conventions: StepConventions, zeros: Tensor
+) -> tuple[Tensor, Tensor]:
+    """``(r_prev, v)`` before the first step: the reset of a membrane at 0 when the conventions ask for one."""
+    r_prev, v = zeros, zeros
+    if c.theta is not None and conventions.initial_reset:
+        r_prev = fire(zeros - c.theta)
+        r_prev = r_prev.detach() if conventions.reset_detached else r_prev
+        if conventions.reset_leak == "before":
+            v = c.reset(v, r_prev)
+    return r_prev, v
+
+
+def _recurrent(d: Tensor, spike: Tensor, recurrent_weight: Tensor | None, recurrent_bias: Tensor | None) -> Tensor:
+    """The drive ``d`` plus the recurrent term ``s[t-1] @ V.T + b_V`` where given."""
+    if recurrent_weight is not None:
+        d = d + F.linear(spike, recurrent_weight.to(d.dtype))
+    if recurrent_bias is not None:
+        d = d + recurrent_bias.to(d.dtype)
+    return d
+
+
 def neuron_sequence(
     drive: Tensor,
     constants: NeuronConstants,
@@ -236,54 +291,34 @@ def neuron_sequence(
             without a detached reset.
     """
     _check_sequence(drive, constants, conventions, recurrent_weight, recurrent_bias, replay_reset)
-    dtype = drive.dtype
-    alpha, beta, k_in, k_mem, leak, v_reset = (
-        getattr(constants, name).to(dtype=dtype, device=drive.device)
-        for name in ("alpha", "beta", "k_in", "k_mem", "leak", "v_reset")
-    )
-    theta = constants.threshold.to(dtype=dtype, device=drive.device) if constants.threshold is not None else None
+    c = _Cast.of(constants, drive)
     fire = _fire(surrogate, smooth, conventions.spike_at_threshold)
-    zero_reset = constants.reset == "zero"
-    jump = v_reset if theta is None else theta - v_reset  # the subtracted amount (unused without a threshold)
-
-    def reset(v: Tensor, r: Tensor) -> Tensor:
-        if zero_reset:
-            return v - (v - v_reset) * r
-        return v - jump * r
-
     steps = drive.unbind(1)
-    replays = replay_reset.detach().to(dtype).unbind(1) if replay_reset is not None else None
+    replays = replay_reset.detach().to(drive.dtype).unbind(1) if replay_reset is not None else None
     zeros = torch.zeros_like(steps[0])
-    syn, v, spike, r_prev, x_prev = zeros, zeros, zeros, zeros, zeros
+    syn, spike, x_prev = zeros, zeros, zeros
     outputs, membranes = [], []
-    if theta is not None and conventions.initial_reset:
-        r_prev = fire(zeros - theta)
-        r_prev = r_prev.detach() if conventions.reset_detached else r_prev
-        if conventions.reset_leak == "before":
-            v = reset(v, r_prev)
-    input_delay = conventions.input_delay if theta is not None else 0
-    current_delay = conventions.current_delay if theta is not None else 0
+    r_prev, v = _initial_reset(c, fire, conventions, zeros)
+    input_delay = conventions.input_delay if c.theta is not None else 0
+    current_delay = conventions.current_delay if c.theta is not None else 0
     for t, x in enumerate(steps):
         d = x_prev if input_delay else x
         x_prev = x
-        if recurrent_weight is not None:
-            d = d + F.linear(spike, recurrent_weight.to(dtype))
-        if recurrent_bias is not None:
-            d = d + recurrent_bias.to(dtype)
-        syn_new = alpha * syn + k_in * d
+        d = _recurrent(d, spike, recurrent_weight, recurrent_bias)
+        syn_new = c.alpha * syn + c.k_in * d
         current = syn if current_delay else syn_new
         syn = syn_new
-        u = beta * v + k_mem * current + leak
-        if theta is None:
+        u = c.beta * v + c.k_mem * current + c.leak
+        if c.theta is None:
             v = u
             outputs.append(u)
             membranes.append(u)
             continue
-        v_hat = reset(u, r_prev) if conventions.reset_leak == "after" else u
-        spike = fire(v_hat - theta)
+        v_hat = c.reset(u, r_prev) if conventions.reset_leak == "after" else u
+        spike = fire(v_hat - c.theta)
         own = spike.detach() if conventions.reset_detached else spike
         r = replays[t] if replays is not None else own
-        v_post = reset(v_hat, r)
+        v_post = c.reset(v_hat, r)
         v = v_post if conventions.reset_leak == "before" else v_hat
         r_prev = r
         outputs.append(spike)

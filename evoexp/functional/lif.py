@@ -395,10 +395,11 @@ def _forward_loop(
             torch.addcmul(pre_reset[t], pre_reset[t], reset, value=-1.0, out=mem_next)
         if use_syn_state:
             torch.add(currents[t], syn, alpha=alpha, out=syn)
-            if groups:
-                syn.view(groups, -1, n).baddbmm_(spike.view(groups, -1, n), weight_t)  # type: ignore[arg-type]
-            elif weight_t is not None:
-                syn.addmm_(spike, weight_t)
+            if weight_t is not None:
+                if groups:
+                    syn.view(groups, -1, n).baddbmm_(spike.view(groups, -1, n), weight_t)
+                else:
+                    syn.addmm_(spike, weight_t)
     return spikes.transpose(0, 1), _Membrane(head, current.transpose(0, 1)), pre_reset
 
 
@@ -696,7 +697,8 @@ class _Adjoint:
             else:
                 coeff = torch.mul(self.reset[t0:t1], -p.beta).add_(p.beta)  # beta * (1 - r[t])
                 if not p.detach_reset:
-                    coeff.addcmul_(slope, self.pre_reset[t0:t1], value=-1.0)  # type: ignore[index]
+                    pre_reset = self.pre_reset[t0:t1]  # type: ignore[index]  # recorded when reset == "zero"
+                    coeff.addcmul_(slope, pre_reset, value=-1.0)
             yield t0, slope, coeff
             t1 = t0
 

@@ -44,7 +44,7 @@ from evoexp.job.build import (
 )
 from evoexp.job.config import Config
 from evoexp.job.prepare import Prepared, model_facts, prepare
-from evoexp.job.tracking import NullRun, RunLogger
+from evoexp.job.run_logger import NullRun, RunLogger
 from evoexp.keys import ANN_TIME_PER_EPOCH, OBJECTIVE, SNN_EPOCHS_TO_CONVERGE, SNN_TIME_PER_EPOCH
 from evoexp.results import Result, SkippedResult, to_jsonable
 from evoexp.training import TrainingRun, train_model

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evoexp.job.outcome import JobOutcome
-from evoexp.job.tracking import FinishedRun, RunLogger, Tracker
+from evoexp.job.run_logger import RunLogger
+from evoexp.job.tracking import FinishedRun, Tracker
 from evoexp.keys import (
     ANN_TEST_ACC,
     HEADLINE_CHECKS_FAILED,

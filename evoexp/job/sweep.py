@@ -47,6 +47,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 import evoexp
 from evoexp.job import abort
+from evoexp.job.abort import JobTerminated, signal_name
 from evoexp.job.config import (
     ConfigValidationError,
     TrackingConfig,
@@ -69,21 +70,18 @@ from evoexp.job.progress import (
     split_override,
 )
 from evoexp.job.run import AnnBaseline
+from evoexp.job.run_logger import RunLogger
+from evoexp.job.store_errors import TrackingUnavailable, error_line
 from evoexp.job.summary import SweepTally, format_run_summary, jobs_text
 from evoexp.job.tracking import (
     LOCK_DIR,
     FinishedRun,
-    JobTerminated,
     MlflowTracker,
     NullTracker,
-    RunLogger,
     Tracker,
-    TrackingUnavailable,
-    error_line,
     git_commit,
     lock_path,
     resolve_tracking_uri,
-    signal_name,
 )
 from evoexp.job.ui import publish, view_url
 from evoexp.keys import Tags
@@ -518,7 +516,7 @@ class _OpenSweep:
 
 
 def _describe(exc: BaseException) -> str:
-    """``Type: message`` of ``exc``, on one line (:func:`evoexp.job.tracking.error_line`)."""
+    """``Type: message`` of ``exc``, on one line (:func:`evoexp.job.store_errors.error_line`)."""
     return error_line(exc, limit=300)
 
 

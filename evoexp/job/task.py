@@ -25,6 +25,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import evoexp
+from evoexp.job.abort import JobTerminated, signal_name
 from evoexp.job.config import (
     Config,
     ConfigValidationError,
@@ -45,7 +46,7 @@ from evoexp.job.progress import SweepPlan, axis_keys, job_label, run_name
 from evoexp.job.run import run_experiment
 from evoexp.job.summary import summarize_run, summarize_skipped
 from evoexp.job.sweep import ann_baseline, make_tracker, resumable_run
-from evoexp.job.tracking import ConfigTaken, JobTerminated, Tracker, git_commit, signal_name
+from evoexp.job.tracking import ConfigTaken, Tracker, git_commit
 from evoexp.keys import CROSSCHECK_ARTIFACT_PATH, NIR_ARTIFACT_PATH, Tags
 
 __all__ = ["JobContext", "execute", "run_job"]

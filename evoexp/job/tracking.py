@@ -14,25 +14,25 @@ Parallel safety (measured with mlflow 3.17 and hydra-core 1.3.8):
   resolved explicitly and every run is created with it (no fluent API, no global state).
 * A run that is not closed by a ``with`` block is marked FINISHED after an exception, and SIGTERM (SLURM
   pre-emption) leaves runs RUNNING; :meth:`MlflowTracker.start_run` therefore always ends the run itself:
-  FINISHED, FAILED (with ``evoexp.error``) or KILLED (SIGTERM/SIGINT, via :func:`terminate_on_sigterm`).
+  FINISHED, FAILED (with ``evoexp.error``) or KILLED (SIGTERM/SIGINT, via
+  :func:`evoexp.job.abort.terminate_on_sigterm`).
 * SIGKILL (OOM killer, node loss) ends nothing, so every run records its owner (host, process id and the
   process's start time) and a heartbeat tag (an ISO 8601 UTC time); :meth:`MlflowTracker.reap_ghosts` closes a
-  RUNNING run as KILLED once its owner is provably gone (see :func:`ghost_reason`).
+  RUNNING run as KILLED once its owner is provably gone (see :mod:`evoexp.job.liveness`).
 
 MLflow's own fields are filled as its UI expects: ``mlflow.parentRunId`` nests a sweep's jobs (and the ANN baselines
 it trains, tagged ``evoexp.kind = ann_baseline`` in the same experiment) under the sweep's run,
 ``mlflow.source.*`` and ``mlflow.user`` describe where a run came from, ``mlflow.note.content`` holds a Markdown
-summary, and datasets are logged as run inputs (:meth:`TrackedRun.log_dataset`) for the Dataset column. Params of
-equal value print identically (``10`` for both ``10`` and ``10.0``; MLflow compares params as strings).
-
-Logging is batched: params, tags and metrics go through ``MlflowClient.log_batch`` in chunks within MLflow's
-limits (100 params/tags, 1000 metrics per call).
+summary, and datasets are logged as run inputs (:meth:`~evoexp.job.run_logger.TrackedRun.log_dataset`) for the Dataset
+column. How values are written (params, tags, metric names) is :mod:`evoexp.job.mlflow_values`; a job logs through
+the :class:`~evoexp.job.run_logger.RunLogger` that :meth:`Tracker.start_run` yields (:mod:`evoexp.job.run_logger`).
 
 Faults (docs/guides/reliability.md):
 
 * Training never waits on the store: a run's metrics and tags go out from a background thread
-  (:class:`TrackedRun`), which retries a batch the store refuses for ``give_up_after`` seconds; then the run's next
-  logging call raises :class:`TrackingUnavailable` and the job fails with that message.
+  (:class:`~evoexp.job.run_logger.TrackedRun`), which retries a batch the store refuses for ``give_up_after``
+  seconds; then the run's next logging call raises :class:`~evoexp.job.store_errors.TrackingUnavailable` and the job
+  fails with that message.
 * Every request to a tracking server has a timeout and a bounded number of retries (``tracking.timeout``,
   ``tracking.retries``: MLflow's ``MLFLOW_HTTP_REQUEST_*`` variables), and :meth:`MlflowTracker.check` asks the
   server once, with one timeout, before anything starts.
@@ -45,34 +45,32 @@ Faults (docs/guides/reliability.md):
 
 from __future__ import annotations
 
-import calendar
 import getpass
 import hashlib
 import json
 import logging
 import math
 import os
-import platform
-import re
-import signal
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 from filelock import FileLock
 
-from evoexp.keys import BASELINE_KIND, CONFIG_METRIC_PREFIX, Tags
+from evoexp.job.abort import JobTerminated, signal_name, terminate_on_sigterm
+from evoexp.job.liveness import Heartbeat, Owner, ghost_reason, iso_time, last_seen
+from evoexp.job.mlflow_values import mirror_metrics, tag_value, ui_url
+from evoexp.job.run_logger import NullRun, RunLogger, TrackedRun
+from evoexp.job.store_errors import TrackingUnavailable, error_line
+from evoexp.keys import BASELINE_KIND, Tags
 
 __all__ = [
     "DEFAULT_ARTIFACT_DIR",
@@ -80,28 +78,13 @@ __all__ = [
     "LOCK_DIR",
     "ConfigTaken",
     "FinishedRun",
-    "JobTerminated",
     "MlflowTracker",
-    "NullRun",
     "NullTracker",
-    "Owner",
-    "RunLogger",
-    "TrackedRun",
     "Tracker",
-    "TrackingUnavailable",
     "check_experiment_name",
-    "error_line",
-    "ghost_reason",
     "git_commit",
-    "iso_time",
     "lock_path",
-    "metric_key",
-    "mirror_metrics",
-    "param_value",
     "resolve_tracking_uri",
-    "signal_name",
-    "terminate_on_sigterm",
-    "ui_url",
 ]
 
 log = logging.getLogger(__name__)
@@ -109,21 +92,11 @@ log = logging.getLogger(__name__)
 DEFAULT_STORE = "mlruns.db"
 DEFAULT_ARTIFACT_DIR = "mlartifacts"
 LOCK_DIR = ".evoexp/locks"
-_INVALID_KEY_CHARS = re.compile(r"[^\w\-./: ]")
-_MAX_PARAMS_TAGS = 100
-_MAX_METRICS = 1000
-_MAX_PARAM_LENGTH = 6000
-_MAX_TAG_LENGTH = 8000
 _SEARCH_PAGE = 1000
 _CLAIM_POLL = 2.0
 """Seconds between two looks at a run that another invocation is training (:meth:`MlflowTracker.wait_for`)."""
 _OWNER_EXIT_WAIT = 10.0
 """Seconds :meth:`MlflowTracker.close_invocation` gives a killed worker to end its own run before closing it."""
-DEFAULT_UI = "http://127.0.0.1:5000"
-
-
-class TrackingUnavailable(RuntimeError):
-    """The tracking store does not answer (a server down or unreachable, a store that refuses writes)."""
 
 
 class ConfigTaken(Exception):
@@ -150,23 +123,6 @@ def check_experiment_name(name: str) -> str:
     if "/" in name or "\\" in name or name.strip() in (".", "..") or "\0" in name:
         raise ValueError(f"tracking.experiment must be a name, not a path (no '/', '\\', '.' or '..'); got {name!r}")
     return name
-
-
-_NOISE = ("[SQL:", "[parameters:", "(Background on this error")
-"""Lines of SQLAlchemy's error text that say nothing about what went wrong."""
-_AUTOFLUSH = re.compile(r"\(raised as a result of Query-invoked autoflush[^)]*\)\s*")
-
-
-def error_line(exc: BaseException, *, limit: int = 500) -> str:
-    """``Type: message`` of ``exc`` on one line, without SQLAlchemy's statement, parameters and links.
-
-    A store error reads e.g. ``MlflowException: (sqlite3.OperationalError) attempt to write a readonly database``
-    instead of its first line, which may be a note about autoflush.
-    """
-    lines = [line.strip() for line in f"{type(exc).__name__}: {exc}".splitlines()]
-    kept = [line for line in lines if line and not line.startswith(_NOISE)]
-    text = _AUTOFLUSH.sub("", " ".join(kept)) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _is_server(uri: str) -> bool:
@@ -218,618 +174,6 @@ def git_commit(root: Path) -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{commit}-dirty" if dirty else commit
-
-
-class JobTerminated(SystemExit):
-    """Raised in the main thread when the process receives SIGTERM; exits with ``128 + signum``."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(128 + signum)
-        self.signum = signum
-
-
-def signal_name(exc: BaseException) -> str:
-    """``SIGTERM`` (or the signal's name) for a :class:`JobTerminated`, ``SIGINT`` for a KeyboardInterrupt."""
-    if isinstance(exc, JobTerminated):
-        return signal.Signals(exc.signum).name
-    return "SIGINT"
-
-
-@contextmanager
-def terminate_on_sigterm() -> Iterator[None]:
-    """Turn SIGTERM into :class:`JobTerminated` inside the block, so runs unwind and end as KILLED.
-
-    Only the main thread can install signal handlers; elsewhere the block runs unchanged. The previous handler
-    (e.g. submitit's) is restored on exit.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise JobTerminated(signum)
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _process_state(pid: int) -> tuple[str, str] | None:
-    """``(state, start time in clock ticks)`` of process ``pid`` from ``/proc``, or None where it cannot be read."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may hold spaces; fields 3.. follow ")"
-    return fields[0], fields[19]
-
-
-@dataclass(frozen=True)
-class Owner:
-    """The process that owns a RUNNING run, as recorded in its tags.
-
-    Attributes:
-        host: Host name (:func:`platform.node`).
-        pid: Process id.
-        started: Start time of the process (clock ticks since boot, from ``/proc``) or None where unknown; tells
-            a recycled process id from the owner.
-    """
-
-    host: str
-    pid: int
-    started: str | None = None
-
-    @classmethod
-    def current(cls) -> Owner:
-        """The calling process."""
-        state = _process_state(os.getpid())
-        return cls(platform.node(), os.getpid(), None if state is None else state[1])
-
-    @classmethod
-    def from_tags(cls, tags: Mapping[str, str]) -> Owner | None:
-        """The owner recorded in a run's tags, or None when it recorded none."""
-        host, pid = tags.get(Tags.HOST), tags.get(Tags.PID)
-        if not host or not pid or not pid.isdigit():
-            return None
-        return cls(host, int(pid), tags.get(Tags.PID_START) or None)
-
-    def tags(self) -> dict[str, str]:
-        """Tags recording this owner."""
-        tags = {Tags.HOST: self.host, Tags.PID: str(self.pid)}
-        if self.started is not None:
-            tags[Tags.PID_START] = self.started
-        return tags
-
-    def alive(self) -> bool | None:
-        """Whether the owner still runs: None when it runs on another host (it cannot be checked from here).
-
-        A process id that exists is the owner only if it is no zombie and, where recorded, started when the
-        owner did.
-        """
-        if self.host != platform.node():
-            return None
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            pass  # exists, owned by another user
-        state = _process_state(self.pid)
-        if state is None:
-            return True
-        return state[0] != "Z" and (self.started is None or state[1] == self.started)
-
-
-def iso_time(seconds: float) -> str:
-    """``seconds`` since the epoch as an ISO 8601 UTC time to the second: ``2026-12-05T16:50:18Z``."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
-
-
-def _epoch_seconds(stamp: str) -> float:
-    """Seconds since the epoch of an :func:`iso_time` stamp (or of a number of seconds, as older runs wrote it)."""
-    try:
-        return float(stamp)
-    except ValueError:
-        return float(calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")))
-
-
-def ghost_reason(tags: Mapping[str, str], start_time_ms: int, *, now: float, stale_after: float) -> str | None:
-    """Why a RUNNING run is a ghost (its owner is provably gone), or None when it may still be running.
-
-    A run whose owner recorded this host is a ghost when the owner's process no longer exists (or is a zombie, or
-    its id now belongs to a younger process). A run from another host is a ghost when it sent no heartbeat for
-    ``stale_after`` seconds and at least three of its heartbeat intervals; a run that sends no heartbeats (or an
-    unknown owner) is never declared gone that way.
-
-    Args:
-        tags: The run's tags (owner, ``evoexp.heartbeat`` and ``evoexp.heartbeat_every``).
-        start_time_ms: The run's start time (ms since the epoch): the last sign of life before any heartbeat.
-        now: Current time (seconds since the epoch).
-        stale_after: Seconds without heartbeat after which a run on another host is gone (0: never).
-    """
-    owner = Owner.from_tags(tags)
-    if owner is not None:
-        alive = owner.alive()
-        if alive is not None:
-            return None if alive else f"owner process {owner.pid} on {owner.host} no longer exists"
-    every = float(tags.get(Tags.HEARTBEAT_EVERY) or 0)
-    if owner is None or stale_after <= 0 or every <= 0:
-        return None
-    stamp = tags.get(Tags.HEARTBEAT)
-    last = _epoch_seconds(stamp) if stamp else start_time_ms / 1000
-    silent = now - last
-    if silent > max(stale_after, 3 * every):
-        return f"no heartbeat for {silent:.0f} s from process {owner.pid} on {owner.host}"
-    return None
-
-
-class _Heartbeat:
-    """Background thread that stamps ``evoexp.heartbeat`` (:func:`iso_time`) on a run every ``every`` s."""
-
-    def __init__(self, client: Any, run_id: str, every: float) -> None:
-        self._client, self._run_id, self._every = client, run_id, every
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"evoexp-heartbeat-{run_id[:8]}", daemon=True)
-        self._thread.start()
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self._every):
-            try:
-                self._client.set_tag(self._run_id, Tags.HEARTBEAT, iso_time(time.time()))
-            except Exception as exc:  # a missed beat is retried at the next one; the job must not fail for it
-                log.debug("heartbeat of run %s failed: %s", self._run_id, exc)
-
-    def stop(self) -> None:
-        """Stop beating (waits for a beat in progress)."""
-        self._stop.set()
-        self._thread.join()
-
-
-def _canonical(value: Any) -> Any:
-    """``value`` with integral floats as ints (recursively), so that ``10.0`` and ``10`` print alike."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, (list, tuple)):
-        return [_canonical(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _canonical(v) for k, v in value.items()}
-    return value
-
-
-def param_value(value: Any) -> str:
-    """Format a config value as an MLflow param, within MLflow's length limit.
-
-    Numbers of equal value print identically: integral floats print as ints (``10.0`` -> ``10``, so the search
-    ``params.`surrogate.slope` = '10'`` matches), others in Python's shortest form (``0.5``, ``1e-05``). Lists and
-    mappings print as JSON (``[64, 32]``), None as ``null``.
-    """
-    value = _canonical(value)
-    text = json.dumps(value) if isinstance(value, (list, dict)) or value is None else str(value)
-    return text[:_MAX_PARAM_LENGTH]
-
-
-def mirror_metrics(params: Mapping[str, Any], keys: Iterable[str]) -> dict[str, float]:
-    """Metrics ``config/<key>`` mirroring the numeric params among ``keys`` (others are left out).
-
-    MLflow compares params as strings; the mirrors make sweep axes such as ``surrogate.slope`` sortable and
-    filterable as numbers in the UI (``metrics.`config/surrogate.slope` >= 10``).
-    """
-    mirrored = {}
-    for key in dict.fromkeys(keys):
-        value = params.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            mirrored[f"{CONFIG_METRIC_PREFIX}{key}"] = float(value)
-    return mirrored
-
-
-def ui_url(tracking_uri: str, experiment_id: str, run_id: str | None = None) -> str:
-    """URL of an experiment's training-runs view (or of one run) in the MLflow UI.
-
-    MLflow 3 opens an experiment on its GenAI overview (traces, token usage) unless the URL asks for the
-    model-training view (``workflowType=machine_learning``). A server URI (``http(s)://...``) is its own UI; for
-    other stores the URL is that of ``mlflow ui`` on its default address, :data:`DEFAULT_UI`.
-
-    Args:
-        tracking_uri: The store's tracking URI.
-        experiment_id: Id of the experiment.
-        run_id: Id of a run to open instead of the run list.
-    """
-    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else DEFAULT_UI
-    page = "runs" if run_id is None else f"runs/{run_id}"
-    return f"{base}/#/experiments/{experiment_id}/{page}?workflowType=machine_learning"
-
-
-def metric_key(key: str) -> str:
-    """``key`` with every character MLflow refuses in metric names replaced by ``_``.
-
-    MLflow accepts alphanumerics, ``_ - . / : `` and spaces; e.g. ``alignment/cosine/sigma=0.01`` becomes
-    ``alignment/cosine/sigma_0.01``.
-    """
-    return _INVALID_KEY_CHARS.sub("_", key)
-
-
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    """Yield consecutive slices of ``items`` of at most ``size`` elements."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-class _Split(Protocol):
-    """One split of a dataset (:class:`evoexp.data.SpikeDataset`)."""
-
-    name: str
-    spikes: Any
-    features: Any
-    labels: Any
-
-    def __len__(self) -> int: ...
-
-
-class _Splits(Protocol):
-    """Train/validation/test splits (:class:`evoexp.data.DatasetSplits`)."""
-
-    @property
-    def train(self) -> _Split: ...
-    @property
-    def val(self) -> _Split: ...
-    @property
-    def test(self) -> _Split: ...
-
-
-DATASET_CONTEXTS = {"train": "training", "val": "validation", "test": "test"}
-"""MLflow dataset context of each split (shown next to the dataset in the UI)."""
-
-
-def dataset_inputs(splits: _Splits, *, source: Mapping[str, Any]) -> list[Any]:
-    """MLflow dataset inputs of the non-empty splits: name, digest, schema and shapes, context, code source.
-
-    Args:
-        splits: The dataset's splits.
-        source: What generated the data (generator keyword arguments), recorded as the source's tags.
-
-    Returns:
-        One :class:`mlflow.entities.DatasetInput` per non-empty split, tagged ``mlflow.data.context``.
-    """
-    from mlflow.data.code_dataset_source import CodeDatasetSource
-    from mlflow.data.numpy_dataset import from_numpy
-    from mlflow.entities import Dataset, DatasetInput, InputTag
-
-    inputs = []
-    for split, context in DATASET_CONTEXTS.items():
-        data = getattr(splits, split)
-        if not len(data):
-            continue
-        tags = {"generator": f"evoexp.data.get_dataset({data.name!r})", "subset": split}
-        tags.update({key: param_value(value) for key, value in source.items()})
-        dataset = from_numpy(
-            {"spikes": data.spikes.numpy(), "features": data.features.numpy()},
-            targets=data.labels.numpy(),
-            source=CodeDatasetSource(tags),
-            name=data.name,
-        )
-        inputs.append(DatasetInput(Dataset(**dataset.to_dict()), tags=[InputTag(Tags.DATASET_CONTEXT, context)]))
-    return inputs
-
-
-class RunLogger:
-    """Interface of a job's run; this base class logs nothing (``tracking=off``).
-
-    Attributes:
-        run_id: MLflow run id, or None when nothing is tracked.
-    """
-
-    run_id: str | None = None
-
-    @property
-    def tags(self) -> dict[str, str]:
-        """The tags set through :meth:`set_tags`, besides those the run was created with (none here)."""
-        return {}
-
-    def log_params(self, params: Mapping[str, Any]) -> None:
-        """Log params (values formatted as strings)."""
-
-    def log_metrics(self, metrics: Mapping[str, float], *, step: int | None = None) -> None:
-        """Log metrics at ``step`` in one batch (None values are skipped)."""
-
-    def log_metric_steps(self, steps: Mapping[int, Mapping[str, float]]) -> None:
-        """Log metrics of several steps (``{step: {key: value}}``) in as few batches as possible."""
-
-    def set_tags(self, tags: Mapping[str, Any]) -> None:
-        """Set tags (values formatted as strings)."""
-
-    def log_artifact(self, path: Path, *, artifact_path: str | None = None) -> None:
-        """Upload one file."""
-
-    def log_artifacts(self, directory: Path, *, artifact_path: str | None = None) -> None:
-        """Upload a directory's files."""
-
-    def log_files(self, files: Iterable[Path], *, base: Path) -> None:
-        """Upload ``files``, each at its path relative to ``base``."""
-
-    def log_dataset(self, splits: _Splits, *, source: Mapping[str, Any]) -> None:
-        """Log the dataset's splits as run inputs (see :func:`dataset_inputs`)."""
-
-
-class NullRun(RunLogger):
-    """The run of an untracked job: every call is a no-op."""
-
-
-def _permanent(exc: Exception) -> bool:
-    """Whether the store refused a request for good (a 4xx answer: bad value, unknown run), not for now."""
-    status = getattr(exc, "get_http_status_code", None)
-    return callable(status) and 400 <= int(status()) < 500
-
-
-class _Uploader:
-    """Background thread that delivers a run's batches in order, retrying a refused one for ``give_up_after`` s.
-
-    The training thread hands batches over (:meth:`submit`) and goes on; when a batch could not be delivered for
-    ``give_up_after`` seconds (or the store refused it for good), the uploader stops and every later call raises
-    :class:`TrackingUnavailable` with the reason.
-
-    Args:
-        send: Delivers one batch ``(metrics, tags)``; raises on failure.
-        give_up_after: Seconds a batch is retried (0: not retried).
-        where: The store, for the error message.
-        name: Thread name.
-    """
-
-    def __init__(
-        self, send: Callable[[list[Any], list[Any]], None], *, give_up_after: float, where: str, name: str
-    ) -> None:
-        self._send = send
-        self._give_up_after = give_up_after
-        self._where = where
-        self._pending: deque[tuple[list[Any], list[Any]]] = deque()
-        self._busy = False
-        self._closed = False
-        self._cond = threading.Condition()
-        self.error: TrackingUnavailable | None = None
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._thread.start()
-
-    def submit(self, metrics: list[Any], tags: list[Any]) -> None:
-        """Queue one batch; raise the error that stopped the uploader, if any."""
-        with self._cond:
-            self._raise()
-            self._pending.append((metrics, tags))
-            self._cond.notify_all()
-
-    def _raise(self) -> None:
-        if self.error is not None:
-            raise TrackingUnavailable(str(self.error)) from self.error
-
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: bool(self._pending) or self._closed)
-                if not self._pending:
-                    return
-                batch = self._pending[0]
-                self._busy = True
-            error = self._deliver(batch)
-            with self._cond:
-                self._busy = False
-                if error is None:
-                    self._pending.popleft()
-                else:
-                    self.error = error
-                    self._pending.clear()
-                self._cond.notify_all()
-                if error is not None:
-                    return
-
-    def _deliver(self, batch: tuple[list[Any], list[Any]]) -> TrackingUnavailable | None:
-        failing_since: float | None = None
-        delay = 0.5
-        while True:
-            try:
-                self._send(*batch)
-                return None
-            except Exception as exc:
-                now = time.monotonic()
-                failing_since = now if failing_since is None else failing_since
-                waited = now - failing_since
-                if _permanent(exc) or waited >= self._give_up_after or self._closed:
-                    reason = error_line(exc)
-                    return TrackingUnavailable(
-                        f"the tracking store {self._where} did not accept the run's data"
-                        + ("" if _permanent(exc) else f" for {waited:.0f} s (tracking.give_up_after)")
-                        + f": {reason}"
-                    )
-                if waited == 0:
-                    log.warning("tracking store %s refused a batch (%s); retrying in the background", self._where, exc)
-                time.sleep(min(delay, self._give_up_after - waited))
-                delay = min(2 * delay, 10.0)
-
-    def drain(self, timeout: float | None = None) -> None:
-        """Wait until every queued batch is delivered (at most ``timeout`` s); raise if delivery failed."""
-        with self._cond:
-            done = self._cond.wait_for(
-                lambda: self.error is not None or (not self._pending and not self._busy), timeout
-            )
-            self._raise()
-            if not done:
-                raise TrackingUnavailable(
-                    f"the tracking store {self._where} did not take the run's data in {timeout:g} s"
-                )
-
-    def close(self) -> None:
-        """Stop the thread once the queue is empty (a batch in retry gives up at its next failure)."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-
-class TrackedRun(RunLogger):
-    """An open MLflow run, logged through one :class:`mlflow.MlflowClient` in batches.
-
-    Metrics are buffered and sent with one ``log_batch`` call when the oldest buffered value is ``flush_every``
-    seconds old (so curves stay live in the UI), when 1000 values are waiting, and when the run ends; the end
-    sends the remaining metrics and the closing tags in a single call. On a SQLite store each call costs a
-    commit (~10-40 ms), so this keeps the tracking cost of a job to a handful of calls.
-
-    With ``background=True`` (the runs of :meth:`MlflowTracker.start_run`) batches go out from a background thread
-    in order, so that a slow or unreachable store never holds up training; a batch the store refuses is retried for
-    ``give_up_after`` seconds, after which the next call raises :class:`TrackingUnavailable`. :meth:`end` waits for
-    the queue to be delivered before it sets the run's status.
-
-    Args:
-        client: The client bound to the store.
-        run_id: Id of the run to log into.
-        flush_every: Seconds metrics may wait in the buffer (0 sends every call at once).
-        background: Deliver batches from a background thread (else each call sends and may raise).
-        give_up_after: Seconds a refused batch is retried in the background.
-        where: The store's URI (error messages).
-    """
-
-    def __init__(
-        self,
-        client: Any,
-        run_id: str,
-        *,
-        flush_every: float = 5.0,
-        background: bool = False,
-        give_up_after: float = 120.0,
-        where: str = "",
-    ) -> None:
-        if not flush_every >= 0:
-            raise ValueError(f"flush_every must be >= 0 seconds, got {flush_every!r}")
-        self.client = client
-        self.run_id = run_id
-        self.flush_every = flush_every
-        self.status: str | None = None
-        self.outcome: str | None = None
-        self._tags: dict[str, str] = {}
-        self._buffer: list[Any] = []
-        self._buffered_since = 0.0
-        self._uploader = (
-            _Uploader(self._send, give_up_after=give_up_after, where=where or "", name=f"evoexp-upload-{run_id[:8]}")
-            if background
-            else None
-        )
-
-    @property
-    def tags(self) -> dict[str, str]:
-        """The tags set through :meth:`set_tags` (and the closing ones)."""
-        return dict(self._tags)
-
-    def log_params(self, params: Mapping[str, Any]) -> None:
-        """Log params in batches of 100 (values as strings, lists as JSON, truncated to MLflow's limit)."""
-        from mlflow.entities import Param
-
-        entries = [Param(key, param_value(value)) for key, value in params.items()]
-        for chunk in _chunks(entries, _MAX_PARAMS_TAGS):
-            self.client.log_batch(self.run_id, params=chunk, synchronous=True)
-
-    def log_metrics(self, metrics: Mapping[str, float], *, step: int | None = None) -> None:
-        """Buffer metrics at ``step`` (default 0); None values are skipped, NaN/Inf are kept."""
-        self.log_metric_steps({step or 0: metrics})
-
-    def log_metric_steps(self, steps: Mapping[int, Mapping[str, float]]) -> None:
-        """Buffer metrics of several steps (``{step: {key: value}}``); flush when due (see the class)."""
-        from mlflow.entities import Metric
-
-        stamp = int(time.time() * 1000)
-        if not self._buffer:
-            self._buffered_since = time.monotonic()
-        self._buffer.extend(
-            Metric(metric_key(key), float(value), stamp, step)
-            for step, metrics in steps.items()
-            for key, value in metrics.items()
-            if value is not None
-        )
-        if len(self._buffer) >= _MAX_METRICS or time.monotonic() - self._buffered_since >= self.flush_every:
-            self.flush()
-
-    def _send(self, metrics: list[Any], tags: list[Any]) -> None:
-        """Send metrics and tags now, in as few ``log_batch`` calls as MLflow's limits allow."""
-        metric_chunks = list(_chunks(metrics, _MAX_METRICS))
-        tag_chunks = list(_chunks(tags, _MAX_PARAMS_TAGS))
-        for i in range(max(len(metric_chunks), len(tag_chunks))):
-            self.client.log_batch(
-                self.run_id,
-                metrics=metric_chunks[i] if i < len(metric_chunks) else [],
-                tags=tag_chunks[i] if i < len(tag_chunks) else [],
-                synchronous=True,
-            )
-
-    def flush(self, tags: Mapping[str, Any] | None = None) -> None:
-        """Send the buffered metrics (and ``tags``): now, or through the background uploader.
-
-        Raises:
-            TrackingUnavailable: The background uploader gave up on an earlier batch.
-        """
-        from mlflow.entities import RunTag
-
-        metrics, self._buffer = self._buffer, []
-        texts = {key: str(value)[:_MAX_TAG_LENGTH] for key, value in (tags or {}).items()}
-        entries = [RunTag(key, text) for key, text in texts.items()]
-        if self._uploader is not None:
-            self._uploader.submit(metrics, entries)
-        else:
-            self._send(metrics, entries)
-        self._tags.update(texts)
-        if Tags.OUTCOME in texts:
-            self.outcome = texts[Tags.OUTCOME]
-
-    def set_tags(self, tags: Mapping[str, Any]) -> None:
-        """Set tags (values as strings, truncated to MLflow's limit), sending buffered metrics with them."""
-        self.flush(tags)
-
-    def log_artifact(self, path: Path, *, artifact_path: str | None = None) -> None:
-        """Upload one file into the run's artifacts (under ``artifact_path``)."""
-        self.client.log_artifact(self.run_id, str(path), artifact_path)
-
-    def log_artifacts(self, directory: Path, *, artifact_path: str | None = None) -> None:
-        """Upload the files of ``directory`` into the run's artifacts (under ``artifact_path``)."""
-        self.client.log_artifacts(self.run_id, str(directory), artifact_path)
-
-    def log_files(self, files: Iterable[Path], *, base: Path) -> None:
-        """Upload ``files`` into the run's artifacts, each at its path relative to ``base``."""
-        base = Path(base)
-        for path in files:
-            folder = Path(path).parent.relative_to(base).as_posix()
-            self.log_artifact(Path(path), artifact_path=None if folder == "." else folder)
-
-    def log_dataset(self, splits: _Splits, *, source: Mapping[str, Any]) -> None:
-        """Log the non-empty splits as run inputs: the UI's Dataset column then shows what the run trained on."""
-        self.client.log_inputs(self.run_id, datasets=dataset_inputs(splits, source=source))
-
-    def end(self, status: str, *, tags: Mapping[str, Any] | None = None, wait: float | None = None) -> None:
-        """Send what is buffered plus the closing ``tags``, then mark the run ``status``; later calls are no-ops.
-
-        A run whose data did not reach the store is not marked ``status`` (a FINISHED run would be taken for a
-        complete result): :class:`TrackingUnavailable` is raised instead, and the background uploader is dropped,
-        so that a second call (e.g. with ``FAILED``) sends its tags and status directly.
-
-        Args:
-            status: ``FINISHED``, ``FAILED`` or ``KILLED``.
-            tags: Closing tags.
-            wait: Seconds to wait for the background uploader to deliver the queue (None: until it is done or
-                gives up).
-
-        Raises:
-            TrackingUnavailable: The queued data could not be delivered (the status was not set).
-        """
-        if self.status is not None:
-            return
-        uploader = self._uploader
-        try:
-            if self._buffer or tags:
-                self.flush(tags)
-            if uploader is not None:
-                uploader.drain(wait)
-        except TrackingUnavailable:
-            self._uploader = None
-            raise
-        finally:
-            if uploader is not None:
-                uploader.close()
-        self.client.set_terminated(self.run_id, status)
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -1122,7 +466,7 @@ class MlflowTracker(Tracker):
     @contextmanager
     def _monitored(self, run_id: str) -> Iterator[None]:
         """Send heartbeats (and system metrics, if enabled) for ``run_id`` while the block runs."""
-        heartbeat = _Heartbeat(self.client, run_id, self.heartbeat_every) if self.heartbeat_every > 0 else None
+        heartbeat = Heartbeat(self.client, run_id, self.heartbeat_every) if self.heartbeat_every > 0 else None
         monitor = None
         if self.system_metrics:
             # Not in MLflow's documented API (its fluent start_run(log_system_metrics=True) uses it); runs made with
@@ -1157,9 +501,8 @@ class MlflowTracker(Tracker):
         self.client.log_batch(
             run.info.run_id, tags=[_tag(Tags.OUTCOME, outcome), _tag(Tags.ERROR, reason)], synchronous=True
         )
-        stamp = run.data.tags.get(Tags.HEARTBEAT)
-        last_seen = time.time() if now else _epoch_seconds(stamp) if stamp else run.info.start_time / 1000
-        self.client.set_terminated(run.info.run_id, status, end_time=int(last_seen * 1000))
+        ended = time.time() if now else last_seen(run.data.tags, run.info.start_time)
+        self.client.set_terminated(run.info.run_id, status, end_time=int(ended * 1000))
 
     def taken(self, claim: Mapping[str, str]) -> str | None:
         """The oldest live RUNNING run with the tags of ``claim`` (another invocation trains that config), or None."""
@@ -1412,7 +755,7 @@ class MlflowTracker(Tracker):
         """Send heartbeats for ``run_id`` (e.g. a sweep's parent run) until the returned function is called."""
         if self.heartbeat_every <= 0:
             return lambda: None
-        return _Heartbeat(self.client, run_id, self.heartbeat_every).stop
+        return Heartbeat(self.client, run_id, self.heartbeat_every).stop
 
     def set_experiment_tags(self, tags: Mapping[str, str], *, only_missing: bool = False) -> None:
         """Set tags of the experiment (e.g. its description and saved views); ``only_missing``: keep existing ones."""
@@ -1435,4 +778,4 @@ def _tag(key: str, value: str) -> Any:
     """An MLflow ``RunTag`` (value truncated to MLflow's limit)."""
     from mlflow.entities import RunTag
 
-    return RunTag(key, value[:_MAX_TAG_LENGTH])
+    return RunTag(key, tag_value(value))

@@ -304,6 +304,49 @@ class LeakyReadout(nn.Module):
         return f"{self.weight.shape[1]}, {self.weight.shape[0]}, beta={self.beta:.4g}, mode={self.mode}"
 
 
+def _checked_sizes(
+    input_size: int, hidden_sizes: Sequence[int], output_size: int, *, bptt: str, weight_scale: float
+) -> list[int]:
+    """The hidden sizes as a list, after checking the sizes, the BPTT mode and the weight scale of an :class:`SNN`."""
+    sizes = list(hidden_sizes)
+    for name, value in (("input_size", input_size), ("output_size", output_size)):
+        if not (isinstance(value, int) and value > 0):
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if not sizes or not all(isinstance(h, int) and h > 0 for h in sizes):
+        raise ValueError(f"hidden_sizes must be a non-empty sequence of positive ints, got {hidden_sizes!r}")
+    if bptt not in ("custom", "autograd"):
+        raise ValueError(f"bptt must be 'custom' or 'autograd', got {bptt!r}")
+    if not (math.isfinite(weight_scale) and weight_scale > 0):
+        raise ValueError(f"weight_scale must be a finite number > 0, got {weight_scale!r}")
+    return sizes
+
+
+def _decays(
+    alpha: float | None, beta: float | None, tau_syn: float | None, tau_mem: float | None, dt: float
+) -> tuple[float, float]:
+    """``(alpha, beta)``: each given directly or from its time constant (default ``tau_syn=5``, ``tau_mem=10``)."""
+    for name, given, tau_name, tau in (("alpha", alpha, "tau_syn", tau_syn), ("beta", beta, "tau_mem", tau_mem)):
+        if given is not None and tau is not None:
+            raise ValueError(f"give either {name} or {tau_name}, not both ({name}={given!r}, {tau_name}={tau!r})")
+    decays = LIFParameters.from_time_constants(
+        tau_syn=_DEFAULT_TAU_SYN if tau_syn is None else tau_syn,
+        tau_mem=_DEFAULT_TAU_MEM if tau_mem is None else tau_mem,
+        dt=dt,
+    )
+    return decays.alpha if alpha is None else alpha, decays.beta if beta is None else beta
+
+
+def _noise_seeds(seed: int | None, n_layers: int) -> list[int | None]:
+    """One escape-noise seed per hidden layer (None: global RNG).
+
+    Each layer's noise stream is seeded from a tree of its own, so the initial weights do not depend on the noise.
+    """
+    if seed is None:
+        return [None] * n_layers
+    children = np.random.SeedSequence(seed).spawn(n_layers)
+    return [int(child.generate_state(1, np.uint64)[0] >> 2) for child in children]
+
+
 class SNN(nn.Module):
     r"""Multi-layer LIF network with a leaky non-spiking readout.
 
@@ -373,26 +416,8 @@ class SNN(nn.Module):
         escape_eval: EscapeMode = "deterministic",
     ) -> None:
         super().__init__()
-        sizes = list(hidden_sizes)
-        for name, value in (("input_size", input_size), ("output_size", output_size)):
-            if not (isinstance(value, int) and value > 0):
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if not sizes or not all(isinstance(h, int) and h > 0 for h in sizes):
-            raise ValueError(f"hidden_sizes must be a non-empty sequence of positive ints, got {hidden_sizes!r}")
-        if bptt not in ("custom", "autograd"):
-            raise ValueError(f"bptt must be 'custom' or 'autograd', got {bptt!r}")
-        if not (math.isfinite(weight_scale) and weight_scale > 0):
-            raise ValueError(f"weight_scale must be a finite number > 0, got {weight_scale!r}")
-        for name, given, tau_name, tau in (("alpha", alpha, "tau_syn", tau_syn), ("beta", beta, "tau_mem", tau_mem)):
-            if given is not None and tau is not None:
-                raise ValueError(f"give either {name} or {tau_name}, not both ({name}={given!r}, {tau_name}={tau!r})")
-        decays = LIFParameters.from_time_constants(
-            tau_syn=_DEFAULT_TAU_SYN if tau_syn is None else tau_syn,
-            tau_mem=_DEFAULT_TAU_MEM if tau_mem is None else tau_mem,
-            dt=dt,
-        )
-        alpha = decays.alpha if alpha is None else alpha
-        beta = decays.beta if beta is None else beta
+        sizes = _checked_sizes(input_size, hidden_sizes, output_size, bptt=bptt, weight_scale=weight_scale)
+        alpha, beta = _decays(alpha, beta, tau_syn, tau_mem, dt)
         params = LIFParameters(
             alpha=alpha,
             beta=beta,
@@ -403,11 +428,7 @@ class SNN(nn.Module):
         )
         shape = _resolve_surrogate(surrogate)
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        # One noise stream per layer, seeded from a tree of its own: the initial weights do not depend on the noise.
-        noise_seeds: list[int | None] = [None] * len(sizes)
-        if seed is not None:
-            children = np.random.SeedSequence(seed).spawn(len(sizes))
-            noise_seeds = [int(child.generate_state(1, np.uint64)[0] >> 2) for child in children]
+        noise_seeds = _noise_seeds(seed, len(sizes))
         self.input_size, self.hidden_sizes, self.output_size = input_size, tuple(sizes), output_size
         self.params = params
         self.hidden = nn.ModuleList()

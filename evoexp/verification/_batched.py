@@ -128,6 +128,19 @@ class LossProblem:
         self._guarded: dict[tuple[str, float], tuple[Any, ...]] = {}  # (tensor, eps) -> evaluator state checked
         self.structured_names: set[str] = set()
 
+    def spiking(self, smooth: bool | None) -> bool:
+        """Whether the copy runs spiking neurons, after checking that ``smooth=True`` has a smooth mode to run.
+
+        Raises:
+            ValueError: ``smooth`` is true and the model has no smooth mode (no spiking-network adapter claims it).
+        """
+        if smooth and not self.copy.spiking:
+            raise ValueError(
+                "smooth=True needs a spiking network with a smooth mode (evoexp.verification.spiking); "
+                f"{type(self.model).__name__} has none"
+            )
+        return self.copy.spiking
+
     @property
     def n_parameters(self) -> int:
         """Number of scalar coordinates in the studied parameters."""

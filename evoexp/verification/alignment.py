@@ -348,6 +348,46 @@ def _scope_stats(
     return rows
 
 
+def _loss_problem(
+    model: nn.Module,
+    inputs: Any,
+    targets: Any,
+    loss_fn: LossFn,
+    dtype: torch.dtype,
+    parameters: Sequence[str] | None,
+    memory_budget: int,
+    chunk_size: int | None,
+) -> LossProblem:
+    """The loss of a private copy of ``model`` in ``dtype``, as a function of the studied parameters."""
+    return LossProblem(
+        model,
+        inputs,
+        targets,
+        loss_fn,
+        dtype=dtype,
+        parameters=parameters,
+        memory_budget=memory_budget,
+        chunk_size=chunk_size,
+    )
+
+
+def _measure(
+    problem: LossProblem,
+    scopes: dict[str, dict[str, Tensor]],
+    sigmas: Sequence[float],
+    rules: tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+    *,
+    smooth: bool,
+) -> tuple[dict[str, list[AlignmentStats]], list[str], list[str]]:
+    """Every scope's statistics in the requested mode; also the copy's notes and the resets held (smooth mode)."""
+    problem.copy.set_smooth(smooth)
+    notes = problem.copy.notes
+    grad = problem.gradient()
+    held = problem.copy.hold_resets(problem.forward) if smooth else []
+    results = {scope: _scope_stats(problem, scope, dirs, grad, sigmas, rules) for scope, dirs in scopes.items()}
+    return results, notes, held
+
+
 def _inconclusive(overall: Sequence[AlignmentStats]) -> list[str]:
     """The warning naming the overall rows whose cosine sign is not resolved (none when all are conclusive)."""
     unknown = [f"{row.scope} at sigma={row.sigma:g}" for row in overall if not row.conclusive]
@@ -411,35 +451,15 @@ def verify_gradient_alignment(
     """
     _check_settings(sigmas, n_directions, n_quadrature)
     start = time.perf_counter()
-    problem = LossProblem(
-        model,
-        inputs,
-        targets,
-        loss_fn,
-        dtype=dtype,
-        parameters=parameters,
-        memory_budget=memory_budget,
-        chunk_size=chunk_size,
-    )
-    snn = problem.copy.spiking
-    if smooth and not snn:
-        raise ValueError(
-            "smooth=True needs a spiking network with a smooth mode (evoexp.verification.spiking); "
-            f"{type(model).__name__} has none"
-        )
-    warnings = [] if dtype == torch.float64 else [f"alignment computed in {dtype}, not torch.float64"]
+    problem = _loss_problem(model, inputs, targets, loss_fn, dtype, parameters, memory_budget, chunk_size)
+    snn = problem.spiking(smooth)
     n_check = n_quadrature // 2
     rules = (positive_nodes(n_quadrature), positive_nodes(n_check))
 
     scopes = _directions(problem, n_directions=n_directions, seed=seed, per_layer=per_layer, dtype=dtype)
-    problem.copy.set_smooth(smooth)
-    warnings.extend(problem.copy.notes)
-    grad = problem.gradient()
-    held = problem.copy.hold_resets(problem.forward) if smooth else []
-    results = {scope: _scope_stats(problem, scope, dirs, grad, sigmas, rules) for scope, dirs in scopes.items()}
+    results, notes, held = _measure(problem, scopes, sigmas, rules, smooth=smooth)
     overall = results.pop(OVERALL)
-    warnings.extend(_inconclusive(overall))
-    warnings.extend(problem.warnings)
+    dtype_note = [] if dtype == torch.float64 else [f"alignment computed in {dtype}, not torch.float64"]
     return AlignmentResult(
         sigmas=[float(s) for s in sigmas],
         n_directions=n_directions,
@@ -454,5 +474,5 @@ def verify_gradient_alignment(
         batched=problem.batched,
         seconds=time.perf_counter() - start,
         held_resets=held,
-        warnings=warnings,
+        warnings=[*dtype_note, *notes, *_inconclusive(overall), *problem.warnings],
     )

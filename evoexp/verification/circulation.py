@@ -364,6 +364,34 @@ def _run(problem: LossProblem, scopes: dict[str, list[str]], mode: Mode, options
     )
 
 
+def _check_loops(radius: float, n_points: int, max_points: int, n_planes: int) -> None:
+    if not (isinstance(radius, (int, float)) and math.isfinite(radius) and radius > 0):
+        raise ValueError(f"radius must be a finite number > 0, got {radius!r}")
+    if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 8 or n_points % 2:
+        raise ValueError(f"n_points must be an even int >= 8 (the error estimate uses n_points // 2), got {n_points!r}")
+    if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < n_points:
+        raise ValueError(f"max_points must be an int >= n_points ({n_points}), got {max_points!r}")
+    if isinstance(n_planes, bool) or not isinstance(n_planes, int) or n_planes < 1:
+        raise ValueError(f"n_planes must be a positive int, got {n_planes!r}")
+
+
+def _scopes(problem: LossProblem, per_layer: bool) -> tuple[dict[str, list[str]], list[str]]:
+    """Parameter names per scope (``OVERALL``, then one per tensor) and the one-element tensors skipped.
+
+    A plane needs two coordinates, so a tensor of one element gets no scope of its own.
+    """
+    names = list(problem.params)
+    scopes = {OVERALL: names}
+    skipped = []
+    if per_layer:
+        for name in names:
+            if problem.params[name].numel() >= 2:
+                scopes[name] = [name]
+            else:
+                skipped.append(name)
+    return scopes, skipped
+
+
 def check_circulation(
     model: nn.Module,
     inputs: Any,
@@ -416,35 +444,15 @@ def check_circulation(
         ValueError: bad ``radius``/``n_points``/``n_planes``, ``smooth=True`` for a model without a smooth mode, or
             unknown ``parameters``.
     """
-    if not (isinstance(radius, (int, float)) and math.isfinite(radius) and radius > 0):
-        raise ValueError(f"radius must be a finite number > 0, got {radius!r}")
-    if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 8 or n_points % 2:
-        raise ValueError(f"n_points must be an even int >= 8 (the error estimate uses n_points // 2), got {n_points!r}")
-    if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < n_points:
-        raise ValueError(f"max_points must be an int >= n_points ({n_points}), got {max_points!r}")
-    if isinstance(n_planes, bool) or not isinstance(n_planes, int) or n_planes < 1:
-        raise ValueError(f"n_planes must be a positive int, got {n_planes!r}")
+    _check_loops(radius, n_points, max_points, n_planes)
     start = time.perf_counter()
 
     def problem() -> LossProblem:
         return LossProblem(model, inputs, targets, loss_fn, dtype=dtype, parameters=parameters, structure_aware=False)
 
     first = problem()
-    spiking = first.copy.spiking
-    if smooth and not spiking:
-        raise ValueError(
-            "smooth=True needs a spiking network with a smooth mode (evoexp.verification.spiking); "
-            f"{type(model).__name__} has none"
-        )
-    names = list(first.params)
-    scopes = {OVERALL: names}
-    skipped = []
-    if per_layer:
-        for name in names:
-            if first.params[name].numel() >= 2:
-                scopes[name] = [name]
-            else:
-                skipped.append(name)
+    spiking = first.spiking(smooth)
+    scopes, skipped = _scopes(first, per_layer)
     options = _Loops(float(radius), n_points, max_points, n_planes, seed, atol, max_quadrature_error)
     mode: Mode = ("smooth" if smooth else "spiking") if spiking else "differentiable"
     result = _run(first, scopes, mode, options)

@@ -225,9 +225,13 @@ def _nan_list(values: Sequence[float] | None, n: int, name: str) -> list[float]:
 
 
 def _replay_stopping(
-    train_loss: Sequence[float], monitor_values: Sequence[float], stopper: EarlyStopping
+    train_loss: Sequence[float], val_loss: Sequence[float] | None, stopper: EarlyStopping
 ) -> tuple[int, bool]:
-    """``(epochs a live run would have run, diverged)``: stop at early stopping or at the first NaN/Inf loss."""
+    """``(epochs a live run would have run, diverged)``: stop at early stopping or at the first NaN/Inf loss.
+
+    The monitored loss is ``val_loss`` if given, else ``train_loss``.
+    """
+    monitor_values = _nan_list(val_loss, len(train_loss), "val_loss") if val_loss is not None else list(train_loss)
     for i in range(len(train_loss)):
         if not math.isfinite(train_loss[i]) or not math.isfinite(monitor_values[i]):
             return i + 1, True
@@ -246,6 +250,33 @@ def _issues(*, diverged: bool, epochs: int, rate: float, reduction: float, requi
     if not reduction >= required:
         issues.append(f"loss fell by {reduction:.4g} of its initial value, less than {required:g}")
     return issues
+
+
+def _history_budget(n_given: int, max_epochs: int | None, min_relative_reduction: float) -> int:
+    """The epoch budget of a history of ``n_given`` epochs, after checking the arguments of the analysis."""
+    if n_given == 0:
+        raise ValueError("train_loss must contain at least one epoch")
+    if not 0.0 <= min_relative_reduction < 1.0:
+        raise ValueError(f"min_relative_reduction must be in [0, 1), got {min_relative_reduction!r}")
+    budget = n_given if max_epochs is None else max_epochs
+    if budget < n_given:
+        raise ValueError(f"max_epochs ({budget}) is smaller than the history ({n_given} epochs)")
+    return budget
+
+
+def _reference_curve(train: list[float], initial_train: float) -> tuple[list[float], list[int]]:
+    """The loss curve and its epochs, starting at epoch 0 when the loss before training is finite."""
+    curve, curve_epochs = train, list(range(1, len(train) + 1))
+    if math.isfinite(initial_train):
+        curve, curve_epochs = [initial_train, *train], [0, *curve_epochs]
+    return curve, curve_epochs
+
+
+def _relative_reduction(curve: list[float]) -> float:
+    """``(L_ref - min L) / L_ref`` over the finite losses of ``curve`` (NaN when undefined)."""
+    finite = [v for v in curve if math.isfinite(v)]
+    reference = curve[0]
+    return (reference - min(finite)) / reference if finite and reference > 0 else float("nan")
 
 
 def analyze_loss_history(
@@ -290,28 +321,15 @@ def analyze_loss_history(
         ValueError: If ``train_loss`` is empty, a companion list is shorter than it, or a parameter
             is out of range.
     """
-    n_given = len(train_loss)
-    if n_given == 0:
-        raise ValueError("train_loss must contain at least one epoch")
-    if not 0.0 <= min_relative_reduction < 1.0:
-        raise ValueError(f"min_relative_reduction must be in [0, 1), got {min_relative_reduction!r}")
-    budget = n_given if max_epochs is None else max_epochs
-    if budget < n_given:
-        raise ValueError(f"max_epochs ({budget}) is smaller than the history ({n_given} epochs)")
+    budget = _history_budget(len(train_loss), max_epochs, min_relative_reduction)
     stopper = EarlyStopping(patience=patience, min_delta=min_delta)
-    monitor_values = _nan_list(val_loss, n_given, "val_loss") if val_loss is not None else list(train_loss)
-
-    n, diverged = _replay_stopping(train_loss, monitor_values, stopper)
+    n, diverged = _replay_stopping(train_loss, val_loss, stopper)
 
     train = [float(v) for v in train_loss[:n]]
     initial_train = float("nan") if initial_train_loss is None else float(initial_train_loss)
-    curve, curve_epochs = train, list(range(1, n + 1))
-    if math.isfinite(initial_train):
-        curve, curve_epochs = [initial_train, *train], [0, *curve_epochs]
+    curve, curve_epochs = _reference_curve(train, initial_train)
     rate = convergence_rate(curve, curve_epochs)
-    finite = [v for v in curve if math.isfinite(v)]
-    reference = curve[0]
-    reduction = (reference - min(finite)) / reference if finite and reference > 0 else float("nan")
+    reduction = _relative_reduction(curve)
 
     issues = _issues(diverged=diverged, epochs=n, rate=rate, reduction=reduction, required=min_relative_reduction)
     return ConvergenceResult(

@@ -275,20 +275,14 @@ def verify_escape_noise(
     Raises:
         ValueError: ``params`` without escape noise, or sizes out of range.
     """
-    if params.escape_noise is None:
-        raise ValueError("params.escape_noise is None: the identity concerns escape-noise (stochastic) neurons")
-    if not 1 <= n_neurons <= _MAX_ENUMERATED:
-        raise ValueError(f"n_neurons must be in [1, {_MAX_ENUMERATED}] (2^N patterns enumerated), got {n_neurons!r}")
-    for key, value in (("n_inputs", n_inputs), ("time_steps", time_steps), ("batch", batch)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{key} must be a positive int, got {value!r}")
+    escape_noise = _check_arguments(params, n_neurons, n_inputs, time_steps, batch)
     held = dataclasses.replace(params, detach_reset=True)
-    escape = escape_derivative(params.escape_noise)
+    escape = escape_derivative(escape_noise)
     setup = _Setup(n_inputs, time_steps, batch, seed, bptt, atol, rtol)
     sizes = (("single neuron", 1), ("single layer", n_neurons))
     cases = [_case(name, n, held, escape, setup) for name, n in sizes]
     result = EscapeNoiseResult(
-        escape_noise=params.escape_noise,
+        escape_noise=escape_noise,
         surrogate=repr(escape),
         bptt=bptt,
         params=dataclasses.asdict(held),
@@ -309,13 +303,29 @@ def verify_escape_noise(
             f"the layer trains with {surrogate!r}, not the escape derivative {escape!r}: its surrogate gradient is "
             f"not the derivative of the expected output (max relative error {configured.max_rel_error:.3g})"
         )
+    result.message = _message(cases, n_neurons)
+    return result
+
+
+def _check_arguments(params: LIFParameters, n_neurons: int, n_inputs: int, time_steps: int, batch: int) -> float:
+    r"""The layer's escape-noise steepness :math:`\beta_n`, after checking the sizes of the cases."""
+    if params.escape_noise is None:
+        raise ValueError("params.escape_noise is None: the identity concerns escape-noise (stochastic) neurons")
+    if not 1 <= n_neurons <= _MAX_ENUMERATED:
+        raise ValueError(f"n_neurons must be in [1, {_MAX_ENUMERATED}] (2^N patterns enumerated), got {n_neurons!r}")
+    for key, value in (("n_inputs", n_inputs), ("time_steps", time_steps), ("batch", batch)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{key} must be a positive int, got {value!r}")
+    return params.escape_noise
+
+
+def _message(cases: list[EscapeNoiseCase], n_neurons: int) -> str:
+    """The first failing case and its worst value, or the identity held with the largest error."""
     failed = [c for c in cases if not c.passed]
     if failed:
-        result.message = f"{failed[0].name}: {failed[0].worst}"
-    else:
-        worst = max(c.max_abs_error for c in cases)
-        result.message = (
-            f"surrogate gradient = derivative of the expected output (single neuron and layer of {n_neurons}); "
-            f"max abs error {worst:.3g}"
-        )
-    return result
+        return f"{failed[0].name}: {failed[0].worst}"
+    worst = max(c.max_abs_error for c in cases)
+    return (
+        f"surrogate gradient = derivative of the expected output (single neuron and layer of {n_neurons}); "
+        f"max abs error {worst:.3g}"
+    )

@@ -446,19 +446,14 @@ class GradientVerifier:
         _check_arguments(mode, eps, atol, rtol, nondet_tol, n_directions)
         start = time.perf_counter()
         problem = self._problem(model, inputs, targets, loss_fn, parameters)
-        smooth_mode, comparison = _mode(problem, smooth, model)
+        smooth_mode, comparison = _mode(problem, smooth)
         warnings = _dtype_warnings(self.dtype)
         problem.copy.set_smooth(bool(smooth_mode))
         warnings += problem.copy.notes
         grad, determinism = _analytical(problem)
         held = problem.copy.hold_resets(problem.forward)
         settings = _Settings(eps, atol, rtol, verdict=comparison == "gradient")
-        if mode == "exact":
-            compared = [_compare_coordinates(problem, name, grad[name], settings) for name in problem.params]
-            per_tensor, exact_pass, worst = _exact_outcome(compared, settings)
-        else:
-            compared = _compare_directions(problem, grad, settings, n_directions=n_directions, seed=seed)
-            per_tensor, exact_pass, worst, compared = _fast_outcome(problem, grad, compared, settings)
+        per_tensor, exact_pass, worst, compared = _compare(problem, grad, settings, mode, n_directions, seed)
         warnings += _determinism_warnings(determinism, nondet_tol) + problem.warnings
         result = _assemble(
             per_tensor,
@@ -516,14 +511,9 @@ def _check_arguments(mode: str, eps: float, atol: float, rtol: float, nondet_tol
         raise ValueError(f"n_directions must be >= 1, got {n_directions!r}")
 
 
-def _mode(problem: LossProblem, smooth: bool | None, model: nn.Module) -> tuple[bool | None, Comparison]:
+def _mode(problem: LossProblem, smooth: bool | None) -> tuple[bool | None, Comparison]:
     """Smooth mode (``None`` for a model without spiking neurons) and what the comparison means."""
-    snn = problem.copy.spiking
-    if smooth and not snn:
-        raise ValueError(
-            "smooth=True needs a spiking network with a smooth mode (evoexp.verification.spiking); "
-            f"{type(model).__name__} has none"
-        )
+    snn = problem.spiking(smooth)
     smooth_mode = (True if smooth is None else smooth) if snn else None
     return smooth_mode, "surrogate_bias" if snn and not smooth_mode else "gradient"
 
@@ -617,6 +607,17 @@ def _compare_directions(
         resolution = _resolved(losses, analytical_at, analytical, numerical[name], settings)
         compared.append(_Compared(name, tuple(problem.params[name].shape), analytical.cpu(), _on_cpu(resolution), None))
     return compared
+
+
+def _compare(
+    problem: LossProblem, grad: dict[str, Tensor], settings: _Settings, mode: Mode, n_directions: int, seed: int
+) -> tuple[dict[str, TensorGradientStats], list[str], CoordinateError, list[_Compared]]:
+    """Per-tensor statistics, the tensors given an exact pass, the worst value and every comparison made."""
+    if mode == "exact":
+        compared = [_compare_coordinates(problem, name, grad[name], settings) for name in problem.params]
+        return (*_exact_outcome(compared, settings), compared)
+    compared = _compare_directions(problem, grad, settings, n_directions=n_directions, seed=seed)
+    return _fast_outcome(problem, grad, compared, settings)
 
 
 def _exact_outcome(

@@ -96,6 +96,43 @@ class SignDisagreementResult(Result):
         }
 
 
+def _check_settings(sigma: float, n_directions: int, n_quadrature: int) -> None:
+    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
+    if isinstance(n_directions, bool) or not isinstance(n_directions, int) or n_directions < 2:
+        raise ValueError(f"n_directions must be an int >= 2, got {n_directions!r}")
+    if isinstance(n_quadrature, bool) or not isinstance(n_quadrature, int) or n_quadrature < 4:
+        raise ValueError(f"n_quadrature must be an int >= 4 (compared with n // 2 nodes), got {n_quadrature!r}")
+
+
+def _directions(problem: LossProblem, n_directions: int, seed: int, dtype: torch.dtype) -> dict[str, Tensor]:
+    """Seeded unit directions over all studied parameters together.
+
+    Drawn in float64 on the CPU (the same directions on every device), then placed on each parameter's device in
+    ``dtype``.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    raw = {
+        name: torch.randn((n_directions, p.numel()), generator=generator, dtype=torch.float64)
+        for name, p in problem.params.items()
+    }
+    norm = torch.stack([v.pow(2).sum(dim=1) for v in raw.values()]).sum(dim=0).sqrt()
+    return {name: (v / norm[:, None]).to(device=problem.params[name].device, dtype=dtype) for name, v in raw.items()}
+
+
+def _sign_counts(s: np.ndarray, t: np.ndarray, t_coarse: np.ndarray) -> tuple[float, int, int]:
+    """Sign disagreement, informative directions and unresolved directions.
+
+    Returns the fraction of informative directions (``t != 0``) whose surrogate sign ``s`` disagrees, their number,
+    and how many of them the coarser quadrature ``t_coarse`` gives the opposite sign.
+    """
+    informative = t != 0
+    n_informative = int(informative.sum())
+    disagree = np.sign(s[informative]) != np.sign(t[informative])
+    p = float(disagree.mean()) if n_informative else math.nan
+    return p, n_informative, int((np.sign(t[informative]) != np.sign(t_coarse[informative])).sum())
+
+
 def measure_sign_disagreement(
     model: nn.Module,
     inputs: Any,
@@ -137,31 +174,13 @@ def measure_sign_disagreement(
         ValueError: bad ``sigma``/``n_directions``/``n_quadrature``, ``smooth=True`` for a model without a smooth
             mode, or unknown ``parameters``.
     """
-    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
-    if isinstance(n_directions, bool) or not isinstance(n_directions, int) or n_directions < 2:
-        raise ValueError(f"n_directions must be an int >= 2, got {n_directions!r}")
-    if isinstance(n_quadrature, bool) or not isinstance(n_quadrature, int) or n_quadrature < 4:
-        raise ValueError(f"n_quadrature must be an int >= 4 (compared with n // 2 nodes), got {n_quadrature!r}")
+    _check_settings(sigma, n_directions, n_quadrature)
     start = time.perf_counter()
     problem = LossProblem(
         model, inputs, targets, loss_fn, dtype=dtype, parameters=parameters, memory_budget=memory_budget
     )
-    spiking = problem.copy.spiking
-    if smooth and not spiking:
-        raise ValueError(
-            "smooth=True needs a spiking network with a smooth mode (evoexp.verification.spiking); "
-            f"{type(model).__name__} has none"
-        )
-    generator = torch.Generator().manual_seed(seed)  # on the CPU: the same directions on every device
-    raw = {
-        name: torch.randn((n_directions, p.numel()), generator=generator, dtype=torch.float64)
-        for name, p in problem.params.items()
-    }
-    norm = torch.stack([v.pow(2).sum(dim=1) for v in raw.values()]).sum(dim=0).sqrt()
-    directions = {
-        name: (v / norm[:, None]).to(device=problem.params[name].device, dtype=dtype) for name, v in raw.items()
-    }
+    spiking = problem.spiking(smooth)
+    directions = _directions(problem, n_directions, seed, dtype)
     problem.copy.set_smooth(smooth)
     warnings = list(problem.copy.notes)
     grad = problem.gradient()
@@ -170,10 +189,7 @@ def measure_sign_disagreement(
     s = torch.as_tensor(sum(v @ grad[name].reshape(-1) for name, v in directions.items())).double().cpu().numpy()
     t = smoothed_derivatives(problem, directions, float(sigma), *positive_nodes(n_quadrature))
     t_coarse = smoothed_derivatives(problem, directions, float(sigma), *positive_nodes(n_quadrature // 2))
-    informative = t != 0
-    n_informative = int(informative.sum())
-    disagree = np.sign(s[informative]) != np.sign(t[informative])
-    p = float(disagree.mean()) if n_informative else math.nan
+    p, n_informative, n_unresolved = _sign_counts(s, t, t_coarse)
     if not n_informative:
         warnings.append("the smoothed loss is flat along every direction: no sign to compare (raise sigma)")
     warnings.extend(problem.warnings)
@@ -186,7 +202,7 @@ def measure_sign_disagreement(
         disagreement=p,
         disagreement_se=math.sqrt(p * (1 - p) / n_informative) if n_informative else math.nan,
         n_informative=n_informative,
-        n_unresolved=int((np.sign(t[informative]) != np.sign(t_coarse[informative])).sum()),
+        n_unresolved=n_unresolved,
         surrogate=s.tolist(),
         smoothed=t.tolist(),
         n_evaluations=problem.n_evaluations,

@@ -451,6 +451,79 @@ class _GradientTally:
         return issues
 
 
+def _weight_thresholds(
+    n_steps: int, max_relative_update: float, max_norm_growth: float, max_condition_number: float
+) -> WeightStabilityThresholds:
+    """Validated thresholds of :meth:`NumericalStabilityTester.check_weight_stability`."""
+    _check_count("n_steps", n_steps)
+    for name, value in (
+        ("max_relative_update", max_relative_update),
+        ("max_norm_growth", max_norm_growth),
+        ("max_condition_number", max_condition_number),
+    ):
+        _check_positive(name, value)
+    return WeightStabilityThresholds(max_relative_update, max_norm_growth, max_condition_number)
+
+
+@dataclass
+class _WeightTally:
+    """Weight norms and relative updates gathered optimiser step by step, per parameter tensor."""
+
+    params: list[tuple[str, nn.Parameter]]
+    initial: dict[str, Tensor]
+    norms: dict[str, list[float]]
+    updates: dict[str, list[float]]
+    losses: list[float] = field(default_factory=list)
+    nonfinite_losses: int = 0
+
+    @classmethod
+    def of(cls, params: list[tuple[str, nn.Parameter]]) -> _WeightTally:
+        """An empty tally over ``params``, holding a copy of their initial values."""
+        return cls(
+            params,
+            {name: p.detach().clone() for name, p in params},
+            {name: [] for name, _ in params},
+            {name: [] for name, _ in params},
+        )
+
+    def step(self, work: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, loss_fn: LossFn) -> bool:
+        """Take one optimiser step on ``batch`` and measure it; False (no step) when the loss is NaN/Inf."""
+        inputs, targets = batch_to(batch, self.params[0][1])
+        before = {name: p.detach().clone() for name, p in self.params}
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(work(inputs), targets)
+        self.losses.append(float(loss.detach()))
+        if not bool(torch.isfinite(loss)):
+            self.nonfinite_losses += 1
+            return False
+        loss.backward()
+        optimizer.step()
+        for name, p in self.params:
+            old_norm = float(before[name].double().norm())
+            step = float((p.detach() - before[name]).double().norm())
+            self.norms[name].append(float(p.detach().double().norm()))
+            self.updates[name].append(_relative_update(step, old_norm))
+        return True
+
+    def tensors(self) -> dict[str, WeightTensorStats]:
+        """Per parameter tensor, its statistics over the steps taken."""
+        tensors: dict[str, WeightTensorStats] = {}
+        for name, p in self.params:
+            defined = [u for u in self.updates[name] if not math.isnan(u)]
+            tensors[name] = WeightTensorStats(
+                shape=list(p.shape),
+                initial_norm=float(self.initial[name].double().norm()),
+                final_norm=float(p.detach().double().norm()),
+                norms=self.norms[name],
+                relative_updates=self.updates[name],
+                max_relative_update=max(defined, default=float("nan")),
+                initial_condition=_condition_number(self.initial[name]),
+                final_condition=_condition_number(p.detach()),
+                nonfinite_count=int((~torch.isfinite(p.detach())).sum()),
+            )
+        return tensors
+
+
 class NumericalStabilityTester:
     """Gradient and weight stability checks for any ``nn.Module`` trained with a loss.
 
@@ -543,59 +616,17 @@ class NumericalStabilityTester:
                 parameters or ``batches`` yields nothing.
 
         """
-        _check_count("n_steps", n_steps)
-        for name, value in (
-            ("max_relative_update", max_relative_update),
-            ("max_norm_growth", max_norm_growth),
-            ("max_condition_number", max_condition_number),
-        ):
-            _check_positive(name, value)
-        thresholds = WeightStabilityThresholds(max_relative_update, max_norm_growth, max_condition_number)
+        thresholds = _weight_thresholds(n_steps, max_relative_update, max_norm_growth, max_condition_number)
         loss_fn = F.cross_entropy if loss_fn is None else loss_fn
-
         work = private_copy(model).model.train()
-        params = _trainable(work)
-        optimizer = optimizer_factory([p for _, p in params])
-        initial = {name: p.detach().clone() for name, p in params}
-        norms: dict[str, list[float]] = {name: [] for name, _ in params}
-        updates: dict[str, list[float]] = {name: [] for name, _ in params}
-        losses: list[float] = []
-        nonfinite_losses = 0
-
+        tally = _WeightTally.of(_trainable(work))
+        optimizer = optimizer_factory([p for _, p in tally.params])
         for batch in _cycle_batches(batches, n_steps):
-            inputs, targets = batch_to(batch, params[0][1])
-            before = {name: p.detach().clone() for name, p in params}
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(work(inputs), targets)
-            losses.append(float(loss.detach()))
-            if not bool(torch.isfinite(loss)):
-                nonfinite_losses += 1
+            if not tally.step(work, optimizer, batch, loss_fn):
                 break
-            loss.backward()
-            optimizer.step()
-            for name, p in params:
-                old_norm = float(before[name].double().norm())
-                step = float((p.detach() - before[name]).double().norm())
-                norms[name].append(float(p.detach().double().norm()))
-                updates[name].append(_relative_update(step, old_norm))
-        if not losses:
+        if not tally.losses:
             raise ValueError("batches yielded no batch")
-
-        tensors: dict[str, WeightTensorStats] = {}
-        for name, p in params:
-            defined = [u for u in updates[name] if not math.isnan(u)]
-            tensors[name] = WeightTensorStats(
-                shape=list(p.shape),
-                initial_norm=float(initial[name].double().norm()),
-                final_norm=float(p.detach().double().norm()),
-                norms=norms[name],
-                relative_updates=updates[name],
-                max_relative_update=max(defined, default=float("nan")),
-                initial_condition=_condition_number(initial[name]),
-                final_condition=_condition_number(p.detach()),
-                nonfinite_count=int((~torch.isfinite(p.detach())).sum()),
-            )
-        return self._weight_verdict(tensors, losses, nonfinite_losses, thresholds)
+        return self._weight_verdict(tally.tensors(), tally.losses, tally.nonfinite_losses, thresholds)
 
     @staticmethod
     def _weight_verdict(
