@@ -20,6 +20,7 @@ from evoexp.keys import Tags
 
 REPO = Path(__file__).resolve().parents[1]
 GUIDE = REPO / "docs" / "guides" / "your-network.md"
+README = REPO / "README.md"
 
 
 def guide_files() -> dict[str, str]:
@@ -115,6 +116,36 @@ def test_the_guides_complete_example_sweeps_and_analyses(tmp_path: Path) -> None
     assert (analysis / "snn_vs_ann.md").exists() and (analysis / "accuracy_vs_slope.png").exists()
     table = (analysis / "surrogate_slope.md").read_text()
     assert "atan" in table and "fast_sigmoid" in table
+
+
+def readme_section() -> tuple[dict[str, str], list[list[str]]]:
+    """README's "Your network in the whole pipeline": its file (by the name on its first line) and its commands."""
+    text = README.read_text().split("## Your network in the whole pipeline", 1)[1].split("\n## ", 1)[0]
+    files = dict(re.findall(r"```python\n# (\S+)\n(.*?)```", text, re.DOTALL))
+    block = re.search(r"```bash\n(.*?)```", text, re.DOTALL)
+    assert files and block is not None
+    return files, [line.split()[2:] for line in block.group(1).splitlines() if line.startswith("python -m ")]
+
+
+@pytest.mark.slow
+def test_the_readmes_network_sweeps_with_its_installed_surrogates_and_is_analysed(tmp_path: Path) -> None:
+    pytest.importorskip("snntorch")
+    files, commands = readme_section()
+    for name, body in files.items():
+        (tmp_path / name).write_text(body)
+    for command in commands:
+        done = run_module(tmp_path, *command)
+        assert done.returncode == 0, (command, done.stderr[-3000:])
+    runs = job_runs(tmp_path, "my_net")
+    assert len(runs) == 8 and {r.info.status for r in runs} == {"FINISHED"}
+    installed = {r.data.tags[Tags.SURROGATE_INSTALLED] for r in runs}
+    assert "atan(slope=2.0, scale=1.0) installed into 2 snntorch neurons (lif1, lif2)" in installed
+    assert len(installed) == 4  # 2 shapes x 2 slopes, each the one its job ran
+    assert all(r.data.metrics["gradient/passed"] == 1.0 for r in runs)
+    assert all(r.data.tags[Tags.MODEL_TARGET] == "my_net.Net" for r in runs)
+    assert not any(k.startswith("benchmark/") for r in runs for k in r.data.metrics)  # no ANN: "not configured"
+    analysis = tmp_path / "analysis" / "my_net"
+    assert (analysis / "surrogate_slope.md").exists() and (analysis / "accuracy_vs_slope.png").exists()
 
 
 PRESET_DATA = {

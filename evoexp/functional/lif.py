@@ -53,9 +53,9 @@ A detached reset (``detach_reset``) means: the gradient of the loss with the res
 value in the forward pass. ``replay_reset`` evaluates the layer with a given constant :math:`r` (the verifier replays
 the unperturbed spikes), so central differences of that forward are the detached gradient exactly.
 
-Escape noise (stochastic LIF; DESIGN §3, Gygax & Zenke 2025). With ``params.escape_noise`` :math:`= \beta_n` and
-uniform draws :math:`u[t] \in [0, 1)` of the spikes' shape (``noise``), the spike is sampled from the escape
-function :math:`\sigma(x) = 1/(1 + e^{-x})`:
+Escape noise (stochastic LIF, Gygax & Zenke 2025; docs/guides/theory.md, "3. Escape noise"). With
+``params.escape_noise`` :math:`= \beta_n` and uniform draws :math:`u[t] \in [0, 1)` of the spikes' shape
+(``noise``), the spike is sampled from the escape function :math:`\sigma(x) = 1/(1 + e^{-x})`:
 
 .. math:: s[t] = [\,u[t] < \sigma(\beta_n(\mathrm{mem}[t] - \theta))\,] \sim
           \mathrm{Bernoulli}(\sigma(\beta_n(\mathrm{mem}[t] - \theta))).

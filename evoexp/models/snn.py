@@ -5,8 +5,8 @@ An :class:`SNN` is a stack of :class:`LIFLayer` (feed-forward or recurrent) foll
 are stable (used in reports): ``hidden.<i>.weight``, ``hidden.<i>.bias``, ``hidden.<i>.recurrent_weight``,
 ``readout.weight``, ``readout.bias``.
 
-Escape noise (DESIGN §3): with ``escape_noise`` :math:`= \beta_n` the hidden neurons are stochastic, spikes
-:math:`\sim \mathrm{Bernoulli}(\sigma(\beta_n(U - \theta)))` drawn from each layer's seeded
+Escape noise (docs/guides/theory.md, "3. Escape noise"): with ``escape_noise`` :math:`= \beta_n` the hidden neurons
+are stochastic, spikes :math:`\sim \mathrm{Bernoulli}(\sigma(\beta_n(U - \theta)))` drawn from each layer's seeded
 ``torch.Generator`` (:mod:`evoexp.functional.lif`); the backward is the configured surrogate's. What a forward runs is
 chosen per mode: ``escape_train`` in training mode (``"sample"``: stochastic spikes, the default; ``"mean"``: the
 firing probability itself, a differentiable sigmoid network), ``escape_eval`` in evaluation mode

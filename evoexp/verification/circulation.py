@@ -1,4 +1,6 @@
-r"""Circulation of the surrogate gradient around closed loops in weight space (Gygax & Zenke 2025; DESIGN §5).
+r"""Circulation of the surrogate gradient around closed loops in weight space (Gygax & Zenke 2025).
+
+See docs/guides/theory.md, "1. Circulation".
 
 A true gradient field :math:`g = \nabla L` is conservative: its line integral around any closed loop vanishes. Gygax &
 Zenke show that surrogate gradients are not the gradient of any function, so their circulation does not vanish. For a

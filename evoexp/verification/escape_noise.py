@@ -1,4 +1,6 @@
-r"""The escape-noise identity of Gygax & Zenke (2025), checked on evoexp's real LIF node (DESIGN §3, §5).
+r"""The escape-noise identity of Gygax & Zenke (2025), checked on evoexp's real LIF node.
+
+See docs/guides/theory.md, "3. Escape noise".
 
 A stochastic LIF neuron with escape noise fires at step :math:`t` with probability
 :math:`p[t] = \sigma(\beta_n(U[t] - \theta))` given its history (its earlier spikes, which enter the membrane through
