@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from evoexp.data import DatasetSplits
 from evoexp.data.dataset import View
@@ -209,6 +209,18 @@ def run_experiment(
     if debug.fail:
         raise RuntimeError("debug.fail=true: injected failure")
     outcome = Outcome(results=_model_checks(config, snn, data), model=model_facts(config, prepared))
+    snn_run = _train_snn(config, snn, data, run, outcome)
+    if "convergence" in checks:
+        _convergence(config, snn_run, outcome)
+    if "benchmark" in checks:
+        _benchmark(config, data, snn_run, run, ann_baseline, outcome)
+    for checked in outcome.results.values():
+        outcome.metrics.update(checked.summary())
+    return outcome
+
+
+def _train_snn(config: Config, snn: nn.Module, data: DatasetSplits, run: RunLogger, outcome: Outcome) -> TrainingRun:
+    """Train the SNN (with the sign-disagreement probe when configured); record its run, objective and metrics."""
     probe = build_sign_probe(config, data)
     snn_run = _train(
         config,
@@ -216,47 +228,58 @@ def run_experiment(
         data,
         label="snn",
         run=run,
-        loss_fn=_diverging_loss if debug.diverge else None,
+        loss_fn=_diverging_loss if config.debug.diverge else None,
         probes=[] if probe is None else [probe],
     )
     outcome.training["snn"] = snn_run
     if probe is not None:
         outcome.results["sign_disagreement_training"] = probe.trace()
     outcome.objective, outcome.diverged = snn_run.best_val_acc, snn_run.diverged
-    warmup = warmup_epochs(config)
-    snn_seed = SeedRun.from_training(snn_run, seed=config.seed, warmup_epochs=warmup)
-    metrics = outcome.metrics
-    metrics.update({**snn_run.summary(), OBJECTIVE: outcome.objective, SNN_TIME_PER_EPOCH: snn_seed.time_per_epoch})
+    snn_seed = SeedRun.from_training(snn_run, seed=config.seed, warmup_epochs=warmup_epochs(config))
+    outcome.metrics.update(
+        {**snn_run.summary(), OBJECTIVE: outcome.objective, SNN_TIME_PER_EPOCH: snn_seed.time_per_epoch}
+    )
+    return snn_run
 
-    if "convergence" in checks:
-        result = analyze_training(snn_run, min_relative_reduction=config.verifier.convergence.min_relative_reduction)
-        outcome.results["convergence"] = result
-        metrics[SNN_EPOCHS_TO_CONVERGE] = float("nan") if result.epochs_to_90 is None else result.epochs_to_90
 
-    if "benchmark" in checks and not config.ann.configured:
+def _convergence(config: Config, snn_run: TrainingRun, outcome: Outcome) -> None:
+    """The convergence check of the SNN's training, and its epochs to 90 % of the loss reduction."""
+    result = analyze_training(snn_run, min_relative_reduction=config.verifier.convergence.min_relative_reduction)
+    outcome.results["convergence"] = result
+    outcome.metrics[SNN_EPOCHS_TO_CONVERGE] = float("nan") if result.epochs_to_90 is None else result.epochs_to_90
+
+
+def _benchmark(
+    config: Config,
+    data: DatasetSplits,
+    snn_run: TrainingRun,
+    run: RunLogger,
+    ann_baseline: AnnBaseline | None,
+    outcome: Outcome,
+) -> None:
+    """Train (or reuse) the configured ANN and compare it with the SNN; "not configured" without an ANN."""
+    if not config.ann.configured:
         outcome.results["benchmark"] = SkippedResult("benchmark", ANN_NOT_CONFIGURED)
-    elif "benchmark" in checks:
+        return
 
-        def train_ann() -> TrainingRun:
-            ann = build_ann(config, data)
-            assert ann is not None  # configured: checked above
-            return _train(config, ann, data, label="ann", run=NullRun())
+    def train_ann() -> TrainingRun:
+        ann = build_ann(config, data)
+        assert ann is not None  # configured: checked above
+        return _train(config, ann, data, label="ann", run=NullRun())
 
-        ann_run, outcome.ann_run_id = (train_ann(), None) if ann_baseline is None else ann_baseline(train_ann)
-        outcome.training["ann"] = ann_run
-        run.log_metric_steps({epoch: _prefixed("ann", m) for epoch, m in ann_run.epoch_metrics().items()})
-        ann_seed = SeedRun.from_training(ann_run, seed=config.seed, warmup_epochs=warmup)
-        metrics.update({**ann_run.summary(), ANN_TIME_PER_EPOCH: ann_seed.time_per_epoch})
-        outcome.results["benchmark"] = compare_training(
-            [snn_run],
-            [ann_run],
-            seeds=[config.seed],
-            epochs=config.trainer.epochs,
-            warmup_epochs=warmup,
-            optimizer=config.trainer.optimizer,
-            lr=config.trainer.lr,
-            eval_split="val",
-        )
-    for checked in outcome.results.values():
-        metrics.update(checked.summary())
-    return outcome
+    warmup = warmup_epochs(config)
+    ann_run, outcome.ann_run_id = (train_ann(), None) if ann_baseline is None else ann_baseline(train_ann)
+    outcome.training["ann"] = ann_run
+    run.log_metric_steps({epoch: _prefixed("ann", m) for epoch, m in ann_run.epoch_metrics().items()})
+    ann_seed = SeedRun.from_training(ann_run, seed=config.seed, warmup_epochs=warmup)
+    outcome.metrics.update({**ann_run.summary(), ANN_TIME_PER_EPOCH: ann_seed.time_per_epoch})
+    outcome.results["benchmark"] = compare_training(
+        [snn_run],
+        [ann_run],
+        seeds=[config.seed],
+        epochs=config.trainer.epochs,
+        warmup_epochs=warmup,
+        optimizer=config.trainer.optimizer,
+        lr=config.trainer.lr,
+        eval_split="val",
+    )
