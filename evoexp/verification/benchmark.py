@@ -362,9 +362,64 @@ class ComparativeBenchmark:
         """
         seeds = _checked_seeds(snn, ann, seeds)
         _check_schedule(epochs=epochs, warmup_epochs=warmup_epochs, eval_split=eval_split)
-        make_optimizer, optimizer_name, lr_used = _optimizer_factory(optimizer, lr)
+        trainer = _Trainer(
+            *_optimizer_factory(optimizer, lr),
+            epochs=epochs,
+            loss_fn=loss_fn,
+            rate_reg=rate_reg,
+            target_rate=target_rate,
+            grad_clip=grad_clip,
+            patience=patience,
+            min_delta=min_delta,
+            on_epoch=on_epoch,
+        )
+        return trainer.benchmark(
+            snn, ann, data, seeds, batch_size=batch_size, eval_split=eval_split, warmup_epochs=warmup_epochs
+        )
 
-        split_used = "loaders" if isinstance(data, BenchmarkLoaders) else eval_split
+
+@dataclass
+class _Trainer:
+    """Trains the benchmark's runs with shared settings; names a factory's optimiser after the first one it builds.
+
+    Attributes:
+        make_optimizer: ``params -> optimizer``, called once per run.
+        optimizer_name: The optimiser's name (``""`` for a factory until its first run).
+        lr: Its learning rate (NaN for a factory until its first run).
+        epochs: Epochs per run.
+        loss_fn: The loss (cross-entropy if None).
+        rate_reg: Weight of the firing-rate penalty, applied to the SNN only.
+        target_rate: Target firing rate of the penalty.
+        grad_clip: Gradient-norm clip (None: off).
+        patience: Early-stopping patience (None: off).
+        min_delta: Early-stopping minimum improvement.
+        on_epoch: The benchmark's epoch callback (None: none).
+    """
+
+    make_optimizer: OptimizerFactory
+    optimizer_name: str
+    lr: float
+    epochs: int
+    loss_fn: LossFn | None
+    rate_reg: float
+    target_rate: float
+    grad_clip: float | None
+    patience: int | None
+    min_delta: float
+    on_epoch: RunCallback | None
+
+    def benchmark(
+        self,
+        snn: ModelSpec,
+        ann: ModelSpec,
+        data: DatasetSplits | BenchmarkLoaders,
+        seeds: list[int],
+        *,
+        batch_size: int,
+        eval_split: str,
+        warmup_epochs: int,
+    ) -> BenchmarkResult:
+        """Per seed, train the SNN and then the ANN on that seed's loaders; compare them."""
         runs: dict[str, list[TrainingRun]] = {"snn": [], "ann": []}
         for seed in seeds:
             loaders = (
@@ -372,42 +427,49 @@ class ComparativeBenchmark:
                 if isinstance(data, BenchmarkLoaders)
                 else _loaders_from_splits(data, batch_size=batch_size, seed=seed, eval_split=eval_split)
             )
-            for name, spec, train, held_out, test in (
-                ("snn", snn, loaders.snn_train, loaders.snn_eval, loaders.snn_test),
-                ("ann", ann, loaders.ann_train, loaders.ann_eval, loaders.ann_test),
-            ):
-                model = _build(spec, seed)
-                built = make_optimizer([p for p in model.parameters() if p.requires_grad])
-                if not optimizer_name:  # a factory: describe what it builds
-                    optimizer_name = type(built).__name__
-                    lr_used = float(built.param_groups[0].get("lr", math.nan))
-                runs[name].append(
-                    train_model(
-                        model,
-                        train,
-                        train if held_out is None else held_out,
-                        test,
-                        epochs=epochs,
-                        optimizer=built,
-                        loss_fn=loss_fn,
-                        rate_reg=rate_reg if name == "snn" else 0.0,
-                        target_rate=target_rate,
-                        grad_clip=grad_clip,
-                        patience=patience,
-                        min_delta=min_delta,
-                        on_epoch=None if on_epoch is None else _bind(on_epoch, name, seed),
-                        label=name,
-                    )
-                )
+            runs["snn"].append(self.train("snn", snn, seed, loaders.snn_train, loaders.snn_eval, loaders.snn_test))
+            runs["ann"].append(self.train("ann", ann, seed, loaders.ann_train, loaders.ann_eval, loaders.ann_test))
         return compare_training(
             runs["snn"],
             runs["ann"],
             seeds=seeds,
-            epochs=epochs,
+            epochs=self.epochs,
             warmup_epochs=warmup_epochs,
-            optimizer=optimizer_name,
-            lr=lr_used,
-            eval_split=split_used,
+            optimizer=self.optimizer_name,
+            lr=self.lr,
+            eval_split="loaders" if isinstance(data, BenchmarkLoaders) else eval_split,
+        )
+
+    def train(
+        self,
+        name: str,
+        spec: ModelSpec,
+        seed: int,
+        train: Iterable[Batch],
+        held_out: Iterable[Batch] | None,
+        test: Iterable[Batch] | None,
+    ) -> TrainingRun:
+        """Train a fresh ``name`` model for ``seed`` with a fresh optimiser (validated on ``train`` if no held-out)."""
+        model = _build(spec, seed)
+        built = self.make_optimizer([p for p in model.parameters() if p.requires_grad])
+        if not self.optimizer_name:  # a factory: describe what it builds
+            self.optimizer_name = type(built).__name__
+            self.lr = float(built.param_groups[0].get("lr", math.nan))
+        return train_model(
+            model,
+            train,
+            train if held_out is None else held_out,
+            test,
+            epochs=self.epochs,
+            optimizer=built,
+            loss_fn=self.loss_fn,
+            rate_reg=self.rate_reg if name == "snn" else 0.0,
+            target_rate=self.target_rate,
+            grad_clip=self.grad_clip,
+            patience=self.patience,
+            min_delta=self.min_delta,
+            on_epoch=None if self.on_epoch is None else _bind(self.on_epoch, name, seed),
+            label=name,
         )
 
 
@@ -449,6 +511,8 @@ def _optimizer_factory(optimizer: str | OptimizerFactory, lr: float) -> tuple[Op
         raise ValueError(f"lr must be a positive number, got {lr!r}")
     optimizer_cls = _OPTIMIZERS[optimizer]
     return (lambda params: optimizer_cls(params, lr=lr)), optimizer, float(lr)
+
+
 def compare_training(
     snn: Sequence[TrainingRun],
     ann: Sequence[TrainingRun],

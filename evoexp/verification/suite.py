@@ -230,14 +230,9 @@ class BackpropagationVerificationSuite:
         Raises:
             ValueError: If a keyword in ``checks`` is not a check name.
         """
-        unknown = sorted(set(checks) - set(CHECKS))
-        if unknown:
-            raise ValueError(f"unknown checks {unknown}; available: {', '.join(CHECKS)}")
-        flags: dict[str, Any] = dict(checks)
-        opts = dataclasses.replace(options or VerificationOptions(), **flags)
+        opts = _merged_options(options, checks)
         loss = F.cross_entropy if loss_fn is None else loss_fn
         make_optimizer = optimizer_factory or _default_optimizer
-
         runners: dict[str, Callable[[], Result | str]] = {
             "gradient_verification": lambda: self._gradient(model, train_loader, loss, opts),
             "surrogate_verification": lambda: self._surrogate(model, opts),
@@ -262,19 +257,7 @@ class BackpropagationVerificationSuite:
             ),
             "escape_noise": lambda: self._escape_noise(model, opts),
         }
-        results: dict[str, Result] = {}
-        for index, name in enumerate(CHECKS, start=1):
-            if progress is not None:
-                progress(name, index, len(CHECKS))
-            if not opts.enabled(name):
-                results[name] = SkippedResult(name, "disabled in the options")
-                _log.info("[%d/%d] %s: skipped (disabled)", index, len(CHECKS), name)
-                continue
-            _log.info("[%d/%d] %s: running", index, len(CHECKS), name)
-            outcome = runners[name]()
-            results[name] = SkippedResult(name, outcome) if isinstance(outcome, str) else outcome
-            _log.info("[%d/%d] %s: %s", index, len(CHECKS), name, _verdict_word(results[name]))
-        return results
+        return _run_checks(runners, opts, progress)
 
     @staticmethod
     def generate_report(results: Mapping[str, Result], *, title: str = "Backpropagation verification report") -> str:
@@ -401,6 +384,38 @@ def check_spike_functions(
         )
         for probe in probes
     ]
+
+
+def _merged_options(options: VerificationOptions | None, checks: Mapping[str, bool]) -> VerificationOptions:
+    """``options`` (default: all checks, default arguments) with the switches ``checks`` applied.
+
+    Raises:
+        ValueError: If a key of ``checks`` is not a check name.
+    """
+    unknown = sorted(set(checks) - set(CHECKS))
+    if unknown:
+        raise ValueError(f"unknown checks {unknown}; available: {', '.join(CHECKS)}")
+    flags: dict[str, Any] = dict(checks)
+    return dataclasses.replace(options or VerificationOptions(), **flags)
+
+
+def _run_checks(
+    runners: Mapping[str, Callable[[], Result | str]], opts: VerificationOptions, progress: ProgressCallback | None
+) -> dict[str, Result]:
+    """Run each enabled check of :data:`CHECKS` in order, logging its verdict; a reason string becomes a skip."""
+    results: dict[str, Result] = {}
+    for index, name in enumerate(CHECKS, start=1):
+        if progress is not None:
+            progress(name, index, len(CHECKS))
+        if not opts.enabled(name):
+            results[name] = SkippedResult(name, "disabled in the options")
+            _log.info("[%d/%d] %s: skipped (disabled)", index, len(CHECKS), name)
+            continue
+        _log.info("[%d/%d] %s: running", index, len(CHECKS), name)
+        outcome = runners[name]()
+        results[name] = SkippedResult(name, outcome) if isinstance(outcome, str) else outcome
+        _log.info("[%d/%d] %s: %s", index, len(CHECKS), name, _verdict_word(results[name]))
+    return results
 
 
 def _first_samples(loader: Iterable[Batch], n: int) -> tuple[Tensor, Tensor]:

@@ -13,7 +13,8 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -226,13 +227,11 @@ def _analyse(
     if table_formats:
         for table in result.tables.values():
             result.files += table.write(out, formats=table_formats)
-    sweep = schema.tag(schema.SWEEP_ID_TAG)
-    sweep_ids = list(runs[sweep].dropna().unique()) if sweep in runs.columns else []
     result.files += write_provenance(
         runs,
         out,
         experiment=experiment,
-        sweeps=sweep_commands(client, experiment, sweep_ids),
+        sweeps=sweep_commands(client, experiment, _sweep_ids(runs)),
         analysis_command=command,
         ignore=ignore,
         tables=result.files,
@@ -244,6 +243,12 @@ def _analyse(
         jobs += _curve_figures(runs, result.main_table, client, confidence)
         _write_figures(jobs, out, figure_formats, result)
     return result
+
+
+def _sweep_ids(runs: pd.DataFrame) -> list[str]:
+    """The sweep ids the runs are tagged with (none for runs outside a sweep)."""
+    sweep = schema.tag(schema.SWEEP_ID_TAG)
+    return list(runs[sweep].dropna().unique()) if sweep in runs.columns else []
 
 
 def find_summary_run(client: MlflowClient, experiment: str, sweep_id: str | None) -> str | None:
@@ -360,6 +365,36 @@ def run_analysis(
     """
     _check_formats(formats)
     client = client if client is not None else get_client(tracking_uri)
+    runs, dropped = _finished_runs(experiment, sweep_id=sweep_id, client=client, code=code)
+    out = Path(out_dir)
+    with _staging_folder(out) as staging:
+        result = _analyse(
+            runs,
+            staging,
+            client,
+            formats=formats,
+            confidence=confidence,
+            ignore=ignore,
+            experiment=experiment,
+            command=command,
+        )
+        result.dropped = dropped
+        result.files = _publish(staging, out, result.files)
+    if log_summary:
+        result.summary_run_id = log_summary_run(
+            client, experiment, sweep_id, result.files, n_runs=len(runs), sweep_ids=_sweep_ids(runs)
+        )
+    return result
+
+
+def _finished_runs(
+    experiment: str, *, sweep_id: str | None, client: MlflowClient, code: str
+) -> tuple[pd.DataFrame, list[str]]:
+    """The FINISHED job runs of one code identity, and one logged line per kind of run left out.
+
+    Raises:
+        ValueError: No finished job runs.
+    """
     runs = load_runs(experiment, sweep_id=sweep_id, client=client)
     dropped = []
     unfinished = runs[schema.STATUS] != "FINISHED"
@@ -374,29 +409,16 @@ def run_analysis(
     dropped += notes
     for note in dropped:
         log.warning("%s", note)
-    out = Path(out_dir)
+    return runs, dropped
+
+
+@contextmanager
+def _staging_folder(out: Path) -> Iterator[Path]:
+    """A fresh hidden folder next to ``out`` (its parent created), removed with its contents if the block raises."""
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", suffix=".partial", dir=out.parent))
     try:
-        result = _analyse(
-            runs,
-            staging,
-            client,
-            formats=formats,
-            confidence=confidence,
-            ignore=ignore,
-            experiment=experiment,
-            command=command,
-        )
-        result.dropped = dropped
-        result.files = _publish(staging, out, result.files)
+        yield staging
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if log_summary:
-        sweep = schema.tag(schema.SWEEP_ID_TAG)
-        sweep_ids = list(runs[sweep].dropna().unique()) if sweep in runs.columns else []
-        result.summary_run_id = log_summary_run(
-            client, experiment, sweep_id, result.files, n_runs=len(runs), sweep_ids=sweep_ids
-        )
-    return result
