@@ -61,8 +61,8 @@ def test_model_nir_checks_the_graph_when_the_config_loads(
 @pytest.mark.slow  # a tracked job in a subprocess: 10 s on an idle machine, 30 s on a busy one
 def test_a_nir_graph_runs_as_a_tracked_job_with_the_graph_as_artifact(tmp_path: Path) -> None:
     path = _graph(tmp_path / "g.nir")
-    done = evoexp(tmp_path, "experiment=smoke", "model=nir", f"model.path={path}", "model.dt=1e-3",
-                  "model.reset=subtract", "surrogate=atan")
+    done = evoexp(tmp_path, "experiment=smoke", "model=nir", "~model.hidden_sizes", f"model.path={path}",
+                  "model.dt=1e-3", "model.reset=subtract", "surrogate=atan")
     assert done.returncode == 0, done.stderr[-3000:]
     (run,) = runs(tmp_path, kind="job")
     assert run.info.status == "FINISHED" and not undeclared_keys(run)
@@ -71,13 +71,21 @@ def test_a_nir_graph_runs_as_a_tracked_job_with_the_graph_as_artifact(tmp_path: 
     assert run.data.params["model.path"] == str(path)
 
 
+def test_a_preset_that_sizes_evoexps_network_names_the_key_a_graph_does_not_take(tmp_path: Path) -> None:
+    done = evoexp(tmp_path, "experiment=smoke", "model=nir", f"model.path={_graph(tmp_path / 'g.nir')}",
+                  "model.dt=1e-3", "model.reset=subtract", "tracking=off")
+    assert done.returncode == 1 and not (tmp_path / "outputs").exists()
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "evoexp: error: model.hidden_sizes is not an argument of evoexp.nir.nir_network")
+
+
 def test_a_graph_that_does_not_fit_the_data_fails_before_a_run(tmp_path: Path) -> None:
     path = _graph(tmp_path / "g.nir", n_in=5)
-    done = evoexp(tmp_path, "experiment=smoke", "model=nir", f"model.path={path}", "model.dt=1e-3",
-                  "model.reset=subtract", "tracking=off")
+    done = evoexp(tmp_path, "experiment=smoke", "model=nir", "~model.hidden_sizes", f"model.path={path}",
+                  "model.dt=1e-3", "model.reset=subtract", "tracking=off")
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines()[-1] == ("evoexp: error: model.path: the graph has inputs [5], dataset "
-                                                     "synthetic has [8]")
+    assert done.stderr.strip().splitlines()[-1] == ("evoexp: error: model.path: the graph has inputs [5], the data "
+                                                     "has [8]")
 
 
 @pytest.mark.slow  # a tracked job in a subprocess: 10 s on an idle machine, 30 s on a busy one

@@ -41,7 +41,8 @@ CONF = Path(__file__).resolve().parents[1] / "evoexp" / "conf"
 # no preset runs them: tests/test_circulation.py, test_sign_disagreement.py and test_escape_noise.py cover them.
 OPT_IN = ("gradient_alignment", "circulation", "sign_disagreement", "sign", "escape_noise")
 VERDICT_CHECKS = [c for c in MODEL_CHECKS if c not in OPT_IN]
-SMALL = ["dataset.samples_per_class=10", "verifier.samples=4", f"verifier.checks=[{','.join(VERDICT_CHECKS)}]"]
+SMALL = ["verifier.samples=4", f"verifier.checks=[{','.join(VERDICT_CHECKS)}]"]
+SMALL_DATA = ["dataset.samples_per_class=10"]  # the generated datasets' size (digits has its 1797 images)
 
 
 def _options(group: str) -> list[str]:
@@ -53,7 +54,8 @@ def model_checks(compose_config: Callable[..., DictConfig]) -> Callable[..., dic
     """Compose, build the initial network and run every model check on it, as a job does."""
 
     def run(*overrides: str) -> dict[str, Result]:
-        return _model_checks(load_config(compose_config(*SMALL, *overrides)))
+        data = [] if any(o.startswith("dataset=") for o in overrides) else SMALL_DATA
+        return _model_checks(load_config(compose_config(*SMALL, *data, *overrides)))
 
     return run
 
@@ -83,10 +85,19 @@ def test_experiment_preset_passes_its_model_checks(preset: str, model_checks: Ca
     _assert_no_failure(model_checks(f"experiment={preset}"), preset)
 
 
-# model=nir needs a graph file (model.path); its checks on an imported graph run in tests/test_nir_job.py.
-@pytest.mark.parametrize("preset", [p for p in _options("model") if p != "nir"])
+# model=nir needs a graph file (its checks on an imported graph run in tests/test_nir_job.py) and model=custom a
+# callable (tests/test_your_network.py); the presets of the field's libraries need their data layout.
+PRESET_DATA = {"snntorch_conv": ["dataset=digits", "dataset.image=true", "dataset.encoding=rate",
+                                 "dataset.time_steps=6"],
+               "spikingjelly_mlp": ["dataset=digits", "dataset.encoding=rate", "dataset.time_steps=6"],
+               "norse_lif": ["dataset=digits", "dataset.encoding=rate", "dataset.time_steps=6"]}
+
+
+@pytest.mark.parametrize("preset", [p for p in _options("model") if p not in ("nir", "custom")])
 def test_model_preset_passes_its_model_checks(preset: str, model_checks: Callable[..., dict[str, Result]]) -> None:
-    _assert_no_failure(model_checks(f"model={preset}"), preset)
+    if preset in PRESET_DATA:
+        pytest.importorskip(preset.split("_")[0])
+    _assert_no_failure(model_checks(f"model={preset}", *PRESET_DATA.get(preset, [])), preset)
 
 
 def test_zero_reset_smoke_run_passes(model_checks: Callable[..., dict[str, Result]]) -> None:

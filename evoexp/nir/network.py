@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from evoexp.arguments import checked_by
 from evoexp.functional.discrete import StepConventions
 from evoexp.functional.lif import ReadoutMode, ResetMode, readout_logits, sequence_linear
 from evoexp.models.population import NeuronPopulation
@@ -30,7 +31,7 @@ from evoexp.nir.errors import NIRError
 from evoexp.nir.graph import Plan, flatten, plan, read_graph
 from evoexp.surrogate import SurrogateGradient, get_surrogate
 
-__all__ = ["NIRNetwork", "NIRSettings", "NodeRecord", "from_nir", "nir_network"]
+__all__ = ["NIRNetwork", "NIRSettings", "NodeRecord", "check_nir_network", "from_nir", "nir_network"]
 
 _RESETS = ("subtract", "zero")
 _READOUTS = ("max", "mean", "last")
@@ -371,9 +372,29 @@ def _named(name: str) -> SurrogateGradient:
         raise NIRError(str(error)) from None
 
 
+def check_nir_network(args: Mapping[str, Any]) -> None:
+    """The argument check of :func:`nir_network`: ``path``, ``dt`` and ``reset`` given, and the graph runs with them.
+
+    Raises:
+        ValueError: The first missing argument, or the graph's reason (the message starts with the argument's name).
+    """
+    for key, why in (("path", "the NIR file"), ("dt", "NIR carries no time step"),
+                     ("reset", "NIR leaves the reset mechanism open: subtract or zero")):
+        if args[key] is None:
+            raise ValueError(f"{key} is required with model=nir ({why}); give model.{key}=...")
+    try:
+        from_nir(args["path"], dt=args["dt"], reset=args["reset"], surrogate="fast_sigmoid",
+                 detach_reset=args["detach_reset"])
+    except NIRError as exc:
+        raise ValueError(f"path: {exc}") from None
+
+
+@checked_by(check_nir_network)
 def nir_network(
     path: str | None = None,
     *,
+    n_inputs: int | None = None,
+    n_classes: int | None = None,
     dt: float | None = None,
     reset: ResetMode | None = None,
     surrogate: SurrogateGradient | str = "fast_sigmoid",
@@ -386,6 +407,8 @@ def nir_network(
 
     Args:
         path: The NIR file (written by ``nir.write``).
+        n_inputs: The data's input channels, when known: the graph's input size must equal it.
+        n_classes: The data's classes, when known: the graph's output size must equal it.
         dt: Simulation step, in the unit of the graph's time constants.
         reset: ``subtract`` or ``zero``.
         surrogate: The surrogate shape of every spiking node.
@@ -393,15 +416,13 @@ def nir_network(
         readout: ``max``, ``mean`` or ``last`` over the readout's membrane trace.
 
     Raises:
-        ValueError: ``path``, ``dt`` or ``reset`` is missing, or the graph does not run with them (one line naming
-            the argument).
+        ValueError: ``path``, ``dt`` or ``reset`` is missing, the graph does not run with them, or its input or output
+            size is not the data's (one line naming the argument).
     """
-    for key, value, why in (("path", path, "the NIR file"), ("dt", dt, "NIR carries no time step"),
-                            ("reset", reset, "NIR leaves the reset mechanism open: subtract or zero")):
-        if value is None:
-            raise ValueError(f"{key} is required with model=nir ({why}); give model.{key}=...")
-    assert path is not None
-    try:
-        return from_nir(path, dt=dt, reset=reset, surrogate=surrogate, detach_reset=detach_reset, readout=readout)
-    except NIRError as exc:
-        raise ValueError(f"path: {exc}") from None
+    assert path is not None and dt is not None and reset is not None  # checked by check_nir_network
+    net = from_nir(path, dt=dt, reset=reset, surrogate=surrogate, detach_reset=detach_reset, readout=readout)
+    outputs = tuple(int(d) for d in net.plan.graph.nodes[net.plan.output].output_type["output"])
+    for what, graph, data in (("inputs", net.input_shape, n_inputs), ("outputs", outputs, n_classes)):
+        if data is not None and tuple(graph) != (data,):
+            raise ValueError(f"path: the graph has {what} {list(graph)}, the data has [{data}]")
+    return net

@@ -360,8 +360,9 @@ def check_spike_functions(
 
     Each :class:`~evoexp.verification.spiking.SpikeProbe` of the adapter that claims a private copy of ``model`` (one
     per spike function and declared derivative) is checked with
-    :meth:`~evoexp.verification.gradient.GradientVerifier.verify_surrogate_gradient`, with its kinks on the grid and
-    its H(0) convention; ``kwargs`` (``x_range``, ``n_points``, ``h``, ...) go to every check.
+    :meth:`~evoexp.verification.gradient.GradientVerifier.verify_surrogate_gradient`, with its kinks on the grid, its
+    H(0) convention and its extremes (finite membranes for a whole neuron); ``kwargs`` (``x_range``, ``n_points``,
+    ``h``, ...) go to every check.
 
     Returns:
         One result per probe (empty for a model that no adapter claims).
@@ -379,6 +380,7 @@ def check_spike_functions(
                 "name": probe.name,
                 "kinks": probe.kinks,
                 "heaviside_at_zero": probe.heaviside_at_zero,
+                "extremes": probe.extremes,
                 **kwargs,
             },
         )
