@@ -14,24 +14,22 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
 from torch.nn import functional as F
 
 from evoexp.data import make_randman
-from evoexp.job.config import ConfigValidationError, load_config, register_configs
+from evoexp.job.config import Config, ConfigValidationError, load_config
 from evoexp.job.summary import job_verdict
 from evoexp.models import SNN
 from evoexp.verification.alignment import verify_gradient_alignment
 
 REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "evoexp" / "conf"
 _MISSING_DRIVER = "postgresql://user@localhost/db"  # SQLAlchemy's default PostgreSQL driver is psycopg
 
 
@@ -57,49 +55,41 @@ COMPOSITION_ERRORS = {
 
 
 @pytest.fixture
-def hydra_conf() -> Iterator[None]:
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        yield
-    GlobalHydra.instance().clear()
+def load(compose_config: Callable[..., DictConfig]) -> Callable[..., Config]:
+    """Load ``experiment=smoke`` with overrides, as a job does."""
+    return lambda *overrides: load_config(compose_config("experiment=smoke", *overrides))
 
 
-def _load(*overrides: str) -> object:
-    return load_config(compose(config_name="config", overrides=["experiment=smoke", *overrides]))
-
-
-@pytest.mark.usefixtures("hydra_conf")
 @pytest.mark.parametrize("override", list(COMPOSITION_ERRORS))
-def test_value_fails_at_composition_naming_the_key(override: str) -> None:
+def test_value_fails_at_composition_naming_the_key(override: str, load: Callable[..., Config]) -> None:
     if "psycopg" in COMPOSITION_ERRORS[override] and not _psycopg_missing():
         pytest.skip("psycopg is installed here")
     with pytest.raises(ConfigValidationError) as info:
-        _load(override)
+        load(override)
     text = str(info.value)
     assert text.startswith(COMPOSITION_ERRORS[override]) and "\n" not in text, text
 
 
-@pytest.mark.usefixtures("hydra_conf")
-def test_the_limits_themselves_are_accepted(tmp_path: Path) -> None:
-    config = _load(
+def test_the_limits_themselves_are_accepted(tmp_path: Path, load: Callable[..., Config]) -> None:
+    config = load(
         "seed=18446744073709551615",
         "verifier.gradient.eps=3e-11",
         "model.weight_scale=1e38",
         "verifier.stability.min_grad_norm=999",
         f"tracking.uri=sqlite:///{tmp_path / 'store.db'}",
     )
-    assert config.seed == 2**64 - 1  # type: ignore[attr-defined]
-    torch.manual_seed(config.seed)  # type: ignore[attr-defined]
+    assert config.seed == 2**64 - 1
+    torch.manual_seed(config.seed)
 
 
-@pytest.mark.usefixtures("hydra_conf")
-def test_a_sqlite_store_that_is_a_directory_or_read_only_fails(tmp_path: Path, read_only_dir: Path) -> None:
+def test_a_sqlite_store_that_is_a_directory_or_read_only_fails(
+    tmp_path: Path, read_only_dir: Path, load: Callable[..., Config]
+) -> None:
     (tmp_path / "store.db").mkdir()
     with pytest.raises(ConfigValidationError, match=r"store\.db is a directory, not a SQLite file"):
-        _load(f"tracking.uri=sqlite:///{tmp_path / 'store.db'}")
+        load(f"tracking.uri=sqlite:///{tmp_path / 'store.db'}")
     with pytest.raises(ConfigValidationError, match=r"^tracking\.uri=.*: the store cannot be written \("):
-        _load(f"tracking.uri=sqlite:///{read_only_dir / 'mlruns.db'}")
+        load(f"tracking.uri=sqlite:///{read_only_dir / 'mlruns.db'}")
 
 
 def test_a_gauss_hermite_rule_of_any_size_is_finite() -> None:

@@ -22,20 +22,19 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
+from omegaconf import DictConfig
 
 from evoexp.analysis.aggregate import group_columns
 from evoexp.job.analysis import load_runs, run_analysis
-from evoexp.job.config import TrackingConfig, config_hash, load_config, register_configs
+from evoexp.job.config import TrackingConfig, config_hash, load_config
 from evoexp.job.outcome import OUTCOME_FILE, JobOutcome, write_outcome
 from evoexp.job.preflight import PreflightError, claim_sweep_dir
 from evoexp.job.run_logger import TrackedRun
@@ -47,7 +46,6 @@ from evoexp.job.tracking import ConfigTaken, MlflowTracker
 from evoexp.keys import Tags
 
 REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "evoexp" / "conf"
 JOB_LINE = re.compile(r"^\[(\d+|\?)/(\d+)\] ")
 
 
@@ -179,15 +177,13 @@ def test_experiment_names_are_names_never_paths(tmp_path: Path, name: str) -> No
     TrackingConfig(experiment="surrogate_sweep-2 (v2)")
 
 
-def test_presentation_keys_neither_change_the_config_hash_nor_split_rows() -> None:
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        base = compose(config_name="config", overrides=["experiment=smoke"])
-        presentation = ["figures=true", "threads=2", "tracking.experiment=other", "tracking.timeout=3"]
-        shown = compose(config_name="config", overrides=["experiment=smoke", *presentation])
-        other = compose(config_name="config", overrides=["experiment=smoke", "seed=1"])
-    GlobalHydra.instance().clear()
+def test_presentation_keys_neither_change_the_config_hash_nor_split_rows(
+    compose_config: Callable[..., DictConfig],
+) -> None:
+    base = compose_config("experiment=smoke")
+    presentation = ["figures=true", "threads=2", "tracking.experiment=other", "tracking.timeout=3"]
+    shown = compose_config("experiment=smoke", *presentation)
+    other = compose_config("experiment=smoke", "seed=1")
     assert config_hash(base) == config_hash(shown) != config_hash(other)
     columns = ["params.figures", "params.threads", "params.tracking.timeout", "params.model.dt", "params.seed"]
     import pandas as pd
@@ -387,14 +383,10 @@ def test_a_dead_tracking_server_is_one_line_in_seconds(tmp_path: Path, mode: tup
     assert not (tmp_path / "outputs").exists()
 
 
-def test_a_job_uploads_only_the_files_it_wrote(tmp_path: Path) -> None:
+def test_a_job_uploads_only_the_files_it_wrote(tmp_path: Path, compose_config: Callable[..., DictConfig]) -> None:
     """``hydra.run.dir=.``: the output directory is the launch directory, with the store and a secret in it."""
     (tmp_path / "secret.env").write_text("TOKEN=hunter2\n")
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["experiment=smoke", f"tracking.uri=sqlite:///{tmp_path}/m.db"])
-    GlobalHydra.instance().clear()
+    cfg = compose_config("experiment=smoke", f"tracking.uri=sqlite:///{tmp_path}/m.db")
     try:
         execute(cfg, load_config(cfg), JobContext(output_dir=tmp_path, root=tmp_path))
     finally:

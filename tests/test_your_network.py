@@ -9,22 +9,21 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
 from evoexp import surrogate as surrogate_module
 from evoexp.data import DatasetSplits, make_digits
 from evoexp.examples import tonic_nmnist
-from evoexp.job.config import ConfigValidationError, Target, load_config, register_configs
+from evoexp.job.config import Config, ConfigValidationError, Target, load_config
 from evoexp.job.config.targets import source_digests
 from evoexp.job.prepare import prepare
 from evoexp.job.run import ANN_NOT_CONFIGURED, run_experiment
@@ -33,7 +32,6 @@ from evoexp.results import SkippedResult
 from evoexp.surrogate import get_surrogate
 from evoexp.verification.spiking import install_surrogate, keep_state_fresh
 
-CONF = Path(__file__).resolve().parents[1] / "evoexp" / "conf"
 HERE = "test_your_network"
 # A time-first network returning (scores, scores) per step, on tiny_data, trained briefly.
 RECURRENT = [
@@ -115,23 +113,18 @@ class Ann(nn.Module):
         return self.layers(x)  # type: ignore[no-any-return]
 
 
-@pytest.fixture(autouse=True)
-def _hydra() -> Iterator[None]:
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        yield
-    GlobalHydra.instance().clear()
-
-
-def config_of(*overrides: str) -> Any:
-    return load_config(compose(config_name="config", overrides=list(overrides)))
+@pytest.fixture
+def config_of(compose_config: Callable[..., DictConfig]) -> Callable[..., Config]:
+    """Compose and load the config of ``overrides``, as a job does."""
+    return lambda *overrides: load_config(compose_config(*overrides))
 
 
 # ------------------------------------------------------------------ a network from a config
 
 
-def test_a_network_from_a_config_is_checked_and_trained_and_the_benchmark_is_not_configured() -> None:
+def test_a_network_from_a_config_is_checked_and_trained_and_the_benchmark_is_not_configured(
+    config_of: Callable[..., Config],
+) -> None:
     outcome = run_experiment(config_of(*RECURRENT))
     assert outcome.model["target"] == f"{HERE}.Recurrent" and outcome.model["library"] == "torch"
     assert outcome.model["params"] == sum(p.numel() for p in Recurrent(4, 3).parameters())
@@ -142,7 +135,7 @@ def test_a_network_from_a_config_is_checked_and_trained_and_the_benchmark_is_not
     assert math.isfinite(outcome.metrics["snn/test/acc_best"])
 
 
-def test_the_users_ann_is_trained_and_compared_through_the_library() -> None:
+def test_the_users_ann_is_trained_and_compared_through_the_library(config_of: Callable[..., Config]) -> None:
     checked = "verifier.gradient.parameters=[network.fc2.weight]"
     outcome = run_experiment(config_of(*RECURRENT, f"ann._target_={HERE}.Ann", "+ann.hidden=6", checked))
     assert list(outcome.results["gradient_verification"].per_tensor) == ["network.fc2.weight"]
@@ -166,7 +159,9 @@ def test_the_users_ann_is_trained_and_compared_through_the_library() -> None:
         (["dataset._target_=evoexp.data.make_digits", "+dataset.bins=3"], "dataset.bins is not an argument"),
     ],
 )
-def test_a_call_that_does_not_fit_the_signature_fails_at_load_with_one_line(overrides: list[str], message: str) -> None:
+def test_a_call_that_does_not_fit_the_signature_fails_at_load_with_one_line(
+    overrides: list[str], message: str, config_of: Callable[..., Config]
+) -> None:
     with pytest.raises(ConfigValidationError, match=re.escape(message)) as info:
         config_of(*RECURRENT, *overrides)
     assert "\n" not in str(info.value)
@@ -181,20 +176,34 @@ def test_a_call_that_does_not_fit_the_signature_fails_at_load_with_one_line(over
         (["model.input_layout=batch_first"], "model.input_layout=batch_first: the scores of a sample change with"),
         (["model.time_reduction=median"], "model.time_reduction must be one of none, sum, mean, max, last"),
         (["+model.hidden=-1"], f"model: {HERE}.Recurrent raised RuntimeError"),
-        (["model._target_=torch.nn.Linear", "+model.in_features=4", "+model.out_features=5", "model.output_index=null",
-          "model.input_layout=batch_first"], "model: torch.nn.Linear gives 5 class scores per sample (read [2, 5]), "
-         "but the dataset has 3 classes"),
+        (
+            [
+                "model._target_=torch.nn.Linear",
+                "+model.in_features=4",
+                "+model.out_features=5",
+                "model.output_index=null",
+                "model.input_layout=batch_first",
+            ],
+            "model: torch.nn.Linear gives 5 class scores per sample (read [2, 5]), but the dataset has 3 classes",
+        ),
         (["surrogate.install=true"], f"surrogate.install=true, but {HERE}.Recurrent holds no neuron"),
         (["trainer.rate_reg=0.1"], "trainer.rate_reg=0.1 needs the hidden spikes"),
-        (["verifier.gradient.parameters=[fc1.weight]"], "verifier.gradient.parameters names fc1.weight, which the "
-         "model does not have (its tensors: network.fc1.weight, network.fc1.bias, network.fc2.weight"),
+        (
+            ["verifier.gradient.parameters=[fc1.weight]"],
+            "verifier.gradient.parameters names fc1.weight, which the "
+            "model does not have (its tensors: network.fc1.weight, network.fc1.bias, network.fc2.weight",
+        ),
         ([f"ann._target_={HERE}.Ann", "+ann.hidden=-1"], f"ann: {HERE}.Ann raised RuntimeError"),
-        (["ann._target_=torch.nn.Linear", "+ann.in_features=4", "+ann.out_features=2"], "ann: torch.nn.Linear must "
-         "return class scores [2, 3] for 2 samples, got [2, 2]"),
+        (
+            ["ann._target_=torch.nn.Linear", "+ann.in_features=4", "+ann.out_features=2"],
+            "ann: torch.nn.Linear must return class scores [2, 3] for 2 samples, got [2, 2]",
+        ),
         ([f"dataset._target_={HERE}.no_features", f"ann._target_={HERE}.Ann"], "the dataset has no static features"),
     ],
 )
-def test_a_network_that_does_not_fit_fails_before_training_with_one_line(overrides: list[str], message: str) -> None:
+def test_a_network_that_does_not_fit_fails_before_training_with_one_line(
+    overrides: list[str], message: str, config_of: Callable[..., Config]
+) -> None:
     config = config_of(*RECURRENT, *overrides)
     with pytest.raises(ConfigValidationError, match=re.escape(message)) as info:
         prepare(config)
@@ -306,18 +315,32 @@ def test_an_installed_surrogate_is_the_one_norse_cells_run_and_norse_is_left_as_
     assert norse_lif.threshold is original  # routed only while the installed cell runs
 
 
-def test_a_surrogate_that_fails_the_runtime_check_after_installing_stops_the_job(monkeypatch: Any) -> None:
+def test_a_surrogate_that_fails_the_runtime_check_after_installing_stops_the_job(
+    monkeypatch: Any, config_of: Callable[..., Config]
+) -> None:
     pytest.importorskip("snntorch")
-    overrides = ["model=snntorch_conv", "dataset=digits", "dataset.image=true", "dataset.time_steps=3",
-                 "surrogate=atan", "surrogate.slope=2"]
+    overrides = [
+        "model=snntorch_conv",
+        "dataset=digits",
+        "dataset.image=true",
+        "dataset.time_steps=3",
+        "surrogate=atan",
+        "surrogate.slope=2",
+    ]
     config = config_of(*overrides)
     assert prepare(config).built.installed  # passes as installed
     for function in (surrogate_module._SurrogateSpike, surrogate_module._EagerSurrogateSpike):
         backward = function.backward  # the installed spike's backward (both forms), 1 % off
-        monkeypatch.setattr(function, "backward", staticmethod(
-            lambda ctx, grad, backward=backward: (1.01 * backward(ctx, grad)[0], None)))
-    with pytest.raises(ConfigValidationError, match=r"surrogate\.install: .*network\.lif1, network\.lif2.* fails the "
-                                                    r"runtime surrogate check after installing"):
+        monkeypatch.setattr(
+            function,
+            "backward",
+            staticmethod(lambda ctx, grad, backward=backward: (1.01 * backward(ctx, grad)[0], None)),
+        )
+    with pytest.raises(
+        ConfigValidationError,
+        match=r"surrogate\.install: .*network\.lif1, network\.lif2.* fails the "
+        r"runtime surrogate check after installing",
+    ):
         prepare(config)
 
 
@@ -377,8 +400,10 @@ def test_tonic_nmnist_folders_are_read_without_tonic(tmp_path: Path) -> None:
     for part, n in (("Train", 10), ("Test", 2)):
         for digit in range(10):
             for k in range(n):
-                events = [(int(rng.integers(34)), int(rng.integers(34)), int(t), int(rng.integers(2)))
-                          for t in sorted(rng.integers(0, 300_000, size=40))]
+                events = [
+                    (int(rng.integers(34)), int(rng.integers(34)), int(t), int(rng.integers(2)))
+                    for t in sorted(rng.integers(0, 300_000, size=40))
+                ]
                 _write_recording(tmp_path / "NMNIST" / part / str(digit) / f"{k:05d}.bin", events)
     first = tmp_path / "NMNIST" / "Train" / "3" / "00000.bin"
     _write_recording(first, [(5, 7, 0, 1), (33, 0, 99_999, 0), (5, 7, 300_000, 1), (5, 7, 2**23 - 1, 0)])
