@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ __all__ = [
     "SpikeDataset",
     "available_datasets",
     "check_fits_in_memory",
+    "check_generated",
     "check_int",
     "check_seed",
     "check_spike_tensor",
@@ -375,6 +376,31 @@ def check_spike_tensor(*, samples: int, time_steps: int, channels: int, what: st
     ``what`` names the sizes, e.g. ``"samples_per_class=32 × n_classes=2 × time_steps=10 × n_channels=8"``.
     """
     check_fits_in_memory(f"{what} float32 spikes", 4.0 * samples * time_steps * channels)
+
+
+def check_generated(args: Mapping[str, Any]) -> None:
+    """Check the arguments every generated dataset (Randman, synthetic) shares; messages start with the name.
+
+    ``n_classes`` (>= 2), ``n_channels``, ``samples_per_class`` and ``time_steps`` (>= 1), ``seed``, ``split`` (no
+    split left empty by ``samples_per_class``), and the memory of the spike tensor
+    ``[samples_per_class * n_classes, time_steps, n_channels]``.
+
+    Raises:
+        ValueError: The first invalid argument.
+    """
+    check_int(args["n_classes"], name="n_classes", minimum=2)
+    for name in ("n_channels", "samples_per_class", "time_steps"):
+        check_int(args[name], name=name)
+    check_seed(args["seed"])
+    check_split(args["split"], nonempty=True)
+    check_split_sizes(args["samples_per_class"], args["split"])
+    sizes = ("samples_per_class", "n_classes", "time_steps", "n_channels")
+    check_spike_tensor(
+        samples=args["samples_per_class"] * args["n_classes"],
+        time_steps=args["time_steps"],
+        channels=args["n_channels"],
+        what=" × ".join(f"{name}={args[name]}" for name in sizes),
+    )
 
 def check_seed(seed: int) -> None:
     """Raise ``ValueError`` unless ``seed`` is an int in ``[0, 2**64 - 1]`` (torch's generators take 64 bits).

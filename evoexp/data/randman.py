@@ -43,11 +43,8 @@ from evoexp.arguments import checked_by
 from evoexp.data.dataset import (
     DatasetSplits,
     SpikeDataset,
+    check_generated,
     check_int,
-    check_seed,
-    check_spike_tensor,
-    check_split,
-    check_split_sizes,
     register_dataset,
     split_dataset,
 )
@@ -167,28 +164,15 @@ def check_randman(args: Mapping[str, Any]) -> None:
     Raises:
         ValueError: The first invalid argument (the message starts with its name).
     """
-    check_int(args["n_classes"], name="n_classes", minimum=2)
-    check_int(args["n_channels"], name="n_channels")
+    check_generated(args)
     check_int(args["manifold_dim"], name="manifold_dim")
     alpha = args["alpha"]
     if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha > 0):
         raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
-    check_int(args["samples_per_class"], name="samples_per_class")
-    check_int(args["time_steps"], name="time_steps")
     check_int(args["spikes_per_unit"], name="spikes_per_unit")
     step_frac = args["step_frac"]
     if isinstance(step_frac, bool) or not (isinstance(step_frac, (int, float)) and 0.0 < step_frac <= 1.0):
         raise ValueError(f"step_frac must be a number in (0, 1], got {step_frac!r}")
-    check_seed(args["seed"])
-    check_split(args["split"], nonempty=True)
-    check_split_sizes(args["samples_per_class"], args["split"])
-    check_spike_tensor(
-        samples=args["samples_per_class"] * args["n_classes"],
-        time_steps=args["time_steps"],
-        channels=args["n_channels"],
-        what=f"samples_per_class={args['samples_per_class']} × n_classes={args['n_classes']} × "
-        f"time_steps={args['time_steps']} × n_channels={args['n_channels']}",
-    )
 
 
 @register_dataset("randman")

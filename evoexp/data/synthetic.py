@@ -20,11 +20,7 @@ from evoexp.arguments import checked_by
 from evoexp.data.dataset import (
     DatasetSplits,
     SpikeDataset,
-    check_int,
-    check_seed,
-    check_spike_tensor,
-    check_split,
-    check_split_sizes,
+    check_generated,
     register_dataset,
     split_dataset,
 )
@@ -39,10 +35,7 @@ def check_synthetic(args: Mapping[str, Any]) -> None:
     Raises:
         ValueError: The first invalid argument (the message starts with its name).
     """
-    check_int(args["n_classes"], name="n_classes", minimum=2)
-    check_int(args["n_channels"], name="n_channels")
-    check_int(args["samples_per_class"], name="samples_per_class")
-    check_int(args["time_steps"], name="time_steps")
+    check_generated(args)
     if args["coding"] not in ("latency", "rate"):
         raise ValueError(f"coding must be 'latency' or 'rate', got {args['coding']!r}")
     noise = args["noise"]
@@ -50,16 +43,6 @@ def check_synthetic(args: Mapping[str, Any]) -> None:
         raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
     if not 0.0 < args["max_prob"] <= 1.0:
         raise ValueError(f"max_prob must be in (0, 1], got {args['max_prob']!r}")
-    check_seed(args["seed"])
-    check_split(args["split"], nonempty=True)
-    check_split_sizes(args["samples_per_class"], args["split"])
-    check_spike_tensor(
-        samples=args["samples_per_class"] * args["n_classes"],
-        time_steps=args["time_steps"],
-        channels=args["n_channels"],
-        what=f"samples_per_class={args['samples_per_class']} × n_classes={args['n_classes']} × "
-        f"time_steps={args['time_steps']} × n_channels={args['n_channels']}",
-    )
 
 
 @register_dataset("synthetic")
