@@ -17,21 +17,13 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import DictConfig
-from torch.nn import functional as F
 
-from evoexp.job.build import (
-    MODEL_CHECKS,
-    build_dataset,
-    build_loader,
-    build_model,
-    build_optimizer,
-    verification_options,
-)
+from evoexp.job.build import MODEL_CHECKS, build_dataset, build_model
 from evoexp.job.config import Config, load_config
+from evoexp.job.run import run_model_checks
 from evoexp.models import SNN
 from evoexp.results import Result, SkippedResult
 from evoexp.surrogate import available_surrogates, get_surrogate
-from evoexp.verification.gradient import GradientVerifier
 from evoexp.verification.suite import BackpropagationVerificationSuite, VerificationOptions
 
 CONF = Path(__file__).resolve().parents[1] / "evoexp" / "conf"
@@ -61,16 +53,9 @@ def model_checks(compose_config: Callable[..., DictConfig]) -> Callable[..., dic
 
 
 def _model_checks(config: Config) -> dict[str, Result]:
+    """The job's own model checks (:func:`~evoexp.job.run.run_model_checks`) on the preset's initial network."""
     data = build_dataset(config)
-    snn = build_model(config, data).model
-    suite = BackpropagationVerificationSuite(verifier=GradientVerifier(dtype=getattr(torch, config.verifier.dtype)))
-    return suite.run_full_verification(
-        snn,
-        build_loader(config, data, "train", view="spikes"),
-        loss_fn=F.cross_entropy,
-        optimizer_factory=lambda params: build_optimizer(config, params),
-        options=verification_options(config),
-    )
+    return run_model_checks(config, build_model(config, data).model, data)
 
 
 def _assert_no_failure(results: dict[str, Result], label: str, checks: list[str] = VERDICT_CHECKS) -> None:

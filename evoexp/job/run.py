@@ -53,7 +53,7 @@ from evoexp.verification.convergence import analyze_training
 from evoexp.verification.gradient import GradientVerifier
 from evoexp.verification.suite import BackpropagationVerificationSuite
 
-__all__ = ["ANN_NOT_CONFIGURED", "TEST_SELECTION", "AnnBaseline", "Outcome", "run_experiment"]
+__all__ = ["ANN_NOT_CONFIGURED", "TEST_SELECTION", "AnnBaseline", "Outcome", "run_experiment", "run_model_checks"]
 
 """The metric a job returns to Hydra's sweepers: the SNN's best validation accuracy."""
 
@@ -140,7 +140,7 @@ def _prefixed(prefix: str, metrics: Mapping[str, float]) -> dict[str, float]:
     return {f"{prefix}/{key}": value for key, value in metrics.items()}
 
 
-def _model_checks(config: Config, snn: torch.nn.Module, data: DatasetSplits) -> dict[str, Result]:
+def run_model_checks(config: Config, snn: torch.nn.Module, data: DatasetSplits) -> dict[str, Result]:
     """The suite on the initial network with the enabled model checks (``MODEL_CHECKS``); the others are skipped."""
     suite = BackpropagationVerificationSuite(verifier=GradientVerifier(dtype=getattr(torch, config.verifier.dtype)))
     return suite.run_full_verification(
@@ -208,7 +208,7 @@ def run_experiment(
         time.sleep(debug.sleep)
     if debug.fail:
         raise RuntimeError("debug.fail=true: injected failure")
-    outcome = Outcome(results=_model_checks(config, snn, data), model=model_facts(config, prepared))
+    outcome = Outcome(results=run_model_checks(config, snn, data), model=model_facts(config, prepared))
     snn_run = _train_snn(config, snn, data, run, outcome)
     if "convergence" in checks:
         _convergence(config, snn_run, outcome)
