@@ -7,7 +7,9 @@ Run the three experiments first (docs/guides/theory.md gives the commands):
     ./multirun.sh --experiment theory_escape
 
 then ``.venv/bin/python docs/theory_results.py [--tracking-uri URI]`` writes ``docs/results/theory/``:
-``results.md`` (every number the guide quotes, per run), ``circulation.png``, ``sign_disagreement.png`` and
+``results.md`` (every number the guide quotes, per run, and the code identity and git commit of the runs),
+``runs.csv`` (one row per run: experiment, configuration, identity tags and the exact metrics; the record that
+``tests/test_results_reproduce.py`` re-computes a slice of), ``circulation.png``, ``sign_disagreement.png`` and
 ``escape_noise.png``. The default store is ``sqlite:///mlruns.db`` in the current directory.
 """
 
@@ -23,11 +25,20 @@ import pandas as pd
 from evoexp import keys
 from evoexp.figures import new_figure, series_style
 from evoexp.job.analysis.load import load_history, load_runs
+from evoexp.job.analysis.provenance import CODE_COL, COMMIT_COL
 
 OUT = Path(__file__).resolve().parent / "results" / "theory"
 SLOPE = keys.param("surrogate.slope")
 NOISE = keys.param("model.escape_noise")
 SEED = keys.param(keys.SEED_PARAM)
+EXPERIMENT = "experiment"
+RECORD = [keys.metric(k) for k in (
+    keys.CIRCULATION, keys.CIRCULATION_SE, keys.CIRCULATION_QUADRATURE_ERROR, keys.SIGN_DISAGREEMENT,
+    keys.SIGN_DISAGREEMENT_SE, keys.SIGN_INFORMATIVE, keys.SIGN_UNRESOLVED, keys.SNN_TEST_ACC, keys.SNN_TEST_ACC_LAST,
+)]
+"""Metrics of each run kept in ``runs.csv``."""
+RUNS: list[pd.DataFrame] = []
+"""The runs each section reads, with their experiment: ``runs.csv``."""
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -39,9 +50,23 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [*lines, *("| " + " | ".join(r) + " |" for r in rows), ""]
 
 
-def _latest(runs: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """The newest run of each configuration (a preset re-run after a change adds runs to the same experiment)."""
-    return runs.sort_values(keys.START_TIME).groupby(columns, dropna=False).tail(1).sort_values(columns)
+def _latest(runs: pd.DataFrame, columns: list[str], experiment: str) -> pd.DataFrame:
+    """The newest run of each configuration (a preset re-run after a change adds runs to the same experiment).
+
+    The runs are also kept for ``runs.csv`` (:data:`RUNS`).
+    """
+    latest = runs.sort_values(keys.START_TIME).groupby(columns, dropna=False).tail(1).sort_values(columns)
+    RUNS.append(latest.assign(**{EXPERIMENT: experiment}))
+    return latest
+
+
+def _provenance(runs: pd.DataFrame) -> list[str]:
+    """One line naming the code identities and git commits that made ``runs``."""
+    def named(column: str) -> str:
+        values = sorted(runs[column].fillna("unknown").astype(str).unique()) if column in runs else ["unknown"]
+        return ", ".join(f"`{v}`" for v in values)
+
+    return [f"Runs made by code {named(CODE_COL)} (git commit {named(COMMIT_COL)}).", ""]
 
 
 def _circulation_table(runs: pd.DataFrame) -> list[str]:
@@ -72,7 +97,7 @@ def circulation(uri: str) -> list[str]:
     lines = ["## (a) Circulation (`experiment=theory_circulation`)", ""]
     for i, (network, experiment) in enumerate(networks.items()):
         try:
-            runs = _latest(load_runs(experiment, tracking_uri=uri), [SLOPE])
+            runs = _latest(load_runs(experiment, tracking_uri=uri), [SLOPE], experiment)
         except ValueError:  # the optional Heaviside run is not in the store
             continue
         x = runs[SLOPE].to_numpy(float)
@@ -80,7 +105,7 @@ def circulation(uri: str) -> list[str]:
         ax.errorbar(x, np.maximum(circ, 1e-18), yerr=se, label=f"|c|, {network}", capsize=2, **series_style(i))
         error = runs[keys.metric(keys.CIRCULATION_QUADRATURE_ERROR)].to_numpy(float)
         ax.plot(x, error, label=f"quadrature error, {network}", **{**series_style(i), "linestyle": ":"})
-        lines += [f"{network} (tracking experiment `{experiment}`):", "", *_circulation_table(runs)]
+        lines += [f"{network} (tracking experiment `{experiment}`):", "", *_circulation_table(runs), *_provenance(runs)]
     ax.set(xscale="log", yscale="log", xlabel="surrogate slope β_SG", ylabel="normalised circulation |c|")
     ax.axvline(2.0, color="0.6", linewidth=0.8)
     ax.legend(fontsize="x-small", loc="lower right")
@@ -90,7 +115,7 @@ def circulation(uri: str) -> list[str]:
 
 def sign(uri: str) -> list[str]:
     """Figure and table of finding (b): sign disagreement ± SE per surrogate slope."""
-    runs = _latest(load_runs("theory_sign", tracking_uri=uri), [SLOPE])
+    runs = _latest(load_runs("theory_sign", tracking_uri=uri), [SLOPE], "theory_sign")
     fig, ax = new_figure()
     ax.errorbar(
         runs[SLOPE].to_numpy(float),
@@ -113,12 +138,12 @@ def sign(uri: str) -> list[str]:
         ]
         for _, r in runs.iterrows()
     ]
-    return ["## (b) Sign disagreement (`experiment=theory_sign`)", "", *_table(header, rows)]
+    return ["## (b) Sign disagreement (`experiment=theory_sign`)", "", *_table(header, rows), *_provenance(runs)]
 
 
 def escape(uri: str) -> list[str]:
     """Figure and tables of finding (c): validation curves and test accuracy per network and seed."""
-    runs = _latest(load_runs("theory_escape", tracking_uri=uri), [NOISE, SEED]).copy()
+    runs = _latest(load_runs("theory_escape", tracking_uri=uri), [NOISE, SEED], "theory_escape").copy()
     runs["network"] = np.where(runs[NOISE].isna(), "deterministic", "escape noise β_n = " + runs[NOISE].astype(str))
     history = load_history(runs, [keys.SNN_VAL_ACC], tracking_uri=uri)
     fig, (curves, final) = new_figure(1, 2, width="double", aspect=0.35)
@@ -149,6 +174,7 @@ def escape(uri: str) -> list[str]:
         *_table(["network", "test accuracy % (mean ± sd over seeds)", "range %", "seeds"], summary_rows),
         *_table(["network", "seed", "test acc % (best-val weights)", "test acc % (last epoch)", "minutes"],
                 seed_rows),
+        *_provenance(runs),
     ]
 
 
@@ -167,6 +193,10 @@ def main() -> None:
     for section in (circulation, sign, escape):
         lines += section(args.tracking_uri)
     (OUT / "results.md").write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    record = pd.concat(RUNS, ignore_index=True)
+    columns = [EXPERIMENT, keys.RUN_ID, SLOPE, NOISE, SEED, CODE_COL, COMMIT_COL, *RECORD]
+    record = record[[c for c in columns if c in record.columns]].sort_values([EXPERIMENT, SLOPE, NOISE, SEED])
+    record.to_csv(OUT / "runs.csv", index=False)
     pd.set_option("display.width", 200)
     print((OUT / "results.md").read_text(encoding="utf-8"))
 

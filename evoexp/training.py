@@ -34,12 +34,13 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from evoexp.arguments import checked_by
 from evoexp.functional import backward_once
 from evoexp.results import Result
 
@@ -52,14 +53,18 @@ __all__ = [
     "EpochRecord",
     "EpochStats",
     "EvalStats",
+    "OptimizerName",
     "TrainingRun",
     "accuracy",
     "batch_to",
+    "check_optimizer_arguments",
+    "check_training_arguments",
     "evaluate",
     "firing_rate_penalty",
     "fit",
     "last_spikes",
     "layer_name",
+    "make_optimizer",
     "train_epoch",
     "train_model",
 ]
@@ -306,8 +311,7 @@ def firing_rate_penalty(spikes: Sequence[Tensor], target_rate: float) -> Tensor:
     Raises:
         ValueError: If ``spikes`` is empty, a tensor is not 3-d, or ``target_rate`` is outside ``[0, 1]``.
     """
-    if not 0.0 <= target_rate <= 1.0:
-        raise ValueError(f"target_rate must be in [0, 1], got {target_rate!r}")
+    _check_target_rate(target_rate)
     if len(spikes) == 0:
         raise ValueError("spikes must hold at least one layer's [B, T, H] tensor")
     total: Tensor | None = None
@@ -376,8 +380,25 @@ def _grad_norms(model: nn.Module) -> tuple[float, dict[str, float]]:
 
 
 def _check_nonnegative(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+    if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def _check_target_rate(target_rate: float) -> None:
+    if not 0.0 <= target_rate <= 1.0:
+        raise ValueError(f"target_rate must be in [0, 1], got {target_rate!r}")
+
+
+def _check_epochs(epochs: int) -> None:
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+
+
+def _check_early_stopping(patience: int, min_delta: float) -> None:
+    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+        raise ValueError(f"patience must be a positive integer, got {patience!r}")
+    if not (isinstance(min_delta, (int, float)) and min_delta >= 0):
+        raise ValueError(f"min_delta must be a non-negative number, got {min_delta!r}")
 
 
 def _check_epoch_arguments(rate_reg: float, grad_clip: float | None) -> None:
@@ -609,8 +630,7 @@ def fit(
         DivergenceError: On a non-finite loss or gradient, with ``epoch`` and ``history`` filled in.
         ValueError: If ``epochs`` is not a positive int, or on invalid training arguments.
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    _check_epochs(epochs)
     level = logging.INFO if progress else logging.DEBUG
     history: list[EpochRecord] = []
     for epoch in range(1, epochs + 1):
@@ -656,10 +676,7 @@ class EarlyStopping:
     """
 
     def __init__(self, *, patience: int, min_delta: float = 0.0) -> None:
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            raise ValueError(f"patience must be a positive integer, got {patience!r}")
-        if not (isinstance(min_delta, (int, float)) and min_delta >= 0):
-            raise ValueError(f"min_delta must be a non-negative number, got {min_delta!r}")
+        _check_early_stopping(patience, min_delta)
         self.patience = patience
         self.min_delta = float(min_delta)
         self.best_value = math.inf
@@ -832,6 +849,76 @@ def _count_trainable(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+OptimizerName = Literal["adam", "sgd"]
+
+
+def check_optimizer_arguments(args: Mapping[str, Any]) -> None:
+    """The argument check of :func:`make_optimizer` (:func:`evoexp.arguments.checked_by`).
+
+    Raises:
+        ValueError: The first invalid argument, named first; a momentum that Adam would ignore is refused.
+    """
+    optimizer, momentum = args["optimizer"], args["momentum"]
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be one of adam, sgd, got {optimizer!r}")
+    lr = args["lr"]
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    _check_nonnegative("weight_decay", args["weight_decay"])
+    _check_nonnegative("momentum", momentum)
+    if momentum and optimizer != "sgd":
+        raise ValueError(
+            f"momentum={momentum!r} is an SGD setting that {optimizer} ignores; "
+            "use optimizer=sgd or leave momentum at 0"
+        )
+    if momentum >= 1:
+        raise ValueError(f"momentum must be < 1 (SGD diverges otherwise), got {momentum!r}")
+
+
+@checked_by(check_optimizer_arguments)
+def make_optimizer(
+    parameters: Iterable[nn.Parameter],
+    *,
+    optimizer: OptimizerName = "adam",
+    lr: float = 5e-3,
+    weight_decay: float = 0.0,
+    momentum: float = 0.0,
+) -> torch.optim.Optimizer:
+    """The optimiser of a training run over ``parameters``: Adam, or SGD with momentum.
+
+    Args:
+        parameters: The parameters to train.
+        optimizer: ``adam`` or ``sgd``.
+        lr: Learning rate (> 0; 5e-3 is Zenke & Vogels' (2021) Adam setting).
+        weight_decay: L2 penalty (>= 0).
+        momentum: SGD momentum in [0, 1); Adam has none (a momentum with ``adam`` is refused, not ignored).
+
+    Returns:
+        A ``torch.optim.Adam`` or ``torch.optim.SGD``.
+    """
+    if optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
+
+
+def check_training_arguments(args: Mapping[str, Any]) -> None:
+    """The argument check of :func:`train_model` (:func:`evoexp.arguments.checked_by`).
+
+    ``epochs`` is checked when it is given (the config's ``verifier.convergence`` node is checked without it).
+
+    Raises:
+        ValueError: The first invalid argument, named first.
+    """
+    if "epochs" in args:
+        _check_epochs(args["epochs"])
+    _check_epoch_arguments(args["rate_reg"], args["grad_clip"])
+    _check_target_rate(args["target_rate"])
+    if args["patience"] is not None:
+        _check_early_stopping(args["patience"], args["min_delta"])
+    _check_nonnegative("min_delta", args["min_delta"])
+
+
+@checked_by(check_training_arguments)
 def train_model(
     model: nn.Module,
     train_loader: Iterable[Batch],

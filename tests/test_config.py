@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import os
 import re
@@ -11,12 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ValidationError
+from torch import nn
 
 from evoexp.data import DatasetSplits, get_dataset
 from evoexp.job.build import (
-    arguments,
     build_ann,
     build_dataset,
     build_loader,
@@ -35,12 +36,16 @@ from evoexp.job.config import (
     load_config,
     one_line,
     report_config_errors,
+    settings,
 )
 from evoexp.job.config.identity import ANN_KEYS, SNN_ONLY_KEYS
+from evoexp.job.config.settings import SETTINGS, settings_arguments, settings_keys, settings_schema
 from evoexp.job.prepare import prepare
 from evoexp.job.sweep import make_tracker
 from evoexp.job.tracking import MlflowTracker, NullTracker
 from evoexp.surrogate import SurrogateGradient, available_surrogates, get_surrogate
+from evoexp.training import make_optimizer, train_model
+from evoexp.verification.gradient import GradientVerifier
 from evoexp.verification.stability import NumericalStabilityTester
 
 CONF = Path(__file__).resolve().parents[1] / "evoexp" / "conf"
@@ -405,13 +410,54 @@ def test_verifier_settings_are_the_verifiers_keyword_arguments(compose_config: C
     assert set(options.gradient_stability_kwargs) == {"n_batches", "max_grad_norm", "min_grad_norm",
                                                       "max_depth_conditioning"}
 
-    @dataclasses.dataclass
-    class Drifted:  # a schema field that no verifier takes
-        n_steps: int = 3
-        n_stepz: int = 3
 
-    with pytest.raises(TypeError, match=r"Drifted\.n_stepz is an argument of none of"):
-        arguments(Drifted(), NumericalStabilityTester.check_weight_stability)
+@pytest.mark.parametrize("node", list(SETTINGS))
+def test_settings_schemas_are_the_base_presets_keys_typed_and_defaulted_by_the_signatures(node: str) -> None:
+    schema = settings_schema(node, "Schema", __name__)
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    assert tuple(fields) == settings_keys(node) and fields
+    for name, spec in fields.items():
+        owner = next(fn for fn in SETTINGS[node] if name in inspect.signature(fn).parameters)
+        default = inspect.signature(owner).parameters[name].default
+        if default is inspect.Parameter.empty:
+            assert spec.default is MISSING
+        elif isinstance(default, tuple):
+            assert spec.default_factory() == list(default)  # type: ignore[misc]
+        else:
+            assert spec.default == default
+
+
+def test_a_preset_key_that_no_function_takes_fails_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # drop the function that takes the weight-stability keys: the base preset's n_steps is then nobody's argument
+    monkeypatch.setitem(SETTINGS, "verifier.stability", (NumericalStabilityTester.check_gradient_stability,))
+    settings._claims.cache_clear()
+    try:
+        match = r"verifier\.stability\.n_steps of verifier/full\.yaml is an argument of none"
+        with pytest.raises(TypeError, match=match):
+            settings_schema("verifier.stability", "Schema", __name__)
+    finally:
+        monkeypatch.undo()
+        settings._claims.cache_clear()
+
+
+def test_the_trainers_keys_go_to_the_first_function_that_takes_them(compose_config: Callable[..., DictConfig]) -> None:
+    config = load_config(compose_config("trainer=sgd"))
+    assert settings_arguments("trainer", config.trainer, make_optimizer) == {
+        "optimizer": "sgd", "lr": 0.05, "weight_decay": 0.0, "momentum": 0.9,
+    }
+    # train_model's optimizer is the object, not the name
+    assert "optimizer" not in settings_arguments("trainer", config.trainer, train_model)
+    assert isinstance(build_optimizer(config, nn.Linear(2, 2).parameters()), torch.optim.SGD)
+
+
+def test_a_setting_is_checked_by_its_function_when_called_directly_too() -> None:
+    """The check that refuses ``verifier.gradient.eps=1e-20`` at load time is the function's own."""
+    net, x, y = nn.Linear(2, 2), torch.zeros(1, 2), torch.zeros(1, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"^eps=1e-20 is below what float64 resolves"):
+        GradientVerifier().verify_finite_difference(net, x, y, nn.functional.cross_entropy, eps=1e-20)
+    with pytest.raises(ValueError, match=r"^momentum=0.9 is an SGD setting that adam ignores"):
+        make_optimizer(net.parameters(), momentum=0.9)
+    assert isinstance(make_optimizer(net.parameters(), optimizer="sgd", momentum=0.9), torch.optim.SGD)
 
 
 def test_flatten_uses_dotted_keys_and_keeps_lists(compose_config: Callable[..., DictConfig]) -> None:

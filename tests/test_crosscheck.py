@@ -9,6 +9,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import nir
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -29,6 +30,8 @@ from evoexp.crosscheck.libraries import (
 )
 from evoexp.crosscheck.report import CSV_COLUMNS, plot_agreement_matrix, write_report
 from evoexp.crosscheck.spec import NetworkSpec, network_spec
+from evoexp.identity import code_identity
+from evoexp.models import population
 from evoexp.nir import from_nir
 
 
@@ -193,6 +196,57 @@ def test_command_line_writes_csv_markdown_and_figure(tmp_path: Path, capsys: pyt
     assert "### Pairs and causes" in markdown and "reset_timing" in markdown
     assert (out / "agreement_net.png").stat().st_size > 1000
     assert "snntorch" in capsys.readouterr().out
+
+
+COMMITTED = Path(__file__).resolve().parents[1] / "docs" / "results" / "crosscheck"
+REGENERATE = "python -m evoexp.crosscheck --out docs/results/crosscheck --formats png"
+NOISE = 1e-6
+"""Relative differences below this are float64 rounding (the CSV's "agree" region): two machines may differ there."""
+
+
+def agreement_mismatches(committed: pd.DataFrame, fresh: pd.DataFrame) -> list[str]:
+    """Cells of the committed agreement table that this code does not reproduce.
+
+    Text cells must be equal; numbers must agree to the CSV's three significant digits (1 % relative), except that
+    two values below :data:`NOISE` (rounding) are equal.
+    """
+    if list(committed.columns) != list(fresh.columns) or len(committed) != len(fresh):
+        return [f"shape: committed {committed.shape}, this code {fresh.shape}"]
+    lines = []
+    for (i, a), (_, b) in zip(committed.iterrows(), fresh.iterrows(), strict=True):
+        for column in committed.columns:
+            x, y = a[column], b[column]
+            if isinstance(x, float) and isinstance(y, float):
+                noise = abs(x) < NOISE and abs(y) < NOISE
+                same = (np.isnan(x) and np.isnan(y)) or noise or np.isclose(x, y, rtol=1e-2)
+            else:
+                same = str(x) == str(y)
+            if not same:
+                lines.append(f"row {i} ({a['network']} {a['library_a']}/{a['library_b']}) {column}: "
+                             f"committed {x!r}, this code {y!r}")
+    return lines
+
+
+def _fresh_agreement(out: Path, *, status: int = 0) -> pd.DataFrame:
+    assert main(["--out", str(out), "--formats", "png"]) == status
+    return pd.read_csv(out / "agreement.csv")
+
+
+def test_committed_agreement_is_what_this_code_computes(tmp_path: Path) -> None:
+    markdown = (COMMITTED / "agreement.md").read_text(encoding="utf-8")
+    assert f"Produced by `{REGENERATE}` with code `evoexp " in markdown, "agreement.md names no command and code"
+    errors = agreement_mismatches(pd.read_csv(COMMITTED / "agreement.csv"), _fresh_agreement(tmp_path))
+    assert not errors, (f"docs/results/crosscheck does not match this code ({code_identity()}):\n"
+                        + "\n".join(errors) + f"\nregenerate: {REGENERATE}")
+
+
+def test_the_agreement_check_sees_a_change_of_the_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """evoexp's neurons fed 1 % less current (the peers' neurons untouched) no longer match the committed table."""
+    original = population.neuron_sequence
+    monkeypatch.setattr(population, "neuron_sequence", lambda drive, *a, **k: original(drive * 0.99, *a, **k))
+    # exit status 1: the differences it causes are unexplained by the catalogue
+    errors = agreement_mismatches(pd.read_csv(COMMITTED / "agreement.csv"), _fresh_agreement(tmp_path, status=1))
+    assert any("evoexp/" in e for e in errors), errors
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -374,14 +373,10 @@ def test_a_clash_of_two_swept_values_closes_the_sweep_and_removes_its_directory(
     assert parent.info.status == "FAILED" and parent.data.tags[Tags.ERROR].startswith("sweep aborted: ")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.parametrize("mode", [(), ("-m", "seed=0,1")], ids=["run", "sweep"])
-def test_a_dead_tracking_server_is_one_line_in_seconds(tmp_path: Path, mode: tuple[str, ...]) -> None:
+def test_a_dead_tracking_server_is_one_line_in_seconds(
+    tmp_path: Path, mode: tuple[str, ...], free_port: Callable[[], int]
+) -> None:
     uri = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
     done = evoexp(tmp_path, *mode, "experiment=smoke", "tracking=server", MLFLOW_TRACKING_URI=uri, timeout=120)
@@ -565,48 +560,10 @@ def test_a_store_that_turns_read_only_fails_the_jobs_and_the_sweep_still_summari
     assert (statuses["job"], statuses["sweep"]) == ("KILLED", "KILLED")  # an ANN baseline trained before stays
 
 
-@contextlib.contextmanager
-def mlflow_server(folder: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """A real ``mlflow server`` on ``port`` with its SQLite store and artifacts in ``folder``."""
-    folder.mkdir(exist_ok=True)
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("mlflow")),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{folder / 'server.db'}",
-        ],
-        cwd=folder,
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                assert server.poll() is None, "mlflow server exited"
-                assert time.monotonic() < deadline, "mlflow server did not start"
-                time.sleep(0.5)
-        yield server
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
-
-
 @pytest.mark.slow
-def test_a_server_that_dies_mid_sweep_fails_the_jobs_in_bounded_time(tmp_path: Path) -> None:
+def test_a_server_that_dies_mid_sweep_fails_the_jobs_in_bounded_time(
+    tmp_path: Path, free_port: Callable[[], int], mlflow_server: Callable[..., Any]
+) -> None:
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     settings = ["tracking=server", "tracking.timeout=2", "tracking.retries=1", "tracking.give_up_after=5"]

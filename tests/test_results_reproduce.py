@@ -22,8 +22,9 @@ from hydra import compose, initialize_config_module
 
 from evoexp import keys
 from evoexp.functional import lif
+from evoexp.identity import code_identity
 from evoexp.job.analysis.provenance import CODE_COL, RECORD_METRICS, RUNS_FILE
-from evoexp.job.config import code_identity, load_config, register_configs
+from evoexp.job.config import load_config, register_configs
 from evoexp.job.run import run_experiment
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,8 +36,13 @@ SLICE = ("superspike", 10.0, 0)
 
 def sweep_job_metrics(surrogate: str, slope: float, seed: int) -> dict[str, float]:
     """Metrics of one default-sweep job, composed and run as a ``make run`` worker runs it, without tracking."""
+    return job_metrics("experiment=surrogate_sweep", f"surrogate={surrogate}", f"surrogate.slope={slope:g}",
+                       f"seed={seed}")
+
+
+def job_metrics(*overrides: str) -> dict[str, float]:
+    """Metrics of one job of a sweep preset, composed and run as a sweep worker runs it, without tracking."""
     register_configs()
-    overrides = ["experiment=surrogate_sweep", f"surrogate={surrogate}", f"surrogate.slope={slope:g}", f"seed={seed}"]
     with initialize_config_module(config_module="evoexp.conf", version_base="1.3"):
         cfg = compose(config_name="config", overrides=[*overrides, "tracking=off"])
     config = load_config(cfg)
@@ -105,3 +111,43 @@ def test_the_check_fails_when_the_engine_changes_slightly(monkeypatch: pytest.Mo
     monkeypatch.setattr(lif, "decay_from_time_constant", lambda tau, dt=1.0: original(tau, dt) * (1 - 1e-6))
     errors = mismatches(committed, sweep_job_metrics(surrogate, slope, seed), code_identity())
     assert any(e.startswith(f"{keys.SNN_TEST_LOSS}:") for e in errors), errors
+
+
+THEORY_RECORD = REPO / "docs" / "results" / "theory" / "runs.csv"
+THEORY_REGENERATE = "./multirun.sh --experiment theory_<name> && .venv/bin/python docs/theory_results.py"
+THEORY_SLICES = {"theory_circulation": 5.0, "theory_sign": 1.0}
+"""One job of each fast theory experiment (seconds each): its surrogate slope. The escape-noise experiment (42 min)
+is not re-run here."""
+
+
+def theory_mismatches(experiment: str, slope: float, metrics: dict[str, float]) -> list[str]:
+    """Metrics of the committed theory run of ``experiment`` at ``slope`` that differ from ``metrics``."""
+    runs = pd.read_csv(THEORY_RECORD)
+    rows = runs[(runs["experiment"] == experiment) & (runs[keys.param(keys.SURROGATE_SLOPE_PARAM)] == slope)]
+    assert len(rows) == 1, f"{THEORY_RECORD.relative_to(REPO)}: no single run of {experiment} at β={slope:g}"
+    row, lines = rows.iloc[0], []
+    made_by = str(row[CODE_COL])
+    why = "same code: not deterministic here?" if made_by == code_identity() else f"stale: made by {made_by!r}"
+    for column in (c for c in runs.columns if c.startswith(keys.METRIC_PREFIX) and not pd.isna(row[c])):
+        key = column.removeprefix(keys.METRIC_PREFIX)
+        if key not in metrics or float(metrics[key]) != float(row[column]):
+            lines.append(f"{key}: committed {float(row[column])!r}, this code {metrics.get(key)!r} ({why})")
+    return lines
+
+
+@pytest.mark.parametrize(("experiment", "slope"), list(THEORY_SLICES.items()))
+def test_committed_theory_runs_are_what_this_code_computes(experiment: str, slope: float) -> None:
+    metrics = job_metrics(f"experiment={experiment}", f"surrogate.slope={slope:g}")
+    errors = theory_mismatches(experiment, slope, metrics)
+    assert not errors, (f"docs/results/theory does not match this code ({code_identity()}) for {experiment} "
+                        f"β={slope:g}:\n" + "\n".join(errors) + f"\nregenerate: {THEORY_REGENERATE}")
+
+
+def test_the_theory_check_fails_when_the_engine_changes_slightly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The membrane decay 1e-6 relative smaller changes the circulation the record holds."""
+    original = lif.decay_from_time_constant
+    monkeypatch.setattr(lif, "decay_from_time_constant", lambda tau, dt=1.0: original(tau, dt) * (1 - 1e-6))
+    slope = THEORY_SLICES["theory_circulation"]
+    metrics = job_metrics("experiment=theory_circulation", f"surrogate.slope={slope:g}")
+    errors = theory_mismatches("theory_circulation", slope, metrics)
+    assert any(e.startswith(f"{keys.CIRCULATION}:") for e in errors), errors

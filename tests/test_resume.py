@@ -14,8 +14,8 @@ from omegaconf import DictConfig
 
 import evoexp.job.sweep
 import evoexp.job.task
+from evoexp.identity import source_digest
 from evoexp.job.config import load_config
-from evoexp.job.config.identity import source_digest
 from evoexp.job.outcome import OUTCOME_FILE
 from evoexp.job.task import JobContext, execute
 from evoexp.keys import BASELINE_KIND, JOB_KIND, Tags

@@ -116,5 +116,6 @@ def test_probe_measures_every_k_epochs_through_the_training_pipeline() -> None:
     assert restored.probe_metrics == run.probe_metrics
     trace = probe.trace()
     assert trace.epochs == [0, 2, 4] and trace.summary()[keys.SIGN_TRACE_LAST] == probe.results[4].disagreement
-    with pytest.raises(ValueError, match="every"):
-        SignDisagreementProbe(x, y, every=0)
+    with pytest.raises(ValueError, match=r"^every must be an int >= 0"):
+        SignDisagreementProbe(x, y, every=-1)
+    assert SignDisagreementProbe(x, y, every=0)(0, model) == {}  # 0: measures nothing during training

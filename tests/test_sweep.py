@@ -9,13 +9,14 @@ import multiprocessing
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hydra.types import RunMode
@@ -391,49 +392,13 @@ def test_failure_and_divergence_are_isolated_and_resume_redoes_only_failures(tmp
     assert len(job_runs(uri, "evoexp")) == 6  # the two failures were redone, nothing else
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.slow
-def test_sweep_logs_to_a_real_mlflow_server(tmp_path: Path) -> None:
+def test_sweep_logs_to_a_real_mlflow_server(
+    tmp_path: Path, free_port: Callable[[], int], mlflow_server: Callable[..., Any]
+) -> None:
     port = free_port()
-    server_dir = tmp_path / "server"
-    server_dir.mkdir()
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    mlflow_cli = Path(sys.executable).with_name("mlflow")
-    server = subprocess.Popen(
-        [
-            str(mlflow_cli),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{server_dir / 'server.db'}",
-        ],
-        cwd=server_dir,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
     uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                assert server.poll() is None, "mlflow server exited"
-                assert time.monotonic() < deadline, "mlflow server did not start"
-                time.sleep(0.5)
+    with mlflow_server(tmp_path / "server", port):
         done = evoexp(
             tmp_path, "-m", "experiment=smoke", "seed=0,1", "tracking=server", env={"MLFLOW_TRACKING_URI": uri}
         )
@@ -453,9 +418,6 @@ def test_sweep_logs_to_a_real_mlflow_server(tmp_path: Path) -> None:
         with urllib.request.urlopen(url, timeout=30) as page:  # the server serves the UI at that address
             assert page.status == 200
             assert b"<html" in page.read().lower()
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ from evoexp.crosscheck.catalogue import CATALOGUE
 from evoexp.crosscheck.compare import CrosscheckResult, crosscheck
 from evoexp.crosscheck.references import REFERENCE_SETTINGS, REFERENCES, reference_graph
 from evoexp.crosscheck.report import write_report
+from evoexp.identity import code_identity
 from evoexp.nir.errors import NIRError
 from evoexp.nir.network import from_nir
 from evoexp.surrogate import get_surrogate
@@ -136,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     for result in results:
         print("\n".join(_summary(result)))
-    written = write_report(results, args.out, command=command, formats=formats)
+    written = write_report(results, args.out, command=command, code=code_identity(), formats=formats)
     print(f"wrote {', '.join(str(p) for p in written)}")
     return 0 if all(r.passed for r in results) else 1
 

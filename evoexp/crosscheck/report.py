@@ -85,11 +85,16 @@ def _matrix_table(result: CrosscheckResult, metric: Metric) -> list[str]:
     return lines
 
 
-def agreement_markdown(results: Sequence[CrosscheckResult], *, command: str | None = None) -> str:
-    """The Markdown report: per network, the three matrices, the pairs with their causes, the emulation checks."""
+def agreement_markdown(
+    results: Sequence[CrosscheckResult], *, command: str | None = None, code: str | None = None
+) -> str:
+    """The Markdown report: per network, the three matrices, the pairs with their causes, the emulation checks.
+
+    ``command`` and ``code`` (the :func:`~evoexp.identity.code_identity` that computed ``results``) head the report.
+    """
     lines = ["# Cross-library agreement", ""]
     if command:
-        lines += [f"Produced by `{command}`.", ""]
+        lines += [f"Produced by `{command}`" + (f" with code `{code}`." if code else "."), ""]
     lines += [f"Forward: first time step where spikes differ or a membrane or readout value differs by more than "
               f"{FORWARD_TOL:g} relative (float64, spiking mode). Gradients: largest relative difference of the loss "
               f"gradient over all parameters, smooth mode (float64; where no cause changes the math they must agree "
@@ -179,8 +184,11 @@ def agreement_figure(result: CrosscheckResult) -> Figure:
 
 
 def write_report(results: Sequence[CrosscheckResult], out: str | os.PathLike[str], *,
-                 command: str | None = None, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+                 command: str | None = None, code: str | None = None,
+                 formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
     """Write ``agreement.csv``, ``agreement.md`` and ``agreement_<network>.<format>`` into folder ``out``.
+
+    ``agreement.md`` names the ``command`` and the ``code`` identity that produced the results.
 
     The files are written to a temporary folder next to ``out`` and moved into ``out`` only when all succeeded.
 
@@ -192,7 +200,7 @@ def write_report(results: Sequence[CrosscheckResult], out: str | os.PathLike[str
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         (staging / "agreement.csv").write_text(agreement_csv(results), encoding="utf-8")
-        (staging / "agreement.md").write_text(agreement_markdown(results, command=command), encoding="utf-8")
+        (staging / "agreement.md").write_text(agreement_markdown(results, command=command, code=code), encoding="utf-8")
         for result in results:
             if len(result.libraries) < 2:
                 continue

@@ -21,6 +21,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler, TensorDataset
 
+from evoexp.arguments import checked_by
+
 __all__ = [
     "SPLITS",
     "DatasetSplits",
@@ -29,6 +31,7 @@ __all__ = [
     "check_fits_in_memory",
     "check_generated",
     "check_int",
+    "check_loader_arguments",
     "check_seed",
     "check_spike_tensor",
     "check_split",
@@ -520,6 +523,19 @@ def split_dataset(ds: SpikeDataset, split: Sequence[float] = (0.8, 0.1, 0.1), *,
     return DatasetSplits(ds.subset(train), ds.subset(val), ds.subset(test))
 
 
+def check_loader_arguments(args: Mapping[str, Any]) -> None:
+    """The argument check of :func:`make_loader` (:func:`evoexp.arguments.checked_by`).
+
+    Raises:
+        ValueError: ``batch_size``, ``view`` or ``seed`` is invalid (named first).
+    """
+    check_int(args["batch_size"], name="batch_size")
+    if args["view"] not in ("spikes", "features"):
+        raise ValueError(f"view must be 'spikes' or 'features', got {args['view']!r}")
+    check_seed(args["seed"])
+
+
+@checked_by(check_loader_arguments)
 def make_loader(
     ds: SpikeDataset,
     *,
@@ -549,14 +565,7 @@ def make_loader(
     Raises:
         ValueError: If ``batch_size``, ``view`` or ``seed`` is invalid.
     """
-    check_int(batch_size, name="batch_size")
-    if view == "spikes":
-        x = ds.spikes
-    elif view == "features":
-        x = ds.features
-    else:
-        raise ValueError(f"view must be 'spikes' or 'features', got {view!r}")
-    check_seed(seed)
+    x = ds.spikes if view == "spikes" else ds.features
     data = TensorDataset(x, ds.labels)
     base = (
         RandomSampler(data, generator=torch.Generator().manual_seed(int(seed)))

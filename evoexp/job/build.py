@@ -21,9 +21,7 @@ Plain Python: nothing here imports MLflow; Hydra only for ``instantiate``.
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -34,9 +32,12 @@ from torch.utils.data import DataLoader
 from evoexp.data import DatasetSplits, make_loader
 from evoexp.data.dataset import check_splits
 from evoexp.job.config import Config, ConfigValidationError
+from evoexp.job.config.identity import SNN_ONLY_KEYS
+from evoexp.job.config.settings import settings_arguments
 from evoexp.job.config.targets import call
 from evoexp.models import feed
 from evoexp.surrogate import SurrogateGradient, get_surrogate
+from evoexp.training import make_optimizer, train_model
 from evoexp.verification.alignment import verify_gradient_alignment
 from evoexp.verification.circulation import check_circulation
 from evoexp.verification.escape_noise import verify_escape_noise
@@ -51,7 +52,6 @@ __all__ = [
     "MODEL_CHECKS",
     "BuiltModel",
     "ann_arguments",
-    "arguments",
     "build_ann",
     "build_dataset",
     "build_loader",
@@ -224,18 +224,15 @@ def build_ann(config: Config, data: DatasetSplits, seed: int | None = None) -> n
 
 
 def build_optimizer(config: Config, parameters: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    """The trainer's optimiser over ``parameters``."""
-    trainer, parameters = config.trainer, list(parameters)
-    if trainer.optimizer == "sgd":
-        return torch.optim.SGD(parameters, lr=trainer.lr, momentum=trainer.momentum, weight_decay=trainer.weight_decay)
-    return torch.optim.Adam(parameters, lr=trainer.lr, weight_decay=trainer.weight_decay)
+    """The trainer's optimiser over ``parameters`` (:func:`evoexp.training.make_optimizer`)."""
+    return make_optimizer(parameters, **settings_arguments("trainer", config.trainer, make_optimizer))
 
 
 def build_loader(config: Config, data: DatasetSplits, split: Split, *, view: View) -> DataLoader:
     """The loader of one split: the training split shuffled (seeded by ``config.seed``), the others in order."""
     return make_loader(
         getattr(data, split),
-        batch_size=config.trainer.batch_size,
+        **settings_arguments("trainer", config.trainer, make_loader),
         shuffle=split == "train",
         seed=config.seed,
         view=view,
@@ -252,7 +249,8 @@ def build_sign_probe(config: Config, data: DatasetSplits) -> SignDisagreementPro
     if "sign_disagreement" not in config.verifier.checks or sign.every < 1:
         return None
     x, y = next(iter(build_loader(config, data, "train", view="spikes")))
-    measure, probe = arguments(sign, measure_sign_disagreement, SignDisagreementProbe)
+    measure = settings_arguments("verifier.sign", sign, measure_sign_disagreement)
+    probe = settings_arguments("verifier.sign", sign, SignDisagreementProbe.__init__)
     samples = config.verifier.samples
     return SignDisagreementProbe(x[:samples], y[:samples], **probe, **measure, seed=config.seed)
 
@@ -265,40 +263,17 @@ def warmup_epochs(config: Config) -> int:
 def training_options(config: Config, *, snn: bool) -> dict[str, Any]:
     """Keyword arguments of :func:`evoexp.training.train_model` from ``trainer`` and ``verifier.convergence``.
 
-    The firing-rate regulariser is the SNN's alone; the optimiser is left to :func:`build_optimizer`.
+    The firing-rate regulariser (:data:`~evoexp.job.config.identity.SNN_ONLY_KEYS`) is the SNN's alone; the
+    optimiser is left to :func:`build_optimizer`.
     """
-    trainer, convergence = config.trainer, config.verifier.convergence
-    options: dict[str, Any] = {
-        "epochs": trainer.epochs,
-        "grad_clip": trainer.grad_clip,
-        "patience": convergence.patience,
-        "min_delta": convergence.min_delta,
+    options = {
+        **settings_arguments("trainer", config.trainer, train_model),
+        **settings_arguments("verifier.convergence", config.verifier.convergence, train_model),
     }
-    if snn:
-        options.update(rate_reg=trainer.rate_reg, target_rate=trainer.target_rate)
+    if not snn:
+        for key in SNN_ONLY_KEYS:
+            options.pop(key.removeprefix("trainer."))
     return options
-
-
-def arguments(settings: Any, *functions: Callable[..., Any]) -> list[dict[str, Any]]:
-    """The fields of a settings dataclass as keyword arguments of each of ``functions``, by their signatures.
-
-    A setting is written in the YAML preset, the schema and the signature of the function that takes it; no mapping
-    repeats it here. Lists become tuples (the functions take sequences).
-
-    Returns:
-        One dict per function: the fields that are parameters of it.
-
-    Raises:
-        TypeError: A field is a parameter of none of the functions (a schema out of step with the verifiers).
-    """
-    values = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
-    parameters = [inspect.signature(fn).parameters for fn in functions]
-    orphans = sorted(name for name in values if not any(name in p for p in parameters))
-    if orphans:
-        raise TypeError(f"{type(settings).__name__}.{orphans[0]} is an argument of none of {functions}")
-    return [
-        {name: tuple(v) if isinstance(v, list) else v for name, v in values.items() if name in p} for p in parameters
-    ]
 
 
 def verification_options(config: Config) -> VerificationOptions:
@@ -307,17 +282,17 @@ def verification_options(config: Config) -> VerificationOptions:
     Each check's settings are the keyword arguments of the function that runs it (:func:`arguments`), plus the seed.
     """
     verifier, seed = config.verifier, config.seed
-    (gradient,) = arguments(verifier.gradient, GradientVerifier.verify_finite_difference)
-    (surrogate,) = arguments(verifier.surrogate, verify_surrogate_gradient)
-    (alignment,) = arguments(verifier.alignment, verify_gradient_alignment)
-    gradient_stability, weight_stability = arguments(
-        verifier.stability,
-        NumericalStabilityTester.check_gradient_stability,
-        NumericalStabilityTester.check_weight_stability,
+    gradient = settings_arguments("verifier.gradient", verifier.gradient, GradientVerifier.verify_finite_difference)
+    surrogate = settings_arguments("verifier.surrogate", verifier.surrogate, verify_surrogate_gradient)
+    alignment = settings_arguments("verifier.alignment", verifier.alignment, verify_gradient_alignment)
+    tester = NumericalStabilityTester
+    gradient_stability, weight_stability = (
+        settings_arguments("verifier.stability", verifier.stability, check)
+        for check in (tester.check_gradient_stability, tester.check_weight_stability)
     )
-    (circulation,) = arguments(verifier.circulation, check_circulation)
-    sign, _ = arguments(verifier.sign, measure_sign_disagreement, SignDisagreementProbe)  # every: the probe's
-    (escape_noise,) = arguments(verifier.escape_noise, verify_escape_noise)
+    circulation = settings_arguments("verifier.circulation", verifier.circulation, check_circulation)
+    sign = settings_arguments("verifier.sign", verifier.sign, measure_sign_disagreement)  # every: the probe's
+    escape_noise = settings_arguments("verifier.escape_noise", verifier.escape_noise, verify_escape_noise)
     return VerificationOptions.only(
         *[check for check in MODEL_CHECKS if check in verifier.checks],
         gradient_samples=verifier.samples,

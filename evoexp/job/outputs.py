@@ -76,7 +76,7 @@ def write_outputs(
         config: Its typed form.
         outcome: What the experiment produced.
         config_hash: The run's config identity.
-        code_identity: The code that produced it (:func:`evoexp.job.config.code_identity`).
+        code_identity: The code that produced it (:func:`evoexp.identity.code_identity`).
 
     Returns:
         The files written (the job's artifacts, with its log and ``.hydra/``).

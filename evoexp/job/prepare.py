@@ -30,8 +30,9 @@ from torch import Tensor
 
 import evoexp
 from evoexp.data import DatasetSplits
-from evoexp.job.build import BuiltModel, arguments, build_ann, build_dataset, build_model
+from evoexp.job.build import BuiltModel, build_ann, build_dataset, build_model
 from evoexp.job.config import Config, ConfigValidationError
+from evoexp.job.config.settings import settings_arguments
 from evoexp.job.config.targets import ModelTarget
 from evoexp.models import FedNetwork
 from evoexp.results import Result
@@ -174,7 +175,7 @@ def _probe_model(target: ModelTarget, built: BuiltModel, data: DatasetSplits) ->
 
 def _check_installed(config: Config, built: BuiltModel) -> list[Result]:
     """The runtime surrogate check of every installed spike function; the first failure fails the job."""
-    (settings,) = arguments(config.verifier.surrogate, verify_surrogate_gradient)
+    settings = settings_arguments("verifier.surrogate", config.verifier.surrogate, verify_surrogate_gradient)
     results = check_spike_functions(built.model, GradientVerifier(), **settings)
     for result in results:
         if not result.passed:

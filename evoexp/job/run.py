@@ -43,6 +43,7 @@ from evoexp.job.build import (
     warmup_epochs,
 )
 from evoexp.job.config import Config
+from evoexp.job.config.settings import settings_arguments
 from evoexp.job.prepare import Prepared, model_facts, prepare
 from evoexp.job.run_logger import NullRun, RunLogger
 from evoexp.keys import ANN_TIME_PER_EPOCH, OBJECTIVE, SNN_EPOCHS_TO_CONVERGE, SNN_TIME_PER_EPOCH
@@ -244,7 +245,8 @@ def _train_snn(config: Config, snn: nn.Module, data: DatasetSplits, run: RunLogg
 
 def _convergence(config: Config, snn_run: TrainingRun, outcome: Outcome) -> None:
     """The convergence check of the SNN's training, and its epochs to 90 % of the loss reduction."""
-    result = analyze_training(snn_run, min_relative_reduction=config.verifier.convergence.min_relative_reduction)
+    convergence = settings_arguments("verifier.convergence", config.verifier.convergence, analyze_training)
+    result = analyze_training(snn_run, **convergence)
     outcome.results["convergence"] = result
     outcome.metrics[SNN_EPOCHS_TO_CONVERGE] = float("nan") if result.epochs_to_90 is None else result.epochs_to_90
 

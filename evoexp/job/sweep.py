@@ -46,12 +46,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 import evoexp
+from evoexp.identity import code_identity
 from evoexp.job import abort
 from evoexp.job.abort import JobTerminated, signal_name
 from evoexp.job.config import (
     ConfigValidationError,
     TrackingConfig,
-    code_identity,
     importable,
     load_config,
     unwritable_location,
@@ -808,7 +808,7 @@ def reuse_baseline(
         train: Trains the baseline; returns ``(payload, summary_metrics)``; payload must be JSON-serialisable.
         root: Project root (for the lock file).
         enabled: False trains every time (no lookup, nothing stored).
-        code: Code identity of this process (:func:`evoexp.job.config.code_identity`); None skips the check.
+        code: Code identity of this process (:func:`evoexp.identity.code_identity`); None skips the check.
         across_code: Reuse a baseline trained by other code (``tracking.reuse_across_code``).
         parent_run_id: The run a newly trained baseline is nested under (the sweep's run), if any.
 
@@ -840,7 +840,7 @@ def resumable_run(tracker: Tracker, config_hash: str, *, across_code: bool = Fal
     """The newest FINISHED run of ``config_hash`` that a resumed job may be skipped for, or None.
 
     A run of other code (tag :attr:`~evoexp.keys.Tags.CODE_IDENTITY` differs from
-    :func:`~evoexp.job.config.code_identity`) only counts with ``across_code`` (``tracking.reuse_across_code``).
+    :func:`~evoexp.identity.code_identity`) only counts with ``across_code`` (``tracking.reuse_across_code``).
     """
     previous = tracker.find_finished(config_hash)
     if previous is None or across_code or previous.tags.get(Tags.CODE_IDENTITY) == code_identity():

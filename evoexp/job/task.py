@@ -25,12 +25,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import evoexp
+from evoexp.identity import code_identity
 from evoexp.job.abort import JobTerminated, signal_name
 from evoexp.job.config import (
     Config,
     ConfigValidationError,
     ann_hash,
-    code_identity,
     config_hash,
     flatten,
     importable,

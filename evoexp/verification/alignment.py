@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -42,10 +42,16 @@ import torch
 from scipy.special import roots_hermitenorm
 from torch import Tensor, nn
 
+from evoexp.arguments import checked_by
 from evoexp.results import Result
 from evoexp.verification._batched import DEFAULT_MEMORY_BUDGET, LossFn, LossProblem
 
-__all__ = ["AlignmentResult", "AlignmentStats", "verify_gradient_alignment"]
+__all__ = [
+    "AlignmentResult",
+    "AlignmentStats",
+    "check_alignment_arguments",
+    "verify_gradient_alignment",
+]
 
 OVERALL = "overall"
 _SIGN_Z = 2.0  # standard errors a cosine must lie away from zero (beyond the quadrature error) to have a sign
@@ -289,8 +295,13 @@ def smoothed_derivatives(
     return ((losses[:, :, 0] - losses[:, :, 1]) @ (weights * nodes)) / (sigma * math.sqrt(2 * math.pi))
 
 
-def _check_settings(sigmas: Sequence[float], n_directions: int, n_quadrature: int) -> None:
-    """Raise ``ValueError`` naming the first invalid setting of :func:`verify_gradient_alignment`."""
+def check_alignment_arguments(args: Mapping[str, Any]) -> None:
+    """The argument check of :func:`verify_gradient_alignment` (:func:`evoexp.arguments.checked_by`).
+
+    Raises:
+        ValueError: The first invalid setting, named first.
+    """
+    sigmas, n_directions, n_quadrature = args["sigmas"], args["n_directions"], args["n_quadrature"]
     if not sigmas or not all(isinstance(s, (int, float)) and math.isfinite(s) and s > 0 for s in sigmas):
         raise ValueError(f"sigmas must be a non-empty sequence of finite numbers > 0, got {sigmas!r}")
     if n_directions < 2:
@@ -399,6 +410,7 @@ def _inconclusive(overall: Sequence[AlignmentStats]) -> list[str]:
     ]
 
 
+@checked_by(check_alignment_arguments)
 def verify_gradient_alignment(
     model: nn.Module,
     inputs: Any,
@@ -449,7 +461,6 @@ def verify_gradient_alignment(
         ValueError: Empty or non-positive ``sigmas``, ``n_directions < 2``, ``n_quadrature < 4``, ``smooth=True``
             for a model without a smooth mode, or unknown ``parameters``.
     """
-    _check_settings(sigmas, n_directions, n_quadrature)
     start = time.perf_counter()
     problem = _loss_problem(model, inputs, targets, loss_fn, dtype, parameters, memory_budget, chunk_size)
     snn = problem.spiking(smooth)

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -55,10 +55,17 @@ import torch
 from torch import Tensor, nn
 
 from evoexp import keys
+from evoexp.arguments import checked_by
 from evoexp.results import Result
 from evoexp.verification._batched import LossFn, LossProblem
 
-__all__ = ["CirculationResult", "CirculationStats", "PlaneCirculation", "check_circulation"]
+__all__ = [
+    "CirculationResult",
+    "CirculationStats",
+    "PlaneCirculation",
+    "check_circulation",
+    "check_circulation_arguments",
+]
 
 OVERALL = "overall"
 SAFETY = 3.0
@@ -366,7 +373,13 @@ def _run(problem: LossProblem, scopes: dict[str, list[str]], mode: Mode, options
     )
 
 
-def _check_loops(radius: float, n_points: int, max_points: int, n_planes: int) -> None:
+def check_circulation_arguments(args: Mapping[str, Any]) -> None:
+    """The argument check of :func:`check_circulation` (:func:`evoexp.arguments.checked_by`).
+
+    Raises:
+        ValueError: The first invalid setting, named first.
+    """
+    radius, n_points, max_points, n_planes = (args[k] for k in ("radius", "n_points", "max_points", "n_planes"))
     if not (isinstance(radius, (int, float)) and math.isfinite(radius) and radius > 0):
         raise ValueError(f"radius must be a finite number > 0, got {radius!r}")
     if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 8 or n_points % 2:
@@ -375,6 +388,10 @@ def _check_loops(radius: float, n_points: int, max_points: int, n_planes: int) -
         raise ValueError(f"max_points must be an int >= n_points ({n_points}), got {max_points!r}")
     if isinstance(n_planes, bool) or not isinstance(n_planes, int) or n_planes < 1:
         raise ValueError(f"n_planes must be a positive int, got {n_planes!r}")
+    for name in ("max_quadrature_error", "atol"):
+        value = args[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
 def _scopes(problem: LossProblem, per_layer: bool) -> tuple[dict[str, list[str]], list[str]]:
@@ -394,6 +411,7 @@ def _scopes(problem: LossProblem, per_layer: bool) -> tuple[dict[str, list[str]]
     return scopes, skipped
 
 
+@checked_by(check_circulation_arguments)
 def check_circulation(
     model: nn.Module,
     inputs: Any,
@@ -446,7 +464,6 @@ def check_circulation(
         ValueError: bad ``radius``/``n_points``/``n_planes``, ``smooth=True`` for a model without a smooth mode, or
             unknown ``parameters``.
     """
-    _check_loops(radius, n_points, max_points, n_planes)
     start = time.perf_counter()
 
     def problem() -> LossProblem:

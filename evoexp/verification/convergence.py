@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
+from evoexp.arguments import checked_by
 from evoexp.results import Result
 from evoexp.training import EarlyStopping, EpochCallback, TrainingRun, train_model
 from evoexp.verification.stability import LossFn, OptimizerFactory
@@ -46,6 +47,7 @@ __all__ = [
     "EpochCallback",
     "analyze_loss_history",
     "analyze_training",
+    "check_convergence_arguments",
     "convergence_rate",
     "epochs_to_fraction",
 ]
@@ -252,12 +254,25 @@ def _issues(*, diverged: bool, epochs: int, rate: float, reduction: float, requi
     return issues
 
 
+def _check_reduction(min_relative_reduction: float) -> None:
+    if isinstance(min_relative_reduction, bool) or not 0.0 <= min_relative_reduction < 1.0:
+        raise ValueError(f"min_relative_reduction must be in [0, 1), got {min_relative_reduction!r}")
+
+
+def check_convergence_arguments(args: Mapping[str, Any]) -> None:
+    """The argument check of :func:`analyze_training` (:func:`evoexp.arguments.checked_by`).
+
+    Raises:
+        ValueError: ``min_relative_reduction`` is outside [0, 1).
+    """
+    _check_reduction(args["min_relative_reduction"])
+
+
 def _history_budget(n_given: int, max_epochs: int | None, min_relative_reduction: float) -> int:
     """The epoch budget of a history of ``n_given`` epochs, after checking the arguments of the analysis."""
     if n_given == 0:
         raise ValueError("train_loss must contain at least one epoch")
-    if not 0.0 <= min_relative_reduction < 1.0:
-        raise ValueError(f"min_relative_reduction must be in [0, 1), got {min_relative_reduction!r}")
+    _check_reduction(min_relative_reduction)
     budget = n_given if max_epochs is None else max_epochs
     if budget < n_given:
         raise ValueError(f"max_epochs ({budget}) is smaller than the history ({n_given} epochs)")
@@ -360,6 +375,7 @@ def analyze_loss_history(
     )
 
 
+@checked_by(check_convergence_arguments)
 def analyze_training(run: TrainingRun, *, min_relative_reduction: float = 0.1) -> ConvergenceResult:
     """Convergence analysis of a :class:`~evoexp.training.TrainingRun` (the app's and the analyzer's route).
 
@@ -495,8 +511,7 @@ class ConvergenceAnalyzer:
         """
         if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1:
             raise ValueError(f"max_epochs must be a positive integer, got {max_epochs!r}")
-        if not 0.0 <= min_relative_reduction < 1.0:
-            raise ValueError(f"min_relative_reduction must be in [0, 1), got {min_relative_reduction!r}")
+        _check_reduction(min_relative_reduction)
         work = copy.deepcopy(model)
         optimizer = (optimizer_factory or _default_optimizer)([p for p in work.parameters() if p.requires_grad])
         self.run = train_model(

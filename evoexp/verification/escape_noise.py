@@ -37,18 +37,26 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from evoexp import keys
+from evoexp.arguments import checked_by
 from evoexp.functional.lif import BPTTMode, LIFParameters, linear_lif_sequence
 from evoexp.results import Result
 from evoexp.surrogate import SurrogateGradient, get_surrogate
 
-__all__ = ["EscapeNoiseCase", "EscapeNoiseResult", "escape_derivative", "verify_escape_noise"]
+__all__ = [
+    "EscapeNoiseCase",
+    "EscapeNoiseResult",
+    "check_escape_noise_arguments",
+    "escape_derivative",
+    "verify_escape_noise",
+]
 
 _MAX_ENUMERATED = 12  # neurons whose 2^N joint spike patterns are enumerated
 
@@ -238,6 +246,26 @@ def _case(
     )
 
 
+def check_escape_noise_arguments(args: Mapping[str, Any]) -> None:
+    """The argument check of :func:`verify_escape_noise` (:func:`evoexp.arguments.checked_by`): the cases' sizes.
+
+    Raises:
+        ValueError: The first invalid setting, named first.
+    """
+    n_neurons = args["n_neurons"]
+    if isinstance(n_neurons, bool) or not isinstance(n_neurons, int) or not 1 <= n_neurons <= _MAX_ENUMERATED:
+        raise ValueError(f"n_neurons must be in [1, {_MAX_ENUMERATED}] (2^N patterns enumerated), got {n_neurons!r}")
+    for key in ("n_inputs", "time_steps", "batch"):
+        value = args[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{key} must be a positive int, got {value!r}")
+    for key in ("atol", "rtol"):
+        value = args[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{key} must be a finite number > 0, got {value!r}")
+
+
+@checked_by(check_escape_noise_arguments)
 def verify_escape_noise(
     params: LIFParameters,
     surrogate: SurrogateGradient | None = None,
@@ -277,7 +305,9 @@ def verify_escape_noise(
     Raises:
         ValueError: ``params`` without escape noise, or sizes out of range.
     """
-    escape_noise = _check_arguments(params, n_neurons, n_inputs, time_steps, batch)
+    escape_noise = params.escape_noise
+    if escape_noise is None:
+        raise ValueError("params.escape_noise is None: the identity concerns escape-noise (stochastic) neurons")
     held = dataclasses.replace(params, detach_reset=True)
     escape = escape_derivative(escape_noise)
     setup = _Setup(n_inputs, time_steps, batch, seed, bptt, atol, rtol)
@@ -307,18 +337,6 @@ def verify_escape_noise(
         )
     result.message = _message(cases, n_neurons)
     return result
-
-
-def _check_arguments(params: LIFParameters, n_neurons: int, n_inputs: int, time_steps: int, batch: int) -> float:
-    r"""The layer's escape-noise steepness :math:`\beta_n`, after checking the sizes of the cases."""
-    if params.escape_noise is None:
-        raise ValueError("params.escape_noise is None: the identity concerns escape-noise (stochastic) neurons")
-    if not 1 <= n_neurons <= _MAX_ENUMERATED:
-        raise ValueError(f"n_neurons must be in [1, {_MAX_ENUMERATED}] (2^N patterns enumerated), got {n_neurons!r}")
-    for key, value in (("n_inputs", n_inputs), ("time_steps", time_steps), ("batch", batch)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{key} must be a positive int, got {value!r}")
-    return params.escape_noise
 
 
 def _message(cases: list[EscapeNoiseCase], n_neurons: int) -> str:

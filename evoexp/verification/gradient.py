@@ -37,13 +37,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
+from evoexp.arguments import checked_by
 from evoexp.keys import GRADIENT_NONDIFFERENTIABLE, GRADIENT_REFINED
 from evoexp.results import Result
 from evoexp.verification._batched import DEFAULT_MEMORY_BUDGET, LossFn, LossProblem
@@ -57,12 +58,14 @@ __all__ = [
     "GradientVerifier",
     "NondifferentiablePoint",
     "TensorGradientStats",
+    "check_finite_difference_arguments",
 ]
 
 Mode = Literal["exact", "fast"]
 Comparison = Literal["gradient", "surrogate_bias"]
 
 _MAX_EXAMPLES = 5
+_FLOAT64_EPS = torch.finfo(torch.float64).eps
 
 
 @dataclass
@@ -351,6 +354,35 @@ def _largest(values: Tensor) -> float:
     return float(values.max()) if values.numel() else 0.0
 
 
+def check_finite_difference_arguments(args: Mapping[str, Any]) -> None:
+    """The argument check of :meth:`GradientVerifier.verify_finite_difference` (:func:`evoexp.arguments.checked_by`).
+
+    Besides the ranges, float64 must resolve the step: the central difference ``(L(w+eps) - L(w-eps)) / (2 eps)``
+    rounds by about float64's machine epsilon / eps for a loss of order 1, and beyond ``atol`` even an exact gradient
+    would fail.
+
+    Raises:
+        ValueError: The first invalid argument, named first.
+    """
+    mode, eps, atol = args["mode"], args["eps"], args["atol"]
+    if mode not in ("exact", "fast"):
+        raise ValueError(f"mode must be 'exact' or 'fast', got {mode!r}")
+    for name in ("eps", "atol", "rtol"):
+        value = args[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    if not args["nondet_tol"] >= 0:
+        raise ValueError(f"nondet_tol must be >= 0, got {args['nondet_tol']!r}")
+    if args["n_directions"] < 1:
+        raise ValueError(f"n_directions must be >= 1, got {args['n_directions']!r}")
+    smallest = _FLOAT64_EPS / atol
+    if eps < smallest:
+        raise ValueError(
+            f"eps={eps:g} is below what float64 resolves: the central difference rounds by about "
+            f"{_FLOAT64_EPS:.2g}/eps = {_FLOAT64_EPS / eps:.2g}, more than atol={atol:g}; use eps >= {smallest:.2g}"
+        )
+
+
 class GradientVerifier:
     """Finite-difference checks of autograd gradients, surrogate shapes and surrogate-gradient alignment.
 
@@ -396,6 +428,7 @@ class GradientVerifier:
             structure_aware=self.structure_aware,
         )
 
+    @checked_by(check_finite_difference_arguments)
     def verify_finite_difference(
         self,
         model: nn.Module,
@@ -443,7 +476,6 @@ class GradientVerifier:
             ValueError: Bad ``mode``/``eps``/tolerances/``n_directions``, ``smooth=True`` on a model without a
                 smooth mode, unknown ``parameters``, or a non-scalar loss.
         """
-        _check_arguments(mode, eps, atol, rtol, nondet_tol, n_directions)
         start = time.perf_counter()
         problem = self._problem(model, inputs, targets, loss_fn, parameters)
         smooth_mode, comparison = _mode(problem, smooth)
@@ -497,18 +529,6 @@ class GradientVerifier:
 
 
 # ---- the steps of verify_finite_difference ---------------------------------------------------------------------
-
-
-def _check_arguments(mode: str, eps: float, atol: float, rtol: float, nondet_tol: float, n_directions: int) -> None:
-    if mode not in ("exact", "fast"):
-        raise ValueError(f"mode must be 'exact' or 'fast', got {mode!r}")
-    for name, value in (("eps", eps), ("atol", atol), ("rtol", rtol)):
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    if not nondet_tol >= 0:
-        raise ValueError(f"nondet_tol must be >= 0, got {nondet_tol!r}")
-    if n_directions < 1:
-        raise ValueError(f"n_directions must be >= 1, got {n_directions!r}")
 
 
 def _mode(problem: LossProblem, smooth: bool | None) -> tuple[bool | None, Comparison]:

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from evoexp import keys
+from evoexp.arguments import checked_by
 from evoexp.results import Result
 from evoexp.verification._batched import DEFAULT_MEMORY_BUDGET, LossFn, LossProblem
 from evoexp.verification.alignment import positive_nodes, smoothed_derivatives
@@ -44,6 +45,8 @@ __all__ = [
     "SignDisagreementProbe",
     "SignDisagreementResult",
     "SignDisagreementTrace",
+    "check_probe_arguments",
+    "check_sign_arguments",
     "measure_sign_disagreement",
 ]
 
@@ -96,7 +99,13 @@ class SignDisagreementResult(Result):
         }
 
 
-def _check_settings(sigma: float, n_directions: int, n_quadrature: int) -> None:
+def check_sign_arguments(args: Mapping[str, Any]) -> None:
+    """The argument check of :func:`measure_sign_disagreement` (:func:`evoexp.arguments.checked_by`).
+
+    Raises:
+        ValueError: The first invalid setting, named first.
+    """
+    sigma, n_directions, n_quadrature = args["sigma"], args["n_directions"], args["n_quadrature"]
     if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
         raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
     if isinstance(n_directions, bool) or not isinstance(n_directions, int) or n_directions < 2:
@@ -133,6 +142,7 @@ def _sign_counts(s: np.ndarray, t: np.ndarray, t_coarse: np.ndarray) -> tuple[fl
     return p, n_informative, int((np.sign(t[informative]) != np.sign(t_coarse[informative])).sum())
 
 
+@checked_by(check_sign_arguments)
 def measure_sign_disagreement(
     model: nn.Module,
     inputs: Any,
@@ -174,7 +184,6 @@ def measure_sign_disagreement(
         ValueError: bad ``sigma``/``n_directions``/``n_quadrature``, ``smooth=True`` for a model without a smooth
             mode, or unknown ``parameters``.
     """
-    _check_settings(sigma, n_directions, n_quadrature)
     start = time.perf_counter()
     problem = LossProblem(
         model, inputs, targets, loss_fn, dtype=dtype, parameters=parameters, memory_budget=memory_budget
@@ -246,6 +255,17 @@ class SignDisagreementTrace(Result):
         }
 
 
+def check_probe_arguments(args: Mapping[str, Any]) -> None:
+    """The argument check of :class:`SignDisagreementProbe` (:func:`evoexp.arguments.checked_by`).
+
+    Raises:
+        ValueError: ``every`` is not an int >= 0.
+    """
+    every = args["every"]
+    if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+        raise ValueError(f"every must be an int >= 0 (0: no measurement during training), got {every!r}")
+
+
 class SignDisagreementProbe:
     r"""Measures the sign disagreement every ``every`` epochs during :func:`evoexp.training.train_model`.
 
@@ -259,7 +279,7 @@ class SignDisagreementProbe:
         inputs: Fixed model inputs (e.g. the first samples of the training set).
         targets: Their targets.
         loss_fn: The training loss (cross-entropy if None).
-        every: Epochs between measurements (>= 1).
+        every: Epochs between measurements (>= 1); 0 measures nothing.
         dtype: Dtype of the measurement's copy; None (default): the model's own (training) dtype, which keeps the
             default probe's cost within 20 % of the training time (``benchmarks/bench_sign_disagreement.py``; a
             float64 copy costs about three times as much on a CPU).
@@ -267,6 +287,7 @@ class SignDisagreementProbe:
             ``n_quadrature``, ``seed``, ...).
     """
 
+    @checked_by(check_probe_arguments)
     def __init__(
         self,
         inputs: Tensor,
@@ -277,8 +298,6 @@ class SignDisagreementProbe:
         dtype: torch.dtype | None = None,
         **options: Any,
     ) -> None:
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be a positive int, got {every!r}")
         self.inputs, self.targets = inputs, targets
         self.loss_fn: LossFn = F.cross_entropy if loss_fn is None else loss_fn
         self.every = every
@@ -288,7 +307,7 @@ class SignDisagreementProbe:
 
     def __call__(self, epoch: int, model: nn.Module) -> Mapping[str, float]:
         """Measure at a measured epoch (``{}`` otherwise); the model is not modified."""
-        if epoch % self.every:
+        if not self.every or epoch % self.every:
             return {}
         dtype = self.dtype or next(model.parameters()).dtype
         result = measure_sign_disagreement(model, self.inputs, self.targets, self.loss_fn, dtype=dtype, **self.options)

@@ -25,14 +25,15 @@ on a private copy (:func:`~evoexp.verification.spiking.private_copy`), spiking n
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from evoexp.arguments import checked_by
 from evoexp.results import Result
 from evoexp.stats import describe
 from evoexp.training import batch_to, layer_name
@@ -49,6 +50,8 @@ __all__ = [
     "WeightStabilityResult",
     "WeightStabilityThresholds",
     "WeightTensorStats",
+    "check_gradient_stability_arguments",
+    "check_weight_stability_arguments",
 ]
 
 DEPTH_CONDITIONING = (
@@ -337,7 +340,10 @@ def _gradient_thresholds(
     ):
         _check_positive(name, value)
     if min_grad_norm >= max_grad_norm:
-        raise ValueError(f"min_grad_norm ({min_grad_norm}) must be below max_grad_norm ({max_grad_norm})")
+        raise ValueError(
+            f"min_grad_norm={min_grad_norm:g} must be below max_grad_norm={max_grad_norm:g}: "
+            "no gradient norm could pass"
+        )
     return GradientStabilityThresholds(max_grad_norm, min_grad_norm, max_depth_conditioning)
 
 
@@ -524,12 +530,32 @@ class _WeightTally:
         return tensors
 
 
+def check_gradient_stability_arguments(args: Mapping[str, Any]) -> None:
+    """The argument check of :meth:`NumericalStabilityTester.check_gradient_stability` (the thresholds).
+
+    Raises:
+        ValueError: The first invalid setting, named first.
+    """
+    _gradient_thresholds(*(args[k] for k in ("n_batches", "max_grad_norm", "min_grad_norm", "max_depth_conditioning")))
+
+
+def check_weight_stability_arguments(args: Mapping[str, Any]) -> None:
+    """The argument check of :meth:`NumericalStabilityTester.check_weight_stability` (the thresholds).
+
+    Raises:
+        ValueError: The first invalid setting, named first.
+    """
+    names = ("n_steps", "max_relative_update", "max_norm_growth", "max_condition_number")
+    _weight_thresholds(*(args[k] for k in names))
+
+
 class NumericalStabilityTester:
     """Gradient and weight stability checks for any ``nn.Module`` trained with a loss.
 
     The tester is stateless; both checks work on deep copies of the model.
     """
 
+    @checked_by(check_gradient_stability_arguments)
     def check_gradient_stability(
         self,
         model: nn.Module,
@@ -575,6 +601,7 @@ class NumericalStabilityTester:
             raise ValueError("batches yielded no batch")
         return tally.result(thresholds)
 
+    @checked_by(check_weight_stability_arguments)
     def check_weight_stability(
         self,
         model: nn.Module,

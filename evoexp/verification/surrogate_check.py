@@ -42,13 +42,15 @@ import functools
 import inspect
 import itertools
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
+from evoexp.arguments import checked_by
+from evoexp.data.dataset import check_fits_in_memory
 from evoexp.results import Result
 from evoexp.surrogate import available_surrogates, get_surrogate
 
@@ -57,6 +59,7 @@ __all__ = [
     "FINITE_EXTREMES",
     "SurrogateFinding",
     "SurrogateVerificationResult",
+    "check_surrogate_arguments",
     "describe_spike_fn",
     "sweep_surrogates",
     "tidy_rows",
@@ -332,6 +335,27 @@ class _Grid:
         return cls(x=xd.double(), xd=xd, special=special, rounded=rounded, kinks=inside, low=low, high=high)
 
 
+_GRIDS = 16
+"""float64 arrays of the grid's size that one check holds at once (grid, derivative, backward, forward, differences)."""
+
+
+def check_surrogate_arguments(args: Mapping[str, Any]) -> None:
+    """The argument check of :func:`verify_surrogate_gradient` (:func:`evoexp.arguments.checked_by`).
+
+    Checks the grid, the steps, the tolerances, the dtype and the slopes, and that the grid's arrays fit in memory.
+
+    Raises:
+        ValueError: The first invalid argument, named first.
+    """
+    _Settings.validated(
+        **{key: args[key] for key in _SETTINGS},
+        slopes=args["slopes"] if args["slope_factory"] is not None else None,
+        with_factory=args["slope_factory"] is not None,
+    )
+    check_fits_in_memory(f"n_points={args['n_points']} ({_GRIDS} float64 grids)", _GRIDS * 8.0 * args["n_points"])
+
+
+@checked_by(check_surrogate_arguments)
 def verify_surrogate_gradient(
     spike_fn: SpikeFn,
     surrogate_fn: SpikeFn,
@@ -411,6 +435,11 @@ def verify_surrogate_gradient(
     return _result(check, settings, measured, name or describe_spike_fn(spike_fn), extremes)
 
 
+_SETTINGS = ("x_range", "n_points", "h", "consistency_h", "atol", "rtol", "consistency_tol", "slope", "dtype",
+             "heaviside_at_zero")
+"""The arguments of :func:`verify_surrogate_gradient` that :meth:`_Settings.validated` checks by name."""
+
+
 @dataclass(frozen=True)
 class _Settings:
     """The validated arguments of :func:`verify_surrogate_gradient`."""
@@ -448,7 +477,7 @@ class _Settings:
         """Check every argument (``ValueError`` naming it) and fill in the dtype's default tolerances."""
         low, high = (float(v) for v in x_range)
         if not (math.isfinite(low) and math.isfinite(high) and low < high):
-            raise ValueError(f"x_range must be finite (low, high) with low < high, got {x_range!r}")
+            raise ValueError(f"x_range must be [low, high], finite, with low < high, got {list(x_range)!r}")
         if not (isinstance(n_points, int) and n_points >= 4):
             raise ValueError(f"n_points must be an integer >= 4, got {n_points!r}")
         if dtype not in _DEFAULT_TOLERANCES:

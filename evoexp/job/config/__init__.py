@@ -1,8 +1,9 @@
 """Typed configuration of evoexp: dataclass schemas, ConfigStore registration, validation and identities.
 
 :func:`load_config` turns the DictConfig that Hydra composed into the typed :class:`Config` (running every schema's
-value checks and checking the ``model``, ``dataset`` and ``ann`` calls against their callables' signatures) and
-raises :class:`ConfigValidationError` with a one-line message naming the key.
+value checks and the argument checks of the functions that take the ``trainer`` and ``verifier.<check>`` keys,
+and checking the ``model``, ``dataset`` and ``ann`` calls against their callables' signatures) and raises
+:class:`ConfigValidationError` with a one-line message naming the key.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from evoexp.job.config.errors import (
     one_line,
     report_config_errors,
 )
-from evoexp.job.config.identity import ann_hash, code_identity, config_hash, flatten, to_plain
+from evoexp.job.config.identity import ann_hash, config_hash, flatten, to_plain
 from evoexp.job.config.schema import (
     AlignmentCheckConfig,
     Config,
@@ -36,6 +37,7 @@ from evoexp.job.config.schema import (
     VerifierConfig,
     unwritable_location,
 )
+from evoexp.job.config.settings import check_config_settings
 from evoexp.job.config.store import register_configs
 from evoexp.job.config.targets import (
     DATASET_KEYS,
@@ -67,7 +69,6 @@ __all__ = [
     "TrainerConfig",
     "VerifierConfig",
     "ann_hash",
-    "code_identity",
     "config_hash",
     "describe_config_error",
     "flatten",
@@ -112,6 +113,7 @@ def load_config(cfg: DictConfig) -> Config:
         )
     typed.model = typed.dataset = typed.ann = None
     _reject_extra_keys(typed, prefix="")
+    check_config_settings(typed)
     typed.dataset = parse_target("dataset", calls["dataset"], own_keys=DATASET_KEYS)
     typed.model = parse_target("model", calls["model"], injected=INJECTED, own_keys=MODEL_KEYS)
     typed.ann = parse_target("ann", calls["ann"], injected=INJECTED, optional=True)

@@ -1,11 +1,11 @@
-"""Flat views and content hashes of a resolved config, and the code identity: what identifies a run.
+"""Flat views and content hashes of a resolved config: with the code identity, what identifies a run.
 
 A job's identity has two parts. Its **config hash** is the hash of its resolved config without the keys that cannot
 change its results (:data:`NON_RESULT_KEYS`: where it is logged, how many threads it uses, whether it draws figures).
-Its **code identity** (:func:`code_identity`) names the code that computes it: the evoexp version, a digest of the
-package's source and the torch version. Re-running a sweep skips a job only when a FINISHED run has the same config hash
-AND the same code identity (tag ``Tags.CODE_IDENTITY`` of :mod:`evoexp.keys`); after a fix to the engine every job runs
-again, unless ``tracking.reuse_across_code=true`` says that runs of other code may be served.
+Its **code identity** (:func:`evoexp.identity.code_identity`) names the code that computes it: the evoexp version,
+a digest of the package's source and the torch version. Re-running a sweep skips a job only when a FINISHED run has
+the same config hash AND the same code identity (tag ``Tags.CODE_IDENTITY`` of :mod:`evoexp.keys`); after a fix to
+the engine every job runs again, unless ``tracking.reuse_across_code=true`` says that runs of other code may be served.
 
 A job whose network, ANN or dataset callable is defined outside evoexp (``model._target_=my_nets.Net``) also holds a
 digest of that source file under ``sources`` (:func:`evoexp.job.config.targets.source_digests`), so editing it runs
@@ -19,17 +19,13 @@ ANN is reused under the same rule about the code identity.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any, cast
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-import evoexp
 from evoexp.keys import PRESENTATION_KEYS
 
 __all__ = [
@@ -37,10 +33,8 @@ __all__ = [
     "NON_RESULT_KEYS",
     "SNN_ONLY_KEYS",
     "ann_hash",
-    "code_identity",
     "config_hash",
     "flatten",
-    "source_digest",
     "to_plain",
 ]
 
@@ -59,38 +53,6 @@ ANN_KEYS = (
 """Every config key the ANN's construction and training read (see :func:`evoexp.job.build.build_ann` and
 :func:`evoexp.job.build.training_options`), minus :data:`SNN_ONLY_KEYS`."""
 SNN_ONLY_KEYS = ("trainer.rate_reg", "trainer.target_rate")
-_EXCLUDED_SOURCE = ("analysis", "job/analysis")
-"""Subpackages (paths relative to the package) left out of the source digest: they only read finished runs, never
-change a result."""
-
-
-def source_digest(package: Path) -> str:
-    """First 12 hex digits of the SHA-256 over the relative path and content of each ``.py`` file under ``package``.
-
-    Files under the subpackages in :data:`_EXCLUDED_SOURCE` are left out.
-    """
-    sha = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        relative = path.relative_to(package)
-        folder = relative.parent.as_posix()
-        if any(folder == excluded or folder.startswith(f"{excluded}/") for excluded in _EXCLUDED_SOURCE):
-            continue
-        sha.update(relative.as_posix().encode("utf-8") + b"\0" + path.read_bytes() + b"\0")
-    return sha.hexdigest()[:12]
-
-
-@functools.cache
-def code_identity() -> str:
-    """Identity of the code that computes a run: ``evoexp <version> src <digest> torch <version>``.
-
-    The digest (:func:`source_digest`) covers the source of the installed ``evoexp`` package, so an editable
-    checkout with local changes, a wheel and a release of the same version are told apart by what they would
-    compute, while a change to documentation or to the analysis code does not invalidate a sweep.
-    """
-    package = Path(evoexp.__file__).resolve().parent
-    return f"evoexp {evoexp.__version__} src {source_digest(package)} torch {torch.__version__}"
-
-
 def to_plain(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     """Return the resolved config as plain, JSON-serialisable Python containers."""
     if isinstance(cfg, DictConfig):

@@ -2,9 +2,13 @@
 
 Hydra merges the YAML files of ``conf/`` onto these schemas (registered in the ConfigStore by
 :func:`evoexp.job.config.store.register_configs`), so a wrong type (``trainer.lr=abc``), an unknown key or an unknown
-option fails during composition. Value constraints (``surrogate.slope > 0``, ``dataset.time_steps >= 1``, ...) live
+option fails during composition. Value constraints (``surrogate.slope > 0``, ``tracking.retries <= 10``, ...) live
 in each schema's ``__post_init__`` and run when :func:`evoexp.job.config.load_config` instantiates the schema; every
 message names the dotted config key, e.g. ``surrogate.slope must be a finite number > 0, got -1.0``.
+
+The ``trainer`` node and the settings of each check (``verifier.gradient``, ...) are keyword arguments of evoexp's
+functions: their schemas are generated from the base preset and the signatures (:mod:`evoexp.job.config.settings`),
+and their values are checked by the functions' own argument checks when the config is loaded.
 
 The ``model``, ``dataset`` and ``ann`` groups have no schema here: each is a constructor call (``_target_`` and the
 callable's arguments) checked against the callable's signature (:mod:`evoexp.job.config.targets`), whose own body
@@ -26,7 +30,7 @@ from omegaconf import MISSING
 
 from evoexp.crosscheck.catalogue import CATALOGUE
 from evoexp.crosscheck.libraries import LIBRARIES
-from evoexp.data.dataset import check_fits_in_memory
+from evoexp.job.config.settings import settings_schema
 from evoexp.job.tracking import check_experiment_name
 from evoexp.peers.names import get_peer
 from evoexp.surrogate import available_surrogates, get_surrogate
@@ -52,11 +56,9 @@ __all__ = [
 ]
 
 
-def _positive(key: str, value: float | None, *, allow_none: bool = False) -> None:
-    """Raise a ValueError naming ``key`` unless ``value`` is a finite number > 0 (or None when allowed)."""
-    if value is None and allow_none:
-        return
-    if value is None or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+def _positive(key: str, value: float) -> None:
+    """Raise a ValueError naming ``key`` unless ``value`` is a finite number > 0."""
+    if isinstance(value, bool) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{key} must be a finite number > 0, got {value!r}")
 
 
@@ -80,9 +82,6 @@ def _one_of(key: str, value: str, options: tuple[str, ...]) -> None:
 
 _MAX_SEED = 2**64 - 1
 """Largest seed: torch's generators take an unsigned 64-bit seed."""
-
-_FLOAT32_MAX = 3.4028234663852886e38
-_FLOAT64_EPS = 2.220446049250313e-16
 
 
 def _seed(key: str, value: int) -> None:
@@ -164,6 +163,9 @@ def _tracking_uri(key: str, uri: str) -> None:
 class SurrogateConfig:
     """Surrogate gradient shape (``conf/surrogate/<name>.yaml``, one option per registered shape).
 
+    ``name``, ``slope`` and ``scale`` have no default here: the shape's preset gives them (its values are the shape's
+    defaults, :mod:`evoexp.surrogate`).
+
     Attributes:
         name: Registry name of the shape (:func:`evoexp.surrogate.available_surrogates`).
         slope: Sharpness beta > 0.
@@ -177,9 +179,9 @@ class SurrogateConfig:
             functions (docs/guides/your-network.md).
     """
 
-    name: str = "fast_sigmoid"
-    slope: float = 25.0
-    scale: float = 1.0
+    name: str = MISSING
+    slope: float = MISSING
+    scale: float = MISSING
     params: dict[str, float] = field(default_factory=dict)
     peer: str | None = None
     peer_params: dict[str, float] = field(default_factory=dict)
@@ -221,294 +223,30 @@ class SurrogateConfig:
         self.params = params
 
 
-@dataclass
-class TrainerConfig:
-    """Optimiser and training loop (``conf/trainer/``), shared by the SNN and its ANN twin.
-
-    Attributes:
-        optimizer: ``adam`` or ``sgd``.
-        lr: Learning rate (> 0).
-        batch_size: Minibatch size (>= 1).
-        epochs: Training epochs (>= 1).
-        weight_decay: L2 penalty (>= 0).
-        momentum: SGD momentum (>= 0; ignored by Adam).
-        grad_clip: Max gradient norm, or None for no clipping.
-        rate_reg: Weight of the firing-rate regulariser (>= 0; SNN only).
-        target_rate: Target firing rate of the regulariser, in [0, 1].
-    """
-
-    optimizer: str = "adam"
-    lr: float = 5e-3
-    batch_size: int = 250
-    epochs: int = 20
-    weight_decay: float = 0.0
-    momentum: float = 0.0
-    grad_clip: float | None = None
-    rate_reg: float = 0.0
-    target_rate: float = 0.01
-
-    def __post_init__(self) -> None:
-        _one_of("trainer.optimizer", self.optimizer, ("adam", "sgd"))
-        _positive("trainer.lr", self.lr)
-        _at_least("trainer.batch_size", self.batch_size, 1)
-        _at_least("trainer.epochs", self.epochs, 1)
-        _non_negative("trainer.weight_decay", self.weight_decay)
-        _non_negative("trainer.momentum", self.momentum)
-        if self.momentum and self.optimizer != "sgd":
-            raise ValueError(
-                f"trainer.momentum={self.momentum!r} is an SGD setting that {self.optimizer} ignores; "
-                "use trainer=sgd or leave trainer.momentum at 0"
-            )
-        if self.momentum >= 1:
-            raise ValueError(f"trainer.momentum must be < 1 (SGD diverges otherwise), got {self.momentum!r}")
-        _positive("trainer.grad_clip", self.grad_clip, allow_none=True)
-        _non_negative("trainer.rate_reg", self.rate_reg)
-        if not 0 <= self.target_rate <= 1:
-            raise ValueError(f"trainer.target_rate must be in [0, 1], got {self.target_rate!r}")
-
-
-@dataclass
-class GradientCheckConfig:
-    """Finite differences vs autograd in smooth mode (``verifier.gradient``; gradcheck's default tolerances).
-
-    Attributes:
-        mode: ``exact`` (every coordinate) or ``fast`` (random directions per parameter tensor).
-        eps: Central-difference step (> 0).
-        atol: Absolute tolerance (> 0).
-        rtol: Relative tolerance (> 0).
-        n_directions: Fast mode: random unit directions per parameter tensor (>= 1).
-        parameters: Names of the parameter tensors to check (``model.named_parameters()`` of the trained model, e.g.
-            ``network.fc1.weight``), or None for every trainable tensor; the report lists the tensors checked.
-    """
-
-    mode: str = "fast"
-    eps: float = 1e-6
-    atol: float = 1e-5
-    rtol: float = 1e-3
-    n_directions: int = 4
-    parameters: list[str] | None = None
-
-    def __post_init__(self) -> None:
-        _one_of("verifier.gradient.mode", self.mode, ("exact", "fast"))
-        _positive("verifier.gradient.eps", self.eps)
-        _positive("verifier.gradient.atol", self.atol)
-        _positive("verifier.gradient.rtol", self.rtol)
-        # (L(w+eps) - L(w-eps)) / 2 eps rounds by about float64's eps / eps for a loss of order 1: beyond atol, even
-        # an exact gradient would fail.
-        smallest = _FLOAT64_EPS / self.atol
-        if self.eps < smallest:
-            raise ValueError(
-                f"verifier.gradient.eps={self.eps:g} is below what float64 resolves: the central difference rounds by "
-                f"about {_FLOAT64_EPS:.2g}/eps = {_FLOAT64_EPS / self.eps:.2g}, more than "
-                f"verifier.gradient.atol={self.atol:g}; use eps >= {smallest:.2g}"
-            )
-        _at_least("verifier.gradient.n_directions", self.n_directions, 1)
-
-
-@dataclass
-class SurrogateCheckConfig:
-    """Surrogate derivative vs its own backward, its primitive and the step (``verifier.surrogate``).
-
-    Attributes:
-        x_range: Grid interval ``[low, high]`` of membrane offsets.
-        n_points: Grid points (>= 3).
-        h: Step of the central difference of the spike function (> 0).
-    """
-
-    x_range: list[float] = field(default_factory=lambda: [-4.0, 4.0])
-    n_points: int = 8000
-    h: float = 0.05
-
-    def __post_init__(self) -> None:
-        if (
-            len(self.x_range) != 2
-            or not all(math.isfinite(v) for v in self.x_range)
-            or not self.x_range[0] < self.x_range[1]
-        ):
-            raise ValueError(
-                f"verifier.surrogate.x_range must be [low, high], finite, with low < high, got {self.x_range!r}"
-            )
-        _at_least("verifier.surrogate.n_points", self.n_points, 3)
-        _positive("verifier.surrogate.h", self.h)
-        # about 16 float64 arrays of the grid's size (grid, derivative, backward, forward, differences, ...)
-        grids = f"verifier.surrogate.n_points={self.n_points} (16 float64 grids)"
-        check_fits_in_memory(grids, 16 * 8.0 * self.n_points)
-
-
-@dataclass
-class AlignmentCheckConfig:
-    """Surrogate gradient vs the gradient of the Gaussian-smoothed loss (``verifier.alignment``).
-
-    Attributes:
-        sigmas: Noise scales of the smoothed loss (each > 0).
-        n_directions: Random unit directions (>= 2).
-        n_quadrature: Gauss-Hermite nodes (>= 4; the quadrature error compares with half as many).
-        per_layer: Also report each parameter tensor.
-    """
-
-    sigmas: list[float] = field(default_factory=lambda: [0.01, 0.1])
-    n_directions: int = 32
-    n_quadrature: int = 16
-    per_layer: bool = True
-
-    def __post_init__(self) -> None:
-        if not self.sigmas:
-            raise ValueError("verifier.alignment.sigmas must list at least one noise scale, got []")
-        for sigma in self.sigmas:
-            _positive("verifier.alignment.sigmas", sigma)
-        _at_least("verifier.alignment.n_directions", self.n_directions, 2)
-        _at_least("verifier.alignment.n_quadrature", self.n_quadrature, 4)
-
-
-@dataclass
-class StabilityCheckConfig:
-    """Gradient and weight stability with their verdict thresholds (``verifier.stability``).
-
-    Attributes:
-        n_batches: Training batches whose gradients are measured (>= 1).
-        max_grad_norm: Largest acceptable total gradient norm (> 0).
-        min_grad_norm: Smallest acceptable total gradient norm (> 0; below: vanishing).
-        max_depth_conditioning: Largest acceptable ``max_l |g_l| / min_l |g_l|`` (> 0).
-        n_steps: Optimiser steps taken on a copy for the weight check (>= 1).
-        max_relative_update: Largest acceptable ``|dW| / |W|`` per step (> 0).
-        max_norm_growth: Largest acceptable growth factor of a weight norm (> 0).
-        max_condition_number: Largest acceptable condition number of a weight matrix (> 0).
-    """
-
-    n_batches: int = 10
-    max_grad_norm: float = 1e5
-    min_grad_norm: float = 1e-8
-    max_depth_conditioning: float = 1e4
-    n_steps: int = 20
-    max_relative_update: float = 0.5
-    max_norm_growth: float = 10.0
-    max_condition_number: float = 1e6
-
-    def __post_init__(self) -> None:
-        _at_least("verifier.stability.n_batches", self.n_batches, 1)
-        _at_least("verifier.stability.n_steps", self.n_steps, 1)
-        for key in (
-            "max_grad_norm",
-            "min_grad_norm",
-            "max_depth_conditioning",
-            "max_relative_update",
-            "max_norm_growth",
-            "max_condition_number",
-        ):
-            _positive(f"verifier.stability.{key}", getattr(self, key))
-        if self.min_grad_norm >= self.max_grad_norm:
-            raise ValueError(
-                f"verifier.stability.min_grad_norm={self.min_grad_norm:g} must be below "
-                f"verifier.stability.max_grad_norm={self.max_grad_norm:g}: no gradient norm could pass"
-            )
-
-
-@dataclass
-class ConvergenceCheckConfig:
-    """Convergence analysis of the SNN's training curves (``verifier.convergence``).
-
-    Attributes:
-        patience: Early stopping on the validation loss after this many epochs without improvement (>= 1), or
-            None to train every epoch (the analysis then reports the patience as the epoch budget).
-        min_delta: Minimum improvement of the validation loss (>= 0).
-        min_relative_reduction: Verdict threshold on the relative reduction of the training loss, in [0, 1).
-    """
-
-    patience: int | None = None
-    min_delta: float = 0.0
-    min_relative_reduction: float = 0.1
-
-    def __post_init__(self) -> None:
-        if self.patience is not None:
-            _at_least("verifier.convergence.patience", self.patience, 1)
-        _non_negative("verifier.convergence.min_delta", self.min_delta)
-        if not 0 <= self.min_relative_reduction < 1:
-            raise ValueError(
-                f"verifier.convergence.min_relative_reduction must be in [0, 1), got {self.min_relative_reduction!r}"
-            )
-
-
-@dataclass
-class CirculationCheckConfig:
-    """Circulation of the surrogate gradient around circles in weight space (``verifier.circulation``).
-
-    Attributes:
-        radius: Radius of the circles in parameter units (> 0).
-        n_points: Angles of the trapezoid rule (even, >= 8).
-        max_points: Most angles of a loop refined until its quadrature error is below ``max_quadrature_error``.
-        n_planes: Seeded planes per scope (>= 1).
-        per_layer: Also planes within each parameter tensor.
-        control: Also integrate the same loops in smooth mode (the check's verdict).
-        max_quadrature_error: Largest quadrature error of a resolved loop (> 0).
-        atol: A loop is conservative when abs(c) <= 3 quadrature errors + atol (> 0).
-    """
-
-    radius: float = 0.1
-    n_points: int = 64
-    max_points: int = 512
-    n_planes: int = 1
-    per_layer: bool = True
-    control: bool = True
-    max_quadrature_error: float = 1e-3
-    atol: float = 1e-2
-
-    def __post_init__(self) -> None:
-        _positive("verifier.circulation.radius", self.radius)
-        _at_least("verifier.circulation.n_points", self.n_points, 8)
-        if self.n_points % 2:
-            raise ValueError(f"verifier.circulation.n_points must be even, got {self.n_points!r}")
-        _at_least("verifier.circulation.max_points", self.max_points, self.n_points)
-        _at_least("verifier.circulation.n_planes", self.n_planes, 1)
-        _positive("verifier.circulation.max_quadrature_error", self.max_quadrature_error)
-        _positive("verifier.circulation.atol", self.atol)
-
-
-@dataclass
-class SignCheckConfig:
-    """Sign disagreement with the smoothed-loss gradient (``verifier.sign``), also during training.
-
-    Attributes:
-        sigma: Smoothing scale (> 0).
-        n_directions: Random unit directions (>= 2).
-        n_quadrature: Gauss-Hermite nodes (>= 4).
-        every: Measure during training every this many epochs (epoch 0 included); 0: the initial network only.
-    """
-
-    sigma: float = 0.05
-    n_directions: int = 32
-    n_quadrature: int = 8
-    every: int = 5
-
-    def __post_init__(self) -> None:
-        _positive("verifier.sign.sigma", self.sigma)
-        _at_least("verifier.sign.n_directions", self.n_directions, 2)
-        _at_least("verifier.sign.n_quadrature", self.n_quadrature, 4)
-        _at_least("verifier.sign.every", self.every, 0)
-
-
-@dataclass
-class EscapeNoiseCheckConfig:
-    """The escape-noise identity on the model's stochastic layers (``verifier.escape_noise``).
-
-    Attributes:
-        n_neurons: Neurons of the single-layer case (1 to 12: their joint spike patterns are enumerated).
-        time_steps: Steps of the sampled spike train (>= 1).
-        atol: Absolute tolerance (> 0).
-        rtol: Relative tolerance (> 0).
-    """
-
-    n_neurons: int = 4
-    time_steps: int = 8
-    atol: float = 1e-12
-    rtol: float = 1e-9
-
-    def __post_init__(self) -> None:
-        _at_least("verifier.escape_noise.n_neurons", self.n_neurons, 1)
-        if self.n_neurons > 12:
-            raise ValueError(f"verifier.escape_noise.n_neurons must be at most 12, got {self.n_neurons!r}")
-        _at_least("verifier.escape_noise.time_steps", self.time_steps, 1)
-        _positive("verifier.escape_noise.atol", self.atol)
-        _positive("verifier.escape_noise.rtol", self.rtol)
+TrainerConfig = settings_schema("trainer", "TrainerConfig", __name__)
+"""Optimiser and training loop (``conf/trainer/``), shared by the SNN and its ANN twin: the arguments of
+:func:`evoexp.training.make_optimizer`, :func:`evoexp.data.make_loader` (``batch_size``) and
+:func:`evoexp.training.train_model` (``epochs``, ``grad_clip``, and the SNN's ``rate_reg``, ``target_rate``)."""
+GradientCheckConfig = settings_schema("verifier.gradient", "GradientCheckConfig", __name__)
+"""Finite differences vs autograd in smooth mode: arguments of
+:meth:`~evoexp.verification.gradient.GradientVerifier.verify_finite_difference`."""
+SurrogateCheckConfig = settings_schema("verifier.surrogate", "SurrogateCheckConfig", __name__)
+"""The surrogate shape check: arguments of :func:`~evoexp.verification.surrogate_check.verify_surrogate_gradient`."""
+AlignmentCheckConfig = settings_schema("verifier.alignment", "AlignmentCheckConfig", __name__)
+"""Gradient alignment: arguments of :func:`~evoexp.verification.alignment.verify_gradient_alignment`."""
+StabilityCheckConfig = settings_schema("verifier.stability", "StabilityCheckConfig", __name__)
+"""Gradient and weight stability: arguments of :class:`~evoexp.verification.stability.NumericalStabilityTester`'s
+two checks."""
+ConvergenceCheckConfig = settings_schema("verifier.convergence", "ConvergenceCheckConfig", __name__)
+"""Early stopping (``patience``, ``min_delta`` of :func:`~evoexp.training.train_model`) and the verdict's threshold
+(:func:`~evoexp.verification.convergence.analyze_training`)."""
+CirculationCheckConfig = settings_schema("verifier.circulation", "CirculationCheckConfig", __name__)
+"""Circulation: arguments of :func:`~evoexp.verification.circulation.check_circulation`."""
+SignCheckConfig = settings_schema("verifier.sign", "SignCheckConfig", __name__)
+"""Sign disagreement: arguments of :func:`~evoexp.verification.sign.measure_sign_disagreement` and ``every`` of
+:class:`~evoexp.verification.sign.SignDisagreementProbe` (0: the initial network only)."""
+EscapeNoiseCheckConfig = settings_schema("verifier.escape_noise", "EscapeNoiseCheckConfig", __name__)
+"""The escape-noise identity: arguments of :func:`~evoexp.verification.escape_noise.verify_escape_noise`."""
 
 
 @dataclass
@@ -536,14 +274,14 @@ class VerifierConfig:
     checks: list[str] = field(default_factory=lambda: list(CHECKS))
     dtype: str = "float64"
     samples: int = 8
-    gradient: GradientCheckConfig = field(default_factory=GradientCheckConfig)
-    surrogate: SurrogateCheckConfig = field(default_factory=SurrogateCheckConfig)
-    alignment: AlignmentCheckConfig = field(default_factory=AlignmentCheckConfig)
-    stability: StabilityCheckConfig = field(default_factory=StabilityCheckConfig)
-    convergence: ConvergenceCheckConfig = field(default_factory=ConvergenceCheckConfig)
-    circulation: CirculationCheckConfig = field(default_factory=CirculationCheckConfig)
-    sign: SignCheckConfig = field(default_factory=SignCheckConfig)
-    escape_noise: EscapeNoiseCheckConfig = field(default_factory=EscapeNoiseCheckConfig)
+    gradient: Any = field(default_factory=GradientCheckConfig)
+    surrogate: Any = field(default_factory=SurrogateCheckConfig)
+    alignment: Any = field(default_factory=AlignmentCheckConfig)
+    stability: Any = field(default_factory=StabilityCheckConfig)
+    convergence: Any = field(default_factory=ConvergenceCheckConfig)
+    circulation: Any = field(default_factory=CirculationCheckConfig)
+    sign: Any = field(default_factory=SignCheckConfig)
+    escape_noise: Any = field(default_factory=EscapeNoiseCheckConfig)
 
     def __post_init__(self) -> None:
         for check in self.checks:
@@ -567,7 +305,7 @@ class TrackingConfig:
         reuse_ann: Train the ANN twin once per (dataset, sizes, trainer, early stopping, seed) and reuse it from
             the store (when it was trained by the same code).
         reuse_across_code: Let ``resume`` and ``reuse_ann`` serve runs that other code (another evoexp version or
-            source digest, see :func:`evoexp.job.config.code_identity`) produced; off by default, so a fix re-runs.
+            source digest, see :func:`evoexp.identity.code_identity`) produced; off by default, so a fix re-runs.
         log_artifacts: Upload the files the job wrote (config, results, report, figures, its log and ``.hydra/``)
             as artifacts; nothing else in its output directory (with ``hydra.run.dir=.``, the launch directory).
         flush_every: Seconds a run buffers metrics before one batched upload (0: upload every epoch).
@@ -691,7 +429,7 @@ class Config:
     model: Any = MISSING
     dataset: Any = MISSING
     ann: Any = MISSING
-    trainer: TrainerConfig = MISSING
+    trainer: Any = field(default_factory=TrainerConfig)
     verifier: VerifierConfig = MISSING
     tracking: TrackingConfig = MISSING
     crosscheck: CrosscheckConfig = field(default_factory=CrosscheckConfig)

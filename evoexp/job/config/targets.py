@@ -46,10 +46,14 @@ __all__ = [
     "MODEL_KEYS",
     "ModelTarget",
     "Target",
+    "as_keys",
     "call",
     "importable",
     "parse_target",
+    "schema_type",
+    "signature_of",
     "source_digests",
+    "starts_with_argument",
     "structured_schema",
 ]
 
@@ -176,7 +180,7 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
 
 
-def _signature(fn: Callable[..., Any]) -> tuple[dict[str, inspect.Parameter], bool, dict[str, Any]]:
+def signature_of(fn: Callable[..., Any]) -> tuple[dict[str, inspect.Parameter], bool, dict[str, Any]]:
     """``(keyword parameters, accepts **kwargs, resolved annotations)`` of ``fn`` (a class: its ``__init__``)."""
     signature = inspect.signature(fn)
     parameters = {
@@ -272,7 +276,7 @@ def parse_target(
             raise ConfigValidationError(f"{group}.{sorted(values)[0]} is set, but {group}._target_ is null")
         return Target(group, None)
     fn = locate(group, path)
-    parameters, var_keyword, hints = _signature(fn)
+    parameters, var_keyword, hints = signature_of(fn)
     for key, value in values.items():
         if key in injected:
             raise ConfigValidationError(
@@ -350,22 +354,31 @@ def call(target: Target, **injected: Any) -> Any:
 
 
 def _starts_with_argument(target: Target, message: str) -> bool:
-    first = re.match(r"[A-Za-z_]\w*", message)
-    return first is not None and first.group(0) in target.parameters
+    return starts_with_argument(target.parameters, message)
 
 
 def _as_keys(target: Target, message: str) -> str:
-    """``message`` with the arguments it names written as config keys (``split`` -> ``dataset.split``).
+    return as_keys(target.group, target.parameters, message)
+
+
+def starts_with_argument(parameters: Sequence[str], message: str) -> bool:
+    """Whether ``message`` starts with one of ``parameters`` (an argument check's message names its argument first)."""
+    first = re.match(r"[A-Za-z_]\w*", message)
+    return first is not None and first.group(0) in parameters
+
+
+def as_keys(group: str, parameters: Sequence[str], message: str) -> str:
+    """``message`` with the arguments it names written as config keys of ``group`` (``split`` -> ``dataset.split``).
 
     Named are: the first word, and every argument name followed by ``=`` or containing an underscore (a whole word,
     not part of a dotted name), so that plain words such as "the test split" stay words.
     """
-    names = "|".join(re.escape(name) for name in sorted(target.parameters, key=len, reverse=True))
+    names = "|".join(re.escape(name) for name in sorted(parameters, key=len, reverse=True))
 
     def key(match: re.Match[str]) -> str:
         name = match.group(1)
         first = match.start() == 0
-        return f"{target.group}.{name}" if first or "_" in name or match.group(2) else name
+        return f"{group}.{name}" if first or "_" in name or match.group(2) else name
 
     return re.sub(rf"(?<![\w.'\"])({names})\b(?!\.)(=?)", lambda m: key(m) + m.group(2), message)
 
@@ -380,14 +393,14 @@ def _warn_once(message: str) -> None:
         logging.getLogger("evoexp.job.config").warning(message)
 
 
-def _schema_type(annotation: Any) -> Any:
+def schema_type(annotation: Any) -> Any:
     """The OmegaConf field type of a signature annotation (``Any`` where OmegaConf has none)."""
     origin, args = get_origin(annotation), get_args(annotation)
     if origin is typing.Annotated:
-        return _schema_type(args[0])
+        return schema_type(args[0])
     if origin in (Union, types.UnionType):
         members = [a for a in args if a is not type(None)]
-        kinds = {_schema_type(a) for a in members}
+        kinds = {schema_type(a) for a in members}
         inner = kinds.pop() if len(kinds) == 1 else Any
         return inner if inner is Any or len(members) == len(args) else typing.Optional[inner]  # noqa: UP045
     if origin is Literal:
@@ -398,7 +411,7 @@ def _schema_type(annotation: Any) -> Any:
     if annotation is Path:
         return str
     if origin in (list, tuple, Sequence, typing.Sequence):
-        element = _schema_type(args[0]) if args else Any
+        element = schema_type(args[0]) if args else Any
         return list[element] if element in (int, float, bool, str) else list[Any]  # type: ignore[valid-type]
     if origin in (dict, Mapping, typing.Mapping):
         return dict[str, Any]
@@ -408,7 +421,7 @@ def _schema_type(annotation: Any) -> Any:
 def source_digests(*targets: Target) -> dict[str, str]:
     """Per group, a digest of the source file of the module a target's path names, for modules outside evoexp.
 
-    evoexp's own code is covered by the code identity (:func:`evoexp.job.config.code_identity`); a user's network,
+    evoexp's own code is covered by the code identity (:func:`evoexp.identity.code_identity`); a user's network,
     ANN or dataset file is not, so a job's identity includes this digest: after an edit to ``my_nets.py`` the sweep
     runs again instead of resuming (the file of the module named by ``_target_`` counts, not the modules it imports).
     """
@@ -445,12 +458,12 @@ def structured_schema(
     Fields are typed from the signature (where OmegaConf has a type for the annotation) and default to the signature's
     defaults; ``injected`` parameters are left out (evoexp passes them), ``own_keys`` are added.
     """
-    parameters, _, hints = _signature(fn)
+    parameters, _, hints = signature_of(fn)
     fields: list[tuple[str, Any, Any]] = [("_target_", str, field(default=path))]
     for name, parameter in parameters.items():
         if name in injected:
             continue
-        kind = _schema_type(hints.get(name, Any))
+        kind = schema_type(hints.get(name, Any))
         default = parameter.default
         if default is inspect.Parameter.empty:
             fields.append((name, kind, field(default=MISSING)))
