@@ -16,6 +16,7 @@ set what NIR does not carry: ``dt=``, ``reset=subtract|zero``, ``surrogate=<name
 from __future__ import annotations
 
 import argparse
+import inspect
 import shlex
 import sys
 from collections.abc import Sequence
@@ -33,6 +34,8 @@ from evoexp.surrogate import get_surrogate
 __all__ = ["main", "parse_overrides"]
 
 _KEYS = ("dt", "reset", "surrogate", "decay", "conventions", "detach_reset")
+_DEFAULTS = {name: p.default for name, p in inspect.signature(crosscheck).parameters.items()}
+"""The comparison's defaults, from :func:`~evoexp.crosscheck.compare.crosscheck`'s signature."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,9 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--libraries", default=None, help="comma-separated peer libraries (default: all three)")
     parser.add_argument("--align", action="append", default=[], choices=sorted(CATALOGUE),
                         help="align this cause in the peers where the library has a setting for it (repeatable)")
-    parser.add_argument("--steps", type=int, default=50, help="time steps of the input (default 50)")
-    parser.add_argument("--batch", type=int, default=4, help="samples (default 4)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the input and targets (default 0)")
+    parser.add_argument("--steps", type=int, default=_DEFAULTS["steps"],
+                        help=f"time steps of the input (default {_DEFAULTS['steps']})")
+    parser.add_argument("--batch", type=int, default=_DEFAULTS["batch"], help=f"samples (default {_DEFAULTS['batch']})")
+    parser.add_argument("--seed", type=int, default=_DEFAULTS["seed"],
+                        help=f"seed of the input and targets (default {_DEFAULTS['seed']})")
     parser.add_argument("--formats", default="png,pdf", help="figure formats, comma-separated (default png,pdf)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=f"settings: {', '.join(_KEYS)}, "
                                                                           "surrogate.<param>")
