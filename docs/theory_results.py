@@ -37,8 +37,6 @@ RECORD = [keys.metric(k) for k in (
     keys.SIGN_DISAGREEMENT_SE, keys.SIGN_INFORMATIVE, keys.SIGN_UNRESOLVED, keys.SNN_TEST_ACC, keys.SNN_TEST_ACC_LAST,
 )]
 """Metrics of each run kept in ``runs.csv``."""
-RUNS: list[pd.DataFrame] = []
-"""The runs each section reads, with their experiment: ``runs.csv``."""
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -51,13 +49,12 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _latest(runs: pd.DataFrame, columns: list[str], experiment: str) -> pd.DataFrame:
-    """The newest run of each configuration (a preset re-run after a change adds runs to the same experiment).
+    """The newest run of each configuration, with the tracking experiment's name in column :data:`EXPERIMENT`.
 
-    The runs are also kept for ``runs.csv`` (:data:`RUNS`).
+    A preset re-run after a change adds runs to the same experiment; ``runs.csv`` keeps the newest.
     """
     latest = runs.sort_values(keys.START_TIME).groupby(columns, dropna=False).tail(1).sort_values(columns)
-    RUNS.append(latest.assign(**{EXPERIMENT: experiment}))
-    return latest
+    return latest.assign(**{EXPERIMENT: experiment})
 
 
 def _provenance(runs: pd.DataFrame) -> list[str]:
@@ -86,15 +83,15 @@ def _circulation_table(runs: pd.DataFrame) -> list[str]:
     return _table(header, rows)
 
 
-def circulation(uri: str) -> list[str]:
-    """Figure and tables of finding (a): mean |c| (± SE) and quadrature error per surrogate slope.
+def circulation(uri: str) -> tuple[list[str], pd.DataFrame]:
+    """Figure and tables of finding (a): mean |c| (± SE) and quadrature error per surrogate slope; its lines and runs.
 
     The sigmoid network (``theory_circulation``) and, when it was run, the same network with Heaviside neurons
     (``theory_circulation_spiking``).
     """
     networks = {"sigmoid neurons σ(2(U−θ))": "theory_circulation", "Heaviside neurons": "theory_circulation_spiking"}
     fig, ax = new_figure()
-    lines = ["## (a) Circulation (`experiment=theory_circulation`)", ""]
+    lines, read = ["## (a) Circulation (`experiment=theory_circulation`)", ""], []
     for i, (network, experiment) in enumerate(networks.items()):
         try:
             runs = _latest(load_runs(experiment, tracking_uri=uri), [SLOPE], experiment)
@@ -106,15 +103,16 @@ def circulation(uri: str) -> list[str]:
         error = runs[keys.metric(keys.CIRCULATION_QUADRATURE_ERROR)].to_numpy(float)
         ax.plot(x, error, label=f"quadrature error, {network}", **{**series_style(i), "linestyle": ":"})
         lines += [f"{network} (tracking experiment `{experiment}`):", "", *_circulation_table(runs), *_provenance(runs)]
+        read.append(runs)
     ax.set(xscale="log", yscale="log", xlabel="surrogate slope β_SG", ylabel="normalised circulation |c|")
     ax.axvline(2.0, color="0.6", linewidth=0.8)
     ax.legend(fontsize="x-small", loc="lower right")
     fig.savefig(OUT / "circulation.png", dpi=200)
-    return lines
+    return lines, pd.concat(read, ignore_index=True)
 
 
-def sign(uri: str) -> list[str]:
-    """Figure and table of finding (b): sign disagreement ± SE per surrogate slope."""
+def sign(uri: str) -> tuple[list[str], pd.DataFrame]:
+    """Figure and table of finding (b): sign disagreement ± SE per surrogate slope; its lines and the runs read."""
     runs = _latest(load_runs("theory_sign", tracking_uri=uri), [SLOPE], "theory_sign")
     fig, ax = new_figure()
     ax.errorbar(
@@ -138,11 +136,14 @@ def sign(uri: str) -> list[str]:
         ]
         for _, r in runs.iterrows()
     ]
-    return ["## (b) Sign disagreement (`experiment=theory_sign`)", "", *_table(header, rows), *_provenance(runs)]
+    return ["## (b) Sign disagreement (`experiment=theory_sign`)", "", *_table(header, rows), *_provenance(runs)], runs
 
 
-def escape(uri: str) -> list[str]:
-    """Figure and tables of finding (c): validation curves and test accuracy per network and seed."""
+def escape(uri: str) -> tuple[list[str], pd.DataFrame]:
+    """Figure and tables of finding (c); its lines and the runs read.
+
+    The validation curves and the test accuracy per network and seed.
+    """
     runs = _latest(load_runs("theory_escape", tracking_uri=uri), [NOISE, SEED], "theory_escape").copy()
     runs["network"] = np.where(runs[NOISE].isna(), "deterministic", "escape noise β_n = " + runs[NOISE].astype(str))
     history = load_history(runs, [keys.SNN_VAL_ACC], tracking_uri=uri)
@@ -168,7 +169,7 @@ def escape(uri: str) -> list[str]:
     final.set(xticks=range(len(summary_rows)), xticklabels=[r[0] for r in summary_rows], ylabel="test accuracy",
               xlim=(-0.5, len(summary_rows) - 0.5))
     fig.savefig(OUT / "escape_noise.png", dpi=200)
-    return [
+    lines = [
         "## (c) Stochastic vs deterministic SNNs (`experiment=theory_escape`)",
         "",
         *_table(["network", "test accuracy % (mean ± sd over seeds)", "range %", "seeds"], summary_rows),
@@ -176,6 +177,7 @@ def escape(uri: str) -> list[str]:
                 seed_rows),
         *_provenance(runs),
     ]
+    return lines, runs
 
 
 def main() -> None:
@@ -190,10 +192,13 @@ def main() -> None:
         "Written by `docs/theory_results.py` from the MLflow runs of the commands in docs/guides/theory.md.",
         "",
     ]
+    read = []
     for section in (circulation, sign, escape):
-        lines += section(args.tracking_uri)
+        text, runs = section(args.tracking_uri)
+        lines += text
+        read.append(runs)
     (OUT / "results.md").write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
-    record = pd.concat(RUNS, ignore_index=True)
+    record = pd.concat(read, ignore_index=True)
     columns = [EXPERIMENT, keys.RUN_ID, SLOPE, NOISE, SEED, CODE_COL, COMMIT_COL, *RECORD]
     record = record[[c for c in columns if c in record.columns]].sort_values([EXPERIMENT, SLOPE, NOISE, SEED])
     record.to_csv(OUT / "runs.csv", index=False)

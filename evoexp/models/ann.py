@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 
-from evoexp.models.snn import SNN
+from evoexp.models.snn import SNN, layer_sizes
 
 __all__ = ["ANN", "ann_twin", "available_activations"]
 
@@ -46,12 +46,7 @@ class ANN(nn.Module):
         self, input_size: int, hidden_sizes: Sequence[int], output_size: int, *, activation: str = "relu"
     ) -> None:
         super().__init__()
-        sizes = list(hidden_sizes)
-        for name, value in (("input_size", input_size), ("output_size", output_size)):
-            if not (isinstance(value, int) and value > 0):
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if not sizes or not all(isinstance(h, int) and h > 0 for h in sizes):
-            raise ValueError(f"hidden_sizes must be a non-empty sequence of positive ints, got {hidden_sizes!r}")
+        sizes = layer_sizes(hidden_sizes, input_size=input_size, output_size=output_size)
         if activation not in _ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; available: {', '.join(available_activations())}")
         self.input_size, self.hidden_sizes, self.output_size = input_size, tuple(sizes), output_size

@@ -16,7 +16,7 @@ from typing import Any
 from evoexp.arguments import checked_by
 from evoexp.functional.lif import ReadoutMode, ResetMode
 from evoexp.models.ann import ANN, available_activations
-from evoexp.models.snn import ESCAPE_MODES, SNN, EscapeMode
+from evoexp.models.snn import ESCAPE_MODES, SNN, EscapeMode, layer_sizes
 from evoexp.surrogate import SurrogateGradient
 
 __all__ = ["check_lif_snn", "check_mlp", "lif_snn", "mlp"]
@@ -38,16 +38,6 @@ def _one_of(name: str, value: str, options: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {', '.join(options)}; got {value!r}")
 
 
-def _sizes(hidden_sizes: Sequence[int]) -> list[int]:
-    sizes = list(hidden_sizes)
-    if not sizes:
-        raise ValueError("hidden_sizes must list at least one layer size, got []")
-    for size in sizes:
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"hidden_sizes must be ints >= 1, got {sizes!r}")
-    return sizes
-
-
 def _warn_short_step(dt: float, tau_mem: float, tau_syn: float | None) -> None:
     """Warn (``UserWarning``) when ``dt`` exceeds a time constant: the neuron then forgets within one step."""
     short = [(name, tau) for name, tau in (("tau_mem", tau_mem), ("tau_syn", tau_syn)) if tau is not None and dt > tau]
@@ -67,7 +57,7 @@ def check_lif_snn(args: Mapping[str, Any]) -> None:
     Raises:
         ValueError: The first invalid argument.
     """
-    _sizes(args["hidden_sizes"])
+    layer_sizes(args["hidden_sizes"])
     _positive("tau_mem", args["tau_mem"])
     _positive("tau_syn", args["tau_syn"], allow_none=True)
     _positive("dt", args["dt"])
@@ -175,7 +165,7 @@ def check_mlp(args: Mapping[str, Any]) -> None:
     Raises:
         ValueError: The first invalid argument.
     """
-    _sizes(args["hidden_sizes"])
+    layer_sizes(args["hidden_sizes"])
     _one_of("activation", args["activation"], tuple(available_activations()))
 
 

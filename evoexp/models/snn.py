@@ -39,7 +39,7 @@ from evoexp.functional.lif import (
 from evoexp.models.layer import SpikingLayer
 from evoexp.surrogate import SurrogateGradient, get_surrogate
 
-__all__ = ["ESCAPE_MODES", "SNN", "EscapeMode", "LIFLayer", "LeakyReadout", "is_snn", "smooth_mode"]
+__all__ = ["ESCAPE_MODES", "SNN", "EscapeMode", "LIFLayer", "LeakyReadout", "is_snn", "layer_sizes", "smooth_mode"]
 
 _DEFAULT_TAU_SYN = 5.0
 _DEFAULT_TAU_MEM = 10.0
@@ -304,16 +304,28 @@ class LeakyReadout(nn.Module):
         return f"{self.weight.shape[1]}, {self.weight.shape[0]}, beta={self.beta:.4g}, mode={self.mode}"
 
 
+def layer_sizes(
+    hidden_sizes: Sequence[int], *, input_size: int | None = None, output_size: int | None = None
+) -> list[int]:
+    """The hidden sizes as a list, after checking them and, when given, the input and output sizes (SNN and ANN).
+
+    Raises:
+        ValueError: A size is not a positive int, or ``hidden_sizes`` is empty (the message starts with its name).
+    """
+    for name, value in (("input_size", input_size), ("output_size", output_size)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    sizes = list(hidden_sizes)
+    if not sizes or not all(not isinstance(h, bool) and isinstance(h, int) and h > 0 for h in sizes):
+        raise ValueError(f"hidden_sizes must be a non-empty sequence of positive ints, got {hidden_sizes!r}")
+    return sizes
+
+
 def _checked_sizes(
     input_size: int, hidden_sizes: Sequence[int], output_size: int, *, bptt: str, weight_scale: float
 ) -> list[int]:
     """The hidden sizes as a list, after checking the sizes, the BPTT mode and the weight scale of an :class:`SNN`."""
-    sizes = list(hidden_sizes)
-    for name, value in (("input_size", input_size), ("output_size", output_size)):
-        if not (isinstance(value, int) and value > 0):
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if not sizes or not all(isinstance(h, int) and h > 0 for h in sizes):
-        raise ValueError(f"hidden_sizes must be a non-empty sequence of positive ints, got {hidden_sizes!r}")
+    sizes = layer_sizes(hidden_sizes, input_size=input_size, output_size=output_size)
     if bptt not in ("custom", "autograd"):
         raise ValueError(f"bptt must be 'custom' or 'autograd', got {bptt!r}")
     if not (math.isfinite(weight_scale) and weight_scale > 0):

@@ -102,8 +102,8 @@ def settings_schema(node: str, name: str, module: str) -> type:
     """
     fields: list[tuple[str, Any, Any]] = []
     for key, fn in _claims(node).items():
-        parameter, hints = signature_of(fn)[0][key], signature_of(fn)[2]
-        default = parameter.default
+        parameters, _, hints = signature_of(fn)
+        default = parameters[key].default
         if default is inspect.Parameter.empty:
             spec = dataclasses.field(default=MISSING)
         elif isinstance(default, (list, tuple)):
@@ -123,12 +123,8 @@ def settings_arguments(node: str, values: Any, fn: Callable[..., Any]) -> dict[s
     """
     if fn not in SETTINGS[node]:
         raise ValueError(f"{fn.__qualname__} takes no keys of {node}")
-    return {
-        key: tuple(value) if isinstance(value, list) else value
-        for key, owner in _claims(node).items()
-        if owner is fn
-        for value in (getattr(values, key),)
-    }
+    arguments = {key: getattr(values, key) for key, owner in _claims(node).items() if owner is fn}
+    return {key: tuple(value) if isinstance(value, list) else value for key, value in arguments.items()}
 
 
 def check_settings(node: str, values: Any) -> None:
